@@ -1,0 +1,464 @@
+//! The lazily parsed JSON body shared by requests, responses and stream events.
+//!
+//! A gateway mostly forwards bytes. [`Body`] keeps the bytes it was given and parses them into a
+//! [`serde_json::Value`] only when an engine asks ([`Body::json`]); the parse is cached. An engine that
+//! changes the document ([`Body::json_mut`], [`Body::set_json`]) marks the body dirty, and the bytes
+//! are re-serialised once, when next asked for. An untouched body therefore leaves the gateway as the
+//! exact bytes that entered it.
+//!
+//! Two cheap operations avoid building a document tree at all:
+//! - [`Body::peek`] reads the top-level `model` and `stream` scalars with a borrowed scan that skips
+//!   every other value (a 1 MiB `messages` array is validated, never allocated);
+//! - [`Body::set_top_level`] replaces one top-level value by splicing bytes, so renaming the model keeps
+//!   every other byte of the request identical.
+//!
+//! [`full_parse_count`] counts full parses process-wide; tests use it to prove a passthrough never
+//! parsed the body.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::error::Error;
+
+static FULL_PARSES: AtomicU64 = AtomicU64::new(0);
+
+/// How many times any [`Body`] in this process has been parsed into a document tree.
+///
+/// A diagnostic for tests and benchmarks; it never decreases.
+pub fn full_parse_count() -> u64 {
+    FULL_PARSES.load(Ordering::Relaxed)
+}
+
+/// A JSON body that is parsed only on demand and re-serialised only when changed.
+///
+/// Cloning is cheap: the bytes are reference counted and a cached parse is shared until one clone
+/// mutates it.
+///
+/// ```
+/// use octo_core::Body;
+///
+/// let mut body = Body::from_static(br#"{"model":"a","stream":true,"messages":[]}"#);
+/// let peek = body.peek().unwrap();
+/// assert_eq!(peek.model.as_deref(), Some("a"));
+/// assert!(peek.stream);
+/// assert!(!body.is_parsed());
+///
+/// body.set_top_level("model", &"b".into()).unwrap();
+/// assert_eq!(&body.bytes()[..], br#"{"model":"b","stream":true,"messages":[]}"#);
+///
+/// body.json_mut().unwrap()["stream"] = false.into();
+/// assert!(body.is_dirty());
+/// assert_eq!(&body.bytes()[..], br#"{"messages":[],"model":"b","stream":false}"#);
+/// ```
+#[derive(Clone, Default)]
+pub struct Body {
+    /// The wire bytes; `None` while the document has changed since they were produced.
+    bytes: Option<Bytes>,
+    /// The cached parse, if any; authoritative when `bytes` is `None`.
+    value: Option<Arc<Value>>,
+}
+
+/// The top-level routing scalars of a request body, read without building a tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peek {
+    /// The `model` field, if present.
+    pub model: Option<String>,
+    /// The `stream` field; `false` when absent or `null`.
+    pub stream: bool,
+}
+
+impl Body {
+    /// An empty body (zero bytes; not valid JSON).
+    pub fn empty() -> Self {
+        Self::from_bytes(Bytes::new())
+    }
+
+    /// A body holding `bytes` as received.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
+        Body {
+            bytes: Some(bytes.into()),
+            value: None,
+        }
+    }
+
+    /// A body over static bytes.
+    pub fn from_static(bytes: &'static [u8]) -> Self {
+        Self::from_bytes(Bytes::from_static(bytes))
+    }
+
+    /// A body built from a document; serialised when its bytes are first needed.
+    pub fn from_json(value: Value) -> Self {
+        Body {
+            bytes: None,
+            value: Some(Arc::new(value)),
+        }
+    }
+
+    /// Whether a parsed document is cached (or the body was built from one).
+    pub fn is_parsed(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// Whether the document changed since the bytes were produced.
+    pub fn is_dirty(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    /// The number of wire bytes, if known without serialising.
+    pub fn known_len(&self) -> Option<usize> {
+        self.bytes.as_ref().map(Bytes::len)
+    }
+
+    /// The wire bytes, serialising a changed document once and caching the result.
+    pub fn bytes(&mut self) -> Bytes {
+        if let Some(b) = &self.bytes {
+            return b.clone();
+        }
+        let b = self.serialize();
+        self.bytes = Some(b.clone());
+        b
+    }
+
+    /// The wire bytes without caching a serialisation (for `&self` callers).
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.bytes {
+            Some(b) => b.clone(),
+            None => self.serialize(),
+        }
+    }
+
+    /// Consumes the body into its wire bytes.
+    pub fn into_bytes(mut self) -> Bytes {
+        self.bytes()
+    }
+
+    fn serialize(&self) -> Bytes {
+        let value = self.value.as_deref().unwrap_or(&Value::Null);
+        // Serialising a `Value` into a Vec cannot fail: keys are strings and writes are infallible.
+        Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    /// The parsed document; parses (once) on first use.
+    ///
+    /// # Errors
+    /// A 400 [`Error`] that names the line and column when the bytes are not valid JSON.
+    pub fn json(&mut self) -> Result<&Value, Error> {
+        self.ensure_parsed()?;
+        Ok(self.value.as_deref().unwrap_or(&Value::Null))
+    }
+
+    /// The parsed document for editing; the body becomes dirty.
+    ///
+    /// # Errors
+    /// As [`Body::json`].
+    pub fn json_mut(&mut self) -> Result<&mut Value, Error> {
+        self.ensure_parsed()?;
+        self.bytes = None;
+        let arc = self.value.get_or_insert_with(|| Arc::new(Value::Null));
+        Ok(Arc::make_mut(arc))
+    }
+
+    /// Replaces the document.
+    pub fn set_json(&mut self, value: Value) {
+        self.bytes = None;
+        self.value = Some(Arc::new(value));
+    }
+
+    /// Replaces the bytes, dropping any cached parse.
+    pub fn set_bytes(&mut self, bytes: impl Into<Bytes>) {
+        self.bytes = Some(bytes.into());
+        self.value = None;
+    }
+
+    fn ensure_parsed(&mut self) -> Result<(), Error> {
+        if self.value.is_some() {
+            return Ok(());
+        }
+        let bytes = self.bytes.as_deref().unwrap_or_default();
+        FULL_PARSES.fetch_add(1, Ordering::Relaxed);
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e))?;
+        self.value = Some(Arc::new(value));
+        Ok(())
+    }
+
+    /// Reads the top-level `model` and `stream` without building a document tree.
+    ///
+    /// The whole body is still validated, so malformed JSON is caught here.
+    ///
+    /// # Errors
+    /// A 400 [`Error`] when the body is not a JSON object, or `model`/`stream` have the wrong type.
+    pub fn peek(&self) -> Result<Peek, Error> {
+        if let Some(v) = &self.value {
+            return peek_value(v);
+        }
+        #[derive(Deserialize)]
+        struct Scalars<'a> {
+            #[serde(borrow, default)]
+            model: Option<Cow<'a, str>>,
+            #[serde(default)]
+            stream: Option<bool>,
+        }
+        let bytes = self.bytes.as_deref().unwrap_or_default();
+        let s: Scalars<'_> = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e))?;
+        Ok(Peek {
+            model: s.model.map(Cow::into_owned),
+            stream: s.stream.unwrap_or(false),
+        })
+    }
+
+    /// Sets one top-level key, splicing bytes when the body is clean so that every other byte is kept.
+    ///
+    /// A key that is absent is inserted first in the object.
+    ///
+    /// # Errors
+    /// A 400 [`Error`] when the body is not a JSON object.
+    pub fn set_top_level(&mut self, key: &str, value: &Value) -> Result<(), Error> {
+        let Some(bytes) = self.bytes.clone() else {
+            return self.set_in_tree(key, value);
+        };
+        let span = top_level_span(&bytes, key)?;
+        let encoded = serde_json::to_vec(value).unwrap_or_default();
+        let mut out = BytesMut::with_capacity(bytes.len() + encoded.len() + key.len() + 4);
+        match span {
+            Some(range) => {
+                out.extend_from_slice(&bytes[..range.start]);
+                out.extend_from_slice(&encoded);
+                out.extend_from_slice(&bytes[range.end..]);
+            }
+            None => {
+                let open = bytes.iter().position(|&b| b == b'{').unwrap_or(0);
+                let rest = &bytes[open + 1..];
+                let empty = rest.iter().all(|b| b.is_ascii_whitespace() || *b == b'}');
+                out.extend_from_slice(&bytes[..=open]);
+                out.extend_from_slice(&serde_json::to_vec(key).unwrap_or_default());
+                out.extend_from_slice(b":");
+                out.extend_from_slice(&encoded);
+                if !empty {
+                    out.extend_from_slice(b",");
+                }
+                out.extend_from_slice(rest);
+            }
+        }
+        if let Some(arc) = self.value.as_mut() {
+            if let Some(obj) = Arc::make_mut(arc).as_object_mut() {
+                obj.insert(key.to_owned(), value.clone());
+            }
+        }
+        self.bytes = Some(out.freeze());
+        Ok(())
+    }
+
+    fn set_in_tree(&mut self, key: &str, value: &Value) -> Result<(), Error> {
+        match self.json_mut()?.as_object_mut() {
+            Some(obj) => {
+                obj.insert(key.to_owned(), value.clone());
+                Ok(())
+            }
+            None => Err(Error::bad_request("request body must be a JSON object")
+                .with_code("invalid_json")),
+        }
+    }
+}
+
+fn peek_value(v: &Value) -> Result<Peek, Error> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| Error::bad_request("request body must be a JSON object"))?;
+    let model = match obj.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(Error::bad_request("`model` must be a string").with_param("model"));
+        }
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(Error::bad_request("`stream` must be a boolean").with_param("stream"));
+        }
+    };
+    Ok(Peek { model, stream })
+}
+
+fn invalid_json(e: &serde_json::Error) -> Error {
+    let what = match e.classify() {
+        serde_json::error::Category::Data => "request body has the wrong shape",
+        _ => "request body is not valid JSON",
+    };
+    Error::bad_request(format!("{what}: {e}")).with_code("invalid_json")
+}
+
+/// The byte range of the value of top-level `key` in the JSON object `bytes` (last one wins).
+fn top_level_span(bytes: &[u8], key: &str) -> Result<Option<Range<usize>>, Error> {
+    struct KeyIs<'k>(&'k str);
+    impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+        type Value = bool;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl Visitor<'_> for KeyIs<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object key")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            Ok(v == self.0)
+        }
+    }
+    struct FindValue<'k>(&'k str);
+    impl<'de> Visitor<'de> for FindValue<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(is_key) = map.next_key_seed(KeyIs(self.0))? {
+                if is_key {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let found = de::Deserializer::deserialize_map(&mut de, FindValue(key))
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|e| invalid_json(&e))?;
+    Ok(found.map(|raw| {
+        let start = raw.get().as_ptr() as usize - bytes.as_ptr() as usize;
+        start..start + raw.get().len()
+    }))
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Body");
+        match &self.bytes {
+            Some(b) => d.field("len", &b.len()),
+            None => d.field("dirty", &true),
+        };
+        d.field("parsed", &self.value.is_some()).finish()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Body::from_bytes(b)
+    }
+}
+
+impl From<Value> for Body {
+    fn from(v: Value) -> Self {
+        Body::from_json(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn peek_does_not_parse_and_reads_scalars() {
+        let body = Body::from_static(br#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"model":"m1"}"#);
+        let p = body.peek().unwrap();
+        assert_eq!(p, Peek { model: Some("m1".into()), stream: true });
+        assert!(!body.is_parsed());
+    }
+
+    #[test]
+    fn peek_handles_escapes_and_nulls() {
+        let body = Body::from_static(br#"{"model":"a\"b","stream":null}"#);
+        assert_eq!(body.peek().unwrap().model.as_deref(), Some("a\"b"));
+        assert!(!body.peek().unwrap().stream);
+    }
+
+    #[test]
+    fn malformed_json_is_a_400_naming_the_position() {
+        let body = Body::from_static(br#"{"model": "x", "messages": [}"#);
+        let e = body.peek().unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+        assert!(e.message().contains("not valid JSON"), "{}", e.message());
+        assert!(e.message().contains("column"), "{}", e.message());
+        let e = Body::from_static(b"[1]").peek().unwrap_err();
+        assert!(e.message().contains("wrong shape"), "{}", e.message());
+        let e = Body::from_static(br#"{"stream":"yes"}"#).peek().unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+    }
+
+    #[test]
+    fn set_top_level_splices_bytes() {
+        let mut body = Body::from_static(b"{ \"model\" : \"a\" ,\n \"x\": [1,2 ] }");
+        body.set_top_level("model", &json!("upstream-b")).unwrap();
+        assert_eq!(&body.bytes()[..], b"{ \"model\" : \"upstream-b\" ,\n \"x\": [1,2 ] }");
+        assert!(!body.is_parsed());
+    }
+
+    #[test]
+    fn set_top_level_inserts_absent_keys() {
+        let mut body = Body::from_static(br#"{"x":1}"#);
+        body.set_top_level("model", &json!("m")).unwrap();
+        assert_eq!(&body.bytes()[..], br#"{"model":"m","x":1}"#);
+        let mut empty = Body::from_static(b"{ }");
+        empty.set_top_level("model", &json!("m")).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&empty.bytes()).unwrap(), json!({"model":"m"}));
+    }
+
+    #[test]
+    fn set_top_level_keeps_cached_parse_coherent() {
+        let mut body = Body::from_static(br#"{"model":"a"}"#);
+        assert_eq!(body.json().unwrap()["model"], "a");
+        body.set_top_level("model", &json!("b")).unwrap();
+        assert_eq!(body.json().unwrap()["model"], "b");
+        assert!(!body.is_dirty());
+    }
+
+    #[test]
+    fn untouched_body_keeps_bytes_and_dirty_body_reserialises_once() {
+        let raw: &'static [u8] = b"{\"b\": 1,   \"a\": 2}";
+        let mut body = Body::from_static(raw);
+        assert_eq!(body.json().unwrap()["a"], 2);
+        assert_eq!(&body.bytes()[..], raw);
+        body.json_mut().unwrap()["a"] = json!(3);
+        assert!(body.is_dirty());
+        let first = body.bytes();
+        assert!(!body.is_dirty());
+        assert_eq!(first, body.bytes());
+    }
+
+    #[test]
+    fn clones_share_until_mutated() {
+        let mut a = Body::from_static(br#"{"k":1}"#);
+        a.json().unwrap();
+        let mut b = a.clone();
+        b.json_mut().unwrap()["k"] = json!(2);
+        assert_eq!(a.json().unwrap()["k"], 1);
+        assert_eq!(b.json().unwrap()["k"], 2);
+    }
+
+    #[test]
+    fn parse_counter_counts_full_parses_only() {
+        let before = full_parse_count();
+        let body = Body::from_static(br#"{"model":"x"}"#);
+        body.peek().unwrap();
+        let mut b2 = body.clone();
+        b2.set_top_level("model", &json!("y")).unwrap();
+        // Other tests may parse concurrently, so only check that our own parse is counted.
+        b2.json().unwrap();
+        assert!(full_parse_count() > before);
+    }
+}

@@ -1,0 +1,493 @@
+//! Mounts engines on the protocols' routes and turns HTTP requests into engine calls.
+//!
+//! [`Router`] knows the paths of the four protocols (`/v1/chat/completions`, `/v1/responses`,
+//! `/v1/messages`, and Gemini's `/{v1,v1beta}/models/{model}:generateContent` and
+//! `:streamGenerateContent`), answers 404 and 405 in the shape the path implies, enforces the body
+//! limit (413) before buffering, and writes the engine's response with the engine's status. It never
+//! panics on client input and never answers a blanket 200.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Either, Full, Limited};
+
+use super::sse_body::{SseBody, StreamEncoding};
+use crate::body::Body;
+use crate::engine::ArcEngine;
+use crate::error::{BoxError, Error};
+use crate::format::ApiFormat;
+use crate::request::{Request, RouteParams};
+use crate::response::ResponseBody;
+use crate::sse::KeepAlive;
+
+/// The body type the front writes.
+pub type FrontBody = Either<Full<Bytes>, SseBody>;
+
+/// The client's socket address, inserted into every request's extensions by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The default request body limit: 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Clone)]
+enum Target {
+    Engine { format: ApiFormat, engine: ArcEngine },
+    Static { content_type: &'static str, body: Bytes },
+}
+
+#[derive(Clone)]
+enum Pattern {
+    Exact(String),
+    /// `/{version}/models/{model}:{generateContent|streamGenerateContent}` for the listed versions.
+    GeminiModels,
+}
+
+#[derive(Clone)]
+struct Route {
+    pattern: Pattern,
+    method: Method,
+    target: Target,
+}
+
+/// Routes HTTP requests to engines. Cheap to clone.
+///
+/// ```
+/// use std::sync::Arc;
+/// use octo_core::http::Router;
+/// use octo_core::{engine_fn, ApiFormat, Response};
+///
+/// let echo = Arc::new(engine_fn(|req: octo_core::Request| async move { Ok(Response::json(200, req.body)) }));
+/// let router = Router::new()
+///     .engine(ApiFormat::ChatCompletions, echo.clone())
+///     .engine(ApiFormat::GenerateContent, echo)
+///     .health_routes();
+/// ```
+#[derive(Clone)]
+pub struct Router {
+    routes: Vec<Route>,
+    max_body_bytes: usize,
+    keep_alive: Option<Duration>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.routes.len())
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// The default path of each protocol's endpoint (Gemini's is a pattern, see [`Router::engine`]).
+pub fn default_path(format: ApiFormat) -> Option<&'static str> {
+    match format {
+        ApiFormat::ChatCompletions => Some("/v1/chat/completions"),
+        ApiFormat::Responses => Some("/v1/responses"),
+        ApiFormat::Messages => Some("/v1/messages"),
+        ApiFormat::Embeddings => Some("/v1/embeddings"),
+        _ => None,
+    }
+}
+
+impl Router {
+    /// An empty router with the default body limit and a 15 s keep-alive.
+    pub fn new() -> Self {
+        Router {
+            routes: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            keep_alive: Some(KeepAlive::DEFAULT_INTERVAL),
+        }
+    }
+
+    /// Mounts `engine` on the protocol's standard route(s) for `POST`.
+    ///
+    /// Gemini is mounted on `/v1/models/{model}:…` and `/v1beta/models/{model}:…`, for both
+    /// `generateContent` and `streamGenerateContent` (SSE with `?alt=sse`, a JSON array without).
+    pub fn engine(mut self, format: ApiFormat, engine: ArcEngine) -> Self {
+        let pattern = match default_path(format) {
+            Some(path) => Pattern::Exact(path.to_owned()),
+            None => Pattern::GeminiModels,
+        };
+        self.routes.push(Route {
+            pattern,
+            method: Method::POST,
+            target: Target::Engine { format, engine },
+        });
+        self
+    }
+
+    /// Mounts `engine` for `POST path`, treating requests as `format`.
+    pub fn engine_at(mut self, path: &str, format: ApiFormat, engine: ArcEngine) -> Self {
+        self.routes.push(Route {
+            pattern: Pattern::Exact(path.to_owned()),
+            method: Method::POST,
+            target: Target::Engine { format, engine },
+        });
+        self
+    }
+
+    /// Mounts `engine` for `method path` (for example `GET /v1/models`).
+    pub fn engine_for(
+        mut self,
+        method: Method,
+        path: &str,
+        format: ApiFormat,
+        engine: ArcEngine,
+    ) -> Self {
+        self.routes.push(Route {
+            pattern: Pattern::Exact(path.to_owned()),
+            method,
+            target: Target::Engine { format, engine },
+        });
+        self
+    }
+
+    /// Serves a fixed body for `GET path`.
+    pub fn static_get(mut self, path: &str, content_type: &'static str, body: Bytes) -> Self {
+        self.routes.push(Route {
+            pattern: Pattern::Exact(path.to_owned()),
+            method: Method::GET,
+            target: Target::Static { content_type, body },
+        });
+        self
+    }
+
+    /// Adds `GET /healthz` and `GET /readyz` (both `{"status":"ok"}` once serving).
+    pub fn health_routes(self) -> Self {
+        let ok = Bytes::from_static(b"{\"status\":\"ok\"}");
+        self.static_get("/healthz", "application/json", ok.clone())
+            .static_get("/readyz", "application/json", ok)
+    }
+
+    /// Sets the request body limit (bodies over it get 413).
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Sets the idle interval for stream keep-alives (`None` disables them).
+    pub fn keep_alive(mut self, interval: Option<Duration>) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// Handles one HTTP request. Never fails: errors become responses in the client's protocol.
+    pub async fn handle<B>(
+        &self,
+        req: http::Request<B>,
+        client: Option<SocketAddr>,
+    ) -> http::Response<FrontBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        let mut found_path = false;
+        let mut matched = None;
+        for route in &self.routes {
+            let Some(params) = route.pattern.matches(path) else {
+                continue;
+            };
+            found_path = true;
+            if route.method == parts.method {
+                matched = Some((route, params));
+                break;
+            }
+        }
+        let Some((route, params)) = matched else {
+            let format = guess_format(path);
+            if found_path {
+                let allow = self.allowed_methods(path);
+                let err = Error::method_not_allowed(format!(
+                    "{} is not allowed on {path}; use {allow}",
+                    parts.method
+                ));
+                let mut resp = error_response(&err, format);
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
+                return resp;
+            }
+            let err = Error::not_found(format!("no route for {} {path}", parts.method))
+                .with_code("unknown_route");
+            return error_response(&err, format);
+        };
+        let (format, engine) = match &route.target {
+            Target::Static { content_type, body } => {
+                return full_response(StatusCode::OK, content_type, body.clone());
+            }
+            Target::Engine { format, engine } => (*format, engine),
+        };
+        let bytes = match self.read_body(&parts.headers, body).await {
+            Ok(b) => b,
+            Err(e) => return error_response(&e, format),
+        };
+        let encoding = if params.stream == Some(true) && !query_has(parts.uri.query(), "alt", "sse")
+        {
+            StreamEncoding::JsonArray
+        } else {
+            StreamEncoding::Sse
+        };
+        let mut request = Request::new(parts.method, parts.uri, format, Body::from_bytes(bytes));
+        request.headers = parts.headers;
+        request.route = params;
+        if let Some(addr) = client {
+            request.extensions.insert(ClientAddr(addr));
+        }
+        match engine.process(request).await {
+            Ok(resp) => self.write_response(resp, format, encoding),
+            Err(e) => {
+                tracing::debug!(error = ?e, "request failed");
+                error_response(&e, format)
+            }
+        }
+    }
+
+    fn allowed_methods(&self, path: &str) -> String {
+        let mut methods: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|r| r.pattern.matches(path).is_some())
+            .map(|r| r.method.as_str())
+            .collect();
+        methods.dedup();
+        methods.join(", ")
+    }
+
+    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, Error>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        let limit = self.max_body_bytes;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let too_large = || {
+            Error::payload_too_large(format!(
+                "request body is larger than the {limit}-byte limit; send a smaller request or raise `limits.max_body_bytes`"
+            ))
+        };
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(Error::bad_request(format!("could not read the request body: {e}"))),
+        }
+    }
+
+    fn write_response(
+        &self,
+        resp: crate::Response,
+        format: ApiFormat,
+        encoding: StreamEncoding,
+    ) -> http::Response<FrontBody> {
+        let mut headers = resp.headers;
+        strip_hop_by_hop(&mut headers);
+        let mut out = match resp.body {
+            ResponseBody::Full(body) => {
+                if !headers.contains_key(header::CONTENT_TYPE) {
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                }
+                http::Response::new(Either::Left(Full::new(body.into_bytes())))
+            }
+            ResponseBody::Stream(events) => {
+                let content_type = match encoding {
+                    StreamEncoding::Sse => "text/event-stream",
+                    StreamEncoding::JsonArray => "application/json",
+                };
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+                let keep_alive = self
+                    .keep_alive
+                    .and_then(|interval| KeepAlive::for_format(format, interval));
+                http::Response::new(Either::Right(SseBody::new(
+                    events, format, encoding, keep_alive,
+                )))
+            }
+        };
+        *out.status_mut() = resp.status;
+        *out.headers_mut() = headers;
+        out
+    }
+}
+
+impl Pattern {
+    fn matches(&self, path: &str) -> Option<RouteParams> {
+        match self {
+            Pattern::Exact(p) => (p == path).then(RouteParams::default),
+            Pattern::GeminiModels => {
+                let rest = path
+                    .strip_prefix("/v1beta/models/")
+                    .or_else(|| path.strip_prefix("/v1/models/"))?;
+                let (model, action) = rest.rsplit_once(':')?;
+                if model.is_empty() || model.contains('/') {
+                    return None;
+                }
+                let stream = match action {
+                    "generateContent" => false,
+                    "streamGenerateContent" => true,
+                    _ => return None,
+                };
+                Some(RouteParams {
+                    model: Some(model.to_owned()),
+                    stream: Some(stream),
+                })
+            }
+        }
+    }
+}
+
+/// The protocol a path most likely belongs to, for shaping 404s and 405s.
+fn guess_format(path: &str) -> ApiFormat {
+    if path.starts_with("/v1/messages") {
+        ApiFormat::Messages
+    } else if path.starts_with("/v1beta/") || (path.starts_with("/v1/models/") && path.contains(':')) {
+        ApiFormat::GenerateContent
+    } else if path.starts_with("/v1/responses") {
+        ApiFormat::Responses
+    } else {
+        ApiFormat::ChatCompletions
+    }
+}
+
+fn query_has(query: Option<&str>, key: &str, value: &str) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.split_once('=').is_some_and(|(k, v)| k == key && v == value))
+    })
+}
+
+const HOP_BY_HOP: [header::HeaderName; 7] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::CONTENT_LENGTH,
+];
+
+/// Removes headers that describe one hop (and the length, which hyper recomputes).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+fn full_response(status: StatusCode, content_type: &'static str, body: Bytes) -> http::Response<FrontBody> {
+    let mut resp = http::Response::new(Either::Left(Full::new(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// Renders `err` for a client speaking `format`.
+pub fn error_response(err: &Error, format: ApiFormat) -> http::Response<FrontBody> {
+    let rendered = err.render(format);
+    let mut resp = http::Response::new(Either::Left(Full::new(rendered.body)));
+    *resp.status_mut() = rendered.status;
+    *resp.headers_mut() = rendered.headers;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Response, engine_fn};
+    use std::sync::Arc;
+
+    fn echo_router() -> Router {
+        let echo: ArcEngine = Arc::new(engine_fn(|req: Request| async move {
+            let peek = req.peek()?;
+            let mut resp = Response::json(201, req.body);
+            resp.headers.insert("x-model", HeaderValue::from_str(&peek.model.unwrap_or_default()).unwrap());
+            Ok(resp)
+        }));
+        let mut r = Router::new().health_routes();
+        for f in ApiFormat::CHAT_PROTOCOLS {
+            r = r.engine(f, echo.clone());
+        }
+        r.max_body_bytes(1024)
+    }
+
+    async fn call(r: &Router, method: Method, uri: &str, body: &'static str) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let req = http::Request::builder().method(method).uri(uri).body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+        let resp = r.handle(req, None).await;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status, parts.headers, v)
+    }
+
+    #[tokio::test]
+    async fn engine_status_is_kept() {
+        let (s, h, v) = call(&echo_router(), Method::POST, "/v1/chat/completions", r#"{"model":"m"}"#).await;
+        assert_eq!(s, 201);
+        assert_eq!(h["x-model"], "m");
+        assert_eq!(v["model"], "m");
+    }
+
+    #[tokio::test]
+    async fn gemini_model_comes_from_the_path() {
+        let r = echo_router();
+        let (s, h, _) = call(&r, Method::POST, "/v1beta/models/gemini-x:generateContent", "{}").await;
+        assert_eq!((s, &h["x-model"]), (StatusCode::CREATED, &HeaderValue::from_static("gemini-x")));
+        let (s, h, _) = call(&r, Method::POST, "/v1/models/g2:streamGenerateContent?alt=sse", "{}").await;
+        assert_eq!((s, &h["x-model"]), (StatusCode::CREATED, &HeaderValue::from_static("g2")));
+        let (s, _, v) = call(&r, Method::POST, "/v1beta/models/g:countEverything", "{}").await;
+        assert_eq!(s, 404);
+        assert_eq!(v["error"]["status"], "NOT_FOUND");
+    }
+
+    #[tokio::test]
+    async fn wrong_method_is_405_in_the_paths_protocol() {
+        let (s, h, v) = call(&echo_router(), Method::GET, "/v1/messages", "").await;
+        assert_eq!(s, 405);
+        assert_eq!(h[header::ALLOW], "POST");
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_get_413() {
+        let big: &'static str = Box::leak(format!("{{\"model\":\"{}\"}}", "x".repeat(2000)).into_boxed_str());
+        let (s, _, v) = call(&echo_router(), Method::POST, "/v1/chat/completions", big).await;
+        assert_eq!(s, 413);
+        assert_eq!(v["error"]["code"], "request_too_large");
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400_in_protocol_shape() {
+        let (s, _, v) = call(&echo_router(), Method::POST, "/v1/messages", "{\"model\":").await;
+        assert_eq!(s, 400);
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+    }
+
+    #[tokio::test]
+    async fn health_routes_answer() {
+        let (s, _, v) = call(&echo_router(), Method::GET, "/healthz", "").await;
+        assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    }
+}

@@ -1,0 +1,60 @@
+//! # octo-core
+//!
+//! The minimal core of OctoLLM, an LLM gateway: everything an engine needs and nothing more. No HTTP
+//! client and no configuration live here; those are in `octo-engines` and `octo-server`.
+//!
+//! - [`Engine`]: one async `process(Request) -> Result<Response, Error>`; engines nest by holding
+//!   [`ArcEngine`]s. Read its docs for the cancellation contract.
+//! - [`Body`]: a lazily parsed JSON body: bytes until someone asks, parsed once, re-serialised only
+//!   when changed. [`Body::peek`] reads `model`/`stream` without building a tree.
+//! - [`Response`]: a full [`Body`] or an [`EventStream`] of [`Event`]s, each keeping its raw frame.
+//! - [`sse`]: an SSE decoder that survives any chunking, and protocol-aware keep-alives.
+//! - [`Error`]: kind, status, retryability and retry-after, rendered in the client's protocol.
+//! - [`http`]: the hyper 1.x front — routes for the four protocols, limits, graceful shutdown.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use octo_core::{engine_fn, ApiFormat, ArcEngine, Body, Engine, Error, Request, Response};
+//!
+//! // A terminal engine answering every chat request.
+//! let upstream: ArcEngine = Arc::new(engine_fn(|_req: Request| async {
+//!     Ok(Response::json(200, Body::from_static(br#"{"choices":[]}"#)))
+//! }));
+//!
+//! // A middleware: refuse streaming, otherwise pass the request on.
+//! struct NoStream(ArcEngine);
+//! #[async_trait::async_trait]
+//! impl Engine for NoStream {
+//!     async fn process(&self, req: Request) -> Result<Response, Error> {
+//!         if req.peek()?.stream {
+//!             return Err(Error::forbidden("streaming is not allowed"));
+//!         }
+//!         self.0.process(req).await
+//!     }
+//! }
+//!
+//! let engine = NoStream(upstream);
+//! let req = Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions",
+//!     Body::from_static(br#"{"model":"m","stream":true}"#));
+//! assert_eq!(engine.process(req).await.unwrap_err().status(), 403);
+//! # }
+//! ```
+
+pub mod body;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod format;
+pub mod http;
+pub mod request;
+pub mod response;
+pub mod sse;
+
+pub use body::{Body, Peek};
+pub use engine::{ArcEngine, BoxEngine, Engine, EngineFn, engine_fn};
+pub use error::{BoxError, Error, ErrorKind, RenderedError, UpstreamBody};
+pub use event::{Event, EventSender, EventStream, StreamClosed};
+pub use format::{ApiFormat, ErrorFamily};
+pub use request::{Request, RouteParams};
+pub use response::{Response, ResponseBody};

@@ -1,0 +1,100 @@
+//! The request an engine receives.
+//!
+//! A [`Request`] is the client's HTTP request reduced to what engines need: method, path and query,
+//! headers, the [`ApiFormat`] of the route it arrived on, typed per-request [`Extensions`] (the
+//! identity auth found, the attempts a retry made, …) and the lazy [`Body`]. Gemini carries the model
+//! and the streaming choice in the URL rather than the body; the front records them in
+//! [`RouteParams`] so [`Request::peek`] answers the same question for every protocol.
+
+use http::{Extensions, HeaderMap, Method, Uri};
+use serde_json::Value;
+
+use crate::body::{Body, Peek};
+use crate::error::Error;
+use crate::format::ApiFormat;
+
+/// Values a route's path carries (Gemini: `/v1beta/models/{model}:streamGenerateContent`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteParams {
+    /// The model named in the path.
+    pub model: Option<String>,
+    /// Whether the path asks for a stream.
+    pub stream: Option<bool>,
+}
+
+/// A client request travelling through engines.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The HTTP method.
+    pub method: Method,
+    /// Path and query as received.
+    pub uri: Uri,
+    /// The client's headers. Engines that call upstreams must not forward credentials from here.
+    pub headers: HeaderMap,
+    /// The protocol the client speaks.
+    pub format: ApiFormat,
+    /// Values from the route's path.
+    pub route: RouteParams,
+    /// Typed per-request state shared between engines.
+    pub extensions: Extensions,
+    /// The lazily parsed body.
+    pub body: Body,
+}
+
+impl Request {
+    /// A request with empty headers and extensions.
+    pub fn new(method: Method, uri: Uri, format: ApiFormat, body: Body) -> Self {
+        Request {
+            method,
+            uri,
+            headers: HeaderMap::new(),
+            format,
+            route: RouteParams::default(),
+            extensions: Extensions::new(),
+            body,
+        }
+    }
+
+    /// A `POST` to `path` (for tests and embedding).
+    ///
+    /// # Panics
+    /// If `path` is not a valid URI path.
+    pub fn post(format: ApiFormat, path: &str, body: Body) -> Self {
+        Self::new(
+            Method::POST,
+            path.parse().expect("a valid request path"),
+            format,
+            body,
+        )
+    }
+
+    /// The model and stream flag, from the path where the protocol puts them there, else from a
+    /// cheap scan of the body.
+    ///
+    /// # Errors
+    /// A 400 when the body is not a JSON object.
+    pub fn peek(&self) -> Result<Peek, Error> {
+        let mut peek = self.body.peek()?;
+        if let Some(model) = &self.route.model {
+            peek.model = Some(model.clone());
+        }
+        if let Some(stream) = self.route.stream {
+            peek.stream = stream;
+        }
+        Ok(peek)
+    }
+
+    /// Points the request at another model name: in the path for path-routed protocols, in the body
+    /// otherwise (by splicing bytes, so the rest of the body is unchanged).
+    ///
+    /// # Errors
+    /// A 400 when the body is not a JSON object.
+    pub fn set_model(&mut self, model: &str) -> Result<(), Error> {
+        if self.route.model.is_some() {
+            self.route.model = Some(model.to_owned());
+            return Ok(());
+        }
+        self.body
+            .set_top_level("model", &Value::String(model.to_owned()))
+    }
+}
