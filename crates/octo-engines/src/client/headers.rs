@@ -1,0 +1,99 @@
+//! Which headers go upstream and which come back.
+//!
+//! Upstream requests start from an empty header map: nothing from the client is forwarded unless it
+//! is on the short protocol allowlist below, so client credentials (`authorization`, `x-api-key`,
+//! `x-goog-api-key`), cookies and hop-by-hop headers cannot leak.
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use octo_core::ApiFormat;
+
+/// The Anthropic API version sent when the client did not name one.
+pub(crate) const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Client headers that carry protocol semantics and are safe to forward.
+const FORWARDED: [&str; 3] = ["anthropic-version", "anthropic-beta", "openai-beta"];
+
+/// Copies the allowlisted protocol headers; supplies `anthropic-version` when missing.
+pub(crate) fn forwarded_client_headers(format: ApiFormat, client: &HeaderMap, out: &mut HeaderMap) {
+    for name in FORWARDED {
+        for value in client.get_all(name) {
+            out.append(HeaderName::from_static(name), value.clone());
+        }
+    }
+    if format == ApiFormat::Messages && !out.contains_key("anthropic-version") {
+        out.insert(
+            "anthropic-version",
+            HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
+        );
+    }
+}
+
+/// Adds the auth header `format` expects, carrying `key`.
+pub(crate) fn auth_headers(format: ApiFormat, key: &str, out: &mut HeaderMap) -> Result<(), ()> {
+    let (name, value) = match format {
+        ApiFormat::Messages => (HeaderName::from_static("x-api-key"), key.to_owned()),
+        ApiFormat::GenerateContent => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
+        _ => (header::AUTHORIZATION, format!("Bearer {key}")),
+    };
+    let mut value = HeaderValue::from_str(&value).map_err(|_| ())?;
+    value.set_sensitive(true);
+    out.insert(name, value);
+    Ok(())
+}
+
+/// Upstream response headers not passed to the client.
+const DROPPED: [&str; 12] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "content-encoding",
+    "set-cookie",
+    "alt-svc",
+    "server",
+];
+
+/// Copies upstream response headers that make sense to the client.
+pub(crate) fn copy_response_headers(upstream: &HeaderMap, out: &mut HeaderMap) {
+    for (name, value) in upstream {
+        if !DROPPED.contains(&name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_credentials_are_never_forwarded() {
+        let mut client = HeaderMap::new();
+        client.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer sk-client"));
+        client.insert("x-api-key", HeaderValue::from_static("sk-client"));
+        client.insert("x-goog-api-key", HeaderValue::from_static("sk-client"));
+        client.insert(header::COOKIE, HeaderValue::from_static("a=b"));
+        client.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
+        let mut out = HeaderMap::new();
+        forwarded_client_headers(ApiFormat::Messages, &client, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out["anthropic-beta"], "tools-2024");
+        assert_eq!(out["anthropic-version"], DEFAULT_ANTHROPIC_VERSION);
+    }
+
+    #[test]
+    fn auth_header_per_protocol() {
+        let mut h = HeaderMap::new();
+        auth_headers(ApiFormat::ChatCompletions, "k", &mut h).unwrap();
+        auth_headers(ApiFormat::Messages, "k", &mut h).unwrap();
+        auth_headers(ApiFormat::GenerateContent, "k", &mut h).unwrap();
+        assert_eq!(h[header::AUTHORIZATION], "Bearer k");
+        assert_eq!(h["x-api-key"], "k");
+        assert_eq!(h["x-goog-api-key"], "k");
+        assert!(auth_headers(ApiFormat::Messages, "bad\nkey", &mut h).is_err());
+    }
+}

@@ -1,0 +1,470 @@
+//! The terminal engine: an HTTP client for one upstream backend.
+//!
+//! One [`HttpEndpoint`] per backend owns one pooled [`reqwest::Client`] (connections are reused
+//! across requests; HTTP/2 is used where the upstream offers it over TLS). A request goes out with
+//! a fresh header set: the protocol's auth header carrying the backend's key, a short allowlist of
+//! protocol headers from the client (`anthropic-version`, `anthropic-beta`, `openai-beta`), and the
+//! backend's configured extra headers. The client's own `Authorization`, `x-api-key`,
+//! `x-goog-api-key` and `?key=` never leave the gateway.
+//!
+//! Deadlines: `connect`; `first_byte` (until the response head arrives); `idle` (the longest gap
+//! between two body chunks, which is what catches a stalled stream); `total` (the whole exchange,
+//! body included). Each expiry is a 504 naming the backend and the deadline.
+//!
+//! A non-2xx answer becomes an upstream [`Error`] that keeps the status, the body (up to 1 MiB) and
+//! `retry-after`, so it can be passed through verbatim to a client of the same protocol.
+
+mod headers;
+mod timed_body;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, header};
+use octo_core::sse::SseDecoder;
+use octo_core::{
+    ApiFormat, Body, Engine, Error, EventStream, Request, Response, ResponseBody, UpstreamBody,
+};
+use tokio::time::Instant;
+
+use self::headers::{auth_headers, copy_response_headers, forwarded_client_headers};
+use self::timed_body::TimedBody;
+
+/// Deadlines for one upstream exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connection establishment.
+    pub connect: Duration,
+    /// From sending the request until the response head arrives.
+    pub first_byte: Duration,
+    /// The longest gap between two chunks of the response body.
+    pub idle: Duration,
+    /// The whole exchange, body included.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Where and how to reach one upstream.
+#[derive(Clone)]
+pub struct EndpointConfig {
+    /// The backend's name, used in errors and logs.
+    pub name: String,
+    /// The host root, e.g. `https://api.openai.com`; the protocol's path is appended.
+    pub base_url: String,
+    /// The protocols the upstream speaks.
+    pub protocols: Vec<ApiFormat>,
+    /// API keys, used in turn.
+    pub api_keys: Vec<String>,
+    /// Extra headers sent on every request.
+    pub headers: HeaderMap,
+    /// Path overrides per protocol. Gemini paths may contain `{model}` and `{action}`.
+    pub paths: HashMap<ApiFormat, String>,
+    /// Deadlines.
+    pub timeouts: Timeouts,
+    /// The largest non-streaming response body accepted.
+    pub max_response_bytes: usize,
+}
+
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keys are never printed.
+        f.debug_struct("EndpointConfig")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("protocols", &self.protocols)
+            .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
+            .field("paths", &self.paths)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
+}
+
+impl EndpointConfig {
+    /// A config for `name` at `base_url` speaking `protocol`, with default timeouts and no key.
+    pub fn new(name: impl Into<String>, base_url: impl Into<String>, protocol: ApiFormat) -> Self {
+        EndpointConfig {
+            name: name.into(),
+            base_url: base_url.into(),
+            protocols: vec![protocol],
+            api_keys: Vec::new(),
+            headers: HeaderMap::new(),
+            paths: HashMap::new(),
+            timeouts: Timeouts::default(),
+            max_response_bytes: 64 * 1024 * 1024,
+        }
+    }
+
+    /// Adds an API key.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_keys.push(key.into());
+        self
+    }
+}
+
+/// The default request path of each protocol on an upstream.
+pub fn default_upstream_path(format: ApiFormat) -> &'static str {
+    match format {
+        ApiFormat::ChatCompletions => "/v1/chat/completions",
+        ApiFormat::Responses => "/v1/responses",
+        ApiFormat::Messages => "/v1/messages",
+        ApiFormat::Embeddings => "/v1/embeddings",
+        ApiFormat::ModelList => "/v1/models",
+        _ => "/v1beta/models/{model}:{action}",
+    }
+}
+
+/// Cap on an upstream error body kept for pass-through.
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// Calls one upstream backend. See the [module docs](self).
+pub struct HttpEndpoint {
+    config: EndpointConfig,
+    base_url: String,
+    client: reqwest::Client,
+    auth: Vec<HeaderMap>,
+    next_key: AtomicUsize,
+}
+
+impl fmt::Debug for HttpEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpEndpoint")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl HttpEndpoint {
+    /// Builds the endpoint and its connection pool.
+    ///
+    /// # Errors
+    /// When the base URL is not `http(s)://…`, a key is not a valid header value, or the HTTP
+    /// client cannot be built.
+    pub fn new(config: EndpointConfig) -> Result<Self, Error> {
+        let base_url = config.base_url.trim_end_matches('/').to_owned();
+        let parsed: http::Uri = base_url.parse().map_err(|e| {
+            Error::internal(format!(
+                "backend `{}`: base_url `{}` is not a URL: {e}",
+                config.name, config.base_url
+            ))
+        })?;
+        if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
+            return Err(Error::internal(format!(
+                "backend `{}`: base_url `{}` must start with http:// or https:// and name a host",
+                config.name, config.base_url
+            )));
+        }
+        let mut auth = Vec::new();
+        for key in &config.api_keys {
+            let mut per_format = HeaderMap::new();
+            for format in &config.protocols {
+                auth_headers(*format, key, &mut per_format).map_err(|()| {
+                    Error::internal(format!(
+                        "backend `{}`: an API key contains characters not allowed in an HTTP header",
+                        config.name
+                    ))
+                })?;
+            }
+            auth.push(per_format);
+        }
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(config.timeouts.connect)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                Error::internal(format!("backend `{}`: HTTP client: {e}", config.name))
+            })?;
+        Ok(HttpEndpoint {
+            config,
+            base_url,
+            client,
+            auth,
+            next_key: AtomicUsize::new(0),
+        })
+    }
+
+    /// The backend's configuration.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    fn url(&self, format: ApiFormat, model: Option<&str>, stream: bool) -> Result<String, Error> {
+        let template = self
+            .config
+            .paths
+            .get(&format)
+            .map(String::as_str)
+            .unwrap_or_else(|| default_upstream_path(format));
+        let mut path = template.to_owned();
+        if format == ApiFormat::GenerateContent {
+            let model = model.ok_or_else(|| {
+                Error::bad_request("the request names no model").with_code("model_required")
+            })?;
+            let action = if stream {
+                "streamGenerateContent?alt=sse"
+            } else {
+                "generateContent"
+            };
+            path = path
+                .replace("{model}", &encode_path_segment(model))
+                .replace("{action}", action);
+        }
+        Ok(format!("{}{}", self.base_url, path))
+    }
+
+    fn pick_auth(&self) -> Option<&HeaderMap> {
+        if self.auth.is_empty() {
+            return None;
+        }
+        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.auth.len();
+        self.auth.get(i)
+    }
+
+    fn map_send_error(&self, e: &reqwest::Error, url: &str) -> Error {
+        let name = &self.config.name;
+        if e.is_connect() {
+            Error::upstream(format!(
+                "backend `{name}` could not be reached at {}: {}",
+                redact_url(url),
+                root_cause(e)
+            ))
+        } else if e.is_timeout() {
+            Error::timeout(format!(
+                "backend `{name}` did not connect within {:?}",
+                self.config.timeouts.connect
+            ))
+        } else {
+            Error::upstream(format!("backend `{name}` request failed: {}", root_cause(e)))
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for HttpEndpoint {
+    async fn process(&self, mut req: Request) -> Result<Response, Error> {
+        let name = &self.config.name;
+        let format = req.format;
+        if !self.config.protocols.contains(&format) {
+            return Err(Error::unsupported(format!(
+                "backend `{name}` speaks {}, not {format}; protocol conversion is not available in this release",
+                join_formats(&self.config.protocols)
+            )));
+        }
+        let peek = req.peek()?;
+        let url = self.url(format, peek.model.as_deref(), peek.stream)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(if peek.stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        forwarded_client_headers(format, &req.headers, &mut headers);
+        if let Some(auth) = self.pick_auth() {
+            for (k, v) in auth {
+                if header_applies(format, k) {
+                    headers.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        for (k, v) in &self.config.headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        let body = req.body.bytes();
+        let request = self
+            .client
+            .request(req.method.clone(), &url)
+            .headers(headers)
+            .body(body)
+            .build()
+            .map_err(|e| Error::internal(format!("backend `{name}`: building the request: {e}")))?;
+
+        let t = self.config.timeouts;
+        let deadline = Instant::now() + t.total;
+        let head_deadline = Instant::now() + t.first_byte.min(t.total);
+        let resp = match tokio::time::timeout_at(head_deadline, self.client.execute(request)).await
+        {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => return Err(self.map_send_error(&e, &url)),
+            Err(_) => {
+                return Err(Error::timeout(format!(
+                    "backend `{name}` sent no response within {:?} (first_byte timeout)",
+                    t.first_byte.min(t.total)
+                )));
+            }
+        };
+        let status = resp.status();
+        let mut out_headers = HeaderMap::new();
+        copy_response_headers(resp.headers(), &mut out_headers);
+        let is_sse = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let retry_after = retry_after(resp.headers());
+        let body = TimedBody::new(resp.bytes_stream(), name.clone(), t.idle, deadline);
+
+        if !status.is_success() {
+            let bytes = collect_limited(body, MAX_ERROR_BODY, true).await?;
+            tracing::debug!(backend = %name, status = status.as_u16(), "upstream error");
+            return Err(Error::upstream_status(
+                status,
+                format!("backend `{name}` answered {}", status.as_u16()),
+                UpstreamBody {
+                    format: Some(format),
+                    body: bytes,
+                },
+                retry_after,
+            ));
+        }
+        let body = if is_sse {
+            ResponseBody::Stream(EventStream::new(SseDecoder::new(body)))
+        } else {
+            let bytes = collect_limited(body, self.config.max_response_bytes, false).await?;
+            ResponseBody::Full(Body::from_bytes(bytes))
+        };
+        Ok(Response {
+            status,
+            headers: out_headers,
+            extensions: http::Extensions::new(),
+            body,
+        })
+    }
+}
+
+/// Reads a whole body, up to `limit` bytes (truncating when `truncate`, failing otherwise).
+async fn collect_limited(mut body: TimedBody, limit: usize, truncate: bool) -> Result<Bytes, Error> {
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > limit {
+            if truncate {
+                out.extend_from_slice(&chunk[..limit - out.len()]);
+                break;
+            }
+            return Err(Error::upstream(format!(
+                "backend `{}` sent a response larger than {limit} bytes",
+                body.backend()
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+/// Whether an auth header built for the backend applies to a request in `format`.
+fn header_applies(format: ApiFormat, name: &http::HeaderName) -> bool {
+    let wanted: &[&str] = match format {
+        ApiFormat::Messages => &["x-api-key"],
+        ApiFormat::GenerateContent => &["x-goog-api-key"],
+        _ => &["authorization"],
+    };
+    wanted.contains(&name.as_str())
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+    }
+    headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'@') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Drops any query string from a URL before it goes into a message.
+fn redact_url(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn join_formats(formats: &[ApiFormat]) -> String {
+    formats
+        .iter()
+        .map(|f| f.config_name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_paths_carry_model_and_action() {
+        let ep = HttpEndpoint::new(EndpointConfig::new("g", "http://h:1/", ApiFormat::GenerateContent)).unwrap();
+        assert_eq!(
+            ep.url(ApiFormat::GenerateContent, Some("gemini-2.5-flash"), true).unwrap(),
+            "http://h:1/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            ep.url(ApiFormat::GenerateContent, Some("a/b c"), false).unwrap(),
+            "http://h:1/v1beta/models/a%2Fb%20c:generateContent"
+        );
+    }
+
+    #[test]
+    fn bad_base_urls_are_refused() {
+        assert!(HttpEndpoint::new(EndpointConfig::new("x", "ftp://h", ApiFormat::Messages)).is_err());
+        assert!(HttpEndpoint::new(EndpointConfig::new("x", "not a url", ApiFormat::Messages)).is_err());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_ms() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn debug_output_never_shows_keys() {
+        let cfg = EndpointConfig::new("x", "http://h", ApiFormat::ChatCompletions).api_key("sk-secret");
+        assert!(!format!("{cfg:?}").contains("sk-secret"));
+    }
+}
