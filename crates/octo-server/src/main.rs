@@ -1,1 +1,93 @@
-fn main() {}
+//! `octollm-server`: the standalone OctoLLM gateway.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use octo_core::http::shutdown_signal;
+use octo_server::{Config, build, config, demo, run};
+use tracing_subscriber::EnvFilter;
+
+/// An LLM gateway speaking OpenAI Chat, OpenAI Responses, Anthropic Messages and Gemini.
+#[derive(Debug, Parser)]
+#[command(name = "octollm-server", version, about)]
+struct Cli {
+    /// The YAML configuration file.
+    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "demo")]
+    config: Option<PathBuf>,
+    /// Listen address, overriding the config's `listen`.
+    #[arg(long, env = "OCTOLLM_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Run the demo: the gateway in front of an in-process mock upstream (no network, no API key).
+    #[arg(long, conflicts_with = "config")]
+    demo: bool,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("OCTOLLM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("octollm-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(real_main(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("octollm-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let (mock, config, source): (_, Config, String) = if cli.demo {
+        let (mock, config) = demo::start().await?;
+        (Some(mock), config, "examples/demo.yaml (built in)".to_owned())
+    } else {
+        let path = cli.config.clone().unwrap_or_default();
+        let config = config::load(&path)?;
+        (None, config, path.display().to_string())
+    };
+    let gateway = build(&config, &source)?;
+    if cli.check {
+        println!("{source}: OK ({} backends, {} models)", config.backends.len(), config.models.len());
+        return Ok(());
+    }
+    let listen = match cli.listen {
+        Some(addr) => addr,
+        None => config.listen.parse()?,
+    };
+    let upstream = mock.as_ref().map(|m| m.url());
+    run(
+        gateway,
+        listen,
+        |addr| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "octollm-server listening on http://{addr}");
+            if let Some(upstream) = &upstream {
+                let _ = writeln!(out, "{}", demo::banner(addr, upstream));
+            }
+            let _ = out.flush();
+            tracing::info!(%addr, models = config.models.len(), "serving");
+        },
+        shutdown_signal(),
+    )
+    .await?;
+    if let Some(mock) = mock {
+        mock.shutdown().await;
+    }
+    Ok(())
+}
