@@ -1,0 +1,252 @@
+//! End-to-end tests of the `octollm-server` binary against the mock upstream: passthrough,
+//! credentials, protocol-shaped errors, streaming, failover, health and shutdown.
+
+mod support;
+
+use serde_json::Value;
+use support::{Gateway, PROTOCOLS, body_for, config, mock, path_for};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn post(gw: &Gateway, path: &str, body: impl Into<reqwest::Body>) -> (u16, reqwest::header::HeaderMap, Value) {
+    let resp = client()
+        .post(format!("{}{path}", gw.url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, headers, v)
+}
+
+/// Asserts `v` is `protocol`'s error shape with `status`, and returns the message.
+fn error_message(protocol: &str, status: u16, v: &Value) -> String {
+    match protocol {
+        "anthropic" => {
+            assert_eq!(v["type"], "error", "{v}");
+            assert!(v["error"]["type"].is_string(), "{v}");
+            v["error"]["message"].as_str().unwrap().to_owned()
+        }
+        "gemini" => {
+            assert_eq!(v["error"]["code"], status, "{v}");
+            assert!(v["error"]["status"].is_string(), "{v}");
+            v["error"]["message"].as_str().unwrap().to_owned()
+        }
+        _ => {
+            assert!(v["error"]["type"].is_string(), "{v}");
+            assert!(v["error"].get("param").is_some(), "{v}");
+            assert!(v["error"].get("code").is_some(), "{v}");
+            v["error"]["message"].as_str().unwrap().to_owned()
+        }
+    }
+}
+
+#[tokio::test]
+async fn passthrough_is_byte_exact_apart_from_the_model() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    for (protocol, model) in PROTOCOLS {
+        mock.reset();
+        // Odd spacing, key order and unicode must survive untouched.
+        let sent = body_for(protocol, model, "héllo \u{1F600}  \"quoted\"", false)
+            .replacen('{', "{ ", 1)
+            .replace(",\"", " ,\n\"");
+        let (status, _, v) = post(&gw, &path_for(protocol, model, false), sent.clone()).await;
+        assert_eq!(status, 200, "{protocol}: {v}");
+        let seen = mock.requests();
+        assert_eq!(seen.len(), 1);
+        let upstream_model = format!("up-{}", if model == "resp" { "resp" } else { model });
+        let expected = if protocol == "gemini" {
+            assert!(seen[0].path_and_query.contains(&format!("/models/{upstream_model}:generateContent")));
+            sent.clone()
+        } else {
+            sent.replace(&format!("\"model\":\"{model}\""), &format!("\"model\":\"{upstream_model}\""))
+        };
+        assert_eq!(String::from_utf8_lossy(&seen[0].body), expected, "{protocol}");
+    }
+}
+
+#[tokio::test]
+async fn client_credentials_never_reach_the_upstream() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    for (protocol, model) in PROTOCOLS {
+        mock.reset();
+        let resp = client()
+            .post(format!("{}{}?key=sk-client-query", gw.url, path_for(protocol, model, false)))
+            .header("authorization", "Bearer sk-client-secret")
+            .header("x-api-key", "sk-client-secret")
+            .header("x-goog-api-key", "sk-client-secret")
+            .header("cookie", "session=sk-client-secret")
+            .body(body_for(protocol, model, "hi", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let seen = &mock.requests()[0];
+        assert!(!seen.path_and_query.contains("sk-client"), "{}", seen.path_and_query);
+        for (name, value) in &seen.headers {
+            let value = value.to_str().unwrap_or("");
+            assert!(!value.contains("sk-client"), "{protocol}: {name} leaked the client key");
+        }
+        let (header, expected) = match protocol {
+            "anthropic" => ("x-api-key", "sk-upstream-an".to_owned()),
+            "gemini" => ("x-goog-api-key", "sk-upstream-gem".to_owned()),
+            "openai_chat" => ("authorization", "Bearer sk-upstream-oa".to_owned()),
+            _ => ("authorization", "Bearer sk-upstream-resp".to_owned()),
+        };
+        assert_eq!(seen.header(header), Some(expected.as_str()), "{protocol}");
+        if protocol == "anthropic" {
+            assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_malformed_input_gets_its_error_in_the_clients_shape() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    for (protocol, model) in PROTOCOLS {
+        // Unknown model: 404.
+        let unknown = if protocol == "gemini" { "no-such-model" } else { model };
+        let body = body_for(protocol, "no-such-model", "hi", false);
+        let (s, _, v) = post(&gw, &path_for(protocol, unknown, false), body).await;
+        assert_eq!(s, 404, "{protocol}: {v}");
+        assert!(error_message(protocol, 404, &v).contains("`no-such-model` is not configured"));
+
+        // Malformed JSON: 400 naming the position.
+        let (s, _, v) = post(&gw, &path_for(protocol, model, false), "{\"model\": \"chat\", \"messages\": [").await;
+        assert_eq!(s, 400, "{protocol}: {v}");
+        assert!(error_message(protocol, 400, &v).contains("not valid JSON"));
+
+        // Wrong method: 405 with Allow.
+        let resp = client().get(format!("{}{}", gw.url, path_for(protocol, model, false))).send().await.unwrap();
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()["allow"], "POST");
+        let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        error_message(protocol, 405, &v);
+
+        // Over the body limit: 413.
+        let huge = body_for(protocol, model, &"x".repeat(2_100_000), false);
+        let (s, _, v) = post(&gw, &path_for(protocol, model, false), huge).await;
+        assert_eq!(s, 413, "{protocol}: {v}");
+        error_message(protocol, 413, &v);
+
+        // Upstream refused the connection: 502 naming the backend.
+        let (s, _, v) = post(&gw, &path_for(protocol, "broken", false), body_for(protocol, "broken", "hi", false)).await;
+        assert_eq!(s, 502, "{protocol}: {v}");
+        assert!(error_message(protocol, 502, &v).contains("backend `down`"), "{v}");
+
+        // Upstream too slow for first_byte: 504 naming the backend.
+        let (s, _, v) = post(&gw, &path_for(protocol, "slow", false), body_for(protocol, "slow", "[mock:timeout]", false)).await;
+        assert_eq!(s, 504, "{protocol}: {v}");
+        let msg = error_message(protocol, 504, &v);
+        assert!(msg.contains("backend `all`") && msg.contains("first_byte"), "{msg}");
+    }
+    // The abandoned slow requests were cancelled upstream, not left running.
+    mock.wait_for(|s| s.requests_cancelled >= 4).await;
+}
+
+#[tokio::test]
+async fn upstream_errors_keep_status_body_and_retry_after() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    for (protocol, model) in PROTOCOLS {
+        let body = body_for(protocol, model, "[mock:status=429] [mock:retry_after=7]", false);
+        let (s, h, v) = post(&gw, &path_for(protocol, model, false), body).await;
+        assert_eq!(s, 429, "{protocol}: {v}");
+        assert_eq!(h["retry-after"], "7");
+        // Same protocol on both sides: the upstream's own body, verbatim.
+        error_message(protocol, 429, &v);
+        assert!(!v.to_string().contains("backend `"), "passed through verbatim: {v}");
+    }
+}
+
+#[tokio::test]
+async fn streams_pass_through_for_every_protocol() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    for (protocol, model) in PROTOCOLS {
+        let resp = client()
+            .post(format!("{}{}", gw.url, path_for(protocol, model, true)))
+            .body(body_for(protocol, model, "stream please [mock:events=5]", true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let text = resp.text().await.unwrap();
+        match protocol {
+            "openai_chat" => assert!(text.ends_with("data: [DONE]\n\n"), "{text}"),
+            "openai_responses" => assert!(text.contains("event: response.completed\n"), "{text}"),
+            "anthropic" => assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"), "{text}"),
+            _ => {
+                assert!(text.starts_with("data: {"), "{text}");
+                assert!(!text.contains("\n:"), "no comments toward Gemini: {text}");
+                assert!(text.contains("\"finishReason\":\"STOP\""), "{text}");
+            }
+        }
+    }
+    // Gemini without alt=sse: a JSON array.
+    let resp = client()
+        .post(format!("{}/v1/models/gemini:streamGenerateContent", gw.url))
+        .body(body_for("gemini", "gemini", "hi", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert!(v.as_array().is_some_and(|a| a.len() > 1), "{v}");
+}
+
+#[tokio::test]
+async fn a_failed_target_fails_over_to_the_next() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    let (s, _, v) = post(&gw, "/v1/chat/completions", body_for("openai_chat", "failover", "hi", false)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["model"], "up-failover");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    for path in ["/healthz", "/readyz"] {
+        let resp = client().get(format!("{}{path}", gw.url)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let resp = client().get(format!("{}/nope", gw.url)).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    let (s, _, _) = post(&gw, "/v1/chat/completions", body_for("openai_chat", "chat", "hi", false)).await;
+    assert_eq!(s, 200);
+    assert!(gw.terminate(), "exit status after SIGTERM");
+}
+
+#[tokio::test]
+async fn h2c_clients_are_served() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let resp = h2
+        .post(format!("{}/v1/messages", gw.url))
+        .body(body_for("anthropic", "claude", "hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+}

@@ -1,0 +1,171 @@
+//! Shared test support: the real `octollm-server` binary on an ephemeral port, against the
+//! in-process mock upstream.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use octo_mock::{MockConfig, MockServer};
+
+/// The `octollm-server` binary built next to this test executable.
+pub fn server_bin() -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test executable path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join(format!("octollm-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` (which builds it) or `cargo build -p octo-server` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A running gateway process; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub url: String,
+    config_path: PathBuf,
+}
+
+static CONFIGS: AtomicUsize = AtomicUsize::new(0);
+
+impl Gateway {
+    /// Writes `yaml` to a temp file and starts the gateway on it; returns once it listens.
+    pub fn start(yaml: &str) -> Gateway {
+        let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
+        let config_path = std::env::temp_dir().join(format!(
+            "octollm-test-{}-{n}.yaml",
+            std::process::id()
+        ));
+        std::fs::write(&config_path, yaml).expect("write test config");
+        let mut child = Command::new(server_bin())
+            .arg("--config")
+            .arg(&config_path)
+            .env("OCTOLLM_LOG", "warn")
+            .env_remove("OCTOLLM_LISTEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn octollm-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let url = line
+            .trim()
+            .strip_prefix("octollm-server listening on ")
+            .unwrap_or_else(|| panic!("octollm-server did not start; first stdout line: {line:?}"))
+            .to_owned();
+        Gateway {
+            child,
+            url,
+            config_path,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        self.child.wait().expect("wait for the gateway").success()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config_path);
+    }
+}
+
+/// Starts a mock upstream on an ephemeral loopback port.
+pub async fn mock() -> MockServer {
+    MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
+        .await
+        .expect("start the mock upstream")
+}
+
+/// A loopback URL where nothing listens (the port was just released).
+pub fn closed_port_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+/// A config with one backend per protocol on `mock`, plus failure cases.
+pub fn config(mock: &str) -> String {
+    let down = closed_port_url();
+    format!(
+        r#"
+listen: "127.0.0.1:0"
+limits: {{max_body_bytes: 2000000, stream_keep_alive: 30s}}
+backends:
+  oa: {{base_url: "{mock}", protocol: openai_chat, api_key: "sk-upstream-oa"}}
+  resp: {{base_url: "{mock}", protocol: openai_responses, api_key: "sk-upstream-resp"}}
+  an: {{base_url: "{mock}", protocol: anthropic, api_key: "sk-upstream-an"}}
+  gem: {{base_url: "{mock}", protocol: gemini, api_key: "sk-upstream-gem"}}
+  all:
+    base_url: "{mock}"
+    protocol: [openai_chat, openai_responses, anthropic, gemini]
+    api_key: "sk-upstream-all"
+    timeouts: {{first_byte: 300ms}}
+  down: {{base_url: "{down}", protocol: [openai_chat, openai_responses, anthropic, gemini], timeouts: {{connect: 1s}}}}
+models:
+  chat: {{targets: [{{backend: oa, model: up-chat}}]}}
+  resp: {{targets: [{{backend: resp, model: up-resp}}]}}
+  claude: {{targets: [{{backend: an, model: up-claude}}]}}
+  gemini: {{targets: [{{backend: gem, model: up-gemini}}]}}
+  slow: {{targets: [{{backend: all, model: up-slow}}]}}
+  broken: {{targets: [{{backend: down}}]}}
+  failover: {{targets: [{{backend: down}}, {{backend: oa, model: up-failover}}]}}
+"#
+    )
+}
+
+/// Where each protocol's requests go on the gateway, for model `m`.
+pub fn path_for(protocol: &str, model: &str, stream: bool) -> String {
+    match protocol {
+        "openai_chat" => "/v1/chat/completions".into(),
+        "openai_responses" => "/v1/responses".into(),
+        "anthropic" => "/v1/messages".into(),
+        _ if stream => format!("/v1beta/models/{model}:streamGenerateContent?alt=sse"),
+        _ => format!("/v1beta/models/{model}:generateContent"),
+    }
+}
+
+/// A minimal valid request body for `protocol`.
+pub fn body_for(protocol: &str, model: &str, text: &str, stream: bool) -> String {
+    let text = serde_json::to_string(text).unwrap();
+    match protocol {
+        "openai_chat" => format!(
+            r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":{text}}}]}}"#
+        ),
+        "openai_responses" => format!(r#"{{"model":"{model}","stream":{stream},"input":{text}}}"#),
+        "anthropic" => format!(
+            r#"{{"model":"{model}","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":{text}}}]}}"#
+        ),
+        _ => format!(r#"{{"contents":[{{"role":"user","parts":[{{"text":{text}}}]}}]}}"#),
+    }
+}
+
+/// Every protocol, with the model routed to its own backend.
+pub const PROTOCOLS: [(&str, &str); 4] = [
+    ("openai_chat", "chat"),
+    ("openai_responses", "resp"),
+    ("anthropic", "claude"),
+    ("gemini", "gemini"),
+];
