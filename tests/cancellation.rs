@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use support::{Gateway, body_for, config, mock, path_for, PROTOCOLS};
+use support::{Gateway, PROTOCOLS, body_for, config, mock, path_for};
 
 #[tokio::test]
 async fn client_disconnect_mid_stream_cancels_upstream() {
@@ -19,7 +19,12 @@ async fn client_disconnect_mid_stream_cancels_upstream() {
     for (i, (protocol, model)) in PROTOCOLS.into_iter().enumerate() {
         let resp = reqwest::Client::new()
             .post(format!("{}{}", gw.url, path_for(protocol, model, true)))
-            .body(body_for(protocol, model, "[mock:events=500] [mock:interval_ms=20]", true))
+            .body(body_for(
+                protocol,
+                model,
+                "[mock:events=500] [mock:interval_ms=20]",
+                true,
+            ))
             .send()
             .await
             .unwrap();
@@ -33,7 +38,10 @@ async fn client_disconnect_mid_stream_cancels_upstream() {
             mock.wait_for(|s| s.streams_cancelled > i as u64),
         )
         .await;
-        assert!(cancelled.is_ok(), "{protocol}: upstream stream still running 3 s after the client left");
+        assert!(
+            cancelled.is_ok(),
+            "{protocol}: upstream stream still running 3 s after the client left"
+        );
         assert_eq!(mock.stats().streams_completed, 0, "{protocol}");
     }
 }

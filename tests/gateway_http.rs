@@ -10,7 +10,11 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-async fn post(gw: &Gateway, path: &str, body: impl Into<reqwest::Body>) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn post(
+    gw: &Gateway,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let resp = client()
         .post(format!("{}{path}", gw.url))
         .header("content-type", "application/json")
@@ -64,12 +68,23 @@ async fn passthrough_is_byte_exact_apart_from_the_model() {
         assert_eq!(seen.len(), 1);
         let upstream_model = format!("up-{}", if model == "resp" { "resp" } else { model });
         let expected = if protocol == "gemini" {
-            assert!(seen[0].path_and_query.contains(&format!("/models/{upstream_model}:generateContent")));
+            assert!(
+                seen[0]
+                    .path_and_query
+                    .contains(&format!("/models/{upstream_model}:generateContent"))
+            );
             sent.clone()
         } else {
-            sent.replace(&format!("\"model\":\"{model}\""), &format!("\"model\":\"{upstream_model}\""))
+            sent.replace(
+                &format!("\"model\":\"{model}\""),
+                &format!("\"model\":\"{upstream_model}\""),
+            )
         };
-        assert_eq!(String::from_utf8_lossy(&seen[0].body), expected, "{protocol}");
+        assert_eq!(
+            String::from_utf8_lossy(&seen[0].body),
+            expected,
+            "{protocol}"
+        );
     }
 }
 
@@ -80,7 +95,11 @@ async fn client_credentials_never_reach_the_upstream() {
     for (protocol, model) in PROTOCOLS {
         mock.reset();
         let resp = client()
-            .post(format!("{}{}?key=sk-client-query", gw.url, path_for(protocol, model, false)))
+            .post(format!(
+                "{}{}?key=sk-client-query",
+                gw.url,
+                path_for(protocol, model, false)
+            ))
             .header("authorization", "Bearer sk-client-secret")
             .header("x-api-key", "sk-client-secret")
             .header("x-goog-api-key", "sk-client-secret")
@@ -91,10 +110,17 @@ async fn client_credentials_never_reach_the_upstream() {
             .unwrap();
         assert_eq!(resp.status(), 200);
         let seen = &mock.requests()[0];
-        assert!(!seen.path_and_query.contains("sk-client"), "{}", seen.path_and_query);
+        assert!(
+            !seen.path_and_query.contains("sk-client"),
+            "{}",
+            seen.path_and_query
+        );
         for (name, value) in &seen.headers {
             let value = value.to_str().unwrap_or("");
-            assert!(!value.contains("sk-client"), "{protocol}: {name} leaked the client key");
+            assert!(
+                !value.contains("sk-client"),
+                "{protocol}: {name} leaked the client key"
+            );
         }
         let (header, expected) = match protocol {
             "anthropic" => ("x-api-key", "sk-upstream-an".to_owned()),
@@ -115,19 +141,32 @@ async fn each_malformed_input_gets_its_error_in_the_clients_shape() {
     let gw = Gateway::start(&config(&mock.url()));
     for (protocol, model) in PROTOCOLS {
         // Unknown model: 404.
-        let unknown = if protocol == "gemini" { "no-such-model" } else { model };
+        let unknown = if protocol == "gemini" {
+            "no-such-model"
+        } else {
+            model
+        };
         let body = body_for(protocol, "no-such-model", "hi", false);
         let (s, _, v) = post(&gw, &path_for(protocol, unknown, false), body).await;
         assert_eq!(s, 404, "{protocol}: {v}");
         assert!(error_message(protocol, 404, &v).contains("`no-such-model` is not configured"));
 
         // Malformed JSON: 400 naming the position.
-        let (s, _, v) = post(&gw, &path_for(protocol, model, false), "{\"model\": \"chat\", \"messages\": [").await;
+        let (s, _, v) = post(
+            &gw,
+            &path_for(protocol, model, false),
+            "{\"model\": \"chat\", \"messages\": [",
+        )
+        .await;
         assert_eq!(s, 400, "{protocol}: {v}");
         assert!(error_message(protocol, 400, &v).contains("not valid JSON"));
 
         // Wrong method: 405 with Allow.
-        let resp = client().get(format!("{}{}", gw.url, path_for(protocol, model, false))).send().await.unwrap();
+        let resp = client()
+            .get(format!("{}{}", gw.url, path_for(protocol, model, false)))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 405);
         assert_eq!(resp.headers()["allow"], "POST");
         let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
@@ -140,15 +179,31 @@ async fn each_malformed_input_gets_its_error_in_the_clients_shape() {
         error_message(protocol, 413, &v);
 
         // Upstream refused the connection: 502 naming the backend.
-        let (s, _, v) = post(&gw, &path_for(protocol, "broken", false), body_for(protocol, "broken", "hi", false)).await;
+        let (s, _, v) = post(
+            &gw,
+            &path_for(protocol, "broken", false),
+            body_for(protocol, "broken", "hi", false),
+        )
+        .await;
         assert_eq!(s, 502, "{protocol}: {v}");
-        assert!(error_message(protocol, 502, &v).contains("backend `down`"), "{v}");
+        assert!(
+            error_message(protocol, 502, &v).contains("backend `down`"),
+            "{v}"
+        );
 
         // Upstream too slow for first_byte: 504 naming the backend.
-        let (s, _, v) = post(&gw, &path_for(protocol, "slow", false), body_for(protocol, "slow", "[mock:timeout]", false)).await;
+        let (s, _, v) = post(
+            &gw,
+            &path_for(protocol, "slow", false),
+            body_for(protocol, "slow", "[mock:timeout]", false),
+        )
+        .await;
         assert_eq!(s, 504, "{protocol}: {v}");
         let msg = error_message(protocol, 504, &v);
-        assert!(msg.contains("backend `all`") && msg.contains("first_byte"), "{msg}");
+        assert!(
+            msg.contains("backend `all`") && msg.contains("first_byte"),
+            "{msg}"
+        );
     }
     // The abandoned slow requests were cancelled upstream, not left running.
     mock.wait_for(|s| s.requests_cancelled >= 4).await;
@@ -159,13 +214,21 @@ async fn upstream_errors_keep_status_body_and_retry_after() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
     for (protocol, model) in PROTOCOLS {
-        let body = body_for(protocol, model, "[mock:status=429] [mock:retry_after=7]", false);
+        let body = body_for(
+            protocol,
+            model,
+            "[mock:status=429] [mock:retry_after=7]",
+            false,
+        );
         let (s, h, v) = post(&gw, &path_for(protocol, model, false), body).await;
         assert_eq!(s, 429, "{protocol}: {v}");
         assert_eq!(h["retry-after"], "7");
         // Same protocol on both sides: the upstream's own body, verbatim.
         error_message(protocol, 429, &v);
-        assert!(!v.to_string().contains("backend `"), "passed through verbatim: {v}");
+        assert!(
+            !v.to_string().contains("backend `"),
+            "passed through verbatim: {v}"
+        );
     }
 }
 
@@ -176,7 +239,12 @@ async fn streams_pass_through_for_every_protocol() {
     for (protocol, model) in PROTOCOLS {
         let resp = client()
             .post(format!("{}{}", gw.url, path_for(protocol, model, true)))
-            .body(body_for(protocol, model, "stream please [mock:events=5]", true))
+            .body(body_for(
+                protocol,
+                model,
+                "stream please [mock:events=5]",
+                true,
+            ))
             .send()
             .await
             .unwrap();
@@ -186,7 +254,10 @@ async fn streams_pass_through_for_every_protocol() {
         match protocol {
             "openai_chat" => assert!(text.ends_with("data: [DONE]\n\n"), "{text}"),
             "openai_responses" => assert!(text.contains("event: response.completed\n"), "{text}"),
-            "anthropic" => assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"), "{text}"),
+            "anthropic" => assert!(
+                text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+                "{text}"
+            ),
             _ => {
                 assert!(text.starts_with("data: {"), "{text}");
                 assert!(!text.contains("\n:"), "no comments toward Gemini: {text}");
@@ -210,7 +281,12 @@ async fn streams_pass_through_for_every_protocol() {
 async fn a_failed_target_fails_over_to_the_next() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
-    let (s, _, v) = post(&gw, "/v1/chat/completions", body_for("openai_chat", "failover", "hi", false)).await;
+    let (s, _, v) = post(
+        &gw,
+        "/v1/chat/completions",
+        body_for("openai_chat", "failover", "hi", false),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["model"], "up-failover");
 }
@@ -220,10 +296,18 @@ async fn health_and_readiness() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
     for path in ["/healthz", "/readyz"] {
-        let resp = client().get(format!("{}{path}", gw.url)).send().await.unwrap();
+        let resp = client()
+            .get(format!("{}{path}", gw.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
     }
-    let resp = client().get(format!("{}/nope", gw.url)).send().await.unwrap();
+    let resp = client()
+        .get(format!("{}/nope", gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
 }
 
@@ -231,7 +315,12 @@ async fn health_and_readiness() {
 async fn sigterm_shuts_down_cleanly() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
-    let (s, _, _) = post(&gw, "/v1/chat/completions", body_for("openai_chat", "chat", "hi", false)).await;
+    let (s, _, _) = post(
+        &gw,
+        "/v1/chat/completions",
+        body_for("openai_chat", "chat", "hi", false),
+    )
+    .await;
     assert_eq!(s, 200);
     assert!(gw.terminate(), "exit status after SIGTERM");
 }
@@ -240,7 +329,10 @@ async fn sigterm_shuts_down_cleanly() {
 async fn h2c_clients_are_served() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
-    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let resp = h2
         .post(format!("{}/v1/messages", gw.url))
         .body(body_for("anthropic", "claude", "hi", false))

@@ -40,10 +40,17 @@ async fn one_mib_passthrough_body_is_never_parsed() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let _ = resp.bytes().await.unwrap();
-    assert_eq!(full_parse_count(), before, "the gateway built a document tree");
+    assert_eq!(
+        full_parse_count(),
+        before,
+        "the gateway built a document tree"
+    );
 
     let seen = mock.requests();
-    assert_eq!(seen[0].body.len(), body.len() + "up-chat".len() - "chat".len());
+    assert_eq!(
+        seen[0].body.len(),
+        body.len() + "up-chat".len() - "chat".len()
+    );
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

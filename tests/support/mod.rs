@@ -40,10 +40,8 @@ impl Gateway {
     /// Writes `yaml` to a temp file and starts the gateway on it; returns once it listens.
     pub fn start(yaml: &str) -> Gateway {
         let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
-        let config_path = std::env::temp_dir().join(format!(
-            "octollm-test-{}-{n}.yaml",
-            std::process::id()
-        ));
+        let config_path =
+            std::env::temp_dir().join(format!("octollm-test-{}-{n}.yaml", std::process::id()));
         std::fs::write(&config_path, yaml).expect("write test config");
         let mut child = Command::new(server_bin())
             .arg("--config")

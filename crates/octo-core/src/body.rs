@@ -263,8 +263,10 @@ impl Body {
                 obj.insert(key.to_owned(), value.clone());
                 Ok(())
             }
-            None => Err(Error::bad_request("request body must be a JSON object")
-                .with_code("invalid_json")),
+            None => {
+                Err(Error::bad_request("request body must be a JSON object")
+                    .with_code("invalid_json"))
+            }
         }
     }
 }
@@ -374,9 +376,17 @@ mod tests {
 
     #[test]
     fn peek_does_not_parse_and_reads_scalars() {
-        let body = Body::from_static(br#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"model":"m1"}"#);
+        let body = Body::from_static(
+            br#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"model":"m1"}"#,
+        );
         let p = body.peek().unwrap();
-        assert_eq!(p, Peek { model: Some("m1".into()), stream: true });
+        assert_eq!(
+            p,
+            Peek {
+                model: Some("m1".into()),
+                stream: true
+            }
+        );
         assert!(!body.is_parsed());
     }
 
@@ -396,7 +406,9 @@ mod tests {
         assert!(e.message().contains("column"), "{}", e.message());
         let e = Body::from_static(b"[1]").peek().unwrap_err();
         assert!(e.message().contains("wrong shape"), "{}", e.message());
-        let e = Body::from_static(br#"{"stream":"yes"}"#).peek().unwrap_err();
+        let e = Body::from_static(br#"{"stream":"yes"}"#)
+            .peek()
+            .unwrap_err();
         assert_eq!(e.status().as_u16(), 400);
     }
 
@@ -404,7 +416,10 @@ mod tests {
     fn set_top_level_splices_bytes() {
         let mut body = Body::from_static(b"{ \"model\" : \"a\" ,\n \"x\": [1,2 ] }");
         body.set_top_level("model", &json!("upstream-b")).unwrap();
-        assert_eq!(&body.bytes()[..], b"{ \"model\" : \"upstream-b\" ,\n \"x\": [1,2 ] }");
+        assert_eq!(
+            &body.bytes()[..],
+            b"{ \"model\" : \"upstream-b\" ,\n \"x\": [1,2 ] }"
+        );
         assert!(!body.is_parsed());
     }
 
@@ -415,7 +430,10 @@ mod tests {
         assert_eq!(&body.bytes()[..], br#"{"model":"m","x":1}"#);
         let mut empty = Body::from_static(b"{ }");
         empty.set_top_level("model", &json!("m")).unwrap();
-        assert_eq!(serde_json::from_slice::<Value>(&empty.bytes()).unwrap(), json!({"model":"m"}));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&empty.bytes()).unwrap(),
+            json!({"model":"m"})
+        );
     }
 
     #[test]

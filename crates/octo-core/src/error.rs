@@ -487,7 +487,10 @@ mod tests {
         let e = Error::upstream_status(
             StatusCode::TOO_MANY_REQUESTS,
             "backend `oa` answered 429",
-            UpstreamBody { format: Some(ApiFormat::ChatCompletions), body: raw.clone() },
+            UpstreamBody {
+                format: Some(ApiFormat::ChatCompletions),
+                body: raw.clone(),
+            },
             Some(Duration::from_millis(1500)),
         );
         assert!(e.is_retryable());
@@ -498,7 +501,10 @@ mod tests {
         // Another family gets a re-shaped body that still carries the upstream's message.
         let an = body(&e.render(ApiFormat::Messages));
         assert_eq!(an["error"]["type"], "rate_limit_error");
-        assert_eq!(an["error"]["message"], "backend `oa` answered 429: slow down");
+        assert_eq!(
+            an["error"]["message"],
+            "backend `oa` answered 429: slow down"
+        );
     }
 
     #[test]
@@ -507,7 +513,10 @@ mod tests {
             Error::upstream_status(
                 StatusCode::from_u16(s).unwrap(),
                 "x",
-                UpstreamBody { format: None, body: Bytes::new() },
+                UpstreamBody {
+                    format: None,
+                    body: Bytes::new(),
+                },
                 None,
             )
         };

@@ -76,7 +76,9 @@ impl Event {
 
     /// The `event:` name, if any.
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref().and_then(|b| std::str::from_utf8(b).ok())
+        self.name
+            .as_deref()
+            .and_then(|b| std::str::from_utf8(b).ok())
     }
 
     /// The `id:` field, if any.
@@ -285,7 +287,10 @@ mod tests {
 
     #[test]
     fn encodes_canonical_frames() {
-        let ev = Event::named("message_stop", Bytes::from_static(br#"{"type":"message_stop"}"#));
+        let ev = Event::named(
+            "message_stop",
+            Bytes::from_static(br#"{"type":"message_stop"}"#),
+        );
         assert_eq!(
             &ev.to_frame()[..],
             b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"

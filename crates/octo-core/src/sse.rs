@@ -233,7 +233,10 @@ fn build_event(frame: Bytes, terminated: bool) -> Option<Event> {
             joined.freeze()
         }
     };
-    if name.as_ref().is_some_and(|n| std::str::from_utf8(n).is_err()) {
+    if name
+        .as_ref()
+        .is_some_and(|n| std::str::from_utf8(n).is_err())
+    {
         name = None;
         canonical = false;
     }
@@ -384,11 +387,19 @@ mod tests {
             ]
         );
         for cut in 0..=SAMPLE.len() {
-            assert_eq!(summary(&collect_all(SAMPLE, &[cut])), whole, "split at {cut}");
+            assert_eq!(
+                summary(&collect_all(SAMPLE, &[cut])),
+                whole,
+                "split at {cut}"
+            );
         }
         for a in 0..SAMPLE.len() {
             let b = (a + 7).min(SAMPLE.len());
-            assert_eq!(summary(&collect_all(SAMPLE, &[a, b])), whole, "split at {a},{b}");
+            assert_eq!(
+                summary(&collect_all(SAMPLE, &[a, b])),
+                whole,
+                "split at {a},{b}"
+            );
         }
     }
 
@@ -433,7 +444,10 @@ mod tests {
 
     #[test]
     fn keep_alive_is_protocol_aware() {
-        assert!(KeepAlive::for_format(ApiFormat::GenerateContent, KeepAlive::DEFAULT_INTERVAL).is_none());
+        assert!(
+            KeepAlive::for_format(ApiFormat::GenerateContent, KeepAlive::DEFAULT_INTERVAL)
+                .is_none()
+        );
         let an = KeepAlive::for_format(ApiFormat::Messages, KeepAlive::DEFAULT_INTERVAL).unwrap();
         assert!(an.frame.starts_with(b"event: ping"));
     }
@@ -444,13 +458,17 @@ mod tests {
             Ok(Bytes::from_static(b"data: 1\n\nda")),
             Ok(Bytes::from_static(b"ta: 2")),
         ];
-        let evs: Vec<_> = SseDecoder::new(futures::stream::iter(chunks)).collect().await;
+        let evs: Vec<_> = SseDecoder::new(futures::stream::iter(chunks))
+            .collect()
+            .await;
         assert_eq!(evs.len(), 2);
         let chunks: Vec<Result<Bytes, Error>> = vec![
             Ok(Bytes::from_static(b"data: 1\n\n")),
             Err(Error::upstream("reset")),
         ];
-        let evs: Vec<_> = SseDecoder::new(futures::stream::iter(chunks)).collect().await;
+        let evs: Vec<_> = SseDecoder::new(futures::stream::iter(chunks))
+            .collect()
+            .await;
         assert!(evs[0].is_ok() && evs[1].is_err());
     }
 }

@@ -18,7 +18,8 @@ pub const DEMO_YAML: &str = include_str!("../../../examples/demo.yaml");
 /// # Errors
 /// When the mock cannot bind a loopback port, or the demo config is invalid.
 pub async fn start() -> Result<(MockServer, Config), Box<dyn std::error::Error>> {
-    let mock = MockServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), MockConfig::default()).await?;
+    let mock =
+        MockServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), MockConfig::default()).await?;
     let url = mock.url();
     let env = move |name: &str| {
         if name == "OCTOLLM_DEMO_UPSTREAM" {

@@ -31,15 +31,23 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
     };
     let mut endpoints: BTreeMap<&str, Arc<HttpEndpoint>> = BTreeMap::new();
     for (name, b) in &config.backends {
-        let protocols = b.protocols().map_err(|m| fail(format!("backends.{name}.protocol"), m))?;
+        let protocols = b
+            .protocols()
+            .map_err(|m| fail(format!("backends.{name}.protocol"), m))?;
         let mut ep = EndpointConfig::new(name.clone(), b.base_url.clone(), protocols[0]);
         ep.protocols = protocols;
         ep.api_keys = b.keys();
         ep.timeouts = timeouts(&b.timeouts)
             .map_err(|(k, m)| fail(format!("backends.{name}.timeouts.{k}"), m))?;
         for (h, v) in &b.headers {
-            let (Ok(h), Ok(v)) = (HeaderName::from_bytes(h.as_bytes()), HeaderValue::from_str(v)) else {
-                return Err(fail(format!("backends.{name}.headers.{h}"), "not a valid header".into()));
+            let (Ok(h), Ok(v)) = (
+                HeaderName::from_bytes(h.as_bytes()),
+                HeaderValue::from_str(v),
+            ) else {
+                return Err(fail(
+                    format!("backends.{name}.headers.{h}"),
+                    "not a valid header".into(),
+                ));
             };
             ep.headers.insert(h, v);
         }
@@ -48,7 +56,8 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
                 ep.paths.insert(f, path.clone());
             }
         }
-        let endpoint = HttpEndpoint::new(ep).map_err(|e| fail(format!("backends.{name}"), e.message().to_owned()))?;
+        let endpoint = HttpEndpoint::new(ep)
+            .map_err(|e| fail(format!("backends.{name}"), e.message().to_owned()))?;
         endpoints.insert(name, Arc::new(endpoint));
     }
     let mut models = BTreeMap::new();
@@ -67,7 +76,8 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         models.insert(name.clone(), targets);
     }
     let engine: ArcEngine = Arc::new(ModelRouter::new(models));
-    let duration = |key: &str, v: &str| parse_duration(v).map_err(|m| fail(format!("limits.{key}"), m));
+    let duration =
+        |key: &str, v: &str| parse_duration(v).map_err(|m| fail(format!("limits.{key}"), m));
     let keep_alive = duration("stream_keep_alive", &config.limits.stream_keep_alive)?;
     let mut router = Router::new()
         .health_routes()

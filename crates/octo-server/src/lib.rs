@@ -29,9 +29,15 @@ pub async fn run(
     on_bound: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let listener = TcpListener::bind(listen).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
-    })?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     on_bound(listener.local_addr()?);
-    serve(listener, SharedRouter::new(gateway.router), gateway.serve, shutdown).await
+    serve(
+        listener,
+        SharedRouter::new(gateway.router),
+        gateway.serve,
+        shutdown,
+    )
+    .await
 }

@@ -15,7 +15,12 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "octollm-server", version, about)]
 struct Cli {
     /// The YAML configuration file.
-    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "demo")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "demo"
+    )]
     config: Option<PathBuf>,
     /// Listen address, overriding the config's `listen`.
     #[arg(long, env = "OCTOLLM_LISTEN", value_name = "ADDR")]
@@ -36,7 +41,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("octollm-server: cannot start the runtime: {e}");
@@ -55,7 +63,11 @@ fn main() -> ExitCode {
 async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let (mock, config, source): (_, Config, String) = if cli.demo {
         let (mock, config) = demo::start().await?;
-        (Some(mock), config, "examples/demo.yaml (built in)".to_owned())
+        (
+            Some(mock),
+            config,
+            "examples/demo.yaml (built in)".to_owned(),
+        )
     } else {
         let path = cli.config.clone().unwrap_or_default();
         let config = config::load(&path)?;
@@ -63,7 +75,11 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     };
     let gateway = build(&config, &source)?;
     if cli.check {
-        println!("{source}: OK ({} backends, {} models)", config.backends.len(), config.models.len());
+        println!(
+            "{source}: OK ({} backends, {} models)",
+            config.backends.len(),
+            config.models.len()
+        );
         return Ok(());
     }
     let listen = match cli.listen {

@@ -47,9 +47,11 @@ impl Engine for ModelRouter {
     async fn process(&self, req: Request) -> Result<Response, Error> {
         let peek = req.peek()?;
         let Some(model) = peek.model else {
-            return Err(Error::bad_request("the request names no model; set `model`")
-                .with_param("model")
-                .with_code("model_required"));
+            return Err(
+                Error::bad_request("the request names no model; set `model`")
+                    .with_param("model")
+                    .with_code("model_required"),
+            );
         };
         let Some(targets) = self.models.get(&model) else {
             let known: Vec<&str> = self.model_names().collect();

@@ -26,7 +26,10 @@ fn unknown_keys_fail_at_startup_with_file_path_and_fix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&path.display().to_string()), "{err}");
     assert!(err.contains("backends.oa.timeouts"), "{err}");
-    assert!(err.contains("unknown field `conect`, expected one of"), "{err}");
+    assert!(
+        err.contains("unknown field `conect`, expected one of"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -45,7 +48,10 @@ fn unknown_backends_and_bad_durations_are_all_reported() {
 
 #[test]
 fn a_missing_file_is_named() {
-    let out = server().args(["--config", "/nonexistent/octollm.yaml"]).output().unwrap();
+    let out = server()
+        .args(["--config", "/nonexistent/octollm.yaml"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/octollm.yaml"));
 }
@@ -56,13 +62,26 @@ fn check_validates_without_serving() {
         "good",
         "backends:\n  oa: {base_url: 'http://127.0.0.1:1', protocol: openai_chat}\nmodels:\n  m: {targets: [{backend: oa}]}\n",
     );
-    let out = server().arg("--config").arg(&path).arg("--check").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = server()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK (1 backends, 1 models)"));
 }
 
 #[test]
 fn the_demo_config_is_valid() {
     let out = server().args(["--demo", "--check"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

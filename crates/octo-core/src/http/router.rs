@@ -34,8 +34,14 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Clone)]
 enum Target {
-    Engine { format: ApiFormat, engine: ArcEngine },
-    Static { content_type: &'static str, body: Bytes },
+    Engine {
+        format: ApiFormat,
+        engine: ArcEngine,
+    },
+    Static {
+        content_type: &'static str,
+        body: Bytes,
+    },
 }
 
 #[derive(Clone)]
@@ -285,7 +291,9 @@ impl Router {
         match Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(Error::bad_request(format!("could not read the request body: {e}"))),
+            Err(e) => Err(Error::bad_request(format!(
+                "could not read the request body: {e}"
+            ))),
         }
     }
 
@@ -359,7 +367,9 @@ impl Pattern {
 fn guess_format(path: &str) -> ApiFormat {
     if path.starts_with("/v1/messages") {
         ApiFormat::Messages
-    } else if path.starts_with("/v1beta/") || (path.starts_with("/v1/models/") && path.contains(':')) {
+    } else if path.starts_with("/v1beta/")
+        || (path.starts_with("/v1/models/") && path.contains(':'))
+    {
         ApiFormat::GenerateContent
     } else if path.starts_with("/v1/responses") {
         ApiFormat::Responses
@@ -370,8 +380,10 @@ fn guess_format(path: &str) -> ApiFormat {
 
 fn query_has(query: Option<&str>, key: &str, value: &str) -> bool {
     query.is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair.split_once('=').is_some_and(|(k, v)| k == key && v == value))
+        q.split('&').any(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(k, v)| k == key && v == value)
+        })
     })
 }
 
@@ -394,7 +406,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-fn full_response(status: StatusCode, content_type: &'static str, body: Bytes) -> http::Response<FrontBody> {
+fn full_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> http::Response<FrontBody> {
     let mut resp = http::Response::new(Either::Left(Full::new(body)));
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -421,7 +437,10 @@ mod tests {
         let echo: ArcEngine = Arc::new(engine_fn(|req: Request| async move {
             let peek = req.peek()?;
             let mut resp = Response::json(201, req.body);
-            resp.headers.insert("x-model", HeaderValue::from_str(&peek.model.unwrap_or_default()).unwrap());
+            resp.headers.insert(
+                "x-model",
+                HeaderValue::from_str(&peek.model.unwrap_or_default()).unwrap(),
+            );
             Ok(resp)
         }));
         let mut r = Router::new().health_routes();
@@ -431,8 +450,17 @@ mod tests {
         r.max_body_bytes(1024)
     }
 
-    async fn call(r: &Router, method: Method, uri: &str, body: &'static str) -> (StatusCode, HeaderMap, serde_json::Value) {
-        let req = http::Request::builder().method(method).uri(uri).body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+    async fn call(
+        r: &Router,
+        method: Method,
+        uri: &str,
+        body: &'static str,
+    ) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
         let resp = r.handle(req, None).await;
         let (parts, body) = resp.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
@@ -442,7 +470,13 @@ mod tests {
 
     #[tokio::test]
     async fn engine_status_is_kept() {
-        let (s, h, v) = call(&echo_router(), Method::POST, "/v1/chat/completions", r#"{"model":"m"}"#).await;
+        let (s, h, v) = call(
+            &echo_router(),
+            Method::POST,
+            "/v1/chat/completions",
+            r#"{"model":"m"}"#,
+        )
+        .await;
         assert_eq!(s, 201);
         assert_eq!(h["x-model"], "m");
         assert_eq!(v["model"], "m");
@@ -451,10 +485,28 @@ mod tests {
     #[tokio::test]
     async fn gemini_model_comes_from_the_path() {
         let r = echo_router();
-        let (s, h, _) = call(&r, Method::POST, "/v1beta/models/gemini-x:generateContent", "{}").await;
-        assert_eq!((s, &h["x-model"]), (StatusCode::CREATED, &HeaderValue::from_static("gemini-x")));
-        let (s, h, _) = call(&r, Method::POST, "/v1/models/g2:streamGenerateContent?alt=sse", "{}").await;
-        assert_eq!((s, &h["x-model"]), (StatusCode::CREATED, &HeaderValue::from_static("g2")));
+        let (s, h, _) = call(
+            &r,
+            Method::POST,
+            "/v1beta/models/gemini-x:generateContent",
+            "{}",
+        )
+        .await;
+        assert_eq!(
+            (s, &h["x-model"]),
+            (StatusCode::CREATED, &HeaderValue::from_static("gemini-x"))
+        );
+        let (s, h, _) = call(
+            &r,
+            Method::POST,
+            "/v1/models/g2:streamGenerateContent?alt=sse",
+            "{}",
+        )
+        .await;
+        assert_eq!(
+            (s, &h["x-model"]),
+            (StatusCode::CREATED, &HeaderValue::from_static("g2"))
+        );
         let (s, _, v) = call(&r, Method::POST, "/v1beta/models/g:countEverything", "{}").await;
         assert_eq!(s, 404);
         assert_eq!(v["error"]["status"], "NOT_FOUND");
@@ -471,7 +523,8 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_bodies_get_413() {
-        let big: &'static str = Box::leak(format!("{{\"model\":\"{}\"}}", "x".repeat(2000)).into_boxed_str());
+        let big: &'static str =
+            Box::leak(format!("{{\"model\":\"{}\"}}", "x".repeat(2000)).into_boxed_str());
         let (s, _, v) = call(&echo_router(), Method::POST, "/v1/chat/completions", big).await;
         assert_eq!(s, 413);
         assert_eq!(v["error"]["code"], "request_too_large");
@@ -482,7 +535,12 @@ mod tests {
         let (s, _, v) = call(&echo_router(), Method::POST, "/v1/messages", "{\"model\":").await;
         assert_eq!(s, 400);
         assert_eq!(v["error"]["type"], "invalid_request_error");
-        assert!(v["error"]["message"].as_str().unwrap().contains("not valid JSON"));
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not valid JSON")
+        );
     }
 
     #[tokio::test]

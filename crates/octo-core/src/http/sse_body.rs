@@ -165,7 +165,13 @@ mod tests {
             Err(Error::upstream("backend `x` reset the connection")),
             Ok(Event::named("never", Bytes::from_static(b"{}"))),
         ]));
-        let frames = collect(SseBody::new(events, ApiFormat::Messages, StreamEncoding::Sse, None)).await;
+        let frames = collect(SseBody::new(
+            events,
+            ApiFormat::Messages,
+            StreamEncoding::Sse,
+            None,
+        ))
+        .await;
         assert_eq!(frames.len(), 2);
         assert_eq!(&frames[0][..], b"event: a\ndata: {}\n\n");
         assert!(frames[1].starts_with(b"event: error\n"));
@@ -177,10 +183,22 @@ mod tests {
             Event::data(Bytes::from_static(b"{\"a\":1}")),
             Event::data(Bytes::from_static(b"{\"b\":2}")),
         ]);
-        let frames = collect(SseBody::new(events, ApiFormat::GenerateContent, StreamEncoding::JsonArray, None)).await;
+        let frames = collect(SseBody::new(
+            events,
+            ApiFormat::GenerateContent,
+            StreamEncoding::JsonArray,
+            None,
+        ))
+        .await;
         let joined: Vec<u8> = frames.concat();
         assert_eq!(&joined[..], b"[{\"a\":1},{\"b\":2}]");
-        let empty = collect(SseBody::new(EventStream::iter(vec![]), ApiFormat::GenerateContent, StreamEncoding::JsonArray, None)).await;
+        let empty = collect(SseBody::new(
+            EventStream::iter(vec![]),
+            ApiFormat::GenerateContent,
+            StreamEncoding::JsonArray,
+            None,
+        ))
+        .await;
         assert_eq!(&empty.concat()[..], b"[]");
     }
 
@@ -195,7 +213,9 @@ mod tests {
         // With the clock paused, the runtime advances time to the keep-alive deadline.
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&first[..], b": keep-alive\n\n");
-        tx.send(Ok(Event::data(Bytes::from_static(b"x")))).await.unwrap();
+        tx.send(Ok(Event::data(Bytes::from_static(b"x"))))
+            .await
+            .unwrap();
         let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&second[..], b"data: x\n\n");
         drop(tx);

@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn client_credentials_are_never_forwarded() {
         let mut client = HeaderMap::new();
-        client.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer sk-client"));
+        client.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-client"),
+        );
         client.insert("x-api-key", HeaderValue::from_static("sk-client"));
         client.insert("x-goog-api-key", HeaderValue::from_static("sk-client"));
         client.insert(header::COOKIE, HeaderValue::from_static("a=b"));

@@ -87,7 +87,10 @@ impl fmt::Debug for EndpointConfig {
             .field("name", &self.name)
             .field("base_url", &self.base_url)
             .field("protocols", &self.protocols)
-            .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
+            .field(
+                "api_keys",
+                &format_args!("[{} redacted]", self.api_keys.len()),
+            )
             .field("paths", &self.paths)
             .field("timeouts", &self.timeouts)
             .finish()
@@ -187,9 +190,7 @@ impl HttpEndpoint {
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| {
-                Error::internal(format!("backend `{}`: HTTP client: {e}", config.name))
-            })?;
+            .map_err(|e| Error::internal(format!("backend `{}`: HTTP client: {e}", config.name)))?;
         Ok(HttpEndpoint {
             config,
             base_url,
@@ -250,7 +251,10 @@ impl HttpEndpoint {
                 self.config.timeouts.connect
             ))
         } else {
-            Error::upstream(format!("backend `{name}` request failed: {}", root_cause(e)))
+            Error::upstream(format!(
+                "backend `{name}` request failed: {}",
+                root_cause(e)
+            ))
         }
     }
 }
@@ -269,7 +273,10 @@ impl Engine for HttpEndpoint {
         let peek = req.peek()?;
         let url = self.url(format, peek.model.as_deref(), peek.stream)?;
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(
             header::ACCEPT,
             HeaderValue::from_static(if peek.stream {
@@ -352,7 +359,11 @@ impl Engine for HttpEndpoint {
 }
 
 /// Reads a whole body, up to `limit` bytes (truncating when `truncate`, failing otherwise).
-async fn collect_limited(mut body: TimedBody, limit: usize, truncate: bool) -> Result<Bytes, Error> {
+async fn collect_limited(
+    mut body: TimedBody,
+    limit: usize,
+    truncate: bool,
+) -> Result<Bytes, Error> {
     let mut out = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
@@ -436,21 +447,32 @@ mod tests {
 
     #[test]
     fn gemini_paths_carry_model_and_action() {
-        let ep = HttpEndpoint::new(EndpointConfig::new("g", "http://h:1/", ApiFormat::GenerateContent)).unwrap();
+        let ep = HttpEndpoint::new(EndpointConfig::new(
+            "g",
+            "http://h:1/",
+            ApiFormat::GenerateContent,
+        ))
+        .unwrap();
         assert_eq!(
-            ep.url(ApiFormat::GenerateContent, Some("gemini-2.5-flash"), true).unwrap(),
+            ep.url(ApiFormat::GenerateContent, Some("gemini-2.5-flash"), true)
+                .unwrap(),
             "http://h:1/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
         );
         assert_eq!(
-            ep.url(ApiFormat::GenerateContent, Some("a/b c"), false).unwrap(),
+            ep.url(ApiFormat::GenerateContent, Some("a/b c"), false)
+                .unwrap(),
             "http://h:1/v1beta/models/a%2Fb%20c:generateContent"
         );
     }
 
     #[test]
     fn bad_base_urls_are_refused() {
-        assert!(HttpEndpoint::new(EndpointConfig::new("x", "ftp://h", ApiFormat::Messages)).is_err());
-        assert!(HttpEndpoint::new(EndpointConfig::new("x", "not a url", ApiFormat::Messages)).is_err());
+        assert!(
+            HttpEndpoint::new(EndpointConfig::new("x", "ftp://h", ApiFormat::Messages)).is_err()
+        );
+        assert!(
+            HttpEndpoint::new(EndpointConfig::new("x", "not a url", ApiFormat::Messages)).is_err()
+        );
     }
 
     #[test]
@@ -464,7 +486,8 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_keys() {
-        let cfg = EndpointConfig::new("x", "http://h", ApiFormat::ChatCompletions).api_key("sk-secret");
+        let cfg =
+            EndpointConfig::new("x", "http://h", ApiFormat::ChatCompletions).api_key("sk-secret");
         assert!(!format!("{cfg:?}").contains("sk-secret"));
     }
 }

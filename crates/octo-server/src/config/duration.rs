@@ -9,9 +9,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write e.g. `500ms`, `5s`, `2m` or `1h`"))?;
+    let value: f64 = num.parse().map_err(|_| {
+        format!("`{text}` is not a duration; write e.g. `500ms`, `5s`, `2m` or `1h`")
+    })?;
     let secs = match unit.trim() {
         "ms" => value / 1000.0,
         "" | "s" => value,
@@ -47,7 +47,11 @@ mod tests {
 
     #[test]
     fn refuses_nonsense_with_a_fix() {
-        assert!(parse_duration("5 sec").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("5 sec")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_duration("fast").unwrap_err().contains("e.g."));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-1s").is_err());

@@ -201,7 +201,11 @@ impl ConfigError {
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::one(&source, "", format!("cannot read the file: {e}; check the path given to --config"))
+        ConfigError::one(
+            &source,
+            "",
+            format!("cannot read the file: {e}; check the path given to --config"),
+        )
     })?;
     parse(&text, &source, &|name| std::env::var(name).ok())
 }
@@ -290,7 +294,10 @@ impl BackendConfig {
             OneOrMany::Many(list) => list.iter().collect(),
         };
         if names.is_empty() {
-            return Err("list at least one protocol: openai_chat, openai_responses, anthropic or gemini".into());
+            return Err(
+                "list at least one protocol: openai_chat, openai_responses, anthropic or gemini"
+                    .into(),
+            );
         }
         names
             .into_iter()
@@ -310,7 +317,9 @@ impl BackendConfig {
 }
 
 /// Parsed timeouts with defaults applied.
-pub(crate) fn timeouts(t: &TimeoutsConfig) -> Result<octo_engines::client::Timeouts, (String, String)> {
+pub(crate) fn timeouts(
+    t: &TimeoutsConfig,
+) -> Result<octo_engines::client::Timeouts, (String, String)> {
     let d = octo_engines::client::Timeouts::default();
     let get = |name: &str, v: &Option<String>, default: Duration| match v {
         None => Ok(default),
@@ -329,7 +338,10 @@ fn validate(c: &Config) -> Vec<(String, String)> {
     if c.listen.parse::<SocketAddr>().is_err() {
         p.push((
             "listen".into(),
-            format!("`{}` is not an address; write e.g. `127.0.0.1:8080`", c.listen),
+            format!(
+                "`{}` is not an address; write e.g. `127.0.0.1:8080`",
+                c.listen
+            ),
         ));
     }
     for (key, value) in [
@@ -364,20 +376,34 @@ fn validate(c: &Config) -> Vec<(String, String)> {
             }
             _ => p.push((
                 at("base_url"),
-                format!("`{}` is not an http(s) URL; write e.g. `https://api.openai.com`", b.base_url),
+                format!(
+                    "`{}` is not an http(s) URL; write e.g. `https://api.openai.com`",
+                    b.base_url
+                ),
             )),
         }
         if b.api_key.is_some() && !b.api_keys.is_empty() {
-            p.push((at("api_key"), "set either `api_key` or `api_keys`, not both".into()));
+            p.push((
+                at("api_key"),
+                "set either `api_key` or `api_keys`, not both".into(),
+            ));
         }
         for (i, k) in b.keys().iter().enumerate() {
             if k.is_empty() || http::HeaderValue::from_str(k).is_err() {
-                p.push((format!("backends.{name}.api_keys[{i}]"), "empty, or contains characters not allowed in an HTTP header".into()));
+                p.push((
+                    format!("backends.{name}.api_keys[{i}]"),
+                    "empty, or contains characters not allowed in an HTTP header".into(),
+                ));
             }
         }
         for (h, v) in &b.headers {
-            if http::HeaderName::from_bytes(h.as_bytes()).is_err() || http::HeaderValue::from_str(v).is_err() {
-                p.push((format!("backends.{name}.headers.{h}"), "not a valid HTTP header name/value".into()));
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err()
+                || http::HeaderValue::from_str(v).is_err()
+            {
+                p.push((
+                    format!("backends.{name}.headers.{h}"),
+                    "not a valid HTTP header name/value".into(),
+                ));
             }
         }
         for (proto, path) in &b.paths {
@@ -385,11 +411,17 @@ fn validate(c: &Config) -> Vec<(String, String)> {
                 Ok(f) if protocols.contains(&f) => {}
                 _ => p.push((
                     format!("backends.{name}.paths.{proto}"),
-                    format!("`{proto}` is not one of this backend's protocols ({})", names(&protocols)),
+                    format!(
+                        "`{proto}` is not one of this backend's protocols ({})",
+                        names(&protocols)
+                    ),
                 )),
             }
             if !path.starts_with('/') {
-                p.push((format!("backends.{name}.paths.{proto}"), format!("`{path}` must start with `/`")));
+                p.push((
+                    format!("backends.{name}.paths.{proto}"),
+                    format!("`{path}` must start with `/`"),
+                ));
             }
         }
         if let Err((key, m)) = timeouts(&b.timeouts) {
@@ -398,14 +430,25 @@ fn validate(c: &Config) -> Vec<(String, String)> {
     }
     for (model, m) in &c.models {
         if m.targets.is_empty() {
-            p.push((format!("models.{model}.targets"), "list at least one target: `- {backend: NAME}`".into()));
+            p.push((
+                format!("models.{model}.targets"),
+                "list at least one target: `- {backend: NAME}`".into(),
+            ));
         }
         for (i, t) in m.targets.iter().enumerate() {
             if !c.backends.contains_key(&t.backend) {
                 let known: Vec<&str> = c.backends.keys().map(String::as_str).collect();
                 p.push((
                     format!("models.{model}.targets[{i}].backend"),
-                    format!("unknown backend `{}`; defined backends: {}", t.backend, if known.is_empty() { "none".to_owned() } else { known.join(", ") }),
+                    format!(
+                        "unknown backend `{}`; defined backends: {}",
+                        t.backend,
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
                 ));
             }
         }
@@ -414,7 +457,11 @@ fn validate(c: &Config) -> Vec<(String, String)> {
 }
 
 fn names(formats: &[ApiFormat]) -> String {
-    formats.iter().map(|f| f.config_name()).collect::<Vec<_>>().join(", ")
+    formats
+        .iter()
+        .map(|f| f.config_name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -445,7 +492,10 @@ models:
     fn the_issue_example_loads() {
         let c = parse(GOOD, "good.yaml", &env).unwrap();
         assert_eq!(c.backends["oa"].keys(), vec!["sk-from-env"]);
-        assert_eq!(c.models["gpt-4o-mini"].targets[0].model.as_deref(), Some("upstream-model-name"));
+        assert_eq!(
+            c.models["gpt-4o-mini"].targets[0].model.as_deref(),
+            Some("upstream-model-name")
+        );
     }
 
     fn err(text: &str) -> String {
@@ -467,7 +517,12 @@ models:
             .replace("backend: oa", "backend: ob")
             .replace("connect: 5s", "connect: 5 sec")
             .replace("protocol: openai_chat", "protocol: openai"));
-        assert!(e.contains("models.gpt-4o-mini.targets[0].backend`: unknown backend `ob`; defined backends: oa"), "{e}");
+        assert!(
+            e.contains(
+                "models.gpt-4o-mini.targets[0].backend`: unknown backend `ob`; defined backends: oa"
+            ),
+            "{e}"
+        );
         assert!(e.contains("backends.oa.timeouts.connect"), "{e}");
         assert!(e.contains("unknown protocol `openai`"), "{e}");
     }
