@@ -20,15 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import support  # noqa: E402
-from support import (  # noqa: E402
-    BACKENDS,
-    CLIENT_KEY,
-    MODELS,
-    MockClient,
-    Proc,
-    bin_path,
-    write_gateway_config,
-)
+from support import CLIENT_KEY, MockClient, Proc, bin_path, write_gateway_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -71,12 +63,9 @@ def gateway(gateway_config: Path, gateway_env: dict[str, str]) -> support.Gatewa
 
 
 @pytest.fixture(autouse=True)
-def _fresh_mock_log(request: pytest.FixtureRequest) -> None:
+def _fresh_mock_log(gateway: support.Gateway, mock: MockClient) -> None:
     """Every test starts with an empty mock request log, so `mock.requests()` is that test's."""
-    if "no_mock" in request.keywords:
-        return
-    request.getfixturevalue("gateway")
-    request.getfixturevalue("mock").reset()
+    mock.reset()
 
 
 # ------------------------------------------------------------------------------------------ clients
@@ -149,10 +138,6 @@ def genai_client_factory(gateway: support.Gateway, sent: support.SentLog):
         client.close()
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "no_mock: the test starts its own processes")
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """On a failure, attach the tail of the gateway's and the mock's output to the report."""
@@ -161,6 +146,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.failed:
         for proc in support.RUNNING:
             report.sections.append((f"{proc.name} output (tail)", proc.output_tail()))
-
-
-__all__ = ["BACKENDS", "MODELS"]
