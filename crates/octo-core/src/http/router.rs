@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Full};
 
 use super::sse_body::{SseBody, StreamEncoding};
 use crate::body::Body;
@@ -31,6 +31,9 @@ pub struct ClientAddr(pub SocketAddr);
 
 /// The default request body limit: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// How far past the limit a body is still read (and discarded) so the client can read the 413.
+const OVERSIZE_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Clone)]
 enum Target {
@@ -285,16 +288,37 @@ impl Router {
                 "request body is larger than the {limit}-byte limit; send a smaller request or raise `limits.max_body_bytes`"
             ))
         };
-        if declared.is_some_and(|n| n > limit as u64) {
+        // A body that is over the limit by a bounded amount is read and discarded, so that the
+        // client, still sending, gets to read the 413 instead of a broken pipe. Far larger ones
+        // are refused at once.
+        let drain_cap = limit.saturating_add(OVERSIZE_DRAIN_BYTES);
+        if declared.is_some_and(|n| n > drain_cap as u64) {
             return Err(too_large());
         }
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(Error::bad_request(format!(
-                "could not read the request body: {e}"
-            ))),
+        let mut body = std::pin::pin!(body);
+        let mut buf = bytes::BytesMut::with_capacity(
+            declared.map_or(0, |n| usize::try_from(n).unwrap_or(0).min(limit)),
+        );
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                Error::bad_request(format!("could not read the request body: {}", e.into()))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen = seen.saturating_add(data.len());
+            if seen > drain_cap {
+                return Err(too_large());
+            }
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            }
         }
+        if seen > limit {
+            return Err(too_large());
+        }
+        Ok(buf.freeze())
     }
 
     fn write_response(

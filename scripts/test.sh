@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The one command that runs every OctoLLM check and test, on a fresh Debian machine that has only
+# the Rust toolchain (rustup), Python 3.11 with pip, and Node:
+#
+#   format, clippy, rustdoc, licence check, build, cargo test, then the Python suites (the official
+#   OpenAI / Anthropic / Google GenAI SDKs driven through the real gateway against the mock, and
+#   the licence checker's unit tests) in a venv at target/sdk-venv.
+#
+# The last line printed is pytest's summary (`N passed in Xs`). Any failing step fails the script.
+#
+# Environment:
+#   PYTHON            interpreter used to create the venv (default: python3.11, else python3)
+#   OCTOLLM_BIN_DIR   where the SDK suite finds octollm-server and octo-mock (default target/debug)
+#   SDK_PYTEST_ARGS   extra arguments for the final pytest run (e.g. "-x -k anthropic")
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+
+step() {
+    printf '\n==> %s\n' "$*"
+}
+
+# ------------------------------------------------------------------------------------ toolchain
+step "toolchain"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy || echo "warning: 'rustup component add rustfmt clippy' failed; continuing"
+fi
+cargo --version
+rustc --version
+
+# ------------------------------------------------------------------------------------ Rust checks
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+step "licence check (scripts/license_check.py)"
+if command -v python3.11 >/dev/null 2>&1; then
+    SYS_PYTHON="${PYTHON:-python3.11}"
+else
+    SYS_PYTHON="${PYTHON:-python3}"
+fi
+"$SYS_PYTHON" scripts/license_check.py
+
+step "cargo build --workspace --bins"
+cargo build --workspace --bins
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "benchmarks, each run once as a smoke test (cargo test --benches)"
+cargo test --workspace --benches
+
+# ------------------------------------------------------------------------------------ Python suites
+VENV="$ROOT/target/sdk-venv"
+step "python venv ($VENV)"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf "$VENV"
+    mkdir -p "$ROOT/target"
+    if ! "$SYS_PYTHON" -m venv "$VENV"; then
+        # Debian's own python3 lacks ensurepip unless python3-venv is installed: fall back to
+        # virtualenv from PyPI.
+        echo "venv module unavailable; trying virtualenv"
+        rm -rf "$VENV"
+        "$SYS_PYTHON" -m pip install -q --user virtualenv \
+            || "$SYS_PYTHON" -m pip install -q --user --break-system-packages virtualenv
+        "$SYS_PYTHON" -m virtualenv -q "$VENV"
+    fi
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+"$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
+    | grep -Ei '^(openai|anthropic|google-genai|pytest) ' || true
+
+step "pytest: SDK suite (tests/sdk) + licence checker unit tests"
+export OCTOLLM_BIN_DIR="${OCTOLLM_BIN_DIR:-$ROOT/target/debug}"
+# shellcheck disable=SC2086 # SDK_PYTEST_ARGS is split on purpose.
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider ${SDK_PYTEST_ARGS:-} \
+    tests/sdk scripts/test_license_check.py
