@@ -1,0 +1,195 @@
+//! Per-request directives: fault injection, pacing and reply shaping, read from `x-mock-*` headers
+//! and from `[mock:name=value]` tokens in the raw request body (headers win). Scanning raw bytes
+//! keeps this independent of the wire protocol.
+
+use http::HeaderMap;
+
+/// The directives of one request. `None` / `false` means "not given".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Directives {
+    pub(crate) status: Option<u16>,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) latency_ms: Option<u64>,
+    pub(crate) jitter_ms: Option<u64>,
+    pub(crate) interval_ms: Option<u64>,
+    pub(crate) events: Option<usize>,
+    pub(crate) timeout: bool,
+    pub(crate) reset: bool,
+    pub(crate) truncate: Option<usize>,
+    pub(crate) abort: Option<usize>,
+    pub(crate) midstream_error: Option<usize>,
+    pub(crate) max_tokens: bool,
+    tool: Option<bool>,
+    tools: Option<usize>,
+}
+
+const HEADER_PREFIX: &str = "x-mock-";
+const BODY_PREFIX: &[u8] = b"[mock:";
+/// Longest `name=value` accepted inside a body token.
+const MAX_TOKEN_LEN: usize = 64;
+
+impl Directives {
+    /// Body tokens first, then headers, so that headers override the body.
+    pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> Self {
+        let mut directives = Directives::default();
+        for (name, value) in body_tokens(body) {
+            directives.apply(name, value);
+        }
+        for (name, value) in headers {
+            if let Some(name) = name.as_str().strip_prefix(HEADER_PREFIX) {
+                let value = value.to_str().ok().map(str::trim);
+                directives.apply(&name.replace('-', "_"), value);
+            }
+        }
+        directives
+    }
+
+    /// How many tool calls were asked for (0 = none).
+    pub(crate) fn tool_calls(&self) -> usize {
+        match (self.tool, self.tools) {
+            (Some(false), _) => 0,
+            (_, Some(n)) => n,
+            (Some(true), None) => 1,
+            (None, None) => 0,
+        }
+    }
+
+    /// The HTTP status to inject, when it is an error status.
+    pub(crate) fn error_status(&self) -> Option<u16> {
+        self.status.filter(|s| (400..=599).contains(s))
+    }
+
+    fn apply(&mut self, name: &str, value: Option<&str>) {
+        match name {
+            "status" => set_num(&mut self.status, value),
+            "retry_after" => set_num(&mut self.retry_after, value),
+            "latency_ms" => set_num(&mut self.latency_ms, value),
+            "jitter_ms" => set_num(&mut self.jitter_ms, value),
+            "interval_ms" => set_num(&mut self.interval_ms, value),
+            "events" => set_num(&mut self.events, value),
+            "truncate" => set_num(&mut self.truncate, value),
+            "abort" => set_num(&mut self.abort, value),
+            "midstream_error" => set_num(&mut self.midstream_error, value),
+            "tools" => set_num(&mut self.tools, value),
+            "tool" => self.tool = Some(flag(value)),
+            "timeout" => self.timeout = flag(value),
+            "reset" => self.reset = flag(value),
+            "max_tokens" => self.max_tokens = flag(value),
+            _ => {}
+        }
+    }
+}
+
+fn set_num<T: std::str::FromStr>(slot: &mut Option<T>, value: Option<&str>) {
+    if let Some(n) = value.and_then(|v| v.parse().ok()) {
+        *slot = Some(n);
+    }
+}
+
+/// A flag is on unless its value says otherwise.
+fn flag(value: Option<&str>) -> bool {
+    !matches!(
+        value.map(str::to_ascii_lowercase).as_deref(),
+        Some("0" | "false" | "no" | "off")
+    )
+}
+
+/// Yields `(name, value)` for every well-formed `[mock:name]` / `[mock:name=value]` in `body`.
+fn body_tokens(body: &[u8]) -> impl Iterator<Item = (&str, Option<&str>)> {
+    let mut rest = body;
+    std::iter::from_fn(move || {
+        loop {
+            let start = rest.iter().position(|&b| b == b'[')?;
+            rest = &rest[start + 1..];
+            let Some(after) = rest.strip_prefix(&BODY_PREFIX[1..]) else {
+                continue;
+            };
+            let window = &after[..after.len().min(MAX_TOKEN_LEN + 1)];
+            let Some(end) = window.iter().position(|&b| b == b']') else {
+                continue;
+            };
+            let Ok(token) = std::str::from_utf8(&after[..end]) else {
+                continue;
+            };
+            rest = &after[end + 1..];
+            let (name, value) = match token.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (token, None),
+            };
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                return Some((name, value));
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn body_tokens_are_found_anywhere() {
+        let body = br#"{"messages":[{"role":"user","content":"hi [mock:status=503] and [mock:tool] [mock:events=3][mock:nope"}]}"#;
+        let d = Directives::parse(&HeaderMap::new(), body);
+        assert_eq!(d.status, Some(503));
+        assert_eq!(d.error_status(), Some(503));
+        assert_eq!(d.tool_calls(), 1);
+        assert_eq!(d.events, Some(3));
+        assert!(!d.timeout);
+    }
+
+    #[test]
+    fn headers_win_and_accept_dashes() {
+        let body = b"[mock:tools=3] [mock:latency_ms=5] [mock:timeout]";
+        let h = headers(&[
+            ("x-mock-latency-ms", "7"),
+            ("x-mock-tool", "false"),
+            ("x-mock-timeout", "0"),
+            ("x-mock-midstream_error", "2"),
+        ]);
+        let d = Directives::parse(&h, body);
+        assert_eq!(d.latency_ms, Some(7));
+        assert_eq!(d.tool_calls(), 0);
+        assert!(!d.timeout);
+        assert_eq!(d.midstream_error, Some(2));
+    }
+
+    #[test]
+    fn flags_and_bad_values() {
+        let h = headers(&[("x-mock-reset", ""), ("x-mock-status", "abc")]);
+        let d = Directives::parse(&h, b"[mock:max_tokens] [mock:status=200] [mock:Bad=1]");
+        assert!(d.reset);
+        assert!(d.max_tokens);
+        assert_eq!(d.status, Some(200));
+        assert_eq!(d.error_status(), None);
+        assert_eq!(
+            Directives::parse(&HeaderMap::new(), b"[mock:tools=2]").tool_calls(),
+            2
+        );
+    }
+
+    #[test]
+    fn unterminated_or_long_tokens_are_ignored() {
+        let long = format!("[mock:status={}]", "5".repeat(80));
+        assert_eq!(
+            Directives::parse(&HeaderMap::new(), long.as_bytes()),
+            Directives::default()
+        );
+        assert_eq!(
+            Directives::parse(&HeaderMap::new(), b"[mock:status=500"),
+            Directives::default()
+        );
+        assert_eq!(
+            Directives::parse(&HeaderMap::new(), b"[[mock:abort=2]").abort,
+            Some(2)
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! # octo-mock
+//!
+//! A deterministic mock LLM upstream for OctoLLM's tests, demo and benchmarks. One server speaks
+//! the four provider wire protocols the way the real APIs do:
+//!
+//! | route | protocol |
+//! |---|---|
+//! | `POST /v1/chat/completions` | OpenAI Chat Completions (JSON or data-only SSE ending in `[DONE]`) |
+//! | `POST /v1/responses` | OpenAI Responses (JSON or `event:` SSE with `sequence_number`) |
+//! | `POST /v1/messages` | Anthropic Messages (JSON or `event:` SSE) |
+//! | `POST /{v1,v1beta}/models/{model}:generateContent` | Gemini, unary JSON |
+//! | `POST /{v1,v1beta}/models/{model}:streamGenerateContent[?alt=sse]` | Gemini, SSE or a JSON array |
+//! | `GET /v1/models` | OpenAI-shaped list of mock models |
+//! | `GET /_mock/requests`, `GET /_mock/stats`, `POST /_mock/reset` | introspection |
+//!
+//! Replies are derived from the request only (`"Hello from octo-mock. You said: <last user text,
+//! first 64 chars>"`, split into word-sized stream pieces), ids come from a per-server counter
+//! (`chatcmpl-mock-1`, `resp_mock_2`, `msg_mock_3`, tool ids `call_mock_1` / `toolu_mock_2`), and
+//! usage is `input = body_len / 4 + 1`, `output = text pieces + 2 per tool call`.
+//!
+//! # Directives
+//!
+//! Faults, pacing and tool calls are requested per request, either with a header
+//! `x-mock-<name>: <value>` or with a token `[mock:<name>=<value>]` / `[mock:<name>]` anywhere in
+//! the raw request body. Headers win over the body. Unknown names and unparsable values are ignored.
+//!
+//! | name | effect |
+//! |---|---|
+//! | `status=N` (400..=599) | answer HTTP N with the protocol's error body; 429 gets `retry-after` |
+//! | `retry_after=S` | `retry-after` value for `status` (default 1; sent for any status when given) |
+//! | `latency_ms=N` | delay before the response head (also before `status`/`reset`) |
+//! | `jitter_ms=N` | add a deterministic pseudo-random `0..=N` ms to the latency |
+//! | `interval_ms=N` | pause between two streamed events |
+//! | `events=N` | exactly N text delta events (pieces merged, or `" mock"` filler appended) |
+//! | `timeout` | never answer; the request is counted in `requests_cancelled` when the client leaves |
+//! | `reset` | drop the connection without a response (HTTP/2: reset the stream) |
+//! | `truncate=K` | stream: send the first K events, then end the body cleanly without the rest |
+//! | `abort=K` | stream: send the first K events, then fail the body (connection/stream reset) |
+//! | `midstream_error=K` | stream: after K content events, send the protocol's in-band error event and end |
+//! | `tool`, `tools=N` | with tools defined, answer N parallel calls (cycling through the tools) |
+//! | `max_tokens` | answer text truncated for length (`length`, `max_tokens`, `MAX_TOKENS`, `incomplete`) |
+//!
+//! Flag directives accept `0`/`false`/`no`/`off` to switch them off (useful in a header to override
+//! the body). A forcing tool choice (`"required"`, a named function, Anthropic `any`/`tool`, Gemini
+//! mode `ANY`) also produces tool calls; a `none` choice prevents them, and so does a conversation
+//! whose last message is a tool result (the mock then answers with text, so agent loops end).
+//!
+//! In header names `-` may replace `_` (`x-mock-interval-ms` = `x-mock-interval_ms`).
+//!
+//! # Counters and cancellation
+//!
+//! Every recorded request bumps [`MockStats::requests`]. A streamed response counts in
+//! `streams_started`, then in exactly one of `streams_completed` (last event handed to the
+//! connection, including clean `truncate`/`midstream_error` endings), `streams_aborted` (the
+//! `abort` directive) or `streams_cancelled` (the body was dropped before its end: the client went
+//! away). A request dropped before its response head (during `latency_ms` or `timeout`) counts in
+//! `requests_cancelled`. [`MockServer::wait_for`] resolves as soon as a predicate on the counters
+//! holds, without sleeps or polling:
+//!
+//! ```no_run
+//! use octo_mock::{MockConfig, MockServer};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let mock = MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default()).await?;
+//! let base = mock.url(); // e.g. "http://127.0.0.1:40123"
+//! // … point the gateway at `base`, stream a request with `x-mock-interval-ms: 50` through it
+//! // and drop the client half-way …
+//! mock.wait_for(|s| s.streams_cancelled >= 1).await;
+//! assert_eq!(mock.requests().len(), 1);
+//! mock.shutdown().await;
+//! # let _ = base;
+//! # Ok(())
+//! # }
+//! ```
+
+mod body;
+mod directives;
+mod protocols;
+mod record;
+mod reply;
+mod service;
+mod sse;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use record::{MockStats, RecordedRequest};
+
+use record::State;
+
+/// Server-wide defaults. Per-request directives override them.
+///
+/// `Default` gives all-zero delays and seed 0: the mock answers as fast as it can.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MockConfig {
+    /// Delay before every LLM response head (overridden by the `latency_ms` directive).
+    pub latency: Duration,
+    /// Upper bound of an extra deterministic pseudo-random delay added to `latency`
+    /// (overridden by `jitter_ms`).
+    pub jitter: Duration,
+    /// Pause between two streamed events (overridden by `interval_ms`).
+    pub event_interval: Duration,
+    /// Seed of the jitter sequence; the same seed gives the same delays in the same order.
+    pub seed: u64,
+}
+
+/// A running mock server. Dropping it (like [`MockServer::shutdown`]) stops accepting and closes the
+/// open connections; `shutdown` also waits until that is done.
+pub struct MockServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MockServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockServer")
+            .field("addr", &self.addr)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockServer {
+    /// Binds `addr` (port 0 picks a free port) and starts serving HTTP/1.1 and h2c on the current
+    /// Tokio runtime, one task per connection.
+    pub async fn start(addr: SocketAddr, config: MockConfig) -> std::io::Result<MockServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::new(config));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stop_rx));
+        Ok(MockServer {
+            addr,
+            state,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// The bound address (with the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The last 256 recorded requests, oldest first (introspection requests are not recorded).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.requests()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> MockStats {
+        self.state.stats()
+    }
+
+    /// Resolves with the first stats snapshot for which `pred` holds (immediately if it already
+    /// does). Wakes on every counter change; no polling.
+    pub async fn wait_for(&self, pred: impl Fn(&MockStats) -> bool) -> MockStats {
+        self.state.wait_for(pred).await
+    }
+
+    /// Clears the request log and the counters and restarts the id and jitter sequences, like
+    /// `POST /_mock/reset`.
+    pub fn reset(&self) {
+        self.state.reset();
+    }
+
+    /// Stops accepting, closes every open connection (in-flight streams count as cancelled) and
+    /// waits until the server task has finished.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(1024);
+    let builder = Arc::new(builder);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let builder = Arc::clone(&builder);
+                let state = Arc::clone(&state);
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        service::handle(Arc::clone(&state), req)
+                    });
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    connections.shutdown().await;
+}

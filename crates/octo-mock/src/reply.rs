@@ -1,0 +1,312 @@
+//! The deterministic answer to a request, before any wire format: reply text split into stream
+//! pieces, tool calls, finish kind and token usage. Protocol modules only render a [`Plan`].
+
+use crate::directives::Directives;
+use crate::record::State;
+
+/// Model name used when a request does not name one.
+pub(crate) const DEFAULT_MODEL: &str = "octo-mock";
+/// Fixed `created` timestamp, so that replies are byte-for-byte reproducible.
+pub(crate) const CREATED: u64 = 1_735_689_600;
+/// How many characters of the user's text are echoed.
+const ECHO_CHARS: usize = 64;
+/// Piece appended when `events=N` asks for more pieces than the text has.
+const FILLER: &str = " mock";
+
+/// The request's tool choice, reduced to what the mock needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) enum ToolChoice {
+    /// Tools may be called (only the `tool`/`tools` directives make the mock call them).
+    #[default]
+    Auto,
+    /// Tools must not be called.
+    None,
+    /// A tool must be called; with a name, that one.
+    Forced(Option<String>),
+}
+
+/// What a protocol parser extracts from a request body.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Summary {
+    pub(crate) model: String,
+    pub(crate) stream: bool,
+    /// OpenAI chat `stream_options.include_usage`.
+    pub(crate) include_usage: bool,
+    /// Text of the last user turn that has text.
+    pub(crate) user_text: Option<String>,
+    /// Set when the last message is a tool result: its text.
+    pub(crate) tool_result: Option<String>,
+    /// Names of the function tools the request defines, in order.
+    pub(crate) tools: Vec<String>,
+    pub(crate) tool_choice: ToolChoice,
+}
+
+/// Why the reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    Stop,
+    Length,
+    ToolCalls,
+}
+
+/// One tool call of the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ToolCall {
+    /// Number for the protocol's id format (`call_mock_{id}`, `toolu_mock_{id}`).
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    /// Position among the parallel calls (0-based); also the `n` argument.
+    pub(crate) index: usize,
+    /// JSON text of the arguments, `{"query":"mock","n":<index>}`.
+    pub(crate) arguments: String,
+}
+
+impl ToolCall {
+    /// The arguments as a JSON object.
+    pub(crate) fn arguments_json(&self) -> serde_json::Value {
+        serde_json::json!({"query": "mock", "n": self.index})
+    }
+
+    /// The arguments split into the two fragments that are streamed.
+    pub(crate) fn fragments(&self) -> (&str, &str) {
+        self.arguments.split_at(self.arguments.len() / 2)
+    }
+}
+
+/// The complete, protocol-neutral reply.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Number for the protocol's response id format.
+    pub(crate) id: u64,
+    pub(crate) model: String,
+    /// Text pieces, one per streamed text delta; empty when the reply is tool calls.
+    pub(crate) pieces: Vec<String>,
+    pub(crate) tool_calls: Vec<ToolCall>,
+    pub(crate) finish: Finish,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) include_usage: bool,
+}
+
+impl Plan {
+    pub(crate) fn new(
+        summary: Summary,
+        directives: &Directives,
+        body_len: usize,
+        state: &State,
+    ) -> Self {
+        let tool_calls = plan_tool_calls(&summary, directives, state);
+        let pieces = if tool_calls.is_empty() {
+            let text = match (&summary.tool_result, &summary.user_text) {
+                (Some(result), _) => format!("Hello from octo-mock. Tool result: {}", echo(result)),
+                (None, text) => format!(
+                    "Hello from octo-mock. You said: {}",
+                    echo(text.as_deref().unwrap_or_default())
+                ),
+            };
+            let pieces = split_words(text.trim_end());
+            match directives.events {
+                Some(n) => regroup(pieces, n),
+                None => pieces,
+            }
+        } else {
+            Vec::new()
+        };
+        let finish = if !tool_calls.is_empty() {
+            Finish::ToolCalls
+        } else if directives.max_tokens {
+            Finish::Length
+        } else {
+            Finish::Stop
+        };
+        let output_tokens = (pieces.len() + 2 * tool_calls.len()) as u64;
+        Plan {
+            id: state.next_id(),
+            model: summary.model,
+            pieces,
+            tool_calls,
+            finish,
+            input_tokens: body_len as u64 / 4 + 1,
+            output_tokens,
+            include_usage: summary.include_usage,
+        }
+    }
+
+    /// The whole reply text.
+    pub(crate) fn text(&self) -> String {
+        self.pieces.concat()
+    }
+
+    pub(crate) fn total_tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+fn plan_tool_calls(summary: &Summary, directives: &Directives, state: &State) -> Vec<ToolCall> {
+    if summary.tool_result.is_some() || summary.tools.is_empty() || directives.max_tokens {
+        return Vec::new();
+    }
+    let names: Vec<&str> = match &summary.tool_choice {
+        ToolChoice::None => return Vec::new(),
+        ToolChoice::Forced(Some(name)) => vec![name.as_str()],
+        ToolChoice::Forced(None) | ToolChoice::Auto => {
+            summary.tools.iter().map(String::as_str).collect()
+        }
+    };
+    let count = match (directives.tool_calls(), &summary.tool_choice) {
+        (0, ToolChoice::Forced(_)) => 1,
+        (n, _) => n,
+    };
+    (0..count)
+        .map(|index| ToolCall {
+            id: state.next_tool_id(),
+            name: names[index % names.len()].to_owned(),
+            index,
+            arguments: format!(r#"{{"query":"mock","n":{index}}}"#),
+        })
+        .collect()
+}
+
+/// The first [`ECHO_CHARS`] characters of `text`.
+fn echo(text: &str) -> &str {
+    match text.char_indices().nth(ECHO_CHARS) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+/// Splits before every space that follows a non-space, like a word tokenizer: the pieces
+/// concatenate back to `text`.
+pub(crate) fn split_words(text: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut prev_space = true;
+    for (i, c) in text.char_indices() {
+        let space = c.is_whitespace();
+        if space && !prev_space && i > start {
+            pieces.push(text[start..i].to_owned());
+            start = i;
+        }
+        prev_space = space;
+    }
+    if start < text.len() {
+        pieces.push(text[start..].to_owned());
+    }
+    pieces
+}
+
+/// Exactly `n` pieces: merges neighbours evenly when there are too many, appends filler when
+/// there are too few.
+pub(crate) fn regroup(pieces: Vec<String>, n: usize) -> Vec<String> {
+    let len = pieces.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    if n >= len {
+        let mut pieces = pieces;
+        pieces.resize(n, FILLER.to_owned());
+        return pieces;
+    }
+    let mut groups = vec![String::new(); n];
+    for (j, piece) in pieces.into_iter().enumerate() {
+        groups[j * n / len].push_str(&piece);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MockConfig;
+
+    fn summary(text: &str) -> Summary {
+        Summary {
+            model: "m".into(),
+            user_text: Some(text.into()),
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn words_round_trip() {
+        let pieces = split_words("Hello from  octo-mock. You said: hi");
+        assert_eq!(
+            pieces,
+            ["Hello", " from", "  octo-mock.", " You", " said:", " hi"]
+        );
+        assert_eq!(pieces.concat(), "Hello from  octo-mock. You said: hi");
+        assert!(split_words("").is_empty());
+    }
+
+    #[test]
+    fn regroup_is_exact() {
+        let pieces = split_words("a b c d e");
+        let three = regroup(pieces.clone(), 3);
+        assert_eq!(three.len(), 3);
+        assert_eq!(three.concat(), "a b c d e");
+        let seven = regroup(pieces.clone(), 7);
+        assert_eq!(seven.len(), 7);
+        assert_eq!(seven.concat(), "a b c d e mock mock");
+        assert!(regroup(pieces, 0).is_empty());
+    }
+
+    #[test]
+    fn text_reply_echoes_64_chars() {
+        let state = State::new(MockConfig::default());
+        let long = "é".repeat(100);
+        let plan = Plan::new(summary(&long), &Directives::default(), 40, &state);
+        assert_eq!(
+            plan.text(),
+            format!("Hello from octo-mock. You said: {}", "é".repeat(64))
+        );
+        assert_eq!(plan.finish, Finish::Stop);
+        assert_eq!(plan.input_tokens, 11);
+        assert_eq!(plan.output_tokens, plan.pieces.len() as u64);
+        assert_eq!(plan.id, 1);
+        assert_eq!(
+            Plan::new(summary("x"), &Directives::default(), 0, &state).id,
+            2
+        );
+    }
+
+    #[test]
+    fn tool_calls_cycle_and_respect_choice() {
+        let state = State::new(MockConfig::default());
+        let mut s = summary("x");
+        s.tools = vec!["a".into(), "b".into()];
+        let d = Directives::parse(&http::HeaderMap::new(), b"[mock:tools=3]");
+        let plan = Plan::new(s.clone(), &d, 0, &state);
+        let names: Vec<_> = plan.tool_calls.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "a"]);
+        assert_eq!(plan.tool_calls[2].arguments, r#"{"query":"mock","n":2}"#);
+        assert_eq!(plan.tool_calls[2].id, 3);
+        assert_eq!(plan.finish, Finish::ToolCalls);
+        assert_eq!(plan.output_tokens, 6);
+        let (a, b) = plan.tool_calls[0].fragments();
+        assert!(!a.is_empty() && !b.is_empty());
+
+        // Forced by tool choice, no directive: one call to the named tool.
+        s.tool_choice = ToolChoice::Forced(Some("b".into()));
+        let plan = Plan::new(s.clone(), &Directives::default(), 0, &state);
+        assert_eq!(plan.tool_calls.len(), 1);
+        assert_eq!(plan.tool_calls[0].name, "b");
+
+        // `none` and a trailing tool result both answer with text.
+        s.tool_choice = ToolChoice::None;
+        assert!(Plan::new(s.clone(), &d, 0, &state).tool_calls.is_empty());
+        s.tool_choice = ToolChoice::Auto;
+        s.tool_result = Some("sunny".into());
+        let plan = Plan::new(s, &d, 0, &state);
+        assert_eq!(plan.text(), "Hello from octo-mock. Tool result: sunny");
+        assert_eq!(plan.finish, Finish::Stop);
+    }
+
+    #[test]
+    fn max_tokens_and_no_tools() {
+        let state = State::new(MockConfig::default());
+        let d = Directives::parse(&http::HeaderMap::new(), b"[mock:max_tokens] [mock:tool]");
+        let plan = Plan::new(summary("x"), &d, 0, &state);
+        assert_eq!(plan.finish, Finish::Length);
+        assert!(plan.tool_calls.is_empty());
+    }
+}

@@ -1,0 +1,353 @@
+//! Per-request handling: collects the body, serves the `/_mock/*` introspection routes, records
+//! every other request, routes it to a protocol and applies the directives (delays, faults,
+//! stream shaping) around the protocol renderers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::body::{BoxError, MockBody, PendingGuard};
+use crate::directives::Directives;
+use crate::protocols::{Mode, Protocol, shape_stream};
+use crate::record::{RecordedRequest, State};
+use crate::reply::{CREATED, DEFAULT_MODEL, Plan};
+
+/// Models listed by `GET /v1/models`.
+const MODELS: [&str; 4] = [
+    DEFAULT_MODEL,
+    "mock-gpt-4o",
+    "mock-claude-sonnet",
+    "mock-gemini-flash",
+];
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Llm {
+        protocol: Protocol,
+        /// Gemini's model, from the path.
+        model: Option<String>,
+        /// Set by Gemini's path; otherwise the body's `stream` decides.
+        mode: Option<Mode>,
+    },
+    Models,
+    NotFound,
+    MethodNotAllowed(Method),
+}
+
+fn route(method: &Method, path: &str, query: Option<&str>) -> Route {
+    let llm = |protocol| Route::Llm {
+        protocol,
+        model: None,
+        mode: None,
+    };
+    let (allowed, target) = match path {
+        "/v1/chat/completions" => (Method::POST, llm(Protocol::OpenAiChat)),
+        "/v1/responses" => (Method::POST, llm(Protocol::OpenAiResponses)),
+        "/v1/messages" => (Method::POST, llm(Protocol::Anthropic)),
+        "/v1/models" => (Method::GET, Route::Models),
+        _ => match gemini_route(path, query) {
+            Some(target) => (Method::POST, target),
+            None => return Route::NotFound,
+        },
+    };
+    if *method == allowed {
+        target
+    } else {
+        Route::MethodNotAllowed(allowed)
+    }
+}
+
+/// `/{v1,v1beta}/models/{model}:{generateContent,streamGenerateContent}`.
+fn gemini_route(path: &str, query: Option<&str>) -> Option<Route> {
+    let rest = path
+        .strip_prefix("/v1/models/")
+        .or_else(|| path.strip_prefix("/v1beta/models/"))?;
+    let (model, action) = rest.rsplit_once(':')?;
+    if model.is_empty() {
+        return None;
+    }
+    let sse = query.is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+    let mode = match action {
+        "generateContent" => Mode::Unary,
+        "streamGenerateContent" if sse => Mode::Sse,
+        "streamGenerateContent" => Mode::JsonArray,
+        _ => return None,
+    };
+    Some(Route::Llm {
+        protocol: Protocol::Gemini,
+        model: Some(model.to_owned()),
+        mode: Some(mode),
+    })
+}
+
+/// The hyper service.
+pub(crate) async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+) -> Result<Response<MockBody>, BoxError> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let path = parts.uri.path();
+    if let Some(action) = path.strip_prefix("/_mock/") {
+        return Ok(introspect(&state, &parts.method, action));
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned());
+    state.record(RecordedRequest {
+        method: parts.method.clone(),
+        path_and_query,
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    match route(&parts.method, path, parts.uri.query()) {
+        Route::Llm {
+            protocol,
+            model,
+            mode,
+        } => {
+            llm(
+                &state,
+                protocol,
+                model.as_deref(),
+                mode,
+                &parts.headers,
+                &body,
+            )
+            .await
+        }
+        Route::Models => Ok(json_response(StatusCode::OK, models())),
+        Route::NotFound => Ok(not_found(&parts.method, path)),
+        Route::MethodNotAllowed(allowed) => Ok(method_not_allowed(&parts.method, path, &allowed)),
+    }
+}
+
+async fn llm(
+    state: &Arc<State>,
+    protocol: Protocol,
+    path_model: Option<&str>,
+    mode: Option<Mode>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response<MockBody>, BoxError> {
+    let directives = Directives::parse(headers, body);
+
+    // Until the head is ready, a dropped future means the client went away.
+    let mut pending = PendingGuard::new(state);
+    let latency = directives
+        .latency_ms
+        .map_or(state.config.latency, Duration::from_millis);
+    let jitter_max = directives
+        .jitter_ms
+        .unwrap_or_else(|| u64::try_from(state.config.jitter.as_millis()).unwrap_or(u64::MAX));
+    let delay = latency + Duration::from_millis(state.jitter_ms(jitter_max));
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if directives.timeout {
+        std::future::pending::<()>().await;
+    }
+    pending.disarm();
+
+    if directives.reset {
+        return Err("octo-mock: connection reset by the reset directive".into());
+    }
+    if let Some(status) = directives.error_status() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = format!("octo-mock: injected HTTP {}", status.as_u16());
+        let retry_after = directives
+            .retry_after
+            .or((status == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+        return Ok(error_response(protocol, status, &message, retry_after));
+    }
+    let json: Value = match serde_json::from_slice(body) {
+        Ok(json) => json,
+        Err(e) => {
+            let message = format!("octo-mock: request body is not valid JSON: {e}");
+            return Ok(error_response(
+                protocol,
+                StatusCode::BAD_REQUEST,
+                &message,
+                None,
+            ));
+        }
+    };
+    let summary = protocol.summarize(&json, path_model);
+    let mode = mode.unwrap_or(if summary.stream {
+        Mode::Sse
+    } else {
+        Mode::Unary
+    });
+    let plan = Plan::new(summary, &directives, body.len(), state);
+    if mode == Mode::Unary {
+        return Ok(json_response(StatusCode::OK, protocol.render_unary(&plan)));
+    }
+    let events = protocol.render_stream(&plan, mode);
+    let (frames, ending) =
+        shape_stream(events, &directives, |seq| protocol.stream_error(mode, seq));
+    let interval = directives
+        .interval_ms
+        .map_or(state.config.event_interval, Duration::from_millis);
+    let content_type = if mode == Mode::JsonArray {
+        "application/json"
+    } else {
+        "text/event-stream"
+    };
+    let mut response = Response::new(MockBody::events(
+        frames,
+        ending,
+        interval,
+        Arc::clone(state),
+    ));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<MockBody> {
+    let mut response = Response::new(MockBody::full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error_response(
+    protocol: Protocol,
+    status: StatusCode,
+    message: &str,
+    retry_after: Option<u64>,
+) -> Response<MockBody> {
+    let mut response = json_response(status, protocol.error_body(status, message));
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn models() -> Vec<u8> {
+    let data: Vec<Value> = MODELS
+        .iter()
+        .map(|id| json!({"id": id, "object": "model", "created": CREATED, "owned_by": "octo-mock"}))
+        .collect();
+    crate::sse::to_vec(&json!({"object": "list", "data": data}))
+}
+
+/// `GET /_mock/requests`, `GET /_mock/stats`, `POST /_mock/reset`.
+fn introspect(state: &State, method: &Method, action: &str) -> Response<MockBody> {
+    let allowed = match action {
+        "requests" | "stats" => Method::GET,
+        "reset" => Method::POST,
+        _ => return not_found(method, &format!("/_mock/{action}")),
+    };
+    if *method != allowed {
+        return method_not_allowed(method, &format!("/_mock/{action}"), &allowed);
+    }
+    let body = match action {
+        "requests" => state.requests_json(),
+        "stats" => state.stats().to_json(),
+        _ => {
+            state.reset();
+            json!({"ok": true})
+        }
+    };
+    json_response(StatusCode::OK, crate::sse::to_vec(&body))
+}
+
+/// 404 in OpenAI's error shape.
+fn not_found(method: &Method, path: &str) -> Response<MockBody> {
+    let message = format!("octo-mock: unknown request URL: {method} {path}");
+    error_response(Protocol::OpenAiChat, StatusCode::NOT_FOUND, &message, None)
+}
+
+/// 405 in OpenAI's error shape, with `allow`.
+fn method_not_allowed(method: &Method, path: &str, allowed: &Method) -> Response<MockBody> {
+    let message = format!("octo-mock: method {method} not allowed on {path}");
+    let mut response = error_response(
+        Protocol::OpenAiChat,
+        StatusCode::METHOD_NOT_ALLOWED,
+        &message,
+        None,
+    );
+    let allow = if *allowed == Method::GET {
+        "GET"
+    } else {
+        "POST"
+    };
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn llm(protocol: Protocol, model: Option<&str>, mode: Option<Mode>) -> Route {
+        Route::Llm {
+            protocol,
+            model: model.map(str::to_owned),
+            mode,
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let post = Method::POST;
+        assert_eq!(
+            route(&post, "/v1/chat/completions", None),
+            llm(Protocol::OpenAiChat, None, None)
+        );
+        assert_eq!(
+            route(&post, "/v1/responses", None),
+            llm(Protocol::OpenAiResponses, None, None)
+        );
+        assert_eq!(
+            route(&post, "/v1/messages", Some("beta=true")),
+            llm(Protocol::Anthropic, None, None)
+        );
+        assert_eq!(route(&Method::GET, "/v1/models", None), Route::Models);
+        assert_eq!(
+            route(
+                &post,
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                Some("key=k&alt=sse")
+            ),
+            llm(Protocol::Gemini, Some("gemini-2.5-flash"), Some(Mode::Sse))
+        );
+        assert_eq!(
+            route(&post, "/v1/models/g:streamGenerateContent", None),
+            llm(Protocol::Gemini, Some("g"), Some(Mode::JsonArray))
+        );
+        assert_eq!(
+            route(&post, "/v1/models/g:generateContent", None),
+            llm(Protocol::Gemini, Some("g"), Some(Mode::Unary))
+        );
+        assert_eq!(
+            route(&post, "/v1/models/g:countTokens", None),
+            Route::NotFound
+        );
+        assert_eq!(route(&post, "/v2/chat", None), Route::NotFound);
+        assert_eq!(
+            route(&Method::GET, "/v1/messages", None),
+            Route::MethodNotAllowed(Method::POST)
+        );
+        assert_eq!(
+            route(&post, "/v1/models", None),
+            Route::MethodNotAllowed(Method::GET)
+        );
+    }
+}
