@@ -342,3 +342,33 @@ async fn h2c_clients_are_served() {
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish() {
+    use futures::StreamExt;
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    let resp = client()
+        .post(format!("{}/v1/messages", gw.url))
+        .body(body_for(
+            "anthropic",
+            "claude",
+            "[mock:events=20] [mock:interval_ms=10]",
+            true,
+        ))
+        .send()
+        .await
+        .unwrap();
+    let mut chunks = resp.bytes_stream();
+    let mut text = String::from_utf8(chunks.next().await.unwrap().unwrap().to_vec()).unwrap();
+    // Shut down while the stream is running; the drain lets it complete.
+    let exited = tokio::task::spawn_blocking(move || gw.terminate());
+    while let Some(chunk) = chunks.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert!(
+        text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        "{text}"
+    );
+    assert!(exited.await.unwrap(), "exit status after SIGTERM");
+}
