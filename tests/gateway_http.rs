@@ -372,3 +372,39 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     );
     assert!(exited.await.unwrap(), "exit status after SIGTERM");
 }
+
+/// What the client receives through the gateway is byte for byte what the upstream sent, streams
+/// included (the mock is reset before each call so its ids repeat).
+#[tokio::test]
+async fn responses_pass_through_byte_for_byte() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    for (protocol, model) in PROTOCOLS {
+        let upstream_model = format!("up-{model}");
+        for stream in [false, true] {
+            let fetch = |base: String, model: String| {
+                let path = path_for(protocol, &model, stream);
+                let body = body_for(protocol, &model, "same bytes [mock:tools=2]", stream);
+                async move {
+                    let resp = client()
+                        .post(format!("{base}{path}"))
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 200);
+                    resp.bytes().await.unwrap()
+                }
+            };
+            mock.reset();
+            let direct = fetch(mock.url(), upstream_model.clone()).await;
+            mock.reset();
+            let via = fetch(gw.url.clone(), model.to_owned()).await;
+            assert_eq!(
+                String::from_utf8_lossy(&via),
+                String::from_utf8_lossy(&direct),
+                "{protocol} stream={stream}"
+            );
+        }
+    }
+}

@@ -7,8 +7,8 @@
 //! optional space after the colon, multi-line data joined with `\n`, unknown fields ignored, and
 //! frames without data not dispatched.
 //!
-//! A frame written exactly as the encoder would write it (LF line ends, `field: value` lines, only
-//! `event`/`id`/`data` fields) keeps its raw bytes in the [`Event`], so passthrough forwards it
+//! A frame in canonical form (consistent LF or CRLF line ends, `field: value` lines, only
+//! `event`/`id`/`data` fields, one data line) keeps its raw bytes in the [`Event`], so passthrough forwards it
 //! untouched; anything else is re-encoded canonically, which also strips upstream comments before they
 //! can reach a strict client. [`SseDecoder`] wraps a byte stream into an event stream.
 
@@ -151,12 +151,20 @@ impl SseParser {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineEnding {
+    Lf,
+    CrLf,
+    Cr,
+}
+
 /// Splits a frame into lines and builds its event; `None` for frames without data.
 fn build_event(frame: Bytes, terminated: bool) -> Option<Event> {
     let mut canonical = terminated;
     let mut name = None;
     let mut id = None;
     let mut data: Vec<Bytes> = Vec::new();
+    let mut first_ending = None;
     let mut pos = 0;
     let len = frame.len();
     while pos < len {
@@ -165,16 +173,18 @@ fn build_event(frame: Bytes, terminated: bool) -> Option<Event> {
             None => (len, len),
             Some(r) => {
                 let end = pos + r;
-                if frame[end] == b'\r' {
-                    canonical = false;
-                    if end + 1 < len && frame[end + 1] == b'\n' {
-                        (end, end + 2)
-                    } else {
-                        (end, end + 1)
-                    }
+                let (next, ending) = if frame[end] == b'\n' {
+                    (end + 1, LineEnding::Lf)
+                } else if end + 1 < len && frame[end + 1] == b'\n' {
+                    (end + 2, LineEnding::CrLf)
                 } else {
-                    (end, end + 1)
+                    (end + 1, LineEnding::Cr)
+                };
+                // Raw frames are kept for LF-only or CRLF-only frames; mixed or lone CR are re-encoded.
+                if ending == LineEnding::Cr || *first_ending.get_or_insert(ending) != ending {
+                    canonical = false;
                 }
+                (end, next)
             }
         };
         let line = frame.slice(pos..end);
@@ -411,12 +421,15 @@ mod tests {
 
     #[test]
     fn canonical_frames_keep_raw_bytes_and_others_are_reencoded() {
-        let input = b"event: a\ndata: {\"x\":1}\n\ndata:{\"y\":2}\n\n";
+        let input = b"event: a\ndata: {\"x\":1}\n\ndata:{\"y\":2}\n\ndata: z\r\n\r\ndata: w\r\n\n";
         let evs = collect_all(input, &[]);
         assert_eq!(&evs[0].to_frame()[..], b"event: a\ndata: {\"x\":1}\n\n");
         assert!(evs[0].raw_frame().is_some());
         assert!(evs[1].raw_frame().is_none());
         assert_eq!(&evs[1].to_frame()[..], b"data: {\"y\":2}\n\n");
+        // Consistent CRLF (as Gemini sends) is kept byte for byte; mixed endings are normalised.
+        assert_eq!(&evs[2].to_frame()[..], b"data: z\r\n\r\n");
+        assert_eq!(&evs[3].to_frame()[..], b"data: w\n\n");
     }
 
     #[test]
