@@ -56,6 +56,15 @@ impl ApiFormat {
     }
 }
 
+/// `openai_chat, anthropic`: the config names of `formats`, for messages.
+pub fn format_list(formats: &[ApiFormat]) -> String {
+    formats
+        .iter()
+        .map(|f| f.config_name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The three error-body conventions of the supported protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorFamily {

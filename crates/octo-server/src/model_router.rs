@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use octo_core::{ApiFormat, Engine, Error, Request, Response};
+use octo_core::{ApiFormat, Engine, Error, Request, Response, format_list};
 use octo_engines::client::HttpEndpoint;
 
 /// One place a model is served.
@@ -90,14 +90,11 @@ fn no_protocol_match(model: &str, format: ApiFormat, targets: &[Target]) -> Erro
     let served: Vec<String> = targets
         .iter()
         .map(|t| {
-            let protocols: Vec<&str> = t
-                .endpoint
-                .config()
-                .protocols
-                .iter()
-                .map(|p| p.config_name())
-                .collect();
-            format!("`{}` ({})", t.backend, protocols.join(", "))
+            format!(
+                "`{}` ({})",
+                t.backend,
+                format_list(&t.endpoint.config().protocols)
+            )
         })
         .collect();
     Error::unsupported(format!(

@@ -29,6 +29,7 @@ use http::{HeaderMap, HeaderValue, header};
 use octo_core::sse::SseDecoder;
 use octo_core::{
     ApiFormat, Body, Engine, Error, EventStream, Request, Response, ResponseBody, UpstreamBody,
+    format_list,
 };
 use tokio::time::Instant;
 
@@ -267,7 +268,7 @@ impl Engine for HttpEndpoint {
         if !self.config.protocols.contains(&format) {
             return Err(Error::unsupported(format!(
                 "backend `{name}` speaks {}, not {format}; protocol conversion is not available in this release",
-                join_formats(&self.config.protocols)
+                format_list(&self.config.protocols)
             )));
         }
         let peek = req.peek()?;
@@ -431,14 +432,6 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
-}
-
-fn join_formats(formats: &[ApiFormat]) -> String {
-    formats
-        .iter()
-        .map(|f| f.config_name())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -235,20 +235,7 @@ mod tests {
         Plan::new(summarize(&body), &d, 100, &state)
     }
 
-    fn parse(events: &[Event]) -> Vec<(String, Value)> {
-        events
-            .iter()
-            .map(|e| {
-                let text = std::str::from_utf8(&e.frame).unwrap();
-                let (head, data) = text.strip_suffix("\n\n").unwrap().split_once('\n').unwrap();
-                let name = head.strip_prefix("event: ").unwrap().to_owned();
-                let data: Value =
-                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
-                assert_eq!(data["type"], name.as_str());
-                (name, data)
-            })
-            .collect()
-    }
+    use super::super::parse_named_events as parse;
 
     #[test]
     fn summary_reads_tool_results_and_choice() {

@@ -191,6 +191,23 @@ pub(crate) fn wants_stream(body: &Value) -> bool {
     body.get("stream").and_then(Value::as_bool) == Some(true)
 }
 
+/// Test helper: `(event name, data)` of every named frame, checking that `type` matches the event
+/// line (Anthropic and Responses frame their events this way).
+#[cfg(test)]
+pub(crate) fn parse_named_events(events: &[Event]) -> Vec<(String, Value)> {
+    events
+        .iter()
+        .map(|e| {
+            let text = std::str::from_utf8(&e.frame).unwrap();
+            let (head, data) = text.strip_suffix("\n\n").unwrap().split_once('\n').unwrap();
+            let name = head.strip_prefix("event: ").unwrap().to_owned();
+            let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(data["type"], name.as_str());
+            (name, data)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

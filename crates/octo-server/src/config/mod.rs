@@ -413,7 +413,7 @@ fn validate(c: &Config) -> Vec<(String, String)> {
                     format!("backends.{name}.paths.{proto}"),
                     format!(
                         "`{proto}` is not one of this backend's protocols ({})",
-                        names(&protocols)
+                        octo_core::format_list(&protocols)
                     ),
                 )),
             }
@@ -454,14 +454,6 @@ fn validate(c: &Config) -> Vec<(String, String)> {
         }
     }
     p
-}
-
-fn names(formats: &[ApiFormat]) -> String {
-    formats
-        .iter()
-        .map(|f| f.config_name())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]
