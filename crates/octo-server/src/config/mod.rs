@@ -38,6 +38,9 @@ pub struct Config {
     /// Models clients may name, by the name they send.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
+    /// Organisations and their API keys.
+    #[serde(default)]
+    pub orgs: BTreeMap<String, OrgConfig>,
 }
 
 fn default_listen() -> String {
@@ -111,7 +114,7 @@ pub struct BackendConfig {
     pub base_url: String,
     /// The protocol(s) the upstream speaks.
     pub protocol: OneOrMany,
-    /// API keys, used in turn.
+    /// API keys, chosen per request; a key answered 401/403/429 cools down.
     #[serde(default)]
     pub api_keys: Vec<String>,
     /// A single API key (alternative to `api_keys`).
@@ -126,6 +129,21 @@ pub struct BackendConfig {
     /// Deadlines.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
+    /// Rewrites of the request sent to this backend.
+    #[serde(default)]
+    pub request_rewrites: Option<RewriteConfig>,
+    /// Rewrites of this backend's non-streaming responses.
+    #[serde(default)]
+    pub response_rewrites: Option<RewriteConfig>,
+    /// Rewrites of each event of this backend's streams.
+    #[serde(default)]
+    pub stream_chunk_rewrites: Option<RewriteConfig>,
+    /// Circuit breaker per (backend, key, model).
+    #[serde(default)]
+    pub circuit_breaker: Option<BreakerConfig>,
+    /// How long a key answered 401/403/429 rests (a 429's retry-after wins when given).
+    #[serde(default)]
+    pub key_cooldown: Option<String>,
 }
 
 /// Upstream deadlines as written in the file.
@@ -142,12 +160,100 @@ pub struct TimeoutsConfig {
     pub total: Option<String>,
 }
 
+/// `set_keys`, `set_keys_by_expr` and `remove_keys`, applied in the order remove, set, set-by-expr.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    /// Path → value, applied in the order written.
+    #[serde(default)]
+    pub set_keys: serde_yaml_ng::Mapping,
+    /// Path → expression; a result of `()` skips the key.
+    #[serde(default)]
+    pub set_keys_by_expr: serde_yaml_ng::Mapping,
+    /// Paths to delete.
+    #[serde(default)]
+    pub remove_keys: Vec<String>,
+}
+
+/// Circuit-breaker thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker (default 5).
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    /// First cool-down (default 30s); doubles per trip.
+    #[serde(default = "default_breaker_cooldown")]
+    pub cooldown: String,
+    /// Cap on the cool-down (default 5m).
+    #[serde(default = "default_breaker_max_cooldown")]
+    pub max_cooldown: String,
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> String {
+    "30s".to_owned()
+}
+fn default_breaker_max_cooldown() -> String {
+    "5m".to_owned()
+}
+
+/// Who may use a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessConfig {
+    /// Anyone, with or without a key.
+    #[default]
+    Public,
+    /// Any valid gateway key.
+    Internal,
+    /// Keys of orgs that list the model.
+    Private,
+}
+
+/// How a model's targets are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyConfig {
+    /// nginx's smooth weighted round robin.
+    #[default]
+    WeightedRoundRobin,
+    /// Plain rotation.
+    RoundRobin,
+    /// Random, proportional to weight.
+    Random,
+    /// Lowest `priority` first; the next on failure.
+    Failover,
+    /// Lowest moving-average time to first byte (power of two choices).
+    LowestLatency,
+}
+
 /// A model clients can name.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Where requests go, tried in order when one fails with a retryable error.
+    /// Who may use it.
+    #[serde(default)]
+    pub access: AccessConfig,
+    /// How targets are chosen.
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+    /// Where requests go.
     pub targets: Vec<TargetConfig>,
+    /// Attempt cap and deadline across targets.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    /// Keep a client (key) on the target that last served it, for this long.
+    #[serde(default)]
+    pub sticky: Option<String>,
+    /// Rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Concurrent requests (streams until they end) allowed for this model.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
 }
 
 /// One place a model is served.
@@ -158,6 +264,114 @@ pub struct TargetConfig {
     pub backend: String,
     /// The model name the upstream expects (default: the exposed name).
     pub model: Option<String>,
+    /// Share for weighted strategies (default 1; 0 = only when nothing else is left).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Order for `failover` (lower first; default 0).
+    #[serde(default)]
+    pub priority: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Retry budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included (default 3).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Time for all attempts together (default 60s).
+    #[serde(default = "default_deadline")]
+    pub deadline: String,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_deadline() -> String {
+    "60s".to_owned()
+}
+
+/// A rule: when `match` holds, do what it says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Shown in errors and logs.
+    pub name: String,
+    /// An expression; empty or absent matches every request.
+    #[serde(rename = "match", default)]
+    pub matcher: Option<String>,
+    /// Refuse the request.
+    #[serde(default)]
+    pub deny: Option<DenyConfig>,
+    /// Send it to these targets instead of the model's.
+    #[serde(default)]
+    pub route: Option<Vec<TargetConfig>>,
+    /// Rewrite the request first.
+    #[serde(default)]
+    pub rewrite: Option<RewriteConfig>,
+    /// Headers added to the upstream request.
+    #[serde(default)]
+    pub set_headers: BTreeMap<String, String>,
+}
+
+/// A deny action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyConfig {
+    /// HTTP status (default 400).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Message shown to the client.
+    pub message: String,
+}
+
+/// An organisation of API key holders.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgConfig {
+    /// Key name → key.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, KeySpec>,
+    /// Models granted to this org (listing grants private models); may hold per-org rules.
+    #[serde(default)]
+    pub models: BTreeMap<String, Option<OrgModelConfig>>,
+}
+
+/// A gateway API key: the key itself, or the key with limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeySpec {
+    /// `"sk-..."` or `"sha256:<hex>"`.
+    Key(String),
+    /// The key with an expiry and an allow-list.
+    Detailed(DetailedKey),
+}
+
+/// A key with limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetailedKey {
+    /// `"sk-..."` or `"sha256:<hex>"`.
+    pub key: String,
+    /// RFC 3339 time after which the key is refused.
+    #[serde(default)]
+    pub expires: Option<String>,
+    /// Models this key may use (default: all its org may use).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+}
+
+/// Per-org settings of one model.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgModelConfig {
+    /// Rules evaluated before the model's own.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
 }
 
 /// What went wrong loading a config: every problem found, each with its key path.
@@ -428,32 +642,208 @@ fn validate(c: &Config) -> Vec<(String, String)> {
             p.push((format!("backends.{name}.timeouts.{key}"), m));
         }
     }
+    for (name, b) in &c.backends {
+        let at = |k: &str| format!("backends.{name}.{k}");
+        if let Some(cd) = &b.key_cooldown {
+            if let Err(m) = parse_duration(cd) {
+                p.push((at("key_cooldown"), m));
+            }
+        }
+        if let Some(br) = &b.circuit_breaker {
+            if br.failures == 0 {
+                p.push((at("circuit_breaker.failures"), "must be at least 1".into()));
+            }
+            for (k, v) in [
+                ("cooldown", &br.cooldown),
+                ("max_cooldown", &br.max_cooldown),
+            ] {
+                if let Err(m) = parse_duration(v) {
+                    p.push((at(&format!("circuit_breaker.{k}")), m));
+                }
+            }
+        }
+        for (k, rw) in [
+            ("request_rewrites", &b.request_rewrites),
+            ("response_rewrites", &b.response_rewrites),
+            ("stream_chunk_rewrites", &b.stream_chunk_rewrites),
+        ] {
+            if let Some(rw) = rw {
+                validate_rewrite(&at(k), rw, &mut p);
+            }
+        }
+    }
     for (model, m) in &c.models {
+        let at = |k: &str| format!("models.{model}.{k}");
         if m.targets.is_empty() {
             p.push((
-                format!("models.{model}.targets"),
+                at("targets"),
                 "list at least one target: `- {backend: NAME}`".into(),
             ));
         }
-        for (i, t) in m.targets.iter().enumerate() {
-            if !c.backends.contains_key(&t.backend) {
-                let known: Vec<&str> = c.backends.keys().map(String::as_str).collect();
+        validate_targets(&at("targets"), &m.targets, c, &mut p);
+        if let Some(r) = &m.retry {
+            if r.max_attempts == 0 {
                 p.push((
-                    format!("models.{model}.targets[{i}].backend"),
-                    format!(
-                        "unknown backend `{}`; defined backends: {}",
-                        t.backend,
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
+                    at("retry.max_attempts"),
+                    "must be at least 1 (1 means no retry)".into(),
                 ));
+            }
+            if let Err(e) = parse_duration(&r.deadline) {
+                p.push((at("retry.deadline"), e));
+            }
+        }
+        if let Some(st) = &m.sticky {
+            if let Err(e) = parse_duration(st) {
+                p.push((at("sticky"), e));
+            }
+        }
+        if m.max_concurrency == Some(0) {
+            p.push((
+                at("max_concurrency"),
+                "must be at least 1; remove the key for no limit".into(),
+            ));
+        }
+        validate_rules(&at("rules"), &m.rules, c, &mut p);
+    }
+    for (org, o) in &c.orgs {
+        for (key_name, spec) in &o.api_keys {
+            let key = match spec {
+                KeySpec::Key(k) => k,
+                KeySpec::Detailed(d) => {
+                    for allowed in d.models.iter().flatten() {
+                        if !c.models.contains_key(allowed) {
+                            p.push((
+                                format!("orgs.{org}.api_keys.{key_name}.models"),
+                                format!("unknown model `{allowed}`; define it under `models`"),
+                            ));
+                        }
+                    }
+                    &d.key
+                }
+            };
+            if key.trim().is_empty() {
+                p.push((
+                    format!("orgs.{org}.api_keys.{key_name}"),
+                    "empty key".into(),
+                ));
+            }
+        }
+        for (model, per_org) in &o.models {
+            if !c.models.contains_key(model) {
+                p.push((
+                    format!("orgs.{org}.models.{model}"),
+                    format!("unknown model `{model}`; define it under `models` first"),
+                ));
+            }
+            if let Some(per_org) = per_org {
+                validate_rules(
+                    &format!("orgs.{org}.models.{model}.rules"),
+                    &per_org.rules,
+                    c,
+                    &mut p,
+                );
             }
         }
     }
     p
+}
+
+fn validate_targets(at: &str, targets: &[TargetConfig], c: &Config, p: &mut Vec<(String, String)>) {
+    for (i, t) in targets.iter().enumerate() {
+        if !c.backends.contains_key(&t.backend) {
+            let known: Vec<&str> = c.backends.keys().map(String::as_str).collect();
+            p.push((
+                format!("{at}[{i}].backend"),
+                format!(
+                    "unknown backend `{}`; defined backends: {}",
+                    t.backend,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+}
+
+fn validate_rules(at: &str, rules: &[RuleConfig], c: &Config, p: &mut Vec<(String, String)>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, r) in rules.iter().enumerate() {
+        let here = format!("{at}[{i}]");
+        if r.name.trim().is_empty() {
+            p.push((format!("{here}.name"), "give the rule a name".into()));
+        } else if !seen.insert(r.name.as_str()) {
+            p.push((
+                format!("{here}.name"),
+                format!("duplicate rule name `{}`", r.name),
+            ));
+        }
+        if r.deny.is_some()
+            && (r.route.is_some() || r.rewrite.is_some() || !r.set_headers.is_empty())
+        {
+            p.push((
+                here.clone(),
+                "`deny` cannot be combined with `route`, `rewrite` or `set_headers`".into(),
+            ));
+        }
+        if r.deny.is_none() && r.route.is_none() && r.rewrite.is_none() && r.set_headers.is_empty()
+        {
+            p.push((
+                here.clone(),
+                "the rule does nothing; give it `deny`, `route`, `rewrite` or `set_headers`".into(),
+            ));
+        }
+        if let Some(d) = &r.deny {
+            if let Some(status) = d.status {
+                if !(400..=599).contains(&status) {
+                    p.push((
+                        format!("{here}.deny.status"),
+                        format!("{status} is not an error status; use 400-599"),
+                    ));
+                }
+            }
+        }
+        if let Some(route) = &r.route {
+            if route.is_empty() {
+                p.push((format!("{here}.route"), "list at least one target".into()));
+            }
+            validate_targets(&format!("{here}.route"), route, c, p);
+        }
+        if let Some(rw) = &r.rewrite {
+            validate_rewrite(&format!("{here}.rewrite"), rw, p);
+        }
+        for (h, v) in &r.set_headers {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err()
+                || http::HeaderValue::from_str(v).is_err()
+            {
+                p.push((
+                    format!("{here}.set_headers.{h}"),
+                    "not a valid HTTP header name/value".into(),
+                ));
+            }
+        }
+    }
+}
+
+fn validate_rewrite(at: &str, rw: &RewriteConfig, p: &mut Vec<(String, String)>) {
+    for (k, _) in &rw.set_keys {
+        if !k.is_string() {
+            p.push((
+                format!("{at}.set_keys"),
+                format!("key {k:?} must be a string path like `a.b`"),
+            ));
+        }
+    }
+    for (k, v) in &rw.set_keys_by_expr {
+        if !k.is_string() || !v.is_string() {
+            p.push((
+                format!("{at}.set_keys_by_expr"),
+                format!("{k:?} must map a string path to an expression string"),
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -530,6 +920,87 @@ models:
     fn base_url_with_a_path_is_refused() {
         let e = err(&GOOD.replace("http://127.0.0.1:9001", "http://127.0.0.1:9001/v1"));
         assert!(e.contains("backends.oa.base_url"), "{e}");
+    }
+
+    const FULL: &str = r#"
+listen: "127.0.0.1:8080"
+backends:
+  oa:
+    base_url: "http://127.0.0.1:9001"
+    protocol: [openai_chat, openai_responses]
+    api_keys: ["k1", "k2"]
+    headers: {}
+    paths: {}
+    timeouts: {connect: 5s, first_byte: 60s, idle: 60s, total: 600s}
+    request_rewrites: {set_keys: {b: 1, a: 2}, set_keys_by_expr: {}, remove_keys: []}
+    response_rewrites: {}
+    stream_chunk_rewrites: {}
+    circuit_breaker: {failures: 3, cooldown: 10s, max_cooldown: 2m}
+    key_cooldown: 30s
+models:
+  gpt-4o-mini:
+    access: public
+    strategy: weighted_round_robin
+    targets:
+      - {backend: oa, model: upstream-name, weight: 1, priority: 0}
+    retry: {max_attempts: 3, deadline: 30s}
+    sticky: 5m
+    max_concurrency: 100
+    rules:
+      - name: no-stream
+        match: "stream == true"
+        deny: {status: 403, message: "streaming is not allowed"}
+      - name: big
+        match: "promptTextLen > 100000"
+        route: [{backend: oa, model: big-model, weight: 1}]
+  private-model:
+    access: private
+    targets: [{backend: oa}]
+orgs:
+  acme:
+    api_keys:
+      alice: "sk-acme-alice"
+      bob: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+      carol: {key: "sk-carol", expires: "2030-01-01T00:00:00Z", models: [gpt-4o-mini]}
+    models:
+      private-model: null
+"#;
+
+    #[test]
+    fn the_full_schema_loads_and_keeps_rewrite_order() {
+        let c = parse(FULL, "full.yaml", &env).unwrap();
+        let m = &c.models["gpt-4o-mini"];
+        assert_eq!(m.strategy, StrategyConfig::WeightedRoundRobin);
+        assert_eq!(m.rules.len(), 2);
+        assert_eq!(c.models["private-model"].access, AccessConfig::Private);
+        assert!(c.orgs["acme"].models.contains_key("private-model"));
+        let rw = c.backends["oa"].request_rewrites.as_ref().unwrap();
+        let keys: Vec<_> = rw.set_keys.keys().map(|k| k.as_str().unwrap()).collect();
+        assert_eq!(keys, ["b", "a"]);
+    }
+
+    #[test]
+    fn bad_rules_weights_and_references_fail_with_paths() {
+        let e = err(&FULL.replace("weight: 1, priority: 0", "weight: -1, priority: 0"));
+        assert!(e.contains("models.gpt-4o-mini.targets[0].weight"), "{e}");
+        let e = err(&FULL.replace("status: 403", "status: 200").replace(
+            "backend: oa, model: big-model",
+            "backend: nope, model: big-model",
+        ));
+        assert!(e.contains("models.gpt-4o-mini.rules[0].deny.status"), "{e}");
+        assert!(
+            e.contains("models.gpt-4o-mini.rules[1].route[0].backend"),
+            "{e}"
+        );
+        let e = err(&FULL.replace("strategy: weighted_round_robin", "strategy: fastest"));
+        assert!(
+            e.contains("models.gpt-4o-mini.strategy") && e.contains("lowest_latency"),
+            "{e}"
+        );
+        let e = err(&FULL.replace("private-model: null", "ghost-model: null"));
+        assert!(e.contains("orgs.acme.models.ghost-model"), "{e}");
+        let e = err(&FULL.replace("sticky: 5m", "sticky: forever"));
+        assert!(e.contains("models.gpt-4o-mini.sticky"), "{e}");
     }
 
     #[test]
