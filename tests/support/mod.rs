@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::ChildStdout;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -31,7 +32,8 @@ pub fn server_bin() -> PathBuf {
 pub struct Gateway {
     child: Child,
     pub url: String,
-    config_path: PathBuf,
+    pub config_path: PathBuf,
+    stdout: BufReader<ChildStdout>,
 }
 
 static CONFIGS: AtomicUsize = AtomicUsize::new(0);
@@ -39,6 +41,11 @@ static CONFIGS: AtomicUsize = AtomicUsize::new(0);
 impl Gateway {
     /// Writes `yaml` to a temp file and starts the gateway on it; returns once it listens.
     pub fn start(yaml: &str) -> Gateway {
+        Self::start_with(yaml, &[])
+    }
+
+    /// As [`Gateway::start`], with extra command-line arguments.
+    pub fn start_with(yaml: &str, args: &[&str]) -> Gateway {
         let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
         let config_path =
             std::env::temp_dir().join(format!("octollm-test-{}-{n}.yaml", std::process::id()));
@@ -46,15 +53,16 @@ impl Gateway {
         let mut child = Command::new(server_bin())
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .env("OCTOLLM_LOG", "warn")
             .env_remove("OCTOLLM_LISTEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn octollm-server");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
             .expect("read the listening line");
         let url = line
@@ -66,17 +74,32 @@ impl Gateway {
             child,
             url,
             config_path,
+            stdout,
         }
     }
 
-    /// Sends SIGTERM and waits for the process; returns whether it exited successfully.
-    pub fn terminate(mut self) -> bool {
+    /// The next line the gateway prints on stdout (blocks until it comes).
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("read a line from the gateway");
+        line
+    }
+
+    /// Sends `signal` (e.g. `-HUP`) to the gateway.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(signal)
             .arg(self.child.id().to_string())
             .status()
             .expect("run kill");
         assert!(status.success());
+    }
+
+    /// Sends SIGTERM and waits for the process; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        self.signal("-TERM");
         self.child.wait().expect("wait for the gateway").success()
     }
 }

@@ -8,11 +8,14 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod model_router;
+pub mod reload;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
-use octo_core::http::{SharedRouter, serve};
+use std::sync::Arc;
+
+use octo_core::http::{ServeConfig, SharedRouter, serve};
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError};
@@ -29,15 +32,30 @@ pub async fn run(
     on_bound: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    run_shared(
+        SharedRouter::new(gateway.router),
+        gateway.serve,
+        listen,
+        on_bound,
+        shutdown,
+    )
+    .await
+}
+
+/// Like [`run`], over a router that may be replaced while serving (see [`reload`]).
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn run_shared(
+    router: Arc<SharedRouter>,
+    serve_config: ServeConfig,
+    listen: SocketAddr,
+    on_bound: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
     on_bound(listener.local_addr()?);
-    serve(
-        listener,
-        SharedRouter::new(gateway.router),
-        gateway.serve,
-        shutdown,
-    )
-    .await
+    serve(listener, router, serve_config, shutdown).await
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use octo_core::http::shutdown_signal;
-use octo_server::{Config, build, config, demo, run};
+use octo_core::http::{SharedRouter, shutdown_signal};
+use octo_server::{Config, build, config, demo, reload, run_shared};
 use tracing_subscriber::EnvFilter;
 
 /// An LLM gateway speaking OpenAI Chat, OpenAI Responses, Anthropic Messages and Gemini.
@@ -31,6 +31,9 @@ struct Cli {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// How often to check the config file for changes; `0` disables (SIGHUP always reloads).
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    watch_interval: String,
 }
 
 fn main() -> ExitCode {
@@ -87,8 +90,25 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         None => config.listen.parse()?,
     };
     let upstream = mock.as_ref().map(|m| m.url());
-    run(
-        gateway,
+    let router = SharedRouter::new(gateway.router);
+    let reloader = match &cli.config {
+        Some(path) => {
+            let poll = match cli.watch_interval.as_str() {
+                "0" => None,
+                interval => Some(
+                    config::parse_duration(interval)
+                        .map_err(|m| format!("--watch-interval: {m}"))?,
+                ),
+            };
+            let reloader =
+                reload::Reloader::new(path.clone(), router.clone(), config.clone(), poll);
+            Some(tokio::spawn(reloader.run()))
+        }
+        None => None,
+    };
+    run_shared(
+        router,
+        gateway.serve,
         listen,
         |addr| {
             let mut out = std::io::stdout().lock();
@@ -102,6 +122,9 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         shutdown_signal(),
     )
     .await?;
+    if let Some(task) = reloader {
+        task.abort();
+    }
     if let Some(mock) = mock {
         mock.shutdown().await;
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Parses `text` as a duration; a bare number means seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

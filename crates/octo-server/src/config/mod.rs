@@ -19,7 +19,7 @@ use octo_core::ApiFormat;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-pub(crate) use duration::parse_duration;
+pub use duration::parse_duration;
 use interpolate::interpolate;
 
 /// The whole configuration file.
