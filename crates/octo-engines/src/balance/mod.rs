@@ -30,13 +30,13 @@
 //! A strategy is built once per target list (the server builds one per model) and shared by every
 //! request: its counters and statistics are per model, never global.
 
-mod failover;
-mod lowest_latency;
-mod random;
-mod rng;
-mod round_robin;
-mod smooth_wrr;
-mod sticky;
+pub mod failover;
+pub mod lowest_latency;
+pub mod random;
+pub mod rng;
+pub mod round_robin;
+pub mod smooth_wrr;
+pub mod sticky;
 
 use std::fmt;
 use std::str::FromStr;

@@ -3,7 +3,7 @@
 //! This is real proportional sampling: with weights 1:3 the heavier target is chosen 75% of the
 //! time (Octopus's "weighted" mode sorted by `rand × w` and gave it about 83%). Excluded targets
 //! are left out and the remaining weights renormalised, so a retry is again proportional among
-//! what is left. The generator is a seeded [`SplitMix64`](super::SplitMix64), so tests can pin
+//! what is left. The generator is a seeded [`SplitMix64`], so tests can pin
 //! every pick.
 
 use octo_core::Request;
