@@ -492,7 +492,7 @@ impl Engine for TargetSet {
                         status = e.status().as_u16(),
                         error = %e,
                         attempt = made,
-                        "attempt failed; trying another target"
+                        "attempt failed"
                     );
                     if matches!(e.status().as_u16(), 401 | 403) {
                         round.banned[idx] = true;

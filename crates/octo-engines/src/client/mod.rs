@@ -552,6 +552,84 @@ mod tests {
         assert_eq!(retry_after(&h), None);
     }
 
+    async fn mock() -> octo_mock::MockServer {
+        octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
+            .await
+            .unwrap()
+    }
+
+    fn chat() -> Request {
+        Request::post(
+            ApiFormat::ChatCompletions,
+            "/v1/chat/completions",
+            Body::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
+        )
+    }
+
+    #[tokio::test]
+    async fn upstream_headers_are_sent_but_never_override_credentials() {
+        let mock = mock().await;
+        let mut cfg =
+            EndpointConfig::new("oa", mock.url(), ApiFormat::ChatCompletions).api_key("sk-real");
+        cfg.headers
+            .insert("x-team", HeaderValue::from_static("backend"));
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        let mut req = chat();
+        let mut extra = HeaderMap::new();
+        extra.insert("x-team", HeaderValue::from_static("rule"));
+        extra.insert("x-extra", HeaderValue::from_static("1"));
+        extra.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer evil"),
+        );
+        extra.insert(header::HOST, HeaderValue::from_static("evil.example"));
+        req.extensions.insert(UpstreamHeaders(extra));
+        // A client header is still not forwarded.
+        req.headers
+            .insert("x-client", HeaderValue::from_static("1"));
+        assert_eq!(ep.process(req).await.unwrap().status, 200);
+        let seen = &mock.requests()[0];
+        assert_eq!(seen.header("authorization"), Some("Bearer sk-real"));
+        assert_eq!(seen.header("x-team"), Some("rule"));
+        assert_eq!(seen.header("x-extra"), Some("1"));
+        assert_ne!(seen.header("host"), Some("evil.example"));
+        assert_eq!(seen.header("x-client"), None);
+    }
+
+    #[tokio::test]
+    async fn refused_keys_rotate_and_the_error_is_retryable() {
+        let mock = mock().await;
+        let mut cfg = EndpointConfig::new("oa", mock.url(), ApiFormat::ChatCompletions)
+            .api_key("sk-1")
+            .api_key("sk-2");
+        cfg.key_pool.cooldown = Duration::from_secs(120);
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        let mut req = chat();
+        let mut extra = HeaderMap::new();
+        extra.insert("x-mock-status", HeaderValue::from_static("401"));
+        req.extensions.insert(UpstreamHeaders(extra));
+        let e = ep.process(req).await.unwrap_err();
+        // The upstream's own 401, kept for pass-through, but retryable: the gateway's key was
+        // refused, so another backend may serve.
+        assert_eq!(e.status(), 401);
+        assert!(e.is_retryable());
+        assert!(e.upstream_body().is_some());
+        let keys: Vec<String> = mock
+            .requests()
+            .iter()
+            .map(|r| r.header("authorization").unwrap().to_owned())
+            .collect();
+        assert_eq!(keys, ["Bearer sk-1", "Bearer sk-2"]);
+        assert!(!ep.is_available(Some("m")));
+        assert!(ep.keys().cooling_for(0).unwrap() > Duration::from_secs(100));
+        // Both keys rest: the next request fails at once, naming the backend only.
+        let e = ep.process(chat()).await.unwrap_err();
+        assert_eq!(e.status(), 429);
+        assert!(e.message().contains("backend `oa`"), "{}", e.message());
+        assert!(!e.message().contains("sk-"));
+        assert_eq!(mock.stats().requests, 2);
+    }
+
     #[test]
     fn debug_output_never_shows_keys() {
         let cfg =
