@@ -287,7 +287,21 @@ async fn keys_rotate_on_429_then_the_backend_is_left() {
     }
     assert_eq!(a.stats().requests, 2);
     assert_eq!(b.stats().requests, 4);
-    // Alone, a's exhaustion is a retryable 429 naming the backend, with the wait.
+    // A set with only a has nothing to try: a retryable 503 naming the model, with the wait.
+    let solo = TargetSet::builder("m", vec![Target::endpoint(ep_a.clone())])
+        .build()
+        .unwrap();
+    let (result, attempts) = send(&solo, chat("hi", false)).await;
+    let e = result.unwrap_err();
+    assert_eq!(e.status(), 503);
+    assert!(e.is_retryable() && e.message().contains("model `m`"), "{e}");
+    let wait = e.retry_after().unwrap();
+    assert!(
+        wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+        "{wait:?}"
+    );
+    assert_eq!(trail(&attempts), [t("a", AttemptOutcome::Skipped)]);
+    // The endpoint called directly: a retryable 429 naming the backend, with the wait.
     let e = ep_a.process(chat("hi", false)).await.unwrap_err();
     assert_eq!(e.status(), 429);
     assert!(e.is_retryable());

@@ -32,7 +32,9 @@
 //!    not end before the deadline is not started. An attempt in flight is bounded by the target's own
 //!    timeouts (connect, first byte, idle, total), not cut by the deadline, so a long generation is
 //!    never killed half-way. When the limits are reached the last error is returned as is (status,
-//!    body and `retry-after` intact for pass-through).
+//!    body and `retry-after` intact for pass-through). When no target could be tried at all, the
+//!    answer is a retryable 503 naming the model, with a `retry-after` when the targets know when
+//!    they will be available again ([`Availability::available_in`]).
 //!
 //! # Attempt records
 //!
@@ -325,7 +327,7 @@ impl TargetSet {
         self.strategy.as_ref()
     }
 
-    fn no_target_error(&self) -> Error {
+    fn no_target_error(&self, retry_after: Option<Duration>) -> Error {
         Error::upstream_status(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -337,7 +339,7 @@ impl TargetSet {
                 format: None,
                 body: Bytes::new(),
             },
-            None,
+            retry_after,
         )
     }
 }
@@ -348,6 +350,15 @@ impl Availability for TargetSet {
             .iter()
             .zip(&self.eligible)
             .any(|(t, &ok)| ok && t.is_available(model))
+    }
+
+    fn available_in(&self, model: Option<&str>) -> Option<Duration> {
+        self.targets
+            .iter()
+            .zip(&self.eligible)
+            .filter(|(_, ok)| **ok)
+            .filter_map(|(t, _)| t.available_in(model))
+            .min()
     }
 }
 
@@ -385,6 +396,8 @@ impl Engine for TargetSet {
         };
         let mut made = 0u32;
         let mut last_err: Option<Error> = None;
+        // The soonest a skipped target said it would be available again.
+        let mut soonest: Option<Duration> = None;
 
         loop {
             if made >= max_attempts || (made > 0 && Instant::now() >= deadline) {
@@ -407,6 +420,9 @@ impl Engine for TargetSet {
                 } else {
                     round.tried[i] = true;
                     attempts.push(skip_record(t));
+                    if let Some(d) = t.available_in(model) {
+                        soonest = Some(soonest.map_or(d, |s| s.min(d)));
+                    }
                 }
             }
             if candidates.is_empty() {
@@ -504,7 +520,7 @@ impl Engine for TargetSet {
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| self.no_target_error()))
+        Err(last_err.unwrap_or_else(|| self.no_target_error(soonest)))
     }
 }
 
@@ -991,9 +1007,12 @@ mod tests {
             RetryPolicy::default(),
         );
         assert!(!s.is_available(None));
+        assert_eq!(s.available_in(None), Some(Duration::from_secs(10)));
         let e = s.process(req("m")).await.unwrap_err();
         assert_eq!(e.status(), 503);
         assert!(e.is_retryable());
+        // The wait until the breaker lets a probe through becomes the retry-after.
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(10)));
         assert!(e.message().contains("model `m`"), "{}", e.message());
         assert_eq!(a.calls(), 0);
     }

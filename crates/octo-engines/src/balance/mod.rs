@@ -64,11 +64,22 @@ pub use sticky::{STICKY_HEADER, Sticky, StickyKey};
 pub trait Availability: Send + Sync {
     /// Whether a request for `model` (the upstream model name, when known) could be tried now.
     fn is_available(&self, model: Option<&str>) -> bool;
+
+    /// When not available: how long until it may be, if known (becomes the `retry-after` of the
+    /// 503 a [`TargetSet`](crate::retry::TargetSet) answers when no target is available).
+    fn available_in(&self, model: Option<&str>) -> Option<Duration> {
+        let _ = model;
+        None
+    }
 }
 
 impl Availability for CircuitBreaker {
     fn is_available(&self, _model: Option<&str>) -> bool {
         CircuitBreaker::is_available(self)
+    }
+
+    fn available_in(&self, _model: Option<&str>) -> Option<Duration> {
+        self.retry_in().filter(|d| !d.is_zero())
     }
 }
 
@@ -179,6 +190,21 @@ impl Target {
                 .availability
                 .as_ref()
                 .is_none_or(|a| a.is_available(model))
+    }
+
+    /// When unavailable: the longest of the breaker's and the availability check's known waits.
+    pub fn available_in(&self, model: Option<&str>) -> Option<Duration> {
+        let model = self.model.as_deref().or(model);
+        let breaker = self
+            .breaker
+            .as_ref()
+            .and_then(|b| b.retry_in())
+            .filter(|d| !d.is_zero());
+        let other = self
+            .availability
+            .as_ref()
+            .and_then(|a| a.available_in(model));
+        breaker.max(other)
     }
 }
 

@@ -192,6 +192,28 @@ impl KeyPool {
             .any(|i| self.slots[i].cooling_for(now).is_none() && self.breaker_available(i, model))
     }
 
+    /// When no key is usable for `model`: the time until the first one is (its rest and its
+    /// breaker's cooldown both over), if known. `None` when a key is usable now.
+    pub fn available_in(&self, model: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut soonest: Option<Duration> = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let cool = slot.cooling_for(now).unwrap_or_default();
+            let breaker = self
+                .breakers
+                .as_ref()
+                .and_then(|r| r.peek(&(i, model.to_owned())))
+                .and_then(|b| (!b.is_available()).then(|| b.retry_in().unwrap_or_default()))
+                .unwrap_or_default();
+            if cool.is_zero() && breaker.is_zero() && self.breaker_available(i, model) {
+                return None;
+            }
+            let wait = cool.max(breaker);
+            soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+        }
+        soonest.filter(|d| !d.is_zero())
+    }
+
     /// Chooses a key for a request for `model`, skipping `exclude` (keys already tried).
     ///
     /// # Errors
@@ -428,6 +450,7 @@ mod tests {
         let l = p.acquire("m", &[0]).unwrap();
         p.finish::<()>(l, Err(&upstream(429, Some(Duration::from_secs(9)))));
         assert!(!p.is_available("m"));
+        assert_eq!(p.available_in("m"), Some(Duration::from_millis(2500)));
         let e = p.acquire("m", &[]).unwrap_err();
         assert_eq!(e.status(), 429);
         assert!(e.is_retryable());

@@ -270,6 +270,10 @@ impl Availability for HttpEndpoint {
     fn is_available(&self, model: Option<&str>) -> bool {
         self.keys.is_available(model.unwrap_or_default())
     }
+
+    fn available_in(&self, model: Option<&str>) -> Option<Duration> {
+        self.keys.available_in(model.unwrap_or_default())
+    }
 }
 
 #[async_trait]
