@@ -1,12 +1,51 @@
 //! # octo-engines
 //!
-//! Engines that nest around each other and end at an upstream. This release has the terminal one:
+//! Engines that nest around each other and end at an upstream. Each is a small type usable from
+//! Rust without the server:
 //!
 //! - [`client::HttpEndpoint`]: calls an upstream LLM API over a pooled reqwest client, with
-//!   connect, first-byte, idle and total timeouts, the auth header each protocol expects, and no
-//!   client credential ever forwarded.
+//!   connect, first-byte, idle and total timeouts, the auth header each protocol expects, no client
+//!   credential ever forwarded, and a [`client::KeyPool`] rotating several API keys.
+//! - [`retry::TargetSet`]: one model's targets behind a [`balance::Strategy`] (smooth weighted
+//!   round robin, round robin, weighted random, priority failover, lowest latency, optionally
+//!   sticky), with classified retries, an attempt cap, a deadline and per-attempt records.
+//! - [`breaker::CircuitBreaker`]: opens after consecutive failures, backs off exponentially, lets
+//!   one probe through.
+//! - [`limit::ConcurrencyLimit`]: a permit held until the response stream ends.
+//! - [`add_header::AddHeaders`] and [`deny::Deny`].
 //!
-//! Auth, rules, rewrite, balancers, retries and protocol conversion build on the same
-//! [`octo_core::Engine`] trait.
+//! A gateway for one model with two backends, in code:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use octo_core::ApiFormat;
+//! use octo_engines::balance::{StrategyKind, Target};
+//! use octo_engines::client::{EndpointConfig, HttpEndpoint};
+//! use octo_engines::retry::{RetryPolicy, TargetSet};
+//!
+//! let a = HttpEndpoint::new(
+//!     EndpointConfig::new("a", "https://api.openai.com", ApiFormat::ChatCompletions).api_key("sk-a"),
+//! )?;
+//! let b = HttpEndpoint::new(
+//!     EndpointConfig::new("b", "https://openai.example.net", ApiFormat::ChatCompletions).api_key("sk-b"),
+//! )?;
+//! let model = TargetSet::builder("gpt-4o-mini", vec![
+//!     Target::endpoint(Arc::new(a)).with_weight(3).with_model("gpt-4o-mini"),
+//!     Target::endpoint(Arc::new(b)).with_weight(1).with_model("gpt-4o-mini-2024-07-18"),
+//! ])
+//! .strategy(StrategyKind::WeightedRoundRobin)
+//! .retry(RetryPolicy::new(3, Duration::from_secs(30)))
+//! .sticky(Duration::from_secs(300))
+//! .build()?;
+//! # let _ = model; Ok(()) }
+//! ```
 
+pub mod add_header;
+pub mod balance;
+pub mod breaker;
 pub mod client;
+pub mod deny;
+pub mod limit;
+pub mod retry;

@@ -12,14 +12,24 @@
 //! body included). Each expiry is a 504 naming the backend and the deadline.
 //!
 //! A non-2xx answer becomes an upstream [`Error`] that keeps the status, the body (up to 1 MiB) and
-//! `retry-after`, so it can be passed through verbatim to a client of the same protocol.
+//! `retry-after`, so it can be passed through verbatim to a client of the same protocol. A 401 or
+//! 403 from the upstream refuses the *gateway's* key (client credentials are never forwarded), so
+//! it is marked retryable: a [`TargetSet`](crate::retry::TargetSet) may fail over to a backend with
+//! a working key.
+//!
+//! Keys: with several `api_keys`, a [`KeyPool`] picks one per request (round robin over the keys
+//! not resting), rests a key answered 401, 403 or 429 and tries the next key before the backend is
+//! given up; per (key, model) circuit breakers skip keys that keep failing. See [`keys`].
+//!
+//! Headers an engine put in the request's [`UpstreamHeaders`] extension are added last (they
+//! replace the backend's configured value for the same name; protected names are ignored).
 
 mod headers;
+pub mod keys;
 mod timed_body;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,8 +43,12 @@ use octo_core::{
 };
 use tokio::time::Instant;
 
-use self::headers::{auth_headers, copy_response_headers, forwarded_client_headers};
+use self::headers::{copy_response_headers, forwarded_client_headers};
 use self::timed_body::TimedBody;
+use crate::add_header::{UpstreamHeaders, is_protected};
+use crate::balance::Availability;
+
+pub use self::keys::{KeyLease, KeyPool, KeyPoolConfig};
 
 /// Deadlines for one upstream exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +93,8 @@ pub struct EndpointConfig {
     pub timeouts: Timeouts,
     /// The largest non-streaming response body accepted.
     pub max_response_bytes: usize,
+    /// Key cooldowns and per-(key, model) circuit breakers.
+    pub key_pool: KeyPoolConfig,
 }
 
 impl fmt::Debug for EndpointConfig {
@@ -94,6 +110,7 @@ impl fmt::Debug for EndpointConfig {
             )
             .field("paths", &self.paths)
             .field("timeouts", &self.timeouts)
+            .field("key_pool", &self.key_pool)
             .finish()
     }
 }
@@ -110,6 +127,7 @@ impl EndpointConfig {
             paths: HashMap::new(),
             timeouts: Timeouts::default(),
             max_response_bytes: 64 * 1024 * 1024,
+            key_pool: KeyPoolConfig::default(),
         }
     }
 
@@ -140,8 +158,7 @@ pub struct HttpEndpoint {
     config: EndpointConfig,
     base_url: String,
     client: reqwest::Client,
-    auth: Vec<HeaderMap>,
-    next_key: AtomicUsize,
+    keys: KeyPool,
 }
 
 impl fmt::Debug for HttpEndpoint {
@@ -172,19 +189,12 @@ impl HttpEndpoint {
                 config.name, config.base_url
             )));
         }
-        let mut auth = Vec::new();
-        for key in &config.api_keys {
-            let mut per_format = HeaderMap::new();
-            for format in &config.protocols {
-                auth_headers(*format, key, &mut per_format).map_err(|()| {
-                    Error::internal(format!(
-                        "backend `{}`: an API key contains characters not allowed in an HTTP header",
-                        config.name
-                    ))
-                })?;
-            }
-            auth.push(per_format);
-        }
+        let keys = KeyPool::new(
+            config.name.clone(),
+            &config.api_keys,
+            &config.protocols,
+            config.key_pool,
+        )?;
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(config.timeouts.connect)
@@ -196,8 +206,7 @@ impl HttpEndpoint {
             config,
             base_url,
             client,
-            auth,
-            next_key: AtomicUsize::new(0),
+            keys,
         })
     }
 
@@ -230,12 +239,9 @@ impl HttpEndpoint {
         Ok(format!("{}{}", self.base_url, path))
     }
 
-    fn pick_auth(&self) -> Option<&HeaderMap> {
-        if self.auth.is_empty() {
-            return None;
-        }
-        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.auth.len();
-        self.auth.get(i)
+    /// The backend's key pool.
+    pub fn keys(&self) -> &KeyPool {
+        &self.keys
     }
 
     fn map_send_error(&self, e: &reqwest::Error, url: &str) -> Error {
@@ -257,6 +263,16 @@ impl HttpEndpoint {
                 root_cause(e)
             ))
         }
+    }
+}
+
+impl Availability for HttpEndpoint {
+    fn is_available(&self, model: Option<&str>) -> bool {
+        self.keys.is_available(model.unwrap_or_default())
+    }
+
+    fn available_in(&self, model: Option<&str>) -> Option<Duration> {
+        self.keys.available_in(model.unwrap_or_default())
     }
 }
 
@@ -287,36 +303,87 @@ impl Engine for HttpEndpoint {
             }),
         );
         forwarded_client_headers(format, &req.headers, &mut headers);
-        if let Some(auth) = self.pick_auth() {
-            for (k, v) in auth {
+        let body = req.body.bytes();
+        let model = peek.model.unwrap_or_default();
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last: Option<Error> = None;
+        loop {
+            let lease = match self.keys.acquire(&model, &tried) {
+                Ok(lease) => lease,
+                // Keys were tried for this request: their own (last) answer says more.
+                Err(e) => return Err(last.unwrap_or(e)),
+            };
+            tried.push(lease.index());
+            let mut attempt_headers = headers.clone();
+            for (k, v) in self.keys.auth(&lease) {
                 if header_applies(format, k) {
-                    headers.insert(k.clone(), v.clone());
+                    attempt_headers.insert(k.clone(), v.clone());
                 }
             }
+            for (k, v) in &self.config.headers {
+                attempt_headers.insert(k.clone(), v.clone());
+            }
+            if let Some(UpstreamHeaders(extra)) = req.extensions.get::<UpstreamHeaders>() {
+                for k in extra.keys().filter(|k| !is_protected(k)) {
+                    attempt_headers.remove(k);
+                }
+                for (k, v) in extra.iter().filter(|(k, _)| !is_protected(k)) {
+                    attempt_headers.append(k.clone(), v.clone());
+                }
+            }
+            let result = self
+                .send(
+                    req.method.clone(),
+                    &url,
+                    attempt_headers,
+                    body.clone(),
+                    format,
+                )
+                .await;
+            let key = lease.index() + 1;
+            let next_key = self.keys.finish(lease, result.as_ref());
+            match result {
+                Err(e) if next_key => {
+                    tracing::debug!(backend = %name, key, status = e.status().as_u16(), "trying the next API key");
+                    last = Some(e);
+                }
+                other => return other,
+            }
         }
-        for (k, v) in &self.config.headers {
-            headers.insert(k.clone(), v.clone());
-        }
-        let body = req.body.bytes();
+    }
+}
+
+impl HttpEndpoint {
+    /// One upstream exchange with a fixed header set.
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        format: ApiFormat,
+    ) -> Result<Response, Error> {
+        let name = &self.config.name;
         let request = self
             .client
-            .request(req.method.clone(), &url)
+            .request(method, url)
             .headers(headers)
             .body(body)
             .build()
             .map_err(|e| Error::internal(format!("backend `{name}`: building the request: {e}")))?;
 
         let t = self.config.timeouts;
-        let deadline = Instant::now() + t.total;
-        let head_deadline = Instant::now() + t.first_byte.min(t.total);
+        let now = Instant::now();
+        let deadline = now.checked_add(t.total).unwrap_or(now);
+        let first_byte = t.first_byte.min(t.total);
+        let head_deadline = now.checked_add(first_byte).unwrap_or(now);
         let resp = match tokio::time::timeout_at(head_deadline, self.client.execute(request)).await
         {
             Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => return Err(self.map_send_error(&e, &url)),
+            Ok(Err(e)) => return Err(self.map_send_error(&e, url)),
             Err(_) => {
                 return Err(Error::timeout(format!(
-                    "backend `{name}` sent no response within {:?} (first_byte timeout)",
-                    t.first_byte.min(t.total)
+                    "backend `{name}` sent no response within {first_byte:?} (first_byte timeout)"
                 )));
             }
         };
@@ -334,7 +401,7 @@ impl Engine for HttpEndpoint {
         if !status.is_success() {
             let bytes = collect_limited(body, MAX_ERROR_BODY, true).await?;
             tracing::debug!(backend = %name, status = status.as_u16(), "upstream error");
-            return Err(Error::upstream_status(
+            let err = Error::upstream_status(
                 status,
                 format!("backend `{name}` answered {}", status.as_u16()),
                 UpstreamBody {
@@ -342,7 +409,14 @@ impl Engine for HttpEndpoint {
                     body: bytes,
                 },
                 retry_after,
-            ));
+            );
+            // 401/403 refuse the gateway's key, not the client: another backend may do.
+            let refused = matches!(status.as_u16(), 401 | 403);
+            return Err(if refused {
+                err.with_retryable(true)
+            } else {
+                err
+            });
         }
         let body = if is_sse {
             ResponseBody::Stream(EventStream::new(SseDecoder::new(body)))
@@ -399,14 +473,13 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
     {
-        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+        return Duration::try_from_secs_f64(ms / 1000.0).ok();
     }
     headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 fn encode_path_segment(s: &str) -> String {
@@ -475,6 +548,90 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert("retry-after-ms", HeaderValue::from_static("250"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+        // Absurd or negative values are ignored instead of panicking.
+        h.insert("retry-after-ms", HeaderValue::from_static("-1"));
+        assert_eq!(retry_after(&h), None);
+        h.remove("retry-after-ms");
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1e300"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    async fn mock() -> octo_mock::MockServer {
+        octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
+            .await
+            .unwrap()
+    }
+
+    fn chat() -> Request {
+        Request::post(
+            ApiFormat::ChatCompletions,
+            "/v1/chat/completions",
+            Body::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
+        )
+    }
+
+    #[tokio::test]
+    async fn upstream_headers_are_sent_but_never_override_credentials() {
+        let mock = mock().await;
+        let mut cfg =
+            EndpointConfig::new("oa", mock.url(), ApiFormat::ChatCompletions).api_key("sk-real");
+        cfg.headers
+            .insert("x-team", HeaderValue::from_static("backend"));
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        let mut req = chat();
+        let mut extra = HeaderMap::new();
+        extra.insert("x-team", HeaderValue::from_static("rule"));
+        extra.insert("x-extra", HeaderValue::from_static("1"));
+        extra.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer evil"),
+        );
+        extra.insert(header::HOST, HeaderValue::from_static("evil.example"));
+        req.extensions.insert(UpstreamHeaders(extra));
+        // A client header is still not forwarded.
+        req.headers
+            .insert("x-client", HeaderValue::from_static("1"));
+        assert_eq!(ep.process(req).await.unwrap().status, 200);
+        let seen = &mock.requests()[0];
+        assert_eq!(seen.header("authorization"), Some("Bearer sk-real"));
+        assert_eq!(seen.header("x-team"), Some("rule"));
+        assert_eq!(seen.header("x-extra"), Some("1"));
+        assert_ne!(seen.header("host"), Some("evil.example"));
+        assert_eq!(seen.header("x-client"), None);
+    }
+
+    #[tokio::test]
+    async fn refused_keys_rotate_and_the_error_is_retryable() {
+        let mock = mock().await;
+        let mut cfg = EndpointConfig::new("oa", mock.url(), ApiFormat::ChatCompletions)
+            .api_key("sk-1")
+            .api_key("sk-2");
+        cfg.key_pool.cooldown = Duration::from_secs(120);
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        let mut req = chat();
+        let mut extra = HeaderMap::new();
+        extra.insert("x-mock-status", HeaderValue::from_static("401"));
+        req.extensions.insert(UpstreamHeaders(extra));
+        let e = ep.process(req).await.unwrap_err();
+        // The upstream's own 401, kept for pass-through, but retryable: the gateway's key was
+        // refused, so another backend may serve.
+        assert_eq!(e.status(), 401);
+        assert!(e.is_retryable());
+        assert!(e.upstream_body().is_some());
+        let keys: Vec<String> = mock
+            .requests()
+            .iter()
+            .map(|r| r.header("authorization").unwrap().to_owned())
+            .collect();
+        assert_eq!(keys, ["Bearer sk-1", "Bearer sk-2"]);
+        assert!(!ep.is_available(Some("m")));
+        assert!(ep.keys().cooling_for(0).unwrap() > Duration::from_secs(100));
+        // Both keys rest: the next request fails at once, naming the backend only.
+        let e = ep.process(chat()).await.unwrap_err();
+        assert_eq!(e.status(), 429);
+        assert!(e.message().contains("backend `oa`"), "{}", e.message());
+        assert!(!e.message().contains("sk-"));
+        assert_eq!(mock.stats().requests, 2);
     }
 
     #[test]

@@ -1,0 +1,487 @@
+//! Load balancing: which of a model's targets serves the next request.
+//!
+//! A model is served by a list of [`Target`]s (a name, a weight, a priority, an engine — usually an
+//! [`HttpEndpoint`](crate::client::HttpEndpoint) — and optionally an upstream model name and a
+//! circuit breaker). A [`Strategy`] picks one target among the *candidates* still allowed for a
+//! request; [`TargetSet`](crate::retry::TargetSet) calls it repeatedly, excluding targets already
+//! tried, until one accepts (pingora's "iterate until accepted"), so every strategy doubles as the
+//! failover order.
+//!
+//! | strategy | type | picks |
+//! |---|---|---|
+//! | `weighted_round_robin` | [`SmoothWeightedRoundRobin`] | nginx's smooth WRR: `{a:5,b:1,c:1}` → `a a b a c a a` |
+//! | `round_robin` | [`RoundRobin`] | each target in turn, ignoring weights; one counter per balancer |
+//! | `random` | [`WeightedRandom`] | at random, with probability proportional to weight |
+//! | `failover` | [`Failover`] | lowest priority number first; ties: higher weight, then list order |
+//! | `lowest_latency` | [`LowestLatency`] | power of two choices on the EWMA of time to first byte |
+//!
+//! [`Sticky`] wraps any of them: a client (its [`StickyKey`], else its `x-session-id` header) keeps
+//! the target that last served it that model, for a TTL.
+//!
+//! # Weights
+//!
+//! Weights are `u32`, so a negative weight cannot be expressed; [`weight_from_i64`] is the checked
+//! conversion for configuration code. A weight of `0` next to non-zero weights *drains* a target:
+//! no strategy picks it (not even as a fallback). When **all** weights are `0`, every target
+//! weighs the same (OctoLLM's rule). [`effective_weights`] applies both rules.
+//!
+//! # Strategy state
+//!
+//! A strategy is built once per target list (the server builds one per model) and shared by every
+//! request: its counters and statistics are per model, never global.
+
+pub mod failover;
+pub mod lowest_latency;
+pub mod random;
+pub mod rng;
+pub mod round_robin;
+pub mod smooth_wrr;
+pub mod sticky;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use octo_core::{ArcEngine, Request};
+
+use crate::breaker::CircuitBreaker;
+
+pub use failover::Failover;
+pub use lowest_latency::{LatencyConfig, LowestLatency};
+pub use random::WeightedRandom;
+pub use rng::{SplitMix64, entropy_seed};
+pub use round_robin::RoundRobin;
+pub use smooth_wrr::SmoothWeightedRoundRobin;
+pub use sticky::{STICKY_HEADER, Sticky, StickyKey};
+
+/// Whether something behind a target can take a request right now, without sending one.
+///
+/// [`HttpEndpoint`](crate::client::HttpEndpoint) implements it (some API key is neither cooling
+/// down nor behind an open breaker for the model), and so does
+/// [`TargetSet`](crate::retry::TargetSet) (some target is available), so nested sets skip
+/// exhausted branches.
+pub trait Availability: Send + Sync {
+    /// Whether a request for `model` (the upstream model name, when known) could be tried now.
+    fn is_available(&self, model: Option<&str>) -> bool;
+
+    /// When not available: how long until it may be, if known (becomes the `retry-after` of the
+    /// 503 a [`TargetSet`](crate::retry::TargetSet) answers when no target is available).
+    fn available_in(&self, model: Option<&str>) -> Option<Duration> {
+        let _ = model;
+        None
+    }
+}
+
+impl Availability for CircuitBreaker {
+    fn is_available(&self, _model: Option<&str>) -> bool {
+        CircuitBreaker::is_available(self)
+    }
+
+    fn available_in(&self, _model: Option<&str>) -> Option<Duration> {
+        self.retry_in().filter(|d| !d.is_zero())
+    }
+}
+
+/// One place a model is served.
+///
+/// ```
+/// use std::sync::Arc;
+/// use octo_core::{engine_fn, Body, Response};
+/// use octo_engines::balance::Target;
+///
+/// let engine = Arc::new(engine_fn(|_req| async { Ok(Response::json(200, Body::from_static(b"{}"))) }));
+/// let t = Target::new("oa", engine).with_weight(5).with_priority(1).with_model("gpt-4o-mini");
+/// assert_eq!((t.weight, t.priority), (5, 1));
+/// ```
+#[derive(Clone)]
+pub struct Target {
+    /// The target's name (usually the backend's), used in attempt records, logs and errors.
+    pub name: String,
+    /// The relative share of traffic; see the [module docs](self) for `0`.
+    pub weight: u32,
+    /// The failover rank: lower numbers are tried first by [`Failover`].
+    pub priority: i32,
+    /// The model name the upstream expects; each attempt's copy of the request is renamed to it.
+    /// `None` leaves the request's model as it is.
+    pub model: Option<String>,
+    /// What serves the request.
+    pub engine: ArcEngine,
+    /// A breaker consulted before each attempt on this target (an open one makes it unavailable)
+    /// and told each attempt's outcome.
+    pub breaker: Option<Arc<CircuitBreaker>>,
+    /// A cheap "could this take a request now" check, consulted before each attempt.
+    pub availability: Option<Arc<dyn Availability>>,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("weight", &self.weight)
+            .field("priority", &self.priority)
+            .field("model", &self.model)
+            .field("breaker", &self.breaker)
+            .field("availability", &self.availability.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// A target with weight 1, priority 0, no model override, no breaker.
+    pub fn new(name: impl Into<String>, engine: ArcEngine) -> Self {
+        Target {
+            name: name.into(),
+            weight: 1,
+            priority: 0,
+            model: None,
+            engine,
+            breaker: None,
+            availability: None,
+        }
+    }
+
+    /// A target served by an [`HttpEndpoint`](crate::client::HttpEndpoint), named after its
+    /// backend, whose key pool and per-(key, model) breakers decide its availability.
+    pub fn endpoint(endpoint: Arc<crate::client::HttpEndpoint>) -> Self {
+        let name = endpoint.config().name.clone();
+        let availability: Arc<dyn Availability> = endpoint.clone();
+        let mut t = Target::new(name, endpoint);
+        t.availability = Some(availability);
+        t
+    }
+
+    /// Sets the weight.
+    pub fn with_weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// Sets the priority (lower first under [`Failover`]).
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the upstream model name.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Guards the target with a circuit breaker.
+    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Adds an availability check.
+    pub fn with_availability(mut self, availability: Arc<dyn Availability>) -> Self {
+        self.availability = Some(availability);
+        self
+    }
+
+    /// Whether the target may be tried now: its breaker admits a request and its availability
+    /// check (asked about `model`, or the target's own model) passes.
+    pub fn is_available(&self, model: Option<&str>) -> bool {
+        let model = self.model.as_deref().or(model);
+        self.breaker.as_ref().is_none_or(|b| b.is_available())
+            && self
+                .availability
+                .as_ref()
+                .is_none_or(|a| a.is_available(model))
+    }
+
+    /// When unavailable: the longest of the breaker's and the availability check's known waits.
+    pub fn available_in(&self, model: Option<&str>) -> Option<Duration> {
+        let model = self.model.as_deref().or(model);
+        let breaker = self
+            .breaker
+            .as_ref()
+            .and_then(|b| b.retry_in())
+            .filter(|d| !d.is_zero());
+        let other = self
+            .availability
+            .as_ref()
+            .and_then(|a| a.available_in(model));
+        breaker.max(other)
+    }
+}
+
+/// How one attempt on a target ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    /// The target answered and the answer was returned to the caller.
+    Success,
+    /// A retryable failure (connect, timeout, 408, 429, 5xx, or a stream that failed before its
+    /// first event): the next target may be tried.
+    Failed,
+    /// A non-retryable error (a client error): returned to the caller at once.
+    Rejected,
+    /// Not sent: the target's breaker was open or it reported itself unavailable.
+    Skipped,
+}
+
+impl AttemptOutcome {
+    /// A short lowercase name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Rejected => "rejected",
+            AttemptOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Picks a target for a request. Built once per target list and shared by all requests.
+///
+/// The indices are positions in the target list the strategy was built for.
+pub trait Strategy: Send + Sync + fmt::Debug {
+    /// Picks one of `candidates` (ascending indices, never empty, drained targets already removed),
+    /// or `None` to give up.
+    fn pick(&self, candidates: &[usize], req: &Request) -> Option<usize>;
+
+    /// Learns how an attempt on `index` ended; `elapsed` is the time to the first byte for a
+    /// success (to the first event for a stream), the time to the error otherwise.
+    fn record(&self, req: &Request, index: usize, outcome: AttemptOutcome, elapsed: Duration) {
+        let _ = (req, index, outcome, elapsed);
+    }
+}
+
+impl<S: Strategy + ?Sized> Strategy for Box<S> {
+    fn pick(&self, candidates: &[usize], req: &Request) -> Option<usize> {
+        (**self).pick(candidates, req)
+    }
+    fn record(&self, req: &Request, index: usize, outcome: AttemptOutcome, elapsed: Duration) {
+        (**self).record(req, index, outcome, elapsed)
+    }
+}
+
+impl<S: Strategy + ?Sized> Strategy for Arc<S> {
+    fn pick(&self, candidates: &[usize], req: &Request) -> Option<usize> {
+        (**self).pick(candidates, req)
+    }
+    fn record(&self, req: &Request, index: usize, outcome: AttemptOutcome, elapsed: Duration) {
+        (**self).record(req, index, outcome, elapsed)
+    }
+}
+
+/// The built-in strategies, by their configuration names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StrategyKind {
+    /// `weighted_round_robin`: [`SmoothWeightedRoundRobin`] (the default).
+    #[default]
+    WeightedRoundRobin,
+    /// `round_robin`: [`RoundRobin`].
+    RoundRobin,
+    /// `random`: [`WeightedRandom`].
+    Random,
+    /// `failover`: [`Failover`].
+    Failover,
+    /// `lowest_latency`: [`LowestLatency`] with default settings.
+    LowestLatency,
+}
+
+impl StrategyKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [StrategyKind; 5] = [
+        StrategyKind::WeightedRoundRobin,
+        StrategyKind::RoundRobin,
+        StrategyKind::Random,
+        StrategyKind::Failover,
+        StrategyKind::LowestLatency,
+    ];
+
+    /// The configuration name (`weighted_round_robin`, `round_robin`, `random`, `failover`,
+    /// `lowest_latency`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::WeightedRoundRobin => "weighted_round_robin",
+            StrategyKind::RoundRobin => "round_robin",
+            StrategyKind::Random => "random",
+            StrategyKind::Failover => "failover",
+            StrategyKind::LowestLatency => "lowest_latency",
+        }
+    }
+
+    /// Builds the strategy for `targets`. `seed` drives the random choices of `random` and
+    /// `lowest_latency` (use [`entropy_seed`] in production). Smooth WRR always starts from
+    /// current weights of 0, so its sequence is OctoLLM's.
+    pub fn build(self, targets: &[Target], seed: u64) -> Box<dyn Strategy> {
+        let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
+        match self {
+            StrategyKind::WeightedRoundRobin => Box::new(SmoothWeightedRoundRobin::new(&weights)),
+            StrategyKind::RoundRobin => Box::new(RoundRobin::new(targets.len())),
+            StrategyKind::Random => Box::new(WeightedRandom::new(&weights, seed)),
+            StrategyKind::Failover => {
+                let priorities: Vec<i32> = targets.iter().map(|t| t.priority).collect();
+                Box::new(Failover::new(&priorities, &weights))
+            }
+            StrategyKind::LowestLatency => Box::new(LowestLatency::new(
+                targets.len(),
+                LatencyConfig::default(),
+                seed,
+            )),
+        }
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StrategyKind {
+    type Err = BalanceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StrategyKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| BalanceError::UnknownStrategy(s.to_owned()))
+    }
+}
+
+/// A balancing configuration that cannot work; the message says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BalanceError {
+    /// The target list is empty.
+    NoTargets,
+    /// A weight below zero.
+    NegativeWeight {
+        /// The target's name.
+        target: String,
+        /// The weight given.
+        weight: i64,
+    },
+    /// A weight above `u32::MAX`.
+    WeightTooLarge {
+        /// The target's name.
+        target: String,
+        /// The weight given.
+        weight: i64,
+    },
+    /// A strategy name that does not exist.
+    UnknownStrategy(String),
+}
+
+impl fmt::Display for BalanceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BalanceError::NoTargets => f.write_str("no targets: list at least one target"),
+            BalanceError::NegativeWeight { target, weight } => write!(
+                f,
+                "target `{target}` has weight {weight}; weights must be 0 or more (0 drains the target)"
+            ),
+            BalanceError::WeightTooLarge { target, weight } => write!(
+                f,
+                "target `{target}` has weight {weight}; the largest weight is {}",
+                u32::MAX
+            ),
+            BalanceError::UnknownStrategy(s) => write!(
+                f,
+                "unknown strategy `{s}`; use one of {}",
+                StrategyKind::ALL.map(StrategyKind::as_str).join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BalanceError {}
+
+/// The checked conversion of a configured weight: negative weights are an error (OctoLLM's rule).
+///
+/// ```
+/// use octo_engines::balance::weight_from_i64;
+/// assert_eq!(weight_from_i64("a", 3), Ok(3));
+/// assert!(weight_from_i64("a", -1).is_err());
+/// ```
+pub fn weight_from_i64(target: &str, weight: i64) -> Result<u32, BalanceError> {
+    if weight < 0 {
+        return Err(BalanceError::NegativeWeight {
+            target: target.to_owned(),
+            weight,
+        });
+    }
+    u32::try_from(weight).map_err(|_| BalanceError::WeightTooLarge {
+        target: target.to_owned(),
+        weight,
+    })
+}
+
+/// The weights strategies use: all-zero becomes all-one; otherwise unchanged (zero = drained).
+///
+/// ```
+/// use octo_engines::balance::effective_weights;
+/// assert_eq!(effective_weights(&[0, 0]), vec![1, 1]);
+/// assert_eq!(effective_weights(&[0, 3]), vec![0, 3]);
+/// ```
+pub fn effective_weights(weights: &[u32]) -> Vec<u32> {
+    if weights.iter().all(|&w| w == 0) {
+        vec![1; weights.len()]
+    } else {
+        weights.to_vec()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use octo_core::{ApiFormat, Body, Request};
+
+    /// A chat request for `model`.
+    pub(crate) fn req(model: &str) -> Request {
+        Request::post(
+            ApiFormat::ChatCompletions,
+            "/v1/chat/completions",
+            Body::from_bytes(format!(r#"{{"model":"{model}","messages":[]}}"#)),
+        )
+    }
+
+    /// Names for indices, for readable sequence assertions.
+    pub(crate) fn names(seq: &[usize]) -> String {
+        seq.iter()
+            .map(|&i| char::from(b'a' + u8::try_from(i).unwrap()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategy_names_round_trip() {
+        for k in StrategyKind::ALL {
+            assert_eq!(k.as_str().parse::<StrategyKind>(), Ok(k));
+        }
+        let e = "wrr".parse::<StrategyKind>().unwrap_err().to_string();
+        assert!(e.contains("weighted_round_robin, round_robin"), "{e}");
+    }
+
+    #[test]
+    fn weights_are_checked() {
+        assert_eq!(
+            weight_from_i64("b", -2),
+            Err(BalanceError::NegativeWeight {
+                target: "b".into(),
+                weight: -2
+            })
+        );
+        assert!(weight_from_i64("b", i64::from(u32::MAX) + 1).is_err());
+        assert!(
+            weight_from_i64("b", -2)
+                .unwrap_err()
+                .to_string()
+                .contains("`b`")
+        );
+    }
+}
