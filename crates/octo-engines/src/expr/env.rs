@@ -272,7 +272,11 @@ impl<'a> BodyView<'a> {
         if route.stream.is_some() {
             wanted.retain(|k| *k != "stream");
         }
-        if !spec.full_parse && wanted.is_empty() {
+        // No fields wanted, or no body at all (a `GET`): every field reads as missing.
+        let blank = body
+            .known_len()
+            .is_some_and(|_| body.to_bytes().iter().all(u8::is_ascii_whitespace));
+        if (!spec.full_parse && wanted.is_empty()) || blank {
             return Ok(BodyView::None);
         }
         if spec.full_parse || body.is_parsed() {

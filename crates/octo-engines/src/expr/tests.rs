@@ -224,3 +224,17 @@ fn value_to_json_conversions() {
         Some(serde_json::json!([true, null, "s"]))
     );
 }
+
+#[test]
+fn a_request_without_a_body_reads_fields_as_missing() {
+    let mut get = Request::new(
+        http::Method::GET,
+        "/v1/models".parse().unwrap(),
+        ApiFormat::ModelList,
+        Body::empty(),
+    );
+    assert!(check(
+        "model == () && stream == false && messages.0.role == ()",
+        &mut get
+    ));
+}

@@ -13,16 +13,18 @@
 //!   scalar in the way, and pads an array with `null`s up to a named index. A path that names a key
 //!   inside an existing array is skipped (warned once).
 //! - **Expressions** are compiled when the engine is built and evaluated against the request's
-//!   variables ([`crate::expr`]): the same environment as rules, for request, response and stream
-//!   rewrites alike (so a response rewrite can put the client's own `model` back). A result of empty
+//!   variables ([`crate::expr`]) as the client sent it, before any request rewrite: the same
+//!   environment as rules, for request, response and stream rewrites alike (so a response rewrite
+//!   can put the client's own `model` back). A result of empty
 //!   `()` skips the key (`if(max_tokens > 1000, 1000, ())`); evalexpr has no objects, so an
 //!   expression yields a string, number, boolean or array.
 //! - **Where**: on the request before the next engine; on a non-stream response; on each stream
 //!   event, parsing an event's data only when a stream rewrite is configured. `[DONE]` and events
 //!   whose data is not a JSON object pass through untouched, as does a non-JSON response body.
-//! - **Cheap when it can be**: a top-level key is set by splicing bytes
-//!   ([`Body::set_top_level`](octo_core::Body::set_top_level)), so a request whose rewrite only sets
-//!   `model` or `stream` is never parsed; nested paths and removals parse the body once.
+//! - **Cheap when it can be**: top-level keys are set and removed by splicing bytes
+//!   ([`Body::set_top_level`](octo_core::Body::set_top_level) and a borrowed scan for removal), so
+//!   a request whose rewrite only touches top-level keys (`model`, `stream`, `user`, …) is never
+//!   parsed and keeps every other byte; nested paths parse the body once.
 //! - **Never shared state**: the engine edits the request it owns; a retry that hands each attempt
 //!   a clone of the original request gets the original bytes back.
 //!
@@ -51,6 +53,7 @@
 //! ```
 
 mod path;
+mod splice;
 
 use std::fmt;
 use std::sync::Arc;
@@ -212,15 +215,32 @@ impl RewritePolicy {
     /// A 400 when the body is not a JSON object (or array, for nested paths); the body may then be
     /// partly rewritten, so callers that want all-or-nothing apply to a clone.
     pub fn apply(&self, body: &mut Body, env: &Env) -> Result<(), Error> {
-        if !self.remove.is_empty() {
-            let present = {
-                let doc = body.json()?;
-                self.remove.iter().any(|p| p.exists(doc))
-            };
-            if present {
-                let doc = body.json_mut()?;
-                for p in &self.remove {
-                    p.remove(doc);
+        let top_level: Option<Vec<&str>> = self.remove.iter().map(Path::top_level).collect();
+        match top_level {
+            Some(keys) if keys.is_empty() => {}
+            Some(keys) if !body.is_parsed() => {
+                // Top-level keys of an unparsed body: splice them out, keep every other byte.
+                match splice::remove_top_level(&body.to_bytes(), &keys) {
+                    Ok(Some(bytes)) => body.set_bytes(bytes),
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Err(Error::bad_request(format!(
+                            "request body must be a JSON object: {e}"
+                        ))
+                        .with_code("invalid_json"));
+                    }
+                }
+            }
+            _ => {
+                let present = {
+                    let doc = body.json()?;
+                    self.remove.iter().any(|p| p.exists(doc))
+                };
+                if present {
+                    let doc = body.json_mut()?;
+                    for p in &self.remove {
+                        p.remove(doc);
+                    }
                 }
             }
         }
@@ -248,6 +268,8 @@ impl RewritePolicy {
         }
         let mut data = event.data_body().clone();
         match self.apply(&mut data, env) {
+            // Unchanged (say, only absent keys removed): keep the event and its raw frame.
+            Ok(()) if !data.is_dirty() && data.to_bytes() == event.data_body().to_bytes() => event,
             Ok(()) => {
                 let mut event = event;
                 *event.data_mut() = data;

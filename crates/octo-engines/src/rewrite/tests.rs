@@ -356,3 +356,44 @@ fn merge_layers_model_over_backend() {
     assert_eq!(merged.set_keys_by_expr, vec![("e".into(), "2".into())]);
     assert!(RewriteConfig::default().is_empty() && RewritesConfig::default().is_empty());
 }
+
+#[tokio::test]
+async fn unchanged_events_keep_their_raw_frame() {
+    let mut parser = octo_core::sse::SseParser::new();
+    parser.push(b"data:  {\"a\":1}\n\ndata: {\"user\":\"u\"}\n\n");
+    let first = parser.next_event().unwrap().unwrap();
+    let second = parser.next_event().unwrap().unwrap();
+    assert!(first.raw_frame().is_some());
+    let policy = RewritePolicy::new(RewriteConfig::default().remove("user")).unwrap();
+    let env = Env::empty();
+    let kept = policy.apply_event(first.clone(), &env);
+    assert_eq!(
+        kept.raw_frame(),
+        first.raw_frame(),
+        "nothing removed: same bytes out"
+    );
+    let changed = policy.apply_event(second, &env);
+    assert_eq!(&changed.to_frame()[..], b"data: {}\n\n");
+}
+
+#[tokio::test]
+async fn top_level_removes_splice_bytes_without_parsing() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let config = RewriteConfig::default()
+        .remove("user")
+        .remove("metadata")
+        .set("model", json!("up"));
+    let engine =
+        RewriteEngine::new(request_only(config), recorder(seen.clone(), json!({}))).unwrap();
+    engine
+        .process(req(
+            r#"{"user":"u", "model":"alias", "metadata":{"a":1}, "messages":[]}"#,
+        ))
+        .await
+        .unwrap();
+    let (bytes, parsed) = seen.lock().unwrap()[0].clone();
+    assert!(!parsed);
+    assert_eq!(&bytes[..], br#"{"model":"up", "messages":[]}"#);
+    // Not an object: 400, as for any rewrite of a request.
+    assert_eq!(engine.process(req("[1]")).await.unwrap_err().status(), 400);
+}
