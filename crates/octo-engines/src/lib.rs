@@ -13,18 +13,19 @@
 //!   upstream headers.
 //! - [`rewrite::RewriteEngine`]: `remove_keys`, `set_keys` and `set_keys_by_expr` on the request,
 //!   the non-stream response and each stream event.
+//! - [`add_header::UpstreamHeaders`]: the request extension through which engines ask the
+//!   endpoint for extra upstream headers.
 //!
 //! Every engine is built from plain Rust values and fails at construction, with a [`BuildError`]
 //! naming what is wrong, rather than at request time. Balancers, retries and protocol conversion
 //! build on the same [`octo_core::Engine`] trait.
 
+pub mod add_header;
 pub mod auth;
 mod build_error;
 pub mod client;
 pub mod expr;
 pub mod rewrite;
 pub mod rules;
-mod upstream_headers;
 
 pub use build_error::BuildError;
-pub use upstream_headers::UpstreamHeaders;

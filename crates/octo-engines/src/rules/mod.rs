@@ -22,7 +22,8 @@
 //!   be 4xx or 5xx) and message, rendered in the client's protocol by the front.
 //! - [`Action::Forward`]: optionally rewrite the request (and its response and stream, see
 //!   [`crate::rewrite`]; expressions see the same variables as the rules), set upstream headers
-//!   ([`UpstreamHeaders`]), then call the rule's route (an engine the caller builds, e.g. a
+//!   ([`UpstreamHeaders`]; a name set earlier is replaced, protected names such as
+//!   `authorization` or `content-length` are refused when the engine is built), then call the rule's route (an engine the caller builds, e.g. a
 //!   balancer over weighted targets) or, without one, the default engine. A forward with nothing set
 //!   is an "allow" that stops later rules from matching.
 //!
@@ -61,10 +62,11 @@ use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
 use octo_core::{ArcEngine, Engine, Error, ErrorKind, Request, Response};
 
+use crate::BuildError;
+use crate::add_header::{UpstreamHeaders, is_protected};
 use crate::auth::Identity;
 use crate::expr::{Env, EnvSpec, Expr, log_eval_failure};
 use crate::rewrite::{Rewrites, RewritesConfig};
-use crate::{BuildError, UpstreamHeaders};
 
 /// A rule as configured.
 #[derive(Clone)]
@@ -210,19 +212,6 @@ impl Forward {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchedRule(pub Arc<str>);
 
-/// Headers a rule may not set: the upstream client owns framing and the connection.
-const RESERVED_HEADERS: [&str; 9] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
 struct Compiled {
     name: Arc<str>,
     expr: Option<Expr>,
@@ -285,7 +274,7 @@ impl RulesEngine {
                 ),
                 Action::Forward(fw) => {
                     for name in fw.set_headers.keys() {
-                        if RESERVED_HEADERS.contains(&name.as_str()) {
+                        if is_protected(name) {
                             return Err(BuildError::new(format!(
                                 "{here}: header `{name}` cannot be set by a rule"
                             )));
@@ -371,6 +360,21 @@ impl RulesEngine {
     }
 }
 
+/// Sets `headers` on the request's [`UpstreamHeaders`]: a name already there is replaced (all its
+/// values), other names are kept.
+fn set_upstream_headers(req: &mut Request, headers: &HeaderMap) {
+    if headers.is_empty() {
+        return;
+    }
+    let target = &mut req.extensions.get_or_insert_default::<UpstreamHeaders>().0;
+    for name in headers.keys() {
+        target.remove(name);
+        for value in headers.get_all(name) {
+            target.append(name.clone(), value.clone());
+        }
+    }
+}
+
 /// A validated deny: the parts of the error it answers with.
 struct DenyError {
     kind: ErrorKind,
@@ -438,7 +442,7 @@ impl Engine for RulesEngine {
                 if let Some(rw) = rewrites {
                     rw.rewrite_request(&mut req, &env)?;
                 }
-                UpstreamHeaders::set_all(&mut req, headers);
+                set_upstream_headers(&mut req, headers);
                 let next = route.as_ref().unwrap_or(&self.default);
                 let resp = next.process(req).await?;
                 Ok(match rewrites {

@@ -344,14 +344,19 @@ fn construction_errors_name_the_rule() {
         Rule::new("x", "", Action::deny(400, "x")),
     ];
     assert!(err(twice).contains("defined twice"));
-    let mut h = http::HeaderMap::new();
-    h.insert("content-length", HeaderValue::from_static("1"));
-    let e = err(vec![Rule::new(
-        "h",
-        "",
-        Action::Forward(Forward::default().headers(h)),
-    )]);
-    assert!(e.contains("header `content-length` cannot be set"), "{e}");
+    for name in ["content-length", "authorization", "x-api-key"] {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::HeaderName::from_static(name),
+            HeaderValue::from_static("1"),
+        );
+        let e = err(vec![Rule::new(
+            "h",
+            "",
+            Action::Forward(Forward::default().headers(h)),
+        )]);
+        assert!(e.contains(&format!("header `{name}` cannot be set")), "{e}");
+    }
     let rw = RewritesConfig {
         request: RewriteConfig::default().set_expr("x", "nope("),
         ..RewritesConfig::default()
@@ -365,4 +370,27 @@ fn construction_errors_name_the_rule() {
         e.starts_with("rule `rw`: request_rewrites: set_keys_by_expr `x`"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn set_headers_replace_earlier_values_and_keep_others() {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-route", HeaderValue::from_static("new"));
+    let engine = RulesEngine::new(
+        vec![Rule::new(
+            "h",
+            "",
+            Action::Forward(Forward::default().headers(headers)),
+        )],
+        target("default"),
+    )
+    .unwrap();
+    let mut r = chat("{}");
+    let mut earlier = http::HeaderMap::new();
+    earlier.append("x-route", HeaderValue::from_static("old-1"));
+    earlier.append("x-route", HeaderValue::from_static("old-2"));
+    earlier.insert("x-keep", HeaderValue::from_static("k"));
+    r.extensions.insert(UpstreamHeaders(earlier));
+    let v = run(&engine, r).await.unwrap();
+    assert_eq!(v["headers"], json!({"x-route": "new", "x-keep": "k"}));
 }
