@@ -238,3 +238,28 @@ fn a_request_without_a_body_reads_fields_as_missing() {
         &mut get
     ));
 }
+
+#[test]
+fn documented_examples_compile() {
+    for src in [
+        "stream == true",
+        "promptTextLen > 100000",
+        r#"header.x_team == "red" && starts_with(model, "gpt-")"#,
+        "if(max_tokens > 4096, 4096, ())",
+        "if(temperature == (), 1, temperature)",
+        r#"messages.0.role == "system""#,
+        r#"startsWith(model, "gpt") && contains(model, "4o") && matches(model, "^gpt-4o(-mini)?$")"#,
+        "Features.prefix20 == prefix20",
+    ] {
+        Expr::new(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+    }
+    let mut r = req(r#"{"max_tokens":9000}"#);
+    assert_eq!(
+        eval("if(max_tokens > 4096, 4096, ())", &mut r),
+        Value::Int(4096)
+    );
+    assert_eq!(
+        eval("if(temperature == (), 1, temperature)", &mut r),
+        Value::Int(1)
+    );
+}
