@@ -12,7 +12,19 @@
 //! - [`breaker::CircuitBreaker`]: opens after consecutive failures, backs off exponentially, lets
 //!   one probe through.
 //! - [`limit::ConcurrencyLimit`]: a permit held until the response stream ends.
-//! - [`add_header::AddHeaders`] and [`deny::Deny`].
+//! - [`add_header::AddHeaders`] and [`deny::Deny`]; [`add_header::UpstreamHeaders`] is the request
+//!   extension through which engines ask the endpoint for extra upstream headers.
+//! - [`auth::AuthEngine`]: checks the client's gateway key (constant time), enforces per-model
+//!   access (`public | internal | private`), key expiry and allowed models, and records the
+//!   caller's [`auth::Identity`] for later engines.
+//! - [`rules::RulesEngine`]: first-match rules written in evalexpr ([`expr`] describes the
+//!   language and the variables an expression reads), whose actions deny, route, rewrite and set
+//!   upstream headers.
+//! - [`rewrite::RewriteEngine`]: `remove_keys`, `set_keys` and `set_keys_by_expr` on the request,
+//!   the non-stream response and each stream event.
+//!
+//! Engines are built from plain Rust values and fail at construction (with a [`BuildError`] or a
+//! [`balance::BalanceError`]) rather than at request time.
 //!
 //! A gateway for one model with two backends, in code:
 //!
@@ -43,9 +55,16 @@
 //! ```
 
 pub mod add_header;
+pub mod auth;
 pub mod balance;
 pub mod breaker;
+mod build_error;
 pub mod client;
 pub mod deny;
+pub mod expr;
 pub mod limit;
 pub mod retry;
+pub mod rewrite;
+pub mod rules;
+
+pub use build_error::BuildError;
