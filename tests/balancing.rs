@@ -441,6 +441,7 @@ async fn the_retry_deadline_bounds_a_request() {
         max_attempts: 100,
         deadline: Duration::from_millis(500),
         backoff: Duration::from_millis(50),
+        max_wait: Duration::from_secs(2),
         wait_first_event: true,
     })
     .build()

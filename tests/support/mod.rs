@@ -144,14 +144,18 @@ backends:
     protocol: [openai_chat, openai_responses, anthropic, gemini]
     api_key: "sk-upstream-all"
     timeouts: {{first_byte: 300ms}}
-  down: {{base_url: "{down}", protocol: [openai_chat, openai_responses, anthropic, gemini], timeouts: {{connect: 1s}}}}
+  down:
+    base_url: "{down}"
+    protocol: [openai_chat, openai_responses, anthropic, gemini]
+    timeouts: {{connect: 1s}}
+    circuit_breaker: {{failures: 0}}
 models:
   chat: {{targets: [{{backend: oa, model: up-chat}}]}}
   resp: {{targets: [{{backend: resp, model: up-resp}}]}}
   claude: {{targets: [{{backend: an, model: up-claude}}]}}
   gemini: {{targets: [{{backend: gem, model: up-gemini}}]}}
-  slow: {{targets: [{{backend: all, model: up-slow}}]}}
-  broken: {{targets: [{{backend: down}}]}}
+  slow: {{targets: [{{backend: all, model: up-slow}}], retry: {{max_attempts: 1}}}}
+  broken: {{targets: [{{backend: down}}], retry: {{max_attempts: 1}}}}
   failover: {{targets: [{{backend: down}}, {{backend: oa, model: up-failover}}]}}
 "#
     )

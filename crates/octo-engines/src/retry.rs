@@ -26,7 +26,8 @@
 //! 4. When every candidate of the round has been tried, a new round may start, after a wait: the
 //!    smallest `retry-after` any target of the round sent, else [`RetryPolicy::backoff`]. So a
 //!    `retry-after` is honoured by waiting only when there is nowhere else to go; otherwise the
-//!    next target is taken at once.
+//!    next target is taken at once. A wait longer than [`RetryPolicy::max_wait`] is not started:
+//!    the error and its `retry-after` go back to the client.
 //! 5. Limits: at most [`RetryPolicy::max_attempts`] attempts, and no attempt or wait **starts**
 //!    after [`RetryPolicy::deadline`] (measured from the start of the request); a wait that would
 //!    not end before the deadline is not started. An attempt in flight is bounded by the target's own
@@ -69,6 +70,10 @@ pub struct RetryPolicy {
     /// The wait before retrying targets already tried, when none of them sent `retry-after`.
     /// Default 100 ms.
     pub backoff: Duration,
+    /// The longest wait before a new round. An upstream asking for a longer `retry-after` gets its
+    /// error (with the `retry-after`) passed to the client at once, whose own retry logic can wait:
+    /// holding a connection open for a long back-off helps nobody. Default 2 s.
+    pub max_wait: Duration,
     /// Hold a streaming response until its first event, so a stream that fails before producing
     /// anything can still fail over. Default `true`.
     pub wait_first_event: bool,
@@ -80,6 +85,7 @@ impl Default for RetryPolicy {
             max_attempts: 3,
             deadline: Duration::from_secs(30),
             backoff: Duration::from_millis(100),
+            max_wait: Duration::from_secs(2),
             wait_first_event: true,
         }
     }
@@ -431,7 +437,9 @@ impl Engine for TargetSet {
                 }
                 let wait = round.retry_after.unwrap_or(self.policy.backoff);
                 let now = Instant::now();
-                if now.checked_add(wait).is_none_or(|end| end >= deadline) {
+                if wait > self.policy.max_wait
+                    || now.checked_add(wait).is_none_or(|end| end >= deadline)
+                {
                     break;
                 }
                 tracing::debug!(model = %self.name, ?wait, "every target tried; waiting before the next round");
@@ -796,6 +804,7 @@ mod tests {
                 max_attempts: 100,
                 deadline: Duration::from_secs(7),
                 backoff: Duration::from_secs(1),
+                max_wait: Duration::from_secs(2),
                 wait_first_event: true,
             })
             .build()
@@ -829,6 +838,22 @@ mod tests {
         // a (429, 2 s) → b at once (429, 3 s) → wait the smaller retry-after → a again.
         assert_eq!(started.elapsed(), Duration::from_secs(2));
         assert_eq!((a.calls(), b.calls()), (2, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_retry_after_goes_back_to_the_client_at_once() {
+        let a = Script::new(vec![Answer::Status(429, Some(Duration::from_secs(7)))]);
+        let s = set(
+            vec![target("a", &a)],
+            StrategyKind::WeightedRoundRobin,
+            RetryPolicy::new(3, Duration::from_secs(60)),
+        );
+        let started = Instant::now();
+        let e = s.process(req("m")).await.unwrap_err();
+        assert_eq!(e.status(), 429);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(a.calls(), 1);
     }
 
     #[tokio::test(start_paused = true)]

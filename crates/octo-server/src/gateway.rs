@@ -1,15 +1,40 @@
 //! Turns a validated [`Config`] into the engine graph and the HTTP router.
+//!
+//! The graph, outermost first:
+//!
+//! ```text
+//! Router ─▶ AuthEngine (when `orgs` are configured) ─▶ ModelRouter (model name → model engine)
+//! model engine: ConcurrencyLimit? ─▶ RulesEngine? (org rules, then the model's) ─▶ TargetSet
+//! TargetSet (strategy, retries, sticky) ─▶ Target per backend: BackendEngine ─▶ RewriteEngine? ─▶ HttpEndpoint
+//! ```
+//!
+//! A rule's `route` is its own `TargetSet` (weighted round robin over the listed targets, with the
+//! model's retry policy). Backend rewrites run on the request as sent to that backend.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use octo_core::http::{Router, ServeConfig};
 use octo_core::{ApiFormat, ArcEngine};
-use octo_engines::client::{EndpointConfig, HttpEndpoint};
+use octo_engines::auth::{
+    Access, AuthConfig, AuthEngine, Authenticator, KeyConfig, OrgConfig, parse_expiry,
+};
+use octo_engines::balance::{StrategyKind, Target};
+use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
+use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
+use octo_engines::limit::{ConcurrencyLimit, OverLimit};
+use octo_engines::retry::{RetryPolicy, TargetSet};
+use octo_engines::rewrite::{RewriteConfig as EngineRewrite, RewriteEngine, RewritesConfig};
+use octo_engines::rules::{Action, Forward, Rule, RulesEngine};
 
-use crate::config::{Config, ConfigError, parse_duration, timeouts};
-use crate::model_router::{ModelRouter, Target};
+use crate::backend::BackendEngine;
+use crate::config::{
+    AccessConfig, Config, ConfigError, KeySpec, ModelConfig, RewriteConfig, RuleConfig,
+    StrategyConfig, TargetConfig, parse_duration, timeouts,
+};
+use crate::model_router::ModelRouter;
 
 /// Everything `octollm-server` needs to serve a config.
 #[derive(Debug)]
@@ -20,71 +45,53 @@ pub struct Gateway {
     pub serve: ServeConfig,
 }
 
+type Problem = (String, String);
+
+/// One backend, built once and shared by every model that targets it.
+struct BuiltBackend {
+    endpoint: Arc<HttpEndpoint>,
+    engine: ArcEngine,
+}
+
 /// Builds the gateway for `config` (already validated by [`crate::config::parse`]).
 ///
 /// # Errors
-/// A [`ConfigError`] if a backend cannot be built (labelled with `source`).
+/// A [`ConfigError`] (labelled with `source`) when an engine refuses its settings, for example
+/// an expression that does not compile.
 pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
-    let fail = |path: String, msg: String| ConfigError {
+    let fail = |problems: Vec<Problem>| ConfigError {
         source: source.to_owned(),
-        problems: vec![(path, msg)],
+        problems,
     };
-    let pending = not_yet_wired(config);
-    if !pending.is_empty() {
-        return Err(ConfigError {
-            source: source.to_owned(),
-            problems: pending,
-        });
-    }
-    let mut endpoints: BTreeMap<&str, Arc<HttpEndpoint>> = BTreeMap::new();
+    let one = |path: String, msg: String| fail(vec![(path, msg)]);
+
+    let mut backends: BTreeMap<&str, BuiltBackend> = BTreeMap::new();
     for (name, b) in &config.backends {
-        let protocols = b
-            .protocols()
-            .map_err(|m| fail(format!("backends.{name}.protocol"), m))?;
-        let mut ep = EndpointConfig::new(name.clone(), b.base_url.clone(), protocols[0]);
-        ep.protocols = protocols;
-        ep.api_keys = b.keys();
-        ep.timeouts = timeouts(&b.timeouts)
-            .map_err(|(k, m)| fail(format!("backends.{name}.timeouts.{k}"), m))?;
-        for (h, v) in &b.headers {
-            let (Ok(h), Ok(v)) = (
-                HeaderName::from_bytes(h.as_bytes()),
-                HeaderValue::from_str(v),
-            ) else {
-                return Err(fail(
-                    format!("backends.{name}.headers.{h}"),
-                    "not a valid header".into(),
-                ));
-            };
-            ep.headers.insert(h, v);
-        }
-        for (proto, path) in &b.paths {
-            if let Ok(f) = proto.parse::<ApiFormat>() {
-                ep.paths.insert(f, path.clone());
-            }
-        }
-        let endpoint = HttpEndpoint::new(ep)
-            .map_err(|e| fail(format!("backends.{name}"), e.message().to_owned()))?;
-        endpoints.insert(name, Arc::new(endpoint));
+        backends.insert(name, build_backend(name, b).map_err(|(p, m)| one(p, m))?);
     }
-    let mut models = BTreeMap::new();
+
+    let mut models: BTreeMap<String, ArcEngine> = BTreeMap::new();
+    let mut problems = Vec::new();
     for (name, m) in &config.models {
-        let targets = m
-            .targets
-            .iter()
-            .filter_map(|t| {
-                Some(Target {
-                    backend: t.backend.clone(),
-                    upstream_model: t.model.clone().unwrap_or_else(|| name.clone()),
-                    endpoint: endpoints.get(t.backend.as_str())?.clone(),
-                })
-            })
-            .collect();
-        models.insert(name.clone(), targets);
+        match build_model(name, m, config, &backends) {
+            Ok(engine) => {
+                models.insert(name.clone(), engine);
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
     }
-    let engine: ArcEngine = Arc::new(ModelRouter::new(models));
+    if !problems.is_empty() {
+        return Err(fail(problems));
+    }
+    let mut engine: ArcEngine = Arc::new(ModelRouter::new(models));
+    if !config.orgs.is_empty() {
+        let auth = Authenticator::new(auth_config(config).map_err(|(p, m)| one(p, m))?)
+            .map_err(|e| one("orgs".into(), e.message().to_owned()))?;
+        engine = Arc::new(AuthEngine::new(Arc::new(auth), engine));
+    }
+
     let duration =
-        |key: &str, v: &str| parse_duration(v).map_err(|m| fail(format!("limits.{key}"), m));
+        |key: &str, v: &str| parse_duration(v).map_err(|m| one(format!("limits.{key}"), m));
     let keep_alive = duration("stream_keep_alive", &config.limits.stream_keep_alive)?;
     let mut router = Router::new()
         .health_routes()
@@ -101,59 +108,304 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
     Ok(Gateway { router, serve })
 }
 
-/// Keys the schema accepts but this build does not act on yet: refused rather than ignored.
-fn not_yet_wired(c: &Config) -> Vec<(String, String)> {
-    let mut p = Vec::new();
-    let mut refuse = |path: String| {
-        p.push((
-            path,
-            "is not supported by this build yet; remove it".to_owned(),
-        ));
+fn build_backend(name: &str, b: &crate::config::BackendConfig) -> Result<BuiltBackend, Problem> {
+    let at = |k: &str| format!("backends.{name}.{k}");
+    let protocols = b.protocols().map_err(|m| (at("protocol"), m))?;
+    let mut ep = EndpointConfig::new(name, b.base_url.clone(), protocols[0]);
+    ep.protocols = protocols.clone();
+    ep.api_keys = b.keys();
+    ep.timeouts = timeouts(&b.timeouts).map_err(|(k, m)| (at(&format!("timeouts.{k}")), m))?;
+    for (h, v) in &b.headers {
+        let (Ok(h), Ok(v)) = (
+            HeaderName::from_bytes(h.as_bytes()),
+            HeaderValue::from_str(v),
+        ) else {
+            return Err((at(&format!("headers.{h}")), "not a valid header".into()));
+        };
+        ep.headers.insert(h, v);
+    }
+    for (proto, path) in &b.paths {
+        if let Ok(f) = proto.parse::<ApiFormat>() {
+            ep.paths.insert(f, path.clone());
+        }
+    }
+    let mut pool = KeyPoolConfig::default();
+    if let Some(cd) = &b.key_cooldown {
+        pool.cooldown = parse_duration(cd).map_err(|m| (at("key_cooldown"), m))?;
+    }
+    if let Some(br) = &b.circuit_breaker {
+        pool.breaker = Some(EngineBreakerConfig {
+            failure_threshold: br.failures,
+            base_cooldown: parse_duration(&br.cooldown)
+                .map_err(|m| (at("circuit_breaker.cooldown"), m))?,
+            max_cooldown: parse_duration(&br.max_cooldown)
+                .map_err(|m| (at("circuit_breaker.max_cooldown"), m))?,
+        });
+    }
+    ep.key_pool = pool;
+    let endpoint = Arc::new(
+        HttpEndpoint::new(ep).map_err(|e| (format!("backends.{name}"), e.message().to_owned()))?,
+    );
+    let rewrites = RewritesConfig {
+        request: engine_rewrite(b.request_rewrites.as_ref()),
+        response: engine_rewrite(b.response_rewrites.as_ref()),
+        stream: engine_rewrite(b.stream_chunk_rewrites.as_ref()),
     };
-    for (name, b) in &c.backends {
-        let at = |k: &str| format!("backends.{name}.{k}");
-        if b.request_rewrites.is_some() {
-            refuse(at("request_rewrites"));
-        }
-        if b.response_rewrites.is_some() {
-            refuse(at("response_rewrites"));
-        }
-        if b.stream_chunk_rewrites.is_some() {
-            refuse(at("stream_chunk_rewrites"));
-        }
-        if b.circuit_breaker.is_some() {
-            refuse(at("circuit_breaker"));
-        }
-        if b.key_cooldown.is_some() {
-            refuse(at("key_cooldown"));
+    let inner: ArcEngine = if rewrites.is_empty() {
+        endpoint.clone()
+    } else {
+        Arc::new(RewriteEngine::new(rewrites, endpoint.clone()).map_err(|e| {
+            (
+                format!("backends.{name}.request_rewrites"),
+                e.message().to_owned(),
+            )
+        })?)
+    };
+    let engine: ArcEngine = Arc::new(BackendEngine::new(name, protocols, inner));
+    Ok(BuiltBackend { endpoint, engine })
+}
+
+fn engine_rewrite(rw: Option<&RewriteConfig>) -> EngineRewrite {
+    let Some(rw) = rw else {
+        return EngineRewrite::default();
+    };
+    let mut out = EngineRewrite::default();
+    for path in &rw.remove_keys {
+        out = out.remove(path.clone());
+    }
+    for (k, v) in &rw.set_keys {
+        if let Some(k) = k.as_str() {
+            let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+            out = out.set(k, json);
         }
     }
-    for (name, m) in &c.models {
-        let at = |k: &str| format!("models.{name}.{k}");
-        if m.access != crate::config::AccessConfig::Public {
-            refuse(at("access"));
-        }
-        if m.strategy != crate::config::StrategyConfig::WeightedRoundRobin {
-            refuse(at("strategy"));
-        }
-        if m.retry.is_some() {
-            refuse(at("retry"));
-        }
-        if m.sticky.is_some() {
-            refuse(at("sticky"));
-        }
-        if !m.rules.is_empty() {
-            refuse(at("rules"));
-        }
-        if m.max_concurrency.is_some() {
-            refuse(at("max_concurrency"));
-        }
-        if m.targets.iter().any(|t| t.weight != 1 || t.priority != 0) {
-            refuse(at("targets[].weight/priority"));
+    for (k, v) in &rw.set_keys_by_expr {
+        if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
+            out = out.set_expr(k, v);
         }
     }
-    if !c.orgs.is_empty() {
-        refuse("orgs".to_owned());
+    out
+}
+
+fn strategy_kind(s: StrategyConfig) -> StrategyKind {
+    match s {
+        StrategyConfig::WeightedRoundRobin => StrategyKind::WeightedRoundRobin,
+        StrategyConfig::RoundRobin => StrategyKind::RoundRobin,
+        StrategyConfig::Random => StrategyKind::Random,
+        StrategyConfig::Failover => StrategyKind::Failover,
+        StrategyConfig::LowestLatency => StrategyKind::LowestLatency,
     }
-    p
+}
+
+/// The model's retry policy (values were validated when the config was parsed).
+fn retry_policy(m: &ModelConfig) -> RetryPolicy {
+    let mut policy = RetryPolicy::new(3, Duration::from_secs(60));
+    if let Some(r) = &m.retry {
+        policy.max_attempts = r.max_attempts;
+        policy.deadline = parse_duration(&r.deadline).unwrap_or(policy.deadline);
+        if let Some(w) = r.max_wait.as_deref().and_then(|w| parse_duration(w).ok()) {
+            policy.max_wait = w;
+        }
+    }
+    policy
+}
+
+fn target_set(
+    path: &str,
+    model: &str,
+    targets: &[TargetConfig],
+    strategy: StrategyKind,
+    policy: RetryPolicy,
+    sticky: Option<Duration>,
+    backends: &BTreeMap<&str, BuiltBackend>,
+) -> Result<ArcEngine, Vec<Problem>> {
+    let mut built = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let Some(b) = backends.get(t.backend.as_str()) else {
+            return Err(vec![(
+                format!("{path}[{i}].backend"),
+                format!("unknown backend `{}`", t.backend),
+            )]);
+        };
+        built.push(
+            Target::new(t.backend.clone(), b.engine.clone())
+                .with_availability(b.endpoint.clone())
+                .with_model(t.model.clone().unwrap_or_else(|| model.to_owned()))
+                .with_weight(t.weight)
+                .with_priority(i32::try_from(t.priority).unwrap_or(i32::MAX)),
+        );
+    }
+    let mut builder = TargetSet::builder(model, built)
+        .strategy(strategy)
+        .retry(policy);
+    if let Some(ttl) = sticky {
+        builder = builder.sticky(ttl);
+    }
+    builder
+        .build()
+        .map(|set| Arc::new(set) as ArcEngine)
+        .map_err(|e| vec![(path.to_owned(), e.to_string())])
+}
+
+fn build_model(
+    name: &str,
+    m: &ModelConfig,
+    config: &Config,
+    backends: &BTreeMap<&str, BuiltBackend>,
+) -> Result<ArcEngine, Vec<Problem>> {
+    let at = |k: &str| format!("models.{name}.{k}");
+    let policy = retry_policy(m);
+    let sticky = match &m.sticky {
+        Some(s) => Some(parse_duration(s).map_err(|e| vec![(at("sticky"), e)])?),
+        None => None,
+    };
+    let mut engine = target_set(
+        &at("targets"),
+        name,
+        &m.targets,
+        strategy_kind(m.strategy),
+        policy,
+        sticky,
+        backends,
+    )?;
+
+    // Org rules first (each applies to its org only), then the model's own rules.
+    let mut rules = Vec::new();
+    let mut problems = Vec::new();
+    for (org, o) in &config.orgs {
+        if let Some(Some(per_org)) = o.models.get(name) {
+            for (i, r) in per_org.rules.iter().enumerate() {
+                let path = format!("orgs.{org}.models.{name}.rules[{i}]");
+                match build_rule(&path, name, r, policy, backends) {
+                    Ok(rule) => rules.push((path, rule.for_org(org.clone()))),
+                    Err(mut p) => problems.append(&mut p),
+                }
+            }
+        }
+    }
+    for (i, r) in m.rules.iter().enumerate() {
+        let path = at(&format!("rules[{i}]"));
+        match build_rule(&path, name, r, policy, backends) {
+            Ok(rule) => rules.push((path, rule)),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    if !rules.is_empty() {
+        // Compile each rule alone first so an error names the rule's own key path.
+        for (path, rule) in &rules {
+            if let Err(e) = RulesEngine::new(vec![rule.clone()], engine.clone()) {
+                problems.push((format!("{path}.match"), e.message().to_owned()));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let rules: Vec<Rule> = rules.into_iter().map(|(_, r)| r).collect();
+        engine = Arc::new(
+            RulesEngine::new(rules, engine)
+                .map_err(|e| vec![(at("rules"), e.message().to_owned())])?,
+        );
+    }
+    if let Some(max) = m.max_concurrency {
+        engine = Arc::new(ConcurrencyLimit::new(name, engine, max, OverLimit::Reject));
+    }
+    Ok(engine)
+}
+
+fn build_rule(
+    path: &str,
+    model: &str,
+    r: &RuleConfig,
+    policy: RetryPolicy,
+    backends: &BTreeMap<&str, BuiltBackend>,
+) -> Result<Rule, Vec<Problem>> {
+    let expr = r.matcher.clone().unwrap_or_default();
+    if let Some(d) = &r.deny {
+        return Ok(Rule::new(
+            r.name.clone(),
+            expr,
+            Action::deny(d.status.unwrap_or(400), d.message.clone()),
+        ));
+    }
+    let route = match &r.route {
+        Some(targets) => Some(target_set(
+            &format!("{path}.route"),
+            model,
+            targets,
+            StrategyKind::WeightedRoundRobin,
+            policy,
+            None,
+            backends,
+        )?),
+        None => None,
+    };
+    let mut headers = HeaderMap::new();
+    for (h, v) in &r.set_headers {
+        if let (Ok(h), Ok(v)) = (
+            HeaderName::from_bytes(h.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.insert(h, v);
+        }
+    }
+    let forward = Forward {
+        route,
+        rewrite: RewritesConfig {
+            request: engine_rewrite(r.rewrite.as_ref()),
+            ..RewritesConfig::default()
+        },
+        set_headers: headers,
+    };
+    Ok(Rule::new(r.name.clone(), expr, Action::Forward(forward)))
+}
+
+fn auth_config(c: &Config) -> Result<AuthConfig, Problem> {
+    let mut orgs = Vec::new();
+    for (org_name, o) in &c.orgs {
+        let mut org = OrgConfig::new(org_name.clone());
+        for (key_name, spec) in &o.api_keys {
+            let key = match spec {
+                KeySpec::Key(k) => KeyConfig::new(key_name.clone(), k.clone()),
+                KeySpec::Detailed(d) => {
+                    let mut k = KeyConfig::new(key_name.clone(), d.key.clone());
+                    if let Some(exp) = &d.expires {
+                        let at = parse_expiry(exp).map_err(|m| {
+                            (format!("orgs.{org_name}.api_keys.{key_name}.expires"), m)
+                        })?;
+                        k = k.expires_at(at);
+                    }
+                    if let Some(models) = &d.models {
+                        k = k.allowed_models(models.iter().cloned());
+                    }
+                    k
+                }
+            };
+            org = org.key(key);
+        }
+        for model in o.models.keys() {
+            org = org.model(model.clone());
+        }
+        orgs.push(org);
+    }
+    let model_access: HashMap<String, Access> = c
+        .models
+        .iter()
+        .map(|(name, m)| {
+            let access = match m.access {
+                AccessConfig::Public => Access::Public,
+                AccessConfig::Internal => Access::Internal,
+                AccessConfig::Private => Access::Private,
+            };
+            (name.clone(), access)
+        })
+        .collect();
+    Ok(AuthConfig {
+        orgs,
+        model_access,
+        // Unknown models reach the router's 404, which names the configured ones.
+        default_access: Access::Public,
+    })
 }

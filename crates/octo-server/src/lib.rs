@@ -4,6 +4,7 @@
 //! [`gateway`] builder that turns a config into engines and routes, and [`run`], which serves it.
 //! Embedders who want YAML-driven routing inside their own process can call these directly.
 
+pub mod backend;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -179,7 +179,7 @@ pub struct RewriteConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerConfig {
-    /// Consecutive failures that open the breaker (default 5).
+    /// Consecutive failures that open the breaker (default 5; 0 disables the breaker).
     #[serde(default = "default_breaker_failures")]
     pub failures: u32,
     /// First cool-down (default 30s); doubles per trip.
@@ -286,6 +286,10 @@ pub struct RetryConfig {
     /// Time for all attempts together (default 60s).
     #[serde(default = "default_deadline")]
     pub deadline: String,
+    /// Longest `retry-after` (or back-off) waited for before another round (default 2s); a longer
+    /// one is passed to the client with the error.
+    #[serde(default)]
+    pub max_wait: Option<String>,
 }
 
 fn default_attempts() -> u32 {
@@ -650,9 +654,6 @@ fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
         if let Some(br) = &b.circuit_breaker {
-            if br.failures == 0 {
-                p.push((at("circuit_breaker.failures"), "must be at least 1".into()));
-            }
             for (k, v) in [
                 ("cooldown", &br.cooldown),
                 ("max_cooldown", &br.max_cooldown),
@@ -690,6 +691,11 @@ fn validate(c: &Config) -> Vec<(String, String)> {
             }
             if let Err(e) = parse_duration(&r.deadline) {
                 p.push((at("retry.deadline"), e));
+            }
+            if let Some(w) = &r.max_wait {
+                if let Err(e) = parse_duration(w) {
+                    p.push((at("retry.max_wait"), e));
+                }
             }
         }
         if let Some(st) = &m.sticky {
