@@ -584,7 +584,7 @@ fn encode_assistant(m: &Message) -> Value {
             Part::ToolCall(c) => tool_calls.push(json!({
                 "id": ids::fold_signature(&c.id, c.signature.as_deref()),
                 "type": "function",
-                "function": {"name": c.name, "arguments": c.arguments},
+                "function": {"name": c.name, "arguments": c.arguments_json()},
             })),
             _ => {}
         }
@@ -710,7 +710,7 @@ pub(crate) fn encode_response(r: &ChatResponse, created: u64) -> Value {
             Part::ToolCall(c) => tool_calls.push(json!({
                 "id": ids::fold_signature(&c.id, c.signature.as_deref()),
                 "type": "function",
-                "function": {"name": c.name, "arguments": c.arguments},
+                "function": {"name": c.name, "arguments": c.arguments_json()},
             })),
             _ => {}
         }

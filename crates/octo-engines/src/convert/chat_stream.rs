@@ -297,8 +297,8 @@ pub(crate) struct ChatEncoder {
     created: u64,
     include_usage: bool,
     role_sent: bool,
-    /// Upstream key → Chat `index`.
-    tools: Vec<(u64, u32)>,
+    /// Upstream key → (Chat `index`, whether any argument fragment was sent).
+    tools: Vec<(u64, u32, bool)>,
     stop: Option<StopReason>,
     usage: Option<Usage>,
 }
@@ -425,7 +425,7 @@ impl Encoder for ChatEncoder {
             } => {
                 self.ensure_role(out);
                 let index = self.tools.len() as u32;
-                self.tools.push((key, index));
+                self.tools.push((key, index, false));
                 let id = ids::fold_signature(&id, signature.as_deref());
                 out.push_back(self.chunk(
                     OutDelta {
@@ -444,10 +444,12 @@ impl Encoder for ChatEncoder {
                 ));
             }
             StreamEvent::ToolCallArgs { key, fragment } => {
-                let Some(&(_, index)) = self.tools.iter().find(|(k, _)| *k == key) else {
+                let Some(tool) = self.tools.iter_mut().find(|(k, _, _)| *k == key) else {
                     tracing::debug!(key, "dropping arguments for a tool call that never started");
                     return;
                 };
+                tool.2 = true;
+                let index = tool.1;
                 out.push_back(self.chunk(
                     OutDelta {
                         tool_calls: Some([OutToolCall {
@@ -472,6 +474,23 @@ impl Encoder for ChatEncoder {
 
     fn finish(&mut self, out: &mut VecDeque<Event>) {
         self.ensure_role(out);
+        // A call that streamed no arguments (Anthropic sends `""` for a tool without input) gets
+        // `{}`, so clients can parse them.
+        let empty: Vec<u64> = self
+            .tools
+            .iter()
+            .filter(|(_, _, sent)| !sent)
+            .map(|(k, _, _)| *k)
+            .collect();
+        for key in empty {
+            self.encode(
+                StreamEvent::ToolCallArgs {
+                    key,
+                    fragment: "{}".to_owned(),
+                },
+                out,
+            );
+        }
         let stop = effective_stop(self.stop, !self.tools.is_empty());
         out.push_back(self.chunk(OutDelta::default(), Some(finish_reason(stop))));
         if self.include_usage {

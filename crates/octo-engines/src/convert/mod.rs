@@ -507,3 +507,6 @@ pub mod testing {
         }
     }
 }
+
+#[cfg(test)]
+mod reference_tests;

@@ -116,6 +116,17 @@ pub(crate) struct ToolCall {
     pub(crate) signature: Option<String>,
 }
 
+impl ToolCall {
+    /// The arguments, `{}` when none were given (clients parse them as JSON).
+    pub(crate) fn arguments_json(&self) -> &str {
+        if self.arguments.trim().is_empty() {
+            "{}"
+        } else {
+            &self.arguments
+        }
+    }
+}
+
 /// The answer to a call, sent back by the user side.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ToolResult {

@@ -529,7 +529,7 @@ fn encode_assistant(m: &Message, out: &mut Vec<Value>) {
                     "type": "function_call",
                     "call_id": ids::fold_signature(&c.id, c.signature.as_deref()),
                     "name": c.name,
-                    "arguments": c.arguments,
+                    "arguments": c.arguments_json(),
                 }));
             }
             _ => {}
@@ -717,7 +717,7 @@ pub(crate) fn encode_response(r: &ChatResponse, created: u64) -> Value {
                     "id": item_id("fc", &r.id, output.len()),
                     "call_id": ids::fold_signature(&c.id, c.signature.as_deref()),
                     "name": c.name,
-                    "arguments": c.arguments,
+                    "arguments": c.arguments_json(),
                     "status": "completed",
                 }));
             }

@@ -420,6 +420,19 @@ impl ResponsesEncoder {
 
     fn close(&mut self, out: &mut VecDeque<Event>) {
         self.close_part(out);
+        // A call that streamed no arguments gets `{}`, so clients can parse them.
+        if let Some(Item::Call { key, arguments, .. }) = &self.open {
+            if arguments.is_empty() {
+                let key = *key;
+                self.encode(
+                    StreamEvent::ToolCallArgs {
+                        key,
+                        fragment: "{}".to_owned(),
+                    },
+                    out,
+                );
+            }
+        }
         let index = self.index();
         let Some(item) = self.open.take() else { return };
         let done = match item {
