@@ -36,7 +36,7 @@ struct In<'a> {
     #[serde(default)]
     message: Option<Value>,
     #[serde(default)]
-    usage: Option<AnthropicUsage>,
+    usage: Option<Value>,
     #[serde(default)]
     error: Option<Value>,
 }
@@ -192,7 +192,7 @@ impl Decoder for AnthropicDecoder {
                         });
                     }
                 }
-                if let Some(u) = ev.usage {
+                if let Some(u) = ev.usage.and_then(|v| AnthropicUsage::deserialize(v).ok()) {
                     let present: UsageFields = u.present();
                     self.usage.merge_snapshot(&Usage::from(u), present);
                     out.push(StreamEvent::Usage(self.usage));

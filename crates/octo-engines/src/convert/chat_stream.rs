@@ -18,8 +18,7 @@ use super::chat::{finish_reason, stop_from};
 use super::ids;
 use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
 use super::stream::{Decoder, Encoder};
-use super::util::{inband_error, now, status_for_type};
-use crate::usage::ChatUsage;
+use super::util::{as_u64, inband_error, now, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -30,11 +29,11 @@ struct Chunk<'a> {
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
     #[serde(default)]
-    created: Option<u64>,
+    created: Option<Value>,
     #[serde(borrow, default)]
     choices: Option<Vec<Choice<'a>>>,
     #[serde(default)]
-    usage: Option<ChatUsage>,
+    usage: Option<Value>,
     #[serde(default)]
     error: Option<Value>,
 }
@@ -131,7 +130,7 @@ impl Decoder for ChatDecoder {
             out.push(StreamEvent::Start(StreamStart {
                 id: chunk.id.map(Cow::into_owned),
                 model: chunk.model.map(Cow::into_owned),
-                created: chunk.created,
+                created: chunk.created.as_ref().and_then(as_u64),
             }));
         }
         for choice in chunk.choices.into_iter().flatten() {
@@ -148,8 +147,8 @@ impl Decoder for ChatDecoder {
                 });
             }
         }
-        if let Some(usage) = chunk.usage {
-            out.push(StreamEvent::Usage(Usage::from(usage)));
+        if let Some(usage) = chunk.usage.as_ref().and_then(Usage::from_openai_chat) {
+            out.push(StreamEvent::Usage(usage));
         }
         Ok(())
     }

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use octo_core::{ApiFormat, Error, Event};
 
@@ -20,7 +20,6 @@ use super::ids;
 use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
 use super::stream::{Decoder, Encoder};
 use super::util::{args_object, fresh_id, inband_error};
-use crate::usage::GeminiUsage;
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -29,7 +28,7 @@ struct Chunk<'a> {
     #[serde(borrow, default)]
     candidates: Option<Vec<Candidate<'a>>>,
     #[serde(default, rename = "usageMetadata", alias = "usage_metadata")]
-    usage: Option<GeminiUsage>,
+    usage: Option<Value>,
     #[serde(borrow, default, rename = "modelVersion", alias = "model_version")]
     model: Option<Cow<'a, str>>,
     #[serde(borrow, default, rename = "responseId", alias = "response_id")]
@@ -116,8 +115,8 @@ impl Decoder for GeminiDecoder {
                 created: None,
             }));
         }
-        if let Some(u) = chunk.usage {
-            out.push(StreamEvent::Usage(Usage::from(u)));
+        if let Some(u) = chunk.usage.as_ref().and_then(Usage::from_gemini) {
+            out.push(StreamEvent::Usage(u));
         }
         let mut any_candidate = false;
         for cand in chunk.candidates.into_iter().flatten() {
@@ -198,6 +197,49 @@ impl Decoder for GeminiDecoder {
 
 // ---------------------------------------------------------------------------------------- encode
 
+#[derive(Serialize)]
+struct OutChunk<'a> {
+    candidates: [OutCandidate<'a>; 1],
+    #[serde(rename = "usageMetadata", skip_serializing_if = "Option::is_none")]
+    usage: Option<Value>,
+    #[serde(rename = "modelVersion")]
+    model: &'a str,
+    #[serde(rename = "responseId")]
+    id: &'a str,
+}
+
+#[derive(Serialize)]
+struct OutCandidate<'a> {
+    content: OutContent<'a>,
+    #[serde(rename = "finishReason", skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'static str>,
+    index: u32,
+}
+
+#[derive(Serialize)]
+struct OutContent<'a> {
+    parts: &'a [OutPart<'a>],
+    role: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutPart<'a> {
+    Text {
+        text: &'a str,
+    },
+    Thought {
+        text: &'a str,
+        thought: bool,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        signature: Option<&'a str>,
+    },
+    Call {
+        #[serde(rename = "functionCall")]
+        call: &'a Value,
+    },
+}
+
 struct PendingCall {
     key: u64,
     id: String,
@@ -229,33 +271,29 @@ impl GeminiEncoder {
         }
     }
 
-    fn chunk(&mut self, parts: Vec<Value>, finish: Option<&str>) -> Event {
+    fn chunk(&mut self, parts: &[OutPart<'_>], finish: Option<&'static str>) -> Event {
         if self.id.is_empty() {
             self.id = fresh_id("resp");
         }
-        let mut candidate = Map::new();
-        candidate.insert("content".into(), json!({"role": "model", "parts": parts}));
-        if let Some(f) = finish {
-            candidate.insert("finishReason".into(), f.into());
-        }
-        candidate.insert("index".into(), 0.into());
-        let mut chunk = Map::new();
-        chunk.insert("candidates".into(), json!([candidate]));
-        if finish.is_some() {
-            chunk.insert(
-                "usageMetadata".into(),
-                self.usage.unwrap_or_default().to_gemini(),
-            );
-        }
-        chunk.insert("modelVersion".into(), self.model.clone().into());
-        chunk.insert("responseId".into(), self.id.clone().into());
-        Event::data(Bytes::from(
-            serde_json::to_vec(&Value::Object(chunk)).unwrap_or_default(),
-        ))
+        let usage = finish.map(|_| self.usage.unwrap_or_default().to_gemini());
+        let chunk = OutChunk {
+            candidates: [OutCandidate {
+                content: OutContent {
+                    parts,
+                    role: "model",
+                },
+                finish_reason: finish,
+                index: 0,
+            }],
+            usage,
+            model: &self.model,
+            id: &self.id,
+        };
+        Event::data(Bytes::from(serde_json::to_vec(&chunk).unwrap_or_default()))
     }
 
     fn call_part(c: PendingCall) -> Value {
-        json!({"functionCall": {"id": c.id, "name": c.name, "args": args_object(&c.arguments)}})
+        json!({"id": c.id, "name": c.name, "args": args_object(&c.arguments)})
     }
 
     /// Emits every buffered call.
@@ -263,8 +301,9 @@ impl GeminiEncoder {
         if self.calls.is_empty() {
             return;
         }
-        let parts: Vec<Value> = self.calls.drain(..).map(Self::call_part).collect();
-        let ev = self.chunk(parts, None);
+        let calls: Vec<Value> = self.calls.drain(..).map(Self::call_part).collect();
+        let parts: Vec<OutPart<'_>> = calls.iter().map(|c| OutPart::Call { call: c }).collect();
+        let ev = self.chunk(&parts, None);
         out.push_back(ev);
     }
 }
@@ -285,7 +324,7 @@ impl Encoder for GeminiEncoder {
                     return;
                 }
                 self.flush_calls(out);
-                let ev = self.chunk(vec![json!({"text": t})], None);
+                let ev = self.chunk(&[OutPart::Text { text: &t }], None);
                 out.push_back(ev);
             }
             StreamEvent::Thinking(t) => {
@@ -293,21 +332,34 @@ impl Encoder for GeminiEncoder {
                     return;
                 }
                 self.flush_calls(out);
-                let ev = self.chunk(vec![json!({"text": t, "thought": true})], None);
+                let part = OutPart::Thought {
+                    text: &t,
+                    thought: true,
+                    signature: None,
+                };
+                let ev = self.chunk(&[part], None);
                 out.push_back(ev);
             }
             StreamEvent::ThinkingSignature(sig) => {
                 self.flush_calls(out);
-                let part =
-                    json!({"text": "", "thought": true, "thoughtSignature": wrap_signature(&sig)});
-                let ev = self.chunk(vec![part], None);
+                let sig = wrap_signature(&sig);
+                let part = OutPart::Thought {
+                    text: "",
+                    thought: true,
+                    signature: Some(&sig),
+                };
+                let ev = self.chunk(&[part], None);
                 out.push_back(ev);
             }
             StreamEvent::RedactedThinking(data) => {
                 self.flush_calls(out);
                 let sig = wrap_redacted(&data);
-                let part = json!({"text": "", "thought": true, "thoughtSignature": sig});
-                let ev = self.chunk(vec![part], None);
+                let part = OutPart::Thought {
+                    text: "",
+                    thought: true,
+                    signature: Some(&sig),
+                };
+                let ev = self.chunk(&[part], None);
                 out.push_back(ev);
             }
             StreamEvent::ToolCallStart {
@@ -344,7 +396,7 @@ impl Encoder for GeminiEncoder {
         // with an empty text part, as Gemini itself ends streams.
         self.flush_calls(out);
         let stop = effective_stop(self.stop, self.saw_tool);
-        let ev = self.chunk(vec![json!({"text": ""})], Some(finish_reason(stop)));
+        let ev = self.chunk(&[OutPart::Text { text: "" }], Some(finish_reason(stop)));
         out.push_back(ev);
     }
 }
