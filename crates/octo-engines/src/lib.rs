@@ -20,6 +20,9 @@
 //! - [`rules::RulesEngine`]: first-match rules written in evalexpr ([`expr`] describes the
 //!   language and the variables an expression reads), whose actions deny, route, rewrite and set
 //!   upstream headers.
+//! - [`convert::ConvertEngine`]: serves a client of any of the four chat protocols from an upstream
+//!   that speaks another, streaming included; [`usage::Usage`] is token usage normalised across
+//!   protocols, for conversion and accounting.
 //! - [`rewrite::RewriteEngine`]: `remove_keys`, `set_keys` and `set_keys_by_expr` on the request,
 //!   the non-stream response and each stream event.
 //!
@@ -60,11 +63,13 @@ pub mod balance;
 pub mod breaker;
 mod build_error;
 pub mod client;
+pub mod convert;
 pub mod deny;
 pub mod expr;
 pub mod limit;
 pub mod retry;
 pub mod rewrite;
 pub mod rules;
+pub mod usage;
 
 pub use build_error::BuildError;

@@ -1,26 +1,40 @@
-//! The engine a target points at: one backend, reached in the client's protocol when the backend
-//! speaks it.
+//! The engine a target points at: one backend, reached in the client's protocol.
 //!
-//! A backend lists the protocols it speaks. A request in one of them goes straight through
-//! (byte for byte, apart from the model name). A request in another protocol cannot be served by
-//! this backend in this release: the error is marked retryable so a `TargetSet` moves on to a
-//! target that does speak it.
+//! A backend lists the protocols it speaks. A request in one of them goes straight through (byte
+//! for byte, apart from the model name); a request in another protocol goes through a
+//! [`ConvertEngine`] to the backend's first listed protocol. Backend rewrites run after conversion,
+//! on the request as the backend receives it.
 
 use async_trait::async_trait;
-use octo_core::{ApiFormat, ArcEngine, Engine, Error, Request, Response, format_list};
+use octo_core::{ApiFormat, ArcEngine, Engine, Error, Request, Response};
+use octo_engines::convert::{ConvertEngine, ConvertOptions};
 
-/// One backend behind its protocol check.
+/// One backend, passing through or converting per request.
 pub struct BackendEngine {
     name: String,
     protocols: Vec<ApiFormat>,
     inner: ArcEngine,
+    convert: ConvertEngine,
 }
 
 impl BackendEngine {
-    /// `inner` (rewrites and the HTTP client) for backend `name`, speaking `protocols`.
-    pub fn new(name: impl Into<String>, protocols: Vec<ApiFormat>, inner: ArcEngine) -> Self {
+    /// `inner` (rewrites and the HTTP client) for backend `name`, speaking `protocols` (the first
+    /// is the one conversions target).
+    ///
+    /// # Panics
+    /// If `protocols` is empty (the config loader refuses that).
+    pub fn new(
+        name: impl Into<String>,
+        protocols: Vec<ApiFormat>,
+        inner: ArcEngine,
+        options: ConvertOptions,
+    ) -> Self {
+        let target = *protocols
+            .first()
+            .expect("a backend speaks at least one protocol");
         BackendEngine {
             name: name.into(),
+            convert: ConvertEngine::new(inner.clone(), target).with_options(options),
             protocols,
             inner,
         }
@@ -40,15 +54,9 @@ impl std::fmt::Debug for BackendEngine {
 impl Engine for BackendEngine {
     async fn process(&self, req: Request) -> Result<Response, Error> {
         if self.protocols.contains(&req.format) {
-            return self.inner.process(req).await;
+            self.inner.process(req).await
+        } else {
+            self.convert.process(req).await
         }
-        Err(Error::unsupported(format!(
-            "backend `{}` speaks {}, not {}; this release passes requests through only when the client's protocol matches the backend's",
-            self.name,
-            format_list(&self.protocols),
-            req.format
-        ))
-        .with_code("protocol_not_supported")
-        .with_retryable(true))
     }
 }

@@ -5,7 +5,8 @@
 //! ```text
 //! Router ─▶ AuthEngine (when `orgs` are configured) ─▶ ModelRouter (model name → model engine)
 //! model engine: ConcurrencyLimit? ─▶ RulesEngine? (org rules, then the model's) ─▶ TargetSet
-//! TargetSet (strategy, retries, sticky) ─▶ Target per backend: BackendEngine ─▶ RewriteEngine? ─▶ HttpEndpoint
+//! TargetSet (strategy, retries, sticky) ─▶ Target per backend: BackendEngine
+//! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
 //!
 //! A rule's `route` is its own `TargetSet` (weighted round robin over the listed targets, with the
@@ -24,6 +25,7 @@ use octo_engines::auth::{
 use octo_engines::balance::{StrategyKind, Target};
 use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
 use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
+use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens};
 use octo_engines::limit::{ConcurrencyLimit, OverLimit};
 use octo_engines::retry::{RetryPolicy, TargetSet};
 use octo_engines::rewrite::{RewriteConfig as EngineRewrite, RewriteEngine, RewritesConfig};
@@ -31,8 +33,8 @@ use octo_engines::rules::{Action, Forward, Rule, RulesEngine};
 
 use crate::backend::BackendEngine;
 use crate::config::{
-    AccessConfig, Config, ConfigError, KeySpec, ModelConfig, RewriteConfig, RuleConfig,
-    StrategyConfig, TargetConfig, parse_duration, timeouts,
+    AccessConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig, RewriteConfig,
+    RuleConfig, StrategyConfig, TargetConfig, parse_duration, timeouts,
 };
 use crate::model_router::ModelRouter;
 
@@ -161,7 +163,19 @@ fn build_backend(name: &str, b: &crate::config::BackendConfig) -> Result<BuiltBa
             )
         })?)
     };
-    let engine: ArcEngine = Arc::new(BackendEngine::new(name, protocols, inner));
+    let mut options = ConvertOptions::default();
+    if let Some(c) = &b.conversion {
+        if let Some(n) = c.default_max_tokens {
+            options = options.with_default_max_tokens(n);
+        }
+        if let Some(field) = c.openai_max_tokens_field {
+            options = options.with_openai_max_tokens_field(match field {
+                MaxTokensField::MaxTokens => OpenAiMaxTokens::MaxTokens,
+                MaxTokensField::MaxCompletionTokens => OpenAiMaxTokens::MaxCompletionTokens,
+            });
+        }
+    }
+    let engine: ArcEngine = Arc::new(BackendEngine::new(name, protocols, inner, options));
     Ok(BuiltBackend { endpoint, engine })
 }
 

@@ -144,6 +144,31 @@ pub struct BackendConfig {
     /// How long a key answered 401/403/429 rests (a 429's retry-after wins when given).
     #[serde(default)]
     pub key_cooldown: Option<String>,
+    /// How requests in other protocols are converted for this backend.
+    #[serde(default)]
+    pub conversion: Option<ConversionConfig>,
+}
+
+/// Conversion settings of a backend (used when a client speaks a protocol the backend does not).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversionConfig {
+    /// `max_tokens` sent to an Anthropic backend when the client gave none (default 4096).
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
+    /// The output-limit field toward an OpenAI Chat backend (default `max_completion_tokens`).
+    #[serde(default)]
+    pub openai_max_tokens_field: Option<MaxTokensField>,
+}
+
+/// The output-limit field of OpenAI Chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    /// The deprecated `max_tokens`, for OpenAI-compatible servers that only know it.
+    MaxTokens,
+    /// `max_completion_tokens`, which OpenAI's current models require.
+    MaxCompletionTokens,
 }
 
 /// Upstream deadlines as written in the file.

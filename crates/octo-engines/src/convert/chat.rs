@@ -1,0 +1,785 @@
+//! OpenAI Chat Completions: request and response codecs.
+//!
+//! Reasoning is not part of the official protocol; the converter uses the de-facto extensions:
+//! `reasoning_content` (also read: `reasoning`) for the text and LiteLLM's `thinking_blocks`
+//! (`[{"type":"thinking","thinking","signature"}, {"type":"redacted_thinking","data"}]`) for
+//! signatures, on assistant messages and stream deltas, so a client that keeps the assistant message
+//! replays them on the next turn.
+
+use serde_json::{Map, Value, json};
+
+use octo_core::{ApiFormat, Error};
+
+use super::ConvertOptions;
+use super::OpenAiMaxTokens;
+use super::ids;
+use super::media::{data_uri, media_from_url, media_url};
+use super::model::{
+    ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
+    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
+};
+use super::util::{arr, as_u64, b, bad, content_text, dropped, f, num, put, s, u, unsupported};
+
+const ME: ApiFormat = ApiFormat::ChatCompletions;
+
+// ------------------------------------------------------------------------------------ request in
+
+/// Reads a Chat Completions request.
+pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
+    if !body.is_object() {
+        return Err(bad("", "request body must be a JSON object"));
+    }
+    for legacy in ["functions", "function_call"] {
+        if body.get(legacy).is_some_and(|v| !v.is_null()) {
+            return Err(unsupported(
+                legacy,
+                format!(
+                    "`{legacy}` is deprecated and cannot be converted; use `tools` and `tool_choice`"
+                ),
+            ));
+        }
+    }
+    if arr(body, "modalities").iter().any(|m| m == "audio") {
+        return Err(unsupported(
+            "modalities",
+            "audio output cannot be produced by this upstream",
+        ));
+    }
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return Err(bad("messages", "`messages` must be an array"));
+    };
+    let mut r = ChatRequest {
+        model: s(body, "model").unwrap_or_default().to_owned(),
+        stream: b(body, "stream").unwrap_or(false),
+        ..ChatRequest::default()
+    };
+    r.include_usage = r.stream
+        && body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+    for (i, m) in messages.iter().enumerate() {
+        let role = s(m, "role").unwrap_or_default();
+        let content = m.get("content").unwrap_or(&Value::Null);
+        match role {
+            "system" | "developer" => {
+                let text = content_text(content);
+                if !text.is_empty() {
+                    r.system.push(text);
+                }
+            }
+            "user" => r.messages.push(Message {
+                role: Role::User,
+                parts: user_parts(content, i)?,
+            }),
+            "assistant" => r.messages.push(Message {
+                role: Role::Assistant,
+                parts: assistant_parts(m, i)?,
+            }),
+            "tool" => {
+                let id = s(m, "tool_call_id").ok_or_else(|| {
+                    bad(
+                        &format!("messages[{i}].tool_call_id"),
+                        "a tool message needs `tool_call_id`",
+                    )
+                })?;
+                let (id, _) = ids::unfold_signature(id);
+                let content = match content {
+                    Value::Array(_) => user_parts(content, i)?,
+                    other => vec![Part::Text(content_text(other))],
+                };
+                r.messages.push(Message {
+                    role: Role::User,
+                    parts: vec![Part::ToolResult(ToolResult {
+                        id,
+                        name: None,
+                        content,
+                        is_error: false,
+                    })],
+                });
+            }
+            "function" => {
+                return Err(unsupported(
+                    &format!("messages[{i}].role"),
+                    "`function` messages are deprecated and cannot be converted; use `tool` messages",
+                ));
+            }
+            other => {
+                return Err(bad(
+                    &format!("messages[{i}].role"),
+                    format!("unknown message role `{other}`"),
+                ));
+            }
+        }
+    }
+    for t in arr(body, "tools") {
+        match s(t, "type") {
+            Some("function") | None => {
+                let func = t.get("function").unwrap_or(&Value::Null);
+                let Some(name) = s(func, "name") else {
+                    return Err(bad("tools", "a function tool needs `function.name`"));
+                };
+                r.tools.push(Tool {
+                    name: name.to_owned(),
+                    description: s(func, "description").map(str::to_owned),
+                    parameters: func.get("parameters").filter(|p| p.is_object()).cloned(),
+                    strict: b(func, "strict").filter(|strict| *strict),
+                });
+            }
+            Some(other) => {
+                tracing::debug!(tool_type = other, "dropping a non-function tool");
+            }
+        }
+    }
+    r.tool_choice = match body.get("tool_choice") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => match c.as_str() {
+            "none" => Some(ToolChoice::None),
+            "auto" => Some(ToolChoice::Auto),
+            "required" => Some(ToolChoice::Required),
+            other => {
+                return Err(bad("tool_choice", format!("unknown tool_choice `{other}`")));
+            }
+        },
+        Some(c) => match s(c, "type") {
+            Some("function") => c
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .map(|n| ToolChoice::Tool(n.to_owned())),
+            Some("allowed_tools") => {
+                let a = c.get("allowed_tools").unwrap_or(&Value::Null);
+                Some(ToolChoice::Allowed {
+                    required: s(a, "mode") == Some("required"),
+                    names: arr(a, "tools")
+                        .iter()
+                        .filter_map(|t| {
+                            t.pointer("/function/name")
+                                .or_else(|| t.get("name"))
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        })
+                        .collect(),
+                })
+            }
+            _ => {
+                tracing::debug!("dropping a tool_choice for a non-function tool");
+                None
+            }
+        },
+    };
+    r.parallel_tool_calls = b(body, "parallel_tool_calls");
+    r.max_tokens = u(body, "max_completion_tokens").or_else(|| u(body, "max_tokens"));
+    r.temperature = f(body, "temperature");
+    r.top_p = f(body, "top_p");
+    r.stop = match body.get("stop") {
+        Some(Value::String(x)) => vec![x.clone()],
+        Some(Value::Array(xs)) => xs
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    r.n = u(body, "n");
+    r.seed = body.get("seed").and_then(Value::as_i64);
+    r.frequency_penalty = f(body, "frequency_penalty");
+    r.presence_penalty = f(body, "presence_penalty");
+    if let Some(effort) = s(body, "reasoning_effort") {
+        r.reasoning = Some(ReasoningConfig {
+            effort: Some(effort.to_owned()),
+            disabled: effort == "none",
+            include_thoughts: effort != "none",
+            ..ReasoningConfig::default()
+        });
+    }
+    r.response_format = body
+        .get("response_format")
+        .and_then(|rf| match s(rf, "type") {
+            Some("text") => Some(ResponseFormat::Text),
+            Some("json_object") => Some(ResponseFormat::JsonObject),
+            Some("json_schema") => {
+                let js = rf.get("json_schema").unwrap_or(&Value::Null);
+                Some(ResponseFormat::JsonSchema {
+                    name: s(js, "name").unwrap_or("response").to_owned(),
+                    schema: js.get("schema").cloned().unwrap_or_else(|| json!({})),
+                    strict: b(js, "strict"),
+                    description: s(js, "description").map(str::to_owned),
+                })
+            }
+            _ => None,
+        });
+    r.user = s(body, "safety_identifier")
+        .or_else(|| s(body, "user"))
+        .map(str::to_owned);
+    for ignored in [
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "prediction",
+        "web_search_options",
+        "audio",
+        "verbosity",
+    ] {
+        if body.get(ignored).is_some_and(|v| !v.is_null()) {
+            tracing::debug!(
+                field = ignored,
+                "dropping an OpenAI Chat field other protocols cannot express"
+            );
+        }
+    }
+    Ok(r)
+}
+
+fn user_parts(content: &Value, i: usize) -> Result<Vec<Part>, Error> {
+    let parts = match content {
+        Value::String(t) => return Ok(vec![Part::Text(t.clone())]),
+        Value::Array(parts) => parts,
+        Value::Null => return Ok(Vec::new()),
+        _ => {
+            return Err(bad(
+                &format!("messages[{i}].content"),
+                "content must be a string or an array of parts",
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, p) in parts.iter().enumerate() {
+        let param = || format!("messages[{i}].content[{j}]");
+        match s(p, "type") {
+            Some("text") => out.push(Part::Text(s(p, "text").unwrap_or_default().to_owned())),
+            Some("image_url") => {
+                let url = p
+                    .pointer("/image_url/url")
+                    .or_else(|| p.get("image_url"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(&param(), "an image_url part needs `image_url.url`"))?;
+                out.push(Part::Image(media_from_url(url)));
+            }
+            Some("input_audio") => {
+                let a = p.get("input_audio").unwrap_or(&Value::Null);
+                out.push(Part::Audio {
+                    data: s(a, "data").unwrap_or_default().to_owned(),
+                    format: s(a, "format").unwrap_or("wav").to_owned(),
+                });
+            }
+            Some("file") => {
+                let file = p.get("file").unwrap_or(&Value::Null);
+                let name = s(file, "filename").map(str::to_owned);
+                match s(file, "file_data") {
+                    Some(data) => {
+                        let media = match media_from_url(data) {
+                            m @ Media::Base64 { .. } => m,
+                            Media::Url { .. } => Media::Base64 {
+                                media_type: "application/pdf".into(),
+                                data: data.to_owned(),
+                            },
+                        };
+                        out.push(Part::Document { media, name });
+                    }
+                    None => {
+                        return Err(unsupported(
+                            &param(),
+                            "file ids refer to OpenAI's file store and cannot be converted; send `file_data`",
+                        ));
+                    }
+                }
+            }
+            Some("refusal") => out.push(Part::Refusal(
+                s(p, "refusal").unwrap_or_default().to_owned(),
+            )),
+            other => {
+                return Err(bad(
+                    &param(),
+                    format!("unknown content part type `{}`", other.unwrap_or("")),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reasoning extensions on an assistant message or delta.
+pub(crate) fn thinking_from_extensions(m: &Value) -> Vec<Thinking> {
+    let text = s(m, "reasoning_content")
+        .or_else(|| s(m, "reasoning"))
+        .unwrap_or_default();
+    let mut blocks: Vec<Thinking> = arr(m, "thinking_blocks")
+        .iter()
+        .filter_map(|tb| match s(tb, "type") {
+            Some("redacted_thinking") => Some(Thinking {
+                redacted: s(tb, "data").map(str::to_owned),
+                ..Thinking::default()
+            }),
+            Some("thinking") | None => Some(Thinking {
+                text: s(tb, "thinking").unwrap_or_default().to_owned(),
+                signature: s(tb, "signature")
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned),
+                redacted: None,
+            }),
+            Some(_) => None,
+        })
+        .collect();
+    // A block that lost its text in a stream gets the accumulated `reasoning_content`.
+    let textless: Vec<usize> = blocks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.text.is_empty() && t.redacted.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if textless.len() == 1 && !text.is_empty() {
+        blocks[textless[0]].text = text.to_owned();
+    } else if blocks.is_empty() && !text.is_empty() {
+        blocks.push(Thinking {
+            text: text.to_owned(),
+            ..Thinking::default()
+        });
+    }
+    blocks
+}
+
+fn assistant_parts(m: &Value, i: usize) -> Result<Vec<Part>, Error> {
+    let mut out: Vec<Part> = thinking_from_extensions(m)
+        .into_iter()
+        .map(Part::Thinking)
+        .collect();
+    match m.get("content") {
+        Some(Value::String(t)) => out.push(Part::Text(t.clone())),
+        Some(c @ Value::Array(_)) => out.extend(user_parts(c, i)?),
+        _ => {}
+    }
+    if let Some(refusal) = s(m, "refusal") {
+        out.push(Part::Refusal(refusal.to_owned()));
+    }
+    for (j, tc) in arr(m, "tool_calls").iter().enumerate() {
+        let func = tc.get("function").unwrap_or(&Value::Null);
+        let raw_id = s(tc, "id").unwrap_or_default();
+        let (id, signature) = ids::unfold_signature(raw_id);
+        let arguments = match func.get("arguments") {
+            Some(Value::String(a)) => a.clone(),
+            Some(v @ Value::Object(_)) => v.to_string(),
+            _ => String::new(),
+        };
+        let name = s(func, "name").ok_or_else(|| {
+            bad(
+                &format!("messages[{i}].tool_calls[{j}].function.name"),
+                "a tool call needs a function name",
+            )
+        })?;
+        out.push(Part::ToolCall(ToolCall {
+            id,
+            name: name.to_owned(),
+            arguments,
+            signature,
+        }));
+    }
+    Ok(out)
+}
+
+// ----------------------------------------------------------------------------------- request out
+
+/// Writes a Chat Completions request.
+pub(crate) fn encode_request(r: &ChatRequest, opts: &ConvertOptions) -> Result<Value, Error> {
+    let mut messages = Vec::with_capacity(r.messages.len() + 1);
+    if !r.system.is_empty() {
+        messages.push(json!({"role": "system", "content": r.system.join("\n\n")}));
+    }
+    for (i, m) in r.messages.iter().enumerate() {
+        match m.role {
+            Role::User => encode_user(m, i, &mut messages)?,
+            Role::Assistant => messages.push(encode_assistant(m)),
+        }
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), r.model.clone().into());
+    body.insert("messages".into(), Value::Array(messages));
+    if !r.tools.is_empty() {
+        body.insert(
+            "tools".into(),
+            r.tools
+                .iter()
+                .map(|t| {
+                    let mut func = Map::new();
+                    func.insert("name".into(), t.name.clone().into());
+                    put(&mut func, "description", t.description.clone());
+                    put(&mut func, "parameters", t.parameters.clone());
+                    put(&mut func, "strict", t.strict);
+                    json!({"type": "function", "function": func})
+                })
+                .collect(),
+        );
+        if let Some(choice) = &r.tool_choice {
+            body.insert("tool_choice".into(), encode_tool_choice(choice));
+        }
+        put(&mut body, "parallel_tool_calls", r.parallel_tool_calls);
+    }
+    if let Some(max) = r.max_tokens {
+        let key = match opts.openai_max_tokens_field {
+            OpenAiMaxTokens::MaxCompletionTokens => "max_completion_tokens",
+            OpenAiMaxTokens::MaxTokens => "max_tokens",
+        };
+        body.insert(key.into(), max.into());
+    }
+    put(&mut body, "temperature", r.temperature.map(num));
+    put(&mut body, "top_p", r.top_p.map(num));
+    if r.top_k.is_some() {
+        dropped("top_k", ME);
+    }
+    if !r.stop.is_empty() {
+        let mut stop = r.stop.clone();
+        if stop.len() > 4 {
+            tracing::debug!("OpenAI accepts at most 4 stop sequences; dropping the rest");
+            stop.truncate(4);
+        }
+        body.insert("stop".into(), json!(stop));
+    }
+    put(&mut body, "n", r.n);
+    put(&mut body, "seed", r.seed);
+    put(&mut body, "frequency_penalty", r.frequency_penalty.map(num));
+    put(&mut body, "presence_penalty", r.presence_penalty.map(num));
+    if let Some(reasoning) = &r.reasoning {
+        if reasoning.enabled() {
+            let effort = reasoning.effort_or_from_budget();
+            put(
+                &mut body,
+                "reasoning_effort",
+                effort.map(|e| if e == "max" { "xhigh".to_owned() } else { e }),
+            );
+        }
+    }
+    if let Some(rf) = &r.response_format {
+        body.insert(
+            "response_format".into(),
+            match rf {
+                ResponseFormat::Text => json!({"type": "text"}),
+                ResponseFormat::JsonObject => json!({"type": "json_object"}),
+                ResponseFormat::JsonSchema {
+                    name,
+                    schema,
+                    strict,
+                    description,
+                } => {
+                    let mut js = Map::new();
+                    js.insert("name".into(), name.clone().into());
+                    js.insert("schema".into(), schema.clone());
+                    put(&mut js, "strict", *strict);
+                    put(&mut js, "description", description.clone());
+                    json!({"type": "json_schema", "json_schema": js})
+                }
+            },
+        );
+    }
+    put(&mut body, "user", r.user.clone());
+    if r.stream {
+        body.insert("stream".into(), true.into());
+        // Always ask for usage: the converter needs it for every other protocol and strips it
+        // again for a Chat client that did not ask.
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(Value::Object(body))
+}
+
+fn encode_tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+        ToolChoice::Allowed { required, names } => json!({
+            "type": "allowed_tools",
+            "allowed_tools": {
+                "mode": if *required { "required" } else { "auto" },
+                "tools": names.iter().map(|n| json!({"type": "function", "function": {"name": n}})).collect::<Vec<_>>(),
+            }
+        }),
+    }
+}
+
+fn content_part(p: &Part, i: usize) -> Result<Option<Value>, Error> {
+    Ok(Some(match p {
+        Part::Text(t) => json!({"type": "text", "text": t}),
+        Part::Image(media) => json!({"type": "image_url", "image_url": {"url": media_url(media)}}),
+        Part::Document { media, name } => match media {
+            Media::Base64 { media_type, data } => {
+                let mut file = Map::new();
+                file.insert("file_data".into(), data_uri(media_type, data).into());
+                put(&mut file, "filename", name.clone());
+                json!({"type": "file", "file": file})
+            }
+            Media::Url { url, .. } => {
+                return Err(unsupported(
+                    &format!("messages[{i}]"),
+                    format!(
+                        "a document by URL ({url}) cannot be sent to an OpenAI Chat upstream; send its bytes"
+                    ),
+                ));
+            }
+        },
+        Part::Audio { data, format } => {
+            json!({"type": "input_audio", "input_audio": {"data": data, "format": format}})
+        }
+        Part::Refusal(t) => json!({"type": "text", "text": t}),
+        Part::Thinking(_) | Part::ToolCall(_) | Part::ToolResult(_) => return Ok(None),
+    }))
+}
+
+fn encode_user(m: &Message, i: usize, out: &mut Vec<Value>) -> Result<(), Error> {
+    let mut rest = Vec::new();
+    // Images inside tool results: Chat tool messages are text-only, so they follow in a user turn.
+    let mut images = Vec::new();
+    for p in &m.parts {
+        match p {
+            Part::ToolResult(r) => {
+                let mut content = Vec::new();
+                for c in &r.content {
+                    match c {
+                        Part::Text(t) => content.push(json!({"type": "text", "text": t})),
+                        other => {
+                            if let Some(v) = content_part(other, i)? {
+                                images.push(v);
+                            }
+                        }
+                    }
+                }
+                if r.is_error {
+                    content.insert(0, json!({"type": "text", "text": "Error:"}));
+                }
+                if content.is_empty() {
+                    content.push(json!({"type": "text", "text": ""}));
+                }
+                out.push(json!({"role": "tool", "tool_call_id": r.id, "content": content}));
+            }
+            other => {
+                if let Some(v) = content_part(other, i)? {
+                    rest.push(v);
+                }
+            }
+        }
+    }
+    images.extend(rest);
+    if !images.is_empty() {
+        out.push(json!({"role": "user", "content": images}));
+    }
+    Ok(())
+}
+
+fn encode_assistant(m: &Message) -> Value {
+    let mut content = Vec::new();
+    let mut tool_calls = Vec::new();
+    let mut reasoning = String::new();
+    let mut blocks = Vec::new();
+    let mut refusal: Option<String> = None;
+    for p in &m.parts {
+        match p {
+            Part::Text(t) => content.push(json!({"type": "text", "text": t})),
+            Part::Refusal(t) => refusal = Some(t.clone()),
+            Part::Thinking(t) => {
+                reasoning.push_str(&t.text);
+                if let Some(data) = &t.redacted {
+                    blocks.push(json!({"type": "redacted_thinking", "data": data}));
+                } else if let Some(sig) = &t.signature {
+                    blocks.push(json!({"type": "thinking", "thinking": t.text, "signature": sig}));
+                }
+            }
+            Part::ToolCall(c) => tool_calls.push(json!({
+                "id": ids::fold_signature(&c.id, c.signature.as_deref()),
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments_json()},
+            })),
+            _ => {}
+        }
+    }
+    let mut msg = Map::new();
+    msg.insert("role".into(), "assistant".into());
+    msg.insert(
+        "content".into(),
+        if content.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(content)
+        },
+    );
+    put(&mut msg, "refusal", refusal);
+    if !tool_calls.is_empty() {
+        msg.insert("tool_calls".into(), Value::Array(tool_calls));
+    }
+    if !reasoning.is_empty() {
+        msg.insert("reasoning_content".into(), reasoning.into());
+    }
+    if !blocks.is_empty() {
+        msg.insert("thinking_blocks".into(), Value::Array(blocks));
+    }
+    Value::Object(msg)
+}
+
+// ----------------------------------------------------------------------------------- response in
+
+/// `finish_reason` → stop reason.
+pub(crate) fn stop_from(reason: &str) -> Option<StopReason> {
+    Some(match reason {
+        "stop" => StopReason::EndTurn,
+        "length" => StopReason::MaxTokens,
+        "tool_calls" | "function_call" => StopReason::ToolUse,
+        "content_filter" => StopReason::ContentFilter,
+        "" => return None,
+        // Anthropic reasons leaking through OpenAI-compatible proxies.
+        "end_turn" => StopReason::EndTurn,
+        "max_tokens" => StopReason::MaxTokens,
+        "tool_use" => StopReason::ToolUse,
+        _ => StopReason::EndTurn,
+    })
+}
+
+/// Stop reason → `finish_reason`.
+pub(crate) fn finish_reason(stop: StopReason) -> &'static str {
+    match stop {
+        StopReason::EndTurn | StopReason::StopSequence => "stop",
+        StopReason::MaxTokens => "length",
+        StopReason::ToolUse => "tool_calls",
+        StopReason::ContentFilter => "content_filter",
+    }
+}
+
+/// Reads a `chat.completion` body.
+pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
+    let choice = arr(v, "choices").first().unwrap_or(&Value::Null);
+    let msg = choice.get("message").unwrap_or(&Value::Null);
+    let mut parts: Vec<Part> = thinking_from_extensions(msg)
+        .into_iter()
+        .map(Part::Thinking)
+        .collect();
+    match msg.get("content") {
+        Some(Value::String(t)) if !t.is_empty() => parts.push(Part::Text(t.clone())),
+        Some(c @ Value::Array(_)) => {
+            let t = content_text(c);
+            if !t.is_empty() {
+                parts.push(Part::Text(t));
+            }
+        }
+        _ => {}
+    }
+    if let Some(r) = s(msg, "refusal").filter(|r| !r.is_empty()) {
+        parts.push(Part::Refusal(r.to_owned()));
+    }
+    for tc in arr(msg, "tool_calls") {
+        let func = tc.get("function").unwrap_or(&Value::Null);
+        let (id, signature) = ids::unfold_signature(s(tc, "id").unwrap_or_default());
+        parts.push(Part::ToolCall(ToolCall {
+            id,
+            name: s(func, "name").unwrap_or_default().to_owned(),
+            arguments: match func.get("arguments") {
+                Some(Value::String(a)) => a.clone(),
+                Some(o @ Value::Object(_)) => o.to_string(),
+                _ => String::new(),
+            },
+            signature,
+        }));
+    }
+    Ok(ChatResponse {
+        id: s(v, "id").unwrap_or_default().to_owned(),
+        model: s(v, "model").unwrap_or_default().to_owned(),
+        created: v.get("created").and_then(as_u64),
+        parts,
+        stop: s(choice, "finish_reason").and_then(stop_from),
+        stop_sequence: None,
+        usage: v.get("usage").and_then(Usage::from_openai_chat),
+    })
+}
+
+// ---------------------------------------------------------------------------------- response out
+
+/// Writes a `chat.completion` body.
+pub(crate) fn encode_response(r: &ChatResponse, created: u64) -> Value {
+    let mut text = String::new();
+    let mut refusal: Option<String> = None;
+    let mut tool_calls = Vec::new();
+    let mut reasoning = String::new();
+    let mut blocks = Vec::new();
+    for p in &r.parts {
+        match p {
+            Part::Text(t) => text.push_str(t),
+            Part::Refusal(t) => refusal.get_or_insert_with(String::new).push_str(t),
+            Part::Thinking(t) => {
+                reasoning.push_str(&t.text);
+                if let Some(data) = &t.redacted {
+                    blocks.push(json!({"type": "redacted_thinking", "data": data}));
+                } else if let Some(sig) = &t.signature {
+                    blocks.push(json!({"type": "thinking", "thinking": t.text, "signature": sig}));
+                }
+            }
+            Part::ToolCall(c) => tool_calls.push(json!({
+                "id": ids::fold_signature(&c.id, c.signature.as_deref()),
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments_json()},
+            })),
+            _ => {}
+        }
+    }
+    let mut message = Map::new();
+    message.insert("role".into(), "assistant".into());
+    message.insert(
+        "content".into(),
+        if text.is_empty() && (!tool_calls.is_empty() || refusal.is_some()) {
+            Value::Null
+        } else {
+            text.into()
+        },
+    );
+    put(&mut message, "refusal", refusal);
+    if !tool_calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(tool_calls));
+    }
+    if !reasoning.is_empty() {
+        message.insert("reasoning_content".into(), reasoning.into());
+    }
+    if !blocks.is_empty() {
+        message.insert("thinking_blocks".into(), Value::Array(blocks));
+    }
+    let mut out = json!({
+        "id": r.id,
+        "object": "chat.completion",
+        "created": r.created.unwrap_or(created),
+        "model": r.model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(r.effective_stop()),
+        }],
+    });
+    out["usage"] = r.usage.unwrap_or_default().to_openai_chat();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_functions_and_unknown_roles_are_refused() {
+        let e =
+            decode_request(&json!({"model": "m", "messages": [], "functions": []})).unwrap_err();
+        assert_eq!(e.param(), Some("functions"));
+        let e =
+            decode_request(&json!({"messages": [{"role": "robot", "content": "x"}]})).unwrap_err();
+        assert_eq!(e.param(), Some("messages[0].role"));
+        let e = decode_request(&json!({"model": "m"})).unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+    }
+
+    #[test]
+    fn thinking_blocks_take_the_streamed_text() {
+        let t = thinking_from_extensions(&json!({
+            "reasoning_content": "hmm",
+            "thinking_blocks": [{"type": "thinking", "thinking": "", "signature": "SIG"}]
+        }));
+        assert_eq!(
+            t,
+            vec![Thinking {
+                text: "hmm".into(),
+                signature: Some("SIG".into()),
+                redacted: None
+            }]
+        );
+    }
+}

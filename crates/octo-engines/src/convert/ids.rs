@@ -1,0 +1,265 @@
+//! Tool-call ids and names across protocols.
+//!
+//! - **Sanitising for Anthropic.** Anthropic accepts tool-use ids matching `^[a-zA-Z0-9_-]+$`;
+//!   OpenAI-compatible upstreams produce ids such as `functions.search:0`. [`anthropic_id`] replaces
+//!   every other character with `_`. The same function is applied to the `tool_use` blocks and to the
+//!   `tool_result`s that answer them, so the pairing survives; the client sees and sends back the
+//!   sanitised id.
+//! - **Gemini thought signatures.** A Gemini function call may carry a `thoughtSignature` that must
+//!   be replayed with the call on the next turn. Protocols with no place for it get it folded into the
+//!   call id ([`fold_signature`]: `<id>__thought__<signature as URL-safe base64>`), which every client
+//!   sends back unchanged with the call and its result; [`unfold_signature`] splits it again (the
+//!   convention LiteLLM uses). The folded form is valid for Anthropic.
+//! - **Synthesised ids.** Gemini calls often have no id. [`synthesized_id`] makes
+//!   `call_syn_<hash of the response id>_<n>`, unique per response; ids with the `call_syn_` prefix
+//!   are never sent to Gemini (it did not make them), everything else is echoed.
+//! - **Long names.** OpenAI and Gemini limit function names to 64 characters from a small alphabet;
+//!   Anthropic does not. [`short_name`] keeps the first 55 characters plus `_` and an 8-hex hash; the
+//!   converter keeps the reverse map for the response of the same request.
+
+/// Separator between an id and a folded signature.
+const THOUGHT_SEP: &str = "__thought__";
+/// Separator when the signature was not base64 and is carried as base64 of its bytes.
+const THOUGHT_SEP_BYTES: &str = "__thoughtb__";
+/// Prefix of ids the converter made up.
+pub(crate) const SYNTH_PREFIX: &str = "call_syn_";
+
+/// The id with every character outside `[A-Za-z0-9_-]` replaced by `_` (`toolu_empty` if empty).
+pub(crate) fn anthropic_id(id: &str) -> String {
+    if id.is_empty() {
+        return "toolu_empty".to_owned();
+    }
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `id`, with `signature` folded in when there is one.
+pub(crate) fn fold_signature(id: &str, signature: Option<&str>) -> String {
+    let Some(sig) = signature.filter(|s| !s.is_empty()) else {
+        return id.to_owned();
+    };
+    let is_base64 = sig.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=' || b == b'-' || b == b'_'
+    }) && !sig.contains("__");
+    if is_base64 {
+        let mapped: String = sig
+            .chars()
+            .filter(|&c| c != '=')
+            .map(|c| match c {
+                '+' => '-',
+                '/' => '_',
+                c => c,
+            })
+            .collect();
+        format!("{id}{THOUGHT_SEP}{mapped}")
+    } else {
+        format!(
+            "{id}{THOUGHT_SEP_BYTES}{}",
+            base64_encode(sig.as_bytes(), true)
+        )
+    }
+}
+
+/// Splits an id made by [`fold_signature`] into the original id and the signature.
+pub(crate) fn unfold_signature(id: &str) -> (String, Option<String>) {
+    if let Some((base, enc)) = id.split_once(THOUGHT_SEP_BYTES) {
+        if let Some(sig) = base64_decode(enc).and_then(|b| String::from_utf8(b).ok()) {
+            return (base.to_owned(), Some(sig));
+        }
+    }
+    if let Some((base, enc)) = id.split_once(THOUGHT_SEP) {
+        let mut sig: String = enc
+            .chars()
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                c => c,
+            })
+            .collect();
+        while sig.len() % 4 != 0 {
+            sig.push('=');
+        }
+        return (base.to_owned(), Some(sig));
+    }
+    (id.to_owned(), None)
+}
+
+/// An id for the `n`-th call of the response `response_id`, which had none.
+pub(crate) fn synthesized_id(response_id: &str, n: usize) -> String {
+    format!("{SYNTH_PREFIX}{:08x}_{n}", fnv1a(response_id.as_bytes()))
+}
+
+/// Whether the converter made this id up.
+pub(crate) fn is_synthesized(id: &str) -> bool {
+    id.starts_with(SYNTH_PREFIX)
+}
+
+/// The name made valid for OpenAI and Gemini (`^[a-zA-Z0-9_-]{1,64}$`), or `None` when it already is.
+pub(crate) fn short_name(name: &str) -> Option<String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        return None;
+    }
+    if name.is_empty() {
+        return Some("unnamed_tool".to_owned());
+    }
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // The hash keeps distinct names distinct (`a.b` and `a:b` both clean to `a_b`).
+    let keep: String = clean.chars().take(55).collect();
+    Some(format!("{keep}_{:08x}", fnv1a(name.as_bytes())))
+}
+
+/// 32-bit FNV-1a.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64 (standard with padding, or URL-safe without).
+pub(crate) fn base64_encode(bytes: &[u8], url_safe: bool) -> String {
+    let table = if url_safe { URL } else { STD };
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = [
+            table[(n >> 18) as usize & 63],
+            table[(n >> 12) as usize & 63],
+            table[(n >> 6) as usize & 63],
+            table[n as usize & 63],
+        ];
+        let keep = chunk.len() + 1;
+        for (i, &c) in chars.iter().enumerate() {
+            if i < keep {
+                out.push(char::from(c));
+            } else if !url_safe {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard or URL-safe base64, padded or not; `None` on any other character.
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in s.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_ids_are_sanitised() {
+        assert_eq!(anthropic_id("functions.search:0"), "functions_search_0");
+        assert_eq!(anthropic_id("toolu_01-A"), "toolu_01-A");
+        assert_eq!(anthropic_id(""), "toolu_empty");
+    }
+
+    #[test]
+    fn signatures_fold_and_unfold() {
+        for sig in [
+            "c2ln",
+            "ab+/cd==",
+            "Zm9vYmFy+/+/",
+            "not base64: ok?",
+            "x__y",
+        ] {
+            let folded = fold_signature("call_1", Some(sig));
+            assert_eq!(anthropic_id(&folded), folded, "{folded} is Anthropic-safe");
+            let (id, back) = unfold_signature(&folded);
+            assert_eq!(id, "call_1");
+            let back = back.unwrap();
+            // Base64 signatures may come back with canonical padding.
+            assert_eq!(back.trim_end_matches('='), sig.trim_end_matches('='));
+        }
+        assert_eq!(fold_signature("c", None), "c");
+        assert_eq!(unfold_signature("plain"), ("plain".to_owned(), None));
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for len in 0..20 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            for url in [false, true] {
+                let enc = base64_encode(&bytes, url);
+                assert_eq!(base64_decode(&enc).unwrap(), bytes);
+            }
+        }
+        assert_eq!(base64_encode(b"sig", false), "c2ln");
+        assert_eq!(base64_encode(b"si", false), "c2k=");
+        assert!(base64_decode("a b").is_none());
+    }
+
+    #[test]
+    fn long_names_are_shortened_stably() {
+        let long = "mcp__some_server__".to_owned() + &"x".repeat(80);
+        let s = short_name(&long).unwrap();
+        assert_eq!(s.len(), 64);
+        assert_eq!(short_name(&long).unwrap(), s);
+        assert_eq!(short_name("get_weather"), None);
+        let dotted = short_name("a.b").unwrap();
+        assert!(dotted.starts_with("a_b_"));
+        assert_ne!(short_name("a.b"), short_name("a:b"));
+    }
+
+    #[test]
+    fn synthesized_ids_are_recognised() {
+        let id = synthesized_id("resp-1", 2);
+        assert!(is_synthesized(&id));
+        assert!(id.ends_with("_2"));
+        assert_ne!(id, synthesized_id("resp-2", 2));
+    }
+}

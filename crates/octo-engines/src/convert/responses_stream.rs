@@ -1,0 +1,772 @@
+//! OpenAI Responses streams: event decoder and encoder.
+//!
+//! The encoder writes the sequence the official SDK's `responses.stream()` accumulator and Codex
+//! expect: `response.created`, `response.in_progress`, per output item `output_item.added` → (for
+//! messages `content_part.added` → `output_text.delta`* → `output_text.done` →
+//! `content_part.done`; for calls `function_call_arguments.delta`* → `.done`; for reasoning
+//! `reasoning_summary_part.added` → `reasoning_summary_text.delta`* → `.done` →
+//! `reasoning_summary_part.done`) → `output_item.done`, and finally `response.completed` (or
+//! `response.incomplete` for a length or content-filter stop, as the API does) carrying the whole
+//! output and the usage. Every event has a monotonic `sequence_number`; item ids stay the same from
+//! `added` to `completed`.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use octo_core::{ApiFormat, Error, Event};
+
+use super::ids;
+use super::model::{StopReason, StreamEvent, StreamStart, Thinking, Usage, effective_stop};
+use super::responses::{
+    failed_error, item_id, reasoning_item, response_object, status_of, stop_from,
+};
+use super::stream::{Decoder, Encoder};
+use super::util::{fresh_id, inband_error, now, status_for_type};
+
+// ---------------------------------------------------------------------------------------- decode
+
+#[derive(Deserialize)]
+struct In<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    output_index: Option<u64>,
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(default)]
+    summary_index: Option<u64>,
+    #[serde(default)]
+    arguments: Option<String>,
+    #[serde(default)]
+    item: Option<Value>,
+    #[serde(default)]
+    response: Option<Value>,
+}
+
+/// Upstream Responses events → canonical events.
+#[derive(Default)]
+pub(crate) struct ResponsesDecoder {
+    ended: bool,
+    /// `(output_index, arguments seen)` of started calls.
+    calls: Vec<(u64, bool)>,
+}
+
+impl ResponsesDecoder {
+    fn start_call(&mut self, index: u64, item: &Value, out: &mut Vec<StreamEvent>) {
+        if self.calls.iter().any(|(k, _)| *k == index) {
+            return;
+        }
+        self.calls.push((index, false));
+        let (id, signature) = ids::unfold_signature(
+            item.get("call_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        out.push(StreamEvent::ToolCallStart {
+            key: index,
+            id,
+            name: item
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            signature,
+        });
+    }
+
+    fn args(&mut self, index: u64, fragment: &str, whole: bool, out: &mut Vec<StreamEvent>) {
+        let Some(call) = self.calls.iter_mut().find(|(k, _)| *k == index) else {
+            return;
+        };
+        if whole && call.1 {
+            return;
+        }
+        call.1 = true;
+        if !fragment.is_empty() {
+            out.push(StreamEvent::ToolCallArgs {
+                key: index,
+                fragment: fragment.to_owned(),
+            });
+        }
+    }
+}
+
+impl Decoder for ResponsesDecoder {
+    fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
+        if self.ended {
+            return Ok(());
+        }
+        let data = event.data_body().to_bytes();
+        let ev: In<'_> = match serde_json::from_slice(&data) {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping an unreadable Responses event");
+                return Ok(());
+            }
+        };
+        let index = ev.output_index.unwrap_or(0);
+        match ev.kind.as_deref().or(event.name()).unwrap_or_default() {
+            "response.created" => {
+                let r = ev.response.unwrap_or(Value::Null);
+                out.push(StreamEvent::Start(StreamStart {
+                    id: r.get("id").and_then(Value::as_str).map(str::to_owned),
+                    model: r.get("model").and_then(Value::as_str).map(str::to_owned),
+                    created: r.get("created_at").and_then(Value::as_u64),
+                }));
+            }
+            "response.output_item.added" => {
+                let item = ev.item.unwrap_or(Value::Null);
+                if item.get("type").and_then(Value::as_str) == Some("function_call") {
+                    self.start_call(index, &item, out);
+                    if let Some(a) = item.get("arguments").and_then(Value::as_str) {
+                        if !a.is_empty() {
+                            self.args(index, a, false, out);
+                        }
+                    }
+                }
+            }
+            "response.output_text.delta" => {
+                if let Some(d) = ev.delta.filter(|d| !d.is_empty()) {
+                    out.push(StreamEvent::Text(d.into_owned()));
+                }
+            }
+            "response.refusal.delta" => {
+                if let Some(d) = ev.delta.filter(|d| !d.is_empty()) {
+                    out.push(StreamEvent::Refusal(d.into_owned()));
+                }
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                if let Some(d) = ev.delta.filter(|d| !d.is_empty()) {
+                    out.push(StreamEvent::Thinking(d.into_owned()));
+                }
+            }
+            "response.reasoning_summary_part.added" if ev.summary_index.unwrap_or(0) > 0 => {
+                out.push(StreamEvent::Thinking("\n\n".to_owned()));
+            }
+            "response.function_call_arguments.delta" => {
+                if let Some(d) = ev.delta {
+                    self.args(index, &d, false, out);
+                }
+            }
+            "response.function_call_arguments.done" => {
+                if let Some(a) = ev.arguments {
+                    self.args(index, &a, true, out);
+                }
+            }
+            "response.output_item.done" => {
+                let item = ev.item.unwrap_or(Value::Null);
+                match item.get("type").and_then(Value::as_str) {
+                    Some("function_call") => {
+                        self.start_call(index, &item, out);
+                        if let Some(a) = item.get("arguments").and_then(Value::as_str) {
+                            self.args(index, a, true, out);
+                        }
+                        out.push(StreamEvent::BlockEnd);
+                    }
+                    Some("reasoning") => {
+                        if let Some(enc) = item
+                            .get("encrypted_content")
+                            .and_then(Value::as_str)
+                            .filter(|e| !e.is_empty())
+                        {
+                            out.push(StreamEvent::ThinkingSignature(enc.to_owned()));
+                        }
+                        out.push(StreamEvent::BlockEnd);
+                    }
+                    _ => out.push(StreamEvent::BlockEnd),
+                }
+            }
+            kind @ ("response.completed" | "response.incomplete") => {
+                let r = ev.response.unwrap_or(Value::Null);
+                if let Some(u) = r.get("usage").and_then(Usage::from_openai_responses) {
+                    out.push(StreamEvent::Usage(u));
+                }
+                let status = if kind == "response.incomplete" {
+                    Some("incomplete")
+                } else {
+                    r.get("status")
+                        .and_then(Value::as_str)
+                        .or(Some("completed"))
+                };
+                let reason = r
+                    .pointer("/incomplete_details/reason")
+                    .and_then(Value::as_str);
+                if let Some(reason) = stop_from(status, reason) {
+                    out.push(StreamEvent::Finish {
+                        reason,
+                        stop_sequence: None,
+                    });
+                }
+                self.ended = true;
+                out.push(StreamEvent::End);
+            }
+            "response.failed" => {
+                return Err(failed_error(ev.response.as_ref().unwrap_or(&Value::Null)));
+            }
+            "error" => {
+                let body: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+                let code = body
+                    .get("code")
+                    .or_else(|| body.get("type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                return Err(inband_error(
+                    ApiFormat::Responses,
+                    status_for_type(code),
+                    &body,
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
+        if !self.ended {
+            self.ended = true;
+            out.push(StreamEvent::End);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------- encode
+
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    item_id: &'a str,
+    output_index: usize,
+    content_index: usize,
+    delta: &'a str,
+    logprobs: [(); 0],
+    sequence_number: u64,
+}
+
+#[derive(Serialize)]
+struct ArgsDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    item_id: &'a str,
+    output_index: usize,
+    delta: &'a str,
+    sequence_number: u64,
+}
+
+#[derive(Serialize)]
+struct SummaryDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    item_id: &'a str,
+    output_index: usize,
+    summary_index: usize,
+    delta: &'a str,
+    sequence_number: u64,
+}
+
+/// The open output item.
+enum Item {
+    Message {
+        id: String,
+        /// Finished parts (`output_text` / `refusal`).
+        parts: Vec<Value>,
+        /// The open part: `(is_refusal, text)`.
+        current: Option<(bool, String)>,
+    },
+    Reasoning {
+        id: String,
+        text: String,
+        signature: Option<String>,
+        summary_open: bool,
+    },
+    Call {
+        key: u64,
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+}
+
+/// Canonical events → Responses events.
+pub(crate) struct ResponsesEncoder {
+    id: String,
+    model: String,
+    created: u64,
+    seq: u64,
+    started: bool,
+    open: Option<Item>,
+    /// Finished output items, repeated in `response.completed`.
+    output: Vec<Value>,
+    saw_tool: bool,
+    stop: Option<StopReason>,
+    usage: Option<Usage>,
+}
+
+impl ResponsesEncoder {
+    /// An encoder; `model` is the fallback when the upstream names none.
+    pub(crate) fn new(model: &str) -> Self {
+        ResponsesEncoder {
+            id: String::new(),
+            model: model.to_owned(),
+            created: now(),
+            seq: 0,
+            started: false,
+            open: None,
+            output: Vec::new(),
+            saw_tool: false,
+            stop: None,
+            usage: None,
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let s = self.seq;
+        self.seq += 1;
+        s
+    }
+
+    /// Adds `type` and `sequence_number` to `data` and frames it.
+    fn emit(&mut self, kind: &'static str, mut data: Value, out: &mut VecDeque<Event>) {
+        data["type"] = kind.into();
+        data["sequence_number"] = self.next_seq().into();
+        out.push_back(Event::named(
+            kind,
+            Bytes::from(serde_json::to_vec(&data).unwrap_or_default()),
+        ));
+    }
+
+    fn emit_typed(&mut self, kind: &'static str, data: &impl Serialize, out: &mut VecDeque<Event>) {
+        out.push_back(Event::named(
+            kind,
+            Bytes::from(serde_json::to_vec(data).unwrap_or_default()),
+        ));
+    }
+
+    fn response(&self, status: &str, incomplete: Value, output: Vec<Value>) -> Value {
+        let mut r = response_object(
+            &self.id,
+            &self.model,
+            self.created,
+            status,
+            incomplete,
+            output,
+            &self.usage.unwrap_or_default(),
+        );
+        if status == "in_progress" {
+            r["usage"] = Value::Null;
+        }
+        r
+    }
+
+    fn ensure_started(&mut self, out: &mut VecDeque<Event>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if self.id.is_empty() {
+            self.id = fresh_id("resp");
+        }
+        let r = self.response("in_progress", Value::Null, Vec::new());
+        self.emit("response.created", json!({"response": r}), out);
+        let r = self.response("in_progress", Value::Null, Vec::new());
+        self.emit("response.in_progress", json!({"response": r}), out);
+    }
+
+    fn index(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Closes the open part of a message item.
+    fn close_part(&mut self, out: &mut VecDeque<Event>) {
+        let index = self.index();
+        let Some(Item::Message { id, parts, current }) = &mut self.open else {
+            return;
+        };
+        let Some((refusal, text)) = current.take() else {
+            return;
+        };
+        let id = id.clone();
+        let content_index = parts.len();
+        let part = if refusal {
+            json!({"type": "refusal", "refusal": text})
+        } else {
+            json!({"type": "output_text", "text": text, "annotations": []})
+        };
+        parts.push(part.clone());
+        if refusal {
+            self.emit(
+                "response.refusal.done",
+                json!({"item_id": id, "output_index": index, "content_index": content_index, "refusal": text}),
+                out,
+            );
+        } else {
+            self.emit(
+                "response.output_text.done",
+                json!({"item_id": id, "output_index": index, "content_index": content_index, "text": text, "logprobs": []}),
+                out,
+            );
+        }
+        self.emit(
+            "response.content_part.done",
+            json!({"item_id": id, "output_index": index, "content_index": content_index, "part": part}),
+            out,
+        );
+    }
+
+    fn close(&mut self, out: &mut VecDeque<Event>) {
+        self.close_part(out);
+        // A call that streamed no arguments gets `{}`, so clients can parse them.
+        if let Some(Item::Call { key, arguments, .. }) = &self.open {
+            if arguments.is_empty() {
+                let key = *key;
+                self.encode(
+                    StreamEvent::ToolCallArgs {
+                        key,
+                        fragment: "{}".to_owned(),
+                    },
+                    out,
+                );
+            }
+        }
+        let index = self.index();
+        let Some(item) = self.open.take() else { return };
+        let done = match item {
+            Item::Message { id, parts, .. } => json!({
+                "type": "message",
+                "id": id,
+                "status": "completed",
+                "role": "assistant",
+                "content": parts,
+            }),
+            Item::Reasoning {
+                id,
+                text,
+                signature,
+                summary_open,
+            } => {
+                if summary_open {
+                    self.emit(
+                        "response.reasoning_summary_text.done",
+                        json!({"item_id": id, "output_index": index, "summary_index": 0, "text": text}),
+                        out,
+                    );
+                    self.emit(
+                        "response.reasoning_summary_part.done",
+                        json!({"item_id": id, "output_index": index, "summary_index": 0, "part": {"type": "summary_text", "text": text}}),
+                        out,
+                    );
+                }
+                reasoning_item(
+                    &id,
+                    &Thinking {
+                        text,
+                        signature,
+                        redacted: None,
+                    },
+                )
+            }
+            Item::Call {
+                id,
+                call_id,
+                name,
+                arguments,
+                ..
+            } => {
+                self.emit(
+                    "response.function_call_arguments.done",
+                    json!({"item_id": id, "output_index": index, "arguments": arguments}),
+                    out,
+                );
+                json!({
+                    "type": "function_call",
+                    "id": id,
+                    "call_id": call_id,
+                    "name": name,
+                    "arguments": arguments,
+                    "status": "completed",
+                })
+            }
+        };
+        self.emit(
+            "response.output_item.done",
+            json!({"output_index": index, "item": done}),
+            out,
+        );
+        self.output.push(done);
+    }
+
+    /// Opens a new item after closing the open one.
+    fn open(&mut self, item: Item, added: Value, out: &mut VecDeque<Event>) {
+        self.ensure_started(out);
+        self.close(out);
+        let index = self.index();
+        self.emit(
+            "response.output_item.added",
+            json!({"output_index": index, "item": added}),
+            out,
+        );
+        self.open = Some(item);
+    }
+
+    fn open_message(&mut self, out: &mut VecDeque<Event>) {
+        if matches!(self.open, Some(Item::Message { .. })) {
+            return;
+        }
+        self.ensure_started(out);
+        self.close(out);
+        let id = item_id("msg", &self.id, self.index());
+        let added = json!({"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []});
+        self.open(
+            Item::Message {
+                id,
+                parts: Vec::new(),
+                current: None,
+            },
+            added,
+            out,
+        );
+    }
+
+    fn message_text(&mut self, text: &str, refusal: bool, out: &mut VecDeque<Event>) {
+        self.open_message(out);
+        let needs_part = !matches!(
+            &self.open,
+            Some(Item::Message { current: Some((r, _)), .. }) if *r == refusal
+        );
+        if needs_part {
+            self.close_part(out);
+        }
+        let index = self.index();
+        let Some(Item::Message { id, parts, current }) = &mut self.open else {
+            return;
+        };
+        let id = id.clone();
+        let content_index = parts.len();
+        if needs_part {
+            *current = Some((refusal, String::new()));
+        }
+        if let Some((_, acc)) = current.as_mut() {
+            acc.push_str(text);
+        }
+        if needs_part {
+            let part = if refusal {
+                json!({"type": "refusal", "refusal": ""})
+            } else {
+                json!({"type": "output_text", "text": "", "annotations": []})
+            };
+            self.emit(
+                "response.content_part.added",
+                json!({"item_id": id, "output_index": index, "content_index": content_index, "part": part}),
+                out,
+            );
+        }
+        if refusal {
+            self.emit(
+                "response.refusal.delta",
+                json!({"item_id": id, "output_index": index, "content_index": content_index, "delta": text}),
+                out,
+            );
+        } else {
+            let seq = self.next_seq();
+            self.emit_typed(
+                "response.output_text.delta",
+                &TextDelta {
+                    kind: "response.output_text.delta",
+                    item_id: &id,
+                    output_index: index,
+                    content_index,
+                    delta: text,
+                    logprobs: [],
+                    sequence_number: seq,
+                },
+                out,
+            );
+        }
+    }
+
+    fn open_reasoning(&mut self, out: &mut VecDeque<Event>) {
+        if matches!(self.open, Some(Item::Reasoning { .. })) {
+            return;
+        }
+        self.ensure_started(out);
+        self.close(out);
+        let id = item_id("rs", &self.id, self.index());
+        let added = json!({"type": "reasoning", "id": id, "summary": []});
+        self.open(
+            Item::Reasoning {
+                id,
+                text: String::new(),
+                signature: None,
+                summary_open: false,
+            },
+            added,
+            out,
+        );
+    }
+}
+
+impl Encoder for ResponsesEncoder {
+    fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>) {
+        match event {
+            StreamEvent::Start(start) => {
+                if let Some(id) = start.id.filter(|i| !i.is_empty()) {
+                    self.id = id;
+                }
+                if let Some(model) = start.model.filter(|m| !m.is_empty()) {
+                    self.model = model;
+                }
+                if let Some(created) = start.created {
+                    self.created = created;
+                }
+                self.ensure_started(out);
+            }
+            StreamEvent::Text(t) => {
+                if !t.is_empty() {
+                    self.message_text(&t, false, out);
+                }
+            }
+            StreamEvent::Refusal(t) => {
+                if !t.is_empty() {
+                    self.message_text(&t, true, out);
+                }
+            }
+            StreamEvent::Thinking(t) => {
+                self.open_reasoning(out);
+                let index = self.index();
+                let Some(Item::Reasoning {
+                    id,
+                    text,
+                    summary_open,
+                    ..
+                }) = &mut self.open
+                else {
+                    return;
+                };
+                let id = id.clone();
+                text.push_str(&t);
+                let first = !*summary_open;
+                *summary_open = true;
+                if first {
+                    self.emit(
+                        "response.reasoning_summary_part.added",
+                        json!({"item_id": id, "output_index": index, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
+                        out,
+                    );
+                }
+                let seq = self.next_seq();
+                self.emit_typed(
+                    "response.reasoning_summary_text.delta",
+                    &SummaryDelta {
+                        kind: "response.reasoning_summary_text.delta",
+                        item_id: &id,
+                        output_index: index,
+                        summary_index: 0,
+                        delta: &t,
+                        sequence_number: seq,
+                    },
+                    out,
+                );
+            }
+            StreamEvent::ThinkingSignature(sig) => {
+                self.open_reasoning(out);
+                if let Some(Item::Reasoning { signature, .. }) = &mut self.open {
+                    *signature = Some(sig);
+                }
+            }
+            StreamEvent::RedactedThinking(data) => {
+                self.ensure_started(out);
+                self.close(out);
+                self.open_reasoning(out);
+                if let Some(Item::Reasoning { signature, .. }) = &mut self.open {
+                    *signature = Some(data);
+                }
+                self.close(out);
+            }
+            StreamEvent::ToolCallStart {
+                key,
+                id: call,
+                name,
+                signature,
+            } => {
+                self.saw_tool = true;
+                self.ensure_started(out);
+                self.close(out);
+                let id = item_id("fc", &self.id, self.index());
+                let call_id = ids::fold_signature(&call, signature.as_deref());
+                let added = json!({
+                    "type": "function_call",
+                    "id": id,
+                    "call_id": call_id,
+                    "name": name,
+                    "arguments": "",
+                    "status": "in_progress",
+                });
+                self.open(
+                    Item::Call {
+                        key,
+                        id,
+                        call_id,
+                        name,
+                        arguments: String::new(),
+                    },
+                    added,
+                    out,
+                );
+            }
+            StreamEvent::ToolCallArgs { key, fragment } => {
+                let index = self.index();
+                let Some(Item::Call {
+                    key: open_key,
+                    id,
+                    arguments,
+                    ..
+                }) = &mut self.open
+                else {
+                    tracing::debug!(key, "dropping arguments for a tool call that is not open");
+                    return;
+                };
+                if *open_key != key {
+                    tracing::debug!(key, "dropping arguments for a tool call that is not open");
+                    return;
+                }
+                arguments.push_str(&fragment);
+                let id = id.clone();
+                let seq = self.next_seq();
+                self.emit_typed(
+                    "response.function_call_arguments.delta",
+                    &ArgsDelta {
+                        kind: "response.function_call_arguments.delta",
+                        item_id: &id,
+                        output_index: index,
+                        delta: &fragment,
+                        sequence_number: seq,
+                    },
+                    out,
+                );
+            }
+            StreamEvent::BlockEnd => self.close(out),
+            StreamEvent::Usage(u) => self.usage = Some(u),
+            StreamEvent::Finish { reason, .. } => self.stop = Some(reason),
+            StreamEvent::End => {}
+        }
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<Event>) {
+        self.ensure_started(out);
+        self.close(out);
+        let (status, incomplete) = status_of(effective_stop(self.stop, self.saw_tool));
+        let output = std::mem::take(&mut self.output);
+        let r = self.response(status, incomplete, output);
+        let kind = if status == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        self.emit(kind, json!({"response": r}), out);
+    }
+}
