@@ -104,8 +104,13 @@ backends:
     api_keys: ["{BACKENDS['gem'].key}"]
 models:
 """
+    # One attempt per request: these tests pin what each SDK sees of one upstream answer (a 429
+    # passed through, not retried); retries and failover are tested in the Rust suites.
     for exposed, (backend, upstream) in MODELS.items():
-        text += f"  {exposed}:\n    targets:\n      - {{backend: {backend}, model: {upstream}}}\n"
+        text += (
+            f"  {exposed}:\n    retry: {{max_attempts: 1}}\n"
+            f"    targets:\n      - {{backend: {backend}, model: {upstream}}}\n"
+        )
     path.write_text(text, encoding="utf-8")
 
 
