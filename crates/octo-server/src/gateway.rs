@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use octo_core::http::{Router, ServeConfig};
 use octo_core::{ApiFormat, ArcEngine};
 use octo_engines::auth::{
@@ -37,6 +37,7 @@ use crate::config::{
     RuleConfig, StrategyConfig, TargetConfig, parse_duration, timeouts,
 };
 use crate::model_router::ModelRouter;
+use crate::models_list::ModelList;
 
 /// Everything `octollm-server` needs to serve a config.
 #[derive(Debug)]
@@ -85,12 +86,18 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
     if !problems.is_empty() {
         return Err(fail(problems));
     }
+    let names: Vec<String> = models.keys().cloned().collect();
     let mut engine: ArcEngine = Arc::new(ModelRouter::new(models));
+    let mut authenticator = None;
     if !config.orgs.is_empty() {
-        let auth = Authenticator::new(auth_config(config).map_err(|(p, m)| one(p, m))?)
-            .map_err(|e| one("orgs".into(), e.message().to_owned()))?;
-        engine = Arc::new(AuthEngine::new(Arc::new(auth), engine));
+        let auth = Arc::new(
+            Authenticator::new(auth_config(config).map_err(|(p, m)| one(p, m))?)
+                .map_err(|e| one("orgs".into(), e.message().to_owned()))?,
+        );
+        engine = Arc::new(AuthEngine::new(auth.clone(), engine));
+        authenticator = Some(auth);
     }
+    let list: ArcEngine = Arc::new(ModelList::new(names, authenticator));
 
     let duration =
         |key: &str, v: &str| parse_duration(v).map_err(|m| one(format!("limits.{key}"), m));
@@ -101,6 +108,16 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         .keep_alive(Some(keep_alive));
     for format in ApiFormat::CHAT_PROTOCOLS {
         router = router.engine(format, engine.clone());
+    }
+    for path in ["/v1/models", "/v1beta/models"] {
+        router = router
+            .engine_for(Method::GET, path, ApiFormat::ModelList, list.clone())
+            .engine_prefix(
+                Method::GET,
+                &format!("{path}/"),
+                ApiFormat::ModelList,
+                list.clone(),
+            );
     }
     let serve = ServeConfig {
         header_read_timeout: duration("header_read_timeout", &config.limits.header_read_timeout)?,

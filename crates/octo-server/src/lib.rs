@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod model_router;
+pub mod models_list;
 pub mod reload;
 
 use std::future::Future;

@@ -50,6 +50,8 @@ enum Target {
 #[derive(Clone)]
 enum Pattern {
     Exact(String),
+    /// Every path under a prefix (e.g. `/v1/models/` for one model by id).
+    Prefix(String),
     /// `/{version}/models/{model}:{generateContent|streamGenerateContent}` for the listed versions.
     GeminiModels,
 }
@@ -154,6 +156,23 @@ impl Router {
     ) -> Self {
         self.routes.push(Route {
             pattern: Pattern::Exact(path.to_owned()),
+            method,
+            target: Target::Engine { format, engine },
+        });
+        self
+    }
+
+    /// Mounts `engine` for `method` on every path starting with `prefix`. Routes are tried in the
+    /// order they were added, so mount more specific routes first.
+    pub fn engine_prefix(
+        mut self,
+        method: Method,
+        prefix: &str,
+        format: ApiFormat,
+        engine: ArcEngine,
+    ) -> Self {
+        self.routes.push(Route {
+            pattern: Pattern::Prefix(prefix.to_owned()),
             method,
             target: Target::Engine { format, engine },
         });
@@ -365,6 +384,7 @@ impl Pattern {
     fn matches(&self, path: &str) -> Option<RouteParams> {
         match self {
             Pattern::Exact(p) => (p == path).then(RouteParams::default),
+            Pattern::Prefix(p) => path.starts_with(p.as_str()).then(RouteParams::default),
             Pattern::GeminiModels => {
                 let rest = path
                     .strip_prefix("/v1beta/models/")
