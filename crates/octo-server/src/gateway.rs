@@ -36,6 +36,7 @@ use crate::config::{
     AccessConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig, RewriteConfig,
     RuleConfig, StrategyConfig, TargetConfig, parse_duration, timeouts,
 };
+use crate::count_tokens::TokenCounter;
 use crate::model_router::ModelRouter;
 use crate::models_list::ModelList;
 
@@ -97,6 +98,11 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         engine = Arc::new(AuthEngine::new(auth.clone(), engine));
         authenticator = Some(auth);
     }
+    let counter: ArcEngine = Arc::new(TokenCounter::new(names.clone()));
+    let counter: ArcEngine = match &authenticator {
+        Some(auth) => Arc::new(AuthEngine::new(auth.clone(), counter)),
+        None => counter,
+    };
     let list: ArcEngine = Arc::new(ModelList::new(names, authenticator));
 
     let duration =
@@ -106,6 +112,13 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         .health_routes()
         .max_body_bytes(config.limits.max_body_bytes)
         .keep_alive(Some(keep_alive));
+    router = router
+        .engine_at(
+            "/v1/messages/count_tokens",
+            ApiFormat::Messages,
+            counter.clone(),
+        )
+        .gemini_count_tokens(counter);
     for format in ApiFormat::CHAT_PROTOCOLS {
         router = router.engine(format, engine.clone());
     }

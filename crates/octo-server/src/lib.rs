@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod count_tokens;
 pub mod demo;
 pub mod gateway;
 pub mod model_router;

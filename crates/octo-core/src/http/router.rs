@@ -54,6 +54,8 @@ enum Pattern {
     Prefix(String),
     /// `/{version}/models/{model}:{generateContent|streamGenerateContent}` for the listed versions.
     GeminiModels,
+    /// `/{version}/models/{model}:countTokens`.
+    GeminiCountTokens,
 }
 
 #[derive(Clone)]
@@ -158,6 +160,19 @@ impl Router {
             pattern: Pattern::Exact(path.to_owned()),
             method,
             target: Target::Engine { format, engine },
+        });
+        self
+    }
+
+    /// Mounts `engine` on Gemini's `POST /{v1,v1beta}/models/{model}:countTokens`.
+    pub fn gemini_count_tokens(mut self, engine: ArcEngine) -> Self {
+        self.routes.push(Route {
+            pattern: Pattern::GeminiCountTokens,
+            method: Method::POST,
+            target: Target::Engine {
+                format: ApiFormat::GenerateContent,
+                engine,
+            },
         });
         self
     }
@@ -385,7 +400,7 @@ impl Pattern {
         match self {
             Pattern::Exact(p) => (p == path).then(RouteParams::default),
             Pattern::Prefix(p) => path.starts_with(p.as_str()).then(RouteParams::default),
-            Pattern::GeminiModels => {
+            Pattern::GeminiModels | Pattern::GeminiCountTokens => {
                 let rest = path
                     .strip_prefix("/v1beta/models/")
                     .or_else(|| path.strip_prefix("/v1/models/"))?;
@@ -393,9 +408,10 @@ impl Pattern {
                 if model.is_empty() || model.contains('/') {
                     return None;
                 }
-                let stream = match action {
-                    "generateContent" => false,
-                    "streamGenerateContent" => true,
+                let stream = match (self, action) {
+                    (Pattern::GeminiModels, "generateContent") => false,
+                    (Pattern::GeminiModels, "streamGenerateContent") => true,
+                    (Pattern::GeminiCountTokens, "countTokens") => false,
                     _ => return None,
                 };
                 Some(RouteParams {
