@@ -515,6 +515,64 @@ orgs:
     assert_eq!(body["temperature"], 0);
 }
 
+#[tokio::test]
+async fn rules_read_octollm_reference_features() {
+    // OctoLLM's reference values (behaviour reference §10.2 case 10).
+    let mock = mock().await;
+    let gw = Gateway::start(&format!(
+        r#"
+listen: "127.0.0.1:0"
+backends:
+  all: {{base_url: "{}", protocol: {ALL}}}
+models:
+  glm-4.7:
+    targets: [{{backend: all}}]
+    rules:
+      - name: reference
+        match: 'prefix20 == "c6eec1e7" && suffix20 == "efc888e0" && promptTextLen == 42 && Features.prefix20 == prefix20'
+        deny: {{status: 409, message: "features match"}}
+"#,
+        mock.url()
+    ));
+    for (protocol, _) in PROTOCOLS {
+        let r = call(protocol, "glm-4.7")
+            .text("who are you? I am testing the rule engine.")
+            .send(&gw)
+            .await;
+        assert_eq!(r.status, 409, "{protocol}: {}", r.json);
+        assert_eq!(
+            error_message(protocol, 409, "invalid_request_error", &r.json),
+            "features match"
+        );
+        let r = call(protocol, "glm-4.7")
+            .text("who are you? I am testing the rule engine!")
+            .send(&gw)
+            .await;
+        assert_eq!(r.status, 200, "{protocol}: {}", r.json);
+    }
+}
+
+#[test]
+fn the_same_gateway_key_in_two_orgs_is_a_startup_error() {
+    let err = start_fails(
+        r#"
+backends:
+  all: {base_url: "http://127.0.0.1:9", protocol: openai_chat}
+models:
+  m: {targets: [{backend: all}]}
+orgs:
+  acme: {api_keys: {alice: "sk-shared"}}
+  beta: {api_keys: {eve: "sk-shared"}}
+"#,
+    );
+    assert!(err.contains("orgs"), "{err}");
+    assert!(err.contains("same key"), "{err}");
+    assert!(
+        !err.contains("sk-shared"),
+        "the error must not print the key: {err}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backend rewrites
 
@@ -529,12 +587,14 @@ backends:
     base_url: "{}"
     protocol: openai_chat
     request_rewrites:
-      remove_keys: [user, metadata.secret]
+      remove_keys: [user, metadata.secret, order]
       set_keys:
+        order: set
         stream_options.include_usage: true
         temperature: 0.25
         tags.-1: gateway
       set_keys_by_expr:
+        order: 'str::from(order) + "-then-expr"'
         max_tokens: "if(max_tokens > 100, 100, max_tokens)"
         prompt_chars: "promptTextLen"
         team: "header.x_team"
@@ -554,6 +614,7 @@ models:
         .body(json!({
             "model": "rw",
             "user": "u-1",
+            "order": "client",
             "max_tokens": 4096,
             "metadata": {"secret": "s", "keep": "k"},
             "tags": ["a"],
@@ -573,6 +634,8 @@ models:
             "messages": [{"role": "user", "content": "hello there"}],
             "stream_options": {"include_usage": true},
             "temperature": 0.25,
+            // remove, then set, then set by expression (which reads the client's request).
+            "order": "client-then-expr",
             "prompt_chars": 11,
             "team": "red",
         })
