@@ -987,6 +987,42 @@ models:
     }
 }
 
+#[tokio::test]
+async fn a_model_over_backends_of_different_protocols_serves_each_client_from_its_own() {
+    let mock = mock().await;
+    let gw = Gateway::start(&format!(
+        r#"
+listen: "127.0.0.1:0"
+backends:
+  oa: {{base_url: "{url}", protocol: openai_chat}}
+  an: {{base_url: "{url}", protocol: anthropic}}
+models:
+  mixed:
+    targets: [{{backend: oa, model: up-oa}}, {{backend: an, model: up-an}}]
+  claude-only:
+    targets: [{{backend: an, model: up-an}}]
+    retry: {{max_attempts: 1}}
+"#,
+        url = mock.url()
+    ));
+    for _ in 0..3 {
+        for protocol in ["openai_chat", "anthropic"] {
+            let r = call(protocol, "mixed").send(&gw).await;
+            assert_eq!(r.status, 200, "{protocol}: {}", r.json);
+        }
+    }
+    let seen = models_seen(&mock);
+    assert_eq!(count(&seen, "up-oa"), 3, "{seen:?}");
+    assert_eq!(count(&seen, "up-an"), 3, "{seen:?}");
+    // No backend speaks the client's protocol: 501 naming the backend and what it speaks.
+    mock.reset();
+    let r = call("gemini", "claude-only").send(&gw).await;
+    assert_eq!(r.status, 501, "{}", r.json);
+    let msg = error_message("gemini", 501, "", &r.json);
+    assert!(msg.contains("backend `an` speaks anthropic"), "{msg}");
+    assert_eq!(mock.stats().requests, 0);
+}
+
 /// An upstream that records the key of each request and answers 429 (`retry-after: 30`) to key
 /// `k1`, a chat completion to any other.
 fn key_aware_upstream(seen: Arc<Mutex<Vec<String>>>) -> ArcEngine {
