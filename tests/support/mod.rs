@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ChildStdout;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +34,8 @@ pub struct Gateway {
     pub url: String,
     pub config_path: PathBuf,
     stdout: BufReader<ChildStdout>,
+    /// Whether `config_path` is a temp file of ours, deleted on drop.
+    owned_config: bool,
 }
 
 static CONFIGS: AtomicUsize = AtomicUsize::new(0);
@@ -75,6 +77,45 @@ impl Gateway {
             url,
             config_path,
             stdout,
+            owned_config: true,
+        }
+    }
+
+    /// Starts the gateway on an existing config file (never deleted) with extra environment
+    /// variables, listening on an ephemeral port through `OCTOLLM_LISTEN`.
+    pub fn start_file(path: &Path, envs: &[(String, String)]) -> Gateway {
+        let mut child = Command::new(server_bin())
+            .arg("--config")
+            .arg(path)
+            .args(["--watch-interval", "0"])
+            .env("OCTOLLM_LOG", "warn")
+            .env("OCTOLLM_LISTEN", "127.0.0.1:0")
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn octollm-server");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let url = line
+            .trim()
+            .strip_prefix("octollm-server listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "octollm-server did not start on {}; first stdout line: {line:?}",
+                    path.display()
+                )
+            })
+            .to_owned();
+        Gateway {
+            child,
+            url,
+            config_path: path.to_owned(),
+            stdout,
+            owned_config: false,
         }
     }
 
@@ -108,7 +149,83 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.config_path);
+        if self.owned_config {
+            let _ = std::fs::remove_file(&self.config_path);
+        }
+    }
+}
+
+/// Starts the gateway on `yaml`, expecting it to refuse to start: returns what it printed on
+/// stderr. Panics if it starts listening instead.
+pub fn start_fails(yaml: &str) -> String {
+    let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
+    let config_path =
+        std::env::temp_dir().join(format!("octollm-bad-{}-{n}.yaml", std::process::id()));
+    std::fs::write(&config_path, yaml).expect("write test config");
+    let mut child = Command::new(server_bin())
+        .arg("--config")
+        .arg(&config_path)
+        .env("OCTOLLM_LOG", "warn")
+        .env("OCTOLLM_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn octollm-server");
+    // A gateway that starts prints its listening line; one that refuses closes stdout and exits.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read stdout");
+    if !first.is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_file(&config_path);
+        panic!("octollm-server started although the config is invalid: {first}");
+    }
+    let out = child.wait_with_output().expect("wait for octollm-server");
+    let _ = std::fs::remove_file(&config_path);
+    assert!(!out.status.success(), "exit status {:?}", out.status);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An in-process upstream serving `engine` on every protocol route, on an ephemeral port; stops
+/// when dropped.
+pub struct Upstream {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Upstream {
+    /// Serves `engine` (must be called inside a Tokio runtime).
+    pub async fn start(engine: octo_core::ArcEngine) -> Upstream {
+        use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut router = Router::new();
+        for format in octo_core::ApiFormat::CHAT_PROTOCOLS {
+            router = router.engine(format, engine.clone());
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(
+            listener,
+            SharedRouter::new(router),
+            ServeConfig::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Upstream {
+            url,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 

@@ -28,7 +28,9 @@ use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
 use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens};
 use octo_engines::limit::{ConcurrencyLimit, OverLimit};
 use octo_engines::retry::{RetryPolicy, TargetSet};
-use octo_engines::rewrite::{RewriteConfig as EngineRewrite, RewriteEngine, RewritesConfig};
+use octo_engines::rewrite::{
+    RewriteConfig as EngineRewrite, RewriteEngine, RewritePolicy, RewritesConfig,
+};
 use octo_engines::rules::{Action, Forward, Rule, RulesEngine};
 
 use crate::backend::BackendEngine;
@@ -183,15 +185,21 @@ fn build_backend(name: &str, b: &crate::config::BackendConfig) -> Result<BuiltBa
         response: engine_rewrite(b.response_rewrites.as_ref()),
         stream: engine_rewrite(b.stream_chunk_rewrites.as_ref()),
     };
+    // Compile each part alone first so an error names its own key.
+    for (key, part) in [
+        ("request_rewrites", &rewrites.request),
+        ("response_rewrites", &rewrites.response),
+        ("stream_chunk_rewrites", &rewrites.stream),
+    ] {
+        RewritePolicy::new(part.clone()).map_err(|e| (at(key), e.message().to_owned()))?;
+    }
     let inner: ArcEngine = if rewrites.is_empty() {
         endpoint.clone()
     } else {
-        Arc::new(RewriteEngine::new(rewrites, endpoint.clone()).map_err(|e| {
-            (
-                format!("backends.{name}.request_rewrites"),
-                e.message().to_owned(),
-            )
-        })?)
+        Arc::new(
+            RewriteEngine::new(rewrites, endpoint.clone())
+                .map_err(|e| (format!("backends.{name}"), e.message().to_owned()))?,
+        )
     };
     let mut options = ConvertOptions::default();
     if let Some(c) = &b.conversion {
@@ -341,7 +349,16 @@ fn build_model(
         // Compile each rule alone first so an error names the rule's own key path.
         for (path, rule) in &rules {
             if let Err(e) = RulesEngine::new(vec![rule.clone()], engine.clone()) {
-                problems.push((format!("{path}.match"), e.message().to_owned()));
+                // Blame `match` when it is the expression that does not compile, else the rule
+                // (its rewrite expressions or headers).
+                let matcher_fails = !rule.expr.trim().is_empty()
+                    && octo_engines::expr::Expr::new(&rule.expr).is_err();
+                let at = if matcher_fails {
+                    format!("{path}.match")
+                } else {
+                    path.clone()
+                };
+                problems.push((at, e.message().to_owned()));
             }
         }
         if !problems.is_empty() {

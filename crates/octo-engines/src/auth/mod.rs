@@ -22,8 +22,10 @@
 //! not list) → **403**. Errors are rendered in the client's protocol by the front.
 //!
 //! On success the caller's [`Identity`] goes into the request's extensions (rules read it as
-//! `auth.org` / `auth.user`), and the credential headers and `key` query parameter are removed from
-//! the request, so no later engine can log or forward them. (The upstream client builds its headers
+//! `auth.org` / `auth.user`), with a [`StickyKey`] of `org/key` (plus `/<x-session-id>` when the
+//! client sent one) unless one is there already, so sticky sessions follow the caller's key; and
+//! the credential headers and `key` query parameter are removed from the request, so no later
+//! engine can log or forward them. (The upstream client builds its headers
 //! from scratch anyway.) Keys are never logged, and `Debug` output redacts them.
 //!
 //! ```
@@ -70,6 +72,7 @@ pub use self::expiry::parse_expiry;
 
 use self::credentials::{KeyDigest, digest, parse_hex_digest, presented_key};
 use crate::BuildError;
+use crate::balance::{STICKY_HEADER, StickyKey};
 
 /// Who may use a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -504,6 +507,23 @@ fn key_required(model: Option<&str>) -> Error {
     .with_code("missing_api_key")
 }
 
+/// The sticky-session key of an authenticated request: `org/key`, plus `/<x-session-id>` when the
+/// client sent one (one key shared by many end users keeps their sessions apart).
+fn sticky_key(identity: &Identity, req: &Request) -> StickyKey {
+    let mut key = format!("{}/{}", identity.org, identity.user);
+    if let Some(session) = req
+        .headers
+        .get(STICKY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        key.push('/');
+        key.push_str(session);
+    }
+    StickyKey(key)
+}
+
 /// Removes the credential headers and the `key` query parameter.
 fn strip_credentials(req: &mut Request) {
     req.headers.remove(header::AUTHORIZATION);
@@ -570,6 +590,12 @@ impl Engine for AuthEngine {
         let identity = self.auth.check(&req)?;
         strip_credentials(&mut req);
         if let Some(identity) = identity {
+            // Sticky sessions follow the caller's key (and, within it, its `x-session-id`), so a
+            // client's conversation keeps its upstream and its prompt cache. A sticky key set by
+            // an embedder before this engine wins.
+            if req.extensions.get::<StickyKey>().is_none() {
+                req.extensions.insert(sticky_key(&identity, &req));
+            }
             req.extensions.insert(identity);
         } else {
             // An identity set by someone upstream of us is not trusted.

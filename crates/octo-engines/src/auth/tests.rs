@@ -375,3 +375,36 @@ fn access_parses_strictly_and_debug_redacts_keys() {
     let a = Authenticator::new(config()).unwrap();
     assert!(!format!("{a:?}").contains("sk-acme"));
 }
+
+#[tokio::test]
+async fn an_authenticated_request_sticks_by_its_key_and_session() {
+    use crate::balance::StickyKey;
+    let sticky_of = |req: Request| async move {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let inner: ArcEngine = Arc::new(engine_fn({
+            let seen = seen.clone();
+            move |req: Request| {
+                *seen.lock().unwrap() = req.extensions.get::<StickyKey>().cloned();
+                async { Ok(Response::json(200, Body::from_static(b"{}"))) }
+            }
+        }));
+        let auth = Arc::new(Authenticator::new(config()).unwrap());
+        AuthEngine::new(auth, inner).process(req).await.unwrap();
+        seen.lock().unwrap().clone().map(|k| k.0)
+    };
+    assert_eq!(
+        sticky_of(chat("pub", bearer("sk-acme-alice")))
+            .await
+            .as_deref(),
+        Some("acme/alice")
+    );
+    let mut req = chat("pub", bearer("sk-acme-alice"));
+    req.headers.insert("x-session-id", " s-1 ".parse().unwrap());
+    assert_eq!(sticky_of(req).await.as_deref(), Some("acme/alice/s-1"));
+    // Anonymous: no key of ours (the balancer falls back to `x-session-id` itself).
+    assert_eq!(sticky_of(chat("pub", None)).await, None);
+    // One set before the auth engine is kept.
+    let mut req = chat("pub", bearer("sk-acme-alice"));
+    req.extensions.insert(StickyKey("mine".into()));
+    assert_eq!(sticky_of(req).await.as_deref(), Some("mine"));
+}

@@ -6,9 +6,9 @@
 //! target is still a candidate, it is picked again; otherwise the inner strategy decides (and its
 //! counters move as usual).
 //!
-//! - **The client** is the request's [`StickyKey`] extension — the gateway's auth layer inserts the
-//!   caller's identity (org/key name) — else the `x-session-id` header ([`STICKY_HEADER`]), else the
-//!   request is not sticky.
+//! - **The client** is the request's [`StickyKey`] extension — the gateway's auth engine inserts
+//!   the caller's identity (`org/key`, plus `/<x-session-id>` when the client sent one) — else the
+//!   `x-session-id` header ([`STICKY_HEADER`]), else the request is not sticky.
 //! - **The model** is the one the request names (body `model`, or Gemini's path).
 //! - Only a success writes the memory and restarts its TTL; reads do not extend it. A failure on
 //!   the remembered target forgets it, so the retry and later requests move on.

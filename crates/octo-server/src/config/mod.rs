@@ -207,7 +207,7 @@ pub struct BreakerConfig {
     /// Consecutive failures that open the breaker (default 5; 0 disables the breaker).
     #[serde(default = "default_breaker_failures")]
     pub failures: u32,
-    /// First cool-down (default 30s); doubles per trip.
+    /// First cool-down (default 10s, as without a `circuit_breaker` section); doubles per trip.
     #[serde(default = "default_breaker_cooldown")]
     pub cooldown: String,
     /// Cap on the cool-down (default 5m).
@@ -219,7 +219,7 @@ fn default_breaker_failures() -> u32 {
     5
 }
 fn default_breaker_cooldown() -> String {
-    "30s".to_owned()
+    "10s".to_owned()
 }
 fn default_breaker_max_cooldown() -> String {
     "5m".to_owned()
@@ -728,6 +728,20 @@ fn validate(c: &Config) -> Vec<(String, String)> {
                 p.push((at("sticky"), e));
             }
         }
+        if m.access != AccessConfig::Public && c.orgs.is_empty() {
+            // Without orgs there is no key a client could present, and no auth engine to check
+            // one: the model would be unreachable (or, worse, open to anyone).
+            p.push((
+                at("access"),
+                format!(
+                    "`{}` needs gateway API keys, and no `orgs` are defined; add an org with `api_keys` (and, for `private`, list the model under its `models`), or make the model `public`",
+                    match m.access {
+                        AccessConfig::Internal => "internal",
+                        _ => "private",
+                    }
+                ),
+            ));
+        }
         if m.max_concurrency == Some(0) {
             p.push((
                 at("max_concurrency"),
@@ -1032,6 +1046,32 @@ orgs:
         assert!(e.contains("orgs.acme.models.ghost-model"), "{e}");
         let e = err(&FULL.replace("sticky: 5m", "sticky: forever"));
         assert!(e.contains("models.gpt-4o-mini.sticky"), "{e}");
+    }
+
+    #[test]
+    fn breaker_defaults_match_a_backend_without_the_section() {
+        // `circuit_breaker: {failures: 3}` must not change the cooldowns a backend without the
+        // section gets.
+        let engine = octo_engines::breaker::BreakerConfig::default();
+        assert_eq!(
+            parse_duration(&default_breaker_cooldown()),
+            Ok(engine.base_cooldown)
+        );
+        assert_eq!(
+            parse_duration(&default_breaker_max_cooldown()),
+            Ok(engine.max_cooldown)
+        );
+        assert_eq!(default_breaker_failures(), engine.failure_threshold);
+    }
+
+    #[test]
+    fn non_public_models_need_orgs() {
+        let internal = GOOD.replace("  gpt-4o-mini:\n", "  gpt-4o-mini:\n    access: internal\n");
+        let e = err(&internal);
+        assert!(e.contains("models.gpt-4o-mini.access"), "{e}");
+        assert!(e.contains("no `orgs`"), "{e}");
+        let with_org = format!("{internal}orgs:\n  acme: {{api_keys: {{a: sk-a}}}}\n");
+        parse(&with_org, "ok.yaml", &env).unwrap();
     }
 
     #[test]
