@@ -127,7 +127,7 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
     for path in ["/v1/models", "/v1beta/models"] {
         router = router
             .engine_for(Method::GET, path, ApiFormat::ModelList, list.clone())
-            .engine_prefix(
+            .engine_model_id(
                 Method::GET,
                 &format!("{path}/"),
                 ApiFormat::ModelList,

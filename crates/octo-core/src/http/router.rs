@@ -50,8 +50,9 @@ enum Target {
 #[derive(Clone)]
 enum Pattern {
     Exact(String),
-    /// Every path under a prefix (e.g. `/v1/models/` for one model by id).
-    Prefix(String),
+    /// `{prefix}{id}`: one model by id (`/v1/models/gpt-4o`), but not a Gemini action path
+    /// (`/v1/models/x:generateContent`), which belongs to the Gemini routes.
+    ModelId(String),
     /// `/{version}/models/{model}:{generateContent|streamGenerateContent}` for the listed versions.
     GeminiModels,
     /// `/{version}/models/{model}:countTokens`.
@@ -177,9 +178,9 @@ impl Router {
         self
     }
 
-    /// Mounts `engine` for `method` on every path starting with `prefix`. Routes are tried in the
-    /// order they were added, so mount more specific routes first.
-    pub fn engine_prefix(
+    /// Mounts `engine` for `method` on `{prefix}{id}`: one model by id, e.g. `/v1/models/` +
+    /// `gpt-4o`. Gemini action paths (`…:generateContent`) never match, so they keep their 405s.
+    pub fn engine_model_id(
         mut self,
         method: Method,
         prefix: &str,
@@ -187,7 +188,7 @@ impl Router {
         engine: ArcEngine,
     ) -> Self {
         self.routes.push(Route {
-            pattern: Pattern::Prefix(prefix.to_owned()),
+            pattern: Pattern::ModelId(prefix.to_owned()),
             method,
             target: Target::Engine { format, engine },
         });
@@ -399,7 +400,13 @@ impl Pattern {
     fn matches(&self, path: &str) -> Option<RouteParams> {
         match self {
             Pattern::Exact(p) => (p == path).then(RouteParams::default),
-            Pattern::Prefix(p) => path.starts_with(p.as_str()).then(RouteParams::default),
+            Pattern::ModelId(p) => {
+                let id = path.strip_prefix(p.as_str())?;
+                let gemini_action = [":generateContent", ":streamGenerateContent", ":countTokens"]
+                    .iter()
+                    .any(|action| id.ends_with(action));
+                (!id.is_empty() && !gemini_action).then(RouteParams::default)
+            }
             Pattern::GeminiModels | Pattern::GeminiCountTokens => {
                 let rest = path
                     .strip_prefix("/v1beta/models/")
