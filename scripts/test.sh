@@ -3,8 +3,10 @@
 # the Rust toolchain (rustup), Python 3.11 with pip, and Node:
 #
 #   format, clippy, rustdoc, licence check, build, cargo test, then the Python suites (the official
-#   OpenAI / Anthropic / Google GenAI SDKs driven through the real gateway against the mock, and
-#   the licence checker's unit tests) in a venv at target/sdk-venv.
+#   OpenAI / Anthropic / Google GenAI SDKs driven through the real gateway against the mock, real
+#   coding agents (Claude Code, Codex CLI; installed with npm into target/agents, skipped with the
+#   reason printed when npm or the registry is unavailable), and the licence checker's unit tests)
+#   in a venv at target/sdk-venv.
 #
 # The last line printed is pytest's summary (`N passed in Xs`). Any failing step fails the script.
 #
@@ -12,6 +14,8 @@
 #   PYTHON            interpreter used to create the venv (default: python3.11, else python3)
 #   OCTOLLM_BIN_DIR   where the SDK suite finds octollm-server and octo-mock (default target/debug)
 #   SDK_PYTEST_ARGS   extra arguments for the final pytest run (e.g. "-x -k anthropic")
+#   OCTOLLM_AGENT_PACKAGES  npm specs of the coding agents (default: the pinned versions in
+#                     tests/sdk/agents.py; e.g. "@anthropic-ai/claude-code@latest @openai/codex@latest")
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -76,8 +80,16 @@ fi
 "$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
     | grep -Ei '^(openai|anthropic|google-genai|pytest) ' || true
 
+step "coding agents for tests/sdk/test_agents.py (npm install into target/agents)"
+# Never fails the run: without npm or the registry the agent tests skip, printing why.
+"$VENV/bin/python" tests/sdk/agents.py install \
+    || echo "warning: installing the coding agents failed; their tests will be skipped"
+# The fixture does not retry the install (an unreachable registry is waited for once).
+export OCTOLLM_AGENT_INSTALL=0
+
 step "pytest: SDK suite (tests/sdk) + licence checker unit tests"
 export OCTOLLM_BIN_DIR="${OCTOLLM_BIN_DIR:-$ROOT/target/debug}"
+# -rs prints the reason of every skipped test (e.g. the coding agents could not be installed).
 # shellcheck disable=SC2086 # SDK_PYTEST_ARGS is split on purpose.
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider ${SDK_PYTEST_ARGS:-} \
+exec "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider ${SDK_PYTEST_ARGS:-} \
     tests/sdk scripts/test_license_check.py

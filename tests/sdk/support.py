@@ -255,8 +255,10 @@ class MockClient:
     url: str
     proc: Proc
 
-    def requests(self) -> list[dict]:
-        status, _, body = http("GET", f"{self.url}/_mock/requests")
+    def requests(self, body: bool = False) -> list[dict]:
+        """The recorded requests; with `body`, each also has its `body` (JSON when it parses)."""
+        query = "?body=1" if body else ""
+        status, _, body = http("GET", f"{self.url}/_mock/requests{query}")
         assert status == 200, body
         return json.loads(body)
 

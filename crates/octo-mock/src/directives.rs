@@ -21,6 +21,10 @@ pub(crate) struct Directives {
     pub(crate) max_tokens: bool,
     tool: Option<bool>,
     tools: Option<usize>,
+    /// `tool=NAME`: the tool to call, by name (instead of cycling through the defined tools).
+    pub(crate) tool_name: Option<String>,
+    /// `tool_arg=TEXT`: the value given to the named tool's required string parameters.
+    pub(crate) tool_arg: Option<String>,
 }
 
 const HEADER_PREFIX: &str = "x-mock-";
@@ -71,7 +75,14 @@ impl Directives {
             "abort" => set_num(&mut self.abort, value),
             "midstream_error" => set_num(&mut self.midstream_error, value),
             "tools" => set_num(&mut self.tools, value),
-            "tool" => self.tool = Some(flag(value)),
+            "tool" => match value {
+                Some(name) if !is_flag_word(name) => {
+                    self.tool = Some(true);
+                    self.tool_name = Some(name.to_owned());
+                }
+                _ => self.tool = Some(flag(value)),
+            },
+            "tool_arg" => self.tool_arg = value.map(str::to_owned),
             "timeout" => self.timeout = flag(value),
             "reset" => self.reset = flag(value),
             "max_tokens" => self.max_tokens = flag(value),
@@ -91,6 +102,14 @@ fn flag(value: Option<&str>) -> bool {
     !matches!(
         value.map(str::to_ascii_lowercase).as_deref(),
         Some("0" | "false" | "no" | "off")
+    )
+}
+
+/// Whether `value` reads as a flag value rather than a name (`tool=1` is a flag, `tool=Bash` a name).
+fn is_flag_word(value: &str) -> bool {
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "" | "0" | "1" | "true" | "false" | "yes" | "no" | "on" | "off"
     )
 }
 
@@ -174,6 +193,22 @@ mod tests {
             Directives::parse(&HeaderMap::new(), b"[mock:tools=2]").tool_calls(),
             2
         );
+    }
+
+    #[test]
+    fn tool_by_name_and_argument() {
+        let d = Directives::parse(
+            &HeaderMap::new(),
+            b"run [mock:tool=Bash] [mock:tool_arg=echo octo tool]",
+        );
+        assert_eq!(d.tool_calls(), 1);
+        assert_eq!(d.tool_name.as_deref(), Some("Bash"));
+        assert_eq!(d.tool_arg.as_deref(), Some("echo octo tool"));
+        // Flag words are flags, not names; a header can still switch a named call off.
+        let d = Directives::parse(&HeaderMap::new(), b"[mock:tool=yes]");
+        assert_eq!((d.tool_calls(), d.tool_name), (1, None));
+        let d = Directives::parse(&headers(&[("x-mock-tool", "off")]), b"[mock:tool=Bash]");
+        assert_eq!(d.tool_calls(), 0);
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! | `GET /v1/models` | OpenAI-shaped list of mock models |
 //! | `GET /_mock/requests`, `GET /_mock/stats`, `POST /_mock/reset` | introspection |
 //!
+//! `GET /_mock/requests` lists the recorded requests (method, path and query, headers, body length
+//! and FNV-1a digest); with `?body=1` each entry also has the `body` (as JSON when it parses).
+//!
 //! Replies are derived from the request only (`"Hello from octo-mock. You said: <last user text,
 //! first 64 chars>"`, split into word-sized stream pieces), ids come from a per-server counter
 //! (`chatcmpl-mock-1`, `resp_mock_2`, `msg_mock_3`, tool ids `call_mock_1` / `toolu_mock_2`), and
@@ -37,7 +40,9 @@
 //! | `truncate=K` | stream: send the first K events, then end the body cleanly without the rest |
 //! | `abort=K` | stream: send the first K events, then fail the body (connection/stream reset) |
 //! | `midstream_error=K` | stream: after K content events, send the protocol's in-band error event and end |
-//! | `tool`, `tools=N` | with tools defined, answer N parallel calls (cycling through the tools) |
+//! | `tool`, `tools=N` | with tools defined, answer N parallel calls (cycling through the tools) with arguments `{"query":"mock","n":<i>}` |
+//! | `tool=NAME` | call the defined tool `NAME` (any value but a flag word), with arguments built from its parameter schema: each required parameter gets the `tool_arg` text (strings), that text split on whitespace (arrays of strings), its `minimum` or 0 (numbers), `false`, its first `enum` value, or a filled object. An undefined `NAME` acts like `tool` |
+//! | `tool_arg=TEXT` | the text for `tool=NAME` (default `mock`), e.g. `[mock:tool=Bash] [mock:tool_arg=echo hi]` |
 //! | `max_tokens` | answer text truncated for length (`length`, `max_tokens`, `MAX_TOKENS`, `incomplete`) |
 //!
 //! Flag directives accept `0`/`false`/`no`/`off` to switch them off (useful in a header to override

@@ -45,7 +45,9 @@ impl RecordedRequest {
         format!("{:016x}", fnv1a64(&self.body))
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    /// The introspection JSON of this request; with `with_body`, also `body`: the body as JSON
+    /// when it is JSON, else as (lossy UTF-8) text.
+    pub(crate) fn to_json(&self, with_body: bool) -> Value {
         let mut headers = Map::new();
         for (name, value) in &self.headers {
             let value = String::from_utf8_lossy(value.as_bytes());
@@ -59,13 +61,19 @@ impl RecordedRequest {
                 }
             }
         }
-        json!({
+        let mut out = json!({
             "method": self.method.as_str(),
             "path_and_query": self.path_and_query,
             "headers": headers,
             "body_len": self.body.len(),
             "body_fnv64": self.body_fnv64(),
-        })
+        });
+        if with_body {
+            out["body"] = self
+                .body_json()
+                .unwrap_or_else(|| Value::String(String::from_utf8_lossy(&self.body).into_owned()));
+        }
+        out
     }
 }
 
@@ -145,9 +153,9 @@ impl State {
         log.iter().cloned().collect()
     }
 
-    pub(crate) fn requests_json(&self) -> Value {
+    pub(crate) fn requests_json(&self, with_body: bool) -> Value {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        Value::Array(log.iter().map(RecordedRequest::to_json).collect())
+        Value::Array(log.iter().map(|r| r.to_json(with_body)).collect())
     }
 
     pub(crate) fn stats(&self) -> MockStats {
@@ -268,9 +276,13 @@ mod tests {
         let mut r = request(1);
         r.headers.append("x-a", "1".parse().unwrap());
         r.headers.append("x-a", "2".parse().unwrap());
-        let v = r.to_json();
+        let v = r.to_json(false);
         assert_eq!(v["headers"]["x-a"], "1, 2");
         assert_eq!(v["body_len"], 2);
         assert_eq!(v["body_fnv64"], format!("{:016x}", fnv1a64(b"{}")));
+        assert!(v.get("body").is_none());
+        assert_eq!(r.to_json(true)["body"], json!({}));
+        r.body = Bytes::from_static(b"not json \xff");
+        assert_eq!(r.to_json(true)["body"], "not json \u{fffd}");
     }
 }

@@ -1,6 +1,10 @@
 //! The deterministic answer to a request, before any wire format: reply text split into stream
 //! pieces, tool calls, finish kind and token usage. Protocol modules only render a [`Plan`].
 
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
 use crate::directives::Directives;
 use crate::record::State;
 
@@ -38,6 +42,8 @@ pub(crate) struct Summary {
     pub(crate) tool_result: Option<String>,
     /// Names of the function tools the request defines, in order.
     pub(crate) tools: Vec<String>,
+    /// JSON schema of each tool's parameters, by name, where the request gives one.
+    pub(crate) tool_schemas: BTreeMap<String, Value>,
     pub(crate) tool_choice: ToolChoice,
 }
 
@@ -57,14 +63,16 @@ pub(crate) struct ToolCall {
     pub(crate) name: String,
     /// Position among the parallel calls (0-based); also the `n` argument.
     pub(crate) index: usize,
-    /// JSON text of the arguments, `{"query":"mock","n":<index>}`.
+    /// JSON text of the arguments: `{"query":"mock","n":<index>}`, or for a tool named by the
+    /// `tool=NAME` directive, values for the required parameters of its schema (see
+    /// [`arguments_for_schema`]).
     pub(crate) arguments: String,
 }
 
 impl ToolCall {
     /// The arguments as a JSON object.
-    pub(crate) fn arguments_json(&self) -> serde_json::Value {
-        serde_json::json!({"query": "mock", "n": self.index})
+    pub(crate) fn arguments_json(&self) -> Value {
+        serde_json::from_str(&self.arguments).unwrap_or_else(|_| Value::Object(Map::new()))
     }
 
     /// The arguments split into the two fragments that are streamed.
@@ -146,10 +154,20 @@ fn plan_tool_calls(summary: &Summary, directives: &Directives, state: &State) ->
     if summary.tool_result.is_some() || summary.tools.is_empty() || directives.max_tokens {
         return Vec::new();
     }
-    let names: Vec<&str> = match &summary.tool_choice {
-        ToolChoice::None => return Vec::new(),
-        ToolChoice::Forced(Some(name)) => vec![name.as_str()],
-        ToolChoice::Forced(None) | ToolChoice::Auto => {
+    // A `tool=NAME` directive picks a defined tool unless the tool choice forces another one.
+    let named = directives
+        .tool_name
+        .as_deref()
+        .filter(|name| summary.tools.iter().any(|t| t == name))
+        .filter(|name| match &summary.tool_choice {
+            ToolChoice::Forced(Some(forced)) => forced == name,
+            _ => true,
+        });
+    let names: Vec<&str> = match (&summary.tool_choice, named) {
+        (ToolChoice::None, _) => return Vec::new(),
+        (_, Some(name)) => vec![name],
+        (ToolChoice::Forced(Some(name)), None) => vec![name.as_str()],
+        (ToolChoice::Forced(None) | ToolChoice::Auto, None) => {
             summary.tools.iter().map(String::as_str).collect()
         }
     };
@@ -158,13 +176,91 @@ fn plan_tool_calls(summary: &Summary, directives: &Directives, state: &State) ->
         (n, _) => n,
     };
     (0..count)
-        .map(|index| ToolCall {
-            id: state.next_tool_id(),
-            name: names[index % names.len()].to_owned(),
-            index,
-            arguments: format!(r#"{{"query":"mock","n":{index}}}"#),
+        .map(|index| {
+            let name = names[index % names.len()];
+            let arguments = match named {
+                Some(_) => arguments_for_schema(
+                    summary.tool_schemas.get(name),
+                    directives.tool_arg.as_deref().unwrap_or(DEFAULT_ARG),
+                )
+                .to_string(),
+                None => format!(r#"{{"query":"mock","n":{index}}}"#),
+            };
+            ToolCall {
+                id: state.next_tool_id(),
+                name: name.to_owned(),
+                index,
+                arguments,
+            }
         })
         .collect()
+}
+
+/// The string given to a named tool's string parameters when `tool_arg` is not set.
+const DEFAULT_ARG: &str = "mock";
+
+/// Arguments that satisfy a JSON schema's required parameters: strings get `text`, arrays of
+/// strings get `text` split on whitespace (a command line as an argv), numbers their `minimum` or
+/// 0, booleans `false`, objects are filled recursively, and an `enum` or `const` its first value.
+/// Optional parameters are left out; with no schema the arguments are `{}`.
+pub(crate) fn arguments_for_schema(schema: Option<&Value>, text: &str) -> Value {
+    let mut args = Map::new();
+    let Some(schema) = schema else {
+        return Value::Object(args);
+    };
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let required = schema.get("required").and_then(Value::as_array);
+    for name in required.into_iter().flatten().filter_map(Value::as_str) {
+        let property = properties.and_then(|p| p.get(name));
+        args.insert(name.to_owned(), value_for_schema(property, text));
+    }
+    Value::Object(args)
+}
+
+fn value_for_schema(schema: Option<&Value>, text: &str) -> Value {
+    let Some(schema) = schema else {
+        return Value::String(text.to_owned());
+    };
+    if let Some(value) = schema.get("const") {
+        return value.clone();
+    }
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        return first.clone();
+    }
+    // `type` may be a list (`["string", "null"]`); the first non-null one counts.
+    let kind = match schema.get("type") {
+        Some(Value::String(kind)) => Some(kind.as_str()),
+        Some(Value::Array(kinds)) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|k| *k != "null"),
+        _ => None,
+    };
+    match kind {
+        Some("integer" | "number") => schema
+            .get("minimum")
+            .cloned()
+            .unwrap_or_else(|| Value::from(0)),
+        Some("boolean") => Value::Bool(false),
+        Some("object") => arguments_for_schema(Some(schema), text),
+        Some("array") => {
+            let items = schema.get("items");
+            let item_kind = items.and_then(|i| i.get("type")).and_then(Value::as_str);
+            if matches!(item_kind, None | Some("string")) {
+                text.split_whitespace()
+                    .map(|w| Value::String(w.to_owned()))
+                    .collect()
+            } else {
+                Value::Array(Vec::new())
+            }
+        }
+        Some("null") => Value::Null,
+        _ => Value::String(text.to_owned()),
+    }
 }
 
 /// The first [`ECHO_CHARS`] characters of `text`.
@@ -299,6 +395,65 @@ mod tests {
         let plan = Plan::new(s, &d, 0, &state);
         assert_eq!(plan.text(), "Hello from octo-mock. Tool result: sunny");
         assert_eq!(plan.finish, Finish::Stop);
+    }
+
+    #[test]
+    fn tool_by_name_gets_arguments_from_its_schema() {
+        let state = State::new(MockConfig::default());
+        let mut s = summary("x");
+        s.tools = vec!["Task".into(), "Bash".into(), "shell".into()];
+        s.tool_schemas.insert(
+            "Bash".into(),
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "command": {"type": "string"},
+                    "timeout": {"type": "number"},
+                    "mode": {"enum": ["fast", "slow"]},
+                    "env": {"type": "object", "properties": {"k": {"type": ["string", "null"]}}, "required": ["k"]},
+                    "limit": {"type": "integer", "minimum": 1},
+                    "bg": {"type": "boolean"}
+                },
+                "required": ["command", "mode", "env", "limit", "bg"]
+            }),
+        );
+        s.tool_schemas.insert(
+            "shell".into(),
+            serde_json::json!({"properties": {"command": {"type": "array", "items": {"type": "string"}}}, "required": ["command"]}),
+        );
+        let d = Directives::parse(
+            &http::HeaderMap::new(),
+            b"[mock:tool=Bash] [mock:tool_arg=echo hi]",
+        );
+        let plan = Plan::new(s.clone(), &d, 0, &state);
+        assert_eq!(plan.tool_calls.len(), 1);
+        assert_eq!(plan.tool_calls[0].name, "Bash");
+        assert_eq!(
+            plan.tool_calls[0].arguments_json(),
+            serde_json::json!({"command": "echo hi", "mode": "fast", "env": {"k": "echo hi"}, "limit": 1, "bg": false})
+        );
+        assert_eq!(plan.finish, Finish::ToolCalls);
+
+        // Arrays of strings get an argv; the default text is "mock"; no schema gives `{}`.
+        let d = Directives::parse(&http::HeaderMap::new(), b"[mock:tool=shell]");
+        let plan = Plan::new(s.clone(), &d, 0, &state);
+        assert_eq!(plan.tool_calls[0].arguments, r#"{"command":["mock"]}"#);
+        let d = Directives::parse(&http::HeaderMap::new(), b"[mock:tool=Task]");
+        assert_eq!(
+            Plan::new(s.clone(), &d, 0, &state).tool_calls[0].arguments,
+            "{}"
+        );
+
+        // An undefined name falls back to the first tool with the usual arguments.
+        let d = Directives::parse(&http::HeaderMap::new(), b"[mock:tool=Nope]");
+        let plan = Plan::new(s.clone(), &d, 0, &state);
+        assert_eq!(plan.tool_calls[0].name, "Task");
+        assert_eq!(plan.tool_calls[0].arguments, r#"{"query":"mock","n":0}"#);
+
+        // A trailing tool result still ends the loop with text.
+        s.tool_result = Some("hi".into());
+        let d = Directives::parse(&http::HeaderMap::new(), b"[mock:tool=Bash]");
+        assert!(Plan::new(s, &d, 0, &state).tool_calls.is_empty());
     }
 
     #[test]

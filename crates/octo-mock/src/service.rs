@@ -95,7 +95,7 @@ pub(crate) async fn handle(
     let body = body.collect().await?.to_bytes();
     let path = parts.uri.path();
     if let Some(action) = path.strip_prefix("/_mock/") {
-        return Ok(introspect(&state, &parts.method, action));
+        return Ok(introspect(&state, &parts.method, action, parts.uri.query()));
     }
     let path_and_query = parts
         .uri
@@ -245,8 +245,13 @@ fn models() -> Vec<u8> {
     crate::sse::to_vec(&json!({"object": "list", "data": data}))
 }
 
-/// `GET /_mock/requests`, `GET /_mock/stats`, `POST /_mock/reset`.
-fn introspect(state: &State, method: &Method, action: &str) -> Response<MockBody> {
+/// `GET /_mock/requests[?body=1]`, `GET /_mock/stats`, `POST /_mock/reset`.
+fn introspect(
+    state: &State,
+    method: &Method,
+    action: &str,
+    query: Option<&str>,
+) -> Response<MockBody> {
     let allowed = match action {
         "requests" | "stats" => Method::GET,
         "reset" => Method::POST,
@@ -256,7 +261,7 @@ fn introspect(state: &State, method: &Method, action: &str) -> Response<MockBody
         return method_not_allowed(method, &format!("/_mock/{action}"), &allowed);
     }
     let body = match action {
-        "requests" => state.requests_json(),
+        "requests" => state.requests_json(wants_body(query)),
         "stats" => state.stats().to_json(),
         _ => {
             state.reset();
@@ -264,6 +269,14 @@ fn introspect(state: &State, method: &Method, action: &str) -> Response<MockBody
         }
     };
     json_response(StatusCode::OK, crate::sse::to_vec(&body))
+}
+
+/// `body=1` (or `true`) in the query of `/_mock/requests`.
+fn wants_body(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| matches!(kv, "body" | "body=1" | "body=true"))
+    })
 }
 
 /// 404 in OpenAI's error shape.
@@ -302,6 +315,15 @@ mod tests {
             model: model.map(str::to_owned),
             mode,
         }
+    }
+
+    #[test]
+    fn body_query() {
+        assert!(wants_body(Some("body=1")));
+        assert!(wants_body(Some("x=2&body=true")));
+        assert!(wants_body(Some("body")));
+        assert!(!wants_body(Some("body=0")));
+        assert!(!wants_body(None));
     }
 
     #[test]

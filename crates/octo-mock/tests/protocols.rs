@@ -348,6 +348,16 @@ async fn models_errors_and_introspection() {
     assert_eq!(log[3]["body_len"], 9);
     assert_eq!(log[3]["body_fnv64"], requests[3].body_fnv64());
     assert!(log[3]["headers"]["host"].is_string());
+    assert!(log[3].get("body").is_none());
+
+    let log = json(
+        c.get(format!("{}/_mock/requests?body=1", mock.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(log[3]["body"], "{not json");
 
     let stats = json(
         c.get(format!("{}/_mock/stats", mock.url()))

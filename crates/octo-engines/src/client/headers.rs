@@ -10,12 +10,25 @@ use octo_core::ApiFormat;
 /// The Anthropic API version sent when the client did not name one.
 pub(crate) const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// Client headers that carry protocol semantics and are safe to forward.
-const FORWARDED: [&str; 3] = ["anthropic-version", "anthropic-beta", "openai-beta"];
+/// Client headers that carry protocol semantics and are safe to forward, each with the upstream
+/// protocols it means something to: a converted request (say Claude Code's Anthropic request sent
+/// to an OpenAI upstream) does not carry the client protocol's headers along.
+const FORWARDED: [(&str, &[ApiFormat]); 3] = [
+    ("anthropic-version", &[ApiFormat::Messages]),
+    ("anthropic-beta", &[ApiFormat::Messages]),
+    (
+        "openai-beta",
+        &[ApiFormat::ChatCompletions, ApiFormat::Responses],
+    ),
+];
 
-/// Copies the allowlisted protocol headers; supplies `anthropic-version` when missing.
+/// Copies the allowlisted protocol headers that belong to `format` (the upstream's protocol);
+/// supplies `anthropic-version` when missing.
 pub(crate) fn forwarded_client_headers(format: ApiFormat, client: &HeaderMap, out: &mut HeaderMap) {
-    for name in FORWARDED {
+    for (name, formats) in FORWARDED {
+        if !formats.contains(&format) {
+            continue;
+        }
         for value in client.get_all(name) {
             out.append(HeaderName::from_static(name), value.clone());
         }
@@ -86,6 +99,34 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out["anthropic-beta"], "tools-2024");
         assert_eq!(out["anthropic-version"], DEFAULT_ANTHROPIC_VERSION);
+    }
+
+    #[test]
+    fn protocol_headers_go_only_to_their_own_protocol() {
+        let mut client = HeaderMap::new();
+        client.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        client.insert(
+            "anthropic-beta",
+            HeaderValue::from_static("claude-code-20250219"),
+        );
+        client.insert(
+            "openai-beta",
+            HeaderValue::from_static("responses=experimental"),
+        );
+        for format in [ApiFormat::ChatCompletions, ApiFormat::Responses] {
+            let mut out = HeaderMap::new();
+            forwarded_client_headers(format, &client, &mut out);
+            assert_eq!(out.len(), 1, "{format}: {out:?}");
+            assert_eq!(out["openai-beta"], "responses=experimental");
+        }
+        let mut out = HeaderMap::new();
+        forwarded_client_headers(ApiFormat::Messages, &client, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out["anthropic-beta"], "claude-code-20250219");
+        assert_eq!(out["anthropic-version"], "2023-06-01");
+        let mut out = HeaderMap::new();
+        forwarded_client_headers(ApiFormat::GenerateContent, &client, &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

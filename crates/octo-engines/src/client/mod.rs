@@ -3,8 +3,8 @@
 //! One [`HttpEndpoint`] per backend owns one pooled [`reqwest::Client`] (connections are reused
 //! across requests; HTTP/2 is used where the upstream offers it over TLS). A request goes out with
 //! a fresh header set: the protocol's auth header carrying the backend's key, a short allowlist of
-//! protocol headers from the client (`anthropic-version`, `anthropic-beta`, `openai-beta`), and the
-//! backend's configured extra headers. The client's own `Authorization`, `x-api-key`,
+//! protocol headers from the client (`anthropic-version` and `anthropic-beta` toward Anthropic,
+//! `openai-beta` toward OpenAI), and the backend's configured extra headers. The client's own `Authorization`, `x-api-key`,
 //! `x-goog-api-key` and `?key=` never leave the gateway.
 //!
 //! Deadlines: `connect`; `first_byte` (until the response head arrives); `idle` (the longest gap

@@ -37,6 +37,15 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         .filter(|t| matches!(str_field(t, "type"), None | Some("custom")))
         .filter_map(|t| str_field(t, "name").map(str::to_owned))
         .collect();
+    let tool_schemas = array_field(body, "tools")
+        .iter()
+        .filter_map(|t| {
+            Some((
+                str_field(t, "name")?.to_owned(),
+                t.get("input_schema")?.clone(),
+            ))
+        })
+        .collect();
     let tool_choice = match body.get("tool_choice").and_then(|c| str_field(c, "type")) {
         Some("any") => ToolChoice::Forced(None),
         Some("tool") => ToolChoice::Forced(
@@ -54,6 +63,7 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         user_text,
         tool_result,
         tools,
+        tool_schemas,
         tool_choice,
     }
 }

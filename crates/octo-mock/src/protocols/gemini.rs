@@ -47,6 +47,19 @@ pub(crate) fn summarize(body: &Value, model: &str) -> Summary {
         .flatten()
         .filter_map(|d| d.get("name").and_then(Value::as_str).map(str::to_owned))
         .collect();
+    let tool_schemas = array_field(body, "tools")
+        .iter()
+        .filter_map(|t| field(t, "functionDeclarations", "function_declarations"))
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|d| {
+            let name = d.get("name")?.as_str()?;
+            let schema = d
+                .get("parameters")
+                .or_else(|| field(d, "parametersJsonSchema", "parameters_json_schema"))?;
+            Some((name.to_owned(), schema.clone()))
+        })
+        .collect();
     let config = field(body, "toolConfig", "tool_config")
         .and_then(|c| field(c, "functionCallingConfig", "function_calling_config"));
     let mode = config
@@ -78,6 +91,7 @@ pub(crate) fn summarize(body: &Value, model: &str) -> Summary {
         user_text,
         tool_result,
         tools,
+        tool_schemas,
         tool_choice,
     }
 }

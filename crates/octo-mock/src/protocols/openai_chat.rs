@@ -35,6 +35,13 @@ pub(crate) fn summarize(body: &Value) -> Summary {
                 .map(str::to_owned)
         })
         .collect();
+    let tool_schemas = array_field(body, "tools")
+        .iter()
+        .filter_map(|t| {
+            let name = t.pointer("/function/name")?.as_str()?;
+            Some((name.to_owned(), t.pointer("/function/parameters")?.clone()))
+        })
+        .collect();
     Summary {
         model: str_field(body, "model").unwrap_or(DEFAULT_MODEL).to_owned(),
         stream: wants_stream(body),
@@ -42,6 +49,7 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         user_text,
         tool_result,
         tools,
+        tool_schemas,
         tool_choice: tool_choice(body.get("tool_choice")),
     }
 }

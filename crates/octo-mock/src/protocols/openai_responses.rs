@@ -37,6 +37,15 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         .filter(|t| matches!(str_field(t, "type"), Some("function" | "custom")))
         .filter_map(|t| str_field(t, "name").map(str::to_owned))
         .collect();
+    let tool_schemas = array_field(body, "tools")
+        .iter()
+        .filter_map(|t| {
+            Some((
+                str_field(t, "name")?.to_owned(),
+                t.get("parameters")?.clone(),
+            ))
+        })
+        .collect();
     Summary {
         model: str_field(body, "model").unwrap_or(DEFAULT_MODEL).to_owned(),
         stream: wants_stream(body),
@@ -44,6 +53,7 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         user_text,
         tool_result,
         tools,
+        tool_schemas,
         tool_choice: tool_choice(body.get("tool_choice")),
     }
 }

@@ -1,0 +1,374 @@
+"""Run it as people use it: real coding agents through the gateway's protocol conversion.
+
+- Claude Code (`claude -p`, Anthropic Messages) through the gateway to an upstream that speaks only
+  OpenAI Chat Completions;
+- Codex CLI (`codex exec`, OpenAI Responses) through the gateway to an upstream that speaks only
+  Anthropic Messages.
+
+Both upstreams are the session's `octo-mock`. The prompt carries mock directives: `[mock:tool=NAME]`
+makes the mock call the agent's own shell tool (arguments built from the tool's schema, the command
+from `[mock:tool_arg=...]`), and once the conversation ends with a tool result the mock answers
+`Hello from octo-mock. Tool result: <result>`. So a passing test means the agent's tool call came
+back through the converted stream, the agent ran the command, sent its output back as a tool result
+(converted into the upstream protocol) and printed the final text.
+
+The agents are installed with npm into `target/agents` (see `agents.py`); when that is impossible the
+tests skip with the reason. Each agent run is bounded by `OCTOLLM_AGENT_TIMEOUT` (default 120 s); its
+stdout and stderr are printed on failure. The agents run with an isolated HOME and config directory in
+a temporary directory and with telemetry, auto-update and non-essential traffic disabled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import agents as agent_install
+from support import RUNNING, Proc, bin_path
+
+#: How long one agent run may take.
+AGENT_TIMEOUT = float(os.environ.get("OCTOLLM_AGENT_TIMEOUT", "120"))
+
+#: The command the agents are asked (through the mock) to run, and what it prints.
+MARKER = "octo-agent-tool-ran"
+COMMAND = f"echo {MARKER}"
+FINAL_PREFIX = "Hello from octo-mock. Tool result: "
+
+#: The key the agents send; the gateway has no auth configured, so it must simply never go upstream.
+AGENT_KEY = "sk-agent-client-key"
+
+#: Backends: one that speaks only OpenAI Chat, one that speaks only Anthropic, both on the mock.
+CHAT_KEY = "sk-upstream-agents-chat"
+ANTH_KEY = "sk-upstream-agents-anth"
+
+#: Exposed model → (backend, upstream model). Claude Code's main and small models go to the OpenAI
+#: Chat backend; Codex's to the Anthropic one (`gpt-5.5` is in Codex's model catalogue, so Codex
+#: sends its full tool set and a reasoning effort; `gpt-5-codex` is not, so Codex falls back to
+#: default model metadata).
+AGENT_MODELS = {
+    "claude-sonnet-4-5": ("chat-only", "mock-gpt-agent"),
+    "claude-haiku-4-5": ("chat-only", "mock-gpt-agent-small"),
+    "gpt-5-codex": ("anthropic-only", "mock-claude-agent"),
+    "gpt-5.5": ("anthropic-only", "mock-claude-agent"),
+}
+
+
+def write_agent_gateway_config(path: Path, mock_url: str) -> None:
+    text = f"""\
+# Written by tests/sdk/test_agents.py
+listen: "127.0.0.1:0"
+backends:
+  chat-only:
+    base_url: "{mock_url}"
+    protocol: openai_chat
+    api_key: "{CHAT_KEY}"
+  anthropic-only:
+    base_url: "{mock_url}"
+    protocol: anthropic
+    api_key: "{ANTH_KEY}"
+models:
+"""
+    for exposed, (backend, upstream) in AGENT_MODELS.items():
+        text += (
+            f'  "{exposed}":\n    retry: {{max_attempts: 1}}\n'
+            f"    targets:\n      - {{backend: {backend}, model: {upstream}}}\n"
+        )
+    path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def installed_agents() -> agent_install.Agents:
+    found = agent_install.ensure()
+    for name, version in found.versions.items():
+        print(f"{name}: {version}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def agent_gateway(mock, tmp_path_factory: pytest.TempPathFactory):
+    """An `octollm-server` of its own, with the two single-protocol backends on the session mock."""
+    config = tmp_path_factory.mktemp("agent-gateway") / "octollm.yaml"
+    write_agent_gateway_config(config, mock.url)
+    proc = Proc("octollm-server", [str(bin_path("octollm-server")), "--config", str(config)])
+    RUNNING.append(proc)
+    try:
+        yield proc.url
+    finally:
+        proc.stop()
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+@dataclass
+class Run:
+    argv: list[str]
+    returncode: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def report(self) -> str:
+        return (
+            f"$ {' '.join(self.argv)}\nexit status: {self.returncode} after {self.seconds:.1f}s\n"
+            f"--- stdout ---\n{self.stdout[-8000:]}\n--- stderr ---\n{self.stderr[-8000:]}"
+        )
+
+
+def base_env(home: Path) -> dict[str, str]:
+    """A clean environment: no proxies, keys or config leak in from the caller's."""
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "TMPDIR": str(home / "tmp"),
+        "LANG": "C.UTF-8",
+        "TERM": "dumb",
+        "NO_COLOR": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+
+
+def run_agent(argv: list[str], env: dict[str, str], cwd: Path) -> Run:
+    """Runs the agent in its own process group, so that on timeout the whole group (the agents
+    spawn helpers: Codex's Node launcher its native binary, both agents a shell) is killed."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [str(a) for a in argv],
+        cwd=str(cwd),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=AGENT_TIMEOUT)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        code = None
+        err += f"\n[killed: no exit within {AGENT_TIMEOUT:g}s]"
+    return Run([str(a) for a in argv], code, out, err, time.monotonic() - start)
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+
+def upstream_summary(requests: list[dict]) -> str:
+    lines = []
+    for r in requests:
+        body = r.get("body")
+        if isinstance(body, dict):
+            msgs = body.get("messages") or []
+            last = msgs[-1] if msgs else {}
+            lines.append(
+                f"{r['method']} {r['path_and_query']} model={body.get('model')} "
+                f"tools={len(body.get('tools') or [])} messages={len(msgs)} "
+                f"last={json.dumps(last)[:200]}"
+            )
+        else:
+            lines.append(f"{r['method']} {r['path_and_query']} (body not JSON)")
+    return "\n".join(lines)
+
+
+def check_upstream_headers(requests: list[dict], header: str, value: str, foreign: tuple[str, ...]) -> None:
+    """The backend's key in `header`, the agent's key nowhere, and none of the client protocol's
+    own headers (`foreign`), which mean nothing to the upstream's protocol."""
+    for r in requests:
+        headers = {k.lower(): v for k, v in r["headers"].items()}
+        assert headers.get(header) == value, f"upstream {header} is {headers.get(header)!r}: {headers}"
+        assert AGENT_KEY not in json.dumps(r["headers"]), f"the agent's key went upstream: {r['headers']}"
+        for name in foreign:
+            assert name not in headers, f"{name} was forwarded to a converted upstream: {headers}"
+
+
+def tool_names(body: dict) -> list[str]:
+    names = []
+    for t in body.get("tools") or []:
+        names.append(t.get("name") or (t.get("function") or {}).get("name"))
+    return names
+
+
+# ------------------------------------------------------------------------------------------ Claude Code
+
+
+CLAUDE_PROMPT = f"Run the command. [mock:tool=Bash] [mock:tool_arg={COMMAND}]"
+
+
+def test_claude_code_tool_turn_through_openai_chat_upstream(installed_agents, agent_gateway, mock, tmp_path):
+    claude = installed_agents.command("claude")
+    home = tmp_path / "home"
+    env = base_env(home)
+    env.update(
+        {
+            "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+            "ANTHROPIC_BASE_URL": agent_gateway,
+            "ANTHROPIC_API_KEY": AGENT_KEY,
+            "ANTHROPIC_MODEL": "claude-sonnet-4-5",
+            "ANTHROPIC_SMALL_FAST_MODEL": "claude-haiku-4-5",
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-haiku-4-5",
+            "ANTHROPIC_DEFAULT_SONNET_MODEL": "claude-sonnet-4-5",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+    )
+    run = run_agent(
+        [
+            claude,
+            "-p",
+            CLAUDE_PROMPT,
+            "--model",
+            "claude-sonnet-4-5",
+            "--allowedTools",
+            "Bash",
+            "--max-turns",
+            "4",
+            "--output-format",
+            "json",
+        ],
+        env,
+        tmp_path / "work",
+    )
+    requests = mock.requests(body=True)
+    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    assert run.returncode == 0, context
+    try:
+        result = json.loads(run.stdout)
+    except ValueError:
+        pytest.fail(f"claude --output-format json printed no JSON\n{context}")
+    assert result.get("is_error") is False, context
+    assert result.get("result") == FINAL_PREFIX + MARKER, context
+
+    # Every upstream request is OpenAI Chat, with the backend's key.
+    assert requests, context
+    for r in requests:
+        assert r["path_and_query"] == "/v1/chat/completions", context
+        assert r["body"]["model"] in ("mock-gpt-agent", "mock-gpt-agent-small"), context
+    check_upstream_headers(requests, "authorization", f"Bearer {CHAT_KEY}", ("anthropic-beta", "anthropic-version"))
+
+    # The turn: the mock's tool call came back in the next request as an assistant tool call
+    # followed by a `tool` message with the command's output.
+    turns = [r["body"] for r in requests if r["body"]["messages"][-1].get("role") == "tool"]
+    assert len(turns) == 1, context
+    messages = turns[0]["messages"]
+    call_message = messages[-2]
+    assert call_message["role"] == "assistant", context
+    (call,) = call_message["tool_calls"]
+    assert call["function"]["name"] == "Bash", context
+    assert json.loads(call["function"]["arguments"]) == {"command": COMMAND}, context
+    result_message = messages[-1]
+    assert result_message["tool_call_id"] == call["id"], context
+    content = result_message["content"]
+    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+    assert text.strip() == MARKER, context
+    assert "Bash" in tool_names(turns[0]), context
+    # Anthropic's system prompt arrives as the first, `system`, message.
+    assert messages[0]["role"] == "system", context
+
+
+# ------------------------------------------------------------------------------------------ Codex CLI
+
+
+def codex_config(codex_home: Path, gateway_url: str, model: str) -> None:
+    codex_home.mkdir(parents=True, exist_ok=True)
+    (codex_home / "config.toml").write_text(
+        f"""\
+# Written by tests/sdk/test_agents.py
+model = "{model}"
+model_provider = "octo"
+approval_policy = "never"
+sandbox_mode = "danger-full-access"
+check_for_update_on_startup = false
+
+[model_providers.octo]
+name = "OctoLLM"
+base_url = "{gateway_url}/v1"
+wire_api = "responses"
+env_key = "OCTO_KEY"
+request_max_retries = 0
+stream_max_retries = 0
+
+[analytics]
+enabled = false
+""",
+        encoding="utf-8",
+    )
+
+
+#: Codex's shell tool: `exec_command` (`cmd`) in current releases.
+CODEX_SHELL_TOOL = "exec_command"
+CODEX_PROMPT = f"Run the command. [mock:tool={CODEX_SHELL_TOOL}] [mock:tool_arg={COMMAND}]"
+
+
+@pytest.mark.parametrize("model", ["gpt-5-codex", "gpt-5.5"])
+def test_codex_tool_turn_through_anthropic_upstream(installed_agents, agent_gateway, mock, tmp_path, model):
+    codex = installed_agents.command("codex")
+    home = tmp_path / "home"
+    codex_home = home / ".codex"
+    codex_config(codex_home, agent_gateway, model)
+    env = base_env(home)
+    env.update({"CODEX_HOME": str(codex_home), "OCTO_KEY": AGENT_KEY})
+    work = tmp_path / "work"
+    run = run_agent(
+        [codex, "exec", "--skip-git-repo-check", "--color", "never", "-m", model, "-C", str(work), CODEX_PROMPT],
+        env,
+        work,
+    )
+    requests = mock.requests(body=True)
+    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    assert run.returncode == 0, context
+    assert FINAL_PREFIX in run.stdout, context
+
+    # Every upstream request is Anthropic Messages, with the backend's key.
+    assert requests, context
+    for r in requests:
+        assert r["path_and_query"] == "/v1/messages", context
+        assert r["body"]["model"] == "mock-claude-agent", context
+        assert r["body"]["max_tokens"] > 0, context
+    check_upstream_headers(requests, "x-api-key", ANTH_KEY, ("openai-beta",))
+
+    def ends_with_tool_result(body: dict) -> bool:
+        last = body["messages"][-1]
+        return last["role"] == "user" and any(
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in last.get("content") or []
+        )
+
+    turns = [r["body"] for r in requests if ends_with_tool_result(r["body"])]
+    assert len(turns) == 1, context
+    messages = turns[0]["messages"]
+    (use,) = [b for b in messages[-2]["content"] if b.get("type") == "tool_use"]
+    assert messages[-2]["role"] == "assistant", context
+    (result,) = [b for b in messages[-1]["content"] if b.get("type") == "tool_result"]
+    assert result["tool_use_id"] == use["id"], context
+    output = result["content"]
+    output = output if isinstance(output, str) else "".join(b.get("text", "") for b in output)
+    if CODEX_SHELL_TOOL in tool_names(turns[0]):
+        # The mock called the shell tool with a valid command: Codex ran it.
+        assert use["name"] == CODEX_SHELL_TOOL, context
+        assert use["input"] == {"cmd": COMMAND}, context
+        assert MARKER in output, context
+        assert FINAL_PREFIX + output[:10] in run.stdout, context
+    else:
+        # A Codex without that tool: the mock called the first tool with placeholder arguments and
+        # Codex answered with an error result, which still completes a tool-using turn.
+        print(f"note: Codex defines no {CODEX_SHELL_TOOL} tool: {tool_names(turns[0])}")
+    # The Responses `developer` instructions became the Anthropic system prompt.
+    assert "Codex" in json.dumps(turns[0].get("system")), context
+
