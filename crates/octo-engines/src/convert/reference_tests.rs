@@ -775,3 +775,91 @@ fn gemini_schemas_are_cleaned_in_requests() {
         json!({"type": "object", "properties": {"a": {"type": "string"}}})
     );
 }
+
+#[test]
+fn refusals_are_never_empty_turns() {
+    // OpenAI's refusal (finish "stop") → an Anthropic text block with stop_reason "refusal".
+    let out = convert_response(
+        ApiFormat::Messages,
+        ApiFormat::ChatCompletions,
+        br#"{"id":"c","model":"g","choices":[{"message":{"role":"assistant","content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        out["content"],
+        json!([{"type": "text", "text": "I can't help with that."}])
+    );
+    assert_eq!(out["stop_reason"], "refusal");
+    let chunks = vec![
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chunk(json!({"refusal": "No."}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        json!("[DONE]"),
+    ];
+    let out = events(convert_stream(
+        ApiFormat::Messages,
+        ApiFormat::ChatCompletions,
+        true,
+        chat_chunks(&chunks),
+    ));
+    assert_eq!(out[2].1["delta"]["text"], "No.");
+    assert_eq!(out[out.len() - 2].1["delta"]["stop_reason"], "refusal");
+    // And back: Anthropic's refusal → OpenAI content_filter, Gemini SAFETY.
+    let body = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"No."}],"stop_reason":"refusal","usage":{"input_tokens":1,"output_tokens":1}}"#;
+    let chat = convert_response(ApiFormat::ChatCompletions, ApiFormat::Messages, body).unwrap();
+    assert_eq!(chat["choices"][0]["finish_reason"], "content_filter");
+    let gemini = convert_response(ApiFormat::GenerateContent, ApiFormat::Messages, body).unwrap();
+    assert_eq!(gemini["candidates"][0]["finishReason"], "SAFETY");
+    let responses = convert_response(ApiFormat::Responses, ApiFormat::Messages, body).unwrap();
+    assert_eq!(responses["status"], "incomplete");
+    assert_eq!(responses["incomplete_details"]["reason"], "content_filter");
+}
+
+#[test]
+fn responses_refusal_parts_stream_in_their_own_part() {
+    let chunks = vec![
+        chunk(json!({"role": "assistant", "content": "Well"}), Value::Null),
+        chunk(json!({"refusal": "no"}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        json!("[DONE]"),
+    ];
+    let out = events(convert_stream(
+        ApiFormat::Responses,
+        ApiFormat::ChatCompletions,
+        true,
+        chat_chunks(&chunks),
+    ));
+    let names: Vec<&str> = out.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.content_part.added",
+            "response.refusal.delta",
+            "response.refusal.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.incomplete",
+        ]
+    );
+    let seqs: Vec<u64> = out
+        .iter()
+        .map(|(_, d)| d["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    let last = &out.last().unwrap().1["response"];
+    assert_eq!(
+        last["output"][0]["content"],
+        json!([
+            {"type": "output_text", "text": "Well", "annotations": []},
+            {"type": "refusal", "refusal": "no"}
+        ])
+    );
+    assert_eq!(out[8].1["content_index"], 1);
+}
