@@ -16,7 +16,7 @@ use super::ids;
 use super::media::{data_uri, media_from_url, media_url};
 use super::model::{
     ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
-    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
+    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage, refusal_stop,
 };
 use super::util::{arr, as_u64, b, bad, content_text, dropped, f, num, put, s, u, unsupported};
 
@@ -675,12 +675,13 @@ pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
             signature,
         }));
     }
+    let refused = parts.iter().any(|p| matches!(p, Part::Refusal(_)));
     Ok(ChatResponse {
         id: s(v, "id").unwrap_or_default().to_owned(),
         model: s(v, "model").unwrap_or_default().to_owned(),
         created: v.get("created").and_then(as_u64),
         parts,
-        stop: s(choice, "finish_reason").and_then(stop_from),
+        stop: refusal_stop(s(choice, "finish_reason").and_then(stop_from), refused),
         stop_sequence: None,
         usage: v.get("usage").and_then(Usage::from_openai_chat),
     })

@@ -16,7 +16,7 @@ use octo_core::{ApiFormat, Error, Event};
 
 use super::chat::{finish_reason, stop_from};
 use super::ids;
-use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
+use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop, refusal_stop};
 use super::stream::{Decoder, Encoder};
 use super::util::{as_u64, inband_error, now, status_for_type};
 
@@ -91,6 +91,8 @@ pub(crate) struct ChatDecoder {
     keys: Vec<u64>,
     /// The key of the last fragment (for fragments without `index`).
     last_key: Option<u64>,
+    /// A refusal was streamed.
+    refused: bool,
     response_id: String,
 }
 
@@ -140,7 +142,8 @@ impl Decoder for ChatDecoder {
             if let Some(delta) = choice.delta {
                 self.delta(delta, out);
             }
-            if let Some(reason) = choice.finish_reason.as_deref().and_then(stop_from) {
+            let stop = choice.finish_reason.as_deref().and_then(stop_from);
+            if let Some(reason) = stop.and_then(|s| refusal_stop(Some(s), self.refused)) {
                 out.push(StreamEvent::Finish {
                     reason,
                     stop_sequence: None,
@@ -196,6 +199,7 @@ impl ChatDecoder {
             out.push(StreamEvent::Text(text.into_owned()));
         }
         if let Some(text) = delta.refusal.filter(|t| !t.is_empty()) {
+            self.refused = true;
             out.push(StreamEvent::Refusal(text.into_owned()));
         }
         for tc in delta.tool_calls.into_iter().flatten() {

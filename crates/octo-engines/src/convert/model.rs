@@ -277,6 +277,14 @@ impl ChatResponse {
     }
 }
 
+/// A plain stop after a refusal is a content-filter stop (protocols.md §5.3: Anthropic's `refusal`).
+pub(crate) fn refusal_stop(stop: Option<StopReason>, refused: bool) -> Option<StopReason> {
+    match stop {
+        Some(StopReason::EndTurn) | None if refused => Some(StopReason::ContentFilter),
+        other => other,
+    }
+}
+
 /// `stop` (default end of turn), with "has tool calls" winning over a plain stop.
 pub(crate) fn effective_stop(stop: Option<StopReason>, has_tools: bool) -> StopReason {
     match stop {

@@ -775,3 +775,166 @@ fn gemini_schemas_are_cleaned_in_requests() {
         json!({"type": "object", "properties": {"a": {"type": "string"}}})
     );
 }
+
+#[test]
+fn refusals_are_never_empty_turns() {
+    // OpenAI's refusal (finish "stop") → an Anthropic text block with stop_reason "refusal".
+    let out = convert_response(
+        ApiFormat::Messages,
+        ApiFormat::ChatCompletions,
+        br#"{"id":"c","model":"g","choices":[{"message":{"role":"assistant","content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        out["content"],
+        json!([{"type": "text", "text": "I can't help with that."}])
+    );
+    assert_eq!(out["stop_reason"], "refusal");
+    let chunks = vec![
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chunk(json!({"refusal": "No."}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        json!("[DONE]"),
+    ];
+    let out = events(convert_stream(
+        ApiFormat::Messages,
+        ApiFormat::ChatCompletions,
+        true,
+        chat_chunks(&chunks),
+    ));
+    assert_eq!(out[2].1["delta"]["text"], "No.");
+    assert_eq!(out[out.len() - 2].1["delta"]["stop_reason"], "refusal");
+    // And back: Anthropic's refusal → OpenAI content_filter, Gemini SAFETY.
+    let body = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"No."}],"stop_reason":"refusal","usage":{"input_tokens":1,"output_tokens":1}}"#;
+    let chat = convert_response(ApiFormat::ChatCompletions, ApiFormat::Messages, body).unwrap();
+    assert_eq!(chat["choices"][0]["finish_reason"], "content_filter");
+    let gemini = convert_response(ApiFormat::GenerateContent, ApiFormat::Messages, body).unwrap();
+    assert_eq!(gemini["candidates"][0]["finishReason"], "SAFETY");
+    let responses = convert_response(ApiFormat::Responses, ApiFormat::Messages, body).unwrap();
+    assert_eq!(responses["status"], "incomplete");
+    assert_eq!(responses["incomplete_details"]["reason"], "content_filter");
+}
+
+#[test]
+fn responses_refusal_parts_stream_in_their_own_part() {
+    let chunks = vec![
+        chunk(json!({"role": "assistant", "content": "Well"}), Value::Null),
+        chunk(json!({"refusal": "no"}), Value::Null),
+        chunk(json!({}), json!("stop")),
+        json!("[DONE]"),
+    ];
+    let out = events(convert_stream(
+        ApiFormat::Responses,
+        ApiFormat::ChatCompletions,
+        true,
+        chat_chunks(&chunks),
+    ));
+    let names: Vec<&str> = out.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.content_part.added",
+            "response.refusal.delta",
+            "response.refusal.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.incomplete",
+        ]
+    );
+    let seqs: Vec<u64> = out
+        .iter()
+        .map(|(_, d)| d["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    let last = &out.last().unwrap().1["response"];
+    assert_eq!(
+        last["output"][0]["content"],
+        json!([
+            {"type": "output_text", "text": "Well", "annotations": []},
+            {"type": "refusal", "refusal": "no"}
+        ])
+    );
+    assert_eq!(out[8].1["content_index"], 1);
+}
+
+#[tokio::test]
+async fn upstreams_that_ignore_the_stream_flag_are_adapted() {
+    use futures::StreamExt;
+    // Asked to stream, the upstream answers a full body: the client still gets its stream.
+    let full = octo_core::engine_fn(|_req: Request| async {
+        Ok(Response::json(
+            200,
+            Body::from_static(br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"Hi"},{"type":"tool_use","id":"t1","name":"f","input":{"a":1}}],"stop_reason":"tool_use","usage":{"input_tokens":2,"output_tokens":3}}"#),
+        ))
+    });
+    let engine = ConvertEngine::new(std::sync::Arc::new(full), ApiFormat::Messages);
+    let req = Request::post(
+        ApiFormat::ChatCompletions,
+        "/v1/chat/completions",
+        Body::from_static(
+            br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+        ),
+    );
+    let resp = engine.process(req).await.unwrap();
+    let ResponseBody::Stream(mut s) = resp.body else {
+        panic!("a stream was asked for")
+    };
+    let mut text = String::new();
+    let mut args = String::new();
+    let mut last = Vec::new();
+    while let Some(ev) = s.next().await {
+        let ev = ev.unwrap();
+        last = ev.data_body().to_bytes().to_vec();
+        if let Ok(v) = serde_json::from_slice::<Value>(&last) {
+            text.push_str(
+                v.pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            );
+            args.push_str(
+                v.pointer("/choices/0/delta/tool_calls/0/function/arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            );
+        }
+    }
+    assert_eq!(text, "Hi");
+    assert_eq!(args, "{\"a\":1}");
+    assert_eq!(last, b"[DONE]");
+
+    // Asked for a full body, the upstream streams: the client gets one body.
+    let streaming = octo_core::engine_fn(|_req: Request| async {
+        let evs = [
+            r#"{"type":"message_start","message":{"id":"m1","model":"c","usage":{"input_tokens":3,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo"}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}"#,
+            r#"{"type":"message_stop"}"#,
+        ]
+        .map(|d| Event::data(Bytes::from(d)));
+        Ok(Response::stream(EventStream::iter(evs)))
+    });
+    let engine = ConvertEngine::new(std::sync::Arc::new(streaming), ApiFormat::Messages);
+    let req = Request::post(
+        ApiFormat::Responses,
+        "/v1/responses",
+        Body::from_static(br#"{"model":"m","input":"x"}"#),
+    );
+    let resp = engine.process(req).await.unwrap();
+    let ResponseBody::Full(mut body) = resp.body else {
+        panic!("a full body was asked for")
+    };
+    let v = body.json().unwrap();
+    assert_eq!(v["output"][0]["content"][0]["text"], "Hello");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["usage"]["input_tokens"], 3);
+    assert_eq!(v["usage"]["output_tokens"], 2);
+}

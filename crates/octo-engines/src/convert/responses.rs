@@ -12,7 +12,7 @@ use super::ids;
 use super::media::{data_uri, media_from_url};
 use super::model::{
     ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
-    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
+    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage, refusal_stop,
 };
 use super::util::{
     arr, as_u64, b, bad, content_text, dropped, f, inband_error, num, put, s, u, unsupported,
@@ -624,15 +624,19 @@ pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
     for item in arr(v, "output") {
         item_parts(item, &mut parts);
     }
+    let refused = parts.iter().any(|p| matches!(p, Part::Refusal(_)));
     Ok(ChatResponse {
         id: s(v, "id").unwrap_or_default().to_owned(),
         model: s(v, "model").unwrap_or_default().to_owned(),
         created: v.get("created_at").and_then(as_u64),
         parts,
-        stop: stop_from(
-            s(v, "status"),
-            v.pointer("/incomplete_details/reason")
-                .and_then(Value::as_str),
+        stop: refusal_stop(
+            stop_from(
+                s(v, "status"),
+                v.pointer("/incomplete_details/reason")
+                    .and_then(Value::as_str),
+            ),
+            refused,
         ),
         stop_sequence: None,
         usage: v.get("usage").and_then(Usage::from_openai_responses),

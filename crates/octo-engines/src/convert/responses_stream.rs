@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 use octo_core::{ApiFormat, Error, Event};
 
 use super::ids;
-use super::model::{StopReason, StreamEvent, StreamStart, Thinking, Usage, effective_stop};
+use super::model::{
+    StopReason, StreamEvent, StreamStart, Thinking, Usage, effective_stop, refusal_stop,
+};
 use super::responses::{
     failed_error, item_id, reasoning_item, response_object, status_of, stop_from,
 };
@@ -53,6 +55,8 @@ pub(crate) struct ResponsesDecoder {
     ended: bool,
     /// `(output_index, arguments seen)` of started calls.
     calls: Vec<(u64, bool)>,
+    /// A refusal was streamed.
+    refused: bool,
 }
 
 impl ResponsesDecoder {
@@ -136,6 +140,7 @@ impl Decoder for ResponsesDecoder {
             }
             "response.refusal.delta" => {
                 if let Some(d) = ev.delta.filter(|d| !d.is_empty()) {
+                    self.refused = true;
                     out.push(StreamEvent::Refusal(d.into_owned()));
                 }
             }
@@ -195,7 +200,7 @@ impl Decoder for ResponsesDecoder {
                 let reason = r
                     .pointer("/incomplete_details/reason")
                     .and_then(Value::as_str);
-                if let Some(reason) = stop_from(status, reason) {
+                if let Some(reason) = refusal_stop(stop_from(status, reason), self.refused) {
                     out.push(StreamEvent::Finish {
                         reason,
                         stop_sequence: None,
