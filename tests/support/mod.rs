@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ChildStdout;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use octo_mock::{MockConfig, MockServer};
 
@@ -33,9 +35,24 @@ pub struct Gateway {
     child: Child,
     pub url: String,
     pub config_path: PathBuf,
-    stdout: BufReader<ChildStdout>,
+    /// Lines the gateway prints after the listening line, read by a thread.
+    lines: mpsc::Receiver<String>,
     /// Whether `config_path` is a temp file of ours, deleted on drop.
     owned_config: bool,
+}
+
+/// Forwards the rest of a gateway's stdout, line by line, from a thread.
+fn line_reader(stdout: BufReader<ChildStdout>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 static CONFIGS: AtomicUsize = AtomicUsize::new(0);
@@ -76,7 +93,7 @@ impl Gateway {
             child,
             url,
             config_path,
-            stdout,
+            lines: line_reader(stdout),
             owned_config: true,
         }
     }
@@ -114,18 +131,17 @@ impl Gateway {
             child,
             url,
             config_path: path.to_owned(),
-            stdout,
+            lines: line_reader(stdout),
             owned_config: false,
         }
     }
 
-    /// The next line the gateway prints on stdout (blocks until it comes).
+    /// The next line the gateway prints on stdout; panics if none comes within 30 s, so a
+    /// missing line fails the test instead of hanging it.
     pub fn next_line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("read a line from the gateway");
-        line
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the gateway printed no further line within 30 s")
     }
 
     /// Sends `signal` (e.g. `-HUP`) to the gateway.

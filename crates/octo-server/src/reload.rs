@@ -46,6 +46,8 @@ fn stamp(path: &Path) -> Option<Stamp> {
 #[derive(Debug)]
 pub struct Reloader {
     path: PathBuf,
+    /// The file as it was when the reloader was made, so a change right after start is not missed.
+    last: Option<Stamp>,
     router: Arc<SharedRouter>,
     current: Config,
     poll: Option<Duration>,
@@ -64,6 +66,7 @@ impl Reloader {
         poll: Option<Duration>,
     ) -> Self {
         Reloader {
+            last: stamp(&path),
             path,
             router,
             current: initial,
@@ -77,6 +80,7 @@ impl Reloader {
     pub async fn run(self) {
         let Reloader {
             path,
+            last,
             router,
             current,
             poll,
@@ -85,7 +89,7 @@ impl Reloader {
         #[cfg(unix)]
         let mut hup = self.hup;
         let mut current = current;
-        let mut last = stamp(&path);
+        let mut last = last;
         let mut generation = 1u64;
         let mut ticker = poll.map(|p| {
             let mut t = tokio::time::interval(p);
