@@ -311,6 +311,61 @@ async fn health_and_readiness() {
     assert_eq!(resp.status(), 404);
 }
 
+/// `GET /debug/overhead`: one entry per request that reached an engine, with the upstream's own
+/// time (a slow head, a slowly paced stream) subtracted.
+#[tokio::test]
+async fn overhead_histogram_subtracts_upstream_time() {
+    let mock = mock().await;
+    let gw = Gateway::start(&config(&mock.url()));
+    let overhead = || async {
+        let resp = client()
+            .get(format!("{}/debug/overhead", gw.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        serde_json::from_slice::<Value>(&resp.bytes().await.unwrap()).unwrap()
+    };
+    assert_eq!(overhead().await["count"], 0);
+    // An upstream that takes a second to answer: that second is not the gateway's.
+    let body = body_for("openai_chat", "chat", "slow [mock:latency_ms=1000]", false);
+    let (status, _, v) = post(&gw, "/v1/chat/completions", body).await;
+    assert_eq!(status, 200, "{v}");
+    let o = overhead().await;
+    assert_eq!(o["count"], 1, "{o}");
+    assert!(o["max_us"].as_f64().unwrap() < 1_000_000.0, "{o}");
+    // A stream paced 400 ms apart is recorded when it ends, its pauses subtracted too.
+    let body = body_for(
+        "openai_chat",
+        "chat",
+        "[mock:events=3] [mock:interval_ms=400]",
+        true,
+    );
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("[DONE]"), "{text}");
+    let o = overhead().await;
+    assert_eq!(o["count"], 2, "{o}");
+    assert!(o["max_us"].as_f64().unwrap() < 800_000.0, "{o}");
+    for key in ["p50_us", "p90_us", "p99_us", "p999_us", "mean_us"] {
+        assert!(o[key].is_number(), "{key}: {o}");
+    }
+    // Requests that never reach an engine (404s, health checks) are not counted.
+    let _ = client()
+        .get(format!("{}/nope", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overhead().await["count"], 2);
+}
+
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly() {
     let mock = mock().await;

@@ -18,8 +18,8 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
@@ -65,6 +65,9 @@ pub struct Body {
     bytes: Option<Bytes>,
     /// The cached parse, if any; authoritative when `bytes` is `None`.
     value: Option<Arc<Value>>,
+    /// The routing scalars of `bytes`, once [`Body::peek`] has scanned them (each scan of a large
+    /// body costs time proportional to its size, and several engines peek).
+    peeked: OnceLock<Peek>,
 }
 
 /// The top-level routing scalars of a request body, read without building a tree.
@@ -87,6 +90,7 @@ impl Body {
         Body {
             bytes: Some(bytes.into()),
             value: None,
+            peeked: OnceLock::new(),
         }
     }
 
@@ -100,6 +104,7 @@ impl Body {
         Body {
             bytes: None,
             value: Some(Arc::new(value)),
+            peeked: OnceLock::new(),
         }
     }
 
@@ -163,6 +168,7 @@ impl Body {
     pub fn json_mut(&mut self) -> Result<&mut Value, Error> {
         self.ensure_parsed()?;
         self.bytes = None;
+        self.peeked = OnceLock::new();
         let arc = self.value.get_or_insert_with(|| Arc::new(Value::Null));
         Ok(Arc::make_mut(arc))
     }
@@ -170,6 +176,7 @@ impl Body {
     /// Replaces the document.
     pub fn set_json(&mut self, value: Value) {
         self.bytes = None;
+        self.peeked = OnceLock::new();
         self.value = Some(Arc::new(value));
     }
 
@@ -177,6 +184,7 @@ impl Body {
     pub fn set_bytes(&mut self, bytes: impl Into<Bytes>) {
         self.bytes = Some(bytes.into());
         self.value = None;
+        self.peeked = OnceLock::new();
     }
 
     fn ensure_parsed(&mut self) -> Result<(), Error> {
@@ -192,13 +200,17 @@ impl Body {
 
     /// Reads the top-level `model` and `stream` without building a document tree.
     ///
-    /// The whole body is still validated, so malformed JSON is caught here.
+    /// The whole body is still validated, so malformed JSON is caught here. The result is cached:
+    /// later peeks (and clones of this body) do not scan again.
     ///
     /// # Errors
     /// A 400 [`Error`] when the body is not a JSON object, or `model`/`stream` have the wrong type.
     pub fn peek(&self) -> Result<Peek, Error> {
         if let Some(v) = &self.value {
             return peek_value(v);
+        }
+        if let Some(p) = self.peeked.get() {
+            return Ok(p.clone());
         }
         #[derive(Deserialize)]
         struct Scalars<'a> {
@@ -209,10 +221,12 @@ impl Body {
         }
         let bytes = self.bytes.as_deref().unwrap_or_default();
         let s: Scalars<'_> = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e))?;
-        Ok(Peek {
+        let peek = Peek {
             model: s.model.map(Cow::into_owned),
             stream: s.stream.unwrap_or(false),
-        })
+        };
+        let _ = self.peeked.set(peek.clone());
+        Ok(peek)
     }
 
     /// Sets one top-level key, splicing bytes when the body is clean so that every other byte is kept.
@@ -254,6 +268,34 @@ impl Body {
             }
         }
         self.bytes = Some(out.freeze());
+        // Keep a cached peek valid without scanning the new bytes again.
+        let peeked = std::mem::take(&mut self.peeked).into_inner();
+        if let Some(mut p) = peeked {
+            let still_valid = match (key, value) {
+                ("model", Value::String(m)) => {
+                    p.model = Some(m.clone());
+                    true
+                }
+                ("model", Value::Null) => {
+                    p.model = None;
+                    true
+                }
+                ("stream", Value::Bool(b)) => {
+                    p.stream = *b;
+                    true
+                }
+                ("stream", Value::Null) => {
+                    p.stream = false;
+                    true
+                }
+                // A wrongly typed routing scalar: let the next peek report it.
+                ("model" | "stream", _) => false,
+                _ => true,
+            };
+            if still_valid {
+                let _ = self.peeked.set(p);
+            }
+        }
         Ok(())
     }
 
@@ -410,6 +452,37 @@ mod tests {
             .peek()
             .unwrap_err();
         assert_eq!(e.status().as_u16(), 400);
+    }
+
+    #[test]
+    fn peek_is_cached_across_clones_and_kept_by_splices() {
+        let body = Body::from_static(br#"{"model":"a","stream":true,"x":[1]}"#);
+        assert_eq!(body.peek().unwrap().model.as_deref(), Some("a"));
+        let mut copy = body.clone();
+        assert!(copy.peeked.get().is_some());
+        copy.set_top_level("model", &json!("b")).unwrap();
+        assert_eq!(
+            copy.peeked.get().cloned(),
+            Some(Peek {
+                model: Some("b".into()),
+                stream: true
+            })
+        );
+        copy.set_top_level("stream", &json!(false)).unwrap();
+        copy.set_top_level("x", &json!(2)).unwrap();
+        let cached = copy.peek().unwrap();
+        // The cached answer is the one a fresh scan gives.
+        assert_eq!(cached, Body::from_bytes(copy.bytes()).peek().unwrap());
+        assert_eq!(cached.model.as_deref(), Some("b"));
+        assert!(!cached.stream);
+        // A wrongly typed value drops the cache, so the next peek reports it.
+        copy.set_top_level("stream", &json!("yes")).unwrap();
+        assert!(copy.peek().is_err());
+        // New bytes drop the cache.
+        copy.set_bytes(Bytes::from_static(br#"{"model":"c"}"#));
+        assert_eq!(copy.peek().unwrap().model.as_deref(), Some("c"));
+        // The original is untouched.
+        assert_eq!(body.peek().unwrap().model.as_deref(), Some("a"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`sse`]: an SSE decoder that survives any chunking, and protocol-aware keep-alives.
 //! - [`Error`]: kind, status, retryability and retry-after, rendered in the client's protocol.
 //! - [`http`]: the hyper 1.x front — routes for the four protocols, limits, graceful shutdown.
+//! - [`overhead`]: the gateway's own time per request (total − upstream wait), as a histogram.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -47,6 +48,7 @@ pub mod error;
 pub mod event;
 pub mod format;
 pub mod http;
+pub mod overhead;
 pub mod request;
 pub mod response;
 pub mod sse;

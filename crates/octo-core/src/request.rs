@@ -94,7 +94,39 @@ impl Request {
             self.route.model = Some(model.to_owned());
             return Ok(());
         }
+        // Already that model (the common passthrough case): keep the body as it is, no copy.
+        if self
+            .body
+            .peek()
+            .is_ok_and(|p| p.model.as_deref() == Some(model))
+        {
+            return Ok(());
+        }
         self.body
             .set_top_level("model", &Value::String(model.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_model_to_the_same_name_keeps_the_bytes() {
+        let raw = bytes::Bytes::from_static(br#"{ "model" : "m", "messages": [] }"#);
+        let mut req = Request::post(
+            ApiFormat::ChatCompletions,
+            "/v1/chat/completions",
+            Body::from_bytes(raw.clone()),
+        );
+        req.set_model("m").unwrap();
+        let same = req.body.bytes();
+        assert_eq!(same.as_ptr(), raw.as_ptr(), "no copy for the same model");
+        req.set_model("n").unwrap();
+        assert_eq!(
+            &req.body.bytes()[..],
+            br#"{ "model" : "n", "messages": [] }"#
+        );
+        assert_eq!(req.peek().unwrap().model.as_deref(), Some("n"));
     }
 }

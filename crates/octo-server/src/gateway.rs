@@ -112,6 +112,7 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
     let keep_alive = duration("stream_keep_alive", &config.limits.stream_keep_alive)?;
     let mut router = Router::new()
         .health_routes()
+        .overhead_route()
         .max_body_bytes(config.limits.max_body_bytes)
         .keep_alive(Some(keep_alive));
     router = router

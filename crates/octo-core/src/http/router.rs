@@ -7,7 +7,7 @@
 //! panics on client input and never answers a blanket 200.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -18,6 +18,7 @@ use crate::body::Body;
 use crate::engine::ArcEngine;
 use crate::error::{BoxError, Error};
 use crate::format::ApiFormat;
+use crate::overhead::{self, OverheadTimer, UpstreamTime};
 use crate::request::{Request, RouteParams};
 use crate::response::ResponseBody;
 use crate::sse::KeepAlive;
@@ -45,6 +46,8 @@ enum Target {
         content_type: &'static str,
         body: Bytes,
     },
+    /// The overhead histogram as JSON.
+    Overhead,
 }
 
 #[derive(Clone)]
@@ -212,6 +215,17 @@ impl Router {
             .static_get("/readyz", "application/json", ok)
     }
 
+    /// Adds `GET /debug/overhead`: the process-wide histogram of the gateway's own time per request
+    /// (total minus upstream wait), as JSON. See [`crate::overhead`].
+    pub fn overhead_route(mut self) -> Self {
+        self.routes.push(Route {
+            pattern: Pattern::Exact("/debug/overhead".to_owned()),
+            method: Method::GET,
+            target: Target::Overhead,
+        });
+        self
+    }
+
     /// Sets the request body limit (bodies over it get 413).
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
         self.max_body_bytes = limit;
@@ -234,6 +248,7 @@ impl Router {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
+        let started = Instant::now();
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         let mut found_path = false;
@@ -270,6 +285,10 @@ impl Router {
             Target::Static { content_type, body } => {
                 return full_response(StatusCode::OK, content_type, body.clone());
             }
+            Target::Overhead => {
+                let body = overhead::global().snapshot().to_json_bytes();
+                return full_response(StatusCode::OK, "application/json", body);
+            }
             Target::Engine { format, engine } => (*format, engine),
         };
         let bytes = match self.read_body(&parts.headers, body).await {
@@ -288,8 +307,12 @@ impl Router {
         if let Some(addr) = client {
             request.extensions.insert(ClientAddr(addr));
         }
+        let upstream = UpstreamTime::new();
+        request.extensions.insert(upstream.clone());
+        // Recorded when dropped: here for full responses, at the end of the body for streams.
+        let timer = OverheadTimer::start_at(started, upstream, overhead::global());
         match engine.process(request).await {
-            Ok(resp) => self.write_response(resp, format, encoding),
+            Ok(resp) => self.write_response(resp, format, encoding, timer),
             Err(e) => {
                 tracing::debug!(error = ?e, "request failed");
                 error_response(&e, format)
@@ -361,6 +384,7 @@ impl Router {
         resp: crate::Response,
         format: ApiFormat,
         encoding: StreamEncoding,
+        timer: OverheadTimer,
     ) -> http::Response<FrontBody> {
         let mut headers = resp.headers;
         strip_hop_by_hop(&mut headers);
@@ -385,9 +409,9 @@ impl Router {
                 let keep_alive = self
                     .keep_alive
                     .and_then(|interval| KeepAlive::for_format(format, interval));
-                http::Response::new(Either::Right(SseBody::new(
-                    events, format, encoding, keep_alive,
-                )))
+                http::Response::new(Either::Right(
+                    SseBody::new(events, format, encoding, keep_alive).with_timer(timer),
+                ))
             }
         };
         *out.status_mut() = resp.status;

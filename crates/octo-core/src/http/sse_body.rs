@@ -18,6 +18,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::event::EventStream;
 use crate::format::ApiFormat;
+use crate::overhead::OverheadTimer;
 use crate::sse::KeepAlive;
 
 /// How the events are framed on the wire.
@@ -39,6 +40,8 @@ pub struct SseBody {
     sleep: Option<Pin<Box<Sleep>>>,
     started: bool,
     done: bool,
+    /// Records the request's overhead when the stream ends (or is dropped).
+    timer: Option<OverheadTimer>,
 }
 
 impl SseBody {
@@ -61,6 +64,20 @@ impl SseBody {
             sleep,
             started: false,
             done: false,
+            timer: None,
+        }
+    }
+
+    /// Records the request's overhead into `timer` when the stream ends or the body is dropped.
+    pub fn with_timer(mut self, timer: OverheadTimer) -> Self {
+        self.timer = Some(timer);
+        self
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        if let Some(mut t) = self.timer.take() {
+            t.finish();
         }
     }
 
@@ -97,7 +114,7 @@ impl Body for SseBody {
                 Poll::Ready(Some(Ok(Frame::data(frame))))
             }
             Poll::Ready(Some(Err(err))) => {
-                this.done = true;
+                this.finish();
                 tracing::warn!(error = %err, "stream ended with an error");
                 let frame = match this.encoding {
                     StreamEncoding::Sse => err.render_stream_frame(this.format),
@@ -111,7 +128,7 @@ impl Body for SseBody {
                 Poll::Ready(Some(Ok(Frame::data(frame))))
             }
             Poll::Ready(None) => {
-                this.done = true;
+                this.finish();
                 match this.encoding {
                     StreamEncoding::Sse => Poll::Ready(None),
                     StreamEncoding::JsonArray => {

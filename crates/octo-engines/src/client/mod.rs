@@ -36,6 +36,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, header};
+use octo_core::overhead::UpstreamTime;
 use octo_core::sse::SseDecoder;
 use octo_core::{
     ApiFormat, Body, Engine, Error, EventStream, Request, Response, ResponseBody, UpstreamBody,
@@ -305,6 +306,7 @@ impl Engine for HttpEndpoint {
         forwarded_client_headers(format, &req.headers, &mut headers);
         let body = req.body.bytes();
         let model = peek.model.unwrap_or_default();
+        let upstream = req.extensions.get::<UpstreamTime>().cloned();
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<Error> = None;
         loop {
@@ -338,6 +340,7 @@ impl Engine for HttpEndpoint {
                     attempt_headers,
                     body.clone(),
                     format,
+                    upstream.as_ref(),
                 )
                 .await;
             let key = lease.index() + 1;
@@ -362,6 +365,7 @@ impl HttpEndpoint {
         headers: HeaderMap,
         body: Bytes,
         format: ApiFormat,
+        upstream: Option<&UpstreamTime>,
     ) -> Result<Response, Error> {
         let name = &self.config.name;
         let request = self
@@ -377,8 +381,11 @@ impl HttpEndpoint {
         let deadline = now.checked_add(t.total).unwrap_or(now);
         let first_byte = t.first_byte.min(t.total);
         let head_deadline = now.checked_add(first_byte).unwrap_or(now);
-        let resp = match tokio::time::timeout_at(head_deadline, self.client.execute(request)).await
-        {
+        let head = tokio::time::timeout_at(head_deadline, self.client.execute(request)).await;
+        if let Some(acc) = upstream {
+            acc.add(now.elapsed());
+        }
+        let resp = match head {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => return Err(self.map_send_error(&e, url)),
             Err(_) => {
@@ -396,7 +403,8 @@ impl HttpEndpoint {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         let retry_after = retry_after(resp.headers());
-        let body = TimedBody::new(resp.bytes_stream(), name.clone(), t.idle, deadline);
+        let body = TimedBody::new(resp.bytes_stream(), name.clone(), t.idle, deadline)
+            .count_waits(upstream.cloned());
 
         if !status.is_success() {
             let bytes = collect_limited(body, MAX_ERROR_BODY, true).await?;

@@ -1,0 +1,1235 @@
+//! `octo-loadtest`: the end-to-end load harness.
+//!
+//! Starts the mock upstream (`octo-mock`, zero delay), the floor (`octo-floor`) and the gateway
+//! (`octollm-server`) as separate processes — the load generator and the mock on CPU 0, the proxy
+//! under test on CPU 1 when there are two CPUs and `taskset` — measures all of them with the same
+//! client, prints a table and writes JSON (`target/loadtest/results.json` by default).
+//!
+//! Run it with `scripts/loadtest.sh` (builds the release binaries first); `--quick` takes seconds.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use octo_bench::client::{self, RequestSpec};
+use octo_bench::payload;
+use octo_bench::procs::{self, Proc, Spawn};
+use octo_bench::scenario::{self, ManyStreams, OpenStep, Target};
+use octo_bench::stats::Summary;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// End-to-end load harness: the mock, the floor (a bare hyper proxy) and the gateway, measured alike.
+#[derive(Debug, Parser)]
+#[command(name = "octo-loadtest", version, about)]
+struct Args {
+    /// A short run (seconds): smaller counts, fewer rates, 500 open streams.
+    #[arg(long)]
+    quick: bool,
+    /// Do not pin processes to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/loadtest/results.json")]
+    out: PathBuf,
+    /// Streams to hold open for the memory measurement (default 10000; 500 with --quick).
+    #[arg(long)]
+    streams: Option<usize>,
+    /// Skip the many-open-streams memory measurement.
+    #[arg(long)]
+    skip_memory: bool,
+    /// Skip the open-loop throughput sweep.
+    #[arg(long)]
+    skip_throughput: bool,
+    /// The LiteLLM proxy executable to measure side by side (default:
+    /// target/litellm-venv/bin/litellm when it exists).
+    #[arg(long)]
+    litellm: Option<PathBuf>,
+    /// Do not measure LiteLLM even if it is installed.
+    #[arg(long)]
+    no_litellm: bool,
+    /// Directory holding octo-mock, octo-floor and octollm-server (default: next to this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Extra environment for the gateway process, `KEY=VALUE` (repeatable; e.g. to try an
+    /// allocator with `LD_PRELOAD=…`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    gateway_env: Vec<String>,
+    /// Only drive load: send `--drive-requests` requests one at a time to a server already
+    /// listening at this address (for profiling a gateway started by hand), then exit.
+    #[arg(long, value_name = "HOST:PORT")]
+    drive: Option<SocketAddr>,
+    /// Requests sent by `--drive`.
+    #[arg(long, default_value_t = 2000)]
+    drive_requests: usize,
+    /// Body size sent by `--drive`, in bytes.
+    #[arg(long, default_value_t = 160)]
+    drive_bytes: usize,
+    /// Send `stream: true` with `--drive` (64 events, no pacing).
+    #[arg(long)]
+    drive_stream: bool,
+}
+
+/// Sizes and durations of one run.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    latency_iters: [(usize, usize); 5],
+    warmup: usize,
+    batch: usize,
+    stream_concurrency: usize,
+    stream_rounds: usize,
+    estimate: Duration,
+    step: Duration,
+    conns: usize,
+    max_steps: usize,
+    streams: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                latency_iters: [
+                    (160, 400),
+                    (1024, 400),
+                    (4096, 300),
+                    (100 * 1024, 60),
+                    (1 << 20, 20),
+                ],
+                warmup: 30,
+                batch: 50,
+                stream_concurrency: 4,
+                stream_rounds: 1,
+                estimate: Duration::from_millis(300),
+                step: Duration::from_millis(500),
+                conns: 32,
+                max_steps: 4,
+                streams: 500,
+            }
+        } else {
+            Plan {
+                latency_iters: [
+                    (160, 10_000),
+                    (1024, 10_000),
+                    (4096, 5_000),
+                    (100 * 1024, 1_000),
+                    (1 << 20, 300),
+                ],
+                warmup: 300,
+                batch: 100,
+                stream_concurrency: 16,
+                stream_rounds: 2,
+                estimate: Duration::from_secs(1),
+                step: Duration::from_secs(3),
+                conns: 64,
+                max_steps: 12,
+                streams: 10_000,
+            }
+        }
+    }
+}
+
+const P99_LIMIT: Duration = Duration::from_millis(50);
+const PASSTHROUGH_MODEL: &str = "bench-model";
+const CONVERT_MODEL: &str = "bench-convert";
+const CHAT_PATH: &str = "/v1/chat/completions";
+const MESSAGES_PATH: &str = "/v1/messages";
+
+#[derive(Debug, Clone, Serialize)]
+struct LatencyRow {
+    payload_bytes: usize,
+    target: String,
+    latency: Summary,
+    errors: usize,
+    added_p50_us: Option<f64>,
+    added_p99_us: Option<f64>,
+    /// This target's added latency over the floor's.
+    ratio_p50: Option<f64>,
+    ratio_p99: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct StreamRow {
+    target: String,
+    first_byte: Summary,
+    gap: Summary,
+    added_first_byte_p50_us: Option<f64>,
+    added_first_byte_p99_us: Option<f64>,
+    added_gap_p50_us: Option<f64>,
+    added_gap_p99_us: Option<f64>,
+    min_events: usize,
+    stalls: usize,
+    errors: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ThroughputRow {
+    target: String,
+    closed_loop_estimate_rps: f64,
+    max_rps_p99_under_50ms: f64,
+    cpu_us_per_req: Option<f64>,
+    proxy_cores_at_max: Option<f64>,
+    steps: Vec<OpenStep>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Verdict {
+    target: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let result = match args.drive {
+        Some(addr) => drive(addr, &args),
+        None => run(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("octo-loadtest: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `--drive`: sequential requests to a server started by hand (e.g. under a profiler).
+fn drive(addr: SocketAddr, args: &Args) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let directives = if args.drive_stream {
+        "[mock:events=64]"
+    } else {
+        ""
+    };
+    let body = payload::chat(
+        args.drive_bytes,
+        PASSTHROUGH_MODEL,
+        args.drive_stream,
+        directives,
+    );
+    let spec = RequestSpec::post(CHAT_PATH, body);
+    let target = Target {
+        name: "driven".into(),
+        addr,
+        pid: None,
+    };
+    let results = rt.block_on(scenario::closed_loop(
+        std::slice::from_ref(&target),
+        &|_| spec.clone(),
+        args.drive_requests,
+        0,
+        100,
+        Duration::from_secs(600),
+    ));
+    let s = results[0].samples.summary();
+    println!(
+        "{} requests to {addr}: p50 {:.0} µs, p99 {:.0} µs, errors {}",
+        s.count, s.p50_us, s.p99_us, results[0].errors
+    );
+    Ok(())
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn loadavg() -> String {
+    read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn machine() -> Value {
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned();
+    let mem_kib: u64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    json!({
+        "cpus": cpus,
+        "cpu_model": model,
+        "mem_total_mib": mem_kib / 1024,
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
+    })
+}
+
+fn find_bin(dir: Option<&Path>, name: &str) -> Result<PathBuf, String> {
+    let found = match dir {
+        Some(d) => Some(d.join(name)).filter(|p| p.is_file()),
+        None => procs::sibling(name),
+    };
+    found.ok_or_else(|| {
+        format!(
+            "`{name}` not found next to this binary; build everything first:\n  \
+             cargo build --release -p octo-bench -p octo-server -p octo-mock\n\
+             or run scripts/loadtest.sh, which does"
+        )
+    })
+}
+
+fn gateway_config(mock: SocketAddr) -> String {
+    format!(
+        r#"# Written by octo-loadtest.
+listen: "127.0.0.1:0"
+backends:
+  mock:
+    base_url: "http://{mock}"
+    protocol: [openai_chat, openai_responses, anthropic, gemini]
+    api_key: "sk-bench"
+    timeouts: {{connect: 5s, first_byte: 60s, idle: 120s, total: 900s}}
+  mock-openai:
+    base_url: "http://{mock}"
+    protocol: openai_chat
+    api_key: "sk-bench"
+    timeouts: {{connect: 5s, first_byte: 60s, idle: 120s, total: 900s}}
+models:
+  {PASSTHROUGH_MODEL}:
+    targets:
+      - {{backend: mock}}
+  {CONVERT_MODEL}:
+    targets:
+      - {{backend: mock-openai}}
+"#
+    )
+}
+
+fn litellm_config(mock: SocketAddr) -> String {
+    format!(
+        r#"model_list:
+  - model_name: {PASSTHROUGH_MODEL}
+    litellm_params:
+      model: openai/{PASSTHROUGH_MODEL}
+      api_base: http://{mock}/v1
+      api_key: sk-bench
+litellm_settings:
+  telemetry: false
+"#
+    )
+}
+
+/// Starts the LiteLLM proxy and waits (bounded) until it answers.
+fn start_litellm(
+    exe: &Path,
+    mock: SocketAddr,
+    dir: &Path,
+    cpu: Option<usize>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Proc, String> {
+    let cfg = dir.join("litellm.yaml");
+    std::fs::write(&cfg, litellm_config(mock)).map_err(|e| e.to_string())?;
+    let port = procs::free_port().map_err(|e| e.to_string())?;
+    let mut cmd = match cpu {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(c.to_string()).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
+    cmd.arg("--config")
+        .arg(&cfg)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--num_workers", "1"])
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("LITELLM_LOG", "ERROR")
+        .env("NO_DOCS", "True")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().map_err(|e| format!("litellm: {e}"))?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut proc = Proc::adopt("litellm", addr, child);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        if !proc.is_running() {
+            return Err("litellm exited during startup".into());
+        }
+        let ok = rt.block_on(client::get(
+            addr,
+            "/health/liveliness",
+            Duration::from_secs(2),
+        ));
+        if matches!(ok, Ok((s, _)) if s.is_success()) {
+            return Ok(proc);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err("litellm did not become ready within 120 s".into())
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let plan = Plan::new(args.quick);
+    let started = Instant::now();
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let machine = machine();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = !args.no_pin && cpus >= 2 && procs::have_taskset();
+    let (gen_cpu, proxy_cpu) = if pin {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
+    if pin && !procs::pin_self(0) {
+        return Err("taskset could not pin the harness to CPU 0 (use --no-pin)".into());
+    }
+    let cores_note = if pin {
+        "2 cores used: CPU 0 runs the load generator and the mock, CPU 1 the proxy under test (floor, gateway or LiteLLM)".to_owned()
+    } else {
+        format!("{cpus} core(s), not pinned: every process shares them")
+    };
+    let load_start = loadavg();
+    println!(
+        "octo-loadtest: {}; {cores_note}",
+        if args.quick { "quick run" } else { "full run" }
+    );
+    println!("machine: {machine}");
+    println!("load average at start: {load_start}; open-file limit {nofile}");
+
+    let dir = args
+        .out
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let bin_dir = args.bin_dir.as_deref();
+    let mock_bin = find_bin(bin_dir, "octo-mock")?;
+    let floor_bin = find_bin(bin_dir, "octo-floor")?;
+    let gateway_bin = find_bin(bin_dir, "octollm-server")?;
+
+    let timeout = Duration::from_secs(30);
+    let mock = Spawn {
+        name: "mock".into(),
+        program: mock_bin,
+        args: vec!["--listen".into(), "127.0.0.1:0".into()],
+        env: vec![],
+        cpu: gen_cpu,
+        banner: "octo-mock listening on ".into(),
+        timeout,
+    }
+    .start()?;
+    let floor = Spawn {
+        name: "floor".into(),
+        program: floor_bin,
+        args: vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--upstream".into(),
+            format!("http://{}", mock.addr),
+        ],
+        env: vec![],
+        cpu: proxy_cpu,
+        banner: "octo-floor listening on ".into(),
+        timeout,
+    }
+    .start()?;
+    let config_path = dir.join("gateway.yaml");
+    std::fs::write(&config_path, gateway_config(mock.addr)).map_err(|e| e.to_string())?;
+    let gateway = Spawn {
+        name: "gateway".into(),
+        program: gateway_bin,
+        args: vec![
+            "--config".into(),
+            config_path.display().to_string(),
+            "--watch-interval".into(),
+            "0".into(),
+        ],
+        env: std::iter::once(("OCTOLLM_LOG".to_owned(), "warn".to_owned()))
+            .chain(args.gateway_env.iter().filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            }))
+            .collect(),
+        cpu: proxy_cpu,
+        banner: "octollm-server listening on ".into(),
+        timeout,
+    }
+    .start()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_gateway = gateway.rss_kib().unwrap_or(0);
+    let idle_floor = floor.rss_kib().unwrap_or(0);
+    println!(
+        "idle RSS: gateway {:.1} MiB, floor {:.1} MiB",
+        idle_gateway as f64 / 1024.0,
+        idle_floor as f64 / 1024.0
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let litellm_exe = if args.no_litellm {
+        None
+    } else {
+        args.litellm
+            .clone()
+            .or_else(|| Some(PathBuf::from("target/litellm-venv/bin/litellm")))
+            .filter(|p| p.is_file())
+    };
+    let mut notes: Vec<String> = Vec::new();
+    let litellm = match &litellm_exe {
+        Some(exe) => {
+            println!("starting LiteLLM ({})…", exe.display());
+            match start_litellm(exe, mock.addr, &dir, proxy_cpu, &rt) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    notes.push(format!("LiteLLM not measured: {e}"));
+                    None
+                }
+            }
+        }
+        None => {
+            notes.push(
+                "LiteLLM not measured: not installed (target/litellm-venv/bin/litellm)".into(),
+            );
+            None
+        }
+    };
+
+    let direct = Target {
+        name: "direct".into(),
+        addr: mock.addr,
+        pid: Some(mock.pid()),
+    };
+    let floor_t = Target {
+        name: "floor".into(),
+        addr: floor.addr,
+        pid: Some(floor.pid()),
+    };
+    let gateway_t = Target {
+        name: "gateway".into(),
+        addr: gateway.addr,
+        pid: Some(gateway.pid()),
+    };
+    let litellm_t = litellm.as_ref().map(|p| Target {
+        name: "litellm".into(),
+        addr: p.addr,
+        pid: Some(p.pid()),
+    });
+
+    let results = rt.block_on(measure(
+        &plan,
+        args,
+        &direct,
+        &floor_t,
+        &gateway_t,
+        litellm_t.as_ref(),
+        nofile,
+        &mut notes,
+    ))?;
+
+    let idle_after = gateway.rss_kib().unwrap_or(0);
+    let load_end = loadavg();
+    let Results {
+        latency,
+        conversion,
+        conversion_available,
+        streaming,
+        throughput,
+        memory,
+        overhead,
+    } = results;
+
+    // ---------------------------------------------------------------- verdicts
+    let mut verdicts = Vec::new();
+    let row = |rows: &[LatencyRow], size: usize, target: &str| {
+        rows.iter()
+            .find(|r| r.payload_bytes == size && r.target == target)
+            .cloned()
+    };
+    if let Some(g) = row(&latency, 160, "gateway") {
+        let (r50, r99) = (
+            g.ratio_p50.unwrap_or(f64::NAN),
+            g.ratio_p99.unwrap_or(f64::NAN),
+        );
+        verdicts.push(Verdict {
+            target: "added latency at c=1 (160 B), p50 and p99, ≤ 1.2× the floor's".into(),
+            measured: format!(
+                "p50 {r50:.2}× ({:.0} vs {:.0} µs), p99 {r99:.2}× ({:.0} vs {:.0} µs)",
+                g.added_p50_us.unwrap_or(0.0),
+                row(&latency, 160, "floor")
+                    .and_then(|f| f.added_p50_us)
+                    .unwrap_or(0.0),
+                g.added_p99_us.unwrap_or(0.0),
+                row(&latency, 160, "floor")
+                    .and_then(|f| f.added_p99_us)
+                    .unwrap_or(0.0),
+            ),
+            met: Some(r50 <= 1.2 && r99 <= 1.2),
+        });
+    }
+    let tp = |name: &str| throughput.iter().find(|t| t.target == name);
+    if let (Some(g), Some(f)) = (tp("gateway"), tp("floor")) {
+        let ratio = g.max_rps_p99_under_50ms / f.max_rps_p99_under_50ms;
+        let cpu_ratio = match (f.cpu_us_per_req, g.cpu_us_per_req) {
+            (Some(fc), Some(gc)) if gc > 0.0 => Some(fc / gc),
+            _ => None,
+        };
+        verdicts.push(Verdict {
+            target: "throughput on one core ≥ 85% of the floor's".into(),
+            measured: format!(
+                "{:.0}% ({:.0} vs {:.0} rps at p99 < 50 ms){}",
+                ratio * 100.0,
+                g.max_rps_p99_under_50ms,
+                f.max_rps_p99_under_50ms,
+                cpu_ratio
+                    .map(|c| format!(
+                        "; by proxy CPU per request {:.0}% ({:.1} vs {:.1} µs)",
+                        c * 100.0,
+                        g.cpu_us_per_req.unwrap_or(0.0),
+                        f.cpu_us_per_req.unwrap_or(0.0)
+                    ))
+                    .unwrap_or_default()
+            ),
+            met: Some(ratio >= 0.85),
+        });
+    }
+    match conversion.iter().find(|r| r.target == "gateway (convert)") {
+        Some(c) => {
+            let (r50, r99) = (
+                c.ratio_p50.unwrap_or(f64::NAN),
+                c.ratio_p99.unwrap_or(f64::NAN),
+            );
+            verdicts.push(Verdict {
+                target: "added latency with conversion ≤ 1.5× the floor's".into(),
+                measured: format!("p50 {r50:.2}×, p99 {r99:.2}×"),
+                met: Some(r50 <= 1.5 && r99 <= 1.5),
+            });
+        }
+        None => verdicts.push(Verdict {
+            target: "added latency with conversion ≤ 1.5× the floor's".into(),
+            measured: "conversion: not available in this build".into(),
+            met: None,
+        }),
+    }
+    if let (Some(big), Some(small)) = (
+        row(&latency, 1 << 20, "gateway"),
+        row(&latency, 1024, "gateway"),
+    ) {
+        let r = big.added_p50_us.unwrap_or(0.0) / small.added_p50_us.unwrap_or(f64::NAN);
+        let floor_ratio = match (
+            row(&latency, 1 << 20, "floor"),
+            row(&latency, 1024, "floor"),
+        ) {
+            (Some(b), Some(s)) => {
+                b.added_p50_us.unwrap_or(0.0) / s.added_p50_us.unwrap_or(f64::NAN)
+            }
+            _ => f64::NAN,
+        };
+        verdicts.push(Verdict {
+            target: "1 MiB passthrough body: added latency ≤ 1.5× a 1 KiB body's".into(),
+            measured: format!(
+                "{r:.1}× (p50 {:.0} vs {:.0} µs; the floor's own ratio: {floor_ratio:.1}×)",
+                big.added_p50_us.unwrap_or(0.0),
+                small.added_p50_us.unwrap_or(0.0)
+            ),
+            met: Some(r <= 1.5),
+        });
+    }
+    if let Some(m) = memory.iter().find(|m| m.0 == "gateway") {
+        let mb = m.1.rss_open_kib as f64 / 1024.0;
+        let projected = (m.1.rss_before_kib as f64 * 1024.0 + m.1.bytes_per_stream * 10_000.0)
+            / (1024.0 * 1024.0);
+        let exact = m.1.open >= 10_000;
+        verdicts.push(Verdict {
+            target: "10,000 concurrent streams in ≤ 150 MiB RSS".into(),
+            measured: if exact {
+                format!("{mb:.1} MiB with {} streams open", m.1.open)
+            } else {
+                format!(
+                    "{mb:.1} MiB with {} streams open ({:.1} KiB per stream); projected to 10,000: {projected:.1} MiB",
+                    m.1.open,
+                    m.1.bytes_per_stream / 1024.0
+                )
+            },
+            met: Some(if exact { mb <= 150.0 } else { projected <= 150.0 }),
+        });
+    }
+    verdicts.push(Verdict {
+        target: "idle RSS ≤ 20 MiB".into(),
+        measured: format!(
+            "{:.1} MiB at start, {:.1} MiB after the run",
+            idle_gateway as f64 / 1024.0,
+            idle_after as f64 / 1024.0
+        ),
+        met: Some(idle_gateway as f64 / 1024.0 <= 20.0),
+    });
+
+    // ---------------------------------------------------------------- report
+    let report = render(
+        &latency,
+        &conversion,
+        conversion_available,
+        &streaming,
+        &throughput,
+        &memory,
+        (idle_gateway, idle_floor, idle_after),
+        overhead.as_ref(),
+        &verdicts,
+    );
+    println!("{report}");
+    for n in &notes {
+        println!("note: {n}");
+    }
+    println!(
+        "load average at end: {load_end} (start: {load_start}); {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let out = json!({
+        "mode": if args.quick { "quick" } else { "full" },
+        "machine": machine,
+        "cores": cores_note,
+        "pinned": pin,
+        "open_file_limit": nofile,
+        "load_average": {"start": load_start, "end": load_end},
+        "idle_rss_kib": {"gateway": idle_gateway, "floor": idle_floor, "gateway_after_run": idle_after},
+        "latency": latency,
+        "conversion": {"available": conversion_available, "rows": conversion},
+        "streaming": streaming,
+        "throughput": throughput,
+        "memory": memory.iter().map(|(n, m)| json!({"target": n, "result": m})).collect::<Vec<_>>(),
+        "gateway_overhead": overhead,
+        "targets": verdicts,
+        "notes": notes,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    std::fs::write(
+        &args.out,
+        serde_json::to_vec_pretty(&out).unwrap_or_default(),
+    )
+    .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    drop(litellm);
+    drop(gateway);
+    drop(floor);
+    drop(mock);
+    Ok(())
+}
+
+struct Results {
+    latency: Vec<LatencyRow>,
+    conversion: Vec<LatencyRow>,
+    conversion_available: bool,
+    streaming: Vec<StreamRow>,
+    throughput: Vec<ThroughputRow>,
+    memory: Vec<(String, ManyStreams)>,
+    overhead: Option<Value>,
+}
+
+fn latency_rows(
+    size: usize,
+    targets: &[Target],
+    results: &[scenario::ClosedResult],
+) -> Vec<LatencyRow> {
+    let summaries: Vec<Summary> = results.iter().map(|r| r.samples.summary()).collect();
+    let direct = summaries.first().copied();
+    let floor_idx = targets.iter().position(|t| t.name == "floor");
+    let added = |s: &Summary| direct.map(|d| (s.p50_us - d.p50_us, s.p99_us - d.p99_us));
+    let floor_added = floor_idx.and_then(|i| added(&summaries[i]));
+    targets
+        .iter()
+        .zip(results)
+        .zip(&summaries)
+        .enumerate()
+        .map(|(i, ((t, r), s))| {
+            let add = (i > 0).then(|| added(s)).flatten();
+            let ratio = match (add, floor_added) {
+                (Some(a), Some(f)) if i > 0 && Some(i) != floor_idx => Some((a.0 / f.0, a.1 / f.1)),
+                _ => None,
+            };
+            LatencyRow {
+                payload_bytes: size,
+                target: t.name.clone(),
+                latency: *s,
+                errors: r.errors,
+                added_p50_us: add.map(|a| a.0),
+                added_p99_us: add.map(|a| a.1),
+                ratio_p50: ratio.map(|r| r.0),
+                ratio_p99: ratio.map(|r| r.1),
+            }
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    plan: &Plan,
+    args: &Args,
+    direct: &Target,
+    floor: &Target,
+    gateway: &Target,
+    litellm: Option<&Target>,
+    nofile: u64,
+    notes: &mut Vec<String>,
+) -> Result<Results, String> {
+    let probe_timeout = Duration::from_secs(10);
+    // The gateway must pass a plain request through before anything is measured.
+    let small = payload::chat(160, PASSTHROUGH_MODEL, false, "");
+    {
+        let mut c = client::Conn::connect(gateway.addr)
+            .await
+            .map_err(|e| format!("gateway: {e}"))?;
+        let (s, body) = tokio::time::timeout(
+            probe_timeout,
+            c.send(&RequestSpec::post(CHAT_PATH, small.clone())),
+        )
+        .await
+        .map_err(|_| "gateway probe timed out".to_owned())?
+        .map_err(|e| format!("gateway probe: {e}"))?;
+        if !s.is_success() {
+            return Err(format!(
+                "gateway answered {s} to a passthrough request: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+    }
+    // Conversion is detected by trying it.
+    let conv_body = payload::anthropic(160, CONVERT_MODEL, false, "");
+    let conversion_available = match client::Conn::connect(gateway.addr).await {
+        Ok(mut c) => matches!(
+            tokio::time::timeout(probe_timeout, c.send(&RequestSpec::post(MESSAGES_PATH, conv_body.clone()).header("anthropic-version", "2023-06-01"))).await,
+            Ok(Ok((s, body))) if s.is_success() && String::from_utf8_lossy(&body).contains("\"type\":\"message\"")
+        ),
+        Err(_) => false,
+    };
+    if !conversion_available {
+        println!("conversion: not available in this build");
+    }
+
+    // ------------------------------------------------------------ closed loop, c = 1
+    let mut latency = Vec::new();
+    for (size, iters) in plan.latency_iters {
+        let mut targets = vec![direct.clone(), floor.clone(), gateway.clone()];
+        if size == 160 {
+            if let Some(l) = litellm {
+                targets.push(l.clone());
+            }
+        }
+        let body = payload::chat(size, PASSTHROUGH_MODEL, false, "");
+        println!("closed loop, c=1, {} B × {iters} per target…", body.len());
+        let spec = move |_: &Target| RequestSpec::post(CHAT_PATH, body.clone());
+        let per_size_limit = Duration::from_secs(if args.quick { 20 } else { 120 });
+        let results = scenario::closed_loop(
+            &targets,
+            &spec,
+            iters,
+            plan.warmup.min(iters / 5 + 1),
+            plan.batch,
+            per_size_limit,
+        )
+        .await;
+        latency.extend(latency_rows(size, &targets, &results));
+    }
+
+    // ------------------------------------------------------------ conversion
+    let mut conversion = Vec::new();
+    if conversion_available {
+        let iters = plan.latency_iters[0].1;
+        let targets = vec![
+            direct.clone(),
+            floor.clone(),
+            Target {
+                name: "gateway (convert)".into(),
+                ..gateway.clone()
+            },
+            Target {
+                name: "gateway (anthropic passthrough)".into(),
+                ..gateway.clone()
+            },
+        ];
+        println!("closed loop, c=1, conversion (Anthropic client → OpenAI-chat upstream)…");
+        let spec = |t: &Target| {
+            let model = if t.name == "gateway (convert)" {
+                CONVERT_MODEL
+            } else {
+                PASSTHROUGH_MODEL
+            };
+            RequestSpec::post(MESSAGES_PATH, payload::anthropic(160, model, false, ""))
+                .header("anthropic-version", "2023-06-01")
+        };
+        let results = scenario::closed_loop(
+            &targets,
+            &spec,
+            iters,
+            plan.warmup,
+            plan.batch,
+            Duration::from_secs(120),
+        )
+        .await;
+        conversion = latency_rows(160, &targets, &results);
+    }
+
+    // ------------------------------------------------------------ streaming
+    let interval = Duration::from_millis(20);
+    let directives = "[mock:events=64][mock:interval_ms=20]";
+    let stream_body = payload::chat(160, PASSTHROUGH_MODEL, true, directives);
+    let stream_timeout = Duration::from_secs(20);
+    let mut stream_targets = vec![direct.clone(), floor.clone(), gateway.clone()];
+    let mut streaming: Vec<StreamRow> = Vec::new();
+    if conversion_available {
+        stream_targets.push(Target {
+            name: "gateway (convert)".into(),
+            ..gateway.clone()
+        });
+    }
+    for t in &stream_targets {
+        println!(
+            "streaming through {}: {} × {} streams of 64 events 20 ms apart…",
+            t.name, plan.stream_rounds, plan.stream_concurrency
+        );
+        let spec = if t.name == "gateway (convert)" {
+            RequestSpec::post(
+                MESSAGES_PATH,
+                payload::anthropic(160, CONVERT_MODEL, true, directives),
+            )
+            .header("anthropic-version", "2023-06-01")
+        } else {
+            RequestSpec::post(CHAT_PATH, stream_body.clone())
+        };
+        let r = scenario::streams(
+            t,
+            &spec,
+            plan.stream_concurrency,
+            plan.stream_rounds,
+            interval,
+            stream_timeout,
+        )
+        .await;
+        let fb = r.first_byte.summary();
+        let gap = r.gaps.summary();
+        let base = streaming.first().map(|d| (d.first_byte, d.gap));
+        let added = |a: f64, b: f64| (t.name != "direct").then_some(a - b);
+        streaming.push(StreamRow {
+            target: t.name.clone(),
+            first_byte: fb,
+            gap,
+            added_first_byte_p50_us: base.and_then(|b| added(fb.p50_us, b.0.p50_us)),
+            added_first_byte_p99_us: base.and_then(|b| added(fb.p99_us, b.0.p99_us)),
+            added_gap_p50_us: base.and_then(|b| added(gap.p50_us, b.1.p50_us)),
+            added_gap_p99_us: base.and_then(|b| added(gap.p99_us, b.1.p99_us)),
+            min_events: r.min_events,
+            stalls: r.stalls,
+            errors: r.errors,
+        });
+    }
+
+    // ------------------------------------------------------------ open loop
+    let mut throughput = Vec::new();
+    if !args.skip_throughput {
+        let mut tp_targets = vec![
+            (direct.clone(), RequestSpec::post(CHAT_PATH, small.clone())),
+            (floor.clone(), RequestSpec::post(CHAT_PATH, small.clone())),
+            (gateway.clone(), RequestSpec::post(CHAT_PATH, small.clone())),
+        ];
+        if conversion_available {
+            tp_targets.push((
+                Target {
+                    name: "gateway (convert)".into(),
+                    ..gateway.clone()
+                },
+                RequestSpec::post(MESSAGES_PATH, conv_body.clone())
+                    .header("anthropic-version", "2023-06-01"),
+            ));
+        }
+        if let Some(l) = litellm {
+            tp_targets.push((l.clone(), RequestSpec::post(CHAT_PATH, small.clone())));
+        }
+        for (t, spec) in &tp_targets {
+            let estimate = scenario::saturate(t, spec, plan.conns, plan.estimate).await;
+            println!(
+                "open loop through {}: closed-loop estimate {estimate:.0} rps…",
+                t.name
+            );
+            let mut steps = Vec::new();
+            let mut factor = 0.5;
+            for i in 0..plan.max_steps {
+                let rate = (estimate * factor).max(10.0);
+                let step =
+                    scenario::open_loop(t, spec, rate, plan.step, plan.conns, P99_LIMIT).await;
+                println!(
+                    "  {:>8.0} rps offered → {:>8.0} achieved, p50 {:>8.0} µs, p99 {:>8.0} µs, errors {}, proxy CPU {}",
+                    step.offered_rps,
+                    step.achieved_rps,
+                    step.latency.p50_us,
+                    step.latency.p99_us,
+                    step.errors,
+                    step.cpu_cores
+                        .map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
+                );
+                let ok = step.ok;
+                steps.push(step);
+                if !ok {
+                    break;
+                }
+                factor = match i {
+                    0 => 0.7,
+                    1 => 0.85,
+                    _ => factor * 1.1,
+                };
+                // Let the sockets settle between steps.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let best = steps
+                .iter()
+                .filter(|s| s.ok)
+                .max_by(|a, b| a.achieved_rps.total_cmp(&b.achieved_rps));
+            let last_ok = steps.last().is_some_and(|s| s.ok);
+            if last_ok {
+                notes.push(format!(
+                    "{}: every rate tried met p99 < 50 ms; the maximum is at least the figure shown",
+                    t.name
+                ));
+            }
+            throughput.push(ThroughputRow {
+                target: t.name.clone(),
+                closed_loop_estimate_rps: estimate,
+                max_rps_p99_under_50ms: best.map_or(0.0, |s| s.achieved_rps),
+                cpu_us_per_req: best.and_then(|s| s.cpu_us_per_req),
+                proxy_cores_at_max: best.and_then(|s| s.cpu_cores),
+                steps,
+            });
+        }
+    }
+
+    // ------------------------------------------------------------ memory with many open streams
+    let mut memory = Vec::new();
+    if !args.skip_memory {
+        let wanted = args.streams.unwrap_or(plan.streams);
+        // A proxy holds two sockets per stream (client side and upstream side).
+        let cap = usize::try_from(nofile.saturating_sub(256) / 2).unwrap_or(usize::MAX);
+        let n = wanted.min(cap);
+        if n < wanted {
+            notes.push(format!(
+                "many open streams: {n} instead of {wanted}: the open-file hard limit is {nofile} and a proxy needs two sockets per stream; RSS for {wanted} is projected linearly from the per-stream cost"
+            ));
+        }
+        let spec = RequestSpec::post(
+            CHAT_PATH,
+            payload::chat(
+                160,
+                PASSTHROUGH_MODEL,
+                true,
+                "[mock:events=100][mock:interval_ms=3000]",
+            ),
+        );
+        for t in [gateway, floor] {
+            println!("opening {n} concurrent streams through {}…", t.name);
+            let Some(pid) = t.pid else { continue };
+            let limit = Duration::from_secs(if args.quick { 30 } else { 150 });
+            let m = scenario::many_streams(t, &spec, n, 128, pid, limit).await;
+            println!(
+                "  {} open ({} failed) in {:.1} s: RSS {:.1} → {:.1} MiB ({:.1} KiB per stream), {:.1} MiB after closing",
+                m.open,
+                m.failed,
+                m.open_secs,
+                m.rss_before_kib as f64 / 1024.0,
+                m.rss_open_kib as f64 / 1024.0,
+                m.bytes_per_stream / 1024.0,
+                m.rss_after_kib as f64 / 1024.0
+            );
+            memory.push((t.name.clone(), m));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    // ------------------------------------------------------------ the gateway's own overhead
+    let overhead = match client::get(gateway.addr, "/debug/overhead", probe_timeout).await {
+        Ok((s, body)) if s.is_success() => serde_json::from_slice(&body).ok(),
+        _ => None,
+    };
+    Ok(Results {
+        latency,
+        conversion,
+        conversion_available,
+        streaming,
+        throughput,
+        memory,
+        overhead,
+    })
+}
+
+fn fmt_opt(v: Option<f64>, suffix: &str) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.0}{suffix}"))
+}
+
+fn fmt_ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.2}×"))
+}
+
+fn size_label(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b if b >= 1024 => format!("{} KiB", b / 1024),
+        b => format!("{b} B"),
+    }
+}
+
+fn latency_table(out: &mut String, rows: &[LatencyRow]) {
+    let _ = writeln!(
+        out,
+        "| payload | target | p50 µs | p99 µs | added p50 | added p99 | × floor p50 | × floor p99 | errors |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+            size_label(r.payload_bytes),
+            r.target,
+            r.latency.p50_us,
+            r.latency.p99_us,
+            fmt_opt(r.added_p50_us, ""),
+            fmt_opt(r.added_p99_us, ""),
+            fmt_ratio(r.ratio_p50),
+            fmt_ratio(r.ratio_p99),
+            r.errors
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    latency: &[LatencyRow],
+    conversion: &[LatencyRow],
+    conversion_available: bool,
+    streaming: &[StreamRow],
+    throughput: &[ThroughputRow],
+    memory: &[(String, ManyStreams)],
+    idle: (u64, u64, u64),
+    overhead: Option<&Value>,
+    verdicts: &[Verdict],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n### Closed loop, one request at a time (latency in µs; added = via − direct)\n"
+    );
+    latency_table(&mut out, latency);
+    let _ = writeln!(
+        out,
+        "\n### Conversion (Anthropic client → OpenAI-chat upstream), 160 B, c=1\n"
+    );
+    if conversion_available {
+        latency_table(&mut out, conversion);
+    } else {
+        let _ = writeln!(out, "conversion: not available in this build");
+    }
+    let _ = writeln!(out, "\n### Streaming: 64 events 20 ms apart (µs)\n");
+    let _ = writeln!(
+        out,
+        "| target | TTFB p50 | TTFB p99 | added TTFB p50 | added TTFB p99 | gap p50 | gap p99 | added gap p50 | added gap p99 | events | stalls | errors |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for s in streaming {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+            s.target,
+            s.first_byte.p50_us,
+            s.first_byte.p99_us,
+            fmt_opt(s.added_first_byte_p50_us, ""),
+            fmt_opt(s.added_first_byte_p99_us, ""),
+            s.gap.p50_us,
+            s.gap.p99_us,
+            fmt_opt(s.added_gap_p50_us, ""),
+            fmt_opt(s.added_gap_p99_us, ""),
+            s.min_events,
+            s.stalls,
+            s.errors
+        );
+    }
+    if !throughput.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### Open loop, 160 B: highest rate with p99 < 50 ms\n"
+        );
+        let _ = writeln!(
+            out,
+            "| target | max rps | p50 µs there | p99 µs there | process CPU µs/request | process cores busy |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        for t in throughput {
+            let best = t
+                .steps
+                .iter()
+                .filter(|s| s.ok)
+                .max_by(|a, b| a.achieved_rps.total_cmp(&b.achieved_rps));
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {} | {} | {} |",
+                t.target,
+                t.max_rps_p99_under_50ms,
+                fmt_opt(best.map(|b| b.latency.p50_us), ""),
+                fmt_opt(best.map(|b| b.latency.p99_us), ""),
+                t.cpu_us_per_req.map_or("-".into(), |v| format!("{v:.1}")),
+                t.proxy_cores_at_max
+                    .map_or("-".into(), |v| format!("{v:.2}")),
+            );
+        }
+    }
+    let _ = writeln!(out, "\n### Memory (RSS)\n");
+    let _ = writeln!(
+        out,
+        "| process | idle | streams open | RSS with streams open | per stream | after closing |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (name, m) in memory {
+        let _ = writeln!(
+            out,
+            "| {name} | {:.1} MiB | {} | {:.1} MiB | {:.1} KiB | {:.1} MiB |",
+            m.rss_before_kib as f64 / 1024.0,
+            m.open,
+            m.rss_open_kib as f64 / 1024.0,
+            m.bytes_per_stream / 1024.0,
+            m.rss_after_kib as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nidle RSS at start: gateway {:.1} MiB, floor {:.1} MiB; gateway after the run: {:.1} MiB",
+        idle.0 as f64 / 1024.0,
+        idle.1 as f64 / 1024.0,
+        idle.2 as f64 / 1024.0
+    );
+    if let Some(o) = overhead {
+        let _ = writeln!(
+            out,
+            "\n### The gateway's own overhead (GET /debug/overhead: total − upstream wait, per request)\n\ncount {}, p50 {} µs, p90 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+            o["count"], o["p50_us"], o["p90_us"], o["p99_us"], o["p999_us"], o["max_us"]
+        );
+    }
+    let _ = writeln!(out, "\n### Targets\n");
+    let _ = writeln!(out, "| target | measured | met |");
+    let _ = writeln!(out, "|---|---|---|");
+    for v in verdicts {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            v.target,
+            v.measured,
+            match v.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "n/a",
+            }
+        );
+    }
+    out
+}
