@@ -60,6 +60,12 @@ cargo test --workspace
 step "benchmarks, each run once as a smoke test (cargo test --benches)"
 cargo test --workspace --benches
 
+step "load harness smoke run (octo-loadtest --smoke on the debug binaries; never asserts a timing)"
+mkdir -p target/loadtest
+target/debug/octo-loadtest --smoke --no-pin --no-litellm --out target/loadtest/smoke.json \
+    > target/loadtest/smoke.log 2>&1 || { cat target/loadtest/smoke.log; exit 1; }
+tail -n 12 target/loadtest/smoke.log
+
 # ------------------------------------------------------------------------------------ Python suites
 VENV="$ROOT/target/sdk-venv"
 step "python venv ($VENV)"

@@ -29,6 +29,10 @@ struct Args {
     /// A short run (seconds): smaller counts, fewer rates, 500 open streams.
     #[arg(long)]
     quick: bool,
+    /// The smallest run that exercises every measurement (CI: checks that the harness works;
+    /// the numbers mean nothing).
+    #[arg(long, conflicts_with = "quick")]
+    smoke: bool,
     /// Do not pin processes to CPUs.
     #[arg(long)]
     no_pin: bool,
@@ -89,8 +93,27 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(quick: bool) -> Plan {
-        if quick {
+    fn new(quick: bool, smoke: bool) -> Plan {
+        if smoke {
+            Plan {
+                latency_iters: [
+                    (160, 40),
+                    (1024, 40),
+                    (4096, 20),
+                    (100 * 1024, 10),
+                    (1 << 20, 4),
+                ],
+                warmup: 5,
+                batch: 10,
+                stream_concurrency: 2,
+                stream_rounds: 1,
+                estimate: Duration::from_millis(200),
+                step: Duration::from_millis(200),
+                conns: 8,
+                max_steps: 2,
+                streams: 50,
+            }
+        } else if quick {
             Plan {
                 latency_iters: [
                     (160, 400),
@@ -373,7 +396,12 @@ fn start_litellm(
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let plan = Plan::new(args.quick);
+    let plan = Plan::new(args.quick, args.smoke);
+    let mode = match (args.quick, args.smoke) {
+        (_, true) => "smoke",
+        (true, _) => "quick",
+        _ => "full",
+    };
     let started = Instant::now();
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     let machine = machine();
@@ -393,10 +421,7 @@ fn run(args: &Args) -> Result<(), String> {
         format!("{cpus} core(s), not pinned: every process shares them")
     };
     let load_start = loadavg();
-    println!(
-        "octo-loadtest: {}; {cores_note}",
-        if args.quick { "quick run" } else { "full run" }
-    );
+    println!("octo-loadtest: {mode} run; {cores_note}");
     println!("machine: {machine}");
     println!("load average at start: {load_start}; open-file limit {nofile}");
 
@@ -690,7 +715,7 @@ fn run(args: &Args) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     let out = json!({
-        "mode": if args.quick { "quick" } else { "full" },
+        "mode": mode,
         "machine": machine,
         "cores": cores_note,
         "pinned": pin,
@@ -822,7 +847,7 @@ async fn measure(
         let body = payload::chat(size, PASSTHROUGH_MODEL, false, "");
         println!("closed loop, c=1, {} B × {iters} per target…", body.len());
         let spec = move |_: &Target| RequestSpec::post(CHAT_PATH, body.clone());
-        let per_size_limit = Duration::from_secs(if args.quick { 20 } else { 120 });
+        let per_size_limit = Duration::from_secs(if args.quick || args.smoke { 20 } else { 120 });
         let results = scenario::closed_loop(
             &targets,
             &spec,
@@ -1029,7 +1054,7 @@ async fn measure(
         for t in [gateway, floor] {
             println!("opening {n} concurrent streams through {}…", t.name);
             let Some(pid) = t.pid else { continue };
-            let limit = Duration::from_secs(if args.quick { 30 } else { 150 });
+            let limit = Duration::from_secs(if args.quick || args.smoke { 30 } else { 150 });
             let m = scenario::many_streams(t, &spec, n, 128, pid, limit).await;
             println!(
                 "  {} open ({} failed) in {:.1} s: RSS {:.1} → {:.1} MiB ({:.1} KiB per stream), {:.1} MiB after closing",

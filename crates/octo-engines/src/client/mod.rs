@@ -139,6 +139,14 @@ impl EndpointConfig {
     }
 }
 
+/// The configured or default path of `format`.
+fn path_template(paths: &HashMap<ApiFormat, String>, format: ApiFormat) -> &str {
+    paths
+        .get(&format)
+        .map(String::as_str)
+        .unwrap_or_else(|| default_upstream_path(format))
+}
+
 /// The default request path of each protocol on an upstream.
 pub fn default_upstream_path(format: ApiFormat) -> &'static str {
     match format {
@@ -158,6 +166,9 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 pub struct HttpEndpoint {
     config: EndpointConfig,
     base_url: String,
+    /// The request URL of each protocol whose path is fixed, parsed once: parsing a URL (host,
+    /// IDNA, path) costs more than the rest of building a request.
+    fixed_urls: Vec<(ApiFormat, reqwest::Url)>,
     client: reqwest::Client,
     keys: KeyPool,
 }
@@ -203,9 +214,25 @@ impl HttpEndpoint {
             .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::internal(format!("backend `{}`: HTTP client: {e}", config.name)))?;
+        let mut fixed_urls = Vec::new();
+        for &format in &config.protocols {
+            if format == ApiFormat::GenerateContent {
+                continue;
+            }
+            let url = format!("{base_url}{}", path_template(&config.paths, format));
+            let parsed = reqwest::Url::parse(&url).map_err(|e| {
+                Error::internal(format!(
+                    "backend `{}`: `{}` is not a valid URL: {e}",
+                    config.name,
+                    redact_url(&url)
+                ))
+            })?;
+            fixed_urls.push((format, parsed));
+        }
         Ok(HttpEndpoint {
             config,
             base_url,
+            fixed_urls,
             client,
             keys,
         })
@@ -216,14 +243,32 @@ impl HttpEndpoint {
         &self.config
     }
 
-    fn url(&self, format: ApiFormat, model: Option<&str>, stream: bool) -> Result<String, Error> {
-        let template = self
-            .config
-            .paths
-            .get(&format)
-            .map(String::as_str)
-            .unwrap_or_else(|| default_upstream_path(format));
-        let mut path = template.to_owned();
+    fn url(
+        &self,
+        format: ApiFormat,
+        model: Option<&str>,
+        stream: bool,
+    ) -> Result<reqwest::Url, Error> {
+        if let Some((_, url)) = self.fixed_urls.iter().find(|(f, _)| *f == format) {
+            return Ok(url.clone());
+        }
+        let url = self.url_string(format, model, stream)?;
+        reqwest::Url::parse(&url).map_err(|e| {
+            Error::bad_request(format!(
+                "backend `{}`: the request makes an invalid upstream URL `{}`: {e}",
+                self.config.name,
+                redact_url(&url)
+            ))
+        })
+    }
+
+    fn url_string(
+        &self,
+        format: ApiFormat,
+        model: Option<&str>,
+        stream: bool,
+    ) -> Result<String, Error> {
+        let mut path = path_template(&self.config.paths, format).to_owned();
         if format == ApiFormat::GenerateContent {
             let model = model.ok_or_else(|| {
                 Error::bad_request("the request names no model").with_code("model_required")
@@ -361,7 +406,7 @@ impl HttpEndpoint {
     async fn send(
         &self,
         method: http::Method,
-        url: &str,
+        url: &reqwest::Url,
         headers: HeaderMap,
         body: Bytes,
         format: ApiFormat,
@@ -370,7 +415,7 @@ impl HttpEndpoint {
         let name = &self.config.name;
         let request = self
             .client
-            .request(method, url)
+            .request(method, url.clone())
             .headers(headers)
             .body(body)
             .build()
@@ -387,7 +432,7 @@ impl HttpEndpoint {
         }
         let resp = match head {
             Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => return Err(self.map_send_error(&e, url)),
+            Ok(Err(e)) => return Err(self.map_send_error(&e, url.as_str())),
             Err(_) => {
                 return Err(Error::timeout(format!(
                     "backend `{name}` sent no response within {first_byte:?} (first_byte timeout)"
@@ -529,13 +574,37 @@ mod tests {
         .unwrap();
         assert_eq!(
             ep.url(ApiFormat::GenerateContent, Some("gemini-2.5-flash"), true)
-                .unwrap(),
+                .unwrap()
+                .as_str(),
             "http://h:1/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
         );
         assert_eq!(
             ep.url(ApiFormat::GenerateContent, Some("a/b c"), false)
-                .unwrap(),
+                .unwrap()
+                .as_str(),
             "http://h:1/v1beta/models/a%2Fb%20c:generateContent"
+        );
+    }
+
+    #[test]
+    fn fixed_paths_are_parsed_once_with_overrides() {
+        let mut cfg = EndpointConfig::new("o", "http://h:1/base/", ApiFormat::ChatCompletions);
+        cfg.protocols.push(ApiFormat::Messages);
+        cfg.paths
+            .insert(ApiFormat::Messages, "/anthropic/v1/messages".into());
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        assert_eq!(ep.fixed_urls.len(), 2);
+        assert_eq!(
+            ep.url(ApiFormat::ChatCompletions, None, false)
+                .unwrap()
+                .as_str(),
+            "http://h:1/base/v1/chat/completions"
+        );
+        assert_eq!(
+            ep.url(ApiFormat::Messages, Some("m"), true)
+                .unwrap()
+                .as_str(),
+            "http://h:1/base/anthropic/v1/messages"
         );
     }
 
