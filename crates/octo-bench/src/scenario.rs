@@ -268,11 +268,16 @@ pub async fn streams(
     };
     for _ in 0..rounds {
         let mut tasks = Vec::new();
-        for _ in 0..concurrent {
+        // Starts are spread over one pacing interval, so that the first bytes do not queue
+        // behind each other.
+        let spread = interval / u32::try_from(concurrent.max(1)).unwrap_or(1);
+        for i in 0..concurrent {
             let spec = spec.clone();
             let addr = target.addr;
+            let delay = spread * u32::try_from(i).unwrap_or(0);
             tasks.push(tokio::spawn(async move {
                 let mut conn = Conn::connect(addr).await.ok()?;
+                tokio::time::sleep(delay).await;
                 conn.stream(&spec, timeout).await.ok()
             }));
         }

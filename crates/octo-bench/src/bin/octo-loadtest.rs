@@ -89,6 +89,7 @@ struct Plan {
     step: Duration,
     conns: usize,
     max_steps: usize,
+    bisect: usize,
     streams: usize,
 }
 
@@ -111,6 +112,7 @@ impl Plan {
                 step: Duration::from_millis(200),
                 conns: 8,
                 max_steps: 2,
+                bisect: 0,
                 streams: 50,
             }
         } else if quick {
@@ -130,6 +132,7 @@ impl Plan {
                 step: Duration::from_millis(500),
                 conns: 32,
                 max_steps: 4,
+                bisect: 1,
                 streams: 500,
             }
         } else {
@@ -149,6 +152,7 @@ impl Plan {
                 step: Duration::from_secs(3),
                 conns: 64,
                 max_steps: 12,
+                bisect: 3,
                 streams: 10_000,
             }
         }
@@ -160,6 +164,17 @@ const PASSTHROUGH_MODEL: &str = "bench-model";
 const CONVERT_MODEL: &str = "bench-convert";
 const CHAT_PATH: &str = "/v1/chat/completions";
 const MESSAGES_PATH: &str = "/v1/messages";
+/// The LiteLLM proxy refuses to start without a master key; requests to it carry this one.
+const LITELLM_KEY: &str = "sk-octo-loadtest-0123456789abcdef0123456789abcdef";
+
+/// `spec`, with the LiteLLM master key when `target` is LiteLLM.
+fn auth_for(target: &Target, spec: RequestSpec) -> RequestSpec {
+    if target.name == "litellm" {
+        spec.header("authorization", format!("Bearer {LITELLM_KEY}"))
+    } else {
+        spec
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 struct LatencyRow {
@@ -341,6 +356,8 @@ fn litellm_config(mock: SocketAddr) -> String {
       api_key: sk-bench
 litellm_settings:
   telemetry: false
+general_settings:
+  master_key: {LITELLM_KEY}
 "#
     )
 }
@@ -516,6 +533,10 @@ fn run(args: &Args) -> Result<(), String> {
                     None
                 }
             }
+        }
+        None if args.no_litellm => {
+            notes.push("LiteLLM not measured: --no-litellm".into());
+            None
         }
         None => {
             notes.push(
@@ -846,7 +867,7 @@ async fn measure(
         }
         let body = payload::chat(size, PASSTHROUGH_MODEL, false, "");
         println!("closed loop, c=1, {} B × {iters} per target…", body.len());
-        let spec = move |_: &Target| RequestSpec::post(CHAT_PATH, body.clone());
+        let spec = move |t: &Target| auth_for(t, RequestSpec::post(CHAT_PATH, body.clone()));
         let per_size_limit = Duration::from_secs(if args.quick || args.smoke { 20 } else { 120 });
         let results = scenario::closed_loop(
             &targets,
@@ -971,7 +992,10 @@ async fn measure(
             ));
         }
         if let Some(l) = litellm {
-            tp_targets.push((l.clone(), RequestSpec::post(CHAT_PATH, small.clone())));
+            tp_targets.push((
+                l.clone(),
+                auth_for(l, RequestSpec::post(CHAT_PATH, small.clone())),
+            ));
         }
         for (t, spec) in &tp_targets {
             let estimate = scenario::saturate(t, spec, plan.conns, plan.estimate).await;
@@ -980,9 +1004,7 @@ async fn measure(
                 t.name
             );
             let mut steps = Vec::new();
-            let mut factor = 0.5;
-            for i in 0..plan.max_steps {
-                let rate = (estimate * factor).max(10.0);
+            let run_step = |rate: f64| async move {
                 let step =
                     scenario::open_loop(t, spec, rate, plan.step, plan.conns, P99_LIMIT).await;
                 println!(
@@ -995,25 +1017,47 @@ async fn measure(
                     step.cpu_cores
                         .map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
                 );
+                // Let the sockets settle between steps.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                step
+            };
+            // Rise until a rate fails, then bisect between the last good and the failed rate.
+            let mut factor = 0.5;
+            let mut good = 0.0f64;
+            let mut failed: Option<f64> = None;
+            for i in 0..plan.max_steps {
+                let rate = (estimate * factor).max(10.0);
+                let step = run_step(rate).await;
                 let ok = step.ok;
                 steps.push(step);
                 if !ok {
+                    failed = Some(rate);
                     break;
                 }
+                good = rate;
                 factor = match i {
                     0 => 0.7,
                     1 => 0.85,
                     _ => factor * 1.1,
                 };
-                // Let the sockets settle between steps.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if let Some(mut bad) = failed {
+                for _ in 0..plan.bisect {
+                    let rate = (good + bad) / 2.0;
+                    let step = run_step(rate).await;
+                    if step.ok {
+                        good = rate;
+                    } else {
+                        bad = rate;
+                    }
+                    steps.push(step);
+                }
             }
             let best = steps
                 .iter()
                 .filter(|s| s.ok)
                 .max_by(|a, b| a.achieved_rps.total_cmp(&b.achieved_rps));
-            let last_ok = steps.last().is_some_and(|s| s.ok);
-            if last_ok {
+            if failed.is_none() {
                 notes.push(format!(
                     "{}: every rate tried met p99 < 50 ms; the maximum is at least the figure shown",
                     t.name
@@ -1187,9 +1231,9 @@ fn render(
         );
         let _ = writeln!(
             out,
-            "| target | max rps | p50 µs there | p99 µs there | process CPU µs/request | process cores busy |"
+            "| target | max rps | p50 µs there | p99 µs there | process CPU µs/request | process cores busy | rps per core (10⁶ / CPU µs) |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
         for t in throughput {
             let best = t
                 .steps
@@ -1198,7 +1242,7 @@ fn render(
                 .max_by(|a, b| a.achieved_rps.total_cmp(&b.achieved_rps));
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {} | {} | {} | {} | {} |",
                 t.target,
                 t.max_rps_p99_under_50ms,
                 fmt_opt(best.map(|b| b.latency.p50_us), ""),
@@ -1206,6 +1250,9 @@ fn render(
                 t.cpu_us_per_req.map_or("-".into(), |v| format!("{v:.1}")),
                 t.proxy_cores_at_max
                     .map_or("-".into(), |v| format!("{v:.2}")),
+                t.cpu_us_per_req
+                    .filter(|v| *v > 0.0)
+                    .map_or("-".into(), |v| format!("{:.0}", 1e6 / v)),
             );
         }
     }
