@@ -10,6 +10,8 @@
 //! | `POST /v1/messages` | Anthropic Messages (JSON or `event:` SSE) |
 //! | `POST /{v1,v1beta}/models/{model}:generateContent` | Gemini, unary JSON |
 //! | `POST /{v1,v1beta}/models/{model}:streamGenerateContent[?alt=sse]` | Gemini, SSE or a JSON array |
+//! | `POST /v1/messages/count_tokens` | Anthropic token count: `{"input_tokens": N}` |
+//! | `POST /{v1,v1beta}/models/{model}:countTokens` | Gemini token count: `{"totalTokens": N, …}` |
 //! | `GET /v1/models` | OpenAI-shaped list of mock models |
 //! | `GET /_mock/requests`, `GET /_mock/stats`, `POST /_mock/reset` | introspection |
 //!
@@ -19,7 +21,9 @@
 //! Replies are derived from the request only (`"Hello from octo-mock. You said: <last user text,
 //! first 64 chars>"`, split into word-sized stream pieces), ids come from a per-server counter
 //! (`chatcmpl-mock-1`, `resp_mock_2`, `msg_mock_3`, tool ids `call_mock_1` / `toolu_mock_2`), and
-//! usage is `input = body_len / 4 + 1`, `output = text pieces + 2 per tool call`.
+//! usage is `input = body_len / 4 + 1`, `output = text pieces + 2 per tool call`. The token-count
+//! calls answer that same `body_len / 4 + 1` (so a test can tell it from the gateway's estimate);
+//! the delay and fault directives apply to them too.
 //!
 //! # Directives
 //!
