@@ -624,3 +624,144 @@ def test_gemini_reasoning_replay(genai_client_factory, mock, model, upstream):
     again = client.models.generate_content(model=model, contents=[first, streamed, next_turn], config=config)
     assert again.text == REPLY_PREFIX + "and now?"
     check_replay(mock, upstream)
+
+
+# ------------------------------------------------------------------------------------ tool results
+#
+# Two parallel calls, then both results sent back the way each SDK's users do; the upstream must
+# receive the calls and the results paired in its own protocol (ids, or names for Gemini, whose
+# function calls may have no id), and the mock, seeing a tool result last, answers with text.
+
+TOOL_REPLY = "Hello from octo-mock. Tool result: "
+
+
+def upstream_tool_pairs(protocol: str, body: dict) -> tuple[list, list]:
+    """(calls, results) of the upstream request: call keys in order, and the key each result names
+    (ids; names for Gemini)."""
+    calls, results = [], []
+    if protocol == "openai_chat":
+        for m in body["messages"]:
+            calls += [c["id"] for c in m.get("tool_calls") or []]
+            if m["role"] == "tool":
+                results.append(m["tool_call_id"])
+    elif protocol == "openai_responses":
+        for item in body["input"]:
+            if item.get("type") == "function_call":
+                calls.append(item["call_id"])
+            elif item.get("type") == "function_call_output":
+                results.append(item["call_id"])
+    elif protocol == "anthropic":
+        for m in body["messages"]:
+            for b in m["content"] if isinstance(m["content"], list) else []:
+                if b["type"] == "tool_use":
+                    calls.append(b["id"])
+                elif b["type"] == "tool_result":
+                    results.append(b["tool_use_id"])
+    else:
+        for c in body["contents"]:
+            for p in c["parts"]:
+                call = p.get("functionCall") or p.get("function_call")
+                resp = p.get("functionResponse") or p.get("function_response")
+                if call:
+                    calls.append(call["name"])
+                if resp:
+                    results.append(resp["name"])
+    return calls, results
+
+
+def check_tool_reply(text: str) -> None:
+    """The mock echoes the last tool result (Gemini's as its `response` object)."""
+    assert text.startswith(TOOL_REPLY) and "result fetch" in text, text
+
+
+def check_tool_round_trip(mock, upstream: str) -> None:
+    calls, results = upstream_tool_pairs(upstream, upstream_body(mock))
+    assert len(calls) == 2 and sorted(results) == sorted(calls), (calls, results)
+
+
+@pytest.mark.parametrize(("model", "upstream"), PAIRS, ids=IDS)
+def test_openai_chat_tool_round_trip(openai_client, mock, model, upstream):
+    first = [{"role": "user", "content": "two calls [mock:tools=2]"}]
+    done = openai_client.chat.completions.create(model=model, messages=first, tools=OA_TOOLS)
+    message = done.choices[0].message
+    assert [c.function.name for c in message.tool_calls] == ["lookup", "fetch"]
+
+    mock.reset()
+    history = first + [message.model_dump(exclude_none=True)] + [
+        {"role": "tool", "tool_call_id": c.id, "content": f"result {c.function.name}"} for c in message.tool_calls
+    ]
+    with openai_client.chat.completions.stream(model=model, messages=history, tools=OA_TOOLS) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].finish_reason == "stop"
+    check_tool_reply(final.choices[0].message.content)
+    check_tool_round_trip(mock, upstream)
+
+
+@pytest.mark.parametrize(("model", "upstream"), PAIRS, ids=IDS)
+def test_openai_responses_tool_round_trip(openai_client, mock, model, upstream):
+    first = [{"role": "user", "content": "two calls [mock:tools=2]"}]
+    done = openai_client.responses.create(model=model, input=first, tools=RESP_TOOLS)
+    calls = [i for i in done.output if i.type == "function_call"]
+    assert [c.name for c in calls] == ["lookup", "fetch"]
+
+    mock.reset()
+    history = first + [i.model_dump(exclude_none=True) for i in done.output] + [
+        {"type": "function_call_output", "call_id": c.call_id, "output": f"result {c.name}"} for c in calls
+    ]
+    with openai_client.responses.stream(model=model, input=history, tools=RESP_TOOLS) as stream:
+        final = stream.get_final_response()
+    assert final.status == "completed"
+    check_tool_reply(final.output_text)
+    check_tool_round_trip(mock, upstream)
+
+
+@pytest.mark.parametrize(("model", "upstream"), PAIRS, ids=IDS)
+def test_anthropic_tool_round_trip_streamed(anthropic_client, mock, model, upstream):
+    first = [{"role": "user", "content": "two calls [mock:tools=2]"}]
+    with anthropic_client.messages.stream(model=model, max_tokens=64, tools=AN_TOOLS, messages=first) as stream:
+        calls = stream.get_final_message()
+    uses = [b for b in calls.content if b.type == "tool_use"]
+
+    mock.reset()
+    history = first + [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in calls.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": f"result {u.name}"} for u in uses]},
+    ]
+    with anthropic_client.messages.stream(model=model, max_tokens=64, tools=AN_TOOLS, messages=history) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "end_turn"
+    check_tool_reply(final.content[0].text)
+    check_tool_round_trip(mock, upstream)
+
+
+@pytest.mark.parametrize(("model", "upstream"), PAIRS, ids=IDS)
+def test_gemini_tool_round_trip(genai_client_factory, mock, model, upstream):
+    from google.genai import types
+
+    client = genai_client_factory("v1beta")
+    tools = [
+        types.Tool(
+            function_declarations=[
+                types.FunctionDeclaration(name="lookup", parameters={"type": "OBJECT", "properties": {"query": {"type": "STRING"}}}),
+                types.FunctionDeclaration(name="fetch", parameters={"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}}),
+            ]
+        )
+    ]
+    config = types.GenerateContentConfig(tools=tools, automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+    first = types.Content(role="user", parts=[types.Part.from_text(text="two calls [mock:tools=2]")])
+    done = client.models.generate_content(model=model, contents=[first], config=config)
+    calls = done.function_calls
+    assert [c.name for c in calls] == ["lookup", "fetch"]
+
+    mock.reset()
+    results = types.Content(
+        role="user",
+        parts=[
+            types.Part(function_response=types.FunctionResponse(id=c.id, name=c.name, response={"output": f"result {c.name}"}))
+            for c in calls
+        ],
+    )
+    chunks = list(client.models.generate_content_stream(model=model, contents=[first, done.candidates[0].content, results], config=config))
+    check_tool_reply("".join(c.text or "" for c in chunks))
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+    check_tool_round_trip(mock, upstream)

@@ -11,7 +11,8 @@
 //! not applied (they are written for generation requests, and the counting calls reject generation
 //! fields such as `max_tokens`). The upstream's answer is returned as it came; an upstream error is
 //! passed through with its status and body (already in the client's shape, the protocol being the
-//! same). There is one attempt: no retry, no failover to another target.
+//! same). There is one attempt: no retry, no failover to another target. Model `rules` are not
+//! evaluated here (gateway keys and model access are, by the `AuthEngine` in front).
 //!
 //! **Estimate.** When no target qualifies (the model's backends speak other protocols, or none is
 //! available) the gateway has no tokenizer for the upstream model, so it estimates: the characters

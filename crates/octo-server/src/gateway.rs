@@ -9,6 +9,9 @@
 //! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
 //!
+//! Anthropic `count_tokens` and Gemini `countTokens` go to a [`TokenCounter`] (behind the same
+//! `AuthEngine`) that knows each model's targets and their backends' `HttpEndpoint`s.
+//!
 //! A rule's `route` is its own `TargetSet` (weighted round robin over the listed targets, with the
 //! model's retry policy). Backend rewrites run on the request as sent to that backend.
 
