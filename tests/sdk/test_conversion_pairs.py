@@ -765,3 +765,109 @@ def test_gemini_tool_round_trip(genai_client_factory, mock, model, upstream):
     check_tool_reply("".join(c.text or "" for c in chunks))
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
     check_tool_round_trip(mock, upstream)
+
+
+# ------------------------------------------------------------------------------------ reasoning + tools
+#
+# The agent-loop case: reasoning, then parallel calls; the results go back with the assistant turn
+# as the SDK returned it, and the upstream must receive its own signed reasoning before the calls.
+
+
+@pytest.mark.parametrize(("model", "upstream"), PAIRS, ids=IDS)
+def test_anthropic_reasoning_with_tool_calls(anthropic_client, mock, model, upstream):
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    first = [{"role": "user", "content": "think, then call [mock:thinking] [mock:tools=2]"}]
+    with anthropic_client.messages.stream(model=model, max_tokens=2048, thinking=thinking, tools=AN_TOOLS, messages=first) as stream:
+        msg = stream.get_final_message()
+    assert [b.type for b in msg.content] == ["thinking", "tool_use", "tool_use"]
+    assert msg.stop_reason == "tool_use"
+
+    mock.reset()
+    uses = [b for b in msg.content if b.type == "tool_use"]
+    history = first + [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in msg.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": f"result {u.name}"} for u in uses]},
+    ]
+    reply = anthropic_client.messages.create(model=model, max_tokens=2048, thinking=thinking, tools=AN_TOOLS, messages=history)
+    check_tool_reply(reply.content[-1].text)
+    check_tool_round_trip(mock, upstream)
+    check_replay(mock, upstream)
+
+
+@pytest.mark.parametrize(("model", "upstream"), PAIRS, ids=IDS)
+def test_openai_chat_reasoning_with_tool_calls(openai_client, mock, model, upstream):
+    first = [{"role": "user", "content": "think, then call [mock:thinking] [mock:tools=2]"}]
+    with openai_client.chat.completions.stream(model=model, messages=first, tools=OA_TOOLS, reasoning_effort="low") as stream:
+        final = stream.get_final_completion()
+    message = final.choices[0].message
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert _chat_reasoning(message) == (THINKING_TEXT, [MOCK_SIGNATURES[upstream]])
+
+    mock.reset()
+    history = first + [message.model_dump(exclude_none=True)] + [
+        {"role": "tool", "tool_call_id": c.id, "content": f"result {c.function.name}"} for c in message.tool_calls
+    ]
+    reply = openai_client.chat.completions.create(model=model, messages=history, tools=OA_TOOLS, reasoning_effort="low")
+    check_tool_reply(reply.choices[0].message.content)
+    check_tool_round_trip(mock, upstream)
+    check_replay(mock, upstream)
+
+
+@pytest.mark.parametrize(("model", "upstream"), PAIRS, ids=IDS)
+def test_openai_responses_reasoning_with_tool_calls(openai_client, mock, model, upstream):
+    first = [{"role": "user", "content": "think, then call [mock:thinking] [mock:tools=2]"}]
+    reasoning = {"effort": "low", "summary": "auto"}
+    with openai_client.responses.stream(
+        model=model, input=first, tools=RESP_TOOLS, reasoning=reasoning, include=["reasoning.encrypted_content"]
+    ) as stream:
+        final = stream.get_final_response()
+    assert [i.type for i in final.output] == ["reasoning", "function_call", "function_call"]
+
+    mock.reset()
+    calls = [i for i in final.output if i.type == "function_call"]
+    history = first + [i.model_dump(exclude_none=True) for i in final.output] + [
+        {"type": "function_call_output", "call_id": c.call_id, "output": f"result {c.name}"} for c in calls
+    ]
+    reply = openai_client.responses.create(model=model, input=history, tools=RESP_TOOLS, reasoning=reasoning)
+    check_tool_reply(reply.output_text)
+    check_tool_round_trip(mock, upstream)
+    check_replay(mock, upstream)
+
+
+@pytest.mark.parametrize(("model", "upstream"), PAIRS, ids=IDS)
+def test_gemini_reasoning_with_tool_calls(genai_client_factory, mock, model, upstream):
+    from google.genai import types
+
+    client = genai_client_factory("v1beta")
+    tools = [
+        types.Tool(
+            function_declarations=[
+                types.FunctionDeclaration(name="lookup", parameters={"type": "OBJECT", "properties": {"query": {"type": "STRING"}}}),
+                types.FunctionDeclaration(name="fetch", parameters={"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}}),
+            ]
+        )
+    ]
+    config = types.GenerateContentConfig(
+        tools=tools,
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        thinking_config=types.ThinkingConfig(thinking_budget=1024, include_thoughts=True),
+    )
+    first = types.Content(role="user", parts=[types.Part.from_text(text="think, then call [mock:thinking] [mock:tools=2]")])
+    chunks = list(client.models.generate_content_stream(model=model, contents=[first], config=config))
+    parts = [p for c in chunks for p in c.candidates[0].content.parts or []]
+    calls = [p.function_call for p in parts if p.function_call]
+    assert [c.name for c in calls] == ["lookup", "fetch"]
+
+    mock.reset()
+    results = types.Content(
+        role="user",
+        parts=[
+            types.Part(function_response=types.FunctionResponse(id=c.id, name=c.name, response={"output": f"result {c.name}"}))
+            for c in calls
+        ],
+    )
+    model_turn = types.Content(role="model", parts=parts)
+    reply = client.models.generate_content(model=model, contents=[first, model_turn, results], config=config)
+    check_tool_reply(reply.text)
+    check_tool_round_trip(mock, upstream)
+    check_replay(mock, upstream)
