@@ -12,6 +12,8 @@ signature (see the section comment there for what each pair can and cannot expre
 
 from __future__ import annotations
 
+import base64
+import inspect
 import json
 
 import pytest
@@ -224,7 +226,6 @@ def test_gemini_client(genai_client_factory, mock, model, upstream):
 #   Chat `thinking_blocks`, Responses `reasoning.encrypted_content`, Gemini `thoughtSignature`).
 # ==================================================================================================
 
-import base64  # noqa: E402
 
 #: A 1×1 PNG.
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
@@ -426,8 +427,6 @@ def test_openai_responses_image_input(openai_client, mock, model, upstream):
 def test_openai_responses_stop_sequence(openai_client, mock, model, upstream):
     """The Responses API has no stop sequences: the SDK cannot send one, and text that would match
     another protocol's stop sequence comes back whole, with no stop parameter upstream."""
-    import inspect
-
     assert "stop" not in inspect.signature(openai_client.responses.create).parameters
     done = openai_client.responses.create(model=model, input=STOP_TEXT)
     assert done.output_text == UNCUT_REPLY
