@@ -205,6 +205,19 @@ fn count(seen: &[String], model: &str) -> usize {
     seen.iter().filter(|m| *m == model).count()
 }
 
+/// A config with one backend `m` on `mock` speaking every protocol, and the YAML `models`.
+fn one_backend(mock: &str, models: &str) -> String {
+    format!(
+        r#"
+listen: "127.0.0.1:0"
+backends:
+  m: {{base_url: "{mock}", protocol: {ALL}}}
+models:
+{models}
+"#
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Access control
 
@@ -340,26 +353,22 @@ models:
 #[tokio::test]
 async fn deny_rules_answer_with_their_status_and_message_in_each_protocol() {
     let mock = mock().await;
-    let gw = Gateway::start(&format!(
+    let gw = Gateway::start(&one_backend(
+        &mock.url(),
         r#"
-listen: "127.0.0.1:0"
-backends:
-  all: {{base_url: "{}", protocol: {ALL}}}
-models:
   guarded:
-    targets: [{{backend: all, model: up-guarded}}]
+    targets: [{backend: m, model: up-guarded}]
     rules:
       - name: no-stream
         match: "stream == true"
-        deny: {{status: 403, message: "streaming is not allowed"}}
+        deny: {status: 403, message: "streaming is not allowed"}
       - name: blocked-team
         match: 'header.x_team == "blocked"'
-        deny: {{message: "team blocked is suspended"}}
+        deny: {message: "team blocked is suspended"}
       - name: too-long
         match: "promptTextLen > 40"
-        deny: {{status: 422, message: "prompt too long"}}
+        deny: {status: 422, message: "prompt too long"}
 "#,
-        mock.url()
     ));
     for (protocol, _) in PROTOCOLS {
         call(protocol, "guarded").expect(&gw, 200).await;
@@ -476,20 +485,16 @@ orgs:
 async fn rules_read_octollm_reference_features() {
     // OctoLLM's reference values (behaviour reference §10.2 case 10).
     let mock = mock().await;
-    let gw = Gateway::start(&format!(
+    let gw = Gateway::start(&one_backend(
+        &mock.url(),
         r#"
-listen: "127.0.0.1:0"
-backends:
-  all: {{base_url: "{}", protocol: {ALL}}}
-models:
   glm-4.7:
-    targets: [{{backend: all}}]
+    targets: [{backend: m}]
     rules:
       - name: reference
         match: 'prefix20 == "c6eec1e7" && suffix20 == "efc888e0" && promptTextLen == 42 && Features.prefix20 == prefix20'
-        deny: {{status: 409, message: "features match"}}
+        deny: {status: 409, message: "features match"}
 "#,
-        mock.url()
     ));
     for (protocol, _) in PROTOCOLS {
         let msg = call(protocol, "glm-4.7")
@@ -627,18 +632,6 @@ models:
 
 // ---------------------------------------------------------------------------------------------
 // Balancing
-
-fn one_backend(mock: &str, models: &str) -> String {
-    format!(
-        r#"
-listen: "127.0.0.1:0"
-backends:
-  m: {{base_url: "{mock}", protocol: {ALL}}}
-models:
-{models}
-"#
-    )
-}
 
 async fn send_n(gw: &Gateway, model: &str, n: usize, headers: &[(&str, &str)]) {
     for _ in 0..n {
@@ -1255,17 +1248,13 @@ models:
 #[tokio::test]
 async fn max_concurrency_holds_the_permit_until_the_stream_ends() {
     let mock = mock().await;
-    let gw = Gateway::start(&format!(
+    let gw = Gateway::start(&one_backend(
+        &mock.url(),
         r#"
-listen: "127.0.0.1:0"
-backends:
-  all: {{base_url: "{}", protocol: {ALL}}}
-models:
   solo:
     max_concurrency: 1
-    targets: [{{backend: all, model: up-solo}}]
+    targets: [{backend: m, model: up-solo}]
 "#,
-        mock.url()
     ));
     // A long stream holds the only slot while it is open.
     let first = call("openai_chat", "solo")
