@@ -132,6 +132,25 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// Sends a non-stream request and asserts the answer's status.
+    async fn expect(self, gw: &Gateway, status: u16) -> Reply {
+        let what = format!(
+            "{} {} {:?} {:?}",
+            self.protocol, self.model, self.cred, self.headers
+        );
+        let r = self.send(gw).await;
+        assert_eq!(r.status, status, "{what}: {}", r.json);
+        r
+    }
+
+    /// Sends a non-stream request, asserts that it fails with `status` in the client protocol's
+    /// error shape (see [`error_message`]) and returns the error message.
+    async fn expect_error(self, gw: &Gateway, status: u16, kind: &str) -> String {
+        let protocol = self.protocol;
+        let r = self.expect(gw, status).await;
+        error_message(protocol, status, kind, &r.json)
+    }
+
     /// Sends a stream request and reads it to the end.
     async fn send_stream(self, gw: &Gateway) -> (u16, String) {
         let resp = self.stream().response(gw).await;
@@ -186,6 +205,19 @@ fn count(seen: &[String], model: &str) -> usize {
     seen.iter().filter(|m| *m == model).count()
 }
 
+/// A config with one backend `m` on `mock` speaking every protocol, and the YAML `models`.
+fn one_backend(mock: &str, models: &str) -> String {
+    format!(
+        r#"
+listen: "127.0.0.1:0"
+backends:
+  m: {{base_url: "{mock}", protocol: {ALL}}}
+models:
+{models}
+"#
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Access control
 
@@ -222,65 +254,36 @@ async fn access_control_with_every_key_header_in_every_protocol() {
     let gw = Gateway::start(&access_config(&mock.url()));
     let mut served = 0;
     for (protocol, _) in PROTOCOLS {
-        let ok = |r: &Reply, what: &str| assert_eq!(r.status, 200, "{protocol} {what}: {}", r.json);
         // Public: anyone, no key needed.
-        ok(&call(protocol, "open").send(&gw).await, "open, no key");
+        call(protocol, "open").expect(&gw, 200).await;
         // Internal and private: 401 without a key, in the client's shape.
         for model in ["staff", "secret"] {
-            let r = call(protocol, model).send(&gw).await;
-            assert_eq!(r.status, 401, "{protocol} {model}: {}", r.json);
-            let msg = error_message(protocol, 401, "authentication_error", &r.json);
+            let msg = call(protocol, model)
+                .expect_error(&gw, 401, "authentication_error")
+                .await;
             assert!(msg.contains("requires an API key"), "{msg}");
         }
-        // A valid key in each of the four places.
         for cred in [
+            // A valid key in each of the four places.
             Cred::Bearer("sk-acme-alice"),
             Cred::XApiKey("sk-acme-alice"),
             Cred::Goog("sk-acme-alice"),
             Cred::Query("sk-acme-alice"),
+            // A key configured as `sha256:<hex>`, and one that expires in the future.
+            Cred::Bearer("sk-acme-bob"),
+            Cred::XApiKey("sk-acme-later"),
         ] {
-            ok(
-                &call(protocol, "staff").cred(cred).send(&gw).await,
-                &format!("staff {cred:?}"),
-            );
+            call(protocol, "staff").cred(cred).expect(&gw, 200).await;
         }
-        // A key configured as `sha256:<hex>`, and one that expires in the future.
-        ok(
-            &call(protocol, "staff")
-                .cred(Cred::Bearer("sk-acme-bob"))
-                .send(&gw)
-                .await,
-            "bob (sha256)",
-        );
-        ok(
-            &call(protocol, "staff")
-                .cred(Cred::XApiKey("sk-acme-later"))
-                .send(&gw)
-                .await,
-            "later",
-        );
         // Private: the org lists the model (a null entry) → allowed; another org → 403.
-        ok(
-            &call(protocol, "secret")
-                .cred(Cred::Bearer("sk-acme-alice"))
-                .send(&gw)
-                .await,
-            "secret by acme",
-        );
-        let r = call(protocol, "secret")
-            .cred(Cred::Bearer("sk-beta-eve"))
-            .send(&gw)
+        let (alice, eve) = (Cred::Bearer("sk-acme-alice"), Cred::Bearer("sk-beta-eve"));
+        call(protocol, "secret").cred(alice).expect(&gw, 200).await;
+        let msg = call(protocol, "secret")
+            .cred(eve)
+            .expect_error(&gw, 403, "permission_error")
             .await;
-        assert_eq!(r.status, 403, "{protocol}: {}", r.json);
-        let msg = error_message(protocol, 403, "permission_error", &r.json);
         assert!(msg.contains("org `beta`"), "{msg}");
-        ok(
-            &call(protocol, "staff")
-                .cred(Cred::Bearer("sk-beta-eve"))
-                .send(&gw)
-                .await,
-            "staff by beta",
-        );
+        call(protocol, "staff").cred(eve).expect(&gw, 200).await;
         // A wrong or expired key is a 401 everywhere, public models included: never anonymous.
         for (cred, model, needle) in [
             (Cred::Bearer("sk-acme-wrong"), "open", "invalid API key"),
@@ -289,31 +292,21 @@ async fn access_control_with_every_key_header_in_every_protocol() {
             (Cred::Bearer("sk-acme-old"), "open", "expired"),
             (Cred::Goog("sk-acme-old"), "staff", "expired"),
         ] {
-            let r = call(protocol, model).cred(cred).send(&gw).await;
-            assert_eq!(r.status, 401, "{protocol} {cred:?}: {}", r.json);
-            let msg = error_message(protocol, 401, "authentication_error", &r.json);
+            let msg = call(protocol, model)
+                .cred(cred)
+                .expect_error(&gw, 401, "authentication_error")
+                .await;
             assert!(msg.contains(needle), "{msg}");
         }
         // Per-key allowed models: `narrow` may use `open` only.
-        ok(
-            &call(protocol, "open")
-                .cred(Cred::Bearer("sk-acme-narrow"))
-                .send(&gw)
-                .await,
-            "narrow on open",
-        );
-        let r = call(protocol, "staff")
-            .cred(Cred::Bearer("sk-acme-narrow"))
-            .send(&gw)
+        let narrow = Cred::Bearer("sk-acme-narrow");
+        call(protocol, "open").cred(narrow).expect(&gw, 200).await;
+        call(protocol, "staff")
+            .cred(narrow)
+            .expect_error(&gw, 403, "permission_error")
             .await;
-        assert_eq!(r.status, 403, "{protocol}: {}", r.json);
-        error_message(protocol, 403, "permission_error", &r.json);
         // An unknown model is a 404 for a valid key.
-        let r = call(protocol, "ghost")
-            .cred(Cred::Bearer("sk-acme-alice"))
-            .send(&gw)
-            .await;
-        assert_eq!(r.status, 404, "{protocol}: {}", r.json);
+        call(protocol, "ghost").cred(alice).expect(&gw, 404).await;
         served += 10;
     }
     // Refused requests never reached the upstream, and no gateway key ever did.
@@ -360,51 +353,43 @@ models:
 #[tokio::test]
 async fn deny_rules_answer_with_their_status_and_message_in_each_protocol() {
     let mock = mock().await;
-    let gw = Gateway::start(&format!(
+    let gw = Gateway::start(&one_backend(
+        &mock.url(),
         r#"
-listen: "127.0.0.1:0"
-backends:
-  all: {{base_url: "{}", protocol: {ALL}}}
-models:
   guarded:
-    targets: [{{backend: all, model: up-guarded}}]
+    targets: [{backend: m, model: up-guarded}]
     rules:
       - name: no-stream
         match: "stream == true"
-        deny: {{status: 403, message: "streaming is not allowed"}}
+        deny: {status: 403, message: "streaming is not allowed"}
       - name: blocked-team
         match: 'header.x_team == "blocked"'
-        deny: {{message: "team blocked is suspended"}}
+        deny: {message: "team blocked is suspended"}
       - name: too-long
         match: "promptTextLen > 40"
-        deny: {{status: 422, message: "prompt too long"}}
+        deny: {status: 422, message: "prompt too long"}
 "#,
-        mock.url()
     ));
     for (protocol, _) in PROTOCOLS {
-        let r = call(protocol, "guarded").send(&gw).await;
-        assert_eq!(r.status, 200, "{protocol}: {}", r.json);
+        call(protocol, "guarded").expect(&gw, 200).await;
 
-        let r = call(protocol, "guarded").stream().send(&gw).await;
-        assert_eq!(r.status, 403, "{protocol}: {}", r.json);
-        let msg = error_message(protocol, 403, "permission_error", &r.json);
+        let msg = call(protocol, "guarded")
+            .stream()
+            .expect_error(&gw, 403, "permission_error")
+            .await;
         assert_eq!(msg, "streaming is not allowed");
 
         // No status given: 400.
-        let r = call(protocol, "guarded")
+        let msg = call(protocol, "guarded")
             .header("x-team", "blocked")
-            .send(&gw)
+            .expect_error(&gw, 400, "invalid_request_error")
             .await;
-        assert_eq!(r.status, 400, "{protocol}: {}", r.json);
-        let msg = error_message(protocol, 400, "invalid_request_error", &r.json);
         assert_eq!(msg, "team blocked is suspended");
 
-        let r = call(protocol, "guarded")
+        let msg = call(protocol, "guarded")
             .text("a prompt that is much longer than forty characters")
-            .send(&gw)
+            .expect_error(&gw, 422, "invalid_request_error")
             .await;
-        assert_eq!(r.status, 422, "{protocol}: {}", r.json);
-        let msg = error_message(protocol, 422, "invalid_request_error", &r.json);
         assert_eq!(msg, "prompt too long");
     }
     // Denied requests never reached the upstream.
@@ -448,39 +433,21 @@ orgs:
     ));
     for (protocol, _) in PROTOCOLS {
         mock.reset();
-        let expect =
-            |r: Reply, what: &str| assert_eq!(r.status, 200, "{protocol} {what}: {}", r.json);
-        expect(call(protocol, "smart").send(&gw).await, "short");
-        expect(
+        let long = "this prompt is longer than twenty characters";
+        call(protocol, "smart").expect(&gw, 200).await;
+        call(protocol, "smart").text(long).expect(&gw, 200).await;
+        for tier in ["gold", "cold-storage"] {
             call(protocol, "smart")
-                .text("this prompt is longer than twenty characters")
-                .send(&gw)
-                .await,
-            "long",
-        );
-        expect(
-            call(protocol, "smart")
-                .header("x-tier", "gold")
-                .send(&gw)
-                .await,
-            "gold",
-        );
-        expect(
-            call(protocol, "smart")
-                .header("x-tier", "cold-storage")
-                .send(&gw)
-                .await,
-            "cold",
-        );
+                .header("x-tier", tier)
+                .expect(&gw, 200)
+                .await;
+        }
         // Org rules come first: alice's long prompt still goes where acme's rule says.
-        expect(
-            call(protocol, "smart")
-                .cred(Cred::Bearer("sk-acme-alice"))
-                .text("this prompt is longer than twenty characters")
-                .send(&gw)
-                .await,
-            "acme",
-        );
+        call(protocol, "smart")
+            .cred(Cred::Bearer("sk-acme-alice"))
+            .text(long)
+            .expect(&gw, 200)
+            .await;
         let seen = mock.requests();
         let models: Vec<String> = seen.iter().map(upstream_model).collect();
         assert_eq!(
@@ -504,12 +471,11 @@ orgs:
     }
     // The rewrite rule removes `user` from what the upstream sees.
     mock.reset();
-    let r = call("openai_chat", "smart")
+    call("openai_chat", "smart")
         .header("x-tier", "cold")
         .body(json!({"model": "smart", "user": "u-1", "messages": [{"role": "user", "content": "hi"}]}))
-        .send(&gw)
+        .expect(&gw, 200)
         .await;
-    assert_eq!(r.status, 200);
     let body = mock.requests()[0].body_json().unwrap();
     assert_eq!(body.get("user"), None, "{body}");
     assert_eq!(body["temperature"], 0);
@@ -519,36 +485,27 @@ orgs:
 async fn rules_read_octollm_reference_features() {
     // OctoLLM's reference values (behaviour reference §10.2 case 10).
     let mock = mock().await;
-    let gw = Gateway::start(&format!(
+    let gw = Gateway::start(&one_backend(
+        &mock.url(),
         r#"
-listen: "127.0.0.1:0"
-backends:
-  all: {{base_url: "{}", protocol: {ALL}}}
-models:
   glm-4.7:
-    targets: [{{backend: all}}]
+    targets: [{backend: m}]
     rules:
       - name: reference
         match: 'prefix20 == "c6eec1e7" && suffix20 == "efc888e0" && promptTextLen == 42 && Features.prefix20 == prefix20'
-        deny: {{status: 409, message: "features match"}}
+        deny: {status: 409, message: "features match"}
 "#,
-        mock.url()
     ));
     for (protocol, _) in PROTOCOLS {
-        let r = call(protocol, "glm-4.7")
+        let msg = call(protocol, "glm-4.7")
             .text("who are you? I am testing the rule engine.")
-            .send(&gw)
+            .expect_error(&gw, 409, "invalid_request_error")
             .await;
-        assert_eq!(r.status, 409, "{protocol}: {}", r.json);
-        assert_eq!(
-            error_message(protocol, 409, "invalid_request_error", &r.json),
-            "features match"
-        );
-        let r = call(protocol, "glm-4.7")
+        assert_eq!(msg, "features match");
+        call(protocol, "glm-4.7")
             .text("who are you? I am testing the rule engine!")
-            .send(&gw)
+            .expect(&gw, 200)
             .await;
-        assert_eq!(r.status, 200, "{protocol}: {}", r.json);
     }
 }
 
@@ -620,9 +577,8 @@ models:
             "tags": ["a"],
             "messages": [{"role": "user", "content": "hello there"}],
         }))
-        .send(&gw)
+        .expect(&gw, 200)
         .await;
-    assert_eq!(r.status, 200, "{}", r.json);
     let up = mock.requests()[0].body_json().unwrap();
     assert_eq!(
         up,
@@ -677,26 +633,13 @@ models:
 // ---------------------------------------------------------------------------------------------
 // Balancing
 
-fn one_backend(mock: &str, models: &str) -> String {
-    format!(
-        r#"
-listen: "127.0.0.1:0"
-backends:
-  m: {{base_url: "{mock}", protocol: {ALL}}}
-models:
-{models}
-"#
-    )
-}
-
 async fn send_n(gw: &Gateway, model: &str, n: usize, headers: &[(&str, &str)]) {
-    for i in 0..n {
+    for _ in 0..n {
         let mut c = call("openai_chat", model);
         for (k, v) in headers {
             c = c.header(k, v);
         }
-        let r = c.send(gw).await;
-        assert_eq!(r.status, 200, "request {i} to {model}: {}", r.json);
+        c.expect(gw, 200).await;
     }
 }
 
@@ -921,8 +864,7 @@ orgs:
             if let Some(session) = session {
                 c = c.header("x-session-id", session);
             }
-            let r = c.send(&gw).await;
-            assert_eq!(r.status, 200, "{}", r.json);
+            c.expect(&gw, 200).await;
             send_n(&gw, "st", 2, &[]).await;
         }
         let seen = models_seen(&mock);
@@ -974,8 +916,7 @@ models:
                     "{model} {protocol}: {text}"
                 );
             } else {
-                let r = call(protocol, model).send(&gw).await;
-                assert_eq!(r.status, 200, "{model} {protocol}: {}", r.json);
+                call(protocol, model).expect(&gw, 200).await;
             }
         }
         let seen = models_seen(&mock);
@@ -1007,8 +948,7 @@ models:
     ));
     for _ in 0..3 {
         for protocol in ["openai_chat", "anthropic"] {
-            let r = call(protocol, "mixed").send(&gw).await;
-            assert_eq!(r.status, 200, "{protocol}: {}", r.json);
+            call(protocol, "mixed").expect(&gw, 200).await;
         }
     }
     let seen = models_seen(&mock);
@@ -1016,8 +956,7 @@ models:
     assert_eq!(count(&seen, "up-an"), 3, "{seen:?}");
     // No backend speaks the client's protocol: the request is converted to the backend's.
     mock.reset();
-    let r = call("gemini", "claude-only").send(&gw).await;
-    assert_eq!(r.status, 200, "{}", r.json);
+    let r = call("gemini", "claude-only").expect(&gw, 200).await;
     assert!(
         r.json["candidates"][0]["content"]["parts"][0]["text"].is_string(),
         "{}",
@@ -1095,8 +1034,7 @@ models:
     ));
     // k1 answers 429 once, rests for its retry-after, and k2 serves every request.
     for _ in 0..4 {
-        let r = call("openai_chat", "keyed").send(&gw).await;
-        assert_eq!(r.status, 200, "{}", r.json);
+        let r = call("openai_chat", "keyed").expect(&gw, 200).await;
         assert_eq!(r.json["model"], "keyed");
     }
     assert_eq!(
@@ -1111,8 +1049,7 @@ models:
     );
 
     // Both keys of `limited` answer 429: each is tried once, then the next backend serves.
-    let r = call("openai_chat", "left").send(&gw).await;
-    assert_eq!(r.status, 200, "{}", r.json);
+    call("openai_chat", "left").expect(&gw, 200).await;
     let keys: Vec<String> = mock
         .requests()
         .iter()
@@ -1191,17 +1128,19 @@ models:
         flaky.url,
         steady.url()
     ));
-    let served_by = |r: &Reply| r.json["model"].as_str().unwrap().to_owned();
+    /// Which backend served a request to `br` (asserting it was served).
+    async fn served_by(gw: &Gateway) -> String {
+        let r = call("openai_chat", "br").expect(gw, 200).await;
+        r.json["model"].as_str().unwrap().to_owned()
+    }
 
     // Two 503s in a row open the breaker; the clients are served by the next target.
     for _ in 0..2 {
-        let r = call("openai_chat", "br").send(&gw).await;
-        assert_eq!((r.status, served_by(&r).as_str()), (200, "steady"));
+        assert_eq!(served_by(&gw).await, "steady");
     }
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     // Open: flaky is skipped without a request.
-    let r = call("openai_chat", "br").send(&gw).await;
-    assert_eq!((r.status, served_by(&r).as_str()), (200, "steady"));
+    assert_eq!(served_by(&gw).await, "steady");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
     // After the cooldown the breaker is half-open: exactly one probe goes through.
@@ -1226,16 +1165,14 @@ models:
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // While the probe runs, other requests are kept off flaky.
     for _ in 0..2 {
-        let r = call("openai_chat", "br").send(&gw).await;
-        assert_eq!((r.status, served_by(&r).as_str()), (200, "steady"));
+        assert_eq!(served_by(&gw).await, "steady");
     }
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // The probe succeeds and closes the breaker: flaky serves again.
     mode.store(OK, Ordering::SeqCst);
     release.notify_one();
     assert_eq!(probe.await.unwrap()["model"], "flaky");
-    let r = call("openai_chat", "br").send(&gw).await;
-    assert_eq!((r.status, served_by(&r).as_str()), (200, "flaky"));
+    assert_eq!(served_by(&gw).await, "flaky");
     assert_eq!(hits.load(Ordering::SeqCst), 4);
     assert_eq!(steady.stats().requests, 5);
 }
@@ -1281,10 +1218,10 @@ models:
     ));
     // 150 ms per attempt, 100 ms backoff between rounds: a, b, wait, a — then the deadline.
     let started = Instant::now();
-    let r = call("openai_chat", "dl").send(&gw).await;
+    call("openai_chat", "dl")
+        .expect_error(&gw, 503, "server_error")
+        .await;
     let elapsed = started.elapsed();
-    assert_eq!(r.status, 503, "{}", r.json);
-    error_message("openai_chat", 503, "server_error", &r.json);
     let attempts = mock.stats().requests;
     assert!((2..=4).contains(&attempts), "{attempts} attempts");
     assert!(
@@ -1295,8 +1232,7 @@ models:
     // A retry-after longer than max_wait is not waited for: the 429 goes back with it, at once.
     mock.reset();
     let started = Instant::now();
-    let r = call("openai_chat", "long-wait").send(&gw).await;
-    assert_eq!(r.status, 429, "{}", r.json);
+    let r = call("openai_chat", "long-wait").expect(&gw, 429).await;
     assert_eq!(r.headers["retry-after"], "30");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(mock.stats().requests, 1);
@@ -1304,8 +1240,7 @@ models:
     // A short one is honoured when there is nowhere else to go: one wait, a second attempt.
     mock.reset();
     let started = Instant::now();
-    let r = call("openai_chat", "short-wait").send(&gw).await;
-    assert_eq!(r.status, 429, "{}", r.json);
+    call("openai_chat", "short-wait").expect(&gw, 429).await;
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(mock.stats().requests, 2);
 }
@@ -1313,17 +1248,13 @@ models:
 #[tokio::test]
 async fn max_concurrency_holds_the_permit_until_the_stream_ends() {
     let mock = mock().await;
-    let gw = Gateway::start(&format!(
+    let gw = Gateway::start(&one_backend(
+        &mock.url(),
         r#"
-listen: "127.0.0.1:0"
-backends:
-  all: {{base_url: "{}", protocol: {ALL}}}
-models:
   solo:
     max_concurrency: 1
-    targets: [{{backend: all, model: up-solo}}]
+    targets: [{backend: m, model: up-solo}]
 "#,
-        mock.url()
     ));
     // A long stream holds the only slot while it is open.
     let first = call("openai_chat", "solo")
@@ -1337,20 +1268,18 @@ models:
     assert!(head.starts_with(b"data: "));
 
     for (protocol, _) in PROTOCOLS {
-        let r = call(protocol, "solo").send(&gw).await;
-        assert_eq!(r.status, 429, "{protocol}: {}", r.json);
-        let msg = error_message(protocol, 429, "rate_limit_error", &r.json);
+        let msg = call(protocol, "solo")
+            .expect_error(&gw, 429, "rate_limit_error")
+            .await;
         assert!(msg.contains("solo"), "{msg}");
     }
-    let r = call("anthropic", "solo").stream().send(&gw).await;
-    assert_eq!(r.status, 429, "{}", r.json);
+    call("anthropic", "solo").stream().expect(&gw, 429).await;
     assert_eq!(mock.stats().requests, 1);
 
     // The client leaves: the stream ends and its slot frees up.
     drop(chunks);
     mock.wait_for(|s| s.streams_cancelled >= 1).await;
-    let r = call("openai_chat", "solo").send(&gw).await;
-    assert_eq!(r.status, 200, "{}", r.json);
+    call("openai_chat", "solo").expect(&gw, 200).await;
 
     // A stream read to its end frees the slot before the client sees the end.
     let (status, text) = call("anthropic", "solo")
@@ -1359,8 +1288,7 @@ models:
         .await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("message_stop"), "{text}");
-    let r = call("gemini", "solo").send(&gw).await;
-    assert_eq!(r.status, 200, "{}", r.json);
+    call("gemini", "solo").expect(&gw, 200).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,6 +30,16 @@ pub fn server_bin() -> PathBuf {
     bin
 }
 
+/// The gateway binary on config file `config`, logging at `warn`.
+fn server_command(config: &Path) -> Command {
+    let mut command = Command::new(server_bin());
+    command
+        .arg("--config")
+        .arg(config)
+        .env("OCTOLLM_LOG", "warn");
+    command
+}
+
 /// A running gateway process; killed on drop.
 pub struct Gateway {
     child: Child,
@@ -57,6 +67,14 @@ fn line_reader(stdout: BufReader<ChildStdout>) -> mpsc::Receiver<String> {
 
 static CONFIGS: AtomicUsize = AtomicUsize::new(0);
 
+/// Writes `yaml` to a new temp file named after `prefix` and this process.
+fn temp_config(prefix: &str, yaml: &str) -> PathBuf {
+    let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("{prefix}-{}-{n}.yaml", std::process::id()));
+    std::fs::write(&path, yaml).expect("write test config");
+    path
+}
+
 impl Gateway {
     /// Writes `yaml` to a temp file and starts the gateway on it; returns once it listens.
     pub fn start(yaml: &str) -> Gateway {
@@ -65,49 +83,27 @@ impl Gateway {
 
     /// As [`Gateway::start`], with extra command-line arguments.
     pub fn start_with(yaml: &str, args: &[&str]) -> Gateway {
-        let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
-        let config_path =
-            std::env::temp_dir().join(format!("octollm-test-{}-{n}.yaml", std::process::id()));
-        std::fs::write(&config_path, yaml).expect("write test config");
-        let mut child = Command::new(server_bin())
-            .arg("--config")
-            .arg(&config_path)
-            .args(args)
-            .env("OCTOLLM_LOG", "warn")
-            .env_remove("OCTOLLM_LISTEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn octollm-server");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let url = line
-            .trim()
-            .strip_prefix("octollm-server listening on ")
-            .unwrap_or_else(|| panic!("octollm-server did not start; first stdout line: {line:?}"))
-            .to_owned();
-        Gateway {
-            child,
-            url,
-            config_path,
-            lines: line_reader(stdout),
-            owned_config: true,
-        }
+        let config_path = temp_config("octollm-test", yaml);
+        let mut command = server_command(&config_path);
+        command.args(args).env_remove("OCTOLLM_LISTEN");
+        Self::launch(command, config_path, true)
     }
 
     /// Starts the gateway on an existing config file (never deleted) with extra environment
     /// variables, listening on an ephemeral port through `OCTOLLM_LISTEN`.
     pub fn start_file(path: &Path, envs: &[(String, String)]) -> Gateway {
-        let mut child = Command::new(server_bin())
-            .arg("--config")
-            .arg(path)
+        let mut command = server_command(path);
+        command
             .args(["--watch-interval", "0"])
-            .env("OCTOLLM_LOG", "warn")
             .env("OCTOLLM_LISTEN", "127.0.0.1:0")
-            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .envs(envs.iter().map(|(k, v)| (k, v)));
+        Self::launch(command, path.to_owned(), false)
+    }
+
+    /// Spawns `command` and returns once the gateway prints its listening line; panics with the
+    /// line it printed instead.
+    fn launch(mut command: Command, config_path: PathBuf, owned_config: bool) -> Gateway {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -123,16 +119,16 @@ impl Gateway {
             .unwrap_or_else(|| {
                 panic!(
                     "octollm-server did not start on {}; first stdout line: {line:?}",
-                    path.display()
+                    config_path.display()
                 )
             })
             .to_owned();
         Gateway {
             child,
             url,
-            config_path: path.to_owned(),
+            config_path,
             lines: line_reader(stdout),
-            owned_config: false,
+            owned_config,
         }
     }
 
@@ -174,14 +170,8 @@ impl Drop for Gateway {
 /// Starts the gateway on `yaml`, expecting it to refuse to start: returns what it printed on
 /// stderr. Panics if it starts listening instead.
 pub fn start_fails(yaml: &str) -> String {
-    let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
-    let config_path =
-        std::env::temp_dir().join(format!("octollm-bad-{}-{n}.yaml", std::process::id()));
-    std::fs::write(&config_path, yaml).expect("write test config");
-    let mut child = Command::new(server_bin())
-        .arg("--config")
-        .arg(&config_path)
-        .env("OCTOLLM_LOG", "warn")
+    let config_path = temp_config("octollm-bad", yaml);
+    let mut child = server_command(&config_path)
         .env("OCTOLLM_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

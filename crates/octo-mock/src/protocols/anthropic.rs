@@ -261,14 +261,9 @@ pub(crate) fn error_body(status: StatusCode, message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MockConfig;
-    use crate::directives::Directives;
-    use crate::record::State;
 
     fn plan(body: Value, directives: &str) -> Plan {
-        let state = State::new(MockConfig::default());
-        let d = Directives::parse(&http::HeaderMap::new(), directives.as_bytes());
-        Plan::new(summarize(&body), &d, 100, &state)
+        super::super::test_plan(summarize(&body), directives)
     }
 
     use super::super::parse_named_events as parse;

@@ -250,14 +250,9 @@ pub(crate) fn error_body(status: StatusCode, message: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MockConfig;
-    use crate::directives::Directives;
-    use crate::record::State;
 
     fn plan(body: Value, directives: &str) -> Plan {
-        let state = State::new(MockConfig::default());
-        let d = Directives::parse(&http::HeaderMap::new(), directives.as_bytes());
-        Plan::new(summarize(&body, "gem"), &d, 100, &state)
+        super::super::test_plan(summarize(&body, "gem"), directives)
     }
 
     fn sse_json(events: &[Event]) -> Vec<Value> {

@@ -208,6 +208,20 @@ pub(crate) fn parse_named_events(events: &[Event]) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Test helper: directives read from a request body `text` alone (no `x-mock-*` headers).
+#[cfg(test)]
+pub(crate) fn test_directives(text: &str) -> Directives {
+    Directives::parse(&http::HeaderMap::new(), text.as_bytes())
+}
+
+/// Test helper: the plan a fresh default mock makes for `summary` (a 100-byte request) under the
+/// directives in `directives`.
+#[cfg(test)]
+pub(crate) fn test_plan(summary: Summary, directives: &str) -> Plan {
+    let state = crate::record::State::new(crate::MockConfig::default());
+    Plan::new(summary, &test_directives(directives), 100, &state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,34 +236,30 @@ mod tests {
         ]
     }
 
-    fn directives(body: &str) -> Directives {
-        Directives::parse(&http::HeaderMap::new(), body.as_bytes())
-    }
-
     fn err(at: usize) -> Bytes {
         Bytes::from(format!("err@{at}"))
     }
 
     #[test]
     fn midstream_error_positions() {
-        let (f, e) = shape_stream(events(), &directives("[mock:midstream_error=1]"), err);
+        let (f, e) = shape_stream(events(), &test_directives("[mock:midstream_error=1]"), err);
         assert_eq!(f, ["start", "c1", "err@2"]);
         assert_eq!(e, Ending::Clean);
-        let (f, _) = shape_stream(events(), &directives("[mock:midstream_error=0]"), err);
+        let (f, _) = shape_stream(events(), &test_directives("[mock:midstream_error=0]"), err);
         assert_eq!(f, ["start", "err@1"]);
-        let (f, _) = shape_stream(events(), &directives("[mock:midstream_error=9]"), err);
+        let (f, _) = shape_stream(events(), &test_directives("[mock:midstream_error=9]"), err);
         assert_eq!(f, ["start", "c1", "c2", "err@3"]);
     }
 
     #[test]
     fn truncate_and_abort() {
-        let (f, e) = shape_stream(events(), &directives("[mock:truncate=2]"), err);
+        let (f, e) = shape_stream(events(), &test_directives("[mock:truncate=2]"), err);
         assert_eq!(f, ["start", "c1"]);
         assert_eq!(e, Ending::Clean);
-        let (f, e) = shape_stream(events(), &directives("[mock:abort=3]"), err);
+        let (f, e) = shape_stream(events(), &test_directives("[mock:abort=3]"), err);
         assert_eq!(f, ["start", "c1", "c2"]);
         assert_eq!(e, Ending::Abort);
-        let (f, e) = shape_stream(events(), &directives(""), err);
+        let (f, e) = shape_stream(events(), &test_directives(""), err);
         assert_eq!(f.len(), 5);
         assert_eq!(e, Ending::Clean);
     }
