@@ -106,15 +106,31 @@ pub enum OpenAiMaxTokens {
     MaxTokens,
 }
 
+/// What happens to the client's reasoning controls on a converted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReasoningMode {
+    /// Map them to the upstream's own controls (`reasoning_effort`, `thinking`, `reasoning`,
+    /// `thinkingConfig`). The default.
+    #[default]
+    Pass,
+    /// Send none, for upstream models that refuse them (OpenAI's non-reasoning models answer 400
+    /// to `reasoning_effort`, which is what Claude Code's adaptive thinking becomes toward Chat).
+    /// Reasoning blocks already in the history are still carried where the upstream can take them.
+    Drop,
+}
+
 /// Conversion settings.
 ///
 /// ```
-/// use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens};
+/// use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
 ///
 /// let opts = ConvertOptions::default()
 ///     .with_default_max_tokens(8192)
-///     .with_openai_max_tokens_field(OpenAiMaxTokens::MaxTokens);
+///     .with_openai_max_tokens_field(OpenAiMaxTokens::MaxTokens)
+///     .with_reasoning(ReasoningMode::Drop);
 /// assert_eq!(opts.default_max_tokens, 8192);
+/// assert_eq!(opts.reasoning, ReasoningMode::Drop);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -125,6 +141,8 @@ pub struct ConvertOptions {
     /// The field used for the output limit toward an OpenAI Chat upstream. Default
     /// [`OpenAiMaxTokens::MaxCompletionTokens`].
     pub openai_max_tokens_field: OpenAiMaxTokens,
+    /// Whether reasoning controls reach the upstream. Default [`ReasoningMode::Pass`].
+    pub reasoning: ReasoningMode,
 }
 
 impl Default for ConvertOptions {
@@ -132,6 +150,7 @@ impl Default for ConvertOptions {
         ConvertOptions {
             default_max_tokens: DEFAULT_MAX_TOKENS,
             openai_max_tokens_field: OpenAiMaxTokens::default(),
+            reasoning: ReasoningMode::default(),
         }
     }
 }
@@ -146,6 +165,12 @@ impl ConvertOptions {
     /// Sets [`ConvertOptions::openai_max_tokens_field`].
     pub fn with_openai_max_tokens_field(mut self, field: OpenAiMaxTokens) -> Self {
         self.openai_max_tokens_field = field;
+        self
+    }
+
+    /// Sets [`ConvertOptions::reasoning`].
+    pub fn with_reasoning(mut self, mode: ReasoningMode) -> Self {
+        self.reasoning = mode;
         self
     }
 }
@@ -269,6 +294,9 @@ fn convert_request(
     let body = req.body.json()?;
     let mut canon = decode_request(client, body, &req.route)?;
     canon.normalize();
+    if options.reasoning == ReasoningMode::Drop && canon.reasoning.take().is_some() {
+        tracing::debug!(upstream = %upstream, "dropping the reasoning controls (conversion.reasoning: drop)");
+    }
     let names = NameMap::shorten(&mut canon);
     let encoded = encode_request(upstream, &canon, options)?;
     req.body = Body::from_json(encoded);
@@ -510,3 +538,80 @@ pub mod testing {
 
 #[cfg(test)]
 mod reference_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(
+        client: ApiFormat,
+        upstream: ApiFormat,
+        body: Value,
+        opts: &ConvertOptions,
+    ) -> Value {
+        let mut req = Request::post(client, "/", Body::from_json(body));
+        convert_request(&mut req, upstream, opts).unwrap();
+        req.body.json().unwrap().clone()
+    }
+
+    #[test]
+    fn reasoning_drop_removes_every_reasoning_control() {
+        // Claude Code's adaptive thinking.
+        let anthropic = serde_json::json!({
+            "model": "m", "max_tokens": 64,
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+            "messages": [{"role": "user", "content": "hi"}]
+        });
+        let pass = ConvertOptions::default();
+        let drop = ConvertOptions::default().with_reasoning(ReasoningMode::Drop);
+        let v = convert(
+            ApiFormat::Messages,
+            ApiFormat::ChatCompletions,
+            anthropic.clone(),
+            &pass,
+        );
+        assert_eq!(v["reasoning_effort"], "high");
+        let v = convert(
+            ApiFormat::Messages,
+            ApiFormat::ChatCompletions,
+            anthropic.clone(),
+            &drop,
+        );
+        assert!(v.get("reasoning_effort").is_none(), "{v}");
+        assert_eq!(v["messages"][0]["content"][0]["text"], "hi");
+        let v = convert(ApiFormat::Messages, ApiFormat::Responses, anthropic, &drop);
+        assert!(
+            v.get("reasoning").is_none() && v.get("include").is_none(),
+            "{v}"
+        );
+
+        let chat = serde_json::json!({
+            "model": "m", "reasoning_effort": "low",
+            "messages": [{"role": "user", "content": "hi"}]
+        });
+        let v = convert(
+            ApiFormat::ChatCompletions,
+            ApiFormat::Messages,
+            chat.clone(),
+            &pass,
+        );
+        assert_eq!(v["thinking"]["type"], "enabled");
+        let v = convert(
+            ApiFormat::ChatCompletions,
+            ApiFormat::Messages,
+            chat.clone(),
+            &drop,
+        );
+        assert!(v.get("thinking").is_none(), "{v}");
+        let v = convert(
+            ApiFormat::ChatCompletions,
+            ApiFormat::GenerateContent,
+            chat,
+            &drop,
+        );
+        assert!(
+            v.pointer("/generationConfig/thinkingConfig").is_none(),
+            "{v}"
+        );
+    }
+}
