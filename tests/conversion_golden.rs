@@ -237,13 +237,14 @@ fn normalize(v: &mut Value) {
             let volatile_id = o.contains_key("object")
                 || matches!(
                     o.get("type").and_then(Value::as_str),
-                    Some("message" | "reasoning" | "function_call")
+                    Some("message" | "reasoning" | "function_call" | "custom_tool_call")
                 );
             for (k, val) in o.iter_mut() {
                 match k.as_str() {
                     "created" | "created_at" => *val = json!("<created>"),
-                    "responseId" | "item_id" => *val = json!("<id>"),
-                    "id" if volatile_id => *val = json!("<id>"),
+                    "responseId" => *val = json!("<id>"),
+                    "item_id" => mask_id(val),
+                    "id" if volatile_id => mask_id(val),
                     _ => normalize(val),
                 }
             }
@@ -256,6 +257,18 @@ fn normalize(v: &mut Value) {
         Value::Array(a) => a.iter_mut().for_each(normalize),
         _ => {}
     }
+}
+
+/// An id masked down to its protocol prefix (`msg_<id>`, `chatcmpl-<id>`, `resp_<id>`, `fc_<id>`):
+/// the value may differ with the upstream, the convention may not.
+fn mask_id(v: &mut Value) {
+    let Some(id) = v.as_str() else { return };
+    let prefix = id
+        .find(['_', '-'])
+        .map(|i| &id[..=i])
+        .filter(|p| p[..p.len() - 1].bytes().all(|b| b.is_ascii_lowercase()))
+        .unwrap_or("");
+    *v = json!(format!("{prefix}<id>"));
 }
 
 fn json_lines(v: &Value) -> Vec<String> {

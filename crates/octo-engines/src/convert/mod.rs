@@ -364,13 +364,7 @@ fn encode_response(ctx: &Ctx, r: &ChatResponse) -> Value {
     if r.model.is_empty() {
         r.model.clone_from(&ctx.model);
     }
-    if r.id.is_empty() {
-        r.id = util::fresh_id(match ctx.client {
-            ApiFormat::Messages => "msg",
-            ApiFormat::ChatCompletions => "chatcmpl",
-            _ => "resp",
-        });
-    }
+    r.id = ids::response_id(ctx.client, &r.id);
     match ctx.client {
         ApiFormat::ChatCompletions => chat::encode_response(&r, util::now()),
         ApiFormat::Responses => responses::encode_response(&r, util::now()),
@@ -389,6 +383,39 @@ fn decoder(upstream: ApiFormat) -> Box<dyn Decoder> {
 }
 
 fn encoder(ctx: &Ctx) -> Box<dyn Encoder> {
+    Box::new(ClientIds {
+        client: ctx.client,
+        inner: protocol_encoder(ctx),
+    })
+}
+
+/// Gives the answer the id the client's protocol expects ([`ids::response_id`]) before the
+/// client's encoder sees it.
+struct ClientIds {
+    client: ApiFormat,
+    inner: Box<dyn Encoder>,
+}
+
+impl Encoder for ClientIds {
+    fn encode(
+        &mut self,
+        mut event: model::StreamEvent,
+        out: &mut std::collections::VecDeque<Event>,
+    ) {
+        if let model::StreamEvent::Start(start) = &mut event {
+            if let Some(id) = start.id.as_mut() {
+                *id = ids::response_id(self.client, id);
+            }
+        }
+        self.inner.encode(event, out);
+    }
+
+    fn finish(&mut self, out: &mut std::collections::VecDeque<Event>) {
+        self.inner.finish(out);
+    }
+}
+
+fn protocol_encoder(ctx: &Ctx) -> Box<dyn Encoder> {
     match ctx.client {
         ApiFormat::ChatCompletions => {
             Box::new(chat_stream::ChatEncoder::new(&ctx.model, ctx.include_usage))

@@ -374,7 +374,7 @@ impl ResponsesEncoder {
         }
         self.started = true;
         if self.id.is_empty() {
-            self.id = fresh_id("resp");
+            self.id = fresh_id("resp_");
         }
         let r = self.response("in_progress", Value::Null, Vec::new());
         self.emit("response.created", json!({"response": r}), out);
