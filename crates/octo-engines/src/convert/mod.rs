@@ -413,6 +413,10 @@ impl Encoder for ClientIds {
     fn finish(&mut self, out: &mut std::collections::VecDeque<Event>) {
         self.inner.finish(out);
     }
+
+    fn fail(&mut self, error: &Error, out: &mut std::collections::VecDeque<Event>) -> bool {
+        self.inner.fail(error, out)
+    }
 }
 
 fn protocol_encoder(ctx: &Ctx) -> Box<dyn Encoder> {

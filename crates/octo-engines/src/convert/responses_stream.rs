@@ -240,6 +240,14 @@ impl Decoder for ResponsesDecoder {
 
 // ---------------------------------------------------------------------------------------- encode
 
+/// The `error.code` of a failed response: one of the codes the API defines (`ResponseError.code`).
+fn response_error_code(error: &Error) -> &'static str {
+    match error.status().as_u16() {
+        429 => "rate_limit_exceeded",
+        _ => "server_error",
+    }
+}
+
 #[derive(Serialize)]
 struct TextDelta<'a> {
     #[serde(rename = "type")]
@@ -761,6 +769,24 @@ impl Encoder for ResponsesEncoder {
         }
     }
 
+    /// `response.failed` (the SDK's stream helper needs `response.created` first, with the same
+    /// id): the finished items, `status: "failed"` and `error: {code, message}`. An item that was
+    /// still open is not finished (no `.done` events), since its content is incomplete.
+    fn fail(&mut self, error: &Error, out: &mut VecDeque<Event>) -> bool {
+        self.ensure_started(out);
+        self.open = None;
+        let output = std::mem::take(&mut self.output);
+        let mut r = self.response("failed", Value::Null, output);
+        // Upstreams report usage at the end, which a failed stream did not reach.
+        r["usage"] = Value::Null;
+        r["error"] = json!({
+            "code": response_error_code(error),
+            "message": error.message(),
+        });
+        self.emit("response.failed", json!({"response": r}), out);
+        true
+    }
+
     fn finish(&mut self, out: &mut VecDeque<Event>) {
         self.ensure_started(out);
         self.close(out);
@@ -773,5 +799,131 @@ impl Encoder for ResponsesEncoder {
             "response.incomplete"
         };
         self.emit(kind, json!({"response": r}), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::convert_stream;
+    use super::*;
+
+    fn anthropic(name: &'static str, data: Value) -> Result<Event, Error> {
+        Ok(Event::named(name, Bytes::from(data.to_string())))
+    }
+
+    fn frames(out: Vec<Result<Event, Error>>) -> Vec<(String, Value)> {
+        out.into_iter()
+            .map(|e| {
+                let e = e.expect("a Responses client gets no Err: the failure is an event");
+                let v = serde_json::from_slice(&e.data_body().to_bytes()).unwrap();
+                (e.name().unwrap().to_owned(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_mid_stream_failure_is_response_failed_with_the_created_id() {
+        let events = vec![
+            anthropic(
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+            ),
+            anthropic(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            anthropic(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+            ),
+            anthropic(
+                "error",
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+            ),
+        ];
+        let out = frames(convert_stream(
+            ApiFormat::Responses,
+            ApiFormat::Messages,
+            true,
+            events,
+        ));
+        let (name, last) = out.last().unwrap();
+        assert_eq!(name, "response.failed");
+        assert_eq!(last["type"], "response.failed");
+        let r = &last["response"];
+        assert_eq!(r["status"], "failed");
+        assert_eq!(r["id"], "resp_1");
+        assert_eq!(
+            r["id"], out[0].1["response"]["id"],
+            "same id as response.created"
+        );
+        assert_eq!(
+            r["error"],
+            json!({"code": "server_error", "message": "Overloaded"})
+        );
+        let seqs: Vec<u64> = out
+            .iter()
+            .map(|(_, v)| v["sequence_number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, (0..out.len() as u64).collect::<Vec<_>>());
+        assert!(
+            !out.iter()
+                .any(|(n, _)| n == "error" || n == "response.completed")
+        );
+    }
+
+    #[test]
+    fn a_transport_failure_after_the_start_is_response_failed() {
+        let chunk = |s: &'static str| Ok(Event::data(Bytes::from_static(s.as_bytes())));
+        let out = frames(convert_stream(
+            ApiFormat::Responses,
+            ApiFormat::ChatCompletions,
+            true,
+            vec![
+                chunk(
+                    r#"{"id":"chatcmpl-7","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+                ),
+                Err(Error::upstream("rate limited")
+                    .with_status(http::StatusCode::TOO_MANY_REQUESTS)),
+            ],
+        ));
+        let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.failed"
+            ]
+        );
+        assert_eq!(out[2].1["response"]["id"], "resp_7");
+        assert_eq!(out[2].1["response"]["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(out[2].1["response"]["error"]["message"], "rate limited");
+    }
+
+    #[test]
+    fn a_failure_before_the_first_event_stays_an_error() {
+        // So the retry layer can try another target and the front can answer an HTTP status.
+        let out = convert_stream(
+            ApiFormat::Responses,
+            ApiFormat::ChatCompletions,
+            true,
+            vec![Err(Error::upstream("down"))],
+        );
+        assert_eq!(out.len(), 1);
+        assert!(matches!(&out[0], Err(e) if e.message() == "down"));
+    }
+
+    #[test]
+    fn other_clients_still_get_the_error() {
+        let out = convert_stream(
+            ApiFormat::Messages,
+            ApiFormat::ChatCompletions,
+            true,
+            vec![Ok(Event::data(Bytes::from_static(
+                br#"{"error":{"message":"boom","type":"server_error"}}"#,
+            )))],
+        );
+        assert!(matches!(out.last(), Some(Err(e)) if e.message() == "boom"));
     }
 }
