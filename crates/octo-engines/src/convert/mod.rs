@@ -85,7 +85,7 @@ use octo_core::{
 };
 use serde_json::Value;
 
-use self::model::{ChatRequest, ChatResponse, Part, ToolChoice};
+use self::model::{ChatRequest, ChatResponse, Part, ToolChoice, ToolOrigin};
 use self::stream::{ConvertStream, Decoder, Encoder};
 
 /// The default `max_tokens` sent to an Anthropic upstream when the client set no limit.
@@ -234,6 +234,7 @@ struct Ctx {
     stream: bool,
     include_usage: bool,
     names: NameMap,
+    tools: std::sync::Arc<ToolMap>,
 }
 
 #[async_trait]
@@ -294,6 +295,7 @@ fn convert_request(
     let body = req.body.json()?;
     let mut canon = decode_request(client, body, &req.route)?;
     canon.normalize();
+    let tools = std::sync::Arc::new(ToolMap::from_request(&canon));
     if options.reasoning == ReasoningMode::Drop && canon.reasoning.take().is_some() {
         tracing::debug!(upstream = %upstream, "dropping the reasoning controls (conversion.reasoning: drop)");
     }
@@ -316,6 +318,7 @@ fn convert_request(
         stream: canon.stream,
         include_usage: canon.include_usage,
         names,
+        tools,
     })
 }
 
@@ -367,7 +370,7 @@ fn encode_response(ctx: &Ctx, r: &ChatResponse) -> Value {
     r.id = ids::response_id(ctx.client, &r.id);
     match ctx.client {
         ApiFormat::ChatCompletions => chat::encode_response(&r, util::now()),
-        ApiFormat::Responses => responses::encode_response(&r, util::now()),
+        ApiFormat::Responses => responses::encode_response(&r, util::now(), &ctx.tools),
         ApiFormat::Messages => anthropic::encode_response(&r),
         _ => gemini::encode_response(&r),
     }
@@ -424,9 +427,36 @@ fn protocol_encoder(ctx: &Ctx) -> Box<dyn Encoder> {
         ApiFormat::ChatCompletions => {
             Box::new(chat_stream::ChatEncoder::new(&ctx.model, ctx.include_usage))
         }
-        ApiFormat::Responses => Box::new(responses_stream::ResponsesEncoder::new(&ctx.model)),
+        ApiFormat::Responses => Box::new(responses_stream::ResponsesEncoder::new(
+            &ctx.model,
+            ctx.tools.clone(),
+        )),
         ApiFormat::Messages => Box::new(anthropic_stream::AnthropicEncoder::new(&ctx.model)),
         _ => Box::new(gemini_stream::GeminiEncoder::new(&ctx.model)),
+    }
+}
+
+/// The client's tools that are not plain function tools (Responses `custom` and namespaced
+/// tools), by the function name the upstream sees, so calls go back to the client in its shape.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ToolMap {
+    tools: Vec<(String, ToolOrigin)>,
+}
+
+impl ToolMap {
+    fn from_request(r: &ChatRequest) -> ToolMap {
+        ToolMap {
+            tools: r
+                .tools
+                .iter()
+                .filter_map(|t| Some((t.name.clone(), t.origin.clone()?)))
+                .collect(),
+        }
+    }
+
+    /// How the client declared the tool the upstream calls `name`.
+    pub(crate) fn origin(&self, name: &str) -> Option<&ToolOrigin> {
+        self.tools.iter().find(|(n, _)| n == name).map(|(_, o)| o)
     }
 }
 
@@ -563,6 +593,7 @@ pub mod testing {
             stream: true,
             include_usage,
             names: NameMap::default(),
+            tools: std::sync::Arc::default(),
         }
     }
 }
