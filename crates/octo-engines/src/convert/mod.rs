@@ -25,9 +25,14 @@
 //! for Anthropic the type is checked against the bytes), PDF documents, tools (schemas cleaned for
 //! Gemini), tool choice, parallel-call control, tool calls and results with their ids, reasoning
 //! with signatures, stop sequences, `max_tokens`, temperature/top_p, finish reasons and usage.
+//! OpenAI Responses `custom` tools (free-form input, such as Codex's `apply_patch`) and
+//! `namespace` tools reach other upstreams as function tools and their calls come back as
+//! `custom_tool_call` items / namespaced `function_call`s; answer ids follow the client protocol's
+//! convention; a Responses client whose stream breaks gets `response.failed`.
 //! A field the target cannot express is dropped with a `debug` log; where dropping would change
 //! the meaning the request is refused with a 400 naming the parameter (`n > 1`, stateful Responses
-//! requests, file ids, audio toward a text-only upstream, deprecated `functions`). See
+//! requests, file ids, audio toward a text-only upstream, deprecated `functions`, a `tool_choice`
+//! forcing a built-in tool). See
 //! `docs/architecture.md` ("Protocol conversion") for the full list of decisions.
 //!
 //! # Example

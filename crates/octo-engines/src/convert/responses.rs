@@ -3,6 +3,11 @@
 //! The gateway is stateless: `previous_response_id`, `conversation`, `item_reference` and
 //! `background` are refused with a 400 naming the parameter, and requests to a Responses upstream
 //! are sent with `store: false` (the full history travels every turn, as Codex does).
+//!
+//! `custom` tools become functions with one string parameter `input` (their grammar in the
+//! description) and `namespace` tools functions named `<namespace>__<name>`; [`call_item`] renders
+//! calls of them back (`custom_tool_call` with `input`, or `function_call` with `namespace`).
+//! Built-in tools are dropped (debug log); a `tool_choice` forcing one is refused.
 
 use serde_json::{Map, Value, json};
 
@@ -940,6 +945,182 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.param(), Some("input[0]"));
+    }
+
+    #[test]
+    fn custom_tools_become_single_string_functions() {
+        let r = decode_request(&json!({
+            "model": "m", "input": "hi",
+            "tools": [
+                {"type": "custom", "name": "apply_patch", "description": "Patch files.",
+                 "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+                {"type": "custom", "name": "note"},
+                {"type": "web_search"},
+                {"type": "local_shell"},
+            ]
+        }))
+        .unwrap();
+        assert_eq!(r.tools.len(), 2, "built-in tools are dropped");
+        let patch = &r.tools[0];
+        assert_eq!(patch.name, "apply_patch");
+        let d = patch.description.as_deref().unwrap();
+        assert!(d.starts_with("Patch files.\n\n"), "{d}");
+        assert!(d.contains("lark grammar:\nstart: /.+/"), "{d}");
+        let params = patch.parameters.as_ref().unwrap();
+        assert_eq!(params["required"], json!(["input"]));
+        assert_eq!(params["properties"]["input"]["type"], "string");
+        assert!(patch.origin.as_ref().unwrap().custom);
+        let note = r.tools[1].description.as_deref().unwrap();
+        assert!(note.contains("free-form text, not JSON"), "{note}");
+    }
+
+    #[test]
+    fn namespace_tools_are_qualified_and_history_items_map() {
+        let r = decode_request(&json!({
+            "model": "m",
+            "input": [
+                {"type": "function_call", "call_id": "c1", "name": "search", "namespace": "docs", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "found"},
+                {"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": "*** Begin Patch\n\"x\""},
+                {"type": "custom_tool_call_output", "call_id": "c2", "output": "Done!"},
+            ],
+            "tools": [{"type": "namespace", "name": "docs", "description": "d", "tools": [
+                {"type": "function", "name": "search", "parameters": {"type": "object"}},
+                {"type": "custom", "name": "raw"},
+            ]}],
+            "tool_choice": {"type": "custom", "name": "apply_patch"},
+        }))
+        .unwrap();
+        let names: Vec<&str> = r.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["docs__search", "docs__raw"]);
+        let o = r.tools[1].origin.as_ref().unwrap();
+        assert_eq!(
+            (o.custom, o.namespace.as_deref(), o.name.as_str()),
+            (true, Some("docs"), "raw")
+        );
+        assert_eq!(r.tool_choice, Some(ToolChoice::Tool("apply_patch".into())));
+        let Part::ToolCall(call) = &r.messages[0].parts[0] else {
+            panic!()
+        };
+        assert_eq!(call.name, "docs__search");
+        let Part::ToolCall(call) = &r.messages[2].parts[0] else {
+            panic!("{:?}", r.messages)
+        };
+        assert_eq!(
+            (call.id.as_str(), call.name.as_str()),
+            ("c2", "apply_patch")
+        );
+        assert_eq!(custom_input(&call.arguments), "*** Begin Patch\n\"x\"");
+        let Part::ToolResult(res) = &r.messages[3].parts[0] else {
+            panic!()
+        };
+        assert_eq!((res.id.as_str(), res.text().as_str()), ("c2", "Done!"));
+        assert_eq!(
+            ToolOrigin::qualified(Some("mcp__fs__"), "read"),
+            "mcp__fs__read"
+        );
+    }
+
+    #[test]
+    fn forcing_a_built_in_tool_is_refused() {
+        let e = decode_request(&json!({"model": "m", "input": "x",
+            "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}))
+        .unwrap_err();
+        assert_eq!(e.param(), Some("tool_choice"));
+        assert!(e.message().contains("web_search"));
+        // Built-ins in an allowed list are dropped, the rest kept.
+        let r = decode_request(&json!({"model": "m", "input": "x", "tool_choice": {
+            "type": "allowed_tools", "mode": "auto",
+            "tools": [{"type": "web_search"}, {"type": "custom", "name": "apply_patch"}]}}))
+        .unwrap();
+        assert_eq!(
+            r.tool_choice,
+            Some(ToolChoice::Allowed {
+                required: false,
+                names: vec!["apply_patch".into()]
+            })
+        );
+    }
+
+    #[test]
+    fn custom_input_reads_any_reasonable_argument_shape() {
+        assert_eq!(custom_input(&custom_arguments("a \"b\"\n")), "a \"b\"\n");
+        assert_eq!(custom_input(r#"{"patch": "p"}"#), "p");
+        assert_eq!(custom_input(r#""just a string""#), "just a string");
+        assert_eq!(custom_input("*** Begin Patch"), "*** Begin Patch");
+        assert_eq!(
+            custom_input(r#"{"a": "x", "b": "y"}"#),
+            r#"{"a": "x", "b": "y"}"#
+        );
+    }
+
+    #[test]
+    fn calls_of_custom_and_namespaced_tools_go_back_in_their_shape() {
+        let tools = ToolMap {
+            tools: vec![
+                (
+                    "apply_patch".into(),
+                    ToolOrigin {
+                        custom: true,
+                        namespace: None,
+                        name: "apply_patch".into(),
+                    },
+                ),
+                (
+                    "docs__search".into(),
+                    ToolOrigin {
+                        custom: false,
+                        namespace: Some("docs".into()),
+                        name: "search".into(),
+                    },
+                ),
+            ],
+        };
+        let call = |id: &str, name: &str, args: &str| {
+            Part::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                arguments: args.into(),
+                signature: None,
+            })
+        };
+        let r = ChatResponse {
+            id: "resp_1".into(),
+            parts: vec![
+                call("c1", "apply_patch", r#"{"input":"*** Begin Patch\n"}"#),
+                call("c2", "docs__search", r#"{"q":1}"#),
+                call("c3", "plain", ""),
+            ],
+            stop: Some(StopReason::ToolUse),
+            ..ChatResponse::default()
+        };
+        let v = encode_response(&r, 1, &tools);
+        let out = v["output"].as_array().unwrap();
+        assert_eq!(out[0]["type"], "custom_tool_call");
+        assert!(out[0]["id"].as_str().unwrap().starts_with("ctc_"));
+        assert_eq!(out[0]["call_id"], "c1");
+        assert_eq!(out[0]["input"], "*** Begin Patch\n");
+        assert!(out[0].get("arguments").is_none());
+        assert_eq!(out[1]["type"], "function_call");
+        assert_eq!(
+            (out[1]["name"].as_str(), out[1]["namespace"].as_str()),
+            (Some("search"), Some("docs"))
+        );
+        assert_eq!(out[2]["arguments"], "{}");
+        assert!(out[2].get("namespace").is_none());
+    }
+
+    #[test]
+    fn custom_tool_call_items_from_a_responses_upstream_decode() {
+        let r = decode_response(&json!({"id": "resp_1", "status": "completed", "output": [
+            {"type": "custom_tool_call", "call_id": "c9", "name": "raw", "namespace": "docs", "input": "text"}
+        ]}))
+        .unwrap();
+        let Part::ToolCall(c) = &r.parts[0] else {
+            panic!()
+        };
+        assert_eq!((c.id.as_str(), c.name.as_str()), ("c9", "docs__raw"));
+        assert_eq!(c.arguments, r#"{"input":"text"}"#);
     }
 
     #[test]

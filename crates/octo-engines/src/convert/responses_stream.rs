@@ -1069,6 +1069,7 @@ impl Encoder for ResponsesEncoder {
 mod tests {
     use super::super::testing::convert_stream;
     use super::*;
+    use crate::convert::model::StreamStart;
 
     fn anthropic(name: &'static str, data: Value) -> Result<Event, Error> {
         Ok(Event::named(name, Bytes::from(data.to_string())))
@@ -1175,6 +1176,201 @@ mod tests {
         );
         assert_eq!(out.len(), 1);
         assert!(matches!(&out[0], Err(e) if e.message() == "down"));
+    }
+
+    #[test]
+    fn the_input_decoder_survives_any_split() {
+        let input = "*** Begin Patch\n+say \"hi\" \\ tab\t café ☕ 😀 \u{1}\n";
+        let args = format!("{{ \"input\" : {}}}", serde_json::to_string(input).unwrap());
+        // And with the non-ASCII escaped as \uXXXX (surrogate pairs included).
+        let ascii = args
+            .replace('é', "\\u00e9")
+            .replace('☕', "\\u2615")
+            .replace('😀', "\\ud83d\\ude00");
+        for args in [args, ascii] {
+            for split in 0..=args.len() {
+                if !args.is_char_boundary(split) {
+                    continue;
+                }
+                let mut d = InputDecoder::default();
+                let mut got = d.advance(&args[..split]).to_owned();
+                got.push_str(d.advance(&args));
+                assert_eq!(got, input, "split at {split} of {args}");
+            }
+        }
+        // Another shape is not streamed (the whole input goes out at the end).
+        let mut d = InputDecoder::default();
+        assert_eq!(d.advance(r#"{"patch":"x"}"#), "");
+        assert_eq!(d.advance(r#"{"patch":"x"} more"#), "");
+    }
+
+    fn custom_map() -> Arc<ToolMap> {
+        Arc::new(ToolMap {
+            tools: vec![(
+                "apply_patch".into(),
+                ToolOrigin {
+                    custom: true,
+                    namespace: None,
+                    name: "apply_patch".into(),
+                },
+            )],
+        })
+    }
+
+    #[test]
+    fn a_custom_call_streams_its_input() {
+        let mut enc = ResponsesEncoder::new("m", custom_map());
+        let mut out = VecDeque::new();
+        enc.encode(
+            StreamEvent::Start(StreamStart {
+                id: Some("resp_1".into()),
+                ..Default::default()
+            }),
+            &mut out,
+        );
+        enc.encode(
+            StreamEvent::ToolCallStart {
+                key: 0,
+                id: "call_1".into(),
+                name: "apply_patch".into(),
+                signature: None,
+            },
+            &mut out,
+        );
+        for fragment in [r#"{"inp"#, r#"ut": "line 1\n"#, r#"li"#, r#"ne \"2\""}"#] {
+            enc.encode(
+                StreamEvent::ToolCallArgs {
+                    key: 0,
+                    fragment: fragment.into(),
+                },
+                &mut out,
+            );
+        }
+        enc.encode(StreamEvent::BlockEnd, &mut out);
+        enc.finish(&mut out);
+        let events: Vec<(String, Value)> = out
+            .into_iter()
+            .map(|e| {
+                (
+                    e.name().unwrap().to_owned(),
+                    serde_json::from_slice(&e.data_body().to_bytes()).unwrap(),
+                )
+            })
+            .collect();
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let added = &events[2].1["item"];
+        assert_eq!(added["type"], "custom_tool_call");
+        assert_eq!(added["input"], "");
+        let deltas: Vec<&str> = events[3..6]
+            .iter()
+            .map(|(_, v)| v["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(deltas, ["line 1\n", "li", "ne \"2\""]);
+        assert_eq!(events[6].1["input"], "line 1\nline \"2\"");
+        let item = &events[7].1["item"];
+        assert_eq!(item["id"], added["id"]);
+        assert_eq!(item["input"], "line 1\nline \"2\"");
+        assert_eq!(events[8].1["response"]["output"][0], *item);
+    }
+
+    #[test]
+    fn a_custom_call_in_another_shape_sends_its_input_at_the_end() {
+        let mut enc = ResponsesEncoder::new("m", custom_map());
+        let mut out = VecDeque::new();
+        enc.encode(
+            StreamEvent::ToolCallStart {
+                key: 3,
+                id: "c".into(),
+                name: "apply_patch".into(),
+                signature: None,
+            },
+            &mut out,
+        );
+        enc.encode(
+            StreamEvent::ToolCallArgs {
+                key: 3,
+                fragment: r#"{"patch":"p"}"#.into(),
+            },
+            &mut out,
+        );
+        enc.finish(&mut out);
+        let deltas: Vec<Value> = out
+            .iter()
+            .filter(|e| e.name() == Some("response.custom_tool_call_input.delta"))
+            .map(|e| serde_json::from_slice(&e.data_body().to_bytes()).unwrap())
+            .collect();
+        assert_eq!(deltas.len(), 1);
+        assert_eq!(deltas[0]["delta"], "p");
+    }
+
+    #[test]
+    fn custom_input_events_from_a_responses_upstream_become_arguments() {
+        let ev =
+            |name: &'static str, data: Value| Ok(Event::named(name, Bytes::from(data.to_string())));
+        let out = convert_stream(
+            ApiFormat::ChatCompletions,
+            ApiFormat::Responses,
+            false,
+            vec![
+                ev(
+                    "response.created",
+                    json!({"type": "response.created", "response": {"id": "resp_1"}}),
+                ),
+                ev(
+                    "response.output_item.added",
+                    json!({"type": "response.output_item.added", "output_index": 0,
+                    "item": {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": ""}}),
+                ),
+                ev(
+                    "response.custom_tool_call_input.delta",
+                    json!({"type": "response.custom_tool_call_input.delta", "output_index": 0, "delta": "a \"q\"\n"}),
+                ),
+                ev(
+                    "response.custom_tool_call_input.delta",
+                    json!({"type": "response.custom_tool_call_input.delta", "output_index": 0, "delta": "b"}),
+                ),
+                ev(
+                    "response.custom_tool_call_input.done",
+                    json!({"type": "response.custom_tool_call_input.done", "output_index": 0, "input": "a \"q\"\nb"}),
+                ),
+                ev(
+                    "response.output_item.done",
+                    json!({"type": "response.output_item.done", "output_index": 0,
+                    "item": {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": "a \"q\"\nb"}}),
+                ),
+                ev(
+                    "response.completed",
+                    json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed"}}),
+                ),
+            ],
+        );
+        let mut args = String::new();
+        for e in out {
+            let e = e.unwrap();
+            let bytes = e.data_body().to_bytes();
+            let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            if let Some(a) = v.pointer("/choices/0/delta/tool_calls/0/function/arguments") {
+                args.push_str(a.as_str().unwrap());
+            }
+        }
+        let v: Value = serde_json::from_str(&args).unwrap();
+        assert_eq!(v, json!({"input": "a \"q\"\nb"}));
     }
 
     #[test]
