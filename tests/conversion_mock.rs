@@ -380,7 +380,9 @@ fn read_stream(client: ApiFormat, frames: &str) -> Answer {
                         // What the API and the SDK's stream helper expect of a stream that broke.
                         assert_eq!(v["response"]["status"], "failed", "{v}");
                         assert!(v["response"]["error"]["code"].is_string(), "{v}");
-                        a.error = v["response"]["error"]["message"].as_str().map(str::to_owned);
+                        a.error = v["response"]["error"]["message"]
+                            .as_str()
+                            .map(str::to_owned);
                     }
                     "response.completed" | "response.incomplete" => {
                         let full = read_full(client, &v["response"]);
