@@ -19,7 +19,7 @@ use octo_core::{
     ApiFormat, Body, Engine, Error, Event, EventStream, Request, Response, ResponseBody,
     RouteParams, UpstreamBody, engine_fn,
 };
-use octo_engines::convert::ConvertEngine;
+use octo_engines::convert::{ConvertEngine, ConvertOptions, ReasoningMode};
 use serde_json::{Value, json};
 
 /// The model every fixture names (Gemini carries it in the route).
@@ -53,6 +53,8 @@ struct Settings {
     chat_client_without_usage: bool,
     /// The upstream answers this HTTP error status with `error.<upstream>.json`.
     error_status: Option<u16>,
+    /// The backend's `conversion.reasoning`: `"drop"` sends no reasoning controls upstream.
+    reasoning: Option<String>,
     /// Free text.
     description: String,
 }
@@ -79,7 +81,8 @@ impl Scenario {
         })
     }
 
-    /// `expect/<kind>.<target>_from_<source>.<ext>`, else `<kind>.<target>.<ext>`.
+    /// `expect/<kind>.<target>_from_<source>.<ext>`, else `expect/<kind>.<target>.<ext>` (any
+    /// source), else `<kind>.<target>.<ext>`.
     fn expected(
         &self,
         kind: &str,
@@ -92,7 +95,17 @@ impl Scenario {
             name(target),
             name(source)
         ))
+        .or_else(|| self.read(&format!("expect/{kind}.{}.{ext}", name(target))))
         .or_else(|| self.read(&format!("{kind}.{}.{ext}", name(target))))
+    }
+
+    /// The conversion options of the scenario's backend.
+    fn options(&self) -> ConvertOptions {
+        match self.settings.reasoning.as_deref() {
+            None | Some("pass") => ConvertOptions::default(),
+            Some("drop") => ConvertOptions::default().with_reasoning(ReasoningMode::Drop),
+            Some(other) => panic!("{}: unknown reasoning setting `{other}`", self.name),
+        }
     }
 
     /// `upstream/<kind>.<p>.<ext>`, else `<kind>.<p>.<ext>`.
@@ -171,7 +184,11 @@ enum Answer {
 }
 
 /// A `ConvertEngine` over a scripted upstream that records the request it got.
-fn engine(upstream: ApiFormat, answer: Answer) -> (ConvertEngine, Arc<Mutex<Option<Request>>>) {
+fn engine(
+    upstream: ApiFormat,
+    answer: Answer,
+    options: ConvertOptions,
+) -> (ConvertEngine, Arc<Mutex<Option<Request>>>) {
     let seen = Arc::new(Mutex::new(None));
     let record = Arc::clone(&seen);
     let inner = engine_fn(move |req: Request| {
@@ -198,7 +215,10 @@ fn engine(upstream: ApiFormat, answer: Answer) -> (ConvertEngine, Arc<Mutex<Opti
             }
         }
     });
-    (ConvertEngine::new(Arc::new(inner), upstream), seen)
+    (
+        ConvertEngine::new(Arc::new(inner), upstream).with_options(options),
+        seen,
+    )
 }
 
 fn parse_sse(text: &str) -> Vec<Event> {
@@ -406,7 +426,7 @@ async fn run_pair(
     let Some(req) = client_request(s, client, stream) else {
         return;
     };
-    let (engine, seen) = engine(upstream, answer);
+    let (engine, seen) = engine(upstream, answer, s.options());
     let result = engine.process(req).await;
 
     // The converted upstream request.
@@ -560,7 +580,7 @@ async fn bless_missing() {
 
 async fn bless_request(s: &Scenario, client: ApiFormat, upstream: ApiFormat) -> Option<String> {
     let req = client_request(s, client, false)?;
-    let (engine, seen) = engine(upstream, Answer::Json(json!({})));
+    let (engine, seen) = engine(upstream, Answer::Json(json!({})), s.options());
     let _ = engine.process(req).await;
     let mut up = seen.lock().unwrap().take()?;
     let v = up.body.json().ok()?.clone();
@@ -602,7 +622,7 @@ async fn bless_answer(
         }
         r
     });
-    let (engine, _) = engine(upstream, answer);
+    let (engine, _) = engine(upstream, answer, s.options());
     let resp = engine.process(req).await.ok()?;
     Some(match resp.body {
         ResponseBody::Full(mut body) => {
