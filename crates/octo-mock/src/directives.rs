@@ -19,6 +19,8 @@ pub(crate) struct Directives {
     pub(crate) abort: Option<usize>,
     pub(crate) midstream_error: Option<usize>,
     pub(crate) max_tokens: bool,
+    /// `thinking`: the reply starts with reasoning carrying a signature.
+    pub(crate) thinking: bool,
     tool: Option<bool>,
     tools: Option<usize>,
     /// `tool=NAME`: the tool to call, by name (instead of cycling through the defined tools).
@@ -86,6 +88,7 @@ impl Directives {
             "timeout" => self.timeout = flag(value),
             "reset" => self.reset = flag(value),
             "max_tokens" => self.max_tokens = flag(value),
+            "thinking" => self.thinking = flag(value),
             _ => {}
         }
     }
@@ -184,9 +187,13 @@ mod tests {
     #[test]
     fn flags_and_bad_values() {
         let h = headers(&[("x-mock-reset", ""), ("x-mock-status", "abc")]);
-        let d = Directives::parse(&h, b"[mock:max_tokens] [mock:status=200] [mock:Bad=1]");
+        let d = Directives::parse(
+            &h,
+            b"[mock:max_tokens] [mock:status=200] [mock:Bad=1] [mock:thinking]",
+        );
         assert!(d.reset);
         assert!(d.max_tokens);
+        assert!(d.thinking);
         assert_eq!(d.status, Some(200));
         assert_eq!(d.error_status(), None);
         assert_eq!(

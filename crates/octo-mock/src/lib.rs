@@ -10,6 +10,8 @@
 //! | `POST /v1/messages` | Anthropic Messages (JSON or `event:` SSE) |
 //! | `POST /{v1,v1beta}/models/{model}:generateContent` | Gemini, unary JSON |
 //! | `POST /{v1,v1beta}/models/{model}:streamGenerateContent[?alt=sse]` | Gemini, SSE or a JSON array |
+//! | `POST /v1/messages/count_tokens` | Anthropic token count: `{"input_tokens": N}` |
+//! | `POST /{v1,v1beta}/models/{model}:countTokens` | Gemini token count: `{"totalTokens": N, …}` |
 //! | `GET /v1/models` | OpenAI-shaped list of mock models |
 //! | `GET /_mock/requests`, `GET /_mock/stats`, `POST /_mock/reset` | introspection |
 //!
@@ -19,7 +21,9 @@
 //! Replies are derived from the request only (`"Hello from octo-mock. You said: <last user text,
 //! first 64 chars>"`, split into word-sized stream pieces), ids come from a per-server counter
 //! (`chatcmpl-mock-1`, `resp_mock_2`, `msg_mock_3`, tool ids `call_mock_1` / `toolu_mock_2`), and
-//! usage is `input = body_len / 4 + 1`, `output = text pieces + 2 per tool call`.
+//! usage is `input = body_len / 4 + 1`, `output = text pieces + 2 per tool call`. The token-count
+//! calls answer that same `body_len / 4 + 1` (so a test can tell it from the gateway's estimate);
+//! the delay and fault directives apply to them too.
 //!
 //! # Directives
 //!
@@ -44,6 +48,7 @@
 //! | `tool=NAME` | call the defined tool `NAME` (any value but a flag word), with arguments built from its parameter schema: each required parameter gets the `tool_arg` text (strings), that text split on whitespace (arrays of strings), its `minimum` or 0 (numbers), `false`, its first `enum` value, or a filled object. An undefined `NAME` acts like `tool` |
 //! | `tool_arg=TEXT` | the text for `tool=NAME` (default `mock`), e.g. `[mock:tool=Bash] [mock:tool_arg=echo hi]` |
 //! | `max_tokens` | answer text truncated for length (`length`, `max_tokens`, `MAX_TOKENS`, `incomplete`) |
+//! | `thinking` | the answer starts with reasoning, `"The mock thinks before it answers."`, signed in the protocol's own way: an Anthropic `thinking` block with `signature` (streamed as `thinking_delta` + `signature_delta`), OpenAI Chat `reasoning_content` + LiteLLM's `thinking_blocks[].signature` (streamed as two deltas), a Responses `reasoning` item with a `summary_text` and `encrypted_content` (streamed with the `reasoning_summary_*` events), a Gemini `thought: true` part with `thoughtSignature`. Each protocol has its own fixed signature, base64 of `mock-anthropic-signature`, `mock-chat-signature`, `mock-responses-encrypted-content`, `mock-gemini-thought-signature` |
 //!
 //! Flag directives accept `0`/`false`/`no`/`off` to switch them off (useful in a header to override
 //! the body). A forcing tool choice (`"required"`, a named function, Anthropic `any`/`tool`, Gemini
@@ -51,6 +56,15 @@
 //! whose last message is a tool result (the mock then answers with text, so agent loops end).
 //!
 //! In header names `-` may replace `_` (`x-mock-interval-ms` = `x-mock-interval_ms`).
+//!
+//! # Stop sequences
+//!
+//! The mock honours the protocol's stop parameter (OpenAI Chat `stop`, a string or a list;
+//! Anthropic `stop_sequences`; Gemini `generationConfig.stopSequences`; the Responses API has none):
+//! when one occurs in the reply text, the text is cut before the earliest match, which is not sent,
+//! and the reply ends as that API ends it: `finish_reason: "stop"` (Chat), `stop_reason:
+//! "stop_sequence"` with the matched `stop_sequence` (Anthropic), `finishReason: "STOP"` (Gemini).
+//! Tool calls and `max_tokens` win over a match.
 //!
 //! # Counters and cancellation
 //!

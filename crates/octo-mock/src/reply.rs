@@ -45,15 +45,23 @@ pub(crate) struct Summary {
     /// JSON schema of each tool's parameters, by name, where the request gives one.
     pub(crate) tool_schemas: BTreeMap<String, Value>,
     pub(crate) tool_choice: ToolChoice,
+    /// The protocol's stop sequences (OpenAI Chat `stop`, Anthropic `stop_sequences`, Gemini
+    /// `generationConfig.stopSequences`; the Responses API has none).
+    pub(crate) stop: Vec<String>,
 }
 
 /// Why the reply ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Finish {
     Stop,
+    /// A stop sequence of the request occurred in the text, which was cut before it.
+    StopSequence,
     Length,
     ToolCalls,
 }
+
+/// The reasoning text of a reply asked for with the `thinking` directive.
+pub(crate) const THINKING_TEXT: &str = "The mock thinks before it answers.";
 
 /// One tool call of the reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +99,10 @@ pub(crate) struct Plan {
     pub(crate) pieces: Vec<String>,
     pub(crate) tool_calls: Vec<ToolCall>,
     pub(crate) finish: Finish,
+    /// The stop sequence that cut the text (`Finish::StopSequence`).
+    pub(crate) stop_sequence: Option<String>,
+    /// Reasoning before the answer ([`THINKING_TEXT`]), with the protocol's signature.
+    pub(crate) thinking: Option<&'static str>,
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
     pub(crate) include_usage: bool,
@@ -104,6 +116,7 @@ impl Plan {
         state: &State,
     ) -> Self {
         let tool_calls = plan_tool_calls(&summary, directives, state);
+        let mut stop_sequence = None;
         let pieces = if tool_calls.is_empty() {
             let text = match (&summary.tool_result, &summary.user_text) {
                 (Some(result), _) => format!("Hello from octo-mock. Tool result: {}", echo(result)),
@@ -112,7 +125,19 @@ impl Plan {
                     echo(text.as_deref().unwrap_or_default())
                 ),
             };
-            let pieces = split_words(text.trim_end());
+            let mut text = text.trim_end().to_owned();
+            // The earliest stop sequence in the text cuts it (the sequence itself is not sent).
+            if let Some((at, stop)) = summary
+                .stop
+                .iter()
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
+                .min_by_key(|(at, _)| *at)
+            {
+                stop_sequence = Some(stop.clone());
+                text.truncate(at);
+            }
+            let pieces = split_words(&text);
             match directives.events {
                 Some(n) => regroup(pieces, n),
                 None => pieces,
@@ -124,16 +149,25 @@ impl Plan {
             Finish::ToolCalls
         } else if directives.max_tokens {
             Finish::Length
+        } else if stop_sequence.is_some() {
+            Finish::StopSequence
         } else {
             Finish::Stop
         };
-        let output_tokens = (pieces.len() + 2 * tool_calls.len()) as u64;
+        if finish != Finish::StopSequence {
+            stop_sequence = None;
+        }
+        let thinking = directives.thinking.then_some(THINKING_TEXT);
+        let output_tokens =
+            (pieces.len() + 2 * tool_calls.len() + usize::from(thinking.is_some())) as u64;
         Plan {
             id: state.next_id(),
             model: summary.model,
             pieces,
             tool_calls,
             finish,
+            stop_sequence,
+            thinking,
             input_tokens: body_len as u64 / 4 + 1,
             output_tokens,
             include_usage: summary.include_usage,
@@ -454,6 +488,36 @@ mod tests {
         s.tool_result = Some("hi".into());
         let d = Directives::parse(&http::HeaderMap::new(), b"[mock:tool=Bash]");
         assert!(Plan::new(s, &d, 0, &state).tool_calls.is_empty());
+    }
+
+    #[test]
+    fn stop_sequences_cut_the_text_at_the_earliest_match() {
+        let state = State::new(MockConfig::default());
+        let mut s = summary("cut here|STOP|never shown, END");
+        s.stop = vec!["END".into(), String::new(), "|STOP|".into()];
+        let plan = Plan::new(s.clone(), &Directives::default(), 0, &state);
+        assert_eq!(plan.text(), "Hello from octo-mock. You said: cut here");
+        assert_eq!(plan.finish, Finish::StopSequence);
+        assert_eq!(plan.stop_sequence.as_deref(), Some("|STOP|"));
+        // No match: a normal stop; `max_tokens` wins over a match.
+        s.stop = vec!["absent".into()];
+        let plan = Plan::new(s.clone(), &Directives::default(), 0, &state);
+        assert_eq!((plan.finish, plan.stop_sequence), (Finish::Stop, None));
+        s.stop = vec!["|STOP|".into()];
+        let d = Directives::parse(&http::HeaderMap::new(), b"[mock:max_tokens]");
+        let plan = Plan::new(s, &d, 0, &state);
+        assert_eq!((plan.finish, plan.stop_sequence), (Finish::Length, None));
+    }
+
+    #[test]
+    fn thinking_directive_adds_reasoning() {
+        let state = State::new(MockConfig::default());
+        let d = Directives::parse(&http::HeaderMap::new(), b"[mock:thinking]");
+        let plan = Plan::new(summary("x"), &d, 0, &state);
+        assert_eq!(plan.thinking, Some(THINKING_TEXT));
+        assert_eq!(plan.output_tokens, plan.pieces.len() as u64 + 1);
+        let plan = Plan::new(summary("x"), &Directives::default(), 0, &state);
+        assert_eq!(plan.thinking, None);
     }
 
     #[test]

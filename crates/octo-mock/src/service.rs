@@ -35,6 +35,8 @@ enum Route {
         /// Set by Gemini's path; otherwise the body's `stream` decides.
         mode: Option<Mode>,
     },
+    /// Anthropic `count_tokens` or Gemini `countTokens`.
+    CountTokens(Protocol),
     Models,
     NotFound,
     MethodNotAllowed(Method),
@@ -50,6 +52,7 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Route {
         "/v1/chat/completions" => (Method::POST, llm(Protocol::OpenAiChat)),
         "/v1/responses" => (Method::POST, llm(Protocol::OpenAiResponses)),
         "/v1/messages" => (Method::POST, llm(Protocol::Anthropic)),
+        "/v1/messages/count_tokens" => (Method::POST, Route::CountTokens(Protocol::Anthropic)),
         "/v1/models" => (Method::GET, Route::Models),
         _ => match gemini_route(path, query) {
             Some(target) => (Method::POST, target),
@@ -77,6 +80,7 @@ fn gemini_route(path: &str, query: Option<&str>) -> Option<Route> {
         "generateContent" => Mode::Unary,
         "streamGenerateContent" if sse => Mode::Sse,
         "streamGenerateContent" => Mode::JsonArray,
+        "countTokens" => return Some(Route::CountTokens(Protocol::Gemini)),
         _ => return None,
     };
     Some(Route::Llm {
@@ -123,22 +127,21 @@ pub(crate) async fn handle(
             )
             .await
         }
+        Route::CountTokens(protocol) => count_tokens(&state, protocol, &parts.headers, &body).await,
         Route::Models => Ok(json_response(StatusCode::OK, models())),
         Route::NotFound => Ok(not_found(&parts.method, path)),
         Route::MethodNotAllowed(allowed) => Ok(method_not_allowed(&parts.method, path, &allowed)),
     }
 }
 
-async fn llm(
+/// What happens before a reply is rendered: the delay, `timeout`, `reset`, an injected `status`,
+/// and parsing the body. `Err` is the early answer (or the connection failure).
+async fn prelude(
     state: &Arc<State>,
     protocol: Protocol,
-    path_model: Option<&str>,
-    mode: Option<Mode>,
-    headers: &HeaderMap,
+    directives: &Directives,
     body: &Bytes,
-) -> Result<Response<MockBody>, BoxError> {
-    let directives = Directives::parse(headers, body);
-
+) -> Result<Value, Result<Response<MockBody>, BoxError>> {
     // Until the head is ready, a dropped future means the client went away.
     let mut pending = PendingGuard::new(state);
     let latency = directives
@@ -157,7 +160,9 @@ async fn llm(
     pending.disarm();
 
     if directives.reset {
-        return Err("octo-mock: connection reset by the reset directive".into());
+        return Err(Err(
+            "octo-mock: connection reset by the reset directive".into()
+        ));
     }
     if let Some(status) = directives.error_status() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -165,19 +170,53 @@ async fn llm(
         let retry_after = directives
             .retry_after
             .or((status == StatusCode::TOO_MANY_REQUESTS).then_some(1));
-        return Ok(error_response(protocol, status, &message, retry_after));
+        return Err(Ok(error_response(protocol, status, &message, retry_after)));
     }
-    let json: Value = match serde_json::from_slice(body) {
-        Ok(json) => json,
-        Err(e) => {
-            let message = format!("octo-mock: request body is not valid JSON: {e}");
-            return Ok(error_response(
-                protocol,
-                StatusCode::BAD_REQUEST,
-                &message,
-                None,
-            ));
+    serde_json::from_slice(body).map_err(|e| {
+        let message = format!("octo-mock: request body is not valid JSON: {e}");
+        Ok(error_response(
+            protocol,
+            StatusCode::BAD_REQUEST,
+            &message,
+            None,
+        ))
+    })
+}
+
+/// `count_tokens` / `countTokens`: `body_len / 4 + 1` input tokens (what a generation request of
+/// the same size reports), after the same delays and injected faults as generation.
+async fn count_tokens(
+    state: &Arc<State>,
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response<MockBody>, BoxError> {
+    let directives = Directives::parse(headers, body);
+    if let Err(early) = prelude(state, protocol, &directives, body).await {
+        return early;
+    }
+    let tokens = body.len() as u64 / 4 + 1;
+    let answer = match protocol {
+        Protocol::Gemini => {
+            json!({"totalTokens": tokens, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}]})
         }
+        _ => json!({"input_tokens": tokens}),
+    };
+    Ok(json_response(StatusCode::OK, crate::sse::to_vec(&answer)))
+}
+
+async fn llm(
+    state: &Arc<State>,
+    protocol: Protocol,
+    path_model: Option<&str>,
+    mode: Option<Mode>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response<MockBody>, BoxError> {
+    let directives = Directives::parse(headers, body);
+    let json = match prelude(state, protocol, &directives, body).await {
+        Ok(json) => json,
+        Err(early) => return early,
     };
     let summary = protocol.summarize(&json, path_model);
     let mode = mode.unwrap_or(if summary.stream {
@@ -360,8 +399,13 @@ mod tests {
         );
         assert_eq!(
             route(&post, "/v1/models/g:countTokens", None),
-            Route::NotFound
+            Route::CountTokens(Protocol::Gemini)
         );
+        assert_eq!(
+            route(&post, "/v1/messages/count_tokens", None),
+            Route::CountTokens(Protocol::Anthropic)
+        );
+        assert_eq!(route(&post, "/v1/models/g:embed", None), Route::NotFound);
         assert_eq!(route(&post, "/v2/chat", None), Route::NotFound);
         assert_eq!(
             route(&Method::GET, "/v1/messages", None),

@@ -9,6 +9,9 @@
 //! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
 //!
+//! Anthropic `count_tokens` and Gemini `countTokens` go to a [`TokenCounter`] (behind the same
+//! `AuthEngine`) that knows each model's targets and their backends' `HttpEndpoint`s.
+//!
 //! A rule's `route` is its own `TargetSet` (weighted round robin over the listed targets, with the
 //! model's retry policy). Backend rewrites run on the request as sent to that backend.
 
@@ -38,7 +41,7 @@ use crate::config::{
     AccessConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig, ReasoningPolicy,
     RewriteConfig, RuleConfig, StrategyConfig, TargetConfig, parse_duration, timeouts,
 };
-use crate::count_tokens::TokenCounter;
+use crate::count_tokens::{CountUpstream, TokenCounter};
 use crate::model_router::ModelRouter;
 use crate::models_list::ModelList;
 
@@ -57,6 +60,7 @@ type Problem = (String, String);
 struct BuiltBackend {
     endpoint: Arc<HttpEndpoint>,
     engine: ArcEngine,
+    protocols: Vec<ApiFormat>,
 }
 
 /// Builds the gateway for `config` (already validated by [`crate::config::parse`]).
@@ -100,7 +104,7 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         engine = Arc::new(AuthEngine::new(auth.clone(), engine));
         authenticator = Some(auth);
     }
-    let counter: ArcEngine = Arc::new(TokenCounter::new(names.clone()));
+    let counter: ArcEngine = Arc::new(token_counter(config, &backends));
     let counter: ArcEngine = match &authenticator {
         Some(auth) => Arc::new(AuthEngine::new(auth.clone(), counter)),
         None => counter,
@@ -220,8 +224,37 @@ fn build_backend(name: &str, b: &crate::config::BackendConfig) -> Result<BuiltBa
             });
         }
     }
-    let engine: ArcEngine = Arc::new(BackendEngine::new(name, protocols, inner, options));
-    Ok(BuiltBackend { endpoint, engine })
+    let engine: ArcEngine = Arc::new(BackendEngine::new(name, protocols.clone(), inner, options));
+    Ok(BuiltBackend {
+        endpoint,
+        engine,
+        protocols,
+    })
+}
+
+/// The token counter: each model with its targets in failover order (lowest priority first,
+/// then list order), reached through the backend's HTTP client.
+fn token_counter(config: &Config, backends: &BTreeMap<&str, BuiltBackend>) -> TokenCounter {
+    let mut counter = TokenCounter::default();
+    for (name, m) in &config.models {
+        let mut targets: Vec<&TargetConfig> = m.targets.iter().collect();
+        targets.sort_by_key(|t| t.priority);
+        let upstreams = targets
+            .into_iter()
+            .filter_map(|t| {
+                let b = backends.get(t.backend.as_str())?;
+                Some(CountUpstream {
+                    backend: t.backend.clone(),
+                    model: t.model.clone().unwrap_or_else(|| name.clone()),
+                    protocols: b.protocols.clone(),
+                    engine: b.endpoint.clone(),
+                    availability: Some(b.endpoint.clone()),
+                })
+            })
+            .collect();
+        counter = counter.with_model(name.clone(), upstreams);
+    }
+    counter
 }
 
 fn engine_rewrite(rw: Option<&RewriteConfig>) -> EngineRewrite {

@@ -23,6 +23,10 @@
 //!
 //! Headers an engine put in the request's [`UpstreamHeaders`] extension are added last (they
 //! replace the backend's configured value for the same name; protected names are ignored).
+//!
+//! A request carrying the [`CountTokens`] extension goes to the protocol's token-counting call
+//! instead of generation: Anthropic's messages path + `/count_tokens`, Gemini's `countTokens`
+//! action. Other protocols have none (a 501).
 
 mod headers;
 pub mod keys;
@@ -138,6 +142,11 @@ impl EndpointConfig {
         self
     }
 }
+
+/// Request extension: send the request to the upstream's token-counting call (Anthropic
+/// `POST /v1/messages/count_tokens`, Gemini `models/{model}:countTokens`) instead of generating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountTokens;
 
 /// The configured or default path of `format`.
 fn path_template(paths: &HashMap<ApiFormat, String>, format: ApiFormat) -> &str {
@@ -285,6 +294,42 @@ impl HttpEndpoint {
         Ok(format!("{}{}", self.base_url, path))
     }
 
+    /// The URL of the token-counting call of `format` for `model`.
+    fn count_tokens_url(
+        &self,
+        format: ApiFormat,
+        model: Option<&str>,
+    ) -> Result<reqwest::Url, Error> {
+        let url = match format {
+            ApiFormat::Messages => format!(
+                "{}{}/count_tokens",
+                self.base_url,
+                path_template(&self.config.paths, format).trim_end_matches('/')
+            ),
+            ApiFormat::GenerateContent => {
+                let model = model.ok_or_else(|| {
+                    Error::bad_request("the request names no model").with_code("model_required")
+                })?;
+                let path = path_template(&self.config.paths, format)
+                    .replace("{model}", &encode_path_segment(model))
+                    .replace("{action}", "countTokens");
+                format!("{}{path}", self.base_url)
+            }
+            other => {
+                return Err(Error::unsupported(format!(
+                    "{other} has no token-counting call"
+                )));
+            }
+        };
+        reqwest::Url::parse(&url).map_err(|e| {
+            Error::bad_request(format!(
+                "backend `{}`: the request makes an invalid upstream URL `{}`: {e}",
+                self.config.name,
+                redact_url(&url)
+            ))
+        })
+    }
+
     /// The backend's key pool.
     pub fn keys(&self) -> &KeyPool {
         &self.keys
@@ -334,7 +379,11 @@ impl Engine for HttpEndpoint {
             )));
         }
         let peek = req.peek()?;
-        let url = self.url(format, peek.model.as_deref(), peek.stream)?;
+        let url = if req.extensions.get::<CountTokens>().is_some() {
+            self.count_tokens_url(format, peek.model.as_deref())?
+        } else {
+            self.url(format, peek.model.as_deref(), peek.stream)?
+        };
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -583,6 +632,35 @@ mod tests {
                 .unwrap()
                 .as_str(),
             "http://h:1/v1beta/models/a%2Fb%20c:generateContent"
+        );
+    }
+
+    #[test]
+    fn count_tokens_urls() {
+        let mut cfg = EndpointConfig::new("a", "http://h:1/base/", ApiFormat::Messages);
+        cfg.protocols = vec![
+            ApiFormat::Messages,
+            ApiFormat::GenerateContent,
+            ApiFormat::ChatCompletions,
+        ];
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        assert_eq!(
+            ep.count_tokens_url(ApiFormat::Messages, Some("m"))
+                .unwrap()
+                .as_str(),
+            "http://h:1/base/v1/messages/count_tokens"
+        );
+        assert_eq!(
+            ep.count_tokens_url(ApiFormat::GenerateContent, Some("g-1"))
+                .unwrap()
+                .as_str(),
+            "http://h:1/base/v1beta/models/g-1:countTokens"
+        );
+        assert_eq!(
+            ep.count_tokens_url(ApiFormat::ChatCompletions, Some("m"))
+                .unwrap_err()
+                .status(),
+            501
         );
     }
 

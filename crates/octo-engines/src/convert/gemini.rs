@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use octo_core::{ApiFormat, Error, RouteParams};
 
 use super::ids;
-use super::media::{guess_from_url, normalize_media_type};
+use super::media::{guess_from_url, normalize_media_type, standard_base64};
 use super::model::{
     ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
     StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
@@ -152,7 +152,7 @@ pub(crate) fn decode_request(body: &Value, route: &RouteParams) -> Result<ChatRe
                         .and_then(Value::as_str)
                         .unwrap_or("application/octet-stream"),
                 );
-                let b64 = s(data, "data").unwrap_or_default().to_owned();
+                let b64 = standard_base64(s(data, "data").unwrap_or_default());
                 parts.push(if mime.starts_with("image/") {
                     Part::Image(Media::Base64 {
                         media_type: mime,
@@ -715,6 +715,28 @@ pub(crate) fn encode_response(r: &ChatResponse) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_safe_inline_data_is_read_as_standard_base64() {
+        let route = RouteParams {
+            model: Some("g".into()),
+            stream: None,
+        };
+        let r = decode_request(
+            &json!({"contents": [{"role": "user", "parts": [
+                {"inline_data": {"mime_type": "image/png", "data": "iVBO-_8"}}
+            ]}]}),
+            &route,
+        )
+        .unwrap();
+        assert_eq!(
+            r.messages[0].parts[0],
+            Part::Image(Media::Base64 {
+                media_type: "image/png".into(),
+                data: "iVBO+/8=".into()
+            })
+        );
+    }
 
     #[test]
     fn responses_pair_with_calls_by_name() {

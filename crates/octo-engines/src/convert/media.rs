@@ -46,6 +46,25 @@ pub(crate) fn media_url(media: &Media) -> String {
     }
 }
 
+/// Base64 in the standard alphabet with padding. Gemini accepts (and its Python SDK sends) the
+/// URL-safe alphabet for `inlineData`; the other protocols' APIs want standard base64.
+pub(crate) fn standard_base64(data: &str) -> String {
+    if !data.contains(['-', '_']) {
+        return data.to_owned();
+    }
+    let mut out: String = data
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    let len = out.chars().filter(|c| !c.is_whitespace()).count();
+    out.extend(std::iter::repeat_n('=', (4 - len % 4) % 4));
+    out
+}
+
 /// Lower case, `image/jpg` → `image/jpeg`.
 pub(crate) fn normalize_media_type(t: &str) -> String {
     let t = t.trim().to_ascii_lowercase();
@@ -105,6 +124,14 @@ pub(crate) fn guess_from_url(url: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_safe_base64_becomes_standard() {
+        assert_eq!(standard_base64("ab-_cd"), "ab+/cd==");
+        assert_eq!(standard_base64("ab-_"), "ab+/");
+        assert_eq!(standard_base64("ab+/cd=="), "ab+/cd==");
+        assert_eq!(standard_base64("abc"), "abc");
+    }
 
     #[test]
     fn data_uris_with_params_and_jpg() {

@@ -11,6 +11,10 @@ use super::{Event, array_field, collect_text, str_field, wants_stream};
 use crate::reply::{DEFAULT_MODEL, Finish, Plan, Summary, ToolChoice};
 use crate::sse;
 
+/// `signature` of the thinking block sent for the `thinking` directive (base64 of
+/// `mock-anthropic-signature`).
+pub(crate) const SIGNATURE: &str = "bW9jay1hbnRocm9waWMtc2lnbmF0dXJl";
+
 pub(crate) fn summarize(body: &Value) -> Summary {
     let messages = array_field(body, "messages");
     let is_user = |m: &&Value| str_field(m, "role") == Some("user");
@@ -65,12 +69,18 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         tools,
         tool_schemas,
         tool_choice,
+        stop: array_field(body, "stop_sequences")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
     }
 }
 
 fn stop_reason(plan: &Plan) -> &'static str {
     match plan.finish {
         Finish::Stop => "end_turn",
+        Finish::StopSequence => "stop_sequence",
         Finish::Length => "max_tokens",
         Finish::ToolCalls => "tool_use",
     }
@@ -91,21 +101,23 @@ fn usage(plan: &Plan, output_tokens: u64) -> Value {
 }
 
 pub(crate) fn render_unary(plan: &Plan) -> Bytes {
-    let content: Vec<Value> = if plan.tool_calls.is_empty() {
-        vec![json!({"type": "text", "text": plan.text()})]
+    let mut content: Vec<Value> = plan
+        .thinking
+        .map(|t| json!({"type": "thinking", "thinking": t, "signature": SIGNATURE}))
+        .into_iter()
+        .collect();
+    if plan.tool_calls.is_empty() {
+        content.push(json!({"type": "text", "text": plan.text()}));
     } else {
-        plan.tool_calls
-            .iter()
-            .map(|c| {
-                json!({
-                    "type": "tool_use",
-                    "id": format!("toolu_mock_{}", c.id),
-                    "name": c.name,
-                    "input": c.arguments_json(),
-                })
+        content.extend(plan.tool_calls.iter().map(|c| {
+            json!({
+                "type": "tool_use",
+                "id": format!("toolu_mock_{}", c.id),
+                "name": c.name,
+                "input": c.arguments_json(),
             })
-            .collect()
-    };
+        }));
+    }
     let body = json!({
         "id": message_id(plan),
         "type": "message",
@@ -113,7 +125,7 @@ pub(crate) fn render_unary(plan: &Plan) -> Bytes {
         "model": plan.model,
         "content": content,
         "stop_reason": stop_reason(plan),
-        "stop_sequence": null,
+        "stop_sequence": plan.stop_sequence,
         "usage": usage(plan, plan.output_tokens),
     });
     sse::to_vec(&body).into()
@@ -154,21 +166,35 @@ pub(crate) fn render_stream(plan: &Plan) -> Vec<Event> {
         }}),
     ));
     let ping = || event("ping", &json!({"type": "ping"}));
-    if plan.tool_calls.is_empty() {
+    let first = usize::from(plan.thinking.is_some());
+    if let Some(thinking) = plan.thinking {
         events.push(event(
             "content_block_start",
-            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
         ));
-        events.push(ping());
-        for piece in &plan.pieces {
-            events.push(delta(0, "text_delta", "text", piece));
-        }
+        events.push(delta(0, "thinking_delta", "thinking", thinking));
+        events.push(delta(0, "signature_delta", "signature", SIGNATURE));
         events.push(event(
             "content_block_stop",
             &json!({"type": "content_block_stop", "index": 0}),
         ));
+    }
+    if plan.tool_calls.is_empty() {
+        events.push(event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": first, "content_block": {"type": "text", "text": ""}}),
+        ));
+        events.push(ping());
+        for piece in &plan.pieces {
+            events.push(delta(first, "text_delta", "text", piece));
+        }
+        events.push(event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": first}),
+        ));
     } else {
-        for (index, call) in plan.tool_calls.iter().enumerate() {
+        for (i, call) in plan.tool_calls.iter().enumerate() {
+            let index = first + i;
             events.push(event(
                 "content_block_start",
                 &json!({"type": "content_block_start", "index": index, "content_block": {
@@ -178,7 +204,7 @@ pub(crate) fn render_stream(plan: &Plan) -> Vec<Event> {
                     "input": {},
                 }}),
             ));
-            if index == 0 {
+            if i == 0 {
                 events.push(ping());
             }
             let (a, b) = call.fragments();
@@ -198,7 +224,7 @@ pub(crate) fn render_stream(plan: &Plan) -> Vec<Event> {
         "message_delta",
         &json!({
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(plan), "stop_sequence": null},
+            "delta": {"stop_reason": stop_reason(plan), "stop_sequence": plan.stop_sequence},
             "usage": final_usage,
         }),
     ));
@@ -323,6 +349,33 @@ mod tests {
         assert_eq!(json1, r#"{"query":"mock","n":1}"#);
         let md = &parsed[parsed.len() - 2].1;
         assert_eq!(md["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn thinking_and_stop_sequences() {
+        let body = json!({"messages": [{"role": "user", "content": "a|STOP|b"}], "stop_sequences": ["|STOP|"]});
+        let p = plan(body, "[mock:thinking]");
+        let v: Value = serde_json::from_slice(&render_unary(&p)).unwrap();
+        assert_eq!(v["content"][0]["type"], "thinking");
+        assert_eq!(v["content"][0]["signature"], SIGNATURE);
+        assert_eq!(v["content"][1]["text"], "Hello from octo-mock. You said: a");
+        assert_eq!(v["stop_reason"], "stop_sequence");
+        assert_eq!(v["stop_sequence"], "|STOP|");
+        let parsed = parse(&render_stream(&p));
+        let sig: String = parsed
+            .iter()
+            .filter_map(|(_, d)| d["delta"]["signature"].as_str())
+            .collect();
+        assert_eq!(sig, SIGNATURE);
+        assert_eq!(parsed[1].1["content_block"]["type"], "thinking");
+        let text_start = parsed
+            .iter()
+            .find(|(_, d)| d["content_block"]["type"] == "text")
+            .unwrap();
+        assert_eq!(text_start.1["index"], 1);
+        let md = &parsed[parsed.len() - 2].1;
+        assert_eq!(md["delta"]["stop_reason"], "stop_sequence");
+        assert_eq!(md["delta"]["stop_sequence"], "|STOP|");
     }
 
     #[test]

@@ -15,6 +15,10 @@ use crate::sse;
 /// (base64 of `octo-mock`).
 const THOUGHT_SIGNATURE: &str = "b2N0by1tb2Nr";
 
+/// `thoughtSignature` of the thought part sent for the `thinking` directive (base64 of
+/// `mock-gemini-thought-signature`).
+pub(crate) const THINKING_SIGNATURE: &str = "bW9jay1nZW1pbmktdGhvdWdodC1zaWduYXR1cmU=";
+
 /// `value[camel]`, or `value[snake]` (the API accepts both spellings).
 fn field<'a>(value: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
     value.get(camel).or_else(|| value.get(snake))
@@ -93,12 +97,26 @@ pub(crate) fn summarize(body: &Value, model: &str) -> Summary {
         tools,
         tool_schemas,
         tool_choice,
+        stop: field(body, "generationConfig", "generation_config")
+            .and_then(|c| field(c, "stopSequences", "stop_sequences"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
     }
+}
+
+/// The thought part of a reply with reasoning.
+fn thought_part(plan: &Plan) -> Option<Value> {
+    plan.thinking
+        .map(|t| json!({"text": t, "thought": true, "thoughtSignature": THINKING_SIGNATURE}))
 }
 
 fn finish_reason(plan: &Plan) -> &'static str {
     match plan.finish {
-        Finish::Stop | Finish::ToolCalls => "STOP",
+        Finish::Stop | Finish::StopSequence | Finish::ToolCalls => "STOP",
         Finish::Length => "MAX_TOKENS",
     }
 }
@@ -140,17 +158,21 @@ fn response(plan: &Plan, parts: Vec<Value>, finish: bool, candidates: u64) -> Va
 }
 
 pub(crate) fn render_unary(plan: &Plan) -> Bytes {
-    let parts = if plan.tool_calls.is_empty() {
-        vec![json!({"text": plan.text()})]
+    let mut parts: Vec<Value> = thought_part(plan).into_iter().collect();
+    if plan.tool_calls.is_empty() {
+        parts.push(json!({"text": plan.text()}));
     } else {
-        call_parts(plan)
-    };
+        parts.extend(call_parts(plan));
+    }
     sse::to_vec(&response(plan, parts, true, plan.output_tokens)).into()
 }
 
 pub(crate) fn render_stream(plan: &Plan, mode: Mode) -> Vec<Event> {
     // (JSON object, is content) in order; framed below.
     let mut chunks: Vec<(Value, bool)> = Vec::new();
+    if let Some(part) = thought_part(plan) {
+        chunks.push((response(plan, vec![part], false, 1), true));
+    }
     if plan.tool_calls.is_empty() {
         let n = plan.pieces.len();
         for (i, piece) in plan.pieces.iter().enumerate() {
@@ -320,6 +342,24 @@ mod tests {
         cut.extend_from_slice(&stream_error("boom", Mode::JsonArray, 1));
         let v: Value = serde_json::from_slice(&cut).unwrap();
         assert_eq!(v[1]["error"]["status"], "INTERNAL");
+    }
+
+    #[test]
+    fn thinking_and_stop_sequences() {
+        let body = json!({"contents": [{"parts": [{"text": "a|STOP|b"}]}],
+                          "generation_config": {"stop_sequences": ["|STOP|"]}});
+        let p = plan(body, "[mock:thinking]");
+        let v: Value = serde_json::from_slice(&render_unary(&p)).unwrap();
+        let parts = &v["candidates"][0]["content"]["parts"];
+        assert_eq!(parts[0]["thought"], true);
+        assert_eq!(parts[0]["thoughtSignature"], THINKING_SIGNATURE);
+        assert_eq!(parts[1]["text"], "Hello from octo-mock. You said: a");
+        assert_eq!(v["candidates"][0]["finishReason"], "STOP");
+        let chunks = sse_json(&render_stream(&p, Mode::Sse));
+        assert_eq!(
+            chunks[0]["candidates"][0]["content"]["parts"][0]["thoughtSignature"],
+            THINKING_SIGNATURE
+        );
     }
 
     #[test]

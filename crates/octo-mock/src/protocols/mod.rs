@@ -41,7 +41,7 @@ pub(crate) enum Mode {
 pub(crate) struct Event {
     /// The complete bytes of the event, sent as one body frame.
     pub(crate) frame: Bytes,
-    /// Whether this is a content delta (text or tool-argument fragment), the unit counted by the
+    /// Whether this is a content delta (text, reasoning or tool-argument fragment), the unit counted by the
     /// `events` and `midstream_error` directives.
     pub(crate) content: bool,
 }

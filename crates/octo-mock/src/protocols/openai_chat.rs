@@ -13,6 +13,10 @@ use crate::sse;
 
 const FINGERPRINT: &str = "fp_octo_mock";
 
+/// `signature` of the thinking block sent for the `thinking` directive, in LiteLLM's
+/// `thinking_blocks` extension (base64 of `mock-chat-signature`).
+pub(crate) const SIGNATURE: &str = "bW9jay1jaGF0LXNpZ25hdHVyZQ==";
+
 pub(crate) fn summarize(body: &Value) -> Summary {
     let messages = array_field(body, "messages");
     let role = |m: &Value| str_field(m, "role").unwrap_or_default().to_owned();
@@ -51,6 +55,15 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         tools,
         tool_schemas,
         tool_choice: tool_choice(body.get("tool_choice")),
+        stop: match body.get("stop") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        },
     }
 }
 
@@ -87,7 +100,7 @@ fn tool_choice(choice: Option<&Value>) -> ToolChoice {
 
 fn finish_reason(plan: &Plan) -> &'static str {
     match plan.finish {
-        Finish::Stop => "stop",
+        Finish::Stop | Finish::StopSequence => "stop",
         Finish::Length => "length",
         Finish::ToolCalls => "tool_calls",
     }
@@ -115,6 +128,11 @@ pub(crate) fn render_unary(plan: &Plan) -> Bytes {
         "refusal": null,
         "annotations": [],
     });
+    if let Some(thinking) = plan.thinking {
+        message["reasoning_content"] = thinking.into();
+        message["thinking_blocks"] =
+            json!([{"type": "thinking", "thinking": thinking, "signature": SIGNATURE}]);
+    }
     if !plan.tool_calls.is_empty() {
         message["tool_calls"] = plan
             .tool_calls
@@ -195,11 +213,20 @@ impl Chunks {
 
 pub(crate) fn render_stream(plan: &Plan) -> Vec<Event> {
     let chunks = Chunks::new(plan);
-    let mut events = Vec::with_capacity(plan.pieces.len() + 3 * plan.tool_calls.len() + 4);
+    let mut events = Vec::with_capacity(plan.pieces.len() + 3 * plan.tool_calls.len() + 6);
+    let thinking = |events: &mut Vec<Event>| {
+        if let Some(thinking) = plan.thinking {
+            let text = json!({"reasoning_content": thinking});
+            events.push(Event::content(chunks.delta(&sse::to_vec(&text))));
+            let sig = json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": SIGNATURE}]});
+            events.push(Event::content(chunks.delta(&sse::to_vec(&sig))));
+        }
+    };
     if plan.tool_calls.is_empty() {
         events.push(Event::new(
             chunks.delta(br#"{"role":"assistant","content":""}"#),
         ));
+        thinking(&mut events);
         for piece in &plan.pieces {
             let mut delta = Vec::with_capacity(piece.len() + 16);
             delta.extend_from_slice(br#"{"content":"#);
@@ -211,6 +238,7 @@ pub(crate) fn render_stream(plan: &Plan) -> Vec<Event> {
         events.push(Event::new(
             chunks.delta(br#"{"role":"assistant","content":null,"refusal":null}"#),
         ));
+        thinking(&mut events);
         for call in &plan.tool_calls {
             let head = json!({"tool_calls": [{
                 "index": call.index,
@@ -404,6 +432,31 @@ mod tests {
             "tool_calls"
         );
         assert_eq!(events.iter().filter(|e| e.content).count(), 4);
+    }
+
+    #[test]
+    fn thinking_and_stop() {
+        let body = json!({"messages": [{"role": "user", "content": "a|STOP|b"}], "stop": "|STOP|"});
+        let p = plan(body, "[mock:thinking]");
+        let v: Value = serde_json::from_slice(&render_unary(&p)).unwrap();
+        let m = &v["choices"][0]["message"];
+        assert_eq!(m["content"], "Hello from octo-mock. You said: a");
+        assert_eq!(m["thinking_blocks"][0]["signature"], SIGNATURE);
+        assert_eq!(m["reasoning_content"], crate::reply::THINKING_TEXT);
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        let events = render_stream(&p);
+        let chunks: Vec<Value> = events[..events.len() - 1]
+            .iter()
+            .map(|e| data_json(&e.frame))
+            .collect();
+        assert_eq!(
+            chunks[1]["choices"][0]["delta"]["reasoning_content"],
+            crate::reply::THINKING_TEXT
+        );
+        assert_eq!(
+            chunks[2]["choices"][0]["delta"]["thinking_blocks"][0]["signature"],
+            SIGNATURE
+        );
     }
 
     #[test]

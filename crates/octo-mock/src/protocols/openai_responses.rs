@@ -11,6 +11,10 @@ use super::{Event, array_field, collect_text, str_field, wants_stream};
 use crate::reply::{CREATED, DEFAULT_MODEL, Finish, Plan, Summary, ToolCall, ToolChoice};
 use crate::sse;
 
+/// `encrypted_content` of the reasoning item sent for the `thinking` directive (base64 of
+/// `mock-responses-encrypted-content`).
+pub(crate) const ENCRYPTED_CONTENT: &str = "bW9jay1yZXNwb25zZXMtZW5jcnlwdGVkLWNvbnRlbnQ=";
+
 pub(crate) fn summarize(body: &Value) -> Summary {
     let (user_text, tool_result) = match body.get("input") {
         Some(Value::String(text)) => ((!text.is_empty()).then(|| text.clone()), None),
@@ -55,6 +59,8 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         tools,
         tool_schemas,
         tool_choice: tool_choice(body.get("tool_choice")),
+        // The Responses API has no stop sequences.
+        stop: Vec::new(),
     }
 }
 
@@ -108,24 +114,46 @@ fn call_item(call: &ToolCall, status: &str, arguments: &str) -> Value {
 fn final_status(plan: &Plan) -> &'static str {
     match plan.finish {
         Finish::Length => "incomplete",
-        Finish::Stop | Finish::ToolCalls => "completed",
+        Finish::Stop | Finish::StopSequence | Finish::ToolCalls => "completed",
     }
+}
+
+fn reasoning_id(plan: &Plan) -> String {
+    format!("rs_mock_{}", plan.id)
+}
+
+/// The reasoning item of a reply with reasoning; `done` adds the summary and the encrypted content.
+fn reasoning_item(plan: &Plan, done: bool) -> Option<Value> {
+    let text = plan.thinking?;
+    Some(if done {
+        json!({
+            "id": reasoning_id(plan),
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": text}],
+            "encrypted_content": ENCRYPTED_CONTENT,
+        })
+    } else {
+        json!({"id": reasoning_id(plan), "type": "reasoning", "summary": []})
+    })
 }
 
 /// All output items in their final state.
 fn final_output(plan: &Plan) -> Vec<Value> {
+    let mut output: Vec<Value> = reasoning_item(plan, true).into_iter().collect();
     if plan.tool_calls.is_empty() {
-        vec![message_item(
+        output.push(message_item(
             plan,
             final_status(plan),
             vec![text_part(&plan.text())],
-        )]
+        ));
     } else {
-        plan.tool_calls
-            .iter()
-            .map(|c| call_item(c, "completed", &c.arguments))
-            .collect()
+        output.extend(
+            plan.tool_calls
+                .iter()
+                .map(|c| call_item(c, "completed", &c.arguments)),
+        );
     }
+    output
 }
 
 /// The `response` object; `done` selects the final state (status, output, usage).
@@ -210,21 +238,56 @@ pub(crate) fn render_stream(plan: &Plan) -> Vec<Event> {
         "response.in_progress",
         json!({"response": response(plan, false)}),
     );
+    let first = usize::from(plan.thinking.is_some());
+    if let (Some(text), Some(added), Some(done)) = (
+        plan.thinking,
+        reasoning_item(plan, false),
+        reasoning_item(plan, true),
+    ) {
+        let item_id = reasoning_id(plan);
+        let part = |text: &str| json!({"type": "summary_text", "text": text});
+        seq.push(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": added}),
+        );
+        seq.push(
+            "response.reasoning_summary_part.added",
+            json!({"item_id": item_id, "output_index": 0, "summary_index": 0, "part": part("")}),
+        );
+        seq.push(
+            "response.reasoning_summary_text.delta",
+            json!({"item_id": item_id, "output_index": 0, "summary_index": 0, "delta": text}),
+        );
+        seq.push(
+            "response.reasoning_summary_text.done",
+            json!({"item_id": item_id, "output_index": 0, "summary_index": 0, "text": text}),
+        );
+        seq.push(
+            "response.reasoning_summary_part.done",
+            json!({"item_id": item_id, "output_index": 0, "summary_index": 0, "part": part(text)}),
+        );
+        seq.push(
+            "response.output_item.done",
+            json!({"output_index": 0, "item": done}),
+        );
+    }
     if plan.tool_calls.is_empty() {
         let item_id = message_id(plan);
         let text = plan.text();
         seq.push(
             "response.output_item.added",
-            json!({"output_index": 0, "item": message_item(plan, "in_progress", vec![])}),
+            json!({"output_index": first, "item": message_item(plan, "in_progress", vec![])}),
         );
         seq.push(
             "response.content_part.added",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": text_part("")}),
+            json!({"item_id": item_id, "output_index": first, "content_index": 0, "part": text_part("")}),
         );
         let mut prefix = Vec::with_capacity(96);
         prefix.extend_from_slice(br#"{"type":"response.output_text.delta","item_id":"#);
         sse::push_json_str(&mut prefix, &item_id);
-        prefix.extend_from_slice(br#","output_index":0,"content_index":0,"delta":"#);
+        prefix.extend_from_slice(br#","output_index":"#);
+        prefix.extend_from_slice(first.to_string().as_bytes());
+        prefix.extend_from_slice(br#","content_index":0,"delta":"#);
         for piece in &plan.pieces {
             let mut data = prefix.clone();
             sse::push_json_str(&mut data, piece);
@@ -236,18 +299,19 @@ pub(crate) fn render_stream(plan: &Plan) -> Vec<Event> {
         }
         seq.push(
             "response.output_text.done",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
+            json!({"item_id": item_id, "output_index": first, "content_index": 0, "text": text, "logprobs": []}),
         );
         seq.push(
             "response.content_part.done",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": text_part(&text)}),
+            json!({"item_id": item_id, "output_index": first, "content_index": 0, "part": text_part(&text)}),
         );
         seq.push(
             "response.output_item.done",
-            json!({"output_index": 0, "item": message_item(plan, final_status(plan), vec![text_part(&text)])}),
+            json!({"output_index": first, "item": message_item(plan, final_status(plan), vec![text_part(&text)])}),
         );
     } else {
-        for (output_index, call) in plan.tool_calls.iter().enumerate() {
+        for (i, call) in plan.tool_calls.iter().enumerate() {
+            let output_index = first + i;
             let item_id = format!("fc_mock_{}", call.id);
             seq.push(
                 "response.output_item.added",
@@ -277,7 +341,7 @@ pub(crate) fn render_stream(plan: &Plan) -> Vec<Event> {
     }
     let last = match plan.finish {
         Finish::Length => "response.incomplete",
-        Finish::Stop | Finish::ToolCalls => "response.completed",
+        Finish::Stop | Finish::StopSequence | Finish::ToolCalls => "response.completed",
     };
     seq.push(last, json!({"response": response(plan, true)}));
     seq.events
@@ -367,6 +431,29 @@ mod tests {
         assert_eq!(done["usage"]["output_tokens"], deltas);
         assert_eq!(done["model"], "m");
         assert_eq!(events.iter().filter(|e| e.content).count(), deltas);
+    }
+
+    #[test]
+    fn thinking_is_a_reasoning_item_first() {
+        let p = plan(json!({"input": "hi", "stream": true}), "[mock:thinking]");
+        let v: Value = serde_json::from_slice(&render_unary(&p)).unwrap();
+        assert_eq!(v["output"][0]["type"], "reasoning");
+        assert_eq!(v["output"][0]["encrypted_content"], ENCRYPTED_CONTENT);
+        assert_eq!(v["output"][1]["type"], "message");
+        let parsed = parse(&render_stream(&p));
+        for (i, (_, data)) in parsed.iter().enumerate() {
+            assert_eq!(data["sequence_number"], i);
+        }
+        assert_eq!(parsed[2].1["item"]["type"], "reasoning");
+        assert_eq!(parsed[7].1["item"]["encrypted_content"], ENCRYPTED_CONTENT);
+        let text_delta = parsed
+            .iter()
+            .find(|(n, _)| n == "response.output_text.delta")
+            .unwrap();
+        assert_eq!(text_delta.1["output_index"], 1);
+        let done = &parsed.last().unwrap().1["response"];
+        assert_eq!(done["output"][0]["type"], "reasoning");
+        assert_eq!(done["output"][1]["output_index"], Value::Null);
     }
 
     #[test]
