@@ -19,7 +19,7 @@ use octo_core::{
     ApiFormat, Body, Engine, Error, Event, EventStream, Request, Response, ResponseBody,
     RouteParams, UpstreamBody, engine_fn,
 };
-use octo_engines::convert::ConvertEngine;
+use octo_engines::convert::{ConvertEngine, ConvertOptions, ReasoningMode};
 use serde_json::{Value, json};
 
 /// The model every fixture names (Gemini carries it in the route).
@@ -53,6 +53,8 @@ struct Settings {
     chat_client_without_usage: bool,
     /// The upstream answers this HTTP error status with `error.<upstream>.json`.
     error_status: Option<u16>,
+    /// The backend's `conversion.reasoning`: `"drop"` sends no reasoning controls upstream.
+    reasoning: Option<String>,
     /// Free text.
     description: String,
 }
@@ -79,7 +81,8 @@ impl Scenario {
         })
     }
 
-    /// `expect/<kind>.<target>_from_<source>.<ext>`, else `<kind>.<target>.<ext>`.
+    /// `expect/<kind>.<target>_from_<source>.<ext>`, else `expect/<kind>.<target>.<ext>` (any
+    /// source), else `<kind>.<target>.<ext>`.
     fn expected(
         &self,
         kind: &str,
@@ -92,7 +95,17 @@ impl Scenario {
             name(target),
             name(source)
         ))
+        .or_else(|| self.read(&format!("expect/{kind}.{}.{ext}", name(target))))
         .or_else(|| self.read(&format!("{kind}.{}.{ext}", name(target))))
+    }
+
+    /// The conversion options of the scenario's backend.
+    fn options(&self) -> ConvertOptions {
+        match self.settings.reasoning.as_deref() {
+            None | Some("pass") => ConvertOptions::default(),
+            Some("drop") => ConvertOptions::default().with_reasoning(ReasoningMode::Drop),
+            Some(other) => panic!("{}: unknown reasoning setting `{other}`", self.name),
+        }
     }
 
     /// `upstream/<kind>.<p>.<ext>`, else `<kind>.<p>.<ext>`.
@@ -171,7 +184,11 @@ enum Answer {
 }
 
 /// A `ConvertEngine` over a scripted upstream that records the request it got.
-fn engine(upstream: ApiFormat, answer: Answer) -> (ConvertEngine, Arc<Mutex<Option<Request>>>) {
+fn engine(
+    upstream: ApiFormat,
+    answer: Answer,
+    options: ConvertOptions,
+) -> (ConvertEngine, Arc<Mutex<Option<Request>>>) {
     let seen = Arc::new(Mutex::new(None));
     let record = Arc::clone(&seen);
     let inner = engine_fn(move |req: Request| {
@@ -198,7 +215,10 @@ fn engine(upstream: ApiFormat, answer: Answer) -> (ConvertEngine, Arc<Mutex<Opti
             }
         }
     });
-    (ConvertEngine::new(Arc::new(inner), upstream), seen)
+    (
+        ConvertEngine::new(Arc::new(inner), upstream).with_options(options),
+        seen,
+    )
 }
 
 fn parse_sse(text: &str) -> Vec<Event> {
@@ -237,13 +257,14 @@ fn normalize(v: &mut Value) {
             let volatile_id = o.contains_key("object")
                 || matches!(
                     o.get("type").and_then(Value::as_str),
-                    Some("message" | "reasoning" | "function_call")
+                    Some("message" | "reasoning" | "function_call" | "custom_tool_call")
                 );
             for (k, val) in o.iter_mut() {
                 match k.as_str() {
                     "created" | "created_at" => *val = json!("<created>"),
-                    "responseId" | "item_id" => *val = json!("<id>"),
-                    "id" if volatile_id => *val = json!("<id>"),
+                    "responseId" => *val = json!("<id>"),
+                    "item_id" => mask_id(val),
+                    "id" if volatile_id => mask_id(val),
                     _ => normalize(val),
                 }
             }
@@ -256,6 +277,18 @@ fn normalize(v: &mut Value) {
         Value::Array(a) => a.iter_mut().for_each(normalize),
         _ => {}
     }
+}
+
+/// An id masked down to its protocol prefix (`msg_<id>`, `chatcmpl-<id>`, `resp_<id>`, `fc_<id>`):
+/// the value may differ with the upstream, the convention may not.
+fn mask_id(v: &mut Value) {
+    let Some(id) = v.as_str() else { return };
+    let prefix = id
+        .find(['_', '-'])
+        .map(|i| &id[..=i])
+        .filter(|p| p[..p.len() - 1].bytes().all(|b| b.is_ascii_lowercase()))
+        .unwrap_or("");
+    *v = json!(format!("{prefix}<id>"));
 }
 
 fn json_lines(v: &Value) -> Vec<String> {
@@ -393,7 +426,7 @@ async fn run_pair(
     let Some(req) = client_request(s, client, stream) else {
         return;
     };
-    let (engine, seen) = engine(upstream, answer);
+    let (engine, seen) = engine(upstream, answer, s.options());
     let result = engine.process(req).await;
 
     // The converted upstream request.
@@ -547,7 +580,7 @@ async fn bless_missing() {
 
 async fn bless_request(s: &Scenario, client: ApiFormat, upstream: ApiFormat) -> Option<String> {
     let req = client_request(s, client, false)?;
-    let (engine, seen) = engine(upstream, Answer::Json(json!({})));
+    let (engine, seen) = engine(upstream, Answer::Json(json!({})), s.options());
     let _ = engine.process(req).await;
     let mut up = seen.lock().unwrap().take()?;
     let v = up.body.json().ok()?.clone();
@@ -589,7 +622,7 @@ async fn bless_answer(
         }
         r
     });
-    let (engine, _) = engine(upstream, answer);
+    let (engine, _) = engine(upstream, answer, s.options());
     let resp = engine.process(req).await.ok()?;
     Some(match resp.body {
         ResponseBody::Full(mut body) => {

@@ -376,6 +376,14 @@ fn read_stream(client: ApiFormat, frames: &str) -> Answer {
                             .2
                             .push_str(v["delta"].as_str().unwrap());
                     }
+                    "response.failed" => {
+                        // What the API and the SDK's stream helper expect of a stream that broke.
+                        assert_eq!(v["response"]["status"], "failed", "{v}");
+                        assert!(v["response"]["error"]["code"].is_string(), "{v}");
+                        a.error = v["response"]["error"]["message"]
+                            .as_str()
+                            .map(str::to_owned);
+                    }
                     "response.completed" | "response.incomplete" => {
                         let full = read_full(client, &v["response"]);
                         assert_eq!(full.text, a.text, "response.completed repeats the text");

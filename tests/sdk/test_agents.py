@@ -10,7 +10,9 @@ makes the mock call the agent's own shell tool (arguments built from the tool's 
 from `[mock:tool_arg=...]`), and once the conversation ends with a tool result the mock answers
 `Hello from octo-mock. Tool result: <result>`. So a passing test means the agent's tool call came
 back through the converted stream, the agent ran the command, sent its output back as a tool result
-(converted into the upstream protocol) and printed the final text.
+(converted into the upstream protocol) and printed the final text. Codex's `apply_patch` custom tool
+is driven the same way: it goes upstream as a function and its call comes back as a
+`custom_tool_call`.
 
 The agents are installed with npm into `target/agents` (see `agents.py`); when that is impossible the
 tests skip with the reason. Each agent run is bounded by `OCTOLLM_AGENT_TIMEOUT` (default 120 s); its
@@ -372,3 +374,56 @@ def test_codex_tool_turn_through_anthropic_upstream(installed_agents, agent_gate
     # The Responses `developer` instructions became the Anthropic system prompt.
     assert "Codex" in json.dumps(turns[0].get("system")), context
 
+
+
+#: Codex's free-form patch tool (an OpenAI Responses `custom` tool with a Lark grammar).
+CODEX_PATCH_TOOL = "apply_patch"
+#: Not a valid patch (the mock's argument text is one line): Codex answers the call with an error,
+#: which is still the full custom-tool round trip.
+CODEX_PATCH_PROMPT = f"Patch the file. [mock:tool={CODEX_PATCH_TOOL}] [mock:tool_arg=octo-not-a-patch]"
+
+
+def test_codex_custom_patch_tool_through_anthropic_upstream(installed_agents, agent_gateway, mock, tmp_path):
+    """Codex's `apply_patch` custom tool reaches the Anthropic upstream as a function with one
+    `input` string parameter; the upstream's call comes back to Codex as a `custom_tool_call`,
+    and Codex's `custom_tool_call_output` goes back as the `tool_result` with the same id."""
+    codex = installed_agents.command("codex")
+    home = tmp_path / "home"
+    codex_home = home / ".codex"
+    codex_config(codex_home, agent_gateway, "gpt-5.5")
+    env = base_env(home)
+    env.update({"CODEX_HOME": str(codex_home), "OCTO_KEY": AGENT_KEY})
+    work = tmp_path / "work"
+    run = run_agent(
+        [codex, "exec", "--skip-git-repo-check", "--color", "never", "-m", "gpt-5.5", "-C", str(work), CODEX_PATCH_PROMPT],
+        env,
+        work,
+    )
+    requests = mock.requests(body=True)
+    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    assert run.returncode == 0, context
+    assert requests, context
+    first = requests[0]["body"]
+    patch_tools = [t for t in first.get("tools") or [] if t.get("name") == CODEX_PATCH_TOOL]
+    if not patch_tools:
+        pytest.skip(f"this Codex declares no {CODEX_PATCH_TOOL} tool: {tool_names(first)}")
+    (tool,) = patch_tools
+    assert tool["input_schema"]["required"] == ["input"], context
+    assert tool["input_schema"]["properties"]["input"]["type"] == "string", context
+
+    turns = [
+        r["body"]
+        for r in requests
+        if any(
+            isinstance(b, dict) and b.get("type") == "tool_result"
+            for b in r["body"]["messages"][-1].get("content") or []
+        )
+    ]
+    assert len(turns) == 1, context
+    messages = turns[0]["messages"]
+    (use,) = [b for b in messages[-2]["content"] if b.get("type") == "tool_use"]
+    assert use["name"] == CODEX_PATCH_TOOL, context
+    assert use["input"] == {"input": "octo-not-a-patch"}, context
+    (result,) = [b for b in messages[-1]["content"] if b.get("type") == "tool_result"]
+    assert result["tool_use_id"] == use["id"], context
+    assert FINAL_PREFIX in run.stdout, context

@@ -7,7 +7,9 @@ Checks: text, the stream accumulator's final object, usage, finish reason, and t
 calls with distinct ids and names that come back whole. The upstream's request is checked to be in
 the backend's own protocol on its own path. Further down, for every pair, unary and through the
 stream helper: image input (base64 and URL), a stop sequence, and reasoning replayed with its
-signature (see the section comment there for what each pair can and cannot express).
+signature (see the section comment there for what each pair can and cannot express). For the
+Responses client through a conversion also a `custom` (free-form, grammar) tool called and
+replayed, and a mid-stream failure seen as `response.failed`.
 """
 
 from __future__ import annotations
@@ -114,6 +116,68 @@ def test_openai_responses_client(openai_client, mock, model, upstream):
     assert [c.name for c in calls] == ["lookup", "fetch"]
     assert len({c.call_id for c in calls}) == 2
     assert [tool_args(c.arguments)["n"] for c in calls] == [0, 1]
+
+
+#: A free-form tool, as Codex CLI declares `apply_patch`.
+CUSTOM_TOOLS = [
+    {
+        "type": "custom",
+        "name": "apply_patch",
+        "description": "Edit files with a patch.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": "start: /(.|\\n)+/"},
+    }
+]
+
+CONVERTED = [pair for pair in PAIRS if pair[1] != "openai_responses"]
+
+
+@pytest.mark.parametrize(("model", "upstream"), CONVERTED, ids=[p for _, p in CONVERTED])
+def test_openai_responses_custom_tool_through_conversion(openai_client, mock, model, upstream):
+    ask = "patch it [mock:tool=apply_patch] [mock:tool_arg=add a line]"
+    done = openai_client.responses.create(model=model, input=ask, tools=CUSTOM_TOOLS)
+    assert done.id.startswith("resp_"), done.id
+    (call,) = [item for item in done.output if item.type == "custom_tool_call"]
+    assert (call.name, call.input) == ("apply_patch", "add a line")
+    assert call.id.startswith("ctc_"), call.id
+    check_upstream_protocol(mock, upstream, stream=False)
+
+    mock.reset()
+    with openai_client.responses.stream(model=model, input=ask, tools=CUSTOM_TOOLS) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    deltas = "".join(e.delta for e in events if e.type == "response.custom_tool_call_input.delta")
+    assert deltas == "add a line"
+    (done_event,) = [e for e in events if e.type == "response.custom_tool_call_input.done"]
+    assert done_event.input == "add a line"
+    assert [(i.type, i.input) for i in final.output] == [("custom_tool_call", "add a line")]
+
+    # The call and its output replayed on the next turn, ids kept.
+    mock.reset()
+    follow = openai_client.responses.create(
+        model=model,
+        tools=CUSTOM_TOOLS,
+        input=[
+            {"role": "user", "content": "patch it"},
+            {"type": "custom_tool_call", "call_id": call.call_id, "name": "apply_patch", "input": call.input},
+            {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "patched"},
+        ],
+    )
+    assert "Tool result: " in follow.output_text and "patched" in follow.output_text, follow.output_text
+
+
+@pytest.mark.parametrize(("model", "upstream"), CONVERTED, ids=[p for _, p in CONVERTED])
+def test_openai_responses_midstream_failure_through_conversion(openai_client, mock, model, upstream):
+    failed = []
+    with pytest.raises(RuntimeError, match="response.completed"):
+        with openai_client.responses.stream(model=model, input="fail later [mock:midstream_error=1]") as stream:
+            first = None
+            for event in stream:
+                first = first or event
+                if event.type == "response.failed":
+                    assert event.response.id == first.response.id
+                    failed.append((event.response.status, event.response.error.code, event.response.error.message))
+            stream.get_final_response()
+    assert failed == [("failed", "server_error", "octo-mock: injected mid-stream error")]
 
 
 # ------------------------------------------------------------------------------------ Anthropic

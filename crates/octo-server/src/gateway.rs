@@ -28,7 +28,7 @@ use octo_engines::auth::{
 use octo_engines::balance::{StrategyKind, Target};
 use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
 use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
-use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens};
+use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
 use octo_engines::limit::{ConcurrencyLimit, OverLimit};
 use octo_engines::retry::{RetryPolicy, TargetSet};
 use octo_engines::rewrite::{
@@ -38,8 +38,8 @@ use octo_engines::rules::{Action, Forward, Rule, RulesEngine};
 
 use crate::backend::BackendEngine;
 use crate::config::{
-    AccessConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig, RewriteConfig,
-    RuleConfig, StrategyConfig, TargetConfig, parse_duration, timeouts,
+    AccessConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig, ReasoningPolicy,
+    RewriteConfig, RuleConfig, StrategyConfig, TargetConfig, parse_duration, timeouts,
 };
 use crate::count_tokens::{CountUpstream, TokenCounter};
 use crate::model_router::ModelRouter;
@@ -215,6 +215,12 @@ fn build_backend(name: &str, b: &crate::config::BackendConfig) -> Result<BuiltBa
             options = options.with_openai_max_tokens_field(match field {
                 MaxTokensField::MaxTokens => OpenAiMaxTokens::MaxTokens,
                 MaxTokensField::MaxCompletionTokens => OpenAiMaxTokens::MaxCompletionTokens,
+            });
+        }
+        if let Some(policy) = c.reasoning {
+            options = options.with_reasoning(match policy {
+                ReasoningPolicy::Pass => ReasoningMode::Pass,
+                ReasoningPolicy::Drop => ReasoningMode::Drop,
             });
         }
     }

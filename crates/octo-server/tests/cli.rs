@@ -47,6 +47,43 @@ fn unknown_backends_and_bad_durations_are_all_reported() {
 }
 
 #[test]
+fn a_bad_conversion_reasoning_value_fails_at_startup_with_the_choices() {
+    let path = write_config(
+        "reasoning",
+        "backends:\n  oa:\n    base_url: http://127.0.0.1:1\n    protocol: openai_chat\n    conversion: {reasoning: strip}\n",
+    );
+    let out = server().arg("--config").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("backends.oa.conversion.reasoning"), "{err}");
+    assert!(
+        err.contains("unknown variant `strip`, expected `pass` or `drop`"),
+        "{err}"
+    );
+    // The valid values load.
+    for value in ["pass", "drop"] {
+        let path = write_config(
+            &format!("reasoning-{value}"),
+            &format!(
+                "backends:\n  oa:\n    base_url: http://127.0.0.1:1\n    protocol: openai_chat\n    conversion: {{reasoning: {value}}}\n"
+            ),
+        );
+        let out = server()
+            .arg("--check")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn a_missing_file_is_named() {
     let out = server()
         .args(["--config", "/nonexistent/octollm.yaml"])

@@ -82,6 +82,7 @@ pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
                     description: s(t, "description").map(str::to_owned),
                     parameters: t.get("input_schema").filter(|p| p.is_object()).cloned(),
                     strict: b(t, "strict").filter(|strict| *strict),
+                    origin: None,
                 });
             }
             Some(other) => tracing::debug!(tool_type = other, "dropping an Anthropic server tool"),

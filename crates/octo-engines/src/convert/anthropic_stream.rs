@@ -295,7 +295,7 @@ impl AnthropicEncoder {
         }
         self.started = true;
         if self.id.is_empty() {
-            self.id = fresh_id("msg");
+            self.id = fresh_id("msg_");
         }
         out.push_back(Self::event(
             "message_start",

@@ -124,6 +124,7 @@ pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
                     description: s(func, "description").map(str::to_owned),
                     parameters: func.get("parameters").filter(|p| p.is_object()).cloned(),
                     strict: b(func, "strict").filter(|strict| *strict),
+                    origin: None,
                 });
             }
             Some(other) => {

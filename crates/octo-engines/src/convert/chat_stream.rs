@@ -18,7 +18,7 @@ use super::chat::{finish_reason, stop_from};
 use super::ids;
 use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop, refusal_stop};
 use super::stream::{Decoder, Encoder};
-use super::util::{as_u64, inband_error, now, status_for_type};
+use super::util::{as_u64, fresh_id, inband_error, now, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -310,7 +310,8 @@ impl ChatEncoder {
     /// An encoder; `model` is the fallback when the upstream names none.
     pub(crate) fn new(model: &str, include_usage: bool) -> Self {
         ChatEncoder {
-            id: String::new(),
+            // Replaced by the upstream's id (in Chat's convention) when it gives one.
+            id: fresh_id("chatcmpl-"),
             model: model.to_owned(),
             created: now(),
             include_usage,

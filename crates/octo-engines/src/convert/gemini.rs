@@ -212,6 +212,7 @@ pub(crate) fn decode_request(body: &Value, route: &RouteParams) -> Result<ChatRe
                 description: s(d, "description").map(str::to_owned),
                 parameters,
                 strict: None,
+                origin: None,
             });
         }
     }

@@ -273,7 +273,7 @@ impl GeminiEncoder {
 
     fn chunk(&mut self, parts: &[OutPart<'_>], finish: Option<&'static str>) -> Event {
         if self.id.is_empty() {
-            self.id = fresh_id("resp");
+            self.id = fresh_id("resp_");
         }
         let usage = finish.map(|_| self.usage.unwrap_or_default().to_gemini());
         let chunk = OutChunk {

@@ -13,9 +13,17 @@
 //! - **Synthesised ids.** Gemini calls often have no id. [`synthesized_id`] makes
 //!   `call_syn_<hash of the response id>_<n>`, unique per response; ids with the `call_syn_` prefix
 //!   are never sent to Gemini (it did not make them), everything else is echoed.
+//! - **Answer ids.** Each client sees the id of an answer in its own protocol's convention
+//!   ([`response_id`]): `msg_…` for Anthropic, `resp_…` for Responses, `chatcmpl-…` for OpenAI
+//!   Chat. The id is derived from the upstream's, so it is stable: a foreign prefix (`chatcmpl-`,
+//!   `msg_`, `resp_`) is replaced by the client's, other characters outside `[A-Za-z0-9_-]` become
+//!   `_` (`chatcmpl-abc` → `msg_abc` → `resp_abc`). Only an upstream that gave no id gets a fresh
+//!   one. Gemini's `responseId` has no convention and is passed as is.
 //! - **Long names.** OpenAI and Gemini limit function names to 64 characters from a small alphabet;
 //!   Anthropic does not. [`short_name`] keeps the first 55 characters plus `_` and an 8-hex hash; the
 //!   converter keeps the reverse map for the response of the same request.
+
+use octo_core::ApiFormat;
 
 /// Separator between an id and a folded signature.
 const THOUGHT_SEP: &str = "__thought__";
@@ -38,6 +46,43 @@ pub(crate) fn anthropic_id(id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The id prefix of answers in `client`'s protocol (empty for Gemini, which has no convention).
+pub(crate) fn response_id_prefix(client: ApiFormat) -> &'static str {
+    match client {
+        ApiFormat::Messages => "msg_",
+        ApiFormat::Responses => "resp_",
+        ApiFormat::ChatCompletions => "chatcmpl-",
+        _ => "",
+    }
+}
+
+/// The id a `client` is shown for an answer the upstream called `upstream_id` (see the module
+/// docs); a fresh one when the upstream gave none.
+pub(crate) fn response_id(client: ApiFormat, upstream_id: &str) -> String {
+    let prefix = response_id_prefix(client);
+    if upstream_id.is_empty() {
+        return super::util::fresh_id(prefix);
+    }
+    if prefix.is_empty() || upstream_id.starts_with(prefix) {
+        return upstream_id.to_owned();
+    }
+    let rest = ["chatcmpl-", "msg_", "resp_"]
+        .iter()
+        .find_map(|p| upstream_id.strip_prefix(p))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(upstream_id);
+    let mut out = String::with_capacity(prefix.len() + rest.len());
+    out.push_str(prefix);
+    out.extend(rest.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            c
+        } else {
+            '_'
+        }
+    }));
+    out
 }
 
 /// `id`, with `signature` folded in when there is one.
@@ -200,6 +245,38 @@ pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answer_ids_follow_the_client_convention() {
+        use ApiFormat::*;
+        assert_eq!(response_id(Messages, "chatcmpl-abc123"), "msg_abc123");
+        assert_eq!(response_id(Messages, "msg_01X"), "msg_01X");
+        assert_eq!(response_id(Messages, "resp_68af"), "msg_68af");
+        assert_eq!(response_id(Responses, "msg_01X"), "resp_01X");
+        assert_eq!(response_id(ChatCompletions, "msg_01X"), "chatcmpl-01X");
+        assert_eq!(response_id(ChatCompletions, "chatcmpl-9"), "chatcmpl-9");
+        // Gemini response ids have no prefix; other characters are sanitised.
+        assert_eq!(response_id(Messages, "mcT8aO:Wq+/"), "msg_mcT8aO_Wq__");
+        assert_eq!(response_id(GenerateContent, "chatcmpl-abc"), "chatcmpl-abc");
+        // Deterministic, and a fresh id only when there was none.
+        assert_eq!(
+            response_id(Responses, "chatcmpl-x"),
+            response_id(Responses, "chatcmpl-x")
+        );
+        for (client, prefix) in [
+            (Messages, "msg_"),
+            (Responses, "resp_"),
+            (ChatCompletions, "chatcmpl-"),
+        ] {
+            let fresh = response_id(client, "");
+            assert!(
+                fresh.starts_with(prefix) && fresh.len() > prefix.len(),
+                "{fresh}"
+            );
+        }
+        // A bare prefix is not stripped to nothing.
+        assert_eq!(response_id(Messages, "chatcmpl-"), "msg_chatcmpl-");
+    }
 
     #[test]
     fn anthropic_ids_are_sanitised() {

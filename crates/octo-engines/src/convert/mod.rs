@@ -25,9 +25,14 @@
 //! for Anthropic the type is checked against the bytes), PDF documents, tools (schemas cleaned for
 //! Gemini), tool choice, parallel-call control, tool calls and results with their ids, reasoning
 //! with signatures, stop sequences, `max_tokens`, temperature/top_p, finish reasons and usage.
+//! OpenAI Responses `custom` tools (free-form input, such as Codex's `apply_patch`) and
+//! `namespace` tools reach other upstreams as function tools and their calls come back as
+//! `custom_tool_call` items / namespaced `function_call`s; answer ids follow the client protocol's
+//! convention; a Responses client whose stream breaks gets `response.failed`.
 //! A field the target cannot express is dropped with a `debug` log; where dropping would change
 //! the meaning the request is refused with a 400 naming the parameter (`n > 1`, stateful Responses
-//! requests, file ids, audio toward a text-only upstream, deprecated `functions`). See
+//! requests, file ids, audio toward a text-only upstream, deprecated `functions`, a `tool_choice`
+//! forcing a built-in tool). See
 //! `docs/architecture.md` ("Protocol conversion") for the full list of decisions.
 //!
 //! # Example
@@ -85,7 +90,7 @@ use octo_core::{
 };
 use serde_json::Value;
 
-use self::model::{ChatRequest, ChatResponse, Part, ToolChoice};
+use self::model::{ChatRequest, ChatResponse, Part, ToolChoice, ToolOrigin};
 use self::stream::{ConvertStream, Decoder, Encoder};
 
 /// The default `max_tokens` sent to an Anthropic upstream when the client set no limit.
@@ -106,15 +111,31 @@ pub enum OpenAiMaxTokens {
     MaxTokens,
 }
 
+/// What happens to the client's reasoning controls on a converted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReasoningMode {
+    /// Map them to the upstream's own controls (`reasoning_effort`, `thinking`, `reasoning`,
+    /// `thinkingConfig`). The default.
+    #[default]
+    Pass,
+    /// Send none, for upstream models that refuse them (OpenAI's non-reasoning models answer 400
+    /// to `reasoning_effort`, which is what Claude Code's adaptive thinking becomes toward Chat).
+    /// Reasoning blocks already in the history are still carried where the upstream can take them.
+    Drop,
+}
+
 /// Conversion settings.
 ///
 /// ```
-/// use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens};
+/// use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
 ///
 /// let opts = ConvertOptions::default()
 ///     .with_default_max_tokens(8192)
-///     .with_openai_max_tokens_field(OpenAiMaxTokens::MaxTokens);
+///     .with_openai_max_tokens_field(OpenAiMaxTokens::MaxTokens)
+///     .with_reasoning(ReasoningMode::Drop);
 /// assert_eq!(opts.default_max_tokens, 8192);
+/// assert_eq!(opts.reasoning, ReasoningMode::Drop);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -125,6 +146,8 @@ pub struct ConvertOptions {
     /// The field used for the output limit toward an OpenAI Chat upstream. Default
     /// [`OpenAiMaxTokens::MaxCompletionTokens`].
     pub openai_max_tokens_field: OpenAiMaxTokens,
+    /// Whether reasoning controls reach the upstream. Default [`ReasoningMode::Pass`].
+    pub reasoning: ReasoningMode,
 }
 
 impl Default for ConvertOptions {
@@ -132,6 +155,7 @@ impl Default for ConvertOptions {
         ConvertOptions {
             default_max_tokens: DEFAULT_MAX_TOKENS,
             openai_max_tokens_field: OpenAiMaxTokens::default(),
+            reasoning: ReasoningMode::default(),
         }
     }
 }
@@ -146,6 +170,12 @@ impl ConvertOptions {
     /// Sets [`ConvertOptions::openai_max_tokens_field`].
     pub fn with_openai_max_tokens_field(mut self, field: OpenAiMaxTokens) -> Self {
         self.openai_max_tokens_field = field;
+        self
+    }
+
+    /// Sets [`ConvertOptions::reasoning`].
+    pub fn with_reasoning(mut self, mode: ReasoningMode) -> Self {
+        self.reasoning = mode;
         self
     }
 }
@@ -209,6 +239,7 @@ struct Ctx {
     stream: bool,
     include_usage: bool,
     names: NameMap,
+    tools: std::sync::Arc<ToolMap>,
 }
 
 #[async_trait]
@@ -269,6 +300,10 @@ fn convert_request(
     let body = req.body.json()?;
     let mut canon = decode_request(client, body, &req.route)?;
     canon.normalize();
+    let tools = std::sync::Arc::new(ToolMap::from_request(&canon));
+    if options.reasoning == ReasoningMode::Drop && canon.reasoning.take().is_some() {
+        tracing::debug!(upstream = %upstream, "dropping the reasoning controls (conversion.reasoning: drop)");
+    }
     let names = NameMap::shorten(&mut canon);
     let encoded = encode_request(upstream, &canon, options)?;
     req.body = Body::from_json(encoded);
@@ -288,6 +323,7 @@ fn convert_request(
         stream: canon.stream,
         include_usage: canon.include_usage,
         names,
+        tools,
     })
 }
 
@@ -336,16 +372,10 @@ fn encode_response(ctx: &Ctx, r: &ChatResponse) -> Value {
     if r.model.is_empty() {
         r.model.clone_from(&ctx.model);
     }
-    if r.id.is_empty() {
-        r.id = util::fresh_id(match ctx.client {
-            ApiFormat::Messages => "msg",
-            ApiFormat::ChatCompletions => "chatcmpl",
-            _ => "resp",
-        });
-    }
+    r.id = ids::response_id(ctx.client, &r.id);
     match ctx.client {
         ApiFormat::ChatCompletions => chat::encode_response(&r, util::now()),
-        ApiFormat::Responses => responses::encode_response(&r, util::now()),
+        ApiFormat::Responses => responses::encode_response(&r, util::now(), &ctx.tools),
         ApiFormat::Messages => anthropic::encode_response(&r),
         _ => gemini::encode_response(&r),
     }
@@ -361,13 +391,77 @@ fn decoder(upstream: ApiFormat) -> Box<dyn Decoder> {
 }
 
 fn encoder(ctx: &Ctx) -> Box<dyn Encoder> {
+    Box::new(ClientIds {
+        client: ctx.client,
+        inner: protocol_encoder(ctx),
+    })
+}
+
+/// Gives the answer the id the client's protocol expects ([`ids::response_id`]) before the
+/// client's encoder sees it.
+struct ClientIds {
+    client: ApiFormat,
+    inner: Box<dyn Encoder>,
+}
+
+impl Encoder for ClientIds {
+    fn encode(
+        &mut self,
+        mut event: model::StreamEvent,
+        out: &mut std::collections::VecDeque<Event>,
+    ) {
+        if let model::StreamEvent::Start(start) = &mut event {
+            if let Some(id) = start.id.as_mut() {
+                *id = ids::response_id(self.client, id);
+            }
+        }
+        self.inner.encode(event, out);
+    }
+
+    fn finish(&mut self, out: &mut std::collections::VecDeque<Event>) {
+        self.inner.finish(out);
+    }
+
+    fn fail(&mut self, error: &Error, out: &mut std::collections::VecDeque<Event>) -> bool {
+        self.inner.fail(error, out)
+    }
+}
+
+fn protocol_encoder(ctx: &Ctx) -> Box<dyn Encoder> {
     match ctx.client {
         ApiFormat::ChatCompletions => {
             Box::new(chat_stream::ChatEncoder::new(&ctx.model, ctx.include_usage))
         }
-        ApiFormat::Responses => Box::new(responses_stream::ResponsesEncoder::new(&ctx.model)),
+        ApiFormat::Responses => Box::new(responses_stream::ResponsesEncoder::new(
+            &ctx.model,
+            ctx.tools.clone(),
+        )),
         ApiFormat::Messages => Box::new(anthropic_stream::AnthropicEncoder::new(&ctx.model)),
         _ => Box::new(gemini_stream::GeminiEncoder::new(&ctx.model)),
+    }
+}
+
+/// The client's tools that are not plain function tools (Responses `custom` and namespaced
+/// tools), by the function name the upstream sees, so calls go back to the client in its shape.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ToolMap {
+    tools: Vec<(String, ToolOrigin)>,
+}
+
+impl ToolMap {
+    fn from_request(r: &ChatRequest) -> ToolMap {
+        ToolMap {
+            tools: r
+                .tools
+                .iter()
+                .filter_map(|t| Some((t.name.clone(), t.origin.clone()?)))
+                .collect(),
+        }
+    }
+
+    /// How the client declared the tool the upstream calls `name`.
+    pub(crate) fn origin(&self, name: &str) -> Option<&ToolOrigin> {
+        self.tools.iter().find(|(n, _)| n == name).map(|(_, o)| o)
     }
 }
 
@@ -504,9 +598,87 @@ pub mod testing {
             stream: true,
             include_usage,
             names: NameMap::default(),
+            tools: std::sync::Arc::default(),
         }
     }
 }
 
 #[cfg(test)]
 mod reference_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(
+        client: ApiFormat,
+        upstream: ApiFormat,
+        body: Value,
+        opts: &ConvertOptions,
+    ) -> Value {
+        let mut req = Request::post(client, "/", Body::from_json(body));
+        convert_request(&mut req, upstream, opts).unwrap();
+        req.body.json().unwrap().clone()
+    }
+
+    #[test]
+    fn reasoning_drop_removes_every_reasoning_control() {
+        // Claude Code's adaptive thinking.
+        let anthropic = serde_json::json!({
+            "model": "m", "max_tokens": 64,
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+            "messages": [{"role": "user", "content": "hi"}]
+        });
+        let pass = ConvertOptions::default();
+        let drop = ConvertOptions::default().with_reasoning(ReasoningMode::Drop);
+        let v = convert(
+            ApiFormat::Messages,
+            ApiFormat::ChatCompletions,
+            anthropic.clone(),
+            &pass,
+        );
+        assert_eq!(v["reasoning_effort"], "high");
+        let v = convert(
+            ApiFormat::Messages,
+            ApiFormat::ChatCompletions,
+            anthropic.clone(),
+            &drop,
+        );
+        assert!(v.get("reasoning_effort").is_none(), "{v}");
+        assert_eq!(v["messages"][0]["content"][0]["text"], "hi");
+        let v = convert(ApiFormat::Messages, ApiFormat::Responses, anthropic, &drop);
+        assert!(
+            v.get("reasoning").is_none() && v.get("include").is_none(),
+            "{v}"
+        );
+
+        let chat = serde_json::json!({
+            "model": "m", "reasoning_effort": "low",
+            "messages": [{"role": "user", "content": "hi"}]
+        });
+        let v = convert(
+            ApiFormat::ChatCompletions,
+            ApiFormat::Messages,
+            chat.clone(),
+            &pass,
+        );
+        assert_eq!(v["thinking"]["type"], "enabled");
+        let v = convert(
+            ApiFormat::ChatCompletions,
+            ApiFormat::Messages,
+            chat.clone(),
+            &drop,
+        );
+        assert!(v.get("thinking").is_none(), "{v}");
+        let v = convert(
+            ApiFormat::ChatCompletions,
+            ApiFormat::GenerateContent,
+            chat,
+            &drop,
+        );
+        assert!(
+            v.pointer("/generationConfig/thinkingConfig").is_none(),
+            "{v}"
+        );
+    }
+}

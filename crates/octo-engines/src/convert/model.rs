@@ -159,6 +159,36 @@ pub(crate) struct Tool {
     /// JSON Schema of the arguments.
     pub(crate) parameters: Option<Value>,
     pub(crate) strict: Option<bool>,
+    /// How the client declared it, when that was not a plain function tool.
+    pub(crate) origin: Option<ToolOrigin>,
+}
+
+/// A client tool that other protocols see as a function tool (OpenAI Responses `custom` tools and
+/// tools inside a `namespace`). The converter maps calls back to this shape for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ToolOrigin {
+    /// A free-form (`custom`) tool: the upstream sees a function with one string parameter
+    /// [`CUSTOM_INPUT`], the client gets `custom_tool_call` items with that string as `input`.
+    pub(crate) custom: bool,
+    /// The namespace the tool was declared in (the upstream name is qualified with it).
+    pub(crate) namespace: Option<String>,
+    /// The tool's own name as the client declared it.
+    pub(crate) name: String,
+}
+
+/// The one parameter of the function a free-form (`custom`) tool becomes.
+pub(crate) const CUSTOM_INPUT: &str = "input";
+
+impl ToolOrigin {
+    /// The function name other protocols see for `name` inside `namespace`:
+    /// `<namespace>__<name>` (no second separator when the namespace already ends with `__`).
+    pub(crate) fn qualified(namespace: Option<&str>, name: &str) -> String {
+        match namespace.filter(|n| !n.is_empty()) {
+            None => name.to_owned(),
+            Some(ns) if ns.ends_with("__") => format!("{ns}{name}"),
+            Some(ns) => format!("{ns}__{name}"),
+        }
+    }
 }
 
 /// How the model may use tools.

@@ -156,7 +156,9 @@ fn reference_3_simple_response() {
     .unwrap();
     assert_eq!(
         out,
-        json!({"id":"chatcmpl-123","type":"message","role":"assistant","model":"gpt-4",
+        // The Go converter kept `chatcmpl-123`; protocols.md §5.3 asks for `msg_…` (derived from the
+        // upstream id, so it stays stable).
+        json!({"id":"msg_123","type":"message","role":"assistant","model":"gpt-4",
                "content":[{"type":"text","text":"I'm doing well, thank you!"}],
                "stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":8}})
     );
@@ -236,7 +238,7 @@ fn reference_5_simple_stream() {
         );
     }
     let start = &out[0].1["message"];
-    assert_eq!(start["id"], "chatcmpl-123");
+    assert_eq!(start["id"], "msg_123", "Anthropic's id convention");
     assert_eq!(start["model"], "gpt-4");
     assert_eq!(
         start["usage"],

@@ -3,16 +3,23 @@
 //! The gateway is stateless: `previous_response_id`, `conversation`, `item_reference` and
 //! `background` are refused with a 400 naming the parameter, and requests to a Responses upstream
 //! are sent with `store: false` (the full history travels every turn, as Codex does).
+//!
+//! `custom` tools become functions with one string parameter `input` (their grammar in the
+//! description) and `namespace` tools functions named `<namespace>__<name>`; [`call_item`] renders
+//! calls of them back (`custom_tool_call` with `input`, or `function_call` with `namespace`).
+//! Built-in tools are dropped (debug log); a `tool_choice` forcing one is refused.
 
 use serde_json::{Map, Value, json};
 
 use octo_core::{ApiFormat, Error};
 
+use super::ToolMap;
 use super::ids;
 use super::media::{data_uri, media_from_url};
 use super::model::{
-    ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
-    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage, refusal_stop,
+    CUSTOM_INPUT, ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat,
+    Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolOrigin, ToolResult, Usage,
+    refusal_stop,
 };
 use super::util::{
     arr, as_u64, b, bad, content_text, dropped, f, inband_error, num, put, s, u, unsupported,
@@ -66,20 +73,7 @@ pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
         Some(_) => return Err(bad("input", "`input` must be a string or an array")),
     }
     for t in arr(body, "tools") {
-        match s(t, "type") {
-            Some("function") => {
-                let Some(name) = s(t, "name") else {
-                    return Err(bad("tools", "a function tool needs a `name`"));
-                };
-                r.tools.push(Tool {
-                    name: name.to_owned(),
-                    description: s(t, "description").map(str::to_owned),
-                    parameters: t.get("parameters").filter(|p| p.is_object()).cloned(),
-                    strict: b(t, "strict").filter(|strict| *strict),
-                });
-            }
-            other => tracing::debug!(tool_type = other.unwrap_or(""), "dropping a built-in tool"),
-        }
+        decode_tool(t, None, &mut r)?;
     }
     r.tool_choice = match body.get("tool_choice") {
         None | Some(Value::Null) => None,
@@ -90,18 +84,37 @@ pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
             other => return Err(bad("tool_choice", format!("unknown tool_choice `{other}`"))),
         },
         Some(c) => match s(c, "type") {
-            Some("function") => s(c, "name").map(|n| ToolChoice::Tool(n.to_owned())),
+            Some("function" | "custom") => {
+                s(c, "name").map(|n| ToolChoice::Tool(ToolOrigin::qualified(s(c, "namespace"), n)))
+            }
             Some("allowed_tools") => Some(ToolChoice::Allowed {
                 required: s(c, "mode") == Some("required"),
                 names: arr(c, "tools")
                     .iter()
-                    .filter_map(|t| s(t, "name"))
-                    .map(str::to_owned)
+                    .filter(|t| {
+                        let callable = matches!(s(t, "type"), Some("function" | "custom") | None);
+                        if !callable {
+                            tracing::debug!(
+                                "dropping a built-in tool from an allowed_tools choice"
+                            );
+                        }
+                        callable
+                    })
+                    .filter_map(|t| {
+                        s(t, "name").map(|n| ToolOrigin::qualified(s(t, "namespace"), n))
+                    })
                     .collect(),
             }),
-            _ => {
-                tracing::debug!("dropping a tool_choice for a built-in tool");
-                None
+            other => {
+                // Forcing a built-in tool cannot be honoured by an upstream that lacks it, and
+                // dropping the choice would let the model answer without it.
+                let kind = other.unwrap_or("");
+                return Err(unsupported(
+                    "tool_choice",
+                    format!(
+                        "`tool_choice` forces the built-in tool `{kind}`, which a converted upstream does not have; choose a function or custom tool, or `auto`"
+                    ),
+                ));
             }
         },
     };
@@ -138,6 +151,85 @@ pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
         .or_else(|| s(body, "user"))
         .map(str::to_owned);
     Ok(r)
+}
+
+/// One entry of `tools`: a function or `custom` tool (inside `namespace` when given), or a
+/// `namespace` of them. Built-in tools (`web_search`, `file_search`, `local_shell`, `shell`,
+/// `computer`, `code_interpreter`, `image_generation`, `mcp`, `apply_patch`, `tool_search`, …) run
+/// on OpenAI's side or need their own item types; a converted upstream has none of them, so they
+/// are dropped with a debug log (the model answers without them, as with any tool it may or may
+/// not use). Forcing one with `tool_choice` is refused instead.
+fn decode_tool(t: &Value, namespace: Option<&str>, r: &mut ChatRequest) -> Result<(), Error> {
+    let kind = s(t, "type");
+    if matches!(kind, Some("function" | "custom" | "namespace")) && s(t, "name").is_none() {
+        return Err(bad(
+            "tools",
+            format!("a {} tool needs a `name`", kind.unwrap_or("")),
+        ));
+    }
+    let name = s(t, "name").unwrap_or_default();
+    let origin = |custom: bool| {
+        (custom || namespace.is_some()).then(|| ToolOrigin {
+            custom,
+            namespace: namespace.map(str::to_owned),
+            name: name.to_owned(),
+        })
+    };
+    match kind {
+        Some("function") => r.tools.push(Tool {
+            name: ToolOrigin::qualified(namespace, name),
+            description: s(t, "description").map(str::to_owned),
+            parameters: t.get("parameters").filter(|p| p.is_object()).cloned(),
+            strict: b(t, "strict").filter(|strict| *strict),
+            origin: origin(false),
+        }),
+        Some("custom") => r.tools.push(Tool {
+            name: ToolOrigin::qualified(namespace, name),
+            description: Some(custom_description(s(t, "description"), t.get("format"))),
+            parameters: Some(json!({
+                "type": "object",
+                "properties": {CUSTOM_INPUT: {
+                    "type": "string",
+                    "description": "The tool's whole input, as free-form text (not JSON).",
+                }},
+                "required": [CUSTOM_INPUT],
+            })),
+            strict: None,
+            origin: origin(true),
+        }),
+        Some("namespace") if namespace.is_none() => {
+            if s(t, "description").is_some() {
+                tracing::debug!(namespace = name, "dropping a namespace description");
+            }
+            for inner in arr(t, "tools") {
+                decode_tool(inner, Some(name), r)?;
+            }
+        }
+        other => tracing::debug!(tool_type = other.unwrap_or(""), "dropping a built-in tool"),
+    }
+    Ok(())
+}
+
+/// The description of the function a `custom` tool becomes: the tool's own, then how to write the
+/// `input` parameter (free text, or text following the tool's grammar).
+fn custom_description(description: Option<&str>, format: Option<&Value>) -> String {
+    let mut out = description.unwrap_or_default().trim_end().to_owned();
+    if !out.is_empty() {
+        out.push_str("\n\n");
+    }
+    let grammar = format.filter(|f| s(f, "type") == Some("grammar"));
+    match grammar.and_then(|g| s(g, "definition")) {
+        Some(definition) => {
+            let syntax = grammar.and_then(|g| s(g, "syntax")).unwrap_or("lark");
+            out.push_str(&format!(
+                "Put the tool's whole input in the string parameter `{CUSTOM_INPUT}`. It is free-form text, not JSON, and must match this {syntax} grammar:\n{definition}"
+            ));
+        }
+        None => out.push_str(&format!(
+            "Put the tool's whole input in the string parameter `{CUSTOM_INPUT}` as free-form text, not JSON."
+        )),
+    }
+    out
 }
 
 fn push(r: &mut ChatRequest, role: Role, part: Part) {
@@ -179,20 +271,28 @@ fn decode_item(item: &Value, i: usize, r: &mut ChatRequest) -> Result<(), Error>
                 }
             }
         }
-        "function_call" => {
+        "function_call" | "custom_tool_call" => {
             let (id, signature) = ids::unfold_signature(s(item, "call_id").unwrap_or_default());
+            let arguments = if kind == "custom_tool_call" {
+                custom_arguments(s(item, "input").unwrap_or_default())
+            } else {
+                s(item, "arguments").unwrap_or("{}").to_owned()
+            };
             push(
                 r,
                 Role::Assistant,
                 Part::ToolCall(ToolCall {
                     id,
-                    name: s(item, "name").unwrap_or_default().to_owned(),
-                    arguments: s(item, "arguments").unwrap_or("{}").to_owned(),
+                    name: ToolOrigin::qualified(
+                        s(item, "namespace"),
+                        s(item, "name").unwrap_or_default(),
+                    ),
+                    arguments,
                     signature,
                 }),
             );
         }
-        "function_call_output" => {
+        "function_call_output" | "custom_tool_call_output" => {
             let (id, _) = ids::unfold_signature(s(item, "call_id").unwrap_or_default());
             let content = match item.get("output") {
                 Some(Value::String(t)) => vec![Part::Text(t.clone())],
@@ -573,12 +673,19 @@ pub(crate) fn item_parts(item: &Value, parts: &mut Vec<Part>) {
                 }
             }
         }
-        Some("function_call") => {
+        Some(kind @ ("function_call" | "custom_tool_call")) => {
             let (id, signature) = ids::unfold_signature(s(item, "call_id").unwrap_or_default());
             parts.push(Part::ToolCall(ToolCall {
                 id,
-                name: s(item, "name").unwrap_or_default().to_owned(),
-                arguments: s(item, "arguments").unwrap_or_default().to_owned(),
+                name: ToolOrigin::qualified(
+                    s(item, "namespace"),
+                    s(item, "name").unwrap_or_default(),
+                ),
+                arguments: if kind == "custom_tool_call" {
+                    custom_arguments(s(item, "input").unwrap_or_default())
+                } else {
+                    s(item, "arguments").unwrap_or_default().to_owned()
+                },
                 signature,
             }));
         }
@@ -602,6 +709,30 @@ pub(crate) fn item_parts(item: &Value, parts: &mut Vec<Part>) {
             }));
         }
         other => tracing::debug!(item = other.unwrap_or(""), "dropping an output item"),
+    }
+}
+
+/// The function arguments a free-form `input` becomes: `{"input": "<input>"}`.
+pub(crate) fn custom_arguments(input: &str) -> String {
+    json!({CUSTOM_INPUT: input}).to_string()
+}
+
+/// The free-form input of a call to a `custom` tool, from the function arguments the upstream
+/// wrote: the `input` string, else the only string member, else a JSON string, else the text as is.
+pub(crate) fn custom_input(arguments: &str) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(o)) => {
+            if let Some(Value::String(input)) = o.get(CUSTOM_INPUT) {
+                return input.clone();
+            }
+            let mut strings = o.values().filter_map(Value::as_str);
+            match (strings.next(), strings.next(), o.len()) {
+                (Some(only), None, 1) => only.to_owned(),
+                _ => arguments.to_owned(),
+            }
+        }
+        Ok(Value::String(input)) => input,
+        _ => arguments.to_owned(),
     }
 }
 
@@ -688,8 +819,52 @@ pub(crate) fn response_object(
     })
 }
 
+/// The output item of a call: `function_call`, or `custom_tool_call` (with the free-form `input`)
+/// for a client `custom` tool; the client's own name and `namespace` for a namespaced tool.
+/// `response_id` and `index` make the item id (`fc_…` / `ctc_…`).
+pub(crate) fn call_item(
+    response_id: &str,
+    index: usize,
+    call_id: &str,
+    name: &str,
+    arguments: &str,
+    origin: Option<&ToolOrigin>,
+) -> Value {
+    let mut item = Map::new();
+    let custom = origin.is_some_and(|o| o.custom);
+    if custom {
+        item.insert("type".into(), "custom_tool_call".into());
+        item.insert("id".into(), item_id("ctc", response_id, index).into());
+    } else {
+        item.insert("type".into(), "function_call".into());
+        item.insert("id".into(), item_id("fc", response_id, index).into());
+    }
+    item.insert("call_id".into(), call_id.into());
+    item.insert(
+        "name".into(),
+        origin.map_or(name, |o| o.name.as_str()).into(),
+    );
+    put(
+        &mut item,
+        "namespace",
+        origin.and_then(|o| o.namespace.clone()),
+    );
+    if custom {
+        item.insert("input".into(), custom_input(arguments).into());
+    } else {
+        let arguments = if arguments.trim().is_empty() {
+            "{}"
+        } else {
+            arguments
+        };
+        item.insert("arguments".into(), arguments.into());
+        item.insert("status".into(), "completed".into());
+    }
+    Value::Object(item)
+}
+
 /// Writes a `response` object.
-pub(crate) fn encode_response(r: &ChatResponse, created: u64) -> Value {
+pub(crate) fn encode_response(r: &ChatResponse, created: u64, tools: &ToolMap) -> Value {
     let mut output: Vec<Value> = Vec::new();
     let mut message: Vec<Value> = Vec::new();
     let flush = |message: &mut Vec<Value>, output: &mut Vec<Value>| {
@@ -716,14 +891,14 @@ pub(crate) fn encode_response(r: &ChatResponse, created: u64) -> Value {
             }
             Part::ToolCall(c) => {
                 flush(&mut message, &mut output);
-                output.push(json!({
-                    "type": "function_call",
-                    "id": item_id("fc", &r.id, output.len()),
-                    "call_id": ids::fold_signature(&c.id, c.signature.as_deref()),
-                    "name": c.name,
-                    "arguments": c.arguments_json(),
-                    "status": "completed",
-                }));
+                output.push(call_item(
+                    &r.id,
+                    output.len(),
+                    &ids::fold_signature(&c.id, c.signature.as_deref()),
+                    &c.name,
+                    &c.arguments,
+                    tools.origin(&c.name),
+                ));
             }
             _ => {}
         }
@@ -770,6 +945,182 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.param(), Some("input[0]"));
+    }
+
+    #[test]
+    fn custom_tools_become_single_string_functions() {
+        let r = decode_request(&json!({
+            "model": "m", "input": "hi",
+            "tools": [
+                {"type": "custom", "name": "apply_patch", "description": "Patch files.",
+                 "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+                {"type": "custom", "name": "note"},
+                {"type": "web_search"},
+                {"type": "local_shell"},
+            ]
+        }))
+        .unwrap();
+        assert_eq!(r.tools.len(), 2, "built-in tools are dropped");
+        let patch = &r.tools[0];
+        assert_eq!(patch.name, "apply_patch");
+        let d = patch.description.as_deref().unwrap();
+        assert!(d.starts_with("Patch files.\n\n"), "{d}");
+        assert!(d.contains("lark grammar:\nstart: /.+/"), "{d}");
+        let params = patch.parameters.as_ref().unwrap();
+        assert_eq!(params["required"], json!(["input"]));
+        assert_eq!(params["properties"]["input"]["type"], "string");
+        assert!(patch.origin.as_ref().unwrap().custom);
+        let note = r.tools[1].description.as_deref().unwrap();
+        assert!(note.contains("free-form text, not JSON"), "{note}");
+    }
+
+    #[test]
+    fn namespace_tools_are_qualified_and_history_items_map() {
+        let r = decode_request(&json!({
+            "model": "m",
+            "input": [
+                {"type": "function_call", "call_id": "c1", "name": "search", "namespace": "docs", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "found"},
+                {"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": "*** Begin Patch\n\"x\""},
+                {"type": "custom_tool_call_output", "call_id": "c2", "output": "Done!"},
+            ],
+            "tools": [{"type": "namespace", "name": "docs", "description": "d", "tools": [
+                {"type": "function", "name": "search", "parameters": {"type": "object"}},
+                {"type": "custom", "name": "raw"},
+            ]}],
+            "tool_choice": {"type": "custom", "name": "apply_patch"},
+        }))
+        .unwrap();
+        let names: Vec<&str> = r.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["docs__search", "docs__raw"]);
+        let o = r.tools[1].origin.as_ref().unwrap();
+        assert_eq!(
+            (o.custom, o.namespace.as_deref(), o.name.as_str()),
+            (true, Some("docs"), "raw")
+        );
+        assert_eq!(r.tool_choice, Some(ToolChoice::Tool("apply_patch".into())));
+        let Part::ToolCall(call) = &r.messages[0].parts[0] else {
+            panic!()
+        };
+        assert_eq!(call.name, "docs__search");
+        let Part::ToolCall(call) = &r.messages[2].parts[0] else {
+            panic!("{:?}", r.messages)
+        };
+        assert_eq!(
+            (call.id.as_str(), call.name.as_str()),
+            ("c2", "apply_patch")
+        );
+        assert_eq!(custom_input(&call.arguments), "*** Begin Patch\n\"x\"");
+        let Part::ToolResult(res) = &r.messages[3].parts[0] else {
+            panic!()
+        };
+        assert_eq!((res.id.as_str(), res.text().as_str()), ("c2", "Done!"));
+        assert_eq!(
+            ToolOrigin::qualified(Some("mcp__fs__"), "read"),
+            "mcp__fs__read"
+        );
+    }
+
+    #[test]
+    fn forcing_a_built_in_tool_is_refused() {
+        let e = decode_request(&json!({"model": "m", "input": "x",
+            "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}))
+        .unwrap_err();
+        assert_eq!(e.param(), Some("tool_choice"));
+        assert!(e.message().contains("web_search"));
+        // Built-ins in an allowed list are dropped, the rest kept.
+        let r = decode_request(&json!({"model": "m", "input": "x", "tool_choice": {
+            "type": "allowed_tools", "mode": "auto",
+            "tools": [{"type": "web_search"}, {"type": "custom", "name": "apply_patch"}]}}))
+        .unwrap();
+        assert_eq!(
+            r.tool_choice,
+            Some(ToolChoice::Allowed {
+                required: false,
+                names: vec!["apply_patch".into()]
+            })
+        );
+    }
+
+    #[test]
+    fn custom_input_reads_any_reasonable_argument_shape() {
+        assert_eq!(custom_input(&custom_arguments("a \"b\"\n")), "a \"b\"\n");
+        assert_eq!(custom_input(r#"{"patch": "p"}"#), "p");
+        assert_eq!(custom_input(r#""just a string""#), "just a string");
+        assert_eq!(custom_input("*** Begin Patch"), "*** Begin Patch");
+        assert_eq!(
+            custom_input(r#"{"a": "x", "b": "y"}"#),
+            r#"{"a": "x", "b": "y"}"#
+        );
+    }
+
+    #[test]
+    fn calls_of_custom_and_namespaced_tools_go_back_in_their_shape() {
+        let tools = ToolMap {
+            tools: vec![
+                (
+                    "apply_patch".into(),
+                    ToolOrigin {
+                        custom: true,
+                        namespace: None,
+                        name: "apply_patch".into(),
+                    },
+                ),
+                (
+                    "docs__search".into(),
+                    ToolOrigin {
+                        custom: false,
+                        namespace: Some("docs".into()),
+                        name: "search".into(),
+                    },
+                ),
+            ],
+        };
+        let call = |id: &str, name: &str, args: &str| {
+            Part::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                arguments: args.into(),
+                signature: None,
+            })
+        };
+        let r = ChatResponse {
+            id: "resp_1".into(),
+            parts: vec![
+                call("c1", "apply_patch", r#"{"input":"*** Begin Patch\n"}"#),
+                call("c2", "docs__search", r#"{"q":1}"#),
+                call("c3", "plain", ""),
+            ],
+            stop: Some(StopReason::ToolUse),
+            ..ChatResponse::default()
+        };
+        let v = encode_response(&r, 1, &tools);
+        let out = v["output"].as_array().unwrap();
+        assert_eq!(out[0]["type"], "custom_tool_call");
+        assert!(out[0]["id"].as_str().unwrap().starts_with("ctc_"));
+        assert_eq!(out[0]["call_id"], "c1");
+        assert_eq!(out[0]["input"], "*** Begin Patch\n");
+        assert!(out[0].get("arguments").is_none());
+        assert_eq!(out[1]["type"], "function_call");
+        assert_eq!(
+            (out[1]["name"].as_str(), out[1]["namespace"].as_str()),
+            (Some("search"), Some("docs"))
+        );
+        assert_eq!(out[2]["arguments"], "{}");
+        assert!(out[2].get("namespace").is_none());
+    }
+
+    #[test]
+    fn custom_tool_call_items_from_a_responses_upstream_decode() {
+        let r = decode_response(&json!({"id": "resp_1", "status": "completed", "output": [
+            {"type": "custom_tool_call", "call_id": "c9", "name": "raw", "namespace": "docs", "input": "text"}
+        ]}))
+        .unwrap();
+        let Part::ToolCall(c) = &r.parts[0] else {
+            panic!()
+        };
+        assert_eq!((c.id.as_str(), c.name.as_str()), ("c9", "docs__raw"));
+        assert_eq!(c.arguments, r#"{"input":"text"}"#);
     }
 
     #[test]

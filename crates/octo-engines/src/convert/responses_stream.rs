@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -19,12 +20,15 @@ use serde_json::{Value, json};
 
 use octo_core::{ApiFormat, Error, Event};
 
+use super::ToolMap;
 use super::ids;
+use super::model::{CUSTOM_INPUT, ToolOrigin};
 use super::model::{
     StopReason, StreamEvent, StreamStart, Thinking, Usage, effective_stop, refusal_stop,
 };
 use super::responses::{
-    failed_error, item_id, reasoning_item, response_object, status_of, stop_from,
+    call_item, custom_arguments, failed_error, item_id, reasoning_item, response_object, status_of,
+    stop_from,
 };
 use super::stream::{Decoder, Encoder};
 use super::util::{fresh_id, inband_error, now, status_for_type};
@@ -57,6 +61,9 @@ pub(crate) struct ResponsesDecoder {
     calls: Vec<(u64, bool)>,
     /// A refusal was streamed.
     refused: bool,
+    /// `(output_index, closed)` of `custom_tool_call`s whose input is streaming as the
+    /// arguments `{"input":"…"}`.
+    custom: Vec<(u64, bool)>,
 }
 
 impl ResponsesDecoder {
@@ -70,14 +77,11 @@ impl ResponsesDecoder {
                 .and_then(Value::as_str)
                 .unwrap_or_default(),
         );
+        let field = |k: &str| item.get(k).and_then(Value::as_str);
         out.push(StreamEvent::ToolCallStart {
             key: index,
             id,
-            name: item
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            name: ToolOrigin::qualified(field("namespace"), field("name").unwrap_or_default()),
             signature,
         });
     }
@@ -95,6 +99,38 @@ impl ResponsesDecoder {
                 key: index,
                 fragment: fragment.to_owned(),
             });
+        }
+    }
+}
+
+impl ResponsesDecoder {
+    /// A `custom_tool_call_input` delta, as a fragment of the arguments `{"input":"…"}`.
+    fn custom_delta(&mut self, index: u64, delta: &str, out: &mut Vec<StreamEvent>) {
+        let escaped = serde_json::to_string(delta).unwrap_or_default();
+        let escaped = &escaped[1..escaped.len().saturating_sub(1).max(1)];
+        let fragment = if self.custom.iter().any(|(k, _)| *k == index) {
+            escaped.to_owned()
+        } else {
+            self.custom.push((index, false));
+            format!("{{\"{CUSTOM_INPUT}\":\"{escaped}")
+        };
+        self.args(index, &fragment, false, out);
+    }
+
+    /// The whole input of a custom call: closes the streamed arguments, or sends them whole.
+    fn custom_done(&mut self, index: u64, input: Option<&str>, out: &mut Vec<StreamEvent>) {
+        match self.custom.iter_mut().find(|(k, _)| *k == index) {
+            Some((_, closed)) if !*closed => {
+                *closed = true;
+                self.args(index, "\"}", false, out);
+            }
+            Some(_) => {}
+            None => {
+                if let Some(input) = input {
+                    self.custom.push((index, true));
+                    self.args(index, &custom_arguments(input), true, out);
+                }
+            }
         }
     }
 }
@@ -124,7 +160,10 @@ impl Decoder for ResponsesDecoder {
             }
             "response.output_item.added" => {
                 let item = ev.item.unwrap_or(Value::Null);
-                if item.get("type").and_then(Value::as_str) == Some("function_call") {
+                let kind = item.get("type").and_then(Value::as_str);
+                if kind == Some("custom_tool_call") {
+                    self.start_call(index, &item, out);
+                } else if kind == Some("function_call") {
                     self.start_call(index, &item, out);
                     if let Some(a) = item.get("arguments").and_then(Value::as_str) {
                         if !a.is_empty() {
@@ -157,6 +196,16 @@ impl Decoder for ResponsesDecoder {
                     self.args(index, &d, false, out);
                 }
             }
+            "response.custom_tool_call_input.delta" => {
+                if let Some(d) = ev.delta.filter(|d| !d.is_empty()) {
+                    self.custom_delta(index, &d, out);
+                }
+            }
+            "response.custom_tool_call_input.done" => {
+                let body: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+                let input = body.get("input").and_then(Value::as_str);
+                self.custom_done(index, input, out);
+            }
             "response.function_call_arguments.done" => {
                 if let Some(a) = ev.arguments {
                     self.args(index, &a, true, out);
@@ -170,6 +219,12 @@ impl Decoder for ResponsesDecoder {
                         if let Some(a) = item.get("arguments").and_then(Value::as_str) {
                             self.args(index, a, true, out);
                         }
+                        out.push(StreamEvent::BlockEnd);
+                    }
+                    Some("custom_tool_call") => {
+                        self.start_call(index, &item, out);
+                        let input = item.get("input").and_then(Value::as_str).unwrap_or("");
+                        self.custom_done(index, Some(input), out);
                         out.push(StreamEvent::BlockEnd);
                     }
                     Some("reasoning") => {
@@ -240,6 +295,14 @@ impl Decoder for ResponsesDecoder {
 
 // ---------------------------------------------------------------------------------------- encode
 
+/// The `error.code` of a failed response: one of the codes the API defines (`ResponseError.code`).
+fn response_error_code(error: &Error) -> &'static str {
+    match error.status().as_u16() {
+        429 => "rate_limit_exceeded",
+        _ => "server_error",
+    }
+}
+
 #[derive(Serialize)]
 struct TextDelta<'a> {
     #[serde(rename = "type")]
@@ -294,7 +357,158 @@ enum Item {
         call_id: String,
         name: String,
         arguments: String,
+        /// How the client declared the tool (a `custom` tool streams `input`, not arguments).
+        origin: Option<ToolOrigin>,
+        /// For a `custom` tool: the `input` decoded from the arguments so far.
+        input: InputDecoder,
     },
+}
+
+/// Decodes the string value of `{"input": "…"}` arguments while their fragments arrive, so a
+/// `custom` tool's input streams as `response.custom_tool_call_input.delta` text. Arguments of
+/// any other shape are not streamed; their input is sent whole when the call ends.
+#[derive(Debug, Default)]
+pub(crate) struct InputDecoder {
+    /// Byte offset in the arguments of the next undecoded character of the value.
+    pos: Option<usize>,
+    /// The value ended, or the arguments have another shape.
+    stopped: bool,
+    /// The text decoded so far.
+    pub(crate) text: String,
+}
+
+impl InputDecoder {
+    /// Decodes what `arguments` (all fragments so far) added; returns the new text.
+    pub(crate) fn advance(&mut self, arguments: &str) -> &str {
+        let before = self.text.len();
+        if self.stopped {
+            return "";
+        }
+        let mut i = match self.pos {
+            Some(i) => i,
+            None => match value_start(arguments) {
+                Ok(Some(i)) => i,
+                Ok(None) => return "",
+                Err(()) => {
+                    self.stopped = true;
+                    return "";
+                }
+            },
+        };
+        while let Some(c) = arguments[i..].chars().next() {
+            match c {
+                '"' => {
+                    self.stopped = true;
+                    i += 1;
+                    break;
+                }
+                '\\' => match unescape(&arguments[i..]) {
+                    Escape::Char(c, len) => {
+                        self.text.push(c);
+                        i += len;
+                    }
+                    Escape::Incomplete => break,
+                    Escape::Invalid => {
+                        self.stopped = true;
+                        break;
+                    }
+                },
+                c => {
+                    self.text.push(c);
+                    i += c.len_utf8();
+                }
+            }
+        }
+        self.pos = Some(i);
+        &self.text[before..]
+    }
+}
+
+/// Where the value of `{"input": "` starts: `Ok(None)` while the text is a prefix of that,
+/// `Err` when it cannot be.
+fn value_start(arguments: &str) -> Result<Option<usize>, ()> {
+    let b = arguments.as_bytes();
+    let mut i = 0;
+    for token in [&b"{"[..], b"\"input\"", b":", b"\""] {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let n = token.len().min(b.len() - i);
+        if b[i..i + n] != token[..n] {
+            return Err(());
+        }
+        if n < token.len() {
+            return Ok(None);
+        }
+        i += n;
+    }
+    Ok(Some(i))
+}
+
+enum Escape {
+    /// The character and the length of its escape.
+    Char(char, usize),
+    Incomplete,
+    Invalid,
+}
+
+/// The JSON escape at the start of `s` (which starts with a backslash).
+fn unescape(s: &str) -> Escape {
+    let b = s.as_bytes();
+    let Some(&e) = b.get(1) else {
+        return Escape::Incomplete;
+    };
+    let c = match e {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hex = |at: usize| -> Option<Option<u32>> {
+                let digits = s.get(at..at + 4)?;
+                Some(u32::from_str_radix(digits, 16).ok())
+            };
+            let Some(unit) = hex(2) else {
+                return Escape::Incomplete;
+            };
+            let Some(unit) = unit else {
+                return Escape::Invalid;
+            };
+            if (0xD800..0xDC00).contains(&unit) {
+                // A high surrogate: its low half follows as another `\uXXXX`.
+                if b.len() < 12 {
+                    return Escape::Incomplete;
+                }
+                if &b[6..8] != b"\\u" {
+                    return Escape::Char('\u{fffd}', 6);
+                }
+                return match hex(8).flatten() {
+                    Some(low) if (0xDC00..0xE000).contains(&low) => {
+                        let c = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+                        Escape::Char(char::from_u32(c).unwrap_or('\u{fffd}'), 12)
+                    }
+                    _ => Escape::Char('\u{fffd}', 6),
+                };
+            }
+            return Escape::Char(char::from_u32(unit).unwrap_or('\u{fffd}'), 6);
+        }
+        _ => return Escape::Invalid,
+    };
+    Escape::Char(c, 2)
+}
+
+#[derive(Serialize)]
+struct InputDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    item_id: &'a str,
+    output_index: usize,
+    delta: &'a str,
+    sequence_number: u64,
 }
 
 /// Canonical events → Responses events.
@@ -310,11 +524,14 @@ pub(crate) struct ResponsesEncoder {
     saw_tool: bool,
     stop: Option<StopReason>,
     usage: Option<Usage>,
+    /// The client's custom and namespaced tools.
+    tools: Arc<ToolMap>,
 }
 
 impl ResponsesEncoder {
-    /// An encoder; `model` is the fallback when the upstream names none.
-    pub(crate) fn new(model: &str) -> Self {
+    /// An encoder; `model` is the fallback when the upstream names none, `tools` how the client
+    /// declared tools that are not plain functions.
+    pub(crate) fn new(model: &str, tools: Arc<ToolMap>) -> Self {
         ResponsesEncoder {
             id: String::new(),
             model: model.to_owned(),
@@ -326,6 +543,7 @@ impl ResponsesEncoder {
             saw_tool: false,
             stop: None,
             usage: None,
+            tools,
         }
     }
 
@@ -374,7 +592,7 @@ impl ResponsesEncoder {
         }
         self.started = true;
         if self.id.is_empty() {
-            self.id = fresh_id("resp");
+            self.id = fresh_id("resp_");
         }
         let r = self.response("in_progress", Value::Null, Vec::new());
         self.emit("response.created", json!({"response": r}), out);
@@ -426,8 +644,14 @@ impl ResponsesEncoder {
     fn close(&mut self, out: &mut VecDeque<Event>) {
         self.close_part(out);
         // A call that streamed no arguments gets `{}`, so clients can parse them.
-        if let Some(Item::Call { key, arguments, .. }) = &self.open {
-            if arguments.is_empty() {
+        if let Some(Item::Call {
+            key,
+            arguments,
+            origin,
+            ..
+        }) = &self.open
+        {
+            if arguments.is_empty() && !origin.as_ref().is_some_and(|o| o.custom) {
                 let key = *key;
                 self.encode(
                     StreamEvent::ToolCallArgs {
@@ -476,25 +700,48 @@ impl ResponsesEncoder {
                 )
             }
             Item::Call {
-                id,
                 call_id,
                 name,
                 arguments,
+                origin,
+                input,
                 ..
             } => {
-                self.emit(
-                    "response.function_call_arguments.done",
-                    json!({"item_id": id, "output_index": index, "arguments": arguments}),
-                    out,
+                let done = call_item(
+                    &self.id,
+                    index,
+                    &call_id,
+                    &name,
+                    &arguments,
+                    origin.as_ref(),
                 );
-                json!({
-                    "type": "function_call",
-                    "id": id,
-                    "call_id": call_id,
-                    "name": name,
-                    "arguments": arguments,
-                    "status": "completed",
-                })
+                let id = done["id"].as_str().unwrap_or_default().to_owned();
+                match done.get("input").and_then(Value::as_str) {
+                    Some(full) => {
+                        // What the incremental decoder could not stream (arguments of another
+                        // shape) goes out now, so the deltas add up to `input`.
+                        if let Some(rest) = full.strip_prefix(input.text.as_str()) {
+                            if !rest.is_empty() {
+                                self.emit(
+                                    "response.custom_tool_call_input.delta",
+                                    json!({"item_id": id, "output_index": index, "delta": rest}),
+                                    out,
+                                );
+                            }
+                        }
+                        self.emit(
+                            "response.custom_tool_call_input.done",
+                            json!({"item_id": id, "output_index": index, "input": full}),
+                            out,
+                        );
+                    }
+                    None => self.emit(
+                        "response.function_call_arguments.done",
+                        json!({"item_id": id, "output_index": index, "arguments": arguments}),
+                        out,
+                    ),
+                }
+                done
             }
         };
         self.emit(
@@ -701,16 +948,18 @@ impl Encoder for ResponsesEncoder {
                 self.saw_tool = true;
                 self.ensure_started(out);
                 self.close(out);
-                let id = item_id("fc", &self.id, self.index());
                 let call_id = ids::fold_signature(&call, signature.as_deref());
-                let added = json!({
-                    "type": "function_call",
-                    "id": id,
-                    "call_id": call_id,
-                    "name": name,
-                    "arguments": "",
-                    "status": "in_progress",
-                });
+                let origin = self.tools.origin(&name).cloned();
+                // The `added` item is the finished one with empty arguments / input.
+                let mut added =
+                    call_item(&self.id, self.index(), &call_id, &name, "", origin.as_ref());
+                if added.get("input").is_some() {
+                    added["input"] = "".into();
+                } else {
+                    added["arguments"] = "".into();
+                    added["status"] = "in_progress".into();
+                }
+                let id = added["id"].as_str().unwrap_or_default().to_owned();
                 self.open(
                     Item::Call {
                         key,
@@ -718,6 +967,8 @@ impl Encoder for ResponsesEncoder {
                         call_id,
                         name,
                         arguments: String::new(),
+                        origin,
+                        input: InputDecoder::default(),
                     },
                     added,
                     out,
@@ -729,6 +980,8 @@ impl Encoder for ResponsesEncoder {
                     key: open_key,
                     id,
                     arguments,
+                    origin,
+                    input,
                     ..
                 }) = &mut self.open
                 else {
@@ -741,6 +994,24 @@ impl Encoder for ResponsesEncoder {
                 }
                 arguments.push_str(&fragment);
                 let id = id.clone();
+                if origin.as_ref().is_some_and(|o| o.custom) {
+                    let delta = input.advance(arguments).to_owned();
+                    if !delta.is_empty() {
+                        let seq = self.next_seq();
+                        self.emit_typed(
+                            "response.custom_tool_call_input.delta",
+                            &InputDelta {
+                                kind: "response.custom_tool_call_input.delta",
+                                item_id: &id,
+                                output_index: index,
+                                delta: &delta,
+                                sequence_number: seq,
+                            },
+                            out,
+                        );
+                    }
+                    return;
+                }
                 let seq = self.next_seq();
                 self.emit_typed(
                     "response.function_call_arguments.delta",
@@ -761,6 +1032,24 @@ impl Encoder for ResponsesEncoder {
         }
     }
 
+    /// `response.failed` (the SDK's stream helper needs `response.created` first, with the same
+    /// id): the finished items, `status: "failed"` and `error: {code, message}`. An item that was
+    /// still open is not finished (no `.done` events), since its content is incomplete.
+    fn fail(&mut self, error: &Error, out: &mut VecDeque<Event>) -> bool {
+        self.ensure_started(out);
+        self.open = None;
+        let output = std::mem::take(&mut self.output);
+        let mut r = self.response("failed", Value::Null, output);
+        // Upstreams report usage at the end, which a failed stream did not reach.
+        r["usage"] = Value::Null;
+        r["error"] = json!({
+            "code": response_error_code(error),
+            "message": error.message(),
+        });
+        self.emit("response.failed", json!({"response": r}), out);
+        true
+    }
+
     fn finish(&mut self, out: &mut VecDeque<Event>) {
         self.ensure_started(out);
         self.close(out);
@@ -773,5 +1062,327 @@ impl Encoder for ResponsesEncoder {
             "response.incomplete"
         };
         self.emit(kind, json!({"response": r}), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::convert_stream;
+    use super::*;
+    use crate::convert::model::StreamStart;
+
+    fn anthropic(name: &'static str, data: Value) -> Result<Event, Error> {
+        Ok(Event::named(name, Bytes::from(data.to_string())))
+    }
+
+    fn frames(out: Vec<Result<Event, Error>>) -> Vec<(String, Value)> {
+        out.into_iter()
+            .map(|e| {
+                let e = e.expect("a Responses client gets no Err: the failure is an event");
+                let v = serde_json::from_slice(&e.data_body().to_bytes()).unwrap();
+                (e.name().unwrap().to_owned(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_mid_stream_failure_is_response_failed_with_the_created_id() {
+        let events = vec![
+            anthropic(
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+            ),
+            anthropic(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            anthropic(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+            ),
+            anthropic(
+                "error",
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+            ),
+        ];
+        let out = frames(convert_stream(
+            ApiFormat::Responses,
+            ApiFormat::Messages,
+            true,
+            events,
+        ));
+        let (name, last) = out.last().unwrap();
+        assert_eq!(name, "response.failed");
+        assert_eq!(last["type"], "response.failed");
+        let r = &last["response"];
+        assert_eq!(r["status"], "failed");
+        assert_eq!(r["id"], "resp_1");
+        assert_eq!(
+            r["id"], out[0].1["response"]["id"],
+            "same id as response.created"
+        );
+        assert_eq!(
+            r["error"],
+            json!({"code": "server_error", "message": "Overloaded"})
+        );
+        let seqs: Vec<u64> = out
+            .iter()
+            .map(|(_, v)| v["sequence_number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, (0..out.len() as u64).collect::<Vec<_>>());
+        assert!(
+            !out.iter()
+                .any(|(n, _)| n == "error" || n == "response.completed")
+        );
+    }
+
+    #[test]
+    fn a_transport_failure_after_the_start_is_response_failed() {
+        let chunk = |s: &'static str| Ok(Event::data(Bytes::from_static(s.as_bytes())));
+        let out = frames(convert_stream(
+            ApiFormat::Responses,
+            ApiFormat::ChatCompletions,
+            true,
+            vec![
+                chunk(
+                    r#"{"id":"chatcmpl-7","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+                ),
+                Err(Error::upstream("rate limited")
+                    .with_status(http::StatusCode::TOO_MANY_REQUESTS)),
+            ],
+        ));
+        let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.failed"
+            ]
+        );
+        assert_eq!(out[2].1["response"]["id"], "resp_7");
+        assert_eq!(out[2].1["response"]["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(out[2].1["response"]["error"]["message"], "rate limited");
+    }
+
+    #[test]
+    fn a_failure_before_the_first_event_stays_an_error() {
+        // So the retry layer can try another target and the front can answer an HTTP status.
+        let out = convert_stream(
+            ApiFormat::Responses,
+            ApiFormat::ChatCompletions,
+            true,
+            vec![Err(Error::upstream("down"))],
+        );
+        assert_eq!(out.len(), 1);
+        assert!(matches!(&out[0], Err(e) if e.message() == "down"));
+    }
+
+    #[test]
+    fn the_input_decoder_survives_any_split() {
+        let input = "*** Begin Patch\n+say \"hi\" \\ tab\t café ☕ 😀 \u{1}\n";
+        let args = format!("{{ \"input\" : {}}}", serde_json::to_string(input).unwrap());
+        // And with the non-ASCII escaped as \uXXXX (surrogate pairs included).
+        let ascii = args
+            .replace('é', "\\u00e9")
+            .replace('☕', "\\u2615")
+            .replace('😀', "\\ud83d\\ude00");
+        for args in [args, ascii] {
+            for split in 0..=args.len() {
+                if !args.is_char_boundary(split) {
+                    continue;
+                }
+                let mut d = InputDecoder::default();
+                let mut got = d.advance(&args[..split]).to_owned();
+                got.push_str(d.advance(&args));
+                assert_eq!(got, input, "split at {split} of {args}");
+            }
+        }
+        // Another shape is not streamed (the whole input goes out at the end).
+        let mut d = InputDecoder::default();
+        assert_eq!(d.advance(r#"{"patch":"x"}"#), "");
+        assert_eq!(d.advance(r#"{"patch":"x"} more"#), "");
+    }
+
+    fn custom_map() -> Arc<ToolMap> {
+        Arc::new(ToolMap {
+            tools: vec![(
+                "apply_patch".into(),
+                ToolOrigin {
+                    custom: true,
+                    namespace: None,
+                    name: "apply_patch".into(),
+                },
+            )],
+        })
+    }
+
+    #[test]
+    fn a_custom_call_streams_its_input() {
+        let mut enc = ResponsesEncoder::new("m", custom_map());
+        let mut out = VecDeque::new();
+        enc.encode(
+            StreamEvent::Start(StreamStart {
+                id: Some("resp_1".into()),
+                ..Default::default()
+            }),
+            &mut out,
+        );
+        enc.encode(
+            StreamEvent::ToolCallStart {
+                key: 0,
+                id: "call_1".into(),
+                name: "apply_patch".into(),
+                signature: None,
+            },
+            &mut out,
+        );
+        for fragment in [r#"{"inp"#, r#"ut": "line 1\n"#, r#"li"#, r#"ne \"2\""}"#] {
+            enc.encode(
+                StreamEvent::ToolCallArgs {
+                    key: 0,
+                    fragment: fragment.into(),
+                },
+                &mut out,
+            );
+        }
+        enc.encode(StreamEvent::BlockEnd, &mut out);
+        enc.finish(&mut out);
+        let events: Vec<(String, Value)> = out
+            .into_iter()
+            .map(|e| {
+                (
+                    e.name().unwrap().to_owned(),
+                    serde_json::from_slice(&e.data_body().to_bytes()).unwrap(),
+                )
+            })
+            .collect();
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let added = &events[2].1["item"];
+        assert_eq!(added["type"], "custom_tool_call");
+        assert_eq!(added["input"], "");
+        let deltas: Vec<&str> = events[3..6]
+            .iter()
+            .map(|(_, v)| v["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(deltas, ["line 1\n", "li", "ne \"2\""]);
+        assert_eq!(events[6].1["input"], "line 1\nline \"2\"");
+        let item = &events[7].1["item"];
+        assert_eq!(item["id"], added["id"]);
+        assert_eq!(item["input"], "line 1\nline \"2\"");
+        assert_eq!(events[8].1["response"]["output"][0], *item);
+    }
+
+    #[test]
+    fn a_custom_call_in_another_shape_sends_its_input_at_the_end() {
+        let mut enc = ResponsesEncoder::new("m", custom_map());
+        let mut out = VecDeque::new();
+        enc.encode(
+            StreamEvent::ToolCallStart {
+                key: 3,
+                id: "c".into(),
+                name: "apply_patch".into(),
+                signature: None,
+            },
+            &mut out,
+        );
+        enc.encode(
+            StreamEvent::ToolCallArgs {
+                key: 3,
+                fragment: r#"{"patch":"p"}"#.into(),
+            },
+            &mut out,
+        );
+        enc.finish(&mut out);
+        let deltas: Vec<Value> = out
+            .iter()
+            .filter(|e| e.name() == Some("response.custom_tool_call_input.delta"))
+            .map(|e| serde_json::from_slice(&e.data_body().to_bytes()).unwrap())
+            .collect();
+        assert_eq!(deltas.len(), 1);
+        assert_eq!(deltas[0]["delta"], "p");
+    }
+
+    #[test]
+    fn custom_input_events_from_a_responses_upstream_become_arguments() {
+        let ev =
+            |name: &'static str, data: Value| Ok(Event::named(name, Bytes::from(data.to_string())));
+        let out = convert_stream(
+            ApiFormat::ChatCompletions,
+            ApiFormat::Responses,
+            false,
+            vec![
+                ev(
+                    "response.created",
+                    json!({"type": "response.created", "response": {"id": "resp_1"}}),
+                ),
+                ev(
+                    "response.output_item.added",
+                    json!({"type": "response.output_item.added", "output_index": 0,
+                    "item": {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": ""}}),
+                ),
+                ev(
+                    "response.custom_tool_call_input.delta",
+                    json!({"type": "response.custom_tool_call_input.delta", "output_index": 0, "delta": "a \"q\"\n"}),
+                ),
+                ev(
+                    "response.custom_tool_call_input.delta",
+                    json!({"type": "response.custom_tool_call_input.delta", "output_index": 0, "delta": "b"}),
+                ),
+                ev(
+                    "response.custom_tool_call_input.done",
+                    json!({"type": "response.custom_tool_call_input.done", "output_index": 0, "input": "a \"q\"\nb"}),
+                ),
+                ev(
+                    "response.output_item.done",
+                    json!({"type": "response.output_item.done", "output_index": 0,
+                    "item": {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": "a \"q\"\nb"}}),
+                ),
+                ev(
+                    "response.completed",
+                    json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed"}}),
+                ),
+            ],
+        );
+        let mut args = String::new();
+        for e in out {
+            let e = e.unwrap();
+            let bytes = e.data_body().to_bytes();
+            let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            if let Some(a) = v.pointer("/choices/0/delta/tool_calls/0/function/arguments") {
+                args.push_str(a.as_str().unwrap());
+            }
+        }
+        let v: Value = serde_json::from_str(&args).unwrap();
+        assert_eq!(v, json!({"input": "a \"q\"\nb"}));
+    }
+
+    #[test]
+    fn other_clients_still_get_the_error() {
+        let out = convert_stream(
+            ApiFormat::Messages,
+            ApiFormat::ChatCompletions,
+            true,
+            vec![Ok(Event::data(Bytes::from_static(
+                br#"{"error":{"message":"boom","type":"server_error"}}"#,
+            )))],
+        );
+        assert!(matches!(out.last(), Some(Err(e)) if e.message() == "boom"));
     }
 }

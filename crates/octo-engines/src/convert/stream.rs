@@ -9,8 +9,10 @@
 //! Endings:
 //! - the upstream's terminator (`[DONE]`, `message_stop`, `response.completed`) or plain EOF
 //!   → the encoder writes the client protocol's terminator; a stream is never left open;
-//! - an in-band upstream error or a transport error → the stream yields `Err(Error)` and ends; the
-//!   front renders it as the client protocol's in-band error event (`Error::render_stream_frame`).
+//! - an in-band upstream error or a transport error → the client's encoder writes its protocol's
+//!   failure event when it has one (Responses: `response.failed`, see [`Encoder::fail`]); otherwise
+//!   the stream yields `Err(Error)` and ends, and the front renders it as the client protocol's
+//!   in-band error event (`Error::render_stream_frame`).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -36,6 +38,14 @@ pub(crate) trait Encoder: Send {
     fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>);
     /// Writes whatever closes the client's stream.
     fn finish(&mut self, out: &mut VecDeque<Event>);
+    /// The stream failed with `error` after it started. An encoder whose protocol has its own
+    /// failure event writes it and returns `true` (OpenAI Responses: `response.failed`); the
+    /// default returns `false` and the stream yields the error, which the front renders as the
+    /// client protocol's in-band error event.
+    fn fail(&mut self, error: &Error, out: &mut VecDeque<Event>) -> bool {
+        let _ = (error, out);
+        false
+    }
 }
 
 /// The converting stream; see the [module docs](self).
@@ -48,6 +58,8 @@ pub(crate) struct ConvertStream {
     out: VecDeque<Event>,
     error: Option<Error>,
     done: bool,
+    /// An event was handed to the client.
+    emitted: bool,
 }
 
 impl ConvertStream {
@@ -66,6 +78,7 @@ impl ConvertStream {
             out: VecDeque::with_capacity(8),
             error: None,
             done: false,
+            emitted: false,
         }
     }
 
@@ -85,13 +98,26 @@ impl ConvertStream {
         false
     }
 
+    /// The stream failed: once the client has events, the encoder renders `e` itself if its
+    /// protocol has a failure event; before that (and otherwise) the stream yields it, so that a
+    /// stream failing before its first event stays an error the retry layer can act on and the
+    /// front can answer with an HTTP status.
+    fn fail(&mut self, e: Error) {
+        let started = self.emitted || !self.out.is_empty();
+        if !started || !self.encoder.fail(&e, &mut self.out) {
+            self.error = Some(e);
+        }
+        self.done = true;
+        self.inner = None;
+    }
+
     /// Feeds one upstream event.
     fn feed(&mut self, event: &Event) {
         let result = self.decoder.decode(event, &mut self.canon);
         let ended = self.pump();
         if let Err(e) = result {
             if !ended {
-                self.error = Some(e);
+                self.fail(e);
             }
             self.done = true;
         }
@@ -127,16 +153,15 @@ impl ConvertStream {
             out: VecDeque::new(),
             error: None,
             done: false,
+            emitted: false,
         };
         let mut result = Vec::new();
         for item in events {
             match item {
                 Ok(ev) => s.feed(&ev),
-                Err(e) => {
-                    s.error = Some(e);
-                    s.done = true;
-                }
+                Err(e) => s.fail(e),
             }
+            s.emitted |= !s.out.is_empty();
             result.extend(s.out.drain(..).map(Ok));
             if s.done {
                 break;
@@ -160,6 +185,7 @@ impl Stream for ConvertStream {
         let this = self.get_mut();
         loop {
             if let Some(ev) = this.out.pop_front() {
+                this.emitted = true;
                 return Poll::Ready(Some(Ok(ev)));
             }
             if let Some(e) = this.error.take() {
@@ -175,11 +201,7 @@ impl Stream for ConvertStream {
             match Pin::new(inner).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(event))) => this.feed(&event),
-                Poll::Ready(Some(Err(e))) => {
-                    this.error = Some(e);
-                    this.done = true;
-                    this.inner = None;
-                }
+                Poll::Ready(Some(Err(e))) => this.fail(e),
                 Poll::Ready(None) => this.eof(),
             }
         }

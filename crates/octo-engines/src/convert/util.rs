@@ -154,7 +154,8 @@ pub(crate) fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A new id `<prefix>_<hex>` for an answer whose upstream gave none.
+/// A new id `<prefix><hex>` for an answer whose upstream gave none (`prefix` ends with its
+/// separator: `msg_`, `chatcmpl-`).
 pub(crate) fn fresh_id(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -162,5 +163,5 @@ pub(crate) fn fresh_id(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}_{nanos:x}{n:04x}")
+    format!("{prefix}{nanos:x}{n:04x}")
 }

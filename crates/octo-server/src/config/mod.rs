@@ -159,6 +159,19 @@ pub struct ConversionConfig {
     /// The output-limit field toward an OpenAI Chat backend (default `max_completion_tokens`).
     #[serde(default)]
     pub openai_max_tokens_field: Option<MaxTokensField>,
+    /// Whether the client's reasoning controls reach this backend (default `pass`).
+    #[serde(default)]
+    pub reasoning: Option<ReasoningPolicy>,
+}
+
+/// What a converted request does with the client's reasoning controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningPolicy {
+    /// Map them to the backend's own controls.
+    Pass,
+    /// Send none (for upstream models that refuse them).
+    Drop,
 }
 
 /// The output-limit field of OpenAI Chat.
@@ -1072,6 +1085,31 @@ orgs:
         assert!(e.contains("no `orgs`"), "{e}");
         let with_org = format!("{internal}orgs:\n  acme: {{api_keys: {{a: sk-a}}}}\n");
         parse(&with_org, "ok.yaml", &env).unwrap();
+    }
+
+    #[test]
+    fn conversion_reasoning_parses_and_bad_values_name_the_choices() {
+        let with = |v: &str| {
+            GOOD.replace(
+                "    api_keys: [\"${OPENAI_KEY}\"]\n",
+                &format!(
+                    "    api_keys: [\"${{OPENAI_KEY}}\"]\n    conversion: {{reasoning: {v}}}\n"
+                ),
+            )
+        };
+        let c = parse(&with("drop"), "good.yaml", &env).unwrap();
+        let conv = c.backends["oa"].conversion.as_ref().unwrap();
+        assert_eq!(conv.reasoning, Some(ReasoningPolicy::Drop));
+        let c = parse(&with("pass"), "good.yaml", &env).unwrap();
+        let conv = c.backends["oa"].conversion.as_ref().unwrap();
+        assert_eq!(conv.reasoning, Some(ReasoningPolicy::Pass));
+        let c = parse(GOOD, "good.yaml", &env).unwrap();
+        assert!(c.backends["oa"].conversion.is_none());
+        let e = err(&with("strip"));
+        assert!(e.contains("bad.yaml"), "{e}");
+        assert!(e.contains("backends.oa.conversion.reasoning"), "{e}");
+        assert!(e.contains("unknown variant `strip`"), "{e}");
+        assert!(e.contains("`pass`") && e.contains("`drop`"), "{e}");
     }
 
     #[test]
