@@ -75,6 +75,20 @@ impl Default for Timeouts {
     }
 }
 
+/// Which HTTP version to speak to an upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/2 where a TLS upstream offers it by ALPN, HTTP/1.1 otherwise (always HTTP/1.1 to a
+    /// plain `http://` upstream).
+    #[default]
+    Auto,
+    /// HTTP/2 without TLS, by prior knowledge (h2c, RFC 9113 §3.3): for a plain `http://` upstream
+    /// known to speak HTTP/2. Every request to the backend is multiplexed over one connection, so
+    /// the upstream's `SETTINGS_MAX_CONCURRENT_STREAMS` caps the requests in flight to it (more
+    /// wait for a free stream, within their `first_byte` deadline).
+    H2c,
+}
+
 /// Where and how to reach one upstream.
 #[derive(Clone)]
 pub struct EndpointConfig {
@@ -96,6 +110,8 @@ pub struct EndpointConfig {
     pub max_response_bytes: usize,
     /// Key cooldowns and per-(key, model) circuit breakers.
     pub key_pool: KeyPoolConfig,
+    /// The HTTP version spoken to the upstream.
+    pub http_version: HttpVersion,
 }
 
 impl fmt::Debug for EndpointConfig {
@@ -112,6 +128,7 @@ impl fmt::Debug for EndpointConfig {
             .field("paths", &self.paths)
             .field("timeouts", &self.timeouts)
             .field("key_pool", &self.key_pool)
+            .field("http_version", &self.http_version)
             .finish()
     }
 }
@@ -129,6 +146,7 @@ impl EndpointConfig {
             timeouts: Timeouts::default(),
             max_response_bytes: 64 * 1024 * 1024,
             key_pool: KeyPoolConfig::default(),
+            http_version: HttpVersion::Auto,
         }
     }
 
@@ -207,11 +225,21 @@ impl HttpEndpoint {
             &config.protocols,
             config.key_pool,
         )?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(config.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")));
+        if config.http_version == HttpVersion::H2c {
+            if parsed.scheme_str() != Some("http") {
+                return Err(Error::internal(format!(
+                    "backend `{}`: h2c is HTTP/2 without TLS and needs an http:// base_url; an https:// upstream negotiates HTTP/2 by itself",
+                    config.name
+                )));
+            }
+            builder = builder.http2_prior_knowledge();
+        }
+        let client = builder
             .build()
             .map_err(|e| Error::internal(format!("backend `{}`: HTTP client: {e}", config.name)))?;
         let mut fixed_urls = Vec::new();
@@ -709,6 +737,86 @@ mod tests {
         assert!(e.message().contains("backend `oa`"), "{}", e.message());
         assert!(!e.message().contains("sk-"));
         assert_eq!(mock.stats().requests, 2);
+    }
+
+    #[tokio::test]
+    async fn h2c_speaks_http2_to_a_plain_http_upstream() {
+        let mock = mock().await;
+        let stream = || {
+            Request::post(
+                ApiFormat::ChatCompletions,
+                "/v1/chat/completions",
+                Body::from_static(
+                    br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                ),
+            )
+        };
+        let mut cfg = EndpointConfig::new("h2", mock.url(), ApiFormat::ChatCompletions);
+        cfg.http_version = HttpVersion::H2c;
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        for _ in 0..2 {
+            let resp = ep.process(stream()).await.unwrap();
+            assert_eq!(resp.status, 200);
+            let ResponseBody::Stream(mut events) = resp.body else {
+                panic!("not a stream");
+            };
+            let mut n = 0;
+            while let Some(e) = events.next().await {
+                e.unwrap();
+                n += 1;
+            }
+            assert!(n > 2);
+        }
+        let plain = HttpEndpoint::new(EndpointConfig::new(
+            "h1",
+            mock.url(),
+            ApiFormat::ChatCompletions,
+        ))
+        .unwrap();
+        assert_eq!(plain.process(chat()).await.unwrap().status, 200);
+        let versions: Vec<http::Version> = mock.requests().iter().map(|r| r.version).collect();
+        assert_eq!(
+            versions,
+            [
+                http::Version::HTTP_2,
+                http::Version::HTTP_2,
+                http::Version::HTTP_11
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn h2c_requests_beyond_the_upstreams_stream_limit_wait_for_a_free_stream() {
+        let config = octo_mock::MockConfig {
+            h2_max_concurrent_streams: Some(1),
+            ..Default::default()
+        };
+        let mock = octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), config)
+            .await
+            .unwrap();
+        let mut cfg = EndpointConfig::new("h2", mock.url(), ApiFormat::ChatCompletions);
+        cfg.http_version = HttpVersion::H2c;
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        let slow = || {
+            let mut req = chat();
+            let mut extra = HeaderMap::new();
+            extra.insert("x-mock-latency-ms", HeaderValue::from_static("50"));
+            req.extensions.insert(UpstreamHeaders(extra));
+            req
+        };
+        let (a, b, c) = tokio::join!(ep.process(slow()), ep.process(slow()), ep.process(slow()));
+        for r in [a, b, c] {
+            assert_eq!(r.unwrap().status, 200);
+        }
+        assert_eq!(mock.stats().requests, 3);
+    }
+
+    #[test]
+    fn h2c_needs_a_plain_http_base_url() {
+        let mut cfg = EndpointConfig::new("x", "https://h", ApiFormat::ChatCompletions);
+        cfg.http_version = HttpVersion::H2c;
+        let e = HttpEndpoint::new(cfg).unwrap_err();
+        assert!(e.message().contains("http://"), "{}", e.message());
     }
 
     #[test]
