@@ -1105,7 +1105,7 @@ orgs:
 
     #[test]
     fn http_version_h2c_is_parsed_and_checked() {
-        let c = parse(&GOOD, "good.yaml", &env).unwrap();
+        let c = parse(GOOD, "good.yaml", &env).unwrap();
         assert_eq!(c.backends["oa"].http_version(), Ok(HttpVersion::Auto));
         let h2c = GOOD.replace(
             "    protocol: openai_chat\n",
