@@ -356,6 +356,31 @@ pub async fn many_streams(
     pid: u32,
     time_limit: Duration,
 ) -> ManyStreams {
+    many_streams_holding(
+        target,
+        spec,
+        n,
+        parallel,
+        transport,
+        pid,
+        time_limit,
+        std::future::ready(()),
+    )
+    .await
+}
+
+/// [`many_streams`], keeping the streams open until `hold` resolves (after the RSS samples).
+#[allow(clippy::too_many_arguments)]
+pub async fn many_streams_holding(
+    target: &Target,
+    spec: &RequestSpec,
+    n: usize,
+    parallel: usize,
+    transport: Transport,
+    pid: u32,
+    time_limit: Duration,
+    hold: impl Future<Output = ()>,
+) -> ManyStreams {
     let rss = || crate::procs::rss_kib(pid).unwrap_or(0);
     let rss_before = rss();
     let started = Instant::now();
@@ -448,6 +473,7 @@ pub async fn many_streams(
         rss_open = rss_open.max(rss());
     }
     let fds_open = crate::procs::fd_count(pid).unwrap_or(0);
+    hold.await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;

@@ -86,6 +86,17 @@ struct Args {
     /// Send `stream: true` with `--drive` (64 events, no pacing).
     #[arg(long)]
     drive_stream: bool,
+    /// With `--drive`: instead of sequential requests, hold this many streams (events 3 s apart)
+    /// open at once over h2c for `--drive-hold-secs`, then close them (for profiling a gateway's
+    /// memory by hand, e.g. under heaptrack).
+    #[arg(long, default_value_t = 0)]
+    drive_open: usize,
+    /// How long `--drive-open` keeps the streams open, in seconds.
+    #[arg(long, default_value_t = 5)]
+    drive_hold_secs: u64,
+    /// The model `--drive` requests name.
+    #[arg(long, default_value = PASSTHROUGH_MODEL)]
+    drive_model: String,
 }
 
 /// Sizes and durations of one run.
@@ -251,6 +262,46 @@ fn drive(addr: SocketAddr, args: &Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if args.drive_open > 0 {
+        let spec = RequestSpec::post(
+            CHAT_PATH,
+            payload::chat(
+                160,
+                &args.drive_model,
+                true,
+                "[mock:events=100][mock:interval_ms=3000]",
+            ),
+        );
+        let target = Target {
+            name: "driven".into(),
+            addr,
+            pid: None,
+        };
+        let transport = Transport::H2c {
+            streams_per_conn: args.h2_streams_per_conn,
+        };
+        let m = rt.block_on(async {
+            let hold = async {
+                tokio::time::sleep(Duration::from_secs(args.drive_hold_secs)).await;
+            };
+            scenario::many_streams_holding(
+                &target,
+                &spec,
+                args.drive_open,
+                128,
+                transport,
+                0,
+                Duration::from_secs(150),
+                hold,
+            )
+            .await
+        });
+        println!(
+            "{} of {} h2c streams open at once through {addr} ({} failed)",
+            m.open, m.requested, m.failed
+        );
+        return Ok(());
+    }
     let directives = if args.drive_stream {
         "[mock:events=64]"
     } else {
@@ -258,7 +309,7 @@ fn drive(addr: SocketAddr, args: &Args) -> Result<(), String> {
     };
     let body = payload::chat(
         args.drive_bytes,
-        PASSTHROUGH_MODEL,
+        &args.drive_model,
         args.drive_stream,
         directives,
     );
