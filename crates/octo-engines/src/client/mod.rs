@@ -177,6 +177,14 @@ pub fn default_upstream_path(format: ApiFormat) -> &'static str {
     }
 }
 
+/// HTTP/2 flow-control window of each upstream stream: what one stream may buffer unread (a
+/// slow client's). 256 KiB keeps a single stream at hundreds of MB/s on a LAN.
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+
+/// HTTP/2 flow-control window of an upstream connection: 1 GiB, so that streams held back by slow
+/// clients never use up the window the other streams on the connection need.
+const H2_CONNECTION_WINDOW: u32 = 1 << 30;
+
 /// Cap on an upstream error body kept for pass-through.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 
@@ -229,7 +237,16 @@ impl HttpEndpoint {
             .tcp_nodelay(true)
             .connect_timeout(config.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")))
+            // HTTP/2 (h2c, or h2 by ALPN) puts every request to the backend on one connection.
+            // A client that stops reading makes the gateway stop reading its stream, whose unread
+            // data then counts against the connection's flow-control window; with hyper's
+            // defaults (2 MiB per stream, 5 MiB per connection) three stalled clients stalled
+            // every other stream to the backend. A connection window that is never the limit,
+            // and a smaller stream window, keep streams independent, as separate HTTP/1.1
+            // connections are: each stream buffers at most its window.
+            .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(H2_CONNECTION_WINDOW);
         if config.http_version == HttpVersion::H2c {
             if parsed.scheme_str() != Some("http") {
                 return Err(Error::internal(format!(
@@ -809,6 +826,50 @@ mod tests {
             assert_eq!(r.unwrap().status, 200);
         }
         assert_eq!(mock.stats().requests, 3);
+    }
+
+    #[tokio::test]
+    async fn h2c_streams_held_back_by_slow_clients_do_not_stall_the_others() {
+        let config = octo_mock::MockConfig {
+            h2_max_concurrent_streams: Some(100),
+            ..Default::default()
+        };
+        let mock = octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), config)
+            .await
+            .unwrap();
+        let mut cfg = EndpointConfig::new("h2", mock.url(), ApiFormat::ChatCompletions);
+        cfg.http_version = HttpVersion::H2c;
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        // Three long streams (about 3 MB each) that nobody reads, as behind stalled clients:
+        // with hyper's default windows (2 MiB per stream, 5 MiB per connection) their unread
+        // data used up the connection's window and every later stream on it hung.
+        let long = || {
+            Request::post(
+                ApiFormat::ChatCompletions,
+                "/v1/chat/completions",
+                Body::from_static(
+                    br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"[mock:events=20000] x"}]}"#,
+                ),
+            )
+        };
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(ep.process(long()).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let probe = tokio::time::timeout(Duration::from_secs(10), async {
+            let resp = ep.process(chat()).await.unwrap();
+            match resp.body {
+                ResponseBody::Full(mut b) => b.bytes().len(),
+                ResponseBody::Stream(_) => 0,
+            }
+        })
+        .await;
+        assert!(
+            matches!(probe, Ok(n) if n > 0),
+            "a request behind three unread streams did not complete"
+        );
+        drop(held);
     }
 
     #[test]
