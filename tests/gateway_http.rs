@@ -399,6 +399,86 @@ async fn h2c_clients_are_served() {
 }
 
 #[tokio::test]
+async fn an_h2c_backend_gets_http2_upstream_requests() {
+    let mock = mock().await;
+    let url = mock.url();
+    let yaml = format!(
+        r#"
+listen: "127.0.0.1:0"
+backends:
+  h2: {{base_url: "{url}", protocol: openai_chat, http_version: h2c}}
+  h1: {{base_url: "{url}", protocol: openai_chat}}
+models:
+  over-h2: {{targets: [{{backend: h2}}]}}
+  over-h1: {{targets: [{{backend: h1}}]}}
+"#
+    );
+    let gw = Gateway::start(&yaml);
+    for (model, stream) in [("over-h2", true), ("over-h2", false), ("over-h1", true)] {
+        let resp = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .header("content-type", "application/json")
+            .body(body_for("openai_chat", model, "hi", stream))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{model}");
+        let text = resp.text().await.unwrap();
+        if stream {
+            assert!(text.contains("data: [DONE]"), "{text}");
+        }
+    }
+    let log = client()
+        .get(format!("{url}/_mock/requests?body=1"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let log: Value = serde_json::from_slice(&log).unwrap();
+    let seen: Vec<(String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["body"]["model"].as_str().unwrap().to_owned(),
+                r["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want = |m: &str, v: &str| (m.to_owned(), v.to_owned());
+    assert_eq!(
+        seen,
+        [
+            want("over-h2", "HTTP/2.0"),
+            want("over-h2", "HTTP/2.0"),
+            want("over-h1", "HTTP/1.1")
+        ]
+    );
+}
+
+#[test]
+fn a_bad_http_version_stops_startup_with_the_key_and_the_fix() {
+    let err = support::start_fails(
+        r#"
+backends:
+  up: {base_url: "http://127.0.0.1:9", protocol: openai_chat, http_version: http2}
+models:
+  m: {targets: [{backend: up}]}
+"#,
+    );
+    assert!(err.contains("backends.up.http_version"), "{err}");
+    assert!(
+        err.contains("unknown HTTP version setting `http2`"),
+        "{err}"
+    );
+    assert!(err.contains("use `h2c`"), "{err}");
+    assert!(err.contains("octollm-bad-"), "the file is named: {err}");
+}
+
+#[tokio::test]
 async fn sigterm_lets_an_in_flight_stream_finish() {
     use futures::StreamExt;
     let mock = mock().await;

@@ -1,6 +1,8 @@
 //! The load generator's HTTP client: one keep-alive HTTP/1.1 connection per worker, built directly
 //! on `hyper::client::conn::http1` (no pool, no per-request allocation beyond hyper's own), with
 //! `TCP_NODELAY`. Every target — the mock, the floor, the gateway — is measured through it.
+//! [`H2Conn`] is the HTTP/2 (h2c, prior knowledge) counterpart, many streams over one connection,
+//! used by the many-open-streams memory measurement.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 /// A boxed error.
@@ -176,6 +178,63 @@ impl Conn {
         self.ready().await?;
         let req = self.build(spec)?;
         let resp = self.send.send_request(req).await?;
+        let status = resp.status();
+        Ok((status, resp.into_body()))
+    }
+}
+
+/// An HTTP/2 connection without TLS (h2c, prior knowledge) to one target; clones share it, each
+/// request is a stream on it.
+#[derive(Clone)]
+pub struct H2Conn {
+    host: HeaderValue,
+    send: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+}
+
+impl H2Conn {
+    /// Connects (with `TCP_NODELAY`) and performs the HTTP/2 handshake.
+    ///
+    /// # Errors
+    /// When the connection cannot be made.
+    pub async fn connect(addr: SocketAddr) -> Result<H2Conn, BoxError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(H2Conn {
+            host: HeaderValue::from_str(&addr.to_string())?,
+            send,
+        })
+    }
+
+    /// Sends `spec` on a new stream and returns once the response head has arrived, handing back
+    /// the body (see [`Conn::open`]).
+    ///
+    /// # Errors
+    /// When the connection or the stream fails.
+    pub async fn open(
+        &self,
+        spec: &RequestSpec,
+    ) -> Result<(StatusCode, hyper::body::Incoming), BoxError> {
+        let mut send = self.send.clone();
+        send.ready().await?;
+        // HTTP/2 carries the authority in the URI (`:authority`), not in a `host` header.
+        let uri = format!("http://{}{}", self.host.to_str()?, spec.path);
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .version(http::Version::HTTP_2)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json");
+        for (k, v) in &spec.headers {
+            req = req.header(*k, v.as_str());
+        }
+        let resp = send
+            .send_request(req.body(Full::new(spec.body.clone()))?)
+            .await?;
         let status = resp.status();
         Ok((status, resp.into_body()))
     }

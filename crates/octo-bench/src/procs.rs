@@ -156,6 +156,11 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Open file descriptors (sockets included) of `pid`, from `/proc/PID/fd`.
+pub fn fd_count(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
 /// Total CPU time (user + system) of `pid`, from `/proc/PID/stat` (assumes 100 ticks per second,
 /// Linux's `USER_HZ` on every mainstream architecture).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
@@ -224,5 +229,6 @@ mod tests {
         let me = std::process::id();
         assert!(rss_kib(me).unwrap() > 0);
         assert!(cpu_time(me).is_some());
+        assert!(fd_count(me).unwrap() > 0);
     }
 }

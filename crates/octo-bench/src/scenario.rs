@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde::Serialize;
 
-use crate::client::{Conn, RequestSpec};
+use crate::client::{Conn, H2Conn, RequestSpec};
 use crate::stats::{Samples, Summary};
 
 /// Where one target listens and what to send it.
@@ -304,9 +304,28 @@ pub async fn streams(
     out
 }
 
+/// How the load generator carries its streams to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// One HTTP/1.1 connection per stream.
+    Http1,
+    /// HTTP/2 without TLS (h2c), this many streams per connection.
+    H2c {
+        /// Streams multiplexed on one connection.
+        streams_per_conn: usize,
+    },
+}
+
 /// Memory with many open streams.
 #[derive(Debug, Clone, Serialize)]
 pub struct ManyStreams {
+    /// How the client side carried the streams.
+    pub transport: Transport,
+    /// Whether the proxy spoke h2c to the upstream (set by the caller, which configured it).
+    pub upstream_h2c: bool,
+    /// File descriptors (sockets, mostly) the watched process had open with the streams open.
+    pub fds_open: usize,
     /// Streams asked for.
     pub requested: usize,
     /// Streams that were open (head received, first event read) at the measurement.
@@ -325,16 +344,42 @@ pub struct ManyStreams {
     pub open_secs: f64,
 }
 
-/// Opens `n` long paced streams through `target` (at most `parallel` connecting at once), waits
-/// until each has delivered its first event, samples the RSS of `pid`, then closes them all.
-/// Bounded by `time_limit` for the opening.
+/// Opens `n` long paced streams through `target` (at most `parallel` connecting at once) over
+/// `transport`, waits until each has delivered its first event, samples the RSS of `pid`, then
+/// closes them all. Bounded by `time_limit` for the opening.
 pub async fn many_streams(
     target: &Target,
     spec: &RequestSpec,
     n: usize,
     parallel: usize,
+    transport: Transport,
     pid: u32,
     time_limit: Duration,
+) -> ManyStreams {
+    many_streams_holding(
+        target,
+        spec,
+        n,
+        parallel,
+        transport,
+        pid,
+        time_limit,
+        std::future::ready(()),
+    )
+    .await
+}
+
+/// [`many_streams`], keeping the streams open until `hold` resolves (after the RSS samples).
+#[allow(clippy::too_many_arguments)]
+pub async fn many_streams_holding(
+    target: &Target,
+    spec: &RequestSpec,
+    n: usize,
+    parallel: usize,
+    transport: Transport,
+    pid: u32,
+    time_limit: Duration,
+    hold: impl Future<Output = ()>,
 ) -> ManyStreams {
     let rss = || crate::procs::rss_kib(pid).unwrap_or(0);
     let rss_before = rss();
@@ -344,19 +389,40 @@ pub async fn many_streams(
     let failed = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // HTTP/2 connections, each shared by `streams_per_conn` consecutive streams (made on first use).
+    let per_conn = match transport {
+        Transport::Http1 => 1,
+        Transport::H2c { streams_per_conn } => streams_per_conn.max(1),
+    };
+    let h2_conns: Arc<Vec<tokio::sync::OnceCell<H2Conn>>> = Arc::new(
+        (0..n.div_ceil(per_conn))
+            .map(|_| tokio::sync::OnceCell::new())
+            .collect(),
+    );
     let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let spec = spec.clone();
         let addr = target.addr;
         let opened = opened.clone();
         let failed = failed.clone();
         let gate = gate.clone();
+        let h2_conns = h2_conns.clone();
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let open = async {
                 let _permit = gate.acquire().await.ok()?;
-                let mut conn = Conn::connect(addr).await.ok()?;
-                let (status, mut body) = conn.open(&spec).await.ok()?;
+                let (conn, status, mut body) = if transport == Transport::Http1 {
+                    let mut conn = Conn::connect(addr).await.ok()?;
+                    let (status, body) = conn.open(&spec).await.ok()?;
+                    (Some(conn), status, body)
+                } else {
+                    let h2 = h2_conns[i / per_conn]
+                        .get_or_try_init(|| H2Conn::connect(addr))
+                        .await
+                        .ok()?;
+                    let (status, body) = h2.open(&spec).await.ok()?;
+                    (None, status, body)
+                };
                 if !status.is_success() {
                     return None;
                 }
@@ -406,6 +472,8 @@ pub async fn many_streams(
         tokio::time::sleep(Duration::from_millis(200)).await;
         rss_open = rss_open.max(rss());
     }
+    let fds_open = crate::procs::fd_count(pid).unwrap_or(0);
+    hold.await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
@@ -413,6 +481,9 @@ pub async fn many_streams(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = rss();
     ManyStreams {
+        transport,
+        upstream_h2c: false,
+        fds_open,
         requested: n,
         open,
         failed: n - open.min(n),

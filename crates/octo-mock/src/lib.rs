@@ -15,8 +15,8 @@
 //! | `GET /v1/models` | OpenAI-shaped list of mock models |
 //! | `GET /_mock/requests`, `GET /_mock/stats`, `POST /_mock/reset` | introspection |
 //!
-//! `GET /_mock/requests` lists the recorded requests (method, path and query, headers, body length
-//! and FNV-1a digest); with `?body=1` each entry also has the `body` (as JSON when it parses).
+//! `GET /_mock/requests` lists the recorded requests (method, HTTP `version` — `HTTP/1.1`, or
+//! `HTTP/2.0` when the client spoke h2c —, path and query, headers, body length and FNV-1a digest); with `?body=1` each entry also has the `body` (as JSON when it parses).
 //!
 //! Replies are derived from the request only (`"Hello from octo-mock. You said: <last user text,
 //! first 64 chars>"`, split into word-sized stream pieces), ids come from a per-server counter
@@ -128,6 +128,10 @@ pub struct MockConfig {
     pub event_interval: Duration,
     /// Seed of the jitter sequence; the same seed gives the same delays in the same order.
     pub seed: u64,
+    /// HTTP/2 (h2c) streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`);
+    /// `None` means 1024. A gateway multiplexes every stream to a backend over one connection, so
+    /// many-streams benchmarks raise it.
+    pub h2_max_concurrent_streams: Option<u32>,
 }
 
 /// A running mock server. Dropping it (like [`MockServer::shutdown`]) stops accepting and closes the
@@ -156,7 +160,13 @@ impl MockServer {
         let addr = listener.local_addr()?;
         let state = Arc::new(State::new(config));
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), stop_rx));
+        let max_streams = config.h2_max_concurrent_streams.unwrap_or(1024);
+        let task = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&state),
+            stop_rx,
+            max_streams,
+        ));
         Ok(MockServer {
             addr,
             state,
@@ -213,9 +223,14 @@ impl Drop for MockServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut stop: watch::Receiver<bool>,
+    max_streams: u32,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http2().max_concurrent_streams(1024);
+    builder.http2().max_concurrent_streams(max_streams);
     let builder = Arc::new(builder);
     let mut connections = JoinSet::new();
     loop {

@@ -29,6 +29,9 @@ struct Args {
     /// Seed of the jitter sequence.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// HTTP/2 (h2c) streams one connection may have open at once.
+    #[arg(long, default_value_t = 1024)]
+    h2_max_streams: u32,
 }
 
 #[tokio::main]
@@ -39,6 +42,7 @@ async fn main() -> std::io::Result<()> {
         jitter: Duration::from_millis(args.jitter_ms),
         event_interval: Duration::from_millis(args.interval_ms),
         seed: args.seed,
+        h2_max_concurrent_streams: Some(args.h2_max_streams),
     };
     let server = MockServer::start(args.listen, config).await?;
     {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Version};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
@@ -27,6 +27,8 @@ pub struct RecordedRequest {
     pub headers: HeaderMap,
     /// The complete request body.
     pub body: Bytes,
+    /// The HTTP version the request arrived in (`HTTP/1.1`, or `HTTP/2.0` over h2c).
+    pub version: Version,
 }
 
 impl RecordedRequest {
@@ -63,6 +65,7 @@ impl RecordedRequest {
         }
         let mut out = json!({
             "method": self.method.as_str(),
+            "version": format!("{:?}", self.version),
             "path_and_query": self.path_and_query,
             "headers": headers,
             "body_len": self.body.len(),
@@ -228,6 +231,7 @@ mod tests {
             path_and_query: format!("/r/{n}"),
             headers: HeaderMap::new(),
             body: Bytes::from_static(b"{}"),
+            version: Version::HTTP_11,
         }
     }
 

@@ -110,6 +110,7 @@ pub(crate) async fn handle(
         path_and_query,
         headers: parts.headers.clone(),
         body: body.clone(),
+        version: parts.version,
     });
     match route(&parts.method, path, parts.uri.query()) {
         Route::Llm {

@@ -285,6 +285,17 @@ async fn h2c_is_served() {
     assert_eq!(events.last().unwrap().data, "[DONE]");
     let stats = mock.wait_for(|s| s.streams_completed == 1).await;
     assert_eq!(stats.streams_started, 1);
+    // The request log records the version the request arrived in.
+    assert_eq!(mock.requests()[0].version, http::Version::HTTP_2);
+    let log = json(
+        client()
+            .get(format!("{}/_mock/requests", mock.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(log[0]["version"], "HTTP/2.0");
     mock.shutdown().await;
 }
 
@@ -344,6 +355,7 @@ async fn models_errors_and_introspection() {
     let log = log.as_array().unwrap();
     assert_eq!(log.len(), 4);
     assert_eq!(log[0]["method"], "GET");
+    assert_eq!(log[0]["version"], "HTTP/1.1");
     assert_eq!(log[0]["path_and_query"], "/v1/models");
     assert_eq!(log[3]["body_len"], 9);
     assert_eq!(log[3]["body_fnv64"], requests[3].body_fnv64());

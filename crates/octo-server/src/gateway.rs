@@ -154,6 +154,7 @@ fn build_backend(name: &str, b: &crate::config::BackendConfig) -> Result<BuiltBa
     ep.protocols = protocols.clone();
     ep.api_keys = b.keys();
     ep.timeouts = timeouts(&b.timeouts).map_err(|(k, m)| (at(&format!("timeouts.{k}")), m))?;
+    ep.http_version = b.http_version().map_err(|m| (at("http_version"), m))?;
     for (h, v) in &b.headers {
         let (Ok(h), Ok(v)) = (
             HeaderName::from_bytes(h.as_bytes()),

@@ -3,7 +3,9 @@
 //!
 //! hyper 1.x server (hyper-util's auto builder, HTTP/1.1 + h2c, `TCP_NODELAY`, as the gateway)
 //! forwarding every request to `--upstream` with hyper-util's legacy pooled client (keep-alive,
-//! `TCP_NODELAY`). Request and response bodies stream straight through; nothing is parsed, buffered
+//! `TCP_NODELAY`; with `--upstream-h2c`, HTTP/2 without TLS toward the upstream, every request a
+//! stream on one connection, as the gateway's `http_version: h2c`). Request and response bodies
+//! stream straight through; nothing is parsed, buffered
 //! or rewritten except the URI, `host` and hop-by-hop headers. Whatever the gateway costs beyond
 //! this is its own work.
 //!
@@ -36,6 +38,9 @@ struct Args {
     /// The upstream root, e.g. `http://127.0.0.1:9001`.
     #[arg(long)]
     upstream: String,
+    /// Speak HTTP/2 without TLS (h2c, prior knowledge) to the upstream instead of HTTP/1.1.
+    #[arg(long)]
+    upstream_h2c: bool,
 }
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -65,10 +70,10 @@ fn main() -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args.listen, authority))
+    runtime.block_on(serve(args.listen, authority, args.upstream_h2c))
 }
 
-async fn serve(listen: SocketAddr, authority: Authority) -> std::io::Result<()> {
+async fn serve(listen: SocketAddr, authority: Authority, h2c: bool) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     {
         let mut out = std::io::stdout().lock();
@@ -83,7 +88,13 @@ async fn serve(listen: SocketAddr, authority: Authority) -> std::io::Result<()> 
     connector.set_nodelay(true);
     let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
+        .http2_only(h2c)
         .build(connector);
+    let version = if h2c {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
     let host = HeaderValue::from_str(authority.as_str())
         .map_err(|e| std::io::Error::other(format!("--upstream host: {e}")))?;
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -97,7 +108,13 @@ async fn serve(listen: SocketAddr, authority: Authority) -> std::io::Result<()> 
         let authority = authority.clone();
         let host = host.clone();
         let service = hyper::service::service_fn(move |req| {
-            forward(client.clone(), authority.clone(), host.clone(), req)
+            forward(
+                client.clone(),
+                authority.clone(),
+                host.clone(),
+                version,
+                req,
+            )
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -112,6 +129,7 @@ async fn forward(
     client: Client<HttpConnector, Incoming>,
     authority: Authority,
     host: HeaderValue,
+    version: http::Version,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (mut parts, body) = req.into_parts();
@@ -129,12 +147,17 @@ async fn forward(
         Ok(u) => u,
         Err(_) => return Ok(bad_gateway()),
     };
-    // The upstream connection is HTTP/1.1 whatever the client spoke.
-    parts.version = http::Version::HTTP_11;
+    // The upstream connection's version (HTTP/1.1, or h2c), whatever the client spoke.
+    parts.version = version;
     for name in HOP_BY_HOP {
         parts.headers.remove(name);
     }
-    parts.headers.insert(header::HOST, host);
+    if version == http::Version::HTTP_2 {
+        // HTTP/2 carries the authority in the URI (`:authority`).
+        parts.headers.remove(header::HOST);
+    } else {
+        parts.headers.insert(header::HOST, host);
+    }
     match client.request(Request::from_parts(parts, body)).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();

@@ -17,7 +17,7 @@ use clap::Parser;
 use octo_bench::client::{self, RequestSpec};
 use octo_bench::payload;
 use octo_bench::procs::{self, Proc, Spawn};
-use octo_bench::scenario::{self, ManyStreams, OpenStep, Target};
+use octo_bench::scenario::{self, ManyStreams, OpenStep, Target, Transport};
 use octo_bench::stats::Summary;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -48,6 +48,17 @@ struct Args {
     /// Skip the open-loop throughput sweep.
     #[arg(long)]
     skip_throughput: bool,
+    /// Measure only memory (idle, and many open streams over HTTP/1.1 and h2c): skip latency,
+    /// conversion, streaming and throughput.
+    #[arg(long)]
+    memory_only: bool,
+    /// Skip the h2c rows of the many-open-streams measurement (HTTP/1.1 only).
+    #[arg(long)]
+    no_h2c: bool,
+    /// Streams the load generator multiplexes on one HTTP/2 connection in the h2c rows (hyper's
+    /// servers accept 200 at once by default).
+    #[arg(long, default_value_t = 100)]
+    h2_streams_per_conn: usize,
     /// The LiteLLM proxy executable to measure side by side (default:
     /// target/litellm-venv/bin/litellm when it exists).
     #[arg(long)]
@@ -75,6 +86,17 @@ struct Args {
     /// Send `stream: true` with `--drive` (64 events, no pacing).
     #[arg(long)]
     drive_stream: bool,
+    /// With `--drive`: instead of sequential requests, hold this many streams (events 3 s apart)
+    /// open at once over h2c for `--drive-hold-secs`, then close them (for profiling a gateway's
+    /// memory by hand, e.g. under heaptrack).
+    #[arg(long, default_value_t = 0)]
+    drive_open: usize,
+    /// How long `--drive-open` keeps the streams open, in seconds.
+    #[arg(long, default_value_t = 5)]
+    drive_hold_secs: u64,
+    /// The model `--drive` requests name.
+    #[arg(long, default_value = PASSTHROUGH_MODEL)]
+    drive_model: String,
 }
 
 /// Sizes and durations of one run.
@@ -161,6 +183,8 @@ impl Plan {
 
 const P99_LIMIT: Duration = Duration::from_millis(50);
 const PASSTHROUGH_MODEL: &str = "bench-model";
+/// `bench-model` on a backend the gateway reaches over h2c (`http_version: h2c`).
+const H2C_MODEL: &str = "bench-h2c";
 const CONVERT_MODEL: &str = "bench-convert";
 const CHAT_PATH: &str = "/v1/chat/completions";
 const MESSAGES_PATH: &str = "/v1/messages";
@@ -238,6 +262,46 @@ fn drive(addr: SocketAddr, args: &Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if args.drive_open > 0 {
+        let spec = RequestSpec::post(
+            CHAT_PATH,
+            payload::chat(
+                160,
+                &args.drive_model,
+                true,
+                "[mock:events=100][mock:interval_ms=3000]",
+            ),
+        );
+        let target = Target {
+            name: "driven".into(),
+            addr,
+            pid: None,
+        };
+        let transport = Transport::H2c {
+            streams_per_conn: args.h2_streams_per_conn,
+        };
+        let m = rt.block_on(async {
+            let hold = async {
+                tokio::time::sleep(Duration::from_secs(args.drive_hold_secs)).await;
+            };
+            scenario::many_streams_holding(
+                &target,
+                &spec,
+                args.drive_open,
+                128,
+                transport,
+                0,
+                Duration::from_secs(150),
+                hold,
+            )
+            .await
+        });
+        println!(
+            "{} of {} h2c streams open at once through {addr} ({} failed)",
+            m.open, m.requested, m.failed
+        );
+        return Ok(());
+    }
     let directives = if args.drive_stream {
         "[mock:events=64]"
     } else {
@@ -245,7 +309,7 @@ fn drive(addr: SocketAddr, args: &Args) -> Result<(), String> {
     };
     let body = payload::chat(
         args.drive_bytes,
-        PASSTHROUGH_MODEL,
+        &args.drive_model,
         args.drive_stream,
         directives,
     );
@@ -335,6 +399,12 @@ backends:
     protocol: openai_chat
     api_key: "sk-bench"
     timeouts: {{connect: 5s, first_byte: 60s, idle: 120s, total: 900s}}
+  mock-h2c:
+    base_url: "http://{mock}"
+    protocol: [openai_chat, openai_responses, anthropic, gemini]
+    api_key: "sk-bench"
+    http_version: h2c
+    timeouts: {{connect: 5s, first_byte: 60s, idle: 120s, total: 900s}}
 models:
   {PASSTHROUGH_MODEL}:
     targets:
@@ -342,6 +412,9 @@ models:
   {CONVERT_MODEL}:
     targets:
       - {{backend: mock-openai}}
+  {H2C_MODEL}:
+    targets:
+      - {{backend: mock-h2c}}
 "#
     )
 }
@@ -456,14 +529,20 @@ fn run(args: &Args) -> Result<(), String> {
     let mock = Spawn {
         name: "mock".into(),
         program: mock_bin,
-        args: vec!["--listen".into(), "127.0.0.1:0".into()],
+        // The h2c rows put every stream of a proxy on one upstream connection.
+        args: vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--h2-max-streams".into(),
+            "1000000".into(),
+        ],
         env: vec![],
         cpu: gen_cpu,
         banner: "octo-mock listening on ".into(),
         timeout,
     }
     .start()?;
-    let floor = Spawn {
+    let floor_spawn = Spawn {
         name: "floor".into(),
         program: floor_bin,
         args: vec![
@@ -476,11 +555,11 @@ fn run(args: &Args) -> Result<(), String> {
         cpu: proxy_cpu,
         banner: "octo-floor listening on ".into(),
         timeout,
-    }
-    .start()?;
+    };
+    let floor = floor_spawn.start()?;
     let config_path = dir.join("gateway.yaml");
     std::fs::write(&config_path, gateway_config(mock.addr)).map_err(|e| e.to_string())?;
-    let gateway = Spawn {
+    let gateway_spawn = Spawn {
         name: "gateway".into(),
         program: gateway_bin,
         args: vec![
@@ -498,8 +577,26 @@ fn run(args: &Args) -> Result<(), String> {
         cpu: proxy_cpu,
         banner: "octollm-server listening on ".into(),
         timeout,
+    };
+    let gateway = gateway_spawn.start()?;
+    // Fresh processes for the h2c rows of the memory measurement: the floor speaking h2c
+    // upstream, the gateway (same config) sending its streams to the `http_version: h2c` backend;
+    // the clients speak h2c too, then HTTP/1.1.
+    let mut h2c_rows = Vec::new();
+    if !args.no_h2c && !args.skip_memory {
+        let h2c = Transport::H2c {
+            streams_per_conn: args.h2_streams_per_conn,
+        };
+        for (suffix, transport) in [("h2c", h2c), ("h1-h2c", Transport::Http1)] {
+            let mut gateway = gateway_spawn.clone();
+            gateway.name = format!("gateway-{suffix}");
+            h2c_rows.push((gateway, H2C_MODEL, transport));
+            let mut floor = floor_spawn.clone();
+            floor.name = format!("floor-{suffix}");
+            floor.args.push("--upstream-h2c".into());
+            h2c_rows.push((floor, PASSTHROUGH_MODEL, transport));
+        }
     }
-    .start()?;
     std::thread::sleep(Duration::from_millis(500));
     let idle_gateway = gateway.rss_kib().unwrap_or(0);
     let idle_floor = floor.rss_kib().unwrap_or(0);
@@ -574,6 +671,7 @@ fn run(args: &Args) -> Result<(), String> {
         &floor_t,
         &gateway_t,
         litellm_t.as_ref(),
+        h2c_rows,
         nofile,
         &mut notes,
     ))?;
@@ -656,11 +754,12 @@ fn run(args: &Args) -> Result<(), String> {
                 met: Some(r50 <= 1.5 && r99 <= 1.5),
             });
         }
-        None => verdicts.push(Verdict {
+        None if !args.memory_only => verdicts.push(Verdict {
             target: "added latency with conversion ≤ 1.5× the floor's".into(),
             measured: "conversion: not available in this build".into(),
             met: None,
         }),
+        None => {}
     }
     if let (Some(big), Some(small)) = (
         row(&latency, 1 << 20, "gateway"),
@@ -686,13 +785,15 @@ fn run(args: &Args) -> Result<(), String> {
             met: Some(r <= 1.5),
         });
     }
-    if let Some(m) = memory.iter().find(|m| m.0 == "gateway") {
+    for (name, m) in memory.iter().filter(|m| m.0.starts_with("gateway")) {
+        let over = sides(m);
+        let m = (name, m);
         let mb = m.1.rss_open_kib as f64 / 1024.0;
         let projected = (m.1.rss_before_kib as f64 * 1024.0 + m.1.bytes_per_stream * 10_000.0)
             / (1024.0 * 1024.0);
         let exact = m.1.open >= 10_000;
         verdicts.push(Verdict {
-            target: "10,000 concurrent streams in ≤ 150 MiB RSS".into(),
+            target: format!("10,000 concurrent streams in ≤ 150 MiB RSS ({over})"),
             measured: if exact {
                 format!("{mb:.1} MiB with {} streams open", m.1.open)
             } else {
@@ -819,6 +920,7 @@ async fn measure(
     floor: &Target,
     gateway: &Target,
     litellm: Option<&Target>,
+    h2c_rows: Vec<(Spawn, &str, Transport)>,
     nofile: u64,
     notes: &mut Vec<String>,
 ) -> Result<Results, String> {
@@ -858,7 +960,12 @@ async fn measure(
 
     // ------------------------------------------------------------ closed loop, c = 1
     let mut latency = Vec::new();
-    for (size, iters) in plan.latency_iters {
+    let latency_iters: &[(usize, usize)] = if args.memory_only {
+        &[]
+    } else {
+        &plan.latency_iters
+    };
+    for &(size, iters) in latency_iters {
         let mut targets = vec![direct.clone(), floor.clone(), gateway.clone()];
         if size == 160 {
             if let Some(l) = litellm {
@@ -883,7 +990,7 @@ async fn measure(
 
     // ------------------------------------------------------------ conversion
     let mut conversion = Vec::new();
-    if conversion_available {
+    if conversion_available && !args.memory_only {
         let iters = plan.latency_iters[0].1;
         let targets = vec![
             direct.clone(),
@@ -932,6 +1039,9 @@ async fn measure(
             ..gateway.clone()
         });
     }
+    if args.memory_only {
+        stream_targets.clear();
+    }
     for t in &stream_targets {
         println!(
             "streaming through {}: {} × {} streams of 64 events 20 ms apart…",
@@ -975,7 +1085,7 @@ async fn measure(
 
     // ------------------------------------------------------------ open loop
     let mut throughput = Vec::new();
-    if !args.skip_throughput {
+    if !args.skip_throughput && !args.memory_only {
         let mut tp_targets = vec![
             (direct.clone(), RequestSpec::post(CHAT_PATH, small.clone())),
             (floor.clone(), RequestSpec::post(CHAT_PATH, small.clone())),
@@ -1083,34 +1193,75 @@ async fn measure(
         let n = wanted.min(cap);
         if n < wanted {
             notes.push(format!(
-                "many open streams: {n} instead of {wanted}: the open-file hard limit is {nofile} and a proxy needs two sockets per stream; RSS for {wanted} is projected linearly from the per-stream cost"
+                "many open HTTP/1.1 streams: {n} instead of {wanted}: the open-file hard limit is {nofile} and a proxy needs two sockets per stream; RSS for {wanted} is projected linearly from the per-stream cost"
             ));
         }
-        let spec = RequestSpec::post(
-            CHAT_PATH,
-            payload::chat(
-                160,
-                PASSTHROUGH_MODEL,
-                true,
-                "[mock:events=100][mock:interval_ms=3000]",
-            ),
-        );
+        let spec = |model: &str| {
+            RequestSpec::post(
+                CHAT_PATH,
+                payload::chat(160, model, true, "[mock:events=100][mock:interval_ms=3000]"),
+            )
+        };
+        let limit = Duration::from_secs(if args.quick || args.smoke { 30 } else { 150 });
         for t in [gateway, floor] {
-            println!("opening {n} concurrent streams through {}…", t.name);
-            let Some(pid) = t.pid else { continue };
-            let limit = Duration::from_secs(if args.quick || args.smoke { 30 } else { 150 });
-            let m = scenario::many_streams(t, &spec, n, 128, pid, limit).await;
             println!(
-                "  {} open ({} failed) in {:.1} s: RSS {:.1} → {:.1} MiB ({:.1} KiB per stream), {:.1} MiB after closing",
-                m.open,
-                m.failed,
-                m.open_secs,
-                m.rss_before_kib as f64 / 1024.0,
-                m.rss_open_kib as f64 / 1024.0,
-                m.bytes_per_stream / 1024.0,
-                m.rss_after_kib as f64 / 1024.0
+                "opening {n} concurrent HTTP/1.1 streams through {}…",
+                t.name
             );
+            let Some(pid) = t.pid else { continue };
+            let m = scenario::many_streams(
+                t,
+                &spec(PASSTHROUGH_MODEL),
+                n,
+                128,
+                Transport::Http1,
+                pid,
+                limit,
+            )
+            .await;
+            print_many(&m);
             memory.push((t.name.clone(), m));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        // h2c upstream, in fresh processes: the proxy multiplexes every stream over one
+        // connection to the mock; the load generator multiplexes its streams over connections
+        // to the proxy (h2c rows) or opens one HTTP/1.1 connection per stream (h1-h2c rows).
+        for (spawn, model, transport) in h2c_rows {
+            let count = if transport == Transport::Http1 {
+                // One socket per stream in the proxy.
+                wanted.min(usize::try_from(nofile.saturating_sub(256)).unwrap_or(usize::MAX))
+            } else {
+                wanted
+            };
+            let proc = match spawn.start() {
+                Ok(p) => p,
+                Err(e) => {
+                    notes.push(format!("{} not measured: {e}", spawn.name));
+                    continue;
+                }
+            };
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let t = Target {
+                name: spawn.name.clone(),
+                addr: proc.addr,
+                pid: Some(proc.pid()),
+            };
+            println!(
+                "opening {count} concurrent {} streams through {} (h2c upstream)…",
+                match transport {
+                    Transport::Http1 => "HTTP/1.1".to_owned(),
+                    Transport::H2c { streams_per_conn } =>
+                        format!("h2c ({streams_per_conn} per connection)"),
+                },
+                t.name,
+            );
+            let mut m =
+                scenario::many_streams(&t, &spec(model), count, 128, transport, proc.pid(), limit)
+                    .await;
+            m.upstream_h2c = true;
+            print_many(&m);
+            memory.push((t.name.clone(), m));
+            drop(proc);
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
@@ -1129,6 +1280,30 @@ async fn measure(
         memory,
         overhead,
     })
+}
+
+/// What the client and the upstream side of a many-streams row spoke.
+fn sides(m: &ManyStreams) -> &'static str {
+    match (m.transport, m.upstream_h2c) {
+        (Transport::Http1, false) => "HTTP/1.1 on both sides",
+        (Transport::Http1, true) => "HTTP/1.1 clients, h2c upstream",
+        (Transport::H2c { .. }, true) => "h2c on both sides",
+        (Transport::H2c { .. }, false) => "h2c clients, HTTP/1.1 upstream",
+    }
+}
+
+fn print_many(m: &ManyStreams) {
+    println!(
+        "  {} open ({} failed) in {:.1} s, {} file descriptors: RSS {:.1} → {:.1} MiB ({:.1} KiB per stream), {:.1} MiB after closing",
+        m.open,
+        m.failed,
+        m.open_secs,
+        m.fds_open,
+        m.rss_before_kib as f64 / 1024.0,
+        m.rss_open_kib as f64 / 1024.0,
+        m.bytes_per_stream / 1024.0,
+        m.rss_after_kib as f64 / 1024.0
+    );
 }
 
 fn fmt_opt(v: Option<f64>, suffix: &str) -> String {
@@ -1183,20 +1358,31 @@ fn render(
     verdicts: &[Verdict],
 ) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n### Closed loop, one request at a time (latency in µs; added = via − direct)\n"
-    );
-    latency_table(&mut out, latency);
-    let _ = writeln!(
-        out,
-        "\n### Conversion (Anthropic client → OpenAI-chat upstream), 160 B, c=1\n"
-    );
-    if conversion_available {
-        latency_table(&mut out, conversion);
-    } else {
-        let _ = writeln!(out, "conversion: not available in this build");
+    // A `--memory-only` run has no latency rows: it prints the memory tables only.
+    if !latency.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### Closed loop, one request at a time (latency in µs; added = via − direct)\n"
+        );
+        latency_table(&mut out, latency);
+        let _ = writeln!(
+            out,
+            "\n### Conversion (Anthropic client → OpenAI-chat upstream), 160 B, c=1\n"
+        );
+        if conversion_available {
+            latency_table(&mut out, conversion);
+        } else {
+            let _ = writeln!(out, "conversion: not available in this build");
+        }
     }
+    if !streaming.is_empty() {
+        streaming_table(&mut out, streaming);
+    }
+    throughput_and_memory(&mut out, throughput, memory, idle, overhead, verdicts);
+    out
+}
+
+fn streaming_table(out: &mut String, streaming: &[StreamRow]) {
     let _ = writeln!(out, "\n### Streaming: 64 events 20 ms apart (µs)\n");
     let _ = writeln!(
         out,
@@ -1224,6 +1410,16 @@ fn render(
             s.errors
         );
     }
+}
+
+fn throughput_and_memory(
+    out: &mut String,
+    throughput: &[ThroughputRow],
+    memory: &[(String, ManyStreams)],
+    idle: (u64, u64, u64),
+    overhead: Option<&Value>,
+    verdicts: &[Verdict],
+) {
     if !throughput.is_empty() {
         let _ = writeln!(
             out,
@@ -1259,15 +1455,17 @@ fn render(
     let _ = writeln!(out, "\n### Memory (RSS)\n");
     let _ = writeln!(
         out,
-        "| process | idle | streams open | RSS with streams open | per stream | after closing |"
+        "| process | client → proxy → upstream | idle | streams open | proxy's fds | RSS with streams open | per stream | after closing |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
     for (name, m) in memory {
         let _ = writeln!(
             out,
-            "| {name} | {:.1} MiB | {} | {:.1} MiB | {:.1} KiB | {:.1} MiB |",
+            "| {name} | {} | {:.1} MiB | {} | {} | {:.1} MiB | {:.1} KiB | {:.1} MiB |",
+            sides(m),
             m.rss_before_kib as f64 / 1024.0,
             m.open,
+            m.fds_open,
             m.rss_open_kib as f64 / 1024.0,
             m.bytes_per_stream / 1024.0,
             m.rss_after_kib as f64 / 1024.0
@@ -1303,5 +1501,4 @@ fn render(
             }
         );
     }
-    out
 }

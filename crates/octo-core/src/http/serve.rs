@@ -115,7 +115,14 @@ pub async fn serve(
         let router = router.clone();
         let service = service_fn(move |req| {
             let router = router.load();
-            async move { Ok::<_, std::convert::Infallible>(router.handle(req, Some(peer)).await) }
+            // Boxed: hyper keeps a request's service future inside the HTTP/2 stream's task (or
+            // the HTTP/1.1 connection's dispatcher) for as long as the response body streams.
+            // Inline, the whole handler state machine (about 1.7 KiB) stayed allocated per open
+            // stream; boxed, only a pointer does, and the handler's memory is freed as soon as
+            // the response head is ready.
+            Box::pin(async move {
+                Ok::<_, std::convert::Infallible>(router.handle(req, Some(peer)).await)
+            })
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)

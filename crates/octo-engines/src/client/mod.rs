@@ -79,6 +79,20 @@ impl Default for Timeouts {
     }
 }
 
+/// Which HTTP version to speak to an upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/2 where a TLS upstream offers it by ALPN, HTTP/1.1 otherwise (always HTTP/1.1 to a
+    /// plain `http://` upstream).
+    #[default]
+    Auto,
+    /// HTTP/2 without TLS, by prior knowledge (h2c, RFC 9113 §3.3): for a plain `http://` upstream
+    /// known to speak HTTP/2. Every request to the backend is multiplexed over one connection, so
+    /// the upstream's `SETTINGS_MAX_CONCURRENT_STREAMS` caps the requests in flight to it (more
+    /// wait for a free stream, within their `first_byte` deadline).
+    H2c,
+}
+
 /// Where and how to reach one upstream.
 #[derive(Clone)]
 pub struct EndpointConfig {
@@ -100,6 +114,8 @@ pub struct EndpointConfig {
     pub max_response_bytes: usize,
     /// Key cooldowns and per-(key, model) circuit breakers.
     pub key_pool: KeyPoolConfig,
+    /// The HTTP version spoken to the upstream.
+    pub http_version: HttpVersion,
 }
 
 impl fmt::Debug for EndpointConfig {
@@ -116,6 +132,7 @@ impl fmt::Debug for EndpointConfig {
             .field("paths", &self.paths)
             .field("timeouts", &self.timeouts)
             .field("key_pool", &self.key_pool)
+            .field("http_version", &self.http_version)
             .finish()
     }
 }
@@ -133,6 +150,7 @@ impl EndpointConfig {
             timeouts: Timeouts::default(),
             max_response_bytes: 64 * 1024 * 1024,
             key_pool: KeyPoolConfig::default(),
+            http_version: HttpVersion::Auto,
         }
     }
 
@@ -167,6 +185,14 @@ pub fn default_upstream_path(format: ApiFormat) -> &'static str {
         _ => "/v1beta/models/{model}:{action}",
     }
 }
+
+/// HTTP/2 flow-control window of each upstream stream: what one stream may buffer unread (a
+/// slow client's). 256 KiB keeps a single stream at hundreds of MB/s on a LAN.
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+
+/// HTTP/2 flow-control window of an upstream connection: 1 GiB, so that streams held back by slow
+/// clients never use up the window the other streams on the connection need.
+const H2_CONNECTION_WINDOW: u32 = 1 << 30;
 
 /// Cap on an upstream error body kept for pass-through.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
@@ -216,11 +242,30 @@ impl HttpEndpoint {
             &config.protocols,
             config.key_pool,
         )?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(config.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")))
+            // HTTP/2 (h2c, or h2 by ALPN) puts every request to the backend on one connection.
+            // A client that stops reading makes the gateway stop reading its stream, whose unread
+            // data then counts against the connection's flow-control window; with hyper's
+            // defaults (2 MiB per stream, 5 MiB per connection) three stalled clients stalled
+            // every other stream to the backend. A connection window that is never the limit,
+            // and a smaller stream window, keep streams independent, as separate HTTP/1.1
+            // connections are: each stream buffers at most its window.
+            .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(H2_CONNECTION_WINDOW);
+        if config.http_version == HttpVersion::H2c {
+            if parsed.scheme_str() != Some("http") {
+                return Err(Error::internal(format!(
+                    "backend `{}`: h2c is HTTP/2 without TLS and needs an http:// base_url; an https:// upstream negotiates HTTP/2 by itself",
+                    config.name
+                )));
+            }
+            builder = builder.http2_prior_knowledge();
+        }
+        let client = builder
             .build()
             .map_err(|e| Error::internal(format!("backend `{}`: HTTP client: {e}", config.name)))?;
         let mut fixed_urls = Vec::new();
@@ -787,6 +832,130 @@ mod tests {
         assert!(e.message().contains("backend `oa`"), "{}", e.message());
         assert!(!e.message().contains("sk-"));
         assert_eq!(mock.stats().requests, 2);
+    }
+
+    #[tokio::test]
+    async fn h2c_speaks_http2_to_a_plain_http_upstream() {
+        let mock = mock().await;
+        let stream = || {
+            Request::post(
+                ApiFormat::ChatCompletions,
+                "/v1/chat/completions",
+                Body::from_static(
+                    br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                ),
+            )
+        };
+        let mut cfg = EndpointConfig::new("h2", mock.url(), ApiFormat::ChatCompletions);
+        cfg.http_version = HttpVersion::H2c;
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        for _ in 0..2 {
+            let resp = ep.process(stream()).await.unwrap();
+            assert_eq!(resp.status, 200);
+            let ResponseBody::Stream(mut events) = resp.body else {
+                panic!("not a stream");
+            };
+            let mut n = 0;
+            while let Some(e) = events.next().await {
+                e.unwrap();
+                n += 1;
+            }
+            assert!(n > 2);
+        }
+        let plain = HttpEndpoint::new(EndpointConfig::new(
+            "h1",
+            mock.url(),
+            ApiFormat::ChatCompletions,
+        ))
+        .unwrap();
+        assert_eq!(plain.process(chat()).await.unwrap().status, 200);
+        let versions: Vec<http::Version> = mock.requests().iter().map(|r| r.version).collect();
+        assert_eq!(
+            versions,
+            [
+                http::Version::HTTP_2,
+                http::Version::HTTP_2,
+                http::Version::HTTP_11
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn h2c_requests_beyond_the_upstreams_stream_limit_wait_for_a_free_stream() {
+        let config = octo_mock::MockConfig {
+            h2_max_concurrent_streams: Some(1),
+            ..Default::default()
+        };
+        let mock = octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), config)
+            .await
+            .unwrap();
+        let mut cfg = EndpointConfig::new("h2", mock.url(), ApiFormat::ChatCompletions);
+        cfg.http_version = HttpVersion::H2c;
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        let slow = || {
+            let mut req = chat();
+            let mut extra = HeaderMap::new();
+            extra.insert("x-mock-latency-ms", HeaderValue::from_static("50"));
+            req.extensions.insert(UpstreamHeaders(extra));
+            req
+        };
+        let (a, b, c) = tokio::join!(ep.process(slow()), ep.process(slow()), ep.process(slow()));
+        for r in [a, b, c] {
+            assert_eq!(r.unwrap().status, 200);
+        }
+        assert_eq!(mock.stats().requests, 3);
+    }
+
+    #[tokio::test]
+    async fn h2c_streams_held_back_by_slow_clients_do_not_stall_the_others() {
+        let config = octo_mock::MockConfig {
+            h2_max_concurrent_streams: Some(100),
+            ..Default::default()
+        };
+        let mock = octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), config)
+            .await
+            .unwrap();
+        let mut cfg = EndpointConfig::new("h2", mock.url(), ApiFormat::ChatCompletions);
+        cfg.http_version = HttpVersion::H2c;
+        let ep = HttpEndpoint::new(cfg).unwrap();
+        // Three long streams (about 3 MB each) that nobody reads, as behind stalled clients:
+        // with hyper's default windows (2 MiB per stream, 5 MiB per connection) their unread
+        // data used up the connection's window and every later stream on it hung.
+        let long = || {
+            Request::post(
+                ApiFormat::ChatCompletions,
+                "/v1/chat/completions",
+                Body::from_static(
+                    br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"[mock:events=20000] x"}]}"#,
+                ),
+            )
+        };
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(ep.process(long()).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let probe = tokio::time::timeout(Duration::from_secs(10), async {
+            let resp = ep.process(chat()).await.unwrap();
+            match resp.body {
+                ResponseBody::Full(mut b) => b.bytes().len(),
+                ResponseBody::Stream(_) => 0,
+            }
+        })
+        .await;
+        assert!(
+            matches!(probe, Ok(n) if n > 0),
+            "a request behind three unread streams did not complete"
+        );
+        drop(held);
+    }
+
+    #[test]
+    fn h2c_needs_a_plain_http_base_url() {
+        let mut cfg = EndpointConfig::new("x", "https://h", ApiFormat::ChatCompletions);
+        cfg.http_version = HttpVersion::H2c;
+        let e = HttpEndpoint::new(cfg).unwrap_err();
+        assert!(e.message().contains("http://"), "{}", e.message());
     }
 
     #[test]

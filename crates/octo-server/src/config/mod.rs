@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use octo_core::ApiFormat;
+use octo_engines::client::HttpVersion;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
@@ -147,6 +148,10 @@ pub struct BackendConfig {
     /// How requests in other protocols are converted for this backend.
     #[serde(default)]
     pub conversion: Option<ConversionConfig>,
+    /// The HTTP version spoken to the upstream: `auto` (default) or `h2c` (HTTP/2 without TLS,
+    /// by prior knowledge, for a plain `http://` upstream that speaks it).
+    #[serde(default)]
+    pub http_version: Option<String>,
 }
 
 /// Conversion settings of a backend (used when a client speaks a protocol the backend does not).
@@ -566,6 +571,27 @@ impl BackendConfig {
             .collect()
     }
 
+    /// The HTTP version setting, parsed (`auto` when absent).
+    pub fn http_version(&self) -> Result<HttpVersion, String> {
+        match self.http_version.as_deref() {
+            None | Some("auto") => Ok(HttpVersion::Auto),
+            Some("h2c") => {
+                let scheme = self.base_url.parse::<http::Uri>().ok();
+                if scheme.as_ref().and_then(http::Uri::scheme_str) == Some("http") {
+                    Ok(HttpVersion::H2c)
+                } else {
+                    Err(format!(
+                        "`h2c` is HTTP/2 without TLS and needs an `http://` base_url, not `{}`; an https:// upstream negotiates HTTP/2 by itself (ALPN): remove `http_version`",
+                        self.base_url
+                    ))
+                }
+            }
+            Some(other) => Err(format!(
+                "unknown HTTP version setting `{other}`; use `h2c` (HTTP/2 without TLS, for an http:// upstream that speaks it) or `auto` (the default: HTTP/1.1 to http://, HTTP/2 by ALPN to https://)"
+            )),
+        }
+    }
+
     /// All keys (`api_key` then `api_keys`).
     pub fn keys(&self) -> Vec<String> {
         self.api_key.iter().chain(&self.api_keys).cloned().collect()
@@ -682,6 +708,9 @@ fn validate(c: &Config) -> Vec<(String, String)> {
         }
         if let Err((key, m)) = timeouts(&b.timeouts) {
             p.push((format!("backends.{name}.timeouts.{key}"), m));
+        }
+        if let Err(m) = b.http_version() {
+            p.push((at("http_version"), m));
         }
     }
     for (name, b) in &c.backends {
@@ -1110,6 +1139,32 @@ orgs:
         assert!(e.contains("backends.oa.conversion.reasoning"), "{e}");
         assert!(e.contains("unknown variant `strip`"), "{e}");
         assert!(e.contains("`pass`") && e.contains("`drop`"), "{e}");
+    }
+
+    #[test]
+    fn http_version_h2c_is_parsed_and_checked() {
+        let c = parse(GOOD, "good.yaml", &env).unwrap();
+        assert_eq!(c.backends["oa"].http_version(), Ok(HttpVersion::Auto));
+        let h2c = GOOD.replace(
+            "    protocol: openai_chat\n",
+            "    protocol: openai_chat\n    http_version: h2c\n",
+        );
+        let c = parse(&h2c, "h2c.yaml", &env).unwrap();
+        assert_eq!(c.backends["oa"].http_version(), Ok(HttpVersion::H2c));
+        let auto = h2c.replace("http_version: h2c", "http_version: auto");
+        let c = parse(&auto, "auto.yaml", &env).unwrap();
+        assert_eq!(c.backends["oa"].http_version(), Ok(HttpVersion::Auto));
+
+        let e = err(&h2c.replace("http_version: h2c", "http_version: h2"));
+        assert!(e.contains("bad.yaml"), "{e}");
+        assert!(e.contains("at `backends.oa.http_version`"), "{e}");
+        assert!(e.contains("unknown HTTP version setting `h2`"), "{e}");
+        assert!(e.contains("use `h2c`"), "{e}");
+
+        let e = err(&h2c.replace("http://127.0.0.1:9001", "https://127.0.0.1:9001"));
+        assert!(e.contains("at `backends.oa.http_version`"), "{e}");
+        assert!(e.contains("needs an `http://` base_url"), "{e}");
+        assert!(e.contains("remove `http_version`"), "{e}");
     }
 
     #[test]
