@@ -22,6 +22,7 @@ a temporary directory and with telemetry, auto-update and non-essential traffic 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -212,14 +213,14 @@ def tool_names(body: dict) -> list[str]:
 CLAUDE_PROMPT = f"Run the command. [mock:tool=Bash] [mock:tool_arg={COMMAND}]"
 
 
-def test_claude_code_tool_turn_through_openai_chat_upstream(installed_agents, agent_gateway, mock, tmp_path):
-    claude = installed_agents.command("claude")
+def run_claude(claude: Path, gateway_url: str, tmp_path: Path, prompt: str, allowed_tools: str) -> tuple[Run, Path]:
+    """`claude -p prompt` in `tmp_path/work` with JSON output; returns the run and the work dir."""
     home = tmp_path / "home"
     env = base_env(home)
     env.update(
         {
             "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-            "ANTHROPIC_BASE_URL": agent_gateway,
+            "ANTHROPIC_BASE_URL": gateway_url,
             "ANTHROPIC_API_KEY": AGENT_KEY,
             "ANTHROPIC_MODEL": "claude-sonnet-4-5",
             "ANTHROPIC_SMALL_FAST_MODEL": "claude-haiku-4-5",
@@ -231,58 +232,101 @@ def test_claude_code_tool_turn_through_openai_chat_upstream(installed_agents, ag
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         }
     )
-    run = run_agent(
-        [
-            claude,
-            "-p",
-            CLAUDE_PROMPT,
-            "--model",
-            "claude-sonnet-4-5",
-            "--allowedTools",
-            "Bash",
-            "--max-turns",
-            "4",
-            "--output-format",
-            "json",
-        ],
-        env,
-        tmp_path / "work",
-    )
-    requests = mock.requests(body=True)
-    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    work = tmp_path / "work"
+    argv = [claude, "-p", prompt, "--model", "claude-sonnet-4-5", "--allowedTools", allowed_tools]
+    argv += ["--max-turns", "4", "--output-format", "json"]
+    return run_agent(argv, env, work), work
+
+
+def claude_result(run: Run, context: str) -> dict:
+    """Claude's `--output-format json` result, checked to be a successful one."""
     assert run.returncode == 0, context
     try:
         result = json.loads(run.stdout)
     except ValueError:
         pytest.fail(f"claude --output-format json printed no JSON\n{context}")
     assert result.get("is_error") is False, context
-    assert result.get("result") == FINAL_PREFIX + MARKER, context
+    return result
 
-    # Every upstream request is OpenAI Chat, with the backend's key.
+
+def check_chat_upstream(requests: list[dict], context: str) -> None:
+    """Every upstream request is OpenAI Chat, for the backend's models, with the backend's key."""
     assert requests, context
     for r in requests:
         assert r["path_and_query"] == "/v1/chat/completions", context
         assert r["body"]["model"] in ("mock-gpt-agent", "mock-gpt-agent-small"), context
     check_upstream_headers(requests, "authorization", f"Bearer {CHAT_KEY}", ("anthropic-beta", "anthropic-version"))
 
-    # The turn: the mock's tool call came back in the next request as an assistant tool call
-    # followed by a `tool` message with the command's output.
+
+def chat_tool_turn(requests: list[dict], context: str) -> tuple[dict, dict, dict, str]:
+    """The single Chat request that ends with a tool result: (its body, the assistant's one tool
+    call, the `tool` message answering it, that message's text)."""
     turns = [r["body"] for r in requests if r["body"]["messages"][-1].get("role") == "tool"]
     assert len(turns) == 1, context
     messages = turns[0]["messages"]
     call_message = messages[-2]
     assert call_message["role"] == "assistant", context
     (call,) = call_message["tool_calls"]
-    assert call["function"]["name"] == "Bash", context
-    assert json.loads(call["function"]["arguments"]) == {"command": COMMAND}, context
     result_message = messages[-1]
     assert result_message["tool_call_id"] == call["id"], context
     content = result_message["content"]
     text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+    return turns[0], call, result_message, text
+
+
+def test_claude_code_tool_turn_through_openai_chat_upstream(installed_agents, agent_gateway, mock, tmp_path):
+    claude = installed_agents.command("claude")
+    run, _ = run_claude(claude, agent_gateway, tmp_path, CLAUDE_PROMPT, "Bash")
+    requests = mock.requests(body=True)
+    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    result = claude_result(run, context)
+    assert result.get("result") == FINAL_PREFIX + MARKER, context
+    check_chat_upstream(requests, context)
+
+    # The turn: the mock's tool call came back in the next request as an assistant tool call
+    # followed by a `tool` message with the command's output.
+    turn, call, _, text = chat_tool_turn(requests, context)
+    assert call["function"]["name"] == "Bash", context
+    assert json.loads(call["function"]["arguments"]) == {"command": COMMAND}, context
     assert text.strip() == MARKER, context
-    assert "Bash" in tool_names(turns[0]), context
+    assert "Bash" in tool_names(turn), context
     # Anthropic's system prompt arrives as the first, `system`, message.
-    assert messages[0]["role"] == "system", context
+    assert turn["messages"][0]["role"] == "system", context
+
+
+#: What Claude Code is made to write: several lines, quotes, a backslash, a bracket, non-ASCII.
+WRITTEN_FILE = "notes/octo-written.md"
+WRITTEN_CONTENT = '# Written by Claude Code\n\nline "two" with a \\ backslash\n[mock-like] brackets, ünïcode\n'
+
+
+def tool_args_directive(args: dict) -> str:
+    """`[mock:tool_args=…]`: the mock calls the tool with exactly `args` (see octo-mock's docs)."""
+    return f"[mock:tool_args={base64.b64encode(json.dumps(args).encode()).decode()}]"
+
+
+def test_claude_code_writes_a_file_through_openai_chat_upstream(installed_agents, agent_gateway, mock, tmp_path):
+    """The mock calls Claude Code's `Write` tool with an exact multi-line content; Claude Code
+    writes the file into its working directory, and its result goes back upstream as the `tool`
+    message of the same call."""
+    claude = installed_agents.command("claude")
+    target = tmp_path / "work" / WRITTEN_FILE
+    args = {"file_path": str(target), "content": WRITTEN_CONTENT}
+    prompt = f"Write the notes. [mock:tool=Write] {tool_args_directive(args)}"
+    run, _ = run_claude(claude, agent_gateway, tmp_path, prompt, "Write")
+    requests = mock.requests(body=True)
+    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    result = claude_result(run, context)
+    check_chat_upstream(requests, context)
+    assert "Write" in tool_names(requests[0]["body"]), f"Claude Code sent no Write tool\n{context}"
+
+    turn, call, _, text = chat_tool_turn(requests, context)
+    assert call["function"]["name"] == "Write", context
+    assert json.loads(call["function"]["arguments"]) == args, context
+    assert target.is_file(), f"{target} was not written: tool result {text!r}\n{context}"
+    assert target.read_text(encoding="utf-8") == WRITTEN_CONTENT, context
+    assert str(target) in text, context
+    # The mock's final answer echoes the start of that tool result.
+    assert result.get("result") == (FINAL_PREFIX + text[:64]).rstrip(), context
 
 
 # ------------------------------------------------------------------------------------------ Codex CLI
