@@ -10,9 +10,13 @@ makes the mock call the agent's own shell tool (arguments built from the tool's 
 from `[mock:tool_arg=...]`), and once the conversation ends with a tool result the mock answers
 `Hello from octo-mock. Tool result: <result>`. So a passing test means the agent's tool call came
 back through the converted stream, the agent ran the command, sent its output back as a tool result
-(converted into the upstream protocol) and printed the final text. Codex's `apply_patch` custom tool
-is driven the same way: it goes upstream as a function and its call comes back as a
-`custom_tool_call`.
+(converted into the upstream protocol) and printed the final text.
+
+`[mock:tool_args=<base64 JSON>]` gives a call's exact arguments, multi-line strings included, so
+the agents also do real file work, checked on disk afterwards: Claude Code's `Write` tool creates a
+multi-line file, and Codex's `apply_patch` custom tool (upstream a function with one `input` string,
+back at Codex a `custom_tool_call`, as Codex's session log confirms) applies a real patch that edits
+one file and adds another.
 
 The agents are installed with npm into `target/agents` (see `agents.py`); when that is impossible the
 tests skip with the reason. Each agent run is bounded by `OCTOLLM_AGENT_TIMEOUT` (default 120 s); its
@@ -422,15 +426,33 @@ def test_codex_tool_turn_through_anthropic_upstream(installed_agents, agent_gate
 
 #: Codex's free-form patch tool (an OpenAI Responses `custom` tool with a Lark grammar).
 CODEX_PATCH_TOOL = "apply_patch"
-#: Not a valid patch (the mock's argument text is one line): Codex answers the call with an error,
-#: which is still the full custom-tool round trip.
-CODEX_PATCH_PROMPT = f"Patch the file. [mock:tool={CODEX_PATCH_TOOL}] [mock:tool_arg=octo-not-a-patch]"
+#: A file in Codex's working directory before the patch, and after it.
+PATCHED_FILE = "src/greeting.txt"
+PATCHED_BEFORE = "Hello,\nold world!\nBye.\n"
+PATCHED_AFTER = "Hello,\nOctoLLM world!\nBye.\n"
+#: The file the patch adds, and its content.
+ADDED_FILE = "docs/added by patch.md"
+ADDED_CONTENT = '# Added\n\nquotes "here", a \\ backslash, [brackets], ünïcode\n'
+#: A real patch in Codex's format: edits one file, adds another.
+CODEX_PATCH = (
+    "*** Begin Patch\n"
+    f"*** Update File: {PATCHED_FILE}\n"
+    "@@\n"
+    " Hello,\n"
+    "-old world!\n"
+    "+OctoLLM world!\n"
+    " Bye.\n"
+    f"*** Add File: {ADDED_FILE}\n"
+    + "".join(f"+{line}\n" for line in ADDED_CONTENT.splitlines())
+    + "*** End Patch"
+)
 
 
 def test_codex_custom_patch_tool_through_anthropic_upstream(installed_agents, agent_gateway, mock, tmp_path):
     """Codex's `apply_patch` custom tool reaches the Anthropic upstream as a function with one
-    `input` string parameter; the upstream's call comes back to Codex as a `custom_tool_call`,
-    and Codex's `custom_tool_call_output` goes back as the `tool_result` with the same id."""
+    `input` string parameter; the upstream's call (a real multi-line patch) comes back to Codex as
+    a `custom_tool_call`, Codex applies it to its working directory, and its
+    `custom_tool_call_output` goes back as the `tool_result` with the same id."""
     codex = installed_agents.command("codex")
     home = tmp_path / "home"
     codex_home = home / ".codex"
@@ -438,8 +460,11 @@ def test_codex_custom_patch_tool_through_anthropic_upstream(installed_agents, ag
     env = base_env(home)
     env.update({"CODEX_HOME": str(codex_home), "OCTO_KEY": AGENT_KEY})
     work = tmp_path / "work"
+    (work / PATCHED_FILE).parent.mkdir(parents=True)
+    (work / PATCHED_FILE).write_text(PATCHED_BEFORE, encoding="utf-8")
+    prompt = f"Patch the files. [mock:tool={CODEX_PATCH_TOOL}] {tool_args_directive({'input': CODEX_PATCH})}"
     run = run_agent(
-        [codex, "exec", "--skip-git-repo-check", "--color", "never", "-m", "gpt-5.5", "-C", str(work), CODEX_PATCH_PROMPT],
+        [codex, "exec", "--skip-git-repo-check", "--color", "never", "-m", "gpt-5.5", "-C", str(work), prompt],
         env,
         work,
     )
@@ -467,7 +492,41 @@ def test_codex_custom_patch_tool_through_anthropic_upstream(installed_agents, ag
     messages = turns[0]["messages"]
     (use,) = [b for b in messages[-2]["content"] if b.get("type") == "tool_use"]
     assert use["name"] == CODEX_PATCH_TOOL, context
-    assert use["input"] == {"input": "octo-not-a-patch"}, context
+    assert use["input"] == {"input": CODEX_PATCH}, context
     (result,) = [b for b in messages[-1]["content"] if b.get("type") == "tool_result"]
     assert result["tool_use_id"] == use["id"], context
+    output = result["content"]
+    output = output if isinstance(output, str) else "".join(b.get("text", "") for b in output)
+
+    # Codex applied the patch: one file edited, one added, byte for byte.
+    assert (work / PATCHED_FILE).read_text(encoding="utf-8") == PATCHED_AFTER, f"tool result {output!r}\n{context}"
+    assert (work / ADDED_FILE).read_text(encoding="utf-8") == ADDED_CONTENT, f"tool result {output!r}\n{context}"
+    assert not result.get("is_error"), context
+    assert PATCHED_FILE in output and ADDED_FILE in output, context
     assert FINAL_PREFIX in run.stdout, context
+
+    # Codex's session log shows how the call reached it: a `custom_tool_call` (not a function call)
+    # with the upstream's id and the patch as its raw input, answered by a `custom_tool_call_output`.
+    items = codex_rollout_items(codex_home)
+    if not items:
+        print(f"note: no Codex session log under {codex_home}; the call's client-side type is unchecked")
+        return
+    calls = [i for i in items if i.get("call_id") == use["id"]]
+    assert [i.get("type") for i in calls] == ["custom_tool_call", "custom_tool_call_output"], f"{calls}\n{context}"
+    assert calls[0]["name"] == CODEX_PATCH_TOOL and calls[0]["input"] == CODEX_PATCH, context
+
+
+def codex_rollout_items(codex_home: Path) -> list[dict]:
+    """The response items Codex recorded in its session logs (`sessions/**/*.jsonl`), in order."""
+    items = []
+    for path in sorted(codex_home.glob("sessions/**/*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("type") == "response_item":
+                payload = entry.get("payload")
+                if isinstance(payload, dict):
+                    items.append(payload)
+    return items
