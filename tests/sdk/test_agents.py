@@ -321,9 +321,9 @@ def test_claude_code_writes_a_file_through_openai_chat_upstream(installed_agents
     context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
     result = claude_result(run, context)
     check_chat_upstream(requests, context)
-    assert "Write" in tool_names(requests[0]["body"]), f"Claude Code sent no Write tool\n{context}"
 
     turn, call, _, text = chat_tool_turn(requests, context)
+    assert "Write" in tool_names(turn), f"Claude Code sent no Write tool\n{context}"
     assert call["function"]["name"] == "Write", context
     assert json.loads(call["function"]["arguments"]) == args, context
     assert target.is_file(), f"{target} was not written: tool result {text!r}\n{context}"
