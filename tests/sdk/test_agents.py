@@ -10,9 +10,13 @@ makes the mock call the agent's own shell tool (arguments built from the tool's 
 from `[mock:tool_arg=...]`), and once the conversation ends with a tool result the mock answers
 `Hello from octo-mock. Tool result: <result>`. So a passing test means the agent's tool call came
 back through the converted stream, the agent ran the command, sent its output back as a tool result
-(converted into the upstream protocol) and printed the final text. Codex's `apply_patch` custom tool
-is driven the same way: it goes upstream as a function and its call comes back as a
-`custom_tool_call`.
+(converted into the upstream protocol) and printed the final text.
+
+`[mock:tool_args=<base64 JSON>]` gives a call's exact arguments, multi-line strings included, so
+the agents also do real file work, checked on disk afterwards: Claude Code's `Write` tool creates a
+multi-line file, and Codex's `apply_patch` custom tool (upstream a function with one `input` string,
+back at Codex a `custom_tool_call`, as Codex's session log confirms) applies a real patch that edits
+one file and adds another.
 
 The agents are installed with npm into `target/agents` (see `agents.py`); when that is impossible the
 tests skip with the reason. Each agent run is bounded by `OCTOLLM_AGENT_TIMEOUT` (default 120 s); its
@@ -22,6 +26,7 @@ a temporary directory and with telemetry, auto-update and non-essential traffic 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -212,14 +217,14 @@ def tool_names(body: dict) -> list[str]:
 CLAUDE_PROMPT = f"Run the command. [mock:tool=Bash] [mock:tool_arg={COMMAND}]"
 
 
-def test_claude_code_tool_turn_through_openai_chat_upstream(installed_agents, agent_gateway, mock, tmp_path):
-    claude = installed_agents.command("claude")
+def run_claude(claude: Path, gateway_url: str, tmp_path: Path, prompt: str, allowed_tools: str) -> tuple[Run, Path]:
+    """`claude -p prompt` in `tmp_path/work` with JSON output; returns the run and the work dir."""
     home = tmp_path / "home"
     env = base_env(home)
     env.update(
         {
             "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-            "ANTHROPIC_BASE_URL": agent_gateway,
+            "ANTHROPIC_BASE_URL": gateway_url,
             "ANTHROPIC_API_KEY": AGENT_KEY,
             "ANTHROPIC_MODEL": "claude-sonnet-4-5",
             "ANTHROPIC_SMALL_FAST_MODEL": "claude-haiku-4-5",
@@ -231,58 +236,101 @@ def test_claude_code_tool_turn_through_openai_chat_upstream(installed_agents, ag
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         }
     )
-    run = run_agent(
-        [
-            claude,
-            "-p",
-            CLAUDE_PROMPT,
-            "--model",
-            "claude-sonnet-4-5",
-            "--allowedTools",
-            "Bash",
-            "--max-turns",
-            "4",
-            "--output-format",
-            "json",
-        ],
-        env,
-        tmp_path / "work",
-    )
-    requests = mock.requests(body=True)
-    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    work = tmp_path / "work"
+    argv = [claude, "-p", prompt, "--model", "claude-sonnet-4-5", "--allowedTools", allowed_tools]
+    argv += ["--max-turns", "4", "--output-format", "json"]
+    return run_agent(argv, env, work), work
+
+
+def claude_result(run: Run, context: str) -> dict:
+    """Claude's `--output-format json` result, checked to be a successful one."""
     assert run.returncode == 0, context
     try:
         result = json.loads(run.stdout)
     except ValueError:
         pytest.fail(f"claude --output-format json printed no JSON\n{context}")
     assert result.get("is_error") is False, context
-    assert result.get("result") == FINAL_PREFIX + MARKER, context
+    return result
 
-    # Every upstream request is OpenAI Chat, with the backend's key.
+
+def check_chat_upstream(requests: list[dict], context: str) -> None:
+    """Every upstream request is OpenAI Chat, for the backend's models, with the backend's key."""
     assert requests, context
     for r in requests:
         assert r["path_and_query"] == "/v1/chat/completions", context
         assert r["body"]["model"] in ("mock-gpt-agent", "mock-gpt-agent-small"), context
     check_upstream_headers(requests, "authorization", f"Bearer {CHAT_KEY}", ("anthropic-beta", "anthropic-version"))
 
-    # The turn: the mock's tool call came back in the next request as an assistant tool call
-    # followed by a `tool` message with the command's output.
+
+def chat_tool_turn(requests: list[dict], context: str) -> tuple[dict, dict, dict, str]:
+    """The single Chat request that ends with a tool result: (its body, the assistant's one tool
+    call, the `tool` message answering it, that message's text)."""
     turns = [r["body"] for r in requests if r["body"]["messages"][-1].get("role") == "tool"]
     assert len(turns) == 1, context
     messages = turns[0]["messages"]
     call_message = messages[-2]
     assert call_message["role"] == "assistant", context
     (call,) = call_message["tool_calls"]
-    assert call["function"]["name"] == "Bash", context
-    assert json.loads(call["function"]["arguments"]) == {"command": COMMAND}, context
     result_message = messages[-1]
     assert result_message["tool_call_id"] == call["id"], context
     content = result_message["content"]
     text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+    return turns[0], call, result_message, text
+
+
+def test_claude_code_tool_turn_through_openai_chat_upstream(installed_agents, agent_gateway, mock, tmp_path):
+    claude = installed_agents.command("claude")
+    run, _ = run_claude(claude, agent_gateway, tmp_path, CLAUDE_PROMPT, "Bash")
+    requests = mock.requests(body=True)
+    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    result = claude_result(run, context)
+    assert result.get("result") == FINAL_PREFIX + MARKER, context
+    check_chat_upstream(requests, context)
+
+    # The turn: the mock's tool call came back in the next request as an assistant tool call
+    # followed by a `tool` message with the command's output.
+    turn, call, _, text = chat_tool_turn(requests, context)
+    assert call["function"]["name"] == "Bash", context
+    assert json.loads(call["function"]["arguments"]) == {"command": COMMAND}, context
     assert text.strip() == MARKER, context
-    assert "Bash" in tool_names(turns[0]), context
+    assert "Bash" in tool_names(turn), context
     # Anthropic's system prompt arrives as the first, `system`, message.
-    assert messages[0]["role"] == "system", context
+    assert turn["messages"][0]["role"] == "system", context
+
+
+#: What Claude Code is made to write: several lines, quotes, a backslash, a bracket, non-ASCII.
+WRITTEN_FILE = "notes/octo-written.md"
+WRITTEN_CONTENT = '# Written by Claude Code\n\nline "two" with a \\ backslash\n[mock-like] brackets, ünïcode\n'
+
+
+def tool_args_directive(args: dict) -> str:
+    """`[mock:tool_args=…]`: the mock calls the tool with exactly `args` (see octo-mock's docs)."""
+    return f"[mock:tool_args={base64.b64encode(json.dumps(args).encode()).decode()}]"
+
+
+def test_claude_code_writes_a_file_through_openai_chat_upstream(installed_agents, agent_gateway, mock, tmp_path):
+    """The mock calls Claude Code's `Write` tool with an exact multi-line content; Claude Code
+    writes the file into its working directory, and its result goes back upstream as the `tool`
+    message of the same call."""
+    claude = installed_agents.command("claude")
+    target = tmp_path / "work" / WRITTEN_FILE
+    args = {"file_path": str(target), "content": WRITTEN_CONTENT}
+    prompt = f"Write the notes. [mock:tool=Write] {tool_args_directive(args)}"
+    run, _ = run_claude(claude, agent_gateway, tmp_path, prompt, "Write")
+    requests = mock.requests(body=True)
+    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    result = claude_result(run, context)
+    check_chat_upstream(requests, context)
+
+    turn, call, _, text = chat_tool_turn(requests, context)
+    assert "Write" in tool_names(turn), f"Claude Code sent no Write tool\n{context}"
+    assert call["function"]["name"] == "Write", context
+    assert json.loads(call["function"]["arguments"]) == args, context
+    assert target.is_file(), f"{target} was not written: tool result {text!r}\n{context}"
+    assert target.read_text(encoding="utf-8") == WRITTEN_CONTENT, context
+    assert str(target) in text, context
+    # The mock's final answer echoes the start of that tool result.
+    assert result.get("result") == (FINAL_PREFIX + text[:64]).rstrip(), context
 
 
 # ------------------------------------------------------------------------------------------ Codex CLI
@@ -378,15 +426,33 @@ def test_codex_tool_turn_through_anthropic_upstream(installed_agents, agent_gate
 
 #: Codex's free-form patch tool (an OpenAI Responses `custom` tool with a Lark grammar).
 CODEX_PATCH_TOOL = "apply_patch"
-#: Not a valid patch (the mock's argument text is one line): Codex answers the call with an error,
-#: which is still the full custom-tool round trip.
-CODEX_PATCH_PROMPT = f"Patch the file. [mock:tool={CODEX_PATCH_TOOL}] [mock:tool_arg=octo-not-a-patch]"
+#: A file in Codex's working directory before the patch, and after it.
+PATCHED_FILE = "src/greeting.txt"
+PATCHED_BEFORE = "Hello,\nold world!\nBye.\n"
+PATCHED_AFTER = "Hello,\nOctoLLM world!\nBye.\n"
+#: The file the patch adds, and its content.
+ADDED_FILE = "docs/added by patch.md"
+ADDED_CONTENT = '# Added\n\nquotes "here", a \\ backslash, [brackets], ünïcode\n'
+#: A real patch in Codex's format: edits one file, adds another.
+CODEX_PATCH = (
+    "*** Begin Patch\n"
+    f"*** Update File: {PATCHED_FILE}\n"
+    "@@\n"
+    " Hello,\n"
+    "-old world!\n"
+    "+OctoLLM world!\n"
+    " Bye.\n"
+    f"*** Add File: {ADDED_FILE}\n"
+    + "".join(f"+{line}\n" for line in ADDED_CONTENT.splitlines())
+    + "*** End Patch"
+)
 
 
 def test_codex_custom_patch_tool_through_anthropic_upstream(installed_agents, agent_gateway, mock, tmp_path):
     """Codex's `apply_patch` custom tool reaches the Anthropic upstream as a function with one
-    `input` string parameter; the upstream's call comes back to Codex as a `custom_tool_call`,
-    and Codex's `custom_tool_call_output` goes back as the `tool_result` with the same id."""
+    `input` string parameter; the upstream's call (a real multi-line patch) comes back to Codex as
+    a `custom_tool_call`, Codex applies it to its working directory, and its
+    `custom_tool_call_output` goes back as the `tool_result` with the same id."""
     codex = installed_agents.command("codex")
     home = tmp_path / "home"
     codex_home = home / ".codex"
@@ -394,8 +460,11 @@ def test_codex_custom_patch_tool_through_anthropic_upstream(installed_agents, ag
     env = base_env(home)
     env.update({"CODEX_HOME": str(codex_home), "OCTO_KEY": AGENT_KEY})
     work = tmp_path / "work"
+    (work / PATCHED_FILE).parent.mkdir(parents=True)
+    (work / PATCHED_FILE).write_text(PATCHED_BEFORE, encoding="utf-8")
+    prompt = f"Patch the files. [mock:tool={CODEX_PATCH_TOOL}] {tool_args_directive({'input': CODEX_PATCH})}"
     run = run_agent(
-        [codex, "exec", "--skip-git-repo-check", "--color", "never", "-m", "gpt-5.5", "-C", str(work), CODEX_PATCH_PROMPT],
+        [codex, "exec", "--skip-git-repo-check", "--color", "never", "-m", "gpt-5.5", "-C", str(work), prompt],
         env,
         work,
     )
@@ -423,7 +492,41 @@ def test_codex_custom_patch_tool_through_anthropic_upstream(installed_agents, ag
     messages = turns[0]["messages"]
     (use,) = [b for b in messages[-2]["content"] if b.get("type") == "tool_use"]
     assert use["name"] == CODEX_PATCH_TOOL, context
-    assert use["input"] == {"input": "octo-not-a-patch"}, context
+    assert use["input"] == {"input": CODEX_PATCH}, context
     (result,) = [b for b in messages[-1]["content"] if b.get("type") == "tool_result"]
     assert result["tool_use_id"] == use["id"], context
+    output = result["content"]
+    output = output if isinstance(output, str) else "".join(b.get("text", "") for b in output)
+
+    # Codex applied the patch: one file edited, one added, byte for byte.
+    assert (work / PATCHED_FILE).read_text(encoding="utf-8") == PATCHED_AFTER, f"tool result {output!r}\n{context}"
+    assert (work / ADDED_FILE).read_text(encoding="utf-8") == ADDED_CONTENT, f"tool result {output!r}\n{context}"
+    assert not result.get("is_error"), context
+    assert PATCHED_FILE in output and ADDED_FILE in output, context
     assert FINAL_PREFIX in run.stdout, context
+
+    # Codex's session log shows how the call reached it: a `custom_tool_call` (not a function call)
+    # with the upstream's id and the patch as its raw input, answered by a `custom_tool_call_output`.
+    items = codex_rollout_items(codex_home)
+    if not items:
+        print(f"note: no Codex session log under {codex_home}; the call's client-side type is unchecked")
+        return
+    calls = [i for i in items if i.get("call_id") == use["id"]]
+    assert [i.get("type") for i in calls] == ["custom_tool_call", "custom_tool_call_output"], f"{calls}\n{context}"
+    assert calls[0]["name"] == CODEX_PATCH_TOOL and calls[0]["input"] == CODEX_PATCH, context
+
+
+def codex_rollout_items(codex_home: Path) -> list[dict]:
+    """The response items Codex recorded in its session logs (`sessions/**/*.jsonl`), in order."""
+    items = []
+    for path in sorted(codex_home.glob("sessions/**/*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("type") == "response_item":
+                payload = entry.get("payload")
+                if isinstance(payload, dict):
+                    items.append(payload)
+    return items

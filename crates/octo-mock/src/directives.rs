@@ -27,12 +27,17 @@ pub(crate) struct Directives {
     pub(crate) tool_name: Option<String>,
     /// `tool_arg=TEXT`: the value given to the named tool's required string parameters.
     pub(crate) tool_arg: Option<String>,
+    /// `tool_args=B64`: the exact arguments of every tool call, as compact JSON object text.
+    pub(crate) tool_args: Option<String>,
 }
 
 const HEADER_PREFIX: &str = "x-mock-";
 const BODY_PREFIX: &[u8] = b"[mock:";
 /// Longest `name=value` accepted inside a body token.
 const MAX_TOKEN_LEN: usize = 64;
+/// Longest `tool_args=value` accepted inside a body token (the value is base64 of a JSON object,
+/// e.g. a whole patch or file).
+const MAX_TOOL_ARGS_TOKEN_LEN: usize = 16 * 1024;
 
 impl Directives {
     /// Body tokens first, then headers, so that headers override the body.
@@ -85,6 +90,11 @@ impl Directives {
                 _ => self.tool = Some(flag(value)),
             },
             "tool_arg" => self.tool_arg = value.map(str::to_owned),
+            "tool_args" => {
+                if let Some(args) = value.and_then(decode_tool_args) {
+                    self.tool_args = Some(args);
+                }
+            }
             "timeout" => self.timeout = flag(value),
             "reset" => self.reset = flag(value),
             "max_tokens" => self.max_tokens = flag(value),
@@ -116,6 +126,51 @@ fn is_flag_word(value: &str) -> bool {
     )
 }
 
+/// The `tool_args` value: a JSON object, either as is (handy in a header) or base64-encoded
+/// (standard or URL-safe alphabet, padding optional; the only form that survives in a body, where
+/// the request's own JSON would escape the quotes). Returns the object as compact JSON text, or
+/// `None` when the value is neither.
+fn decode_tool_args(value: &str) -> Option<String> {
+    let text = if value.starts_with('{') {
+        value.to_owned()
+    } else {
+        String::from_utf8(decode_base64(value)?).ok()?
+    };
+    match serde_json::from_str::<serde_json::Value>(&text).ok()? {
+        object @ serde_json::Value::Object(_) => Some(object.to_string()),
+        _ => None,
+    }
+}
+
+/// Decodes base64 in the standard (`+/`) or URL-safe (`-_`) alphabet, with or without `=`
+/// padding. `None` on any other character or an impossible length.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let digits = text.trim_end_matches('=').as_bytes();
+    if digits.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in digits {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
 /// Yields `(name, value)` for every well-formed `[mock:name]` / `[mock:name=value]` in `body`.
 fn body_tokens(body: &[u8]) -> impl Iterator<Item = (&str, Option<&str>)> {
     let mut rest = body;
@@ -126,7 +181,12 @@ fn body_tokens(body: &[u8]) -> impl Iterator<Item = (&str, Option<&str>)> {
             let Some(after) = rest.strip_prefix(&BODY_PREFIX[1..]) else {
                 continue;
             };
-            let window = &after[..after.len().min(MAX_TOKEN_LEN + 1)];
+            let max = if after.starts_with(b"tool_args=") {
+                MAX_TOOL_ARGS_TOKEN_LEN
+            } else {
+                MAX_TOKEN_LEN
+            };
+            let window = &after[..after.len().min(max + 1)];
             let Some(end) = window.iter().position(|&b| b == b']') else {
                 continue;
             };
@@ -216,6 +276,43 @@ mod tests {
         assert_eq!((d.tool_calls(), d.tool_name), (1, None));
         let d = Directives::parse(&headers(&[("x-mock-tool", "off")]), b"[mock:tool=Bash]");
         assert_eq!(d.tool_calls(), 0);
+    }
+
+    #[test]
+    fn exact_tool_arguments_in_base64_or_json() {
+        // {"file_path":"/tmp/a b.txt","content":"line 1\nline \"2\"]\n"} in base64, padded
+        // (standard alphabet) and unpadded (URL-safe), far longer than an ordinary token.
+        let json = r#"{"file_path":"/tmp/a b.txt","content":"line 1\nline \"2\"]\n"}"#;
+        let expected = serde_json::from_str::<serde_json::Value>(json)
+            .unwrap()
+            .to_string();
+        let b64 =
+            "eyJmaWxlX3BhdGgiOiIvdG1wL2EgYi50eHQiLCJjb250ZW50IjoibGluZSAxXG5saW5lIFwiMlwiXVxuIn0=";
+        assert!(b64.len() > MAX_TOKEN_LEN);
+        let body = format!("write it [mock:tool=Write] [mock:tool_args={b64}] please");
+        let d = Directives::parse(&HeaderMap::new(), body.as_bytes());
+        assert_eq!(d.tool_args.as_deref(), Some(expected.as_str()));
+        assert_eq!(d.tool_name.as_deref(), Some("Write"));
+        let url_safe = b64
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_");
+        let d = Directives::parse(
+            &HeaderMap::new(),
+            format!("[mock:tool_args={url_safe}]").as_bytes(),
+        );
+        assert_eq!(d.tool_args.as_deref(), Some(expected.as_str()));
+        // A header may carry the JSON as is, and wins over the body.
+        let h = headers(&[("x-mock-tool-args", r#"{"input": "a\nb"}"#)]);
+        let d = Directives::parse(&h, body.as_bytes());
+        assert_eq!(d.tool_args.as_deref(), Some(r#"{"input":"a\nb"}"#));
+        // Not base64, not JSON, or not an object: ignored.
+        for bad in ["not base64!", "WzEsMl0", "eyJh", "{\"a\":"] {
+            let d = Directives::parse(&headers(&[("x-mock-tool-args", bad)]), b"");
+            assert_eq!(d.tool_args, None, "{bad}");
+        }
+        assert_eq!(decode_base64("aGk").as_deref(), Some(&b"hi"[..]));
+        assert_eq!(decode_base64("a"), None);
     }
 
     #[test]

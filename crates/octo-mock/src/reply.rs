@@ -73,7 +73,7 @@ pub(crate) struct ToolCall {
     pub(crate) index: usize,
     /// JSON text of the arguments: `{"query":"mock","n":<index>}`, or for a tool named by the
     /// `tool=NAME` directive, values for the required parameters of its schema (see
-    /// [`arguments_for_schema`]).
+    /// [`arguments_for_schema`]); the `tool_args` directive's object when given.
     pub(crate) arguments: String,
 }
 
@@ -212,13 +212,14 @@ fn plan_tool_calls(summary: &Summary, directives: &Directives, state: &State) ->
     (0..count)
         .map(|index| {
             let name = names[index % names.len()];
-            let arguments = match named {
-                Some(_) => arguments_for_schema(
+            let arguments = match (&directives.tool_args, named) {
+                (Some(exact), _) => exact.clone(),
+                (None, Some(_)) => arguments_for_schema(
                     summary.tool_schemas.get(name),
                     directives.tool_arg.as_deref().unwrap_or(DEFAULT_ARG),
                 )
                 .to_string(),
-                None => format!(r#"{{"query":"mock","n":{index}}}"#),
+                (None, None) => format!(r#"{{"query":"mock","n":{index}}}"#),
             };
             ToolCall {
                 id: state.next_tool_id(),
@@ -483,6 +484,19 @@ mod tests {
         let plan = Plan::new(s.clone(), &d, 0, &state);
         assert_eq!(plan.tool_calls[0].name, "Task");
         assert_eq!(plan.tool_calls[0].arguments, r#"{"query":"mock","n":0}"#);
+
+        // `tool_args` gives the exact arguments, multi-line strings included.
+        let d = Directives::parse(
+            &http::HeaderMap::new(),
+            // {"command":"printf a\nb"}
+            b"[mock:tool=Bash] [mock:tool_arg=ignored] [mock:tool_args=eyJjb21tYW5kIjoicHJpbnRmIGFcbmIifQ==]",
+        );
+        let plan = Plan::new(s.clone(), &d, 0, &state);
+        assert_eq!(plan.tool_calls[0].name, "Bash");
+        assert_eq!(
+            plan.tool_calls[0].arguments_json(),
+            serde_json::json!({"command": "printf a\nb"})
+        );
 
         // A trailing tool result still ends the loop with text.
         s.tool_result = Some("hi".into());
