@@ -212,6 +212,13 @@ impl HttpEndpoint {
             .connect_timeout(config.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")))
+            // A gateway must not follow an upstream's redirect with a key attached; a 3xx is
+            // handed back like any other answer.
+            .redirect(reqwest::redirect::Policy::none())
+            // reqwest's retry layer clones every request (header map, extensions, body handle)
+            // in case an HTTP/2 upstream refuses the stream; with no retries allowed it clones
+            // nothing. Failover between keys and backends is the engines' job.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .build()
             .map_err(|e| Error::internal(format!("backend `{}`: HTTP client: {e}", config.name)))?;
         let mut fixed_urls = Vec::new();
