@@ -162,11 +162,10 @@ impl<'a> Scanner<'a> {
         let mut at = start;
         let mut escaped = false;
         loop {
-            let Some(found) = self.b.get(at..).and_then(|rest| memchr2(b'"', b'\\', rest)) else {
+            let Some(p) = quote_or_backslash(self.b, at) else {
                 self.i = self.b.len();
                 return Err(self.syntax("EOF while parsing a string"));
             };
-            let p = at + found;
             if self.b[p] == b'"' {
                 self.i = p + 1;
                 return Ok((&self.b[start..p], escaped));
@@ -270,34 +269,117 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Skips an array or object starting at its opening bracket, checking that strings end and
-    /// brackets match.
+    /// Skips an array or object starting at its opening bracket.
     fn skip_nested(&mut self) -> Result<(), ScanError> {
-        let mut open = Brackets::default();
-        loop {
-            let Some(c) = self.peek() else {
-                return Err(self.syntax("EOF while parsing a value"));
-            };
-            match c {
-                b'"' => {
-                    self.string()?;
-                    continue;
-                }
-                b'{' | b'[' => open.push(c == b'{'),
-                b'}' | b']' => {
-                    if open.pop() != Some(c == b'}') {
-                        return Err(self.syntax("mismatched bracket"));
-                    }
-                    if open.is_empty() {
-                        self.i += 1;
-                        return Ok(());
-                    }
-                }
-                _ => {}
+        match skip_nested(self.b, self.i) {
+            Ok(end) => {
+                self.i = end;
+                Ok(())
             }
-            self.i += 1;
+            Err(e) => Err(e),
         }
     }
+}
+
+/// Skips the array or object opening at `b[open]`, checking that strings end and brackets
+/// match; returns the index just past its closing bracket.
+///
+/// The hot loop of a large body, kept out of line so that its state stays in registers: it looks
+/// at each byte outside strings once and jumps over each string with [`string_end`]. The kinds of
+/// the open brackets are a shift register (`1` for `{`, innermost lowest) spilling every 64
+/// levels into a vector.
+#[inline(never)]
+fn skip_nested(b: &[u8], open: usize) -> Result<usize, ScanError> {
+    let mut i = open;
+    let mut depth = 0usize;
+    let mut kinds = 0u64;
+    let mut deeper: Vec<u64> = Vec::new();
+    while let Some(&c) = b.get(i) {
+        i += 1;
+        match c {
+            b'"' => match string_end(b, i) {
+                Some(end) => i = end,
+                None => return Err(ScanError::Syntax("EOF while parsing a string", b.len())),
+            },
+            b'{' | b'[' => {
+                if depth > 0 && depth % 64 == 0 {
+                    deeper.push(kinds);
+                    kinds = 0;
+                }
+                kinds = kinds << 1 | u64::from(c == b'{');
+                depth += 1;
+            }
+            b'}' | b']' => {
+                if (kinds & 1 == 1) != (c == b'}') {
+                    return Err(ScanError::Syntax("mismatched bracket", i - 1));
+                }
+                kinds >>= 1;
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(i);
+                }
+                if depth % 64 == 0 {
+                    kinds = deeper.pop().unwrap_or_default();
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(ScanError::Syntax("EOF while parsing a value", b.len()))
+}
+
+/// The index just past the closing quote of the string whose contents start at `from`.
+#[inline(always)]
+fn string_end(b: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let p = quote_or_backslash(b, from)?;
+        if b[p] == b'"' {
+            return Some(p + 1);
+        }
+        // A backslash: the next byte is escaped, whatever it is (a quote included).
+        from = p + 2;
+    }
+}
+
+/// The position of the first `"` or `\\` at or after `from`.
+///
+/// Most strings in a chat body are short (roles, keys, a sentence), where a call into `memchr2`
+/// costs more than the search; so the first 64 bytes are searched 16 bytes (two words) at a
+/// time, and only a longer string is handed to `memchr2` (vectorised).
+#[inline(always)]
+fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at - from < 64 {
+        let Some(block) = b.get(at..at + 16) else {
+            break;
+        };
+        let (lo, hi) = block.split_at(8);
+        let lo = specials(u64::from_le_bytes(lo.try_into().unwrap_or_default()));
+        let hi = specials(u64::from_le_bytes(hi.try_into().unwrap_or_default()));
+        if lo | hi != 0 {
+            let first = if lo != 0 {
+                lo.trailing_zeros()
+            } else {
+                64 + hi.trailing_zeros()
+            };
+            return Some(at + (first / 8) as usize);
+        }
+        at += 16;
+    }
+    memchr2(b'"', b'\\', b.get(at..)?).map(|p| at + p)
+}
+
+/// The high bit of each byte of `w` that is `"` or `\\` (exact up to the first such byte, which
+/// is the only one used: a borrow can only set bits above a real match).
+#[inline(always)]
+fn specials(w: u64) -> u64 {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let q = w ^ QUOTES;
+    let s = w ^ BACKSLASHES;
+    (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s) & HIGH
 }
 
 /// Decodes one JSON string literal (quotes included) with serde_json: escapes (surrogate pairs
@@ -305,42 +387,6 @@ impl<'a> Scanner<'a> {
 /// few short strings the scan reads and only when they are not plain.
 fn decode(literal: &[u8]) -> Option<Cow<'_, str>> {
     serde_json::from_slice::<Cow<'_, str>>(literal).ok()
-}
-
-/// The kinds of the open brackets, innermost last: a bit per level (`true` for `{`), inline for
-/// the first 128 levels.
-#[derive(Default)]
-struct Brackets {
-    depth: usize,
-    bits: u128,
-    deeper: Vec<bool>,
-}
-
-impl Brackets {
-    fn push(&mut self, object: bool) {
-        if self.depth < 128 {
-            self.bits = (self.bits & !(1 << self.depth)) | (u128::from(object) << self.depth);
-        } else {
-            self.deeper.push(object);
-        }
-        self.depth += 1;
-    }
-
-    fn pop(&mut self) -> Option<bool> {
-        if self.depth == 0 {
-            return None;
-        }
-        self.depth -= 1;
-        if self.depth < 128 {
-            Some(self.bits >> self.depth & 1 == 1)
-        } else {
-            self.deeper.pop()
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.depth == 0
-    }
 }
 
 #[cfg(test)]
