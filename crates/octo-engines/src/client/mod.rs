@@ -169,6 +169,9 @@ pub struct HttpEndpoint {
     /// The request URL of each protocol whose path is fixed, parsed once: parsing a URL (host,
     /// IDNA, path) costs more than the rest of building a request.
     fixed_urls: Vec<(ApiFormat, reqwest::Url)>,
+    /// Whether the base URL has no `user:password@` (which reqwest's request builder would turn
+    /// into a basic-auth header); requests are then assembled without the builder.
+    plain_urls: bool,
     client: reqwest::Client,
     keys: KeyPool,
 }
@@ -236,10 +239,13 @@ impl HttpEndpoint {
             })?;
             fixed_urls.push((format, parsed));
         }
+        let plain_urls = reqwest::Url::parse(&base_url)
+            .is_ok_and(|u| u.username().is_empty() && u.password().is_none());
         Ok(HttpEndpoint {
             config,
             base_url,
             fixed_urls,
+            plain_urls,
             client,
             keys,
         })
@@ -342,20 +348,6 @@ impl Engine for HttpEndpoint {
         }
         let peek = req.peek()?;
         let url = self.url(format, peek.model.as_deref(), peek.stream)?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static(if peek.stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
-        forwarded_client_headers(format, &req.headers, &mut headers);
         let body = req.body.bytes();
         let model = peek.model.unwrap_or_default();
         let upstream = req.extensions.get::<UpstreamTime>().cloned();
@@ -368,23 +360,7 @@ impl Engine for HttpEndpoint {
                 Err(e) => return Err(last.unwrap_or(e)),
             };
             tried.push(lease.index());
-            let mut attempt_headers = headers.clone();
-            for (k, v) in self.keys.auth(&lease) {
-                if header_applies(format, k) {
-                    attempt_headers.insert(k.clone(), v.clone());
-                }
-            }
-            for (k, v) in &self.config.headers {
-                attempt_headers.insert(k.clone(), v.clone());
-            }
-            if let Some(UpstreamHeaders(extra)) = req.extensions.get::<UpstreamHeaders>() {
-                for k in extra.keys().filter(|k| !is_protected(k)) {
-                    attempt_headers.remove(k);
-                }
-                for (k, v) in extra.iter().filter(|(k, _)| !is_protected(k)) {
-                    attempt_headers.append(k.clone(), v.clone());
-                }
-            }
+            let attempt_headers = self.upstream_headers(&req, peek.stream, &lease);
             let result = self
                 .send(
                     req.method.clone(),
@@ -409,6 +385,47 @@ impl Engine for HttpEndpoint {
 }
 
 impl HttpEndpoint {
+    /// The header set of one attempt, built afresh (sized once) rather than cloned from a base
+    /// set: the protocol's content headers, the allowlisted client headers, the key's auth
+    /// header, the backend's configured headers, then an engine's [`UpstreamHeaders`].
+    fn upstream_headers(&self, req: &Request, stream: bool, lease: &KeyLease) -> HeaderMap {
+        let format = req.format;
+        let extra = req.extensions.get::<UpstreamHeaders>();
+        let mut headers = HeaderMap::with_capacity(
+            4 + self.config.headers.len() + extra.map_or(0, |UpstreamHeaders(h)| h.len()),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        forwarded_client_headers(format, &req.headers, &mut headers);
+        for (k, v) in self.keys.auth(lease) {
+            if header_applies(format, k) {
+                headers.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in &self.config.headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        if let Some(UpstreamHeaders(extra)) = extra {
+            for k in extra.keys().filter(|k| !is_protected(k)) {
+                headers.remove(k);
+            }
+            for (k, v) in extra.iter().filter(|(k, _)| !is_protected(k)) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
+        headers
+    }
+
     /// One upstream exchange with a fixed header set.
     async fn send(
         &self,
@@ -420,13 +437,23 @@ impl HttpEndpoint {
         upstream: Option<&UpstreamTime>,
     ) -> Result<Response, Error> {
         let name = &self.config.name;
-        let request = self
-            .client
-            .request(method, url.clone())
-            .headers(headers)
-            .body(body)
-            .build()
-            .map_err(|e| Error::internal(format!("backend `{name}`: building the request: {e}")))?;
+        let request = if self.plain_urls {
+            // The request reqwest's builder would make, without re-inserting every header into a
+            // new map: the URLs carry no credentials for the builder to turn into basic auth.
+            let mut request = reqwest::Request::new(method, url.clone());
+            *request.headers_mut() = headers;
+            *request.body_mut() = Some(body.into());
+            request
+        } else {
+            self.client
+                .request(method, url.clone())
+                .headers(headers)
+                .body(body)
+                .build()
+                .map_err(|e| {
+                    Error::internal(format!("backend `{name}`: building the request: {e}"))
+                })?
+        };
 
         let t = self.config.timeouts;
         let now = Instant::now();
