@@ -521,27 +521,44 @@ impl HttpEndpoint {
 }
 
 /// Reads a whole body, up to `limit` bytes (truncating when `truncate`, failing otherwise).
+///
+/// A body that arrives in one chunk (most small answers) is returned as that chunk, without a
+/// copy; a second chunk starts a buffer sized for both.
 async fn collect_limited(
     mut body: TimedBody,
     limit: usize,
     truncate: bool,
 ) -> Result<Bytes, Error> {
+    let mut first: Option<Bytes> = None;
     let mut out = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
-        if out.len() + chunk.len() > limit {
+        let len = first.as_ref().map_or(out.len(), Bytes::len);
+        if len + chunk.len() > limit {
             if truncate {
-                out.extend_from_slice(&chunk[..limit - out.len()]);
-                break;
+                let mut out = match first.take() {
+                    Some(f) => BytesMut::from(f),
+                    None => out,
+                };
+                out.extend_from_slice(&chunk[..limit - len]);
+                return Ok(out.freeze());
             }
             return Err(Error::upstream(format!(
                 "backend `{}` sent a response larger than {limit} bytes",
                 body.backend()
             )));
         }
+        if out.is_empty() && first.is_none() {
+            first = Some(chunk);
+            continue;
+        }
+        if let Some(f) = first.take() {
+            out.reserve(f.len() + chunk.len());
+            out.extend_from_slice(&f);
+        }
         out.extend_from_slice(&chunk);
     }
-    Ok(out.freeze())
+    Ok(first.unwrap_or_else(|| out.freeze()))
 }
 
 /// Whether an auth header built for the backend applies to a request in `format`.
@@ -649,6 +666,74 @@ mod tests {
         );
         assert!(
             HttpEndpoint::new(EndpointConfig::new("x", "not a url", ApiFormat::Messages)).is_err()
+        );
+    }
+
+    fn timed(chunks: &[&'static str]) -> TimedBody {
+        let chunks: Vec<reqwest::Result<Bytes>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        TimedBody::new(
+            futures::stream::iter(chunks),
+            "b".into(),
+            Duration::from_secs(60),
+            deadline,
+        )
+    }
+
+    #[tokio::test]
+    async fn collect_limited_keeps_a_single_chunk_and_joins_several() {
+        let one: &'static str = "{\"ok\":true}";
+        let got = collect_limited(timed(&[one]), 100, false).await.unwrap();
+        assert_eq!(got, one);
+        // The chunk itself, not a copy.
+        assert_eq!(got.as_ptr(), one.as_ptr());
+        let got = collect_limited(timed(&["ab", "", "cd", "e"]), 100, false)
+            .await
+            .unwrap();
+        assert_eq!(got, "abcde");
+        assert_eq!(collect_limited(timed(&[]), 100, false).await.unwrap(), "");
+        assert_eq!(
+            collect_limited(timed(&["", "a"]), 100, false)
+                .await
+                .unwrap(),
+            "a"
+        );
+    }
+
+    #[tokio::test]
+    async fn collect_limited_truncates_or_refuses_past_the_limit() {
+        assert_eq!(
+            collect_limited(timed(&["abc", "def"]), 4, true)
+                .await
+                .unwrap(),
+            "abcd"
+        );
+        assert_eq!(
+            collect_limited(timed(&["abcdef"]), 4, true).await.unwrap(),
+            "abcd"
+        );
+        assert_eq!(
+            collect_limited(timed(&["ab", "cd", "ef"]), 5, true)
+                .await
+                .unwrap(),
+            "abcde"
+        );
+        let e = collect_limited(timed(&["abc", "def"]), 4, false)
+            .await
+            .unwrap_err();
+        assert!(
+            e.message().contains("larger than 4 bytes"),
+            "{}",
+            e.message()
+        );
+        assert_eq!(
+            collect_limited(timed(&["ab", "cd"]), 4, false)
+                .await
+                .unwrap(),
+            "abcd"
         );
     }
 
