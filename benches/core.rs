@@ -25,6 +25,23 @@ fn chat_body(target_len: usize) -> Bytes {
     Bytes::from(serde_json::to_vec(&v).unwrap())
 }
 
+/// A chat body of about `target_len` bytes made of long turns (4,000 characters each, like the load
+/// harness's payloads and real prompts that carry documents), where the scan's per-string cost
+/// vanishes and its per-byte cost shows.
+fn long_turns_body(target_len: usize) -> Bytes {
+    let text: String = "the quick brown fox jumps over the lazy dog. "
+        .chars()
+        .cycle()
+        .take(4000)
+        .collect();
+    let n = target_len.div_ceil(4040);
+    let messages: Vec<_> = (0..n)
+        .map(|i| serde_json::json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": text}))
+        .collect();
+    let v = serde_json::json!({"model": "gpt-4o-mini", "messages": messages, "stream": true});
+    Bytes::from(serde_json::to_vec(&v).unwrap())
+}
+
 /// The routing scalars read by serde's validating scan (a borrowed derive).
 #[inline(never)]
 fn serde_scan(bytes: &[u8]) -> (Option<String>, bool) {
@@ -70,6 +87,20 @@ fn bodies(c: &mut Criterion) {
                 body.into_bytes()
             })
         });
+    }
+    for (label, size) in [("100KiB", 100 * 1024), ("1MiB", 1024 * 1024)] {
+        let bytes = long_turns_body(size);
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("peek_long_turns", label),
+            &bytes,
+            |b, bytes| b.iter(|| Body::from_bytes(bytes.clone()).peek().unwrap()),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("serde_scan_long_turns", label),
+            &bytes,
+            |b, bytes| b.iter(|| serde_scan(bytes)),
+        );
     }
     group.finish();
 }
