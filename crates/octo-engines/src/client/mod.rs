@@ -660,6 +660,20 @@ mod tests {
     }
 
     #[test]
+    fn only_urls_without_credentials_skip_the_request_builder() {
+        let plain = |url: &str| {
+            HttpEndpoint::new(EndpointConfig::new("x", url, ApiFormat::ChatCompletions))
+                .unwrap()
+                .plain_urls
+        };
+        assert!(plain("http://h:1"));
+        assert!(plain("https://api.example.com/base/"));
+        // reqwest's builder turns `user:pass@` into a basic-auth header: keep it for those.
+        assert!(!plain("http://user:pw@h:1"));
+        assert!(!plain("http://user@h:1"));
+    }
+
+    #[test]
     fn bad_base_urls_are_refused() {
         assert!(
             HttpEndpoint::new(EndpointConfig::new("x", "ftp://h", ApiFormat::Messages)).is_err()
