@@ -212,20 +212,32 @@ impl Body {
     /// A 400 [`Error`] when the body is not a JSON object, is truncated or malformed where the
     /// scan looks, or `model`/`stream` have the wrong type.
     pub fn peek(&self) -> Result<Peek, Error> {
-        if let Some(v) = &self.value {
-            return peek_value(v);
-        }
+        self.peek_ref().cloned()
+    }
+
+    /// As [`Body::peek`], borrowing the cached answer instead of copying it (no allocation once
+    /// the body has been peeked).
+    ///
+    /// # Errors
+    /// As [`Body::peek`].
+    pub fn peek_ref(&self) -> Result<&Peek, Error> {
         if let Some(p) = self.peeked.get() {
-            return Ok(p.clone());
+            return Ok(p);
         }
-        let bytes = self.bytes.as_deref().unwrap_or_default();
-        let s = scan::scan(bytes).map_err(|e| scan_error(bytes, e))?;
-        let peek = Peek {
-            model: s.model.map(Cow::into_owned),
-            stream: s.stream.unwrap_or(false),
+        // A cached parse is authoritative (and only changes through `json_mut`/`set_json`, which
+        // drop this cache, or `set_top_level`, which keeps it right).
+        let peek = match &self.value {
+            Some(v) => peek_value(v)?,
+            None => {
+                let bytes = self.bytes.as_deref().unwrap_or_default();
+                let s = scan::scan(bytes).map_err(|e| scan_error(bytes, e))?;
+                Peek {
+                    model: s.model.map(Cow::into_owned),
+                    stream: s.stream.unwrap_or(false),
+                }
+            }
         };
-        let _ = self.peeked.set(peek.clone());
-        Ok(peek)
+        Ok(self.peeked.get_or_init(|| peek))
     }
 
     /// Sets one top-level key, splicing bytes when the body is clean so that every other byte is kept.

@@ -434,7 +434,7 @@ impl Engine for TargetSet {
                 a
             }
         };
-        let mut request_model: Option<Option<String>> = None;
+        let mut request_model: Option<Option<&str>> = None;
         let n = self.targets.len();
         let mut round = Round {
             tried: Marks::new(n),
@@ -459,9 +459,8 @@ impl Engine for TargetSet {
                 }
                 let model = match &t.model {
                     Some(m) => Some(m.as_str()),
-                    None => request_model
-                        .get_or_insert_with(|| req.peek().ok().and_then(|p| p.model))
-                        .as_deref(),
+                    None => *request_model
+                        .get_or_insert_with(|| req.peek_ref().ok().and_then(|p| p.model)),
                 };
                 if t.is_available(model) {
                     candidates.push(i);

@@ -346,15 +346,15 @@ impl Engine for HttpEndpoint {
                 format_list(&self.config.protocols)
             )));
         }
-        let peek = req.peek()?;
-        let url = self.url(format, peek.model.as_deref(), peek.stream)?;
         let body = req.body.bytes();
+        let peek = req.peek_ref()?;
+        let url = self.url(format, peek.model, peek.stream)?;
         let model = peek.model.unwrap_or_default();
         let upstream = req.extensions.get::<UpstreamTime>().cloned();
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<Error> = None;
         loop {
-            let lease = match self.keys.acquire(&model, &tried) {
+            let lease = match self.keys.acquire(model, &tried) {
                 Ok(lease) => lease,
                 // Keys were tried for this request: their own (last) answer says more.
                 Err(e) => return Err(last.unwrap_or(e)),
