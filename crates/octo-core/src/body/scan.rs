@@ -257,9 +257,22 @@ impl<'a> Scanner<'a> {
             None => Err(self.syntax("EOF while parsing a value")),
             Some(b',' | b'}' | b']' | b':') => Err(self.syntax("expected value")),
             Some(_) => {
-                // A number or literal: up to the next delimiter; its syntax is not checked.
+                // A number or literal: up to the next delimiter or structural byte (so that what
+                // follows is checked by the caller); its own syntax is not checked.
                 while let Some(c) = self.peek() {
-                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
+                    if matches!(
+                        c,
+                        b',' | b'}'
+                            | b']'
+                            | b' '
+                            | b'\n'
+                            | b'\r'
+                            | b'\t'
+                            | b'"'
+                            | b'{'
+                            | b'['
+                            | b':'
+                    ) {
                         break;
                     }
                     self.i += 1;
@@ -476,6 +489,9 @@ mod tests {
             "{\"a\":1,}",
             "{\"a\" 1}",
             "{\"a\":1 \"b\":2}",
+            "{\"a\":1\"b\":2}",
+            "{\"a\":1{}}",
+            "{\"a\":tru:e}",
             "{a:1}",
             "{\"a\":1}x",
             "{\"a\":1}{}",
