@@ -23,9 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::error::Error;
 
@@ -376,50 +374,10 @@ fn invalid_json(e: &serde_json::Error) -> Error {
     Error::bad_request(format!("{what}: {e}")).with_code("invalid_json")
 }
 
-/// The byte range of the value of top-level `key` in the JSON object `bytes` (last one wins).
+/// The byte range of the value of top-level `key` in the JSON object `bytes` (last one wins), by
+/// the same structure-only scan as [`Body::peek`].
 fn top_level_span(bytes: &[u8], key: &str) -> Result<Option<Range<usize>>, Error> {
-    struct KeyIs<'k>(&'k str);
-    impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-        type Value = bool;
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-    impl Visitor<'_> for KeyIs<'_> {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an object key")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-            Ok(v == self.0)
-        }
-    }
-    struct FindValue<'k>(&'k str);
-    impl<'de> Visitor<'de> for FindValue<'_> {
-        type Value = Option<&'de RawValue>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(is_key) = map.next_key_seed(KeyIs(self.0))? {
-                if is_key {
-                    found = Some(map.next_value::<&'de RawValue>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(found)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let found = de::Deserializer::deserialize_map(&mut de, FindValue(key))
-        .and_then(|found| de.end().map(|()| found))
-        .map_err(|e| invalid_json(&e))?;
-    Ok(found.map(|raw| {
-        let start = raw.get().as_ptr() as usize - bytes.as_ptr() as usize;
-        start..start + raw.get().len()
-    }))
+    scan::value_span(bytes, key).map_err(|e| scan_error(bytes, e))
 }
 
 impl fmt::Debug for Body {
@@ -449,7 +407,9 @@ impl From<Value> for Body {
 mod tests {
     use super::*;
     use serde::Deserialize;
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
     use serde_json::json;
+    use serde_json::value::RawValue;
 
     #[test]
     fn peek_does_not_parse_and_reads_scalars() {
@@ -574,6 +534,52 @@ mod tests {
         b.json_mut().unwrap()["k"] = json!(2);
         assert_eq!(a.json().unwrap()["k"], 1);
         assert_eq!(b.json().unwrap()["k"], 2);
+    }
+
+    /// The serde scan `set_top_level` used before the structure-only one: the reference for spans.
+    fn serde_top_level_span(bytes: &[u8], key: &str) -> Result<Option<Range<usize>>, Error> {
+        struct KeyIs<'k>(&'k str);
+        impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+            type Value = bool;
+            fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+        impl Visitor<'_> for KeyIs<'_> {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+                Ok(v == self.0)
+            }
+        }
+        struct FindValue<'k>(&'k str);
+        impl<'de> Visitor<'de> for FindValue<'_> {
+            type Value = Option<&'de RawValue>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut found = None;
+                while let Some(is_key) = map.next_key_seed(KeyIs(self.0))? {
+                    if is_key {
+                        found = Some(map.next_value::<&'de RawValue>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(found)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let found = de::Deserializer::deserialize_map(&mut de, FindValue(key))
+            .and_then(|found| de.end().map(|()| found))
+            .map_err(|e| invalid_json(&e))?;
+        Ok(found.map(|raw| {
+            let start = raw.get().as_ptr() as usize - bytes.as_ptr() as usize;
+            start..start + raw.get().len()
+        }))
     }
 
     /// The serde scan `peek` used before the structure-only scan: a borrowed derive that
@@ -748,6 +754,11 @@ mod tests {
             ws(&mut r, &mut doc);
             check_agrees(doc.as_bytes());
             check_prefixes_fail(doc.as_bytes());
+            for key in ["model", "stream", "messages", "\"", "é"] {
+                let ours = top_level_span(doc.as_bytes(), key).unwrap();
+                let serde = serde_top_level_span(doc.as_bytes(), key).unwrap();
+                assert_eq!(ours, serde, "{key}: {doc}");
+            }
         }
     }
 

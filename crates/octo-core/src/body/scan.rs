@@ -27,6 +27,7 @@
 //! and `\\` being well-formed. Like serde's `IgnoredAny`, nesting depth is not limited.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use memchr::memchr2;
 
@@ -55,6 +56,42 @@ pub(super) fn scan(bytes: &[u8]) -> Result<Scalars<'_>, ScanError> {
     Scanner { b: bytes, i: 0 }.object()
 }
 
+/// The byte range of the value of top-level `key` in `bytes` (the last one when repeated, as a
+/// full parse would keep), checked like [`scan`] but with no type or duplicate rule: any value
+/// may be replaced.
+pub(super) fn value_span(bytes: &[u8], key: &str) -> Result<Option<Range<usize>>, ScanError> {
+    let mut s = Scanner { b: bytes, i: 0 };
+    s.open_object()?;
+    let mut found = None;
+    if s.peek() == Some(b'}') {
+        s.i += 1;
+        return s.end(()).map(|()| found);
+    }
+    loop {
+        s.whitespace();
+        s.member_key_start()?;
+        let at = s.i;
+        let (raw, escaped) = s.string()?;
+        let is_key = if escaped {
+            decode(&s.b[at..s.i]).ok_or(ScanError::Syntax(
+                "invalid escape or character in a key",
+                at,
+            ))? == key
+        } else {
+            raw == key.as_bytes()
+        };
+        s.colon()?;
+        let start = s.i;
+        s.skip_value()?;
+        if is_key {
+            found = Some(start..s.i);
+        }
+        if s.after_member()? {
+            return s.end(()).map(|()| found);
+        }
+    }
+}
+
 /// Which top-level key a member has.
 enum Key {
     Model,
@@ -69,39 +106,19 @@ struct Scanner<'a> {
 
 impl<'a> Scanner<'a> {
     fn object(&mut self) -> Result<Scalars<'a>, ScanError> {
-        self.whitespace();
-        match self.peek() {
-            Some(b'{') => self.i += 1,
-            None => return Err(self.syntax("EOF while parsing a value")),
-            Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
-                return Err(ScanError::Shape("expected a JSON object", self.i));
-            }
-            Some(_) => return Err(self.syntax("expected value")),
-        }
+        self.open_object()?;
         let mut out = Scalars::default();
         let (mut seen_model, mut seen_stream) = (false, false);
-        self.whitespace();
         if self.peek() == Some(b'}') {
             self.i += 1;
             return self.end(out);
         }
         loop {
             self.whitespace();
-            match self.peek() {
-                Some(b'"') => {}
-                Some(b'}') => return Err(self.syntax("trailing comma")),
-                None => return Err(self.syntax("EOF while parsing an object")),
-                Some(_) => return Err(self.syntax("key must be a string")),
-            }
+            self.member_key_start()?;
             let key_at = self.i;
             let key = self.key()?;
-            self.whitespace();
-            match self.peek() {
-                Some(b':') => self.i += 1,
-                None => return Err(self.syntax("EOF while parsing an object")),
-                Some(_) => return Err(self.syntax("expected `:`")),
-            }
-            self.whitespace();
+            self.colon()?;
             match key {
                 Key::Model if seen_model => {
                     return Err(ScanError::Shape("duplicate field `model`", key_at));
@@ -119,21 +136,68 @@ impl<'a> Scanner<'a> {
                 }
                 Key::Other => self.skip_value()?,
             }
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return self.end(out);
-                }
-                None => return Err(self.syntax("EOF while parsing an object")),
-                Some(_) => return Err(self.syntax("expected `,` or `}`")),
+            if self.after_member()? {
+                return self.end(out);
             }
         }
     }
 
+    /// The opening brace of the body (after whitespace), and the whitespace after it.
+    fn open_object(&mut self) -> Result<(), ScanError> {
+        self.whitespace();
+        match self.peek() {
+            Some(b'{') => self.i += 1,
+            None => return Err(self.syntax("EOF while parsing a value")),
+            Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+                return Err(ScanError::Shape("expected a JSON object", self.i));
+            }
+            Some(_) => return Err(self.syntax("expected value")),
+        }
+        self.whitespace();
+        Ok(())
+    }
+
+    /// Checks that a member starts with a key (its opening quote).
+    fn member_key_start(&self) -> Result<(), ScanError> {
+        match self.peek() {
+            Some(b'"') => Ok(()),
+            Some(b'}') => Err(self.syntax("trailing comma")),
+            None => Err(self.syntax("EOF while parsing an object")),
+            Some(_) => Err(self.syntax("key must be a string")),
+        }
+    }
+
+    /// The `:` after a key, with the whitespace around it.
+    fn colon(&mut self) -> Result<(), ScanError> {
+        self.whitespace();
+        match self.peek() {
+            Some(b':') => self.i += 1,
+            None => return Err(self.syntax("EOF while parsing an object")),
+            Some(_) => return Err(self.syntax("expected `:`")),
+        }
+        self.whitespace();
+        Ok(())
+    }
+
+    /// After a member's value: `,` (another member follows: `false`) or the closing `}` (`true`).
+    fn after_member(&mut self) -> Result<bool, ScanError> {
+        self.whitespace();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(false)
+            }
+            Some(b'}') => {
+                self.i += 1;
+                Ok(true)
+            }
+            None => Err(self.syntax("EOF while parsing an object")),
+            Some(_) => Err(self.syntax("expected `,` or `}`")),
+        }
+    }
+
     /// After the closing brace: only whitespace may follow.
-    fn end(&mut self, out: Scalars<'a>) -> Result<Scalars<'a>, ScanError> {
+    fn end<T>(&mut self, out: T) -> Result<T, ScanError> {
         self.whitespace();
         if self.i < self.b.len() {
             return Err(self.syntax("trailing characters"));
