@@ -29,6 +29,8 @@ def main():
     files = sorted(p for p in GOLDEN.rglob("*") if p.is_file() and p.suffix in (".json", ".sse"))
     for path in files:
         data = path.read_bytes()
+        if path.suffix == ".json":
+            write("peek", data)
         kind, proto = path.name.split(".")[0], path.name.split(".")[1].split("_from_")[0]
         for selector in range(256):
             client, upstream = pair(selector)

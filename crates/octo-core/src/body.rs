@@ -7,8 +7,9 @@
 //! exact bytes that entered it.
 //!
 //! Two cheap operations avoid building a document tree at all:
-//! - [`Body::peek`] reads the top-level `model` and `stream` scalars with a borrowed scan that skips
-//!   every other value (a 1 MiB `messages` array is validated, never allocated);
+//! - [`Body::peek`] reads the top-level `model` and `stream` scalars with a structure-only scan that
+//!   jumps from quote to quote over every other value (a 1 MiB `messages` array is neither
+//!   validated nor allocated; see [`scan`] for what is checked);
 //! - [`Body::set_top_level`] replaces one top-level value by splicing bytes, so renaming the model keeps
 //!   every other byte of the request identical.
 //!
@@ -22,12 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::error::Error;
+
+mod scan;
 
 static FULL_PARSES: AtomicU64 = AtomicU64::new(0);
 
@@ -200,33 +200,42 @@ impl Body {
 
     /// Reads the top-level `model` and `stream` without building a document tree.
     ///
-    /// The whole body is still validated, so malformed JSON is caught here. The result is cached:
-    /// later peeks (and clones of this body) do not scan again.
+    /// A structure-only scan ([`scan`]): it checks that the body is one JSON object with
+    /// terminated strings and balanced brackets, and reads the two values exactly; everything
+    /// else is skipped unvalidated (the upstream validates what it is forwarded). A duplicate
+    /// top-level `model` or `stream` is refused. The result is cached: later peeks (and clones
+    /// of this body) do not scan again.
     ///
     /// # Errors
-    /// A 400 [`Error`] when the body is not a JSON object, or `model`/`stream` have the wrong type.
+    /// A 400 [`Error`] when the body is not a JSON object, is truncated or malformed where the
+    /// scan looks, or `model`/`stream` have the wrong type.
     pub fn peek(&self) -> Result<Peek, Error> {
-        if let Some(v) = &self.value {
-            return peek_value(v);
-        }
+        self.peek_ref().cloned()
+    }
+
+    /// As [`Body::peek`], borrowing the cached answer instead of copying it (no allocation once
+    /// the body has been peeked).
+    ///
+    /// # Errors
+    /// As [`Body::peek`].
+    pub fn peek_ref(&self) -> Result<&Peek, Error> {
         if let Some(p) = self.peeked.get() {
-            return Ok(p.clone());
+            return Ok(p);
         }
-        #[derive(Deserialize)]
-        struct Scalars<'a> {
-            #[serde(borrow, default)]
-            model: Option<Cow<'a, str>>,
-            #[serde(default)]
-            stream: Option<bool>,
-        }
-        let bytes = self.bytes.as_deref().unwrap_or_default();
-        let s: Scalars<'_> = serde_json::from_slice(bytes).map_err(|e| invalid_json(&e))?;
-        let peek = Peek {
-            model: s.model.map(Cow::into_owned),
-            stream: s.stream.unwrap_or(false),
+        // A cached parse is authoritative (and only changes through `json_mut`/`set_json`, which
+        // drop this cache, or `set_top_level`, which keeps it right).
+        let peek = match &self.value {
+            Some(v) => peek_value(v)?,
+            None => {
+                let bytes = self.bytes.as_deref().unwrap_or_default();
+                let s = scan::scan(bytes).map_err(|e| scan_error(bytes, e))?;
+                Peek {
+                    model: s.model.map(Cow::into_owned),
+                    stream: s.stream.unwrap_or(false),
+                }
+            }
         };
-        let _ = self.peeked.set(peek.clone());
-        Ok(peek)
+        Ok(self.peeked.get_or_init(|| peek))
     }
 
     /// Sets one top-level key, splicing bytes when the body is clean so that every other byte is kept.
@@ -313,6 +322,33 @@ impl Body {
     }
 }
 
+/// The error for a failed [`scan`], worded like serde_json's (line and column included).
+fn scan_error(bytes: &[u8], e: scan::ScanError) -> Error {
+    let (what, detail, at) = match e {
+        scan::ScanError::Syntax(detail, at) => ("request body is not valid JSON", detail, at),
+        scan::ScanError::Shape(detail, at) => ("request body has the wrong shape", detail, at),
+        scan::ScanError::ModelType => return model_type_error(),
+        scan::ScanError::StreamType => return stream_type_error(),
+    };
+    let before = &bytes[..at.min(bytes.len())];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let column = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+    Error::bad_request(format!("{what}: {detail} at line {line} column {column}"))
+        .with_code("invalid_json")
+}
+
+fn model_type_error() -> Error {
+    Error::bad_request("`model` must be a string").with_param("model")
+}
+
+fn stream_type_error() -> Error {
+    Error::bad_request("`stream` must be a boolean").with_param("stream")
+}
+
 fn peek_value(v: &Value) -> Result<Peek, Error> {
     let obj = v
         .as_object()
@@ -320,16 +356,12 @@ fn peek_value(v: &Value) -> Result<Peek, Error> {
     let model = match obj.get("model") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return Err(Error::bad_request("`model` must be a string").with_param("model"));
-        }
+        Some(_) => return Err(model_type_error()),
     };
     let stream = match obj.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(Error::bad_request("`stream` must be a boolean").with_param("stream"));
-        }
+        Some(_) => return Err(stream_type_error()),
     };
     Ok(Peek { model, stream })
 }
@@ -342,50 +374,10 @@ fn invalid_json(e: &serde_json::Error) -> Error {
     Error::bad_request(format!("{what}: {e}")).with_code("invalid_json")
 }
 
-/// The byte range of the value of top-level `key` in the JSON object `bytes` (last one wins).
+/// The byte range of the value of top-level `key` in the JSON object `bytes` (last one wins), by
+/// the same structure-only scan as [`Body::peek`].
 fn top_level_span(bytes: &[u8], key: &str) -> Result<Option<Range<usize>>, Error> {
-    struct KeyIs<'k>(&'k str);
-    impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-        type Value = bool;
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-    impl Visitor<'_> for KeyIs<'_> {
-        type Value = bool;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an object key")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-            Ok(v == self.0)
-        }
-    }
-    struct FindValue<'k>(&'k str);
-    impl<'de> Visitor<'de> for FindValue<'_> {
-        type Value = Option<&'de RawValue>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(is_key) = map.next_key_seed(KeyIs(self.0))? {
-                if is_key {
-                    found = Some(map.next_value::<&'de RawValue>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(found)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let found = de::Deserializer::deserialize_map(&mut de, FindValue(key))
-        .and_then(|found| de.end().map(|()| found))
-        .map_err(|e| invalid_json(&e))?;
-    Ok(found.map(|raw| {
-        let start = raw.get().as_ptr() as usize - bytes.as_ptr() as usize;
-        start..start + raw.get().len()
-    }))
+    scan::value_span(bytes, key).map_err(|e| scan_error(bytes, e))
 }
 
 impl fmt::Debug for Body {
@@ -414,7 +406,10 @@ impl From<Value> for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
     use serde_json::json;
+    use serde_json::value::RawValue;
 
     #[test]
     fn peek_does_not_parse_and_reads_scalars() {
@@ -539,6 +534,320 @@ mod tests {
         b.json_mut().unwrap()["k"] = json!(2);
         assert_eq!(a.json().unwrap()["k"], 1);
         assert_eq!(b.json().unwrap()["k"], 2);
+    }
+
+    /// The serde scan `set_top_level` used before the structure-only one: the reference for spans.
+    fn serde_top_level_span(bytes: &[u8], key: &str) -> Result<Option<Range<usize>>, Error> {
+        struct KeyIs<'k>(&'k str);
+        impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+            type Value = bool;
+            fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+        impl Visitor<'_> for KeyIs<'_> {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+                Ok(v == self.0)
+            }
+        }
+        struct FindValue<'k>(&'k str);
+        impl<'de> Visitor<'de> for FindValue<'_> {
+            type Value = Option<&'de RawValue>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut found = None;
+                while let Some(is_key) = map.next_key_seed(KeyIs(self.0))? {
+                    if is_key {
+                        found = Some(map.next_value::<&'de RawValue>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(found)
+            }
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let found = de::Deserializer::deserialize_map(&mut de, FindValue(key))
+            .and_then(|found| de.end().map(|()| found))
+            .map_err(|e| invalid_json(&e))?;
+        Ok(found.map(|raw| {
+            let start = raw.get().as_ptr() as usize - bytes.as_ptr() as usize;
+            start..start + raw.get().len()
+        }))
+    }
+
+    /// The serde scan `peek` used before the structure-only scan: a borrowed derive that
+    /// validates every byte. The reference the property tests compare against.
+    fn serde_peek(bytes: &[u8]) -> Result<Peek, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Scalars<'a> {
+            #[serde(borrow, default)]
+            model: Option<Cow<'a, str>>,
+            #[serde(default)]
+            stream: Option<bool>,
+        }
+        let s: Scalars<'_> = serde_json::from_slice(bytes)?;
+        Ok(Peek {
+            model: s.model.map(Cow::into_owned),
+            stream: s.stream.unwrap_or(false),
+        })
+    }
+
+    /// A small deterministic generator (xorshift), so failures reproduce without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    /// Random whitespace between tokens.
+    fn ws(r: &mut Rng, out: &mut String) {
+        while r.chance(15) {
+            out.push([' ', '\n', '\t', '\r'][r.below(4)]);
+        }
+    }
+
+    /// A JSON string literal for `s`, with random (valid) escapes: `\uXXXX` (surrogate pairs
+    /// beyond the BMP) and the short forms.
+    fn string_literal(r: &mut Rng, s: &str, out: &mut String) {
+        out.push('"');
+        for c in s.chars() {
+            let must = c == '"' || c == '\\' || (c as u32) < 0x20;
+            if must || r.chance(10) {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' if r.chance(50) => out.push_str("\\n"),
+                    '/' if r.chance(50) => out.push_str("\\/"),
+                    _ => {
+                        let mut units = [0u16; 2];
+                        for u in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{:04x}", u));
+                        }
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out.push('"');
+    }
+
+    fn random_text(r: &mut Rng) -> String {
+        const PIECES: [&str; 12] = [
+            "model", "stream", "a", "\"", "\\", "}", "]", "{", "é", "😀", "\n", " x ",
+        ];
+        (0..r.below(5))
+            .map(|_| PIECES[r.below(PIECES.len())])
+            .collect()
+    }
+
+    fn random_value(r: &mut Rng, depth: usize, out: &mut String) {
+        let kind = if depth > 4 { r.below(5) } else { r.below(7) };
+        match kind {
+            0 => out.push_str(["true", "false", "null"][r.below(3)]),
+            1 => out.push_str(["0", "-1.5e3", "12345678901234567890", "0.25"][r.below(4)]),
+            2..=4 => {
+                let t = random_text(r);
+                string_literal(r, &t, out);
+            }
+            5 => {
+                out.push('[');
+                for i in 0..r.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    ws(r, out);
+                    random_value(r, depth + 1, out);
+                    ws(r, out);
+                }
+                out.push(']');
+            }
+            _ => random_object(r, depth + 1, out),
+        }
+    }
+
+    fn random_object(r: &mut Rng, depth: usize, out: &mut String) {
+        out.push('{');
+        for i in 0..r.below(5) {
+            if i > 0 {
+                out.push(',');
+            }
+            ws(r, out);
+            let key = match r.below(6) {
+                0 => "model".to_owned(),
+                1 => "stream".to_owned(),
+                2 => "messages".to_owned(),
+                _ => random_text(r),
+            };
+            string_literal(r, &key, out);
+            ws(r, out);
+            out.push(':');
+            ws(r, out);
+            match (key.as_str(), r.below(4)) {
+                ("model", 0 | 1) => {
+                    let t = random_text(r);
+                    string_literal(r, &t, out);
+                }
+                ("stream", 0 | 1) => out.push_str(["true", "false"][r.below(2)]),
+                _ => random_value(r, depth, out),
+            }
+            ws(r, out);
+        }
+        out.push('}');
+    }
+
+    /// What the structure-only scan must agree with on a well-formed body: serde's scan when that
+    /// succeeds; an error when serde refuses it (a wrong type or a duplicate routing key).
+    fn check_agrees(bytes: &[u8]) {
+        let ours = Body::from_bytes(Bytes::copy_from_slice(bytes)).peek();
+        match serde_peek(bytes) {
+            Ok(p) => assert_eq!(ours.ok(), Some(p), "{}", String::from_utf8_lossy(bytes)),
+            Err(e) => assert!(
+                ours.is_err(),
+                "serde refused ({e}) but the scan accepted {}",
+                String::from_utf8_lossy(bytes)
+            ),
+        }
+    }
+
+    /// Every strict prefix of an object (short of trailing whitespace) is refused as malformed.
+    fn check_prefixes_fail(bytes: &[u8]) {
+        let end = bytes.len()
+            - bytes
+                .iter()
+                .rev()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        for cut in 0..end {
+            let e = Body::from_bytes(Bytes::copy_from_slice(&bytes[..cut]))
+                .peek()
+                .expect_err(&String::from_utf8_lossy(&bytes[..cut]));
+            assert_eq!(e.status().as_u16(), 400);
+        }
+    }
+
+    #[test]
+    fn scan_agrees_with_serde_on_random_objects() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..3000 {
+            let mut doc = String::new();
+            ws(&mut r, &mut doc);
+            random_object(&mut r, 0, &mut doc);
+            ws(&mut r, &mut doc);
+            check_agrees(doc.as_bytes());
+            check_prefixes_fail(doc.as_bytes());
+            for key in ["model", "stream", "messages", "\"", "é"] {
+                let ours = top_level_span(doc.as_bytes(), key).unwrap();
+                let serde = serde_top_level_span(doc.as_bytes(), key).unwrap();
+                assert_eq!(ours, serde, "{key}: {doc}");
+            }
+        }
+    }
+
+    #[test]
+    fn scan_agrees_with_serde_wherever_both_accept_a_mutated_body() {
+        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        const BYTES: &[u8] = b"{}[]\",:\\ ntf0u";
+        for _ in 0..20_000 {
+            let mut doc = String::new();
+            random_object(&mut r, 0, &mut doc);
+            let mut bytes = doc.into_bytes();
+            for _ in 0..1 + r.below(2) {
+                let at = r.below(bytes.len() + 1);
+                match r.below(3) {
+                    0 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    1 if at < bytes.len() => bytes[at] = BYTES[r.below(BYTES.len())],
+                    _ => bytes.insert(at, BYTES[r.below(BYTES.len())]),
+                }
+            }
+            let ours = Body::from_bytes(Bytes::copy_from_slice(&bytes)).peek();
+            // Whatever serde's scan accepts, the structure-only scan accepts alike; except an
+            // array, which the derive read as a tuple of (model, stream) and the scan refuses.
+            let array = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+            if let (Ok(p), false) = (serde_peek(&bytes), array) {
+                assert_eq!(
+                    ours.as_ref().ok(),
+                    Some(&p),
+                    "{}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+            // Whatever the scan accepts and a full parse reads, both read the same way.
+            if let (Ok(p), Ok(v)) = (&ours, serde_json::from_slice::<Value>(&bytes)) {
+                assert_eq!(peek_value(&v).ok().as_ref(), Some(p));
+            }
+            if let Err(e) = &ours {
+                assert_eq!(e.status().as_u16(), 400);
+            }
+        }
+    }
+
+    #[test]
+    fn scan_agrees_with_serde_on_the_golden_bodies() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden");
+        let mut seen = 0;
+        for dir in std::fs::read_dir(root).unwrap() {
+            let Ok(files) = std::fs::read_dir(dir.unwrap().path()) else {
+                continue;
+            };
+            for file in files {
+                let path = file.unwrap().path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    let bytes = std::fs::read(&path).unwrap();
+                    check_agrees(&bytes);
+                    if bytes.len() < 4096 {
+                        check_prefixes_fail(&bytes);
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 20, "only {seen} golden bodies found");
+    }
+
+    #[test]
+    fn scan_errors_keep_the_invalid_json_shape() {
+        let truncated: &'static [u8] = b"{\"model\": \"x\",\n \"messages\": [\"abc";
+        let e = Body::from_static(truncated).peek().unwrap_err();
+        assert_eq!(
+            e.message(),
+            "request body is not valid JSON: EOF while parsing a string at line 2 column 18"
+        );
+        // The position is where serde_json puts it.
+        let serde = serde_json::from_slice::<Value>(truncated).unwrap_err();
+        assert!(e.message().ends_with(&serde.to_string()), "{serde}");
+        let e = Body::from_static(br#"{"model":"a","model":"b"}"#)
+            .peek()
+            .unwrap_err();
+        assert!(
+            e.message().contains("duplicate field `model`"),
+            "{}",
+            e.message()
+        );
+        let e = Body::from_static(br#"{"model":7}"#).peek().unwrap_err();
+        assert_eq!(e.message(), "`model` must be a string");
+        let e = Body::from_static(b"").peek().unwrap_err();
+        assert!(e.message().contains("not valid JSON"), "{}", e.message());
     }
 
     #[test]

@@ -58,5 +58,5 @@ pub use engine::{ArcEngine, BoxEngine, Engine, EngineFn, engine_fn};
 pub use error::{BoxError, Error, ErrorKind, RenderedError, UpstreamBody};
 pub use event::{Event, EventSender, EventStream, StreamClosed};
 pub use format::{ApiFormat, ErrorFamily, format_list};
-pub use request::{Request, RouteParams};
+pub use request::{PeekRef, Request, RouteParams};
 pub use response::{Response, ResponseBody};

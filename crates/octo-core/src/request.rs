@@ -41,6 +41,15 @@ pub struct Request {
     pub body: Body,
 }
 
+/// The routing scalars of a request, borrowed from it (see [`Request::peek_ref`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeekRef<'a> {
+    /// The model, from the path or the body.
+    pub model: Option<&'a str>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+}
+
 impl Request {
     /// A request with empty headers and extensions.
     pub fn new(method: Method, uri: Uri, format: ApiFormat, body: Body) -> Self {
@@ -82,6 +91,19 @@ impl Request {
             peek.stream = stream;
         }
         Ok(peek)
+    }
+
+    /// As [`Request::peek`], borrowing: the model name is not copied (nothing is allocated once
+    /// the body has been peeked).
+    ///
+    /// # Errors
+    /// As [`Request::peek`].
+    pub fn peek_ref(&self) -> Result<PeekRef<'_>, Error> {
+        let peek = self.body.peek_ref()?;
+        Ok(PeekRef {
+            model: self.route.model.as_deref().or(peek.model.as_deref()),
+            stream: self.route.stream.unwrap_or(peek.stream),
+        })
     }
 
     /// Points the request at another model name: in the path for path-routed protocols, in the body
@@ -128,5 +150,33 @@ mod tests {
             br#"{ "model" : "n", "messages": [] }"#
         );
         assert_eq!(req.peek().unwrap().model.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn peek_ref_reads_what_peek_reads_route_first() {
+        let mut req = Request::post(
+            ApiFormat::ChatCompletions,
+            "/v1/chat/completions",
+            Body::from_static(br#"{"model":"m","stream":true}"#),
+        );
+        let owned = req.peek().unwrap();
+        let borrowed = req.peek_ref().unwrap();
+        assert_eq!(borrowed.model, owned.model.as_deref());
+        assert_eq!(borrowed.stream, owned.stream);
+        req.route.model = Some("from-path".into());
+        req.route.stream = Some(false);
+        let owned = req.peek().unwrap();
+        let borrowed = req.peek_ref().unwrap();
+        assert_eq!(borrowed.model, Some("from-path"));
+        assert_eq!(borrowed.model, owned.model.as_deref());
+        assert!(!borrowed.stream && !owned.stream);
+        // A parsed body's answer is cached too, and dropped by an edit.
+        req.body.json().unwrap();
+        assert_eq!(req.body.peek_ref().unwrap().model.as_deref(), Some("m"));
+        req.body.json_mut().unwrap()["model"] = "edited".into();
+        assert_eq!(
+            req.body.peek_ref().unwrap().model.as_deref(),
+            Some("edited")
+        );
     }
 }

@@ -367,6 +367,22 @@ impl<K: Hash + Eq> BreakerRegistry<K> {
             .clone()
     }
 
+    /// The breaker for a borrowed `key`, created closed if new; the key is copied only then (a
+    /// lookup on the hot path allocates nothing).
+    pub fn get_by<Q>(&self, key: &Q) -> Arc<CircuitBreaker>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        {
+            let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = map.get(key) {
+                return b.clone();
+            }
+        }
+        self.get(key.to_owned())
+    }
+
     /// The breaker for `key` if one exists.
     pub fn peek<Q>(&self, key: &Q) -> Option<Arc<CircuitBreaker>>
     where
@@ -389,6 +405,17 @@ mod tests {
     use bytes::Bytes;
     use http::StatusCode;
     use octo_core::UpstreamBody;
+
+    #[test]
+    fn borrowed_lookups_find_and_create_the_same_breakers() {
+        let reg: BreakerRegistry<String> = BreakerRegistry::new(cfg());
+        assert!(reg.peek("m").is_none());
+        let a = reg.get_by("m");
+        assert!(Arc::ptr_eq(&a, &reg.get("m".to_owned())));
+        assert!(Arc::ptr_eq(&a, &reg.get_by("m")));
+        assert!(Arc::ptr_eq(&a, &reg.peek("m").unwrap()));
+        assert!(!Arc::ptr_eq(&a, &reg.get_by("n")));
+    }
 
     fn cfg() -> BreakerConfig {
         BreakerConfig {

@@ -370,10 +370,52 @@ impl Availability for TargetSet {
 
 /// The per-request bookkeeping of [`TargetSet::process`].
 struct Round {
-    tried: Vec<bool>,
-    banned: Vec<bool>,
+    tried: Marks,
+    banned: Marks,
     attempted: bool,
     retry_after: Option<Duration>,
+}
+
+/// One flag per target: bits of a word for up to 64 targets (no allocation per request), a
+/// vector beyond.
+enum Marks {
+    Word(u64),
+    Many(Vec<bool>),
+}
+
+impl Marks {
+    fn new(n: usize) -> Self {
+        if n <= 64 {
+            Marks::Word(0)
+        } else {
+            Marks::Many(vec![false; n])
+        }
+    }
+
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Marks::Word(w) => i < 64 && w >> i & 1 == 1,
+            Marks::Many(v) => v.get(i).copied().unwrap_or(false),
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match self {
+            Marks::Word(w) => *w |= 1u64.checked_shl(i as u32).unwrap_or(0),
+            Marks::Many(v) => {
+                if let Some(b) = v.get_mut(i) {
+                    *b = true;
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Marks::Word(w) => *w = 0,
+            Marks::Many(v) => v.fill(false),
+        }
+    }
 }
 
 #[async_trait]
@@ -392,11 +434,11 @@ impl Engine for TargetSet {
                 a
             }
         };
-        let mut request_model: Option<Option<String>> = None;
+        let mut request_model: Option<Option<&str>> = None;
         let n = self.targets.len();
         let mut round = Round {
-            tried: vec![false; n],
-            banned: vec![false; n],
+            tried: Marks::new(n),
+            banned: Marks::new(n),
             attempted: false,
             retry_after: None,
         };
@@ -412,19 +454,18 @@ impl Engine for TargetSet {
             // Candidates: eligible, not tried this round, not banned, available.
             let mut candidates = Vec::with_capacity(n);
             for (i, t) in self.targets.iter().enumerate() {
-                if !self.eligible[i] || round.tried[i] || round.banned[i] {
+                if !self.eligible[i] || round.tried.get(i) || round.banned.get(i) {
                     continue;
                 }
                 let model = match &t.model {
                     Some(m) => Some(m.as_str()),
-                    None => request_model
-                        .get_or_insert_with(|| req.peek().ok().and_then(|p| p.model))
-                        .as_deref(),
+                    None => *request_model
+                        .get_or_insert_with(|| req.peek_ref().ok().and_then(|p| p.model)),
                 };
                 if t.is_available(model) {
                     candidates.push(i);
                 } else {
-                    round.tried[i] = true;
+                    round.tried.set(i);
                     attempts.push(skip_record(t));
                     if let Some(d) = t.available_in(model) {
                         soonest = Some(soonest.map_or(d, |s| s.min(d)));
@@ -444,7 +485,7 @@ impl Engine for TargetSet {
                 }
                 tracing::debug!(model = %self.name, ?wait, "every target tried; waiting before the next round");
                 tokio::time::sleep(wait).await;
-                round.tried.fill(false);
+                round.tried.clear();
                 round.attempted = false;
                 round.retry_after = None;
                 continue;
@@ -456,7 +497,7 @@ impl Engine for TargetSet {
             else {
                 break;
             };
-            round.tried[idx] = true;
+            round.tried.set(idx);
             let target = &self.targets[idx];
             let permit = match &target.breaker {
                 Some(b) => match b.try_acquire() {
@@ -519,7 +560,7 @@ impl Engine for TargetSet {
                         "attempt failed"
                     );
                     if matches!(e.status().as_u16(), 401 | 403) {
-                        round.banned[idx] = true;
+                        round.banned.set(idx);
                     }
                     if let Some(after) = e.retry_after() {
                         round.retry_after = Some(round.retry_after.map_or(after, |r| r.min(after)));
@@ -694,6 +735,23 @@ mod tests {
                     Event::named("message_stop", Bytes::from_static(b"{}")),
                 ]))),
             }
+        }
+    }
+
+    #[test]
+    fn marks_hold_one_flag_per_target_inline_or_in_a_vector() {
+        for n in [1, 64, 65, 200] {
+            let mut m = Marks::new(n);
+            assert!(matches!(m, Marks::Word(_)) == (n <= 64));
+            for i in (0..n).step_by(3) {
+                m.set(i);
+            }
+            for i in 0..n {
+                assert_eq!(m.get(i), i % 3 == 0, "{n}: {i}");
+            }
+            assert!(!m.get(n + 70));
+            m.clear();
+            assert!((0..n).all(|i| !m.get(i)));
         }
     }
 

@@ -38,15 +38,14 @@ impl ModelRouter {
 #[async_trait]
 impl Engine for ModelRouter {
     async fn process(&self, req: Request) -> Result<Response, Error> {
-        let peek = req.peek()?;
-        let Some(model) = peek.model else {
+        let Some(model) = req.peek_ref()?.model else {
             return Err(
                 Error::bad_request("the request names no model; set `model`")
                     .with_param("model")
                     .with_code("model_required"),
             );
         };
-        let Some(engine) = self.models.get(&model) else {
+        let Some(engine) = self.models.get(model) else {
             let known: Vec<&str> = self.model_names().collect();
             return Err(Error::not_found(format!(
                 "model `{model}` is not configured on this gateway; available models: {}",

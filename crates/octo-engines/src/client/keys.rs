@@ -77,7 +77,9 @@ pub struct KeyPool {
     keyed: bool,
     next: AtomicUsize,
     config: KeyPoolConfig,
-    breakers: Option<BreakerRegistry<(usize, String)>>,
+    /// One registry per slot, by model: looked up with the request's `&str`, so the hot path
+    /// builds no `(index, String)` key.
+    breakers: Option<Vec<BreakerRegistry<String>>>,
 }
 
 impl fmt::Debug for KeyPool {
@@ -139,12 +141,15 @@ impl KeyPool {
                 cooling_until: Mutex::new(None),
             });
         }
+        let breakers = config
+            .breaker
+            .map(|b| slots.iter().map(|_| BreakerRegistry::new(b)).collect());
         Ok(KeyPool {
             backend,
             slots,
             keyed,
             next: AtomicUsize::new(0),
-            breakers: config.breaker.map(BreakerRegistry::new),
+            breakers,
             config,
         })
     }
@@ -168,7 +173,8 @@ impl KeyPool {
     pub fn breaker(&self, index: usize, model: &str) -> Option<Arc<CircuitBreaker>> {
         self.breakers
             .as_ref()
-            .map(|r| r.get((index, model.to_owned())))
+            .and_then(|r| r.get(index))
+            .map(|r| r.get_by(model))
     }
 
     /// How long key `index` still rests, if it does.
@@ -178,11 +184,10 @@ impl KeyPool {
 
     fn breaker_available(&self, index: usize, model: &str) -> bool {
         // Look up without creating: a key never used for this model is available.
-        let Some(reg) = &self.breakers else {
+        let Some(reg) = self.breakers.as_ref().and_then(|r| r.get(index)) else {
             return true;
         };
-        reg.peek(&(index, model.to_owned()))
-            .is_none_or(|b| b.is_available())
+        reg.peek(model).is_none_or(|b| b.is_available())
     }
 
     /// Whether some key could take a request for `model` now (no side effect).
@@ -202,7 +207,8 @@ impl KeyPool {
             let breaker = self
                 .breakers
                 .as_ref()
-                .and_then(|r| r.peek(&(i, model.to_owned())))
+                .and_then(|r| r.get(i))
+                .and_then(|r| r.peek(model))
                 .and_then(|b| (!b.is_available()).then(|| b.retry_in().unwrap_or_default()))
                 .unwrap_or_default();
             if cool.is_zero() && breaker.is_zero() && self.breaker_available(i, model) {
@@ -235,9 +241,9 @@ impl KeyPool {
                 soonest_cool = Some(soonest_cool.map_or(left, |s| s.min(left)));
                 continue;
             }
-            let permit = match &self.breakers {
+            let permit = match self.breakers.as_ref().and_then(|r| r.get(i)) {
                 Some(reg) => {
-                    let breaker = reg.get((i, model.to_owned()));
+                    let breaker = reg.get_by(model);
                     match breaker.try_acquire() {
                         Some(p) => Some(p),
                         None => {

@@ -204,6 +204,9 @@ pub struct HttpEndpoint {
     /// The request URL of each protocol whose path is fixed, parsed once: parsing a URL (host,
     /// IDNA, path) costs more than the rest of building a request.
     fixed_urls: Vec<(ApiFormat, reqwest::Url)>,
+    /// Whether the base URL has no `user:password@` (which reqwest's request builder would turn
+    /// into a basic-auth header); requests are then assembled without the builder.
+    plain_urls: bool,
     client: reqwest::Client,
     keys: KeyPool,
 }
@@ -247,6 +250,13 @@ impl HttpEndpoint {
             .connect_timeout(config.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")))
+            // A gateway must not follow an upstream's redirect with a key attached; a 3xx is
+            // handed back like any other answer.
+            .redirect(reqwest::redirect::Policy::none())
+            // reqwest's retry layer clones every request (header map, extensions, body handle)
+            // in case an HTTP/2 upstream refuses the stream; with no retries allowed it clones
+            // nothing. Failover between keys and backends is the engines' job.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             // HTTP/2 (h2c, or h2 by ALPN) puts every request to the backend on one connection.
             // A client that stops reading makes the gateway stop reading its stream, whose unread
             // data then counts against the connection's flow-control window; with hyper's
@@ -283,10 +293,13 @@ impl HttpEndpoint {
             })?;
             fixed_urls.push((format, parsed));
         }
+        let plain_urls = reqwest::Url::parse(&base_url)
+            .is_ok_and(|u| u.username().is_empty() && u.password().is_none());
         Ok(HttpEndpoint {
             config,
             base_url,
             fixed_urls,
+            plain_urls,
             client,
             keys,
         })
@@ -423,55 +436,25 @@ impl Engine for HttpEndpoint {
                 format_list(&self.config.protocols)
             )));
         }
-        let peek = req.peek()?;
-        let url = if req.extensions.get::<CountTokens>().is_some() {
-            self.count_tokens_url(format, peek.model.as_deref())?
-        } else {
-            self.url(format, peek.model.as_deref(), peek.stream)?
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static(if peek.stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
-        forwarded_client_headers(format, &req.headers, &mut headers);
         let body = req.body.bytes();
+        let peek = req.peek_ref()?;
+        let url = if req.extensions.get::<CountTokens>().is_some() {
+            self.count_tokens_url(format, peek.model)?
+        } else {
+            self.url(format, peek.model, peek.stream)?
+        };
         let model = peek.model.unwrap_or_default();
         let upstream = req.extensions.get::<UpstreamTime>().cloned();
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<Error> = None;
         loop {
-            let lease = match self.keys.acquire(&model, &tried) {
+            let lease = match self.keys.acquire(model, &tried) {
                 Ok(lease) => lease,
                 // Keys were tried for this request: their own (last) answer says more.
                 Err(e) => return Err(last.unwrap_or(e)),
             };
             tried.push(lease.index());
-            let mut attempt_headers = headers.clone();
-            for (k, v) in self.keys.auth(&lease) {
-                if header_applies(format, k) {
-                    attempt_headers.insert(k.clone(), v.clone());
-                }
-            }
-            for (k, v) in &self.config.headers {
-                attempt_headers.insert(k.clone(), v.clone());
-            }
-            if let Some(UpstreamHeaders(extra)) = req.extensions.get::<UpstreamHeaders>() {
-                for k in extra.keys().filter(|k| !is_protected(k)) {
-                    attempt_headers.remove(k);
-                }
-                for (k, v) in extra.iter().filter(|(k, _)| !is_protected(k)) {
-                    attempt_headers.append(k.clone(), v.clone());
-                }
-            }
+            let attempt_headers = self.upstream_headers(&req, peek.stream, &lease);
             let result = self
                 .send(
                     req.method.clone(),
@@ -496,6 +479,47 @@ impl Engine for HttpEndpoint {
 }
 
 impl HttpEndpoint {
+    /// The header set of one attempt, built afresh (sized once) rather than cloned from a base
+    /// set: the protocol's content headers, the allowlisted client headers, the key's auth
+    /// header, the backend's configured headers, then an engine's [`UpstreamHeaders`].
+    fn upstream_headers(&self, req: &Request, stream: bool, lease: &KeyLease) -> HeaderMap {
+        let format = req.format;
+        let extra = req.extensions.get::<UpstreamHeaders>();
+        let mut headers = HeaderMap::with_capacity(
+            4 + self.config.headers.len() + extra.map_or(0, |UpstreamHeaders(h)| h.len()),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        forwarded_client_headers(format, &req.headers, &mut headers);
+        for (k, v) in self.keys.auth(lease) {
+            if header_applies(format, k) {
+                headers.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in &self.config.headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        if let Some(UpstreamHeaders(extra)) = extra {
+            for k in extra.keys().filter(|k| !is_protected(k)) {
+                headers.remove(k);
+            }
+            for (k, v) in extra.iter().filter(|(k, _)| !is_protected(k)) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
+        headers
+    }
+
     /// One upstream exchange with a fixed header set.
     async fn send(
         &self,
@@ -507,13 +531,23 @@ impl HttpEndpoint {
         upstream: Option<&UpstreamTime>,
     ) -> Result<Response, Error> {
         let name = &self.config.name;
-        let request = self
-            .client
-            .request(method, url.clone())
-            .headers(headers)
-            .body(body)
-            .build()
-            .map_err(|e| Error::internal(format!("backend `{name}`: building the request: {e}")))?;
+        let request = if self.plain_urls {
+            // The request reqwest's builder would make, without re-inserting every header into a
+            // new map: the URLs carry no credentials for the builder to turn into basic auth.
+            let mut request = reqwest::Request::new(method, url.clone());
+            *request.headers_mut() = headers;
+            *request.body_mut() = Some(body.into());
+            request
+        } else {
+            self.client
+                .request(method, url.clone())
+                .headers(headers)
+                .body(body)
+                .build()
+                .map_err(|e| {
+                    Error::internal(format!("backend `{name}`: building the request: {e}"))
+                })?
+        };
 
         let t = self.config.timeouts;
         let now = Instant::now();
@@ -581,27 +615,44 @@ impl HttpEndpoint {
 }
 
 /// Reads a whole body, up to `limit` bytes (truncating when `truncate`, failing otherwise).
+///
+/// A body that arrives in one chunk (most small answers) is returned as that chunk, without a
+/// copy; a second chunk starts a buffer sized for both.
 async fn collect_limited(
     mut body: TimedBody,
     limit: usize,
     truncate: bool,
 ) -> Result<Bytes, Error> {
+    let mut first: Option<Bytes> = None;
     let mut out = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
-        if out.len() + chunk.len() > limit {
+        let len = first.as_ref().map_or(out.len(), Bytes::len);
+        if len + chunk.len() > limit {
             if truncate {
-                out.extend_from_slice(&chunk[..limit - out.len()]);
-                break;
+                let mut out = match first.take() {
+                    Some(f) => BytesMut::from(f),
+                    None => out,
+                };
+                out.extend_from_slice(&chunk[..limit - len]);
+                return Ok(out.freeze());
             }
             return Err(Error::upstream(format!(
                 "backend `{}` sent a response larger than {limit} bytes",
                 body.backend()
             )));
         }
+        if out.is_empty() && first.is_none() {
+            first = Some(chunk);
+            continue;
+        }
+        if let Some(f) = first.take() {
+            out.reserve(f.len() + chunk.len());
+            out.extend_from_slice(&f);
+        }
         out.extend_from_slice(&chunk);
     }
-    Ok(out.freeze())
+    Ok(first.unwrap_or_else(|| out.freeze()))
 }
 
 /// Whether an auth header built for the backend applies to a request in `format`.
@@ -732,12 +783,94 @@ mod tests {
     }
 
     #[test]
+    fn only_urls_without_credentials_skip_the_request_builder() {
+        let plain = |url: &str| {
+            HttpEndpoint::new(EndpointConfig::new("x", url, ApiFormat::ChatCompletions))
+                .unwrap()
+                .plain_urls
+        };
+        assert!(plain("http://h:1"));
+        assert!(plain("https://api.example.com/base/"));
+        // reqwest's builder turns `user:pass@` into a basic-auth header: keep it for those.
+        assert!(!plain("http://user:pw@h:1"));
+        assert!(!plain("http://user@h:1"));
+    }
+
+    #[test]
     fn bad_base_urls_are_refused() {
         assert!(
             HttpEndpoint::new(EndpointConfig::new("x", "ftp://h", ApiFormat::Messages)).is_err()
         );
         assert!(
             HttpEndpoint::new(EndpointConfig::new("x", "not a url", ApiFormat::Messages)).is_err()
+        );
+    }
+
+    fn timed(chunks: &[&'static str]) -> TimedBody {
+        let chunks: Vec<reqwest::Result<Bytes>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        TimedBody::new(
+            futures::stream::iter(chunks),
+            "b".into(),
+            Duration::from_secs(60),
+            deadline,
+        )
+    }
+
+    #[tokio::test]
+    async fn collect_limited_keeps_a_single_chunk_and_joins_several() {
+        let one: &'static str = "{\"ok\":true}";
+        let got = collect_limited(timed(&[one]), 100, false).await.unwrap();
+        assert_eq!(got, one);
+        // The chunk itself, not a copy.
+        assert_eq!(got.as_ptr(), one.as_ptr());
+        let got = collect_limited(timed(&["ab", "", "cd", "e"]), 100, false)
+            .await
+            .unwrap();
+        assert_eq!(got, "abcde");
+        assert_eq!(collect_limited(timed(&[]), 100, false).await.unwrap(), "");
+        assert_eq!(
+            collect_limited(timed(&["", "a"]), 100, false)
+                .await
+                .unwrap(),
+            "a"
+        );
+    }
+
+    #[tokio::test]
+    async fn collect_limited_truncates_or_refuses_past_the_limit() {
+        assert_eq!(
+            collect_limited(timed(&["abc", "def"]), 4, true)
+                .await
+                .unwrap(),
+            "abcd"
+        );
+        assert_eq!(
+            collect_limited(timed(&["abcdef"]), 4, true).await.unwrap(),
+            "abcd"
+        );
+        assert_eq!(
+            collect_limited(timed(&["ab", "cd", "ef"]), 5, true)
+                .await
+                .unwrap(),
+            "abcde"
+        );
+        let e = collect_limited(timed(&["abc", "def"]), 4, false)
+            .await
+            .unwrap_err();
+        assert!(
+            e.message().contains("larger than 4 bytes"),
+            "{}",
+            e.message()
+        );
+        assert_eq!(
+            collect_limited(timed(&["ab", "cd"]), 4, false)
+                .await
+                .unwrap(),
+            "abcd"
         );
     }
 

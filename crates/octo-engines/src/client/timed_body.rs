@@ -19,12 +19,18 @@ use tokio::time::{Instant, Sleep};
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// Wraps reqwest's byte stream; yields a timeout [`Error`] (and ends) when a deadline passes.
+///
+/// One timer serves both deadlines: it is set to the earlier of the idle deadline and the total
+/// one, and when it fires, which of the two it was tells the error apart (one timer entry and
+/// one allocation per exchange instead of two).
 pub(crate) struct TimedBody {
     inner: ByteStream,
     backend: String,
     idle: Duration,
-    idle_sleep: Pin<Box<Sleep>>,
-    total_sleep: Pin<Box<Sleep>>,
+    /// The end of the whole exchange.
+    deadline: Instant,
+    /// Fires at `min(last chunk + idle, deadline)`.
+    sleep: Pin<Box<Sleep>>,
     done: bool,
     /// Where waiting time is added, and since when the current wait has lasted.
     upstream: Option<UpstreamTime>,
@@ -42,8 +48,8 @@ impl TimedBody {
             inner: Box::pin(inner),
             backend,
             idle,
-            idle_sleep: Box::pin(tokio::time::sleep(idle)),
-            total_sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+            sleep: Box::pin(tokio::time::sleep_until(next_wake(idle, deadline))),
             done: false,
             upstream: None,
             waiting_since: None,
@@ -84,7 +90,9 @@ impl Stream for TimedBody {
         }
         match polled {
             Poll::Ready(Some(Ok(chunk))) => {
-                this.idle_sleep.as_mut().reset(Instant::now() + this.idle);
+                this.sleep
+                    .as_mut()
+                    .reset(next_wake(this.idle, this.deadline));
                 return Poll::Ready(Some(Ok(chunk)));
             }
             Poll::Ready(Some(Err(e))) => {
@@ -105,29 +113,78 @@ impl Stream for TimedBody {
             }
             Poll::Pending => {}
         }
-        if this.total_sleep.as_mut().poll(cx).is_ready() {
-            this.done = true;
-            this.end_wait();
-            return Poll::Ready(Some(Err(Error::timeout(format!(
-                "backend `{}` exceeded the total timeout",
-                this.backend
-            )))));
+        if this.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
         }
-        if this.idle_sleep.as_mut().poll(cx).is_ready() {
-            this.done = true;
-            this.end_wait();
-            return Poll::Ready(Some(Err(Error::timeout(format!(
+        this.done = true;
+        this.end_wait();
+        // The total deadline wins when both fall at the same instant.
+        let message = if this.sleep.deadline() >= this.deadline {
+            format!("backend `{}` exceeded the total timeout", this.backend)
+        } else {
+            format!(
                 "backend `{}` sent nothing for {:?} (idle timeout)",
                 this.backend, this.idle
-            )))));
-        }
-        Poll::Pending
+            )
+        };
+        Poll::Ready(Some(Err(Error::timeout(message))))
     }
+}
+
+/// When the timer should next fire: after `idle` from now, but never past `deadline`.
+fn next_wake(idle: Duration, deadline: Instant) -> Instant {
+    Instant::now()
+        .checked_add(idle)
+        .map_or(deadline, |idle_end| idle_end.min(deadline))
 }
 
 impl Drop for TimedBody {
     fn drop(&mut self) {
         // A stream dropped mid-wait (the client left) still spent that time waiting upstream.
         self.end_wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn chunk(s: &'static str) -> reqwest::Result<Bytes> {
+        Ok(Bytes::from_static(s.as_bytes()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_upstream_hits_the_idle_deadline() {
+        let inner = futures::stream::iter([chunk("a")]).chain(futures::stream::pending());
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut body = TimedBody::new(inner, "b".into(), Duration::from_secs(5), deadline);
+        assert_eq!(body.next().await.unwrap().unwrap(), "a");
+        let start = Instant::now();
+        let e = body.next().await.unwrap().unwrap_err();
+        assert!(e.message().contains("idle timeout"), "{}", e.message());
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert!(body.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickling_upstream_hits_the_total_deadline() {
+        let inner = futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Some((chunk("x"), ()))
+        });
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(3500);
+        let mut body = TimedBody::new(inner, "b".into(), Duration::from_secs(2), deadline);
+        let mut chunks = 0;
+        let e = loop {
+            match body.next().await.unwrap() {
+                Ok(_) => chunks += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(chunks, 3);
+        assert!(e.message().contains("total timeout"), "{}", e.message());
+        assert_eq!(start.elapsed(), Duration::from_millis(3500));
     }
 }
