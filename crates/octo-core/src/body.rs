@@ -9,7 +9,7 @@
 //! Two cheap operations avoid building a document tree at all:
 //! - [`Body::peek`] reads the top-level `model` and `stream` scalars with a structure-only scan that
 //!   jumps from quote to quote over every other value (a 1 MiB `messages` array is neither
-//!   validated nor allocated; see [`scan`] for what is checked);
+//!   validated nor allocated; see the `body::scan` module docs for what is checked);
 //! - [`Body::set_top_level`] replaces one top-level value by splicing bytes, so renaming the model keeps
 //!   every other byte of the request identical.
 //!
@@ -200,7 +200,7 @@ impl Body {
 
     /// Reads the top-level `model` and `stream` without building a document tree.
     ///
-    /// A structure-only scan ([`scan`]): it checks that the body is one JSON object with
+    /// A structure-only scan (the private `scan` module): it checks that the body is one JSON object with
     /// terminated strings and balanced brackets, and reads the two values exactly; everything
     /// else is skipped unvalidated (the upstream validates what it is forwarded). A duplicate
     /// top-level `model` or `stream` is refused. The result is cached: later peeks (and clones
