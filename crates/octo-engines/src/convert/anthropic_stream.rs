@@ -258,6 +258,9 @@ pub(crate) struct AnthropicEncoder {
     id: String,
     model: String,
     started: bool,
+    /// The upstream's stream began: `message_start` goes out at the latest after the upstream
+    /// event that began it (see [`Encoder::flush`]).
+    start_seen: bool,
     next_index: u32,
     open: Option<Open>,
     saw_tool: bool,
@@ -273,6 +276,7 @@ impl AnthropicEncoder {
             id: String::new(),
             model: model.to_owned(),
             started: false,
+            start_seen: false,
             next_index: 0,
             open: None,
             saw_tool: false,
@@ -357,6 +361,7 @@ impl Encoder for AnthropicEncoder {
                 if let Some(model) = start.model.filter(|m| !m.is_empty()) {
                     self.model = model;
                 }
+                self.start_seen = true;
             }
             StreamEvent::Text(t) | StreamEvent::Refusal(t) => {
                 if t.is_empty() {
@@ -433,6 +438,12 @@ impl Encoder for AnthropicEncoder {
                 self.stop_sequence = stop_sequence;
             }
             StreamEvent::End => {}
+        }
+    }
+
+    fn flush(&mut self, out: &mut VecDeque<Event>) {
+        if self.start_seen {
+            self.ensure_started(out);
         }
     }
 

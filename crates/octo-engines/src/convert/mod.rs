@@ -422,6 +422,10 @@ impl Encoder for ClientIds {
         self.inner.finish(out);
     }
 
+    fn flush(&mut self, out: &mut std::collections::VecDeque<Event>) {
+        self.inner.flush(out);
+    }
+
     fn fail(&mut self, error: &Error, out: &mut std::collections::VecDeque<Event>) -> bool {
         self.inner.fail(error, out)
     }

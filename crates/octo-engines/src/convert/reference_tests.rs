@@ -940,3 +940,37 @@ async fn upstreams_that_ignore_the_stream_flag_are_adapted() {
     assert_eq!(v["usage"]["input_tokens"], 3);
     assert_eq!(v["usage"]["output_tokens"], 2);
 }
+
+#[test]
+fn anthropic_message_start_does_not_wait_for_the_upstreams_second_event() {
+    use futures::{FutureExt, StreamExt};
+    // OpenAI (and the mock) open a stream with a role-only chunk; a reasoning model may then think
+    // for seconds. The Anthropic client's `message_start` must not wait for the next chunk.
+    let role_only = chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+    let upstream = octo_core::EventStream::new(
+        futures::stream::iter(chat_chunks(&[role_only])).chain(futures::stream::pending()),
+    );
+    let ctx = Ctx {
+        client: ApiFormat::Messages,
+        upstream: ApiFormat::ChatCompletions,
+        model: "model".to_owned(),
+        stream: true,
+        include_usage: false,
+        names: NameMap::default(),
+        tools: std::sync::Arc::default(),
+    };
+    let mut converted = ConvertStream::new(
+        upstream,
+        decoder(ApiFormat::ChatCompletions),
+        encoder(&ctx),
+        NameMap::default(),
+    );
+    let first = converted
+        .next()
+        .now_or_never()
+        .expect("message_start is ready without a second upstream event")
+        .expect("the stream has not ended")
+        .unwrap();
+    assert_eq!(first.name(), Some("message_start"));
+    assert!(converted.next().now_or_never().is_none(), "then it waits");
+}

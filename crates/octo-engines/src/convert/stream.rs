@@ -38,6 +38,12 @@ pub(crate) trait Encoder: Send {
     fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>);
     /// Writes whatever closes the client's stream.
     fn finish(&mut self, out: &mut VecDeque<Event>);
+    /// Called after the events decoded from one upstream event: an encoder that defers its
+    /// opening event (to fill it from the rest of that upstream event) writes it now, so the
+    /// client's first byte never waits for the upstream's second event.
+    fn flush(&mut self, out: &mut VecDeque<Event>) {
+        let _ = out;
+    }
     /// The stream failed with `error` after it started. An encoder whose protocol has its own
     /// failure event writes it and returns `true` (OpenAI Responses: `response.failed`); the
     /// default returns `false` and the stream yields the error, which the front renders as the
@@ -95,6 +101,7 @@ impl ConvertStream {
             }
             self.encoder.encode(ev, &mut self.out);
         }
+        self.encoder.flush(&mut self.out);
         false
     }
 
