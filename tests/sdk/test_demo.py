@@ -40,9 +40,9 @@ def test_demo_answers_anthropic(demo_url):
     import anthropic
 
     client = anthropic.Anthropic(api_key=CLIENT_KEY, base_url=demo_url, max_retries=0)
-    msg = client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "demo"}])
+    msg = client.messages.create(model="claude-sonnet-5-5", max_tokens=64, messages=[{"role": "user", "content": "demo"}])
     assert msg.content[0].text == REPLY_PREFIX + "demo"
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "demo"}]) as s:
+    with client.messages.stream(model="claude-sonnet-5-5", max_tokens=64, messages=[{"role": "user", "content": "demo"}]) as s:
         assert s.get_final_message().content[0].text == REPLY_PREFIX + "demo"
     client.close()
 

@@ -37,11 +37,11 @@ pub async fn start() -> Result<(MockServer, Config), Box<dyn std::error::Error>>
 pub fn banner(gateway: SocketAddr, upstream: &str) -> String {
     format!(
         "\nOctoLLM demo: gateway on http://{gateway}, mock upstream on {upstream} (no network, no API key).\n\
-Models: gpt-4o-mini, claude-sonnet-4-5, gemini-2.5-flash; every client protocol is passed through.\n\n\
+Models: gpt-4o-mini, claude-sonnet-5-5, gemini-2.5-flash; every client protocol is passed through.\n\n\
   curl -s http://{gateway}/v1/chat/completions -H 'content-type: application/json' \\\n\
     -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n\
   curl -sN http://{gateway}/v1/messages -H 'content-type: application/json' \\\n\
-    -d '{{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n\
+    -d '{{\"model\":\"claude-sonnet-5-5\",\"max_tokens\":64,\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n\
   curl -s 'http://{gateway}/v1beta/models/gemini-2.5-flash:generateContent' -H 'content-type: application/json' \\\n\
     -d '{{\"contents\":[{{\"role\":\"user\",\"parts\":[{{\"text\":\"hi\"}}]}}]}}'\n\n\
   SDKs: OpenAI(base_url=\"http://{gateway}/v1\", api_key=\"any\"), Anthropic(base_url=\"http://{gateway}\", api_key=\"any\"),\n\
