@@ -319,14 +319,30 @@ impl HttpEndpoint {
         if let Some((_, url)) = self.fixed_urls.iter().find(|(f, _)| *f == format) {
             return Ok(url.clone());
         }
-        let url = self.url_string(format, model, stream)?;
-        reqwest::Url::parse(&url).map_err(|e| {
+        self.parse_url(&self.url_string(format, model, stream)?)
+    }
+
+    /// Parses a URL built from the request (a model name is part of Gemini's path).
+    fn parse_url(&self, url: &str) -> Result<reqwest::Url, Error> {
+        reqwest::Url::parse(url).map_err(|e| {
             Error::bad_request(format!(
                 "backend `{}`: the request makes an invalid upstream URL `{}`: {e}",
                 self.config.name,
-                redact_url(&url)
+                redact_url(url)
             ))
         })
+    }
+
+    /// Gemini's path for `model` and `action` (`generateContent`, `countTokens`, …).
+    fn gemini_path(&self, model: Option<&str>, action: &str) -> Result<String, Error> {
+        let model = model.ok_or_else(|| {
+            Error::bad_request("the request names no model").with_code("model_required")
+        })?;
+        Ok(
+            path_template(&self.config.paths, ApiFormat::GenerateContent)
+                .replace("{model}", &encode_path_segment(model))
+                .replace("{action}", action),
+        )
     }
 
     fn url_string(
@@ -335,20 +351,16 @@ impl HttpEndpoint {
         model: Option<&str>,
         stream: bool,
     ) -> Result<String, Error> {
-        let mut path = path_template(&self.config.paths, format).to_owned();
-        if format == ApiFormat::GenerateContent {
-            let model = model.ok_or_else(|| {
-                Error::bad_request("the request names no model").with_code("model_required")
-            })?;
+        let path = if format == ApiFormat::GenerateContent {
             let action = if stream {
                 "streamGenerateContent?alt=sse"
             } else {
                 "generateContent"
             };
-            path = path
-                .replace("{model}", &encode_path_segment(model))
-                .replace("{action}", action);
-        }
+            self.gemini_path(model, action)?
+        } else {
+            path_template(&self.config.paths, format).to_owned()
+        };
         Ok(format!("{}{}", self.base_url, path))
     }
 
@@ -365,13 +377,11 @@ impl HttpEndpoint {
                 path_template(&self.config.paths, format).trim_end_matches('/')
             ),
             ApiFormat::GenerateContent => {
-                let model = model.ok_or_else(|| {
-                    Error::bad_request("the request names no model").with_code("model_required")
-                })?;
-                let path = path_template(&self.config.paths, format)
-                    .replace("{model}", &encode_path_segment(model))
-                    .replace("{action}", "countTokens");
-                format!("{}{path}", self.base_url)
+                format!(
+                    "{}{}",
+                    self.base_url,
+                    self.gemini_path(model, "countTokens")?
+                )
             }
             other => {
                 return Err(Error::unsupported(format!(
@@ -379,13 +389,7 @@ impl HttpEndpoint {
                 )));
             }
         };
-        reqwest::Url::parse(&url).map_err(|e| {
-            Error::bad_request(format!(
-                "backend `{}`: the request makes an invalid upstream URL `{}`: {e}",
-                self.config.name,
-                redact_url(&url)
-            ))
-        })
+        self.parse_url(&url)
     }
 
     /// The backend's key pool.
