@@ -37,15 +37,16 @@ pub(crate) fn anthropic_id(id: &str) -> String {
     if id.is_empty() {
         return "toolu_empty".to_owned();
     }
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    id.chars().map(id_char).collect()
+}
+
+/// `c` if Anthropic allows it in an id (`[A-Za-z0-9_-]`), else `_`.
+fn id_char(c: char) -> char {
+    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+        c
+    } else {
+        '_'
+    }
 }
 
 /// The id prefix of answers in `client`'s protocol (empty for Gemini, which has no convention).
@@ -75,13 +76,7 @@ pub(crate) fn response_id(client: ApiFormat, upstream_id: &str) -> String {
         .unwrap_or(upstream_id);
     let mut out = String::with_capacity(prefix.len() + rest.len());
     out.push_str(prefix);
-    out.extend(rest.chars().map(|c| {
-        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-            c
-        } else {
-            '_'
-        }
-    }));
+    out.extend(rest.chars().map(id_char));
     out
 }
 

@@ -594,7 +594,7 @@ pub mod testing {
         ConvertStream::convert_all(decoder(upstream), encoder(&ctx), NameMap::default(), events)
     }
 
-    fn ctx(client: ApiFormat, upstream: ApiFormat, include_usage: bool) -> Ctx {
+    pub(super) fn ctx(client: ApiFormat, upstream: ApiFormat, include_usage: bool) -> Ctx {
         Ctx {
             client,
             upstream,

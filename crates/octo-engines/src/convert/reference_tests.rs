@@ -950,15 +950,7 @@ fn anthropic_message_start_does_not_wait_for_the_upstreams_second_event() {
     let upstream = octo_core::EventStream::new(
         futures::stream::iter(chat_chunks(&[role_only])).chain(futures::stream::pending()),
     );
-    let ctx = Ctx {
-        client: ApiFormat::Messages,
-        upstream: ApiFormat::ChatCompletions,
-        model: "model".to_owned(),
-        stream: true,
-        include_usage: false,
-        names: NameMap::default(),
-        tools: std::sync::Arc::default(),
-    };
+    let ctx = super::testing::ctx(ApiFormat::Messages, ApiFormat::ChatCompletions, false);
     let mut converted = ConvertStream::new(
         upstream,
         decoder(ApiFormat::ChatCompletions),
