@@ -15,7 +15,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use futures::StreamExt;
 use octo_core::sse::SseParser;
 use octo_core::{
-    ApiFormat, Body, Engine, Event, EventStream, Request, Response, ResponseBody, RouteParams,
+    Body, Engine, Event, EventStream, Protocol, Request, Response, ResponseBody, RouteParams,
     engine_fn,
 };
 use octo_engines::convert::ConvertEngine;
@@ -35,11 +35,11 @@ fn sse(frames: &[String]) -> Vec<Event> {
 }
 
 /// A 1,000-event upstream stream in `format`.
-fn upstream_stream(format: ApiFormat) -> Vec<Event> {
+fn upstream_stream(format: Protocol) -> Vec<Event> {
     let words = EVENTS - 4;
     let mut f = Vec::with_capacity(EVENTS);
     match format {
-        ApiFormat::ChatCompletions => {
+        Protocol::OpenAiChat => {
             let chunk = |delta: &str, finish: &str| {
                 format!(
                     "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
@@ -53,7 +53,7 @@ fn upstream_stream(format: ApiFormat) -> Vec<Event> {
             f.push("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":996,\"total_tokens\":1008}}\n\n".into());
             f.push("data: [DONE]\n\n".into());
         }
-        ApiFormat::Messages => {
+        Protocol::Anthropic => {
             f.push("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n".into());
             f.push("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n".into());
             for i in 0..words - 1 {
@@ -63,7 +63,7 @@ fn upstream_stream(format: ApiFormat) -> Vec<Event> {
             f.push("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":996}}\n\n".into());
             f.push("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".into());
         }
-        ApiFormat::Responses => {
+        Protocol::OpenAiResponses => {
             let resp = r#"{"id":"resp_1","object":"response","created_at":1,"status":"in_progress","model":"gpt-4o","output":[]}"#;
             f.push(format!("event: response.created\ndata: {{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{resp}}}\n\n"));
             f.push("event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"sequence_number\":1,\"output_index\":0,\"item\":{\"type\":\"message\",\"id\":\"msg_1\",\"status\":\"in_progress\",\"role\":\"assistant\",\"content\":[]}}\n\n".into());
@@ -85,19 +85,19 @@ fn upstream_stream(format: ApiFormat) -> Vec<Event> {
     events
 }
 
-fn client_request(client: ApiFormat) -> Request {
+fn client_request(client: Protocol) -> Request {
     let body: &'static [u8] = match client {
-        ApiFormat::ChatCompletions => {
+        Protocol::OpenAiChat => {
             br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Write a long story."}]}"#
         }
-        ApiFormat::Responses => br#"{"model":"m","stream":true,"input":"Write a long story."}"#,
-        ApiFormat::Messages => {
+        Protocol::OpenAiResponses => br#"{"model":"m","stream":true,"input":"Write a long story."}"#,
+        Protocol::Anthropic => {
             br#"{"model":"m","max_tokens":4096,"stream":true,"messages":[{"role":"user","content":"Write a long story."}]}"#
         }
         _ => br#"{"contents":[{"role":"user","parts":[{"text":"Write a long story."}]}]}"#,
     };
     let mut req = Request::post(client, "/", Body::from_static(body));
-    if client == ApiFormat::GenerateContent {
+    if client == Protocol::Gemini {
         req.route = RouteParams {
             model: Some("m".into()),
             stream: Some(true),
@@ -125,7 +125,7 @@ fn run(engine: &ConvertEngine, req: Request) -> usize {
 fn conversion(c: &mut Criterion) {
     let mut group = c.benchmark_group("convert_1000_events");
     group.throughput(Throughput::Elements(EVENTS as u64));
-    for upstream in ApiFormat::CHAT_PROTOCOLS {
+    for upstream in Protocol::CHAT_PROTOCOLS {
         let stream = Arc::new(upstream_stream(upstream));
         let inner = {
             let stream = Arc::clone(&stream);
@@ -135,7 +135,7 @@ fn conversion(c: &mut Criterion) {
             })
         };
         let engine = ConvertEngine::new(Arc::new(inner), upstream);
-        for client in ApiFormat::CHAT_PROTOCOLS {
+        for client in Protocol::CHAT_PROTOCOLS {
             let label = if client == upstream {
                 "passthrough".to_owned()
             } else {
@@ -159,14 +159,14 @@ fn conversion(c: &mut Criterion) {
 
 fn sanity(_: &mut Criterion) {
     // Every pair produces a complete client stream.
-    for upstream in ApiFormat::CHAT_PROTOCOLS {
+    for upstream in Protocol::CHAT_PROTOCOLS {
         let stream = upstream_stream(upstream);
         let inner = engine_fn(move |_req: Request| {
             let events = stream.clone();
             async move { Ok(Response::stream(EventStream::iter(events))) }
         });
         let engine = ConvertEngine::new(Arc::new(inner), upstream);
-        for client in ApiFormat::CHAT_PROTOCOLS {
+        for client in Protocol::CHAT_PROTOCOLS {
             let n = run(&engine, client_request(client));
             assert!(n >= EVENTS - 4, "{upstream} → {client}: {n} events");
         }

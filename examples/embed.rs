@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
-use octo_core::{ApiFormat, ArcEngine, Engine, Error, Request, engine_fn};
+use octo_core::{ArcEngine, Engine, Error, Protocol, Request, engine_fn};
 use octo_engines::client::{EndpointConfig, HttpEndpoint};
 use octo_mock::{MockConfig, MockServer};
 
@@ -18,7 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The terminal engine: one pooled client for one upstream.
     let upstream: ArcEngine = Arc::new(HttpEndpoint::new(
-        EndpointConfig::new("mock", mock.url(), ApiFormat::ChatCompletions).api_key("sk-upstream"),
+        EndpointConfig::new("mock", mock.url(), Protocol::OpenAiChat).api_key("sk-upstream"),
     )?);
 
     // A middleware: only one model is allowed, and it is renamed for the upstream.
@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }));
 
     let router = Router::new()
-        .engine(ApiFormat::ChatCompletions, gateway)
+        .engine(Protocol::OpenAiChat, gateway)
         .health_routes();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
-use octo_core::{ApiFormat, ArcEngine};
+use octo_core::{ArcEngine, Protocol};
 use octo_engines::auth::{Access, AuthConfig, AuthEngine, Authenticator, KeyConfig, OrgConfig};
 use octo_engines::balance::{StrategyKind, Target};
 use octo_engines::client::{EndpointConfig, HttpEndpoint};
@@ -37,7 +37,7 @@ pub(crate) struct Outcome {
 }
 
 fn endpoint(name: &str, url: String) -> Result<Arc<HttpEndpoint>, Box<dyn std::error::Error>> {
-    let config = EndpointConfig::new(name, url, ApiFormat::ChatCompletions).api_key("sk-upstream");
+    let config = EndpointConfig::new(name, url, Protocol::OpenAiChat).api_key("sk-upstream");
     Ok(Arc::new(HttpEndpoint::new(config)?))
 }
 
@@ -105,7 +105,7 @@ pub(crate) async fn run() -> Result<Outcome, Box<dyn std::error::Error>> {
 
     // The HTTP front.
     let router = Router::new()
-        .engine(ApiFormat::ChatCompletions, gateway)
+        .engine(Protocol::OpenAiChat, gateway)
         .health_routes();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1/chat/completions", listener.local_addr()?);

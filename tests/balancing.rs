@@ -11,7 +11,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue};
 use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
 use octo_core::{
-    ApiFormat, ArcEngine, Body, Engine, Error, Request, Response, ResponseBody, engine_fn,
+    ArcEngine, Body, Engine, Error, Protocol, Request, Response, ResponseBody, engine_fn,
 };
 use octo_engines::add_header::{AddHeaders, UpstreamHeaders};
 use octo_engines::balance::{AttemptOutcome, StrategyKind, Target};
@@ -33,7 +33,7 @@ fn endpoint(
     keys: &[&str],
     breaker: Option<BreakerConfig>,
 ) -> Arc<HttpEndpoint> {
-    let mut cfg = EndpointConfig::new(name, url, ApiFormat::ChatCompletions);
+    let mut cfg = EndpointConfig::new(name, url, Protocol::OpenAiChat);
     cfg.api_keys = keys.iter().map(|k| (*k).to_owned()).collect();
     cfg.key_pool = KeyPoolConfig {
         breaker,
@@ -49,7 +49,7 @@ fn chat(text: &str, stream: bool) -> Request {
         "messages": [{"role": "user", "content": text}],
     });
     Request::post(
-        ApiFormat::ChatCompletions,
+        Protocol::OpenAiChat,
         "/v1/chat/completions",
         Body::from_bytes(body.to_string()),
     )
@@ -177,7 +177,7 @@ async fn a_rate_limited_key_rests_and_the_next_key_serves() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(
         listener,
-        SharedRouter::new(Router::new().engine(ApiFormat::ChatCompletions, upstream)),
+        SharedRouter::new(Router::new().engine(Protocol::OpenAiChat, upstream)),
         ServeConfig::default(),
         async {
             let _ = stopped.await;

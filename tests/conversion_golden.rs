@@ -16,7 +16,7 @@ use futures::StreamExt;
 use http::StatusCode;
 use octo_core::sse::SseParser;
 use octo_core::{
-    ApiFormat, Body, Engine, Error, Event, EventStream, Request, Response, ResponseBody,
+    Body, Engine, Error, Event, EventStream, Protocol, Request, Response, ResponseBody,
     RouteParams, UpstreamBody, engine_fn,
 };
 use octo_engines::convert::{ConvertEngine, ConvertOptions, ReasoningMode};
@@ -27,18 +27,18 @@ const MODEL: &str = "test-model";
 /// `created` written into blessed fixtures, so they do not change with the clock.
 const CREATED: u64 = 1_700_000_000;
 /// Seed order when blessing.
-const SEEDS: [ApiFormat; 4] = [
-    ApiFormat::Messages,
-    ApiFormat::ChatCompletions,
-    ApiFormat::Responses,
-    ApiFormat::GenerateContent,
+const SEEDS: [Protocol; 4] = [
+    Protocol::Anthropic,
+    Protocol::OpenAiChat,
+    Protocol::OpenAiResponses,
+    Protocol::Gemini,
 ];
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-fn name(f: ApiFormat) -> &'static str {
+fn name(f: Protocol) -> &'static str {
     f.config_name()
 }
 
@@ -86,8 +86,8 @@ impl Scenario {
     fn expected(
         &self,
         kind: &str,
-        target: ApiFormat,
-        source: ApiFormat,
+        target: Protocol,
+        source: Protocol,
         ext: &str,
     ) -> Option<String> {
         self.read(&format!(
@@ -109,7 +109,7 @@ impl Scenario {
     }
 
     /// `upstream/<kind>.<p>.<ext>`, else `<kind>.<p>.<ext>`.
-    fn upstream_input(&self, kind: &str, p: ApiFormat, ext: &str) -> Option<String> {
+    fn upstream_input(&self, kind: &str, p: Protocol, ext: &str) -> Option<String> {
         self.read(&format!("upstream/{kind}.{}.{ext}", name(p)))
             .or_else(|| self.read(&format!("{kind}.{}.{ext}", name(p))))
     }
@@ -139,19 +139,19 @@ fn scenarios() -> Vec<Scenario> {
 // ------------------------------------------------------------------------------------------ requests
 
 /// The client request for `client` (stream flags injected when `stream`).
-fn client_request(s: &Scenario, client: ApiFormat, stream: bool) -> Option<Request> {
+fn client_request(s: &Scenario, client: Protocol, stream: bool) -> Option<Request> {
     let mut body = s.json(&format!("request.{}.json", name(client)))?;
     if stream {
         inject_stream(&mut body, client, !s.settings.chat_client_without_usage);
     }
     let path = match client {
-        ApiFormat::ChatCompletions => "/v1/chat/completions",
-        ApiFormat::Responses => "/v1/responses",
-        ApiFormat::Messages => "/v1/messages",
+        Protocol::OpenAiChat => "/v1/chat/completions",
+        Protocol::OpenAiResponses => "/v1/responses",
+        Protocol::Anthropic => "/v1/messages",
         _ => "/v1beta/models/test-model:generateContent",
     };
     let mut req = Request::post(client, path, Body::from_json(body));
-    if client == ApiFormat::GenerateContent {
+    if client == Protocol::Gemini {
         req.route = RouteParams {
             model: Some(MODEL.to_owned()),
             stream: Some(stream),
@@ -160,10 +160,10 @@ fn client_request(s: &Scenario, client: ApiFormat, stream: bool) -> Option<Reque
     Some(req)
 }
 
-fn inject_stream(body: &mut Value, format: ApiFormat, chat_usage: bool) {
+fn inject_stream(body: &mut Value, format: Protocol, chat_usage: bool) {
     match format {
-        ApiFormat::GenerateContent => {}
-        ApiFormat::ChatCompletions => {
+        Protocol::Gemini => {}
+        Protocol::OpenAiChat => {
             body["stream"] = true.into();
             if chat_usage {
                 body["stream_options"] = json!({"include_usage": true});
@@ -185,7 +185,7 @@ enum Answer {
 
 /// A `ConvertEngine` over a scripted upstream that records the request it got.
 fn engine(
-    upstream: ApiFormat,
+    upstream: Protocol,
     answer: Answer,
     options: ConvertOptions,
 ) -> (ConvertEngine, Arc<Mutex<Option<Request>>>) {
@@ -196,7 +196,7 @@ fn engine(
         let record = Arc::clone(&record);
         async move {
             assert_eq!(
-                req.format, upstream,
+                req.protocol, upstream,
                 "the converter addressed the upstream's protocol"
             );
             *record.lock().unwrap() = Some(req);
@@ -207,7 +207,7 @@ fn engine(
                     status,
                     format!("backend `golden` answered {}", status.as_u16()),
                     UpstreamBody {
-                        format: Some(upstream),
+                        protocol: Some(upstream),
                         body: Bytes::from(body.to_string()),
                     },
                     None,
@@ -235,7 +235,7 @@ fn parse_sse(text: &str) -> Vec<Event> {
 }
 
 /// The client's view of a stream: frames as the front writes them, errors included.
-async fn drain(client: ApiFormat, events: EventStream) -> String {
+async fn drain(client: Protocol, events: EventStream) -> String {
     let mut text = String::new();
     let mut events = events;
     while let Some(item) = events.next().await {
@@ -395,8 +395,8 @@ impl Report {
 
 async fn run_pair(
     s: &Scenario,
-    client: ApiFormat,
-    upstream: ApiFormat,
+    client: Protocol,
+    upstream: Protocol,
     stream: bool,
     report: &mut Report,
 ) {
@@ -444,7 +444,7 @@ async fn run_pair(
                     json_lines(&actual),
                     &serde_json::to_string_pretty(&actual).unwrap(),
                 );
-                if upstream == ApiFormat::GenerateContent {
+                if upstream == Protocol::Gemini {
                     assert_eq!(
                         up.route.model.as_deref(),
                         Some(MODEL),
@@ -523,8 +523,8 @@ async fn golden_conversions_for_every_pair() {
     let scenarios = scenarios();
     assert!(!scenarios.is_empty());
     for s in &scenarios {
-        for client in ApiFormat::CHAT_PROTOCOLS {
-            for upstream in ApiFormat::CHAT_PROTOCOLS {
+        for client in Protocol::CHAT_PROTOCOLS {
+            for upstream in Protocol::CHAT_PROTOCOLS {
                 if client == upstream {
                     continue;
                 }
@@ -578,7 +578,7 @@ async fn bless_missing() {
     }
 }
 
-async fn bless_request(s: &Scenario, client: ApiFormat, upstream: ApiFormat) -> Option<String> {
+async fn bless_request(s: &Scenario, client: Protocol, upstream: Protocol) -> Option<String> {
     let req = client_request(s, client, false)?;
     let (engine, seen) = engine(upstream, Answer::Json(json!({})), s.options());
     let _ = engine.process(req).await;
@@ -589,8 +589,8 @@ async fn bless_request(s: &Scenario, client: ApiFormat, upstream: ApiFormat) -> 
 
 async fn bless_answer(
     s: &Scenario,
-    upstream: ApiFormat,
-    client: ApiFormat,
+    upstream: Protocol,
+    client: Protocol,
     stream: bool,
 ) -> Option<String> {
     let kind = if stream { "stream" } else { "response" };
@@ -603,9 +603,9 @@ async fn bless_answer(
     };
     let req = client_request(s, client, stream).unwrap_or_else(|| {
         let body = match client {
-            ApiFormat::GenerateContent => json!({"contents": []}),
-            ApiFormat::Responses => json!({"model": MODEL, "input": "x"}),
-            ApiFormat::Messages => json!({"model": MODEL, "max_tokens": 10, "messages": []}),
+            Protocol::Gemini => json!({"contents": []}),
+            Protocol::OpenAiResponses => json!({"model": MODEL, "input": "x"}),
+            Protocol::Anthropic => json!({"model": MODEL, "max_tokens": 10, "messages": []}),
             _ => json!({"model": MODEL, "messages": []}),
         };
         let mut body = body;
@@ -617,7 +617,7 @@ async fn bless_answer(
             model: Some(MODEL.to_owned()),
             stream: Some(stream),
         };
-        if client != ApiFormat::GenerateContent {
+        if client != Protocol::Gemini {
             r.route = RouteParams::default();
         }
         r

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use octo_core::sse::SseParser;
-use octo_core::{ApiFormat, Body, Engine, Request, ResponseBody, RouteParams};
+use octo_core::{Body, Engine, Protocol, Request, ResponseBody, RouteParams};
 use octo_engines::client::{EndpointConfig, HttpEndpoint};
 use octo_engines::convert::ConvertEngine;
 use octo_mock::{MockConfig, MockServer};
@@ -21,14 +21,14 @@ async fn mock() -> MockServer {
         .unwrap()
 }
 
-fn engine(mock: &MockServer, upstream: ApiFormat) -> ConvertEngine {
+fn engine(mock: &MockServer, upstream: Protocol) -> ConvertEngine {
     let endpoint = HttpEndpoint::new(EndpointConfig::new("mock", mock.url(), upstream)).unwrap();
     ConvertEngine::new(Arc::new(endpoint), upstream)
 }
 
-fn pairs() -> impl Iterator<Item = (ApiFormat, ApiFormat)> {
-    ApiFormat::CHAT_PROTOCOLS.into_iter().flat_map(|c| {
-        ApiFormat::CHAT_PROTOCOLS
+fn pairs() -> impl Iterator<Item = (Protocol, Protocol)> {
+    Protocol::CHAT_PROTOCOLS.into_iter().flat_map(|c| {
+        Protocol::CHAT_PROTOCOLS
             .into_iter()
             .filter(move |u| *u != c)
             .map(move |u| (c, u))
@@ -44,18 +44,18 @@ enum Turn {
     Results(Vec<(String, String, String)>),
 }
 
-fn tools_for(client: ApiFormat) -> Value {
+fn tools_for(client: Protocol) -> Value {
     let schema = |prop: &str| json!({"type": "object", "properties": {prop: {"type": "string"}}});
     match client {
-        ApiFormat::ChatCompletions => json!([
+        Protocol::OpenAiChat => json!([
             {"type": "function", "function": {"name": "get_weather", "parameters": schema("location")}},
             {"type": "function", "function": {"name": "search", "parameters": schema("query")}}
         ]),
-        ApiFormat::Responses => json!([
+        Protocol::OpenAiResponses => json!([
             {"type": "function", "name": "get_weather", "parameters": schema("location"), "strict": false},
             {"type": "function", "name": "search", "parameters": schema("query"), "strict": false}
         ]),
-        ApiFormat::Messages => json!([
+        Protocol::Anthropic => json!([
             {"name": "get_weather", "input_schema": schema("location")},
             {"name": "search", "input_schema": schema("query")}
         ]),
@@ -67,9 +67,9 @@ fn tools_for(client: ApiFormat) -> Value {
 }
 
 /// A request in `client`'s protocol.
-fn request(client: ApiFormat, turns: &[Turn], stream: bool, tools: bool) -> Request {
+fn request(client: Protocol, turns: &[Turn], stream: bool, tools: bool) -> Request {
     let mut body = match client {
-        ApiFormat::ChatCompletions => {
+        Protocol::OpenAiChat => {
             let mut messages = Vec::new();
             for t in turns {
                 match t {
@@ -91,7 +91,7 @@ fn request(client: ApiFormat, turns: &[Turn], stream: bool, tools: bool) -> Requ
             }
             b
         }
-        ApiFormat::Responses => {
+        Protocol::OpenAiResponses => {
             let mut input = Vec::new();
             for t in turns {
                 match t {
@@ -110,7 +110,7 @@ fn request(client: ApiFormat, turns: &[Turn], stream: bool, tools: bool) -> Requ
             }
             json!({"model": MODEL, "input": input, "stream": stream})
         }
-        ApiFormat::Messages => {
+        Protocol::Anthropic => {
             let mut messages = Vec::new();
             for t in turns {
                 match t {
@@ -145,7 +145,7 @@ fn request(client: ApiFormat, turns: &[Turn], stream: bool, tools: bool) -> Requ
         body["tools"] = tools_for(client);
     }
     let mut req = Request::post(client, "/", Body::from_json(body));
-    if client == ApiFormat::GenerateContent {
+    if client == Protocol::Gemini {
         req.route = RouteParams {
             model: Some(MODEL.to_owned()),
             stream: Some(stream),
@@ -165,13 +165,13 @@ struct Answer {
     terminated: bool,
 }
 
-fn read_full(client: ApiFormat, v: &Value) -> Answer {
+fn read_full(client: Protocol, v: &Value) -> Answer {
     let mut a = Answer {
         terminated: true,
         ..Answer::default()
     };
     match client {
-        ApiFormat::ChatCompletions => {
+        Protocol::OpenAiChat => {
             let msg = &v["choices"][0]["message"];
             a.text = msg["content"].as_str().unwrap_or_default().to_owned();
             for tc in msg["tool_calls"].as_array().into_iter().flatten() {
@@ -183,7 +183,7 @@ fn read_full(client: ApiFormat, v: &Value) -> Answer {
             }
             a.stop = v["choices"][0]["finish_reason"].as_str().map(str::to_owned);
         }
-        ApiFormat::Responses => {
+        Protocol::OpenAiResponses => {
             for item in v["output"].as_array().unwrap() {
                 match item["type"].as_str() {
                     Some("message") => {
@@ -201,7 +201,7 @@ fn read_full(client: ApiFormat, v: &Value) -> Answer {
             }
             a.stop = v["status"].as_str().map(str::to_owned);
         }
-        ApiFormat::Messages => {
+        Protocol::Anthropic => {
             for b in v["content"].as_array().unwrap() {
                 match b["type"].as_str() {
                     Some("text") => a.text.push_str(b["text"].as_str().unwrap()),
@@ -235,7 +235,7 @@ fn read_full(client: ApiFormat, v: &Value) -> Answer {
 }
 
 /// Reads a client stream, checking the strictness rules of each protocol's SDK as it goes.
-fn read_stream(client: ApiFormat, frames: &str) -> Answer {
+fn read_stream(client: Protocol, frames: &str) -> Answer {
     let mut p = SseParser::new();
     p.push(frames.as_bytes());
     let mut events = Vec::new();
@@ -251,7 +251,7 @@ fn read_stream(client: ApiFormat, frames: &str) -> Answer {
         assert!(!a.terminated, "{client}: event after the terminator");
         let data = ev.data_body().to_bytes();
         if ev.is_done_marker() {
-            assert_eq!(client, ApiFormat::ChatCompletions);
+            assert_eq!(client, Protocol::OpenAiChat);
             a.terminated = true;
             continue;
         }
@@ -265,7 +265,7 @@ fn read_stream(client: ApiFormat, frames: &str) -> Answer {
             continue;
         }
         match client {
-            ApiFormat::ChatCompletions => {
+            Protocol::OpenAiChat => {
                 assert!(v["choices"].is_array(), "choices is never null: {v}");
                 let Some(choice) = v["choices"].get(0) else {
                     continue;
@@ -293,7 +293,7 @@ fn read_stream(client: ApiFormat, frames: &str) -> Answer {
                     a.stop = Some(f.to_owned());
                 }
             }
-            ApiFormat::Messages => {
+            Protocol::Anthropic => {
                 let name = ev.name().unwrap();
                 assert_eq!(v["type"], name);
                 match name {
@@ -348,7 +348,7 @@ fn read_stream(client: ApiFormat, frames: &str) -> Answer {
                     _ => {}
                 }
             }
-            ApiFormat::Responses => {
+            Protocol::OpenAiResponses => {
                 let name = ev.name().unwrap();
                 if name == "error" {
                     a.error = v["message"].as_str().map(str::to_owned);
@@ -417,7 +417,7 @@ fn read_stream(client: ApiFormat, frames: &str) -> Answer {
     a
 }
 
-async fn ask(engine: &ConvertEngine, client: ApiFormat, req: Request) -> Answer {
+async fn ask(engine: &ConvertEngine, client: Protocol, req: Request) -> Answer {
     let resp = engine.process(req).await.expect("the conversion succeeds");
     assert_eq!(resp.status, 200);
     match resp.body {
@@ -436,20 +436,20 @@ async fn ask(engine: &ConvertEngine, client: ApiFormat, req: Request) -> Answer 
     }
 }
 
-fn natural_stop(client: ApiFormat) -> &'static str {
+fn natural_stop(client: Protocol) -> &'static str {
     match client {
-        ApiFormat::ChatCompletions => "stop",
-        ApiFormat::Responses => "completed",
-        ApiFormat::Messages => "end_turn",
+        Protocol::OpenAiChat => "stop",
+        Protocol::OpenAiResponses => "completed",
+        Protocol::Anthropic => "end_turn",
         _ => "STOP",
     }
 }
 
-fn tool_stop(client: ApiFormat) -> &'static str {
+fn tool_stop(client: Protocol) -> &'static str {
     match client {
-        ApiFormat::ChatCompletions => "tool_calls",
-        ApiFormat::Responses => "completed",
-        ApiFormat::Messages => "tool_use",
+        Protocol::OpenAiChat => "tool_calls",
+        Protocol::OpenAiResponses => "completed",
+        Protocol::Anthropic => "tool_use",
         _ => "STOP",
     }
 }
@@ -474,11 +474,11 @@ async fn text_for_every_pair_streaming_and_not() {
             let recorded = mock.requests().pop().unwrap();
             let body = recorded.body_json().unwrap();
             match upstream {
-                ApiFormat::ChatCompletions if stream => {
+                Protocol::OpenAiChat if stream => {
                     assert_eq!(body["stream_options"]["include_usage"], true, "{what}");
                 }
-                ApiFormat::Messages => assert!(body["max_tokens"].is_u64(), "{what}"),
-                ApiFormat::GenerateContent => {
+                Protocol::Anthropic => assert!(body["max_tokens"].is_u64(), "{what}"),
+                Protocol::Gemini => {
                     let action = if stream {
                         ":streamGenerateContent?alt=sse"
                     } else {
@@ -539,7 +539,7 @@ async fn parallel_tool_calls_and_their_results_for_every_pair() {
             );
             let body = mock.requests().pop().unwrap().body_json().unwrap();
             match upstream {
-                ApiFormat::GenerateContent => {
+                Protocol::Gemini => {
                     let model_turn = &body["contents"][1]["parts"];
                     assert_eq!(
                         model_turn[0]["thoughtSignature"], "b2N0by1tb2Nr",
@@ -552,13 +552,13 @@ async fn parallel_tool_calls_and_their_results_for_every_pair() {
                     );
                     assert_eq!(replies[1]["functionResponse"]["name"], "search", "{what}");
                 }
-                ApiFormat::Messages => {
+                Protocol::Anthropic => {
                     let calls = &body["messages"][1]["content"];
                     let results = &body["messages"][2]["content"];
                     assert_eq!(calls[0]["id"], results[0]["tool_use_id"], "{what}: {body}");
                     assert_eq!(calls[1]["id"], results[1]["tool_use_id"], "{what}: {body}");
                 }
-                ApiFormat::ChatCompletions => {
+                Protocol::OpenAiChat => {
                     let calls = &body["messages"][1]["tool_calls"];
                     assert_eq!(
                         calls[0]["id"], body["messages"][2]["tool_call_id"],
@@ -633,9 +633,9 @@ async fn length_stops_map_for_every_pair() {
             let turns = [Turn::User("go on [mock:max_tokens]".into())];
             let a = ask(&engine, client, request(client, &turns, stream, false)).await;
             let expected = match client {
-                ApiFormat::ChatCompletions => "length",
-                ApiFormat::Responses => "incomplete",
-                ApiFormat::Messages => "max_tokens",
+                Protocol::OpenAiChat => "length",
+                Protocol::OpenAiResponses => "incomplete",
+                Protocol::Anthropic => "max_tokens",
                 _ => "MAX_TOKENS",
             };
             assert_eq!(a.stop.as_deref(), Some(expected), "{what}");
@@ -659,8 +659,8 @@ async fn upstream_http_errors_keep_their_message_in_the_client_shape() {
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(!msg.is_empty(), "{client} from {upstream}: {v}");
         match client {
-            ApiFormat::Messages => assert_eq!(v["type"], "error"),
-            ApiFormat::GenerateContent => assert_eq!(v["error"]["code"], 429),
+            Protocol::Anthropic => assert_eq!(v["type"], "error"),
+            Protocol::Gemini => assert_eq!(v["error"]["code"], 429),
             _ => assert!(v["error"]["type"].is_string()),
         }
     }

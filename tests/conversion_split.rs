@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use octo_core::sse::SseDecoder;
 use octo_core::{
-    ApiFormat, Body, Engine, Error, EventStream, Request, Response, ResponseBody, RouteParams,
+    Body, Engine, Error, EventStream, Protocol, Request, Response, ResponseBody, RouteParams,
     engine_fn,
 };
 use octo_engines::convert::ConvertEngine;
@@ -47,7 +47,7 @@ fn split(bytes: &Bytes, seed: u64) -> Vec<Bytes> {
     out
 }
 
-async fn convert(client: ApiFormat, upstream: ApiFormat, chunks: Vec<Bytes>) -> String {
+async fn convert(client: Protocol, upstream: Protocol, chunks: Vec<Bytes>) -> String {
     let inner = engine_fn(move |_req: Request| {
         let chunks = chunks.clone();
         async move {
@@ -57,9 +57,9 @@ async fn convert(client: ApiFormat, upstream: ApiFormat, chunks: Vec<Bytes>) -> 
     });
     let engine = ConvertEngine::new(Arc::new(inner), upstream);
     let body = match client {
-        ApiFormat::GenerateContent => r#"{"contents":[{"role":"user","parts":[{"text":"x"}]}]}"#,
-        ApiFormat::Responses => r#"{"model":"m","input":"x","stream":true}"#,
-        ApiFormat::Messages => {
+        Protocol::Gemini => r#"{"contents":[{"role":"user","parts":[{"text":"x"}]}]}"#,
+        Protocol::OpenAiResponses => r#"{"model":"m","input":"x","stream":true}"#,
+        Protocol::Anthropic => {
             r#"{"model":"m","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"x"}]}"#
         }
         _ => {
@@ -67,7 +67,7 @@ async fn convert(client: ApiFormat, upstream: ApiFormat, chunks: Vec<Bytes>) -> 
         }
     };
     let mut req = Request::post(client, "/", Body::from_static(body.as_bytes()));
-    if client == ApiFormat::GenerateContent {
+    if client == Protocol::Gemini {
         req.route = RouteParams {
             model: Some("m".into()),
             stream: Some(true),
@@ -124,7 +124,7 @@ fn mask_value(v: &mut serde_json::Value) {
     }
 }
 
-fn upstream_streams() -> Vec<(String, ApiFormat, Bytes)> {
+fn upstream_streams() -> Vec<(String, Protocol, Bytes)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut out = Vec::new();
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
@@ -134,7 +134,7 @@ fn upstream_streams() -> Vec<(String, ApiFormat, Bytes)> {
         .collect();
     dirs.sort();
     for dir in dirs {
-        for p in ApiFormat::CHAT_PROTOCOLS {
+        for p in Protocol::CHAT_PROTOCOLS {
             let file = format!("stream.{}.sse", p.config_name());
             let path = [dir.join("upstream").join(&file), dir.join(&file)]
                 .into_iter()
@@ -166,7 +166,7 @@ async fn any_chunking_of_the_upstream_gives_the_same_client_stream() {
                 .unwrap()
                 .replace('\n', "\r\n"),
         );
-        for client in ApiFormat::CHAT_PROTOCOLS {
+        for client in Protocol::CHAT_PROTOCOLS {
             if client == upstream {
                 continue;
             }

@@ -208,7 +208,7 @@ impl Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let mut router = Router::new();
-        for format in octo_core::ApiFormat::CHAT_PROTOCOLS {
+        for format in octo_core::Protocol::CHAT_PROTOCOLS {
             router = router.engine(format, engine.clone());
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

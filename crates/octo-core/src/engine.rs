@@ -72,10 +72,10 @@ pub struct EngineFn<F> {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use octo_core::{engine_fn, ApiFormat, Body, Engine, Request, Response};
+/// use octo_core::{engine_fn, Protocol, Body, Engine, Request, Response};
 ///
 /// let echo = engine_fn(|req: Request| async move { Ok(Response::json(200, req.body)) });
-/// let req = Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions", Body::from_static(b"{}"));
+/// let req = Request::post(Protocol::OpenAiChat, "/v1/chat/completions", Body::from_static(b"{}"));
 /// let resp = echo.process(req).await.unwrap();
 /// assert_eq!(resp.status, 200);
 /// # }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::format::{ApiFormat, ErrorFamily};
+use crate::protocol::{ErrorFamily, Protocol};
 
 /// A boxed error usable as an [`Error`]'s source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -71,7 +71,7 @@ impl ErrorKind {
 #[derive(Debug, Clone)]
 pub struct UpstreamBody {
     /// The protocol the upstream speaks, when known.
-    pub format: Option<ApiFormat>,
+    pub protocol: Option<Protocol>,
     /// The raw body bytes, at most the client endpoint's error-body limit.
     pub body: Bytes,
 }
@@ -79,13 +79,13 @@ pub struct UpstreamBody {
 /// The error every [`Engine`](crate::Engine) returns.
 ///
 /// ```
-/// use octo_core::{ApiFormat, Error, ErrorKind};
+/// use octo_core::{Protocol, Error, ErrorKind};
 ///
 /// let err = Error::not_found("model `gpt-5` is not configured").with_code("model_not_found");
 /// assert_eq!(err.kind(), ErrorKind::NotFound);
 /// assert_eq!(err.status().as_u16(), 404);
 /// assert!(!err.is_retryable());
-/// let rendered = err.render(ApiFormat::Messages);
+/// let rendered = err.render(Protocol::Anthropic);
 /// let body: serde_json::Value = serde_json::from_slice(&rendered.body).unwrap();
 /// assert_eq!(body["error"]["type"], "not_found_error");
 /// ```
@@ -253,7 +253,7 @@ impl Error {
     }
 
     /// Renders the error as a full HTTP answer in `client`'s protocol.
-    pub fn render(&self, client: ApiFormat) -> RenderedError {
+    pub fn render(&self, client: Protocol) -> RenderedError {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -275,11 +275,11 @@ impl Error {
     }
 
     /// Renders the error as one in-band SSE frame for a stream already under way in `client`'s protocol.
-    pub fn render_stream_frame(&self, client: ApiFormat) -> Bytes {
+    pub fn render_stream_frame(&self, client: Protocol) -> Bytes {
         let body = self.to_json(client);
         let text = match client {
-            ApiFormat::Messages => format!("event: error\ndata: {body}\n\n"),
-            ApiFormat::Responses => {
+            Protocol::Anthropic => format!("event: error\ndata: {body}\n\n"),
+            Protocol::OpenAiResponses => {
                 let mut flat = json!({"type": "error", "message": self.message()});
                 flat["code"] = json!(self.code_or_default());
                 flat["param"] = json!(self.inner.param);
@@ -291,9 +291,9 @@ impl Error {
     }
 
     /// An upstream body already in the client's error shape goes out verbatim.
-    fn passthrough_body(&self, client: ApiFormat) -> Option<Bytes> {
+    fn passthrough_body(&self, client: Protocol) -> Option<Bytes> {
         let up = self.inner.upstream.as_ref()?;
-        let format = up.format?;
+        let format = up.protocol?;
         if format.error_family() != client.error_family() || up.body.is_empty() {
             return None;
         }
@@ -329,7 +329,7 @@ impl Error {
         }
     }
 
-    fn to_json(&self, client: ApiFormat) -> Value {
+    fn to_json(&self, client: Protocol) -> Value {
         let status = self.inner.status.as_u16();
         let message = self.client_message();
         match client.error_family() {
@@ -468,15 +468,15 @@ mod tests {
     #[test]
     fn renders_each_protocol_shape() {
         let e = Error::bad_request("body is not valid JSON").with_code("invalid_json");
-        let oa = body(&e.render(ApiFormat::ChatCompletions));
+        let oa = body(&e.render(Protocol::OpenAiChat));
         assert_eq!(oa["error"]["type"], "invalid_request_error");
         assert_eq!(oa["error"]["code"], "invalid_json");
         assert_eq!(oa["error"]["param"], Value::Null);
         assert_eq!(oa["error"]["message"], "body is not valid JSON");
-        let an = body(&e.render(ApiFormat::Messages));
+        let an = body(&e.render(Protocol::Anthropic));
         assert_eq!(an["type"], "error");
         assert_eq!(an["error"]["type"], "invalid_request_error");
-        let ge = body(&e.render(ApiFormat::GenerateContent));
+        let ge = body(&e.render(Protocol::Gemini));
         assert_eq!(ge["error"]["code"], 400);
         assert_eq!(ge["error"]["status"], "INVALID_ARGUMENT");
     }
@@ -488,18 +488,18 @@ mod tests {
             StatusCode::TOO_MANY_REQUESTS,
             "backend `oa` answered 429",
             UpstreamBody {
-                format: Some(ApiFormat::ChatCompletions),
+                protocol: Some(Protocol::OpenAiChat),
                 body: raw.clone(),
             },
             Some(Duration::from_millis(1500)),
         );
         assert!(e.is_retryable());
-        let r = e.render(ApiFormat::Responses);
+        let r = e.render(Protocol::OpenAiResponses);
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.body, raw);
         assert_eq!(r.headers[header::RETRY_AFTER], "2");
         // Another family gets a re-shaped body that still carries the upstream's message.
-        let an = body(&e.render(ApiFormat::Messages));
+        let an = body(&e.render(Protocol::Anthropic));
         assert_eq!(an["error"]["type"], "rate_limit_error");
         assert_eq!(
             an["error"]["message"],
@@ -514,7 +514,7 @@ mod tests {
                 StatusCode::from_u16(s).unwrap(),
                 "x",
                 UpstreamBody {
-                    format: None,
+                    protocol: None,
                     body: Bytes::new(),
                 },
                 None,
@@ -529,11 +529,11 @@ mod tests {
     #[test]
     fn stream_frames_follow_each_protocol() {
         let e = Error::upstream("backend `an` reset the connection");
-        let an = e.render_stream_frame(ApiFormat::Messages);
+        let an = e.render_stream_frame(Protocol::Anthropic);
         assert!(an.starts_with(b"event: error\ndata: {"));
-        let ge = e.render_stream_frame(ApiFormat::GenerateContent);
+        let ge = e.render_stream_frame(Protocol::Gemini);
         assert!(ge.starts_with(b"data: {\"error\":"));
-        let rs = e.render_stream_frame(ApiFormat::Responses);
+        let rs = e.render_stream_frame(Protocol::OpenAiResponses);
         assert!(rs.starts_with(b"event: error\ndata: {"));
         assert!(rs.ends_with(b"\n\n"));
     }

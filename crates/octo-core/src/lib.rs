@@ -16,7 +16,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::sync::Arc;
-//! use octo_core::{engine_fn, ApiFormat, ArcEngine, Body, Engine, Error, Request, Response};
+//! use octo_core::{engine_fn, Protocol, ArcEngine, Body, Engine, Error, Request, Response};
 //!
 //! // A terminal engine answering every chat request.
 //! let upstream: ArcEngine = Arc::new(engine_fn(|_req: Request| async {
@@ -36,7 +36,7 @@
 //! }
 //!
 //! let engine = NoStream(upstream);
-//! let req = Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions",
+//! let req = Request::post(Protocol::OpenAiChat, "/v1/chat/completions",
 //!     Body::from_static(br#"{"model":"m","stream":true}"#));
 //! assert_eq!(engine.process(req).await.unwrap_err().status(), 403);
 //! # }
@@ -46,9 +46,9 @@ pub mod body;
 pub mod engine;
 pub mod error;
 pub mod event;
-pub mod format;
 pub mod http;
 pub mod overhead;
+pub mod protocol;
 pub mod request;
 pub mod response;
 pub mod sse;
@@ -57,6 +57,6 @@ pub use body::{Body, Peek};
 pub use engine::{ArcEngine, BoxEngine, Engine, EngineFn, engine_fn};
 pub use error::{BoxError, Error, ErrorKind, RenderedError, UpstreamBody};
 pub use event::{Event, EventSender, EventStream, StreamClosed};
-pub use format::{ApiFormat, ErrorFamily, format_list};
+pub use protocol::{ErrorFamily, Protocol, protocol_list};
 pub use request::{PeekRef, Request, RouteParams};
 pub use response::{Response, ResponseBody};

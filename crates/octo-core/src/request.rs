@@ -1,7 +1,7 @@
 //! The request an engine receives.
 //!
 //! A [`Request`] is the client's HTTP request reduced to what engines need: method, path and query,
-//! headers, the [`ApiFormat`] of the route it arrived on, typed per-request [`Extensions`] (the
+//! headers, the [`Protocol`] of the route it arrived on, typed per-request [`Extensions`] (the
 //! identity auth found, the attempts a retry made, …) and the lazy [`Body`]. Gemini carries the model
 //! and the streaming choice in the URL rather than the body; the front records them in
 //! [`RouteParams`] so [`Request::peek`] answers the same question for every protocol.
@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::body::{Body, Peek};
 use crate::error::Error;
-use crate::format::ApiFormat;
+use crate::protocol::Protocol;
 
 /// Values a route's path carries (Gemini: `/v1beta/models/{model}:streamGenerateContent`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct Request {
     /// The client's headers. Engines that call upstreams must not forward credentials from here.
     pub headers: HeaderMap,
     /// The protocol the client speaks.
-    pub format: ApiFormat,
+    pub protocol: Protocol,
     /// Values from the route's path.
     pub route: RouteParams,
     /// Typed per-request state shared between engines.
@@ -52,12 +52,12 @@ pub struct PeekRef<'a> {
 
 impl Request {
     /// A request with empty headers and extensions.
-    pub fn new(method: Method, uri: Uri, format: ApiFormat, body: Body) -> Self {
+    pub fn new(method: Method, uri: Uri, format: Protocol, body: Body) -> Self {
         Request {
             method,
             uri,
             headers: HeaderMap::new(),
-            format,
+            protocol: format,
             route: RouteParams::default(),
             extensions: Extensions::new(),
             body,
@@ -68,7 +68,7 @@ impl Request {
     ///
     /// # Panics
     /// If `path` is not a valid URI path.
-    pub fn post(format: ApiFormat, path: &str, body: Body) -> Self {
+    pub fn post(format: Protocol, path: &str, body: Body) -> Self {
         Self::new(
             Method::POST,
             path.parse().expect("a valid request path"),
@@ -137,7 +137,7 @@ mod tests {
     fn set_model_to_the_same_name_keeps_the_bytes() {
         let raw = bytes::Bytes::from_static(br#"{ "model" : "m", "messages": [] }"#);
         let mut req = Request::post(
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiChat,
             "/v1/chat/completions",
             Body::from_bytes(raw.clone()),
         );
@@ -155,7 +155,7 @@ mod tests {
     #[test]
     fn peek_ref_reads_what_peek_reads_route_first() {
         let mut req = Request::post(
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiChat,
             "/v1/chat/completions",
             Body::from_static(br#"{"model":"m","stream":true}"#),
         );

@@ -21,7 +21,7 @@ use futures::Stream;
 
 use crate::error::Error;
 use crate::event::Event;
-use crate::format::ApiFormat;
+use crate::protocol::Protocol;
 
 /// The default cap on one event's size (16 MiB): a larger frame is an error, not unbounded memory.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
@@ -335,10 +335,10 @@ impl KeepAlive {
     ///
     /// OpenAI clients ignore SSE comments; Anthropic clients expect `ping` events; the google-genai SDK
     /// rejects comments and unknown data, so Gemini streams get no keep-alive at all.
-    pub fn for_format(format: ApiFormat, interval: Duration) -> Option<KeepAlive> {
+    pub fn for_format(format: Protocol, interval: Duration) -> Option<KeepAlive> {
         let frame: &'static [u8] = match format {
-            ApiFormat::ChatCompletions | ApiFormat::Responses => b": keep-alive\n\n",
-            ApiFormat::Messages => b"event: ping\ndata: {\"type\": \"ping\"}\n\n",
+            Protocol::OpenAiChat | Protocol::OpenAiResponses => b": keep-alive\n\n",
+            Protocol::Anthropic => b"event: ping\ndata: {\"type\": \"ping\"}\n\n",
             _ => return None,
         };
         Some(KeepAlive {
@@ -457,11 +457,8 @@ mod tests {
 
     #[test]
     fn keep_alive_is_protocol_aware() {
-        assert!(
-            KeepAlive::for_format(ApiFormat::GenerateContent, KeepAlive::DEFAULT_INTERVAL)
-                .is_none()
-        );
-        let an = KeepAlive::for_format(ApiFormat::Messages, KeepAlive::DEFAULT_INTERVAL).unwrap();
+        assert!(KeepAlive::for_format(Protocol::Gemini, KeepAlive::DEFAULT_INTERVAL).is_none());
+        let an = KeepAlive::for_format(Protocol::Anthropic, KeepAlive::DEFAULT_INTERVAL).unwrap();
         assert!(an.frame.starts_with(b"event: ping"));
     }
 

@@ -57,7 +57,7 @@ pub struct UpstreamHeaders(pub HeaderMap);
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::sync::Arc;
 /// use http::HeaderMap;
-/// use octo_core::{engine_fn, ApiFormat, Body, Engine, Request, Response};
+/// use octo_core::{engine_fn, Protocol, Body, Engine, Request, Response};
 /// use octo_engines::add_header::{AddHeaders, UpstreamHeaders};
 ///
 /// let inner = Arc::new(engine_fn(|req: Request| async move {
@@ -68,7 +68,7 @@ pub struct UpstreamHeaders(pub HeaderMap);
 /// let mut headers = HeaderMap::new();
 /// headers.insert("x-team", "search".parse().unwrap());
 /// let engine = AddHeaders::new(headers, inner).unwrap();
-/// let req = Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions", Body::from_static(b"{}"));
+/// let req = Request::post(Protocol::OpenAiChat, "/v1/chat/completions", Body::from_static(b"{}"));
 /// engine.process(req).await.unwrap();
 /// # }
 /// ```
@@ -145,7 +145,7 @@ impl Engine for AddHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use octo_core::{ApiFormat, Body, engine_fn};
+    use octo_core::{Body, Protocol, engine_fn};
     use std::sync::{Arc, Mutex};
 
     fn capture() -> (ArcEngine, Arc<Mutex<Option<UpstreamHeaders>>>) {
@@ -163,7 +163,7 @@ mod tests {
 
     fn req() -> Request {
         Request::post(
-            ApiFormat::Messages,
+            Protocol::Anthropic,
             "/v1/messages",
             Body::from_static(b"{}"),
         )

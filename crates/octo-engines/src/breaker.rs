@@ -434,7 +434,7 @@ mod tests {
             StatusCode::from_u16(status).unwrap(),
             "x",
             UpstreamBody {
-                format: None,
+                protocol: None,
                 body: Bytes::new(),
             },
             None,

@@ -14,14 +14,14 @@ use octo_core::{Engine, Error, ErrorKind, Request, Response};
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use octo_core::{ApiFormat, Body, Engine, Request};
+/// use octo_core::{Protocol, Body, Engine, Request};
 /// use octo_engines::deny::Deny;
 ///
 /// let deny = Deny::new(403, "streaming is not allowed").unwrap();
-/// let req = Request::post(ApiFormat::Messages, "/v1/messages", Body::from_static(b"{}"));
+/// let req = Request::post(Protocol::Anthropic, "/v1/messages", Body::from_static(b"{}"));
 /// let err = deny.process(req).await.unwrap_err();
 /// assert_eq!(err.status(), 403);
-/// let body: serde_json::Value = serde_json::from_slice(&err.render(ApiFormat::Messages).body).unwrap();
+/// let body: serde_json::Value = serde_json::from_slice(&err.render(Protocol::Anthropic).body).unwrap();
 /// assert_eq!(body["error"]["type"], "permission_error");
 /// assert_eq!(body["error"]["message"], "streaming is not allowed");
 /// # }
@@ -102,24 +102,24 @@ impl Engine for Deny {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use octo_core::{ApiFormat, Body};
+    use octo_core::{Body, Protocol};
     use serde_json::Value;
 
     #[tokio::test]
     async fn renders_in_each_protocol_and_never_retries() {
         let deny = Deny::bad_request("prompt too long for this tier");
         let req = Request::post(
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiChat,
             "/v1/chat/completions",
             Body::from_static(b"{}"),
         );
         let e = deny.process(req).await.unwrap_err();
         assert_eq!(e.status(), 400);
         assert!(!e.is_retryable());
-        let oa: Value = serde_json::from_slice(&e.render(ApiFormat::ChatCompletions).body).unwrap();
+        let oa: Value = serde_json::from_slice(&e.render(Protocol::OpenAiChat).body).unwrap();
         assert_eq!(oa["error"]["message"], "prompt too long for this tier");
         assert_eq!(oa["error"]["code"], "request_denied");
-        let ge: Value = serde_json::from_slice(&e.render(ApiFormat::GenerateContent).body).unwrap();
+        let ge: Value = serde_json::from_slice(&e.render(Protocol::Gemini).body).unwrap();
         assert_eq!(ge["error"]["status"], "INVALID_ARGUMENT");
         let e = Deny::new(429, "quota").unwrap().error();
         assert_eq!(e.status(), 429);

@@ -35,16 +35,16 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use octo_core::ApiFormat;
+//! use octo_core::Protocol;
 //! use octo_engines::balance::{StrategyKind, Target};
 //! use octo_engines::client::{EndpointConfig, HttpEndpoint};
 //! use octo_engines::retry::{RetryPolicy, TargetSet};
 //!
 //! let a = HttpEndpoint::new(
-//!     EndpointConfig::new("a", "https://api.openai.com", ApiFormat::ChatCompletions).api_key("sk-a"),
+//!     EndpointConfig::new("a", "https://api.openai.com", Protocol::OpenAiChat).api_key("sk-a"),
 //! )?;
 //! let b = HttpEndpoint::new(
-//!     EndpointConfig::new("b", "https://openai.example.net", ApiFormat::ChatCompletions).api_key("sk-b"),
+//!     EndpointConfig::new("b", "https://openai.example.net", Protocol::OpenAiChat).api_key("sk-b"),
 //! )?;
 //! let model = TargetSet::builder("gpt-4o-mini", vec![
 //!     Target::endpoint(Arc::new(a)).with_weight(3).with_model("gpt-4o-mini"),

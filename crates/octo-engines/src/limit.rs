@@ -140,12 +140,12 @@ impl Stream for PermitStream {
 mod tests {
     use super::*;
     use futures::StreamExt;
-    use octo_core::{ApiFormat, Body, Event, engine_fn};
+    use octo_core::{Body, Event, Protocol, engine_fn};
     use tokio::sync::mpsc;
 
     fn req() -> Request {
         Request::post(
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiChat,
             "/v1/chat/completions",
             Body::from_static(b"{}"),
         )

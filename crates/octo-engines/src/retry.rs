@@ -261,7 +261,7 @@ impl TargetSetBuilder {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::sync::Arc;
-/// use octo_core::{engine_fn, ApiFormat, Body, Engine, Error, Request, Response};
+/// use octo_core::{engine_fn, Protocol, Body, Engine, Error, Request, Response};
 /// use octo_engines::balance::{StrategyKind, Target};
 /// use octo_engines::retry::{Attempts, RetryPolicy, TargetSet};
 ///
@@ -272,7 +272,7 @@ impl TargetSetBuilder {
 ///     .retry(RetryPolicy::new(3, std::time::Duration::from_secs(10)))
 ///     .build()
 ///     .unwrap();
-/// let req = Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions",
+/// let req = Request::post(Protocol::OpenAiChat, "/v1/chat/completions",
 ///     Body::from_static(br#"{"model":"gpt"}"#));
 /// let resp = set.process(req).await.unwrap();
 /// let attempts = resp.extensions.get::<Attempts>().unwrap().snapshot();
@@ -342,7 +342,7 @@ impl TargetSet {
                 self.targets.len()
             ),
             UpstreamBody {
-                format: None,
+                protocol: None,
                 body: Bytes::new(),
             },
             retry_after,
@@ -519,7 +519,7 @@ impl Engine for TargetSet {
             let mut result = target.engine.process(attempt).await;
             if self.policy.wait_first_event {
                 result = match result {
-                    Ok(resp) => first_event(resp, &target.name, req.format).await,
+                    Ok(resp) => first_event(resp, &target.name, req.protocol).await,
                     Err(e) => Err(e),
                 };
             }
@@ -589,7 +589,7 @@ fn skip_record(t: &Target) -> AttemptRecord {
 async fn first_event(
     resp: Response,
     target: &str,
-    format: octo_core::ApiFormat,
+    format: octo_core::Protocol,
 ) -> Result<Response, Error> {
     let Response {
         status,
@@ -622,7 +622,7 @@ async fn first_event(
             StatusCode::BAD_GATEWAY,
             format!("target `{target}` sent an error event before any content"),
             UpstreamBody {
-                format: Some(format),
+                protocol: Some(format),
                 body: first.data_body().to_bytes(),
             },
             None,
@@ -699,7 +699,7 @@ mod tests {
             StatusCode::from_u16(s).unwrap(),
             format!("answered {s}"),
             UpstreamBody {
-                format: None,
+                protocol: None,
                 body: Bytes::new(),
             },
             retry_after,

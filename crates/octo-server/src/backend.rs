@@ -6,13 +6,13 @@
 //! on the request as the backend receives it.
 
 use async_trait::async_trait;
-use octo_core::{ApiFormat, ArcEngine, Engine, Error, Request, Response};
+use octo_core::{ArcEngine, Engine, Error, Protocol, Request, Response};
 use octo_engines::convert::{ConvertEngine, ConvertOptions};
 
 /// One backend, passing through or converting per request.
 pub struct BackendEngine {
     name: String,
-    protocols: Vec<ApiFormat>,
+    protocols: Vec<Protocol>,
     inner: ArcEngine,
     convert: ConvertEngine,
 }
@@ -25,7 +25,7 @@ impl BackendEngine {
     /// If `protocols` is empty (the config loader refuses that).
     pub fn new(
         name: impl Into<String>,
-        protocols: Vec<ApiFormat>,
+        protocols: Vec<Protocol>,
         inner: ArcEngine,
         options: ConvertOptions,
     ) -> Self {
@@ -53,7 +53,7 @@ impl std::fmt::Debug for BackendEngine {
 #[async_trait]
 impl Engine for BackendEngine {
     async fn process(&self, req: Request) -> Result<Response, Error> {
-        if self.protocols.contains(&req.format) {
+        if self.protocols.contains(&req.protocol) {
             self.inner.process(req).await
         } else {
             self.convert.process(req).await

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::HeaderValue;
-use octo_core::{ApiFormat, ArcEngine, Body, Engine, Error, Request, Response};
+use octo_core::{ArcEngine, Body, Engine, Error, Protocol, Request, Response};
 use octo_engines::balance::Availability;
 use octo_engines::client::CountTokens;
 use serde_json::{Value, json};
@@ -46,7 +46,7 @@ pub struct CountUpstream {
     /// The model name the backend knows.
     pub model: String,
     /// The protocols the backend speaks.
-    pub protocols: Vec<ApiFormat>,
+    pub protocols: Vec<Protocol>,
     /// The engine that sends a request to the backend (the HTTP client, no conversion).
     pub engine: ArcEngine,
     /// Whether the backend can be tried now; `None` means always.
@@ -132,7 +132,7 @@ impl Engine for TokenCounter {
             .with_code("model_not_found"));
         };
         let chosen = upstreams.iter().find(|u| {
-            u.protocols.contains(&req.format)
+            u.protocols.contains(&req.protocol)
                 && u.availability
                     .as_ref()
                     .is_none_or(|a| a.is_available(Some(&u.model)))
@@ -146,10 +146,10 @@ impl Engine for TokenCounter {
                 .insert(TOKEN_COUNT_HEADER, HeaderValue::from_static("upstream"));
             return Ok(resp);
         }
-        tracing::debug!(model = %model, "token count estimated (no target speaks {})", req.format);
+        tracing::debug!(model = %model, "token count estimated (no target speaks {})", req.protocol);
         let tokens = estimate_tokens(req.body.json()?);
-        let body = match req.format {
-            ApiFormat::GenerateContent => json!({"totalTokens": tokens}),
+        let body = match req.protocol {
+            Protocol::Gemini => json!({"totalTokens": tokens}),
             _ => json!({"input_tokens": tokens}),
         };
         let mut resp = Response::json(200, Body::from_json(body));
@@ -177,7 +177,7 @@ mod tests {
     async fn answers_in_each_protocol() {
         let counter = TokenCounter::new(["m".to_owned()]);
         let req = Request::post(
-            ApiFormat::Messages,
+            Protocol::Anthropic,
             "/v1/messages/count_tokens",
             Body::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hello"}]}"#),
         );
@@ -187,7 +187,7 @@ mod tests {
         };
         assert!(b.json().unwrap()["input_tokens"].as_u64().unwrap() > 0);
         let mut req = Request::post(
-            ApiFormat::GenerateContent,
+            Protocol::Gemini,
             "/v1beta/models/m:countTokens",
             Body::from_static(br#"{"contents":[]}"#),
         );
@@ -198,7 +198,7 @@ mod tests {
         };
         assert_eq!(b.json().unwrap()["totalTokens"], 0);
         let req = Request::post(
-            ApiFormat::Messages,
+            Protocol::Anthropic,
             "/v1/messages/count_tokens",
             Body::from_static(br#"{"model":"x"}"#),
         );
@@ -231,7 +231,7 @@ mod tests {
 
     fn upstream(
         backend: &str,
-        protocols: &[ApiFormat],
+        protocols: &[Protocol],
         engine: &Arc<Upstream>,
         available: bool,
     ) -> CountUpstream {
@@ -254,13 +254,13 @@ mod tests {
         let counter = TokenCounter::default().with_model(
             "m",
             vec![
-                upstream("oa", &[ApiFormat::ChatCompletions], &engine, true),
-                upstream("down", &[ApiFormat::Messages], &engine, false),
-                upstream("anth", &[ApiFormat::Messages], &engine, true),
+                upstream("oa", &[Protocol::OpenAiChat], &engine, true),
+                upstream("down", &[Protocol::Anthropic], &engine, false),
+                upstream("anth", &[Protocol::Anthropic], &engine, true),
             ],
         );
         let req = Request::post(
-            ApiFormat::Messages,
+            Protocol::Anthropic,
             "/v1/messages/count_tokens",
             Body::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
         );
@@ -270,7 +270,7 @@ mod tests {
 
         // A Gemini client: no target speaks Gemini, so the estimate answers.
         let mut req = Request::post(
-            ApiFormat::GenerateContent,
+            Protocol::Gemini,
             "/v1beta/models/m:countTokens",
             Body::from_static(br#"{"contents":[{"parts":[{"text":"abcd"}]}]}"#),
         );

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use octo_core::http::{Router, ServeConfig};
-use octo_core::{ApiFormat, ArcEngine};
+use octo_core::{ArcEngine, Protocol};
 use octo_engines::auth::{
     Access, AuthConfig, AuthEngine, Authenticator, KeyConfig, OrgConfig, parse_expiry,
 };
@@ -60,7 +60,7 @@ type Problem = (String, String);
 struct BuiltBackend {
     endpoint: Arc<HttpEndpoint>,
     engine: ArcEngine,
-    protocols: Vec<ApiFormat>,
+    protocols: Vec<Protocol>,
 }
 
 /// Builds the gateway for `config` (already validated by [`crate::config::parse`]).
@@ -122,20 +122,20 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
     router = router
         .engine_at(
             "/v1/messages/count_tokens",
-            ApiFormat::Messages,
+            Protocol::Anthropic,
             counter.clone(),
         )
         .gemini_count_tokens(counter);
-    for format in ApiFormat::CHAT_PROTOCOLS {
+    for format in Protocol::CHAT_PROTOCOLS {
         router = router.engine(format, engine.clone());
     }
     for path in ["/v1/models", "/v1beta/models"] {
         router = router
-            .engine_for(Method::GET, path, ApiFormat::ModelList, list.clone())
+            .engine_for(Method::GET, path, Protocol::ModelList, list.clone())
             .engine_model_id(
                 Method::GET,
                 &format!("{path}/"),
-                ApiFormat::ModelList,
+                Protocol::ModelList,
                 list.clone(),
             );
     }
@@ -165,7 +165,7 @@ fn build_backend(name: &str, b: &crate::config::BackendConfig) -> Result<BuiltBa
         ep.headers.insert(h, v);
     }
     for (proto, path) in &b.paths {
-        if let Ok(f) = proto.parse::<ApiFormat>() {
+        if let Ok(f) = proto.parse::<Protocol>() {
             ep.paths.insert(f, path.clone());
         }
     }

@@ -135,13 +135,13 @@ impl Engine for ModelList {
 mod tests {
     use super::*;
     use http::{HeaderValue, Method};
-    use octo_core::ApiFormat;
+    use octo_core::Protocol;
 
     fn get(path: &str, header: Option<(&'static str, &'static str)>) -> Request {
         let mut req = Request::new(
             Method::GET,
             path.parse().unwrap(),
-            ApiFormat::ModelList,
+            Protocol::ModelList,
             Body::empty(),
         );
         if let Some((k, v)) = header {

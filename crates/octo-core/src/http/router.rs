@@ -17,8 +17,8 @@ use super::sse_body::{SseBody, StreamEncoding};
 use crate::body::Body;
 use crate::engine::ArcEngine;
 use crate::error::{BoxError, Error};
-use crate::format::ApiFormat;
 use crate::overhead::{self, OverheadTimer, UpstreamTime};
+use crate::protocol::Protocol;
 use crate::request::{Request, RouteParams};
 use crate::response::ResponseBody;
 use crate::sse::KeepAlive;
@@ -39,7 +39,7 @@ const OVERSIZE_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 enum Target {
     Engine {
-        format: ApiFormat,
+        format: Protocol,
         engine: ArcEngine,
     },
     Static {
@@ -74,12 +74,12 @@ struct Route {
 /// ```
 /// use std::sync::Arc;
 /// use octo_core::http::Router;
-/// use octo_core::{engine_fn, ApiFormat, Response};
+/// use octo_core::{engine_fn, Protocol, Response};
 ///
 /// let echo = Arc::new(engine_fn(|req: octo_core::Request| async move { Ok(Response::json(200, req.body)) }));
 /// let router = Router::new()
-///     .engine(ApiFormat::ChatCompletions, echo.clone())
-///     .engine(ApiFormat::GenerateContent, echo)
+///     .engine(Protocol::OpenAiChat, echo.clone())
+///     .engine(Protocol::Gemini, echo)
 ///     .health_routes();
 /// ```
 #[derive(Clone)]
@@ -105,12 +105,12 @@ impl std::fmt::Debug for Router {
 }
 
 /// The default path of each protocol's endpoint (Gemini's is a pattern, see [`Router::engine`]).
-pub fn default_path(format: ApiFormat) -> Option<&'static str> {
+pub fn default_path(format: Protocol) -> Option<&'static str> {
     match format {
-        ApiFormat::ChatCompletions => Some("/v1/chat/completions"),
-        ApiFormat::Responses => Some("/v1/responses"),
-        ApiFormat::Messages => Some("/v1/messages"),
-        ApiFormat::Embeddings => Some("/v1/embeddings"),
+        Protocol::OpenAiChat => Some("/v1/chat/completions"),
+        Protocol::OpenAiResponses => Some("/v1/responses"),
+        Protocol::Anthropic => Some("/v1/messages"),
+        Protocol::OpenAiEmbeddings => Some("/v1/embeddings"),
         _ => None,
     }
 }
@@ -129,7 +129,7 @@ impl Router {
     ///
     /// Gemini is mounted on `/v1/models/{model}:…` and `/v1beta/models/{model}:…`, for both
     /// `generateContent` and `streamGenerateContent` (SSE with `?alt=sse`, a JSON array without).
-    pub fn engine(mut self, format: ApiFormat, engine: ArcEngine) -> Self {
+    pub fn engine(mut self, format: Protocol, engine: ArcEngine) -> Self {
         let pattern = match default_path(format) {
             Some(path) => Pattern::Exact(path.to_owned()),
             None => Pattern::GeminiModels,
@@ -143,7 +143,7 @@ impl Router {
     }
 
     /// Mounts `engine` for `POST path`, treating requests as `format`.
-    pub fn engine_at(mut self, path: &str, format: ApiFormat, engine: ArcEngine) -> Self {
+    pub fn engine_at(mut self, path: &str, format: Protocol, engine: ArcEngine) -> Self {
         self.routes.push(Route {
             pattern: Pattern::Exact(path.to_owned()),
             method: Method::POST,
@@ -157,7 +157,7 @@ impl Router {
         mut self,
         method: Method,
         path: &str,
-        format: ApiFormat,
+        format: Protocol,
         engine: ArcEngine,
     ) -> Self {
         self.routes.push(Route {
@@ -174,7 +174,7 @@ impl Router {
             pattern: Pattern::GeminiCountTokens,
             method: Method::POST,
             target: Target::Engine {
-                format: ApiFormat::GenerateContent,
+                format: Protocol::Gemini,
                 engine,
             },
         });
@@ -187,7 +187,7 @@ impl Router {
         mut self,
         method: Method,
         prefix: &str,
-        format: ApiFormat,
+        format: Protocol,
         engine: ArcEngine,
     ) -> Self {
         self.routes.push(Route {
@@ -382,7 +382,7 @@ impl Router {
     fn write_response(
         &self,
         resp: crate::Response,
-        format: ApiFormat,
+        format: Protocol,
         encoding: StreamEncoding,
         timer: OverheadTimer,
     ) -> http::Response<FrontBody> {
@@ -455,17 +455,17 @@ impl Pattern {
 }
 
 /// The protocol a path most likely belongs to, for shaping 404s and 405s.
-fn guess_format(path: &str) -> ApiFormat {
+fn guess_format(path: &str) -> Protocol {
     if path.starts_with("/v1/messages") {
-        ApiFormat::Messages
+        Protocol::Anthropic
     } else if path.starts_with("/v1beta/")
         || (path.starts_with("/v1/models/") && path.contains(':'))
     {
-        ApiFormat::GenerateContent
+        Protocol::Gemini
     } else if path.starts_with("/v1/responses") {
-        ApiFormat::Responses
+        Protocol::OpenAiResponses
     } else {
-        ApiFormat::ChatCompletions
+        Protocol::OpenAiChat
     }
 }
 
@@ -510,7 +510,7 @@ fn full_response(
 }
 
 /// Renders `err` for a client speaking `format`.
-pub fn error_response(err: &Error, format: ApiFormat) -> http::Response<FrontBody> {
+pub fn error_response(err: &Error, format: Protocol) -> http::Response<FrontBody> {
     let rendered = err.render(format);
     let mut resp = http::Response::new(Either::Left(Full::new(rendered.body)));
     *resp.status_mut() = rendered.status;
@@ -535,7 +535,7 @@ mod tests {
             Ok(resp)
         }));
         let mut r = Router::new().health_routes();
-        for f in ApiFormat::CHAT_PROTOCOLS {
+        for f in Protocol::CHAT_PROTOCOLS {
             r = r.engine(f, echo.clone());
         }
         r.max_body_bytes(1024)

@@ -17,8 +17,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::event::EventStream;
-use crate::format::ApiFormat;
 use crate::overhead::OverheadTimer;
+use crate::protocol::Protocol;
 use crate::sse::KeepAlive;
 
 /// How the events are framed on the wire.
@@ -34,7 +34,7 @@ pub enum StreamEncoding {
 #[pin_project::pin_project]
 pub struct SseBody {
     events: EventStream,
-    format: ApiFormat,
+    format: Protocol,
     encoding: StreamEncoding,
     keep_alive: Option<KeepAlive>,
     sleep: Option<Pin<Box<Sleep>>>,
@@ -48,7 +48,7 @@ impl SseBody {
     /// Writes `events` for a client speaking `format`.
     pub fn new(
         events: EventStream,
-        format: ApiFormat,
+        format: Protocol,
         encoding: StreamEncoding,
         keep_alive: Option<KeepAlive>,
     ) -> Self {
@@ -184,7 +184,7 @@ mod tests {
         ]));
         let frames = collect(SseBody::new(
             events,
-            ApiFormat::Messages,
+            Protocol::Anthropic,
             StreamEncoding::Sse,
             None,
         ))
@@ -202,7 +202,7 @@ mod tests {
         ]);
         let frames = collect(SseBody::new(
             events,
-            ApiFormat::GenerateContent,
+            Protocol::Gemini,
             StreamEncoding::JsonArray,
             None,
         ))
@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(&joined[..], b"[{\"a\":1},{\"b\":2}]");
         let empty = collect(SseBody::new(
             EventStream::iter(vec![]),
-            ApiFormat::GenerateContent,
+            Protocol::Gemini,
             StreamEncoding::JsonArray,
             None,
         ))
@@ -225,8 +225,8 @@ mod tests {
         let events = EventStream::new(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         }));
-        let ka = KeepAlive::for_format(ApiFormat::ChatCompletions, Duration::from_secs(5));
-        let mut body = SseBody::new(events, ApiFormat::ChatCompletions, StreamEncoding::Sse, ka);
+        let ka = KeepAlive::for_format(Protocol::OpenAiChat, Duration::from_secs(5));
+        let mut body = SseBody::new(events, Protocol::OpenAiChat, StreamEncoding::Sse, ka);
         // With the clock paused, the runtime advances time to the keep-alive deadline.
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&first[..], b": keep-alive\n\n");

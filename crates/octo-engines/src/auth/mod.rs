@@ -31,7 +31,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::sync::Arc;
-//! use octo_core::{engine_fn, ApiFormat, ArcEngine, Body, Engine, Request, Response};
+//! use octo_core::{engine_fn, Protocol, ArcEngine, Body, Engine, Request, Response};
 //! use octo_engines::auth::{Access, AuthConfig, AuthEngine, Authenticator, Identity, KeyConfig, OrgConfig};
 //!
 //! let config = AuthConfig {
@@ -45,7 +45,7 @@
 //! }));
 //! let engine = AuthEngine::new(Arc::new(Authenticator::new(config).unwrap()), who);
 //!
-//! let mut req = Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions",
+//! let mut req = Request::post(Protocol::OpenAiChat, "/v1/chat/completions",
 //!     Body::from_static(br#"{"model":"gpt-4o"}"#));
 //! assert_eq!(engine.process(req.clone()).await.unwrap_err().status(), 401);
 //! req.headers.insert("authorization", "Bearer sk-acme-alice".parse().unwrap());
@@ -64,7 +64,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use http::{HeaderMap, Uri, header};
-use octo_core::{ApiFormat, ArcEngine, Engine, Error, Request, Response};
+use octo_core::{ArcEngine, Engine, Error, Protocol, Request, Response};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 pub use self::credentials::hash_key;
@@ -484,7 +484,7 @@ impl Authenticator {
                         .is_some_and(|(k, _)| k.allowed_models.is_some())
             }
         };
-        let model = if needs_model && req.format != ApiFormat::ModelList {
+        let model = if needs_model && req.protocol != Protocol::ModelList {
             req.peek()?.model
         } else {
             None

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use octo_core::{ApiFormat, ArcEngine, Body, Engine, Request, Response, engine_fn};
+use octo_core::{ArcEngine, Body, Engine, Protocol, Request, Response, engine_fn};
 use serde_json::{Value, json};
 
 use super::*;
@@ -80,7 +80,7 @@ fn chat(model: &str, header: Option<(&'static str, &str)>) -> Request {
     let body = Body::from(Bytes::from(format!(
         r#"{{"model":"{model}","messages":[]}}"#
     )));
-    let mut req = Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions", body);
+    let mut req = Request::post(Protocol::OpenAiChat, "/v1/chat/completions", body);
     if let Some((name, value)) = header {
         req.headers.insert(name, value.parse().unwrap());
     }
@@ -129,10 +129,9 @@ async fn non_public_model_without_key_is_401_in_the_clients_protocol() {
             "{}",
             e.message()
         );
-        let rendered: Value = serde_json::from_slice(&e.render(ApiFormat::Messages).body).unwrap();
+        let rendered: Value = serde_json::from_slice(&e.render(Protocol::Anthropic).body).unwrap();
         assert_eq!(rendered["error"]["type"], "authentication_error");
-        let rendered: Value =
-            serde_json::from_slice(&e.render(ApiFormat::GenerateContent).body).unwrap();
+        let rendered: Value = serde_json::from_slice(&e.render(Protocol::Gemini).body).unwrap();
         assert_eq!(rendered["error"]["status"], "UNAUTHENTICATED");
     }
     assert_eq!(
@@ -162,7 +161,7 @@ async fn valid_key_in_each_place_sets_identity_and_is_stripped() {
     }
     // Gemini: key in the query, model in the path.
     let mut req = Request::post(
-        ApiFormat::GenerateContent,
+        Protocol::Gemini,
         "/v1beta/models/int:streamGenerateContent?alt=sse&key=sk-beta-carol",
         Body::from_static(b"{\"contents\":[]}"),
     );
@@ -273,7 +272,7 @@ async fn the_body_is_read_only_when_the_answer_depends_on_the_model() {
     let h = harness(cfg);
     let broken = |header| {
         let mut req = Request::post(
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiChat,
             "/v1/chat/completions",
             Body::from_static(b"{not json"),
         );
@@ -297,7 +296,7 @@ async fn model_list_uses_the_default_access() {
         let mut req = Request::new(
             http::Method::GET,
             "/v1/models".parse().unwrap(),
-            ApiFormat::ModelList,
+            Protocol::ModelList,
             Body::empty(),
         );
         if let Some((n, v)) = header {

@@ -435,12 +435,12 @@ pub fn effective_weights(weights: &[u32]) -> Vec<u32> {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use octo_core::{ApiFormat, Body, Request};
+    use octo_core::{Body, Protocol, Request};
 
     /// A chat request for `model`.
     pub(crate) fn req(model: &str) -> Request {
         Request::post(
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiChat,
             "/v1/chat/completions",
             Body::from_bytes(format!(r#"{{"model":"{model}","messages":[]}}"#)),
         )

@@ -32,10 +32,10 @@ const MAX_SESSIONS: usize = 100_000;
 /// The client identity sessions stick by, as a request extension.
 ///
 /// ```
-/// use octo_core::{ApiFormat, Body, Request};
+/// use octo_core::{Protocol, Body, Request};
 /// use octo_engines::balance::StickyKey;
 ///
-/// let mut req = Request::post(ApiFormat::Messages, "/v1/messages", Body::from_static(b"{}"));
+/// let mut req = Request::post(Protocol::Anthropic, "/v1/messages", Body::from_static(b"{}"));
 /// req.extensions.insert(StickyKey("acme/alice".into()));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

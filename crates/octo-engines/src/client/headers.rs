@@ -5,7 +5,7 @@
 //! `x-goog-api-key`), cookies and hop-by-hop headers cannot leak.
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use octo_core::ApiFormat;
+use octo_core::Protocol;
 
 /// The Anthropic API version sent when the client did not name one.
 pub(crate) const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -13,18 +13,18 @@ pub(crate) const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Client headers that carry protocol semantics and are safe to forward, each with the upstream
 /// protocols it means something to: a converted request (say Claude Code's Anthropic request sent
 /// to an OpenAI upstream) does not carry the client protocol's headers along.
-const FORWARDED: [(&str, &[ApiFormat]); 3] = [
-    ("anthropic-version", &[ApiFormat::Messages]),
-    ("anthropic-beta", &[ApiFormat::Messages]),
+const FORWARDED: [(&str, &[Protocol]); 3] = [
+    ("anthropic-version", &[Protocol::Anthropic]),
+    ("anthropic-beta", &[Protocol::Anthropic]),
     (
         "openai-beta",
-        &[ApiFormat::ChatCompletions, ApiFormat::Responses],
+        &[Protocol::OpenAiChat, Protocol::OpenAiResponses],
     ),
 ];
 
 /// Copies the allowlisted protocol headers that belong to `format` (the upstream's protocol);
 /// supplies `anthropic-version` when missing.
-pub(crate) fn forwarded_client_headers(format: ApiFormat, client: &HeaderMap, out: &mut HeaderMap) {
+pub(crate) fn forwarded_client_headers(format: Protocol, client: &HeaderMap, out: &mut HeaderMap) {
     for (name, formats) in FORWARDED {
         if !formats.contains(&format) {
             continue;
@@ -33,7 +33,7 @@ pub(crate) fn forwarded_client_headers(format: ApiFormat, client: &HeaderMap, ou
             out.append(HeaderName::from_static(name), value.clone());
         }
     }
-    if format == ApiFormat::Messages && !out.contains_key("anthropic-version") {
+    if format == Protocol::Anthropic && !out.contains_key("anthropic-version") {
         out.insert(
             "anthropic-version",
             HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
@@ -42,10 +42,10 @@ pub(crate) fn forwarded_client_headers(format: ApiFormat, client: &HeaderMap, ou
 }
 
 /// Adds the auth header `format` expects, carrying `key`.
-pub(crate) fn auth_headers(format: ApiFormat, key: &str, out: &mut HeaderMap) -> Result<(), ()> {
+pub(crate) fn auth_headers(format: Protocol, key: &str, out: &mut HeaderMap) -> Result<(), ()> {
     let (name, value) = match format {
-        ApiFormat::Messages => (HeaderName::from_static("x-api-key"), key.to_owned()),
-        ApiFormat::GenerateContent => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
+        Protocol::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
+        Protocol::Gemini => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
         _ => (header::AUTHORIZATION, format!("Bearer {key}")),
     };
     let mut value = HeaderValue::from_str(&value).map_err(|_| ())?;
@@ -95,7 +95,7 @@ mod tests {
         client.insert(header::COOKIE, HeaderValue::from_static("a=b"));
         client.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
         let mut out = HeaderMap::new();
-        forwarded_client_headers(ApiFormat::Messages, &client, &mut out);
+        forwarded_client_headers(Protocol::Anthropic, &client, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out["anthropic-beta"], "tools-2024");
         assert_eq!(out["anthropic-version"], DEFAULT_ANTHROPIC_VERSION);
@@ -113,31 +113,31 @@ mod tests {
             "openai-beta",
             HeaderValue::from_static("responses=experimental"),
         );
-        for format in [ApiFormat::ChatCompletions, ApiFormat::Responses] {
+        for format in [Protocol::OpenAiChat, Protocol::OpenAiResponses] {
             let mut out = HeaderMap::new();
             forwarded_client_headers(format, &client, &mut out);
             assert_eq!(out.len(), 1, "{format}: {out:?}");
             assert_eq!(out["openai-beta"], "responses=experimental");
         }
         let mut out = HeaderMap::new();
-        forwarded_client_headers(ApiFormat::Messages, &client, &mut out);
+        forwarded_client_headers(Protocol::Anthropic, &client, &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out["anthropic-beta"], "claude-code-20250219");
         assert_eq!(out["anthropic-version"], "2023-06-01");
         let mut out = HeaderMap::new();
-        forwarded_client_headers(ApiFormat::GenerateContent, &client, &mut out);
+        forwarded_client_headers(Protocol::Gemini, &client, &mut out);
         assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]
     fn auth_header_per_protocol() {
         let mut h = HeaderMap::new();
-        auth_headers(ApiFormat::ChatCompletions, "k", &mut h).unwrap();
-        auth_headers(ApiFormat::Messages, "k", &mut h).unwrap();
-        auth_headers(ApiFormat::GenerateContent, "k", &mut h).unwrap();
+        auth_headers(Protocol::OpenAiChat, "k", &mut h).unwrap();
+        auth_headers(Protocol::Anthropic, "k", &mut h).unwrap();
+        auth_headers(Protocol::Gemini, "k", &mut h).unwrap();
         assert_eq!(h[header::AUTHORIZATION], "Bearer k");
         assert_eq!(h["x-api-key"], "k");
         assert_eq!(h["x-goog-api-key"], "k");
-        assert!(auth_headers(ApiFormat::Messages, "bad\nkey", &mut h).is_err());
+        assert!(auth_headers(Protocol::Anthropic, "bad\nkey", &mut h).is_err());
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use octo_core::{ApiFormat, Error, UpstreamBody};
+use octo_core::{Error, Protocol, UpstreamBody};
 use tokio::time::Instant;
 
 use super::headers::auth_headers;
@@ -114,7 +114,7 @@ impl KeyPool {
     pub fn new(
         backend: impl Into<String>,
         keys: &[String],
-        formats: &[ApiFormat],
+        formats: &[Protocol],
         config: KeyPoolConfig,
     ) -> Result<Self, Error> {
         let backend = backend.into();
@@ -285,7 +285,7 @@ impl KeyPool {
                     ceil_secs(b)
                 ),
                 UpstreamBody {
-                    format: None,
+                    protocol: None,
                     body: Bytes::new(),
                 },
                 (!b.is_zero()).then_some(b),
@@ -356,7 +356,7 @@ mod tests {
         KeyPool::new(
             "oa",
             &keys,
-            &[ApiFormat::ChatCompletions, ApiFormat::Messages],
+            &[Protocol::OpenAiChat, Protocol::Anthropic],
             config,
         )
         .unwrap()
@@ -367,7 +367,7 @@ mod tests {
             StatusCode::from_u16(status).unwrap(),
             format!("backend `oa` answered {status}"),
             UpstreamBody {
-                format: None,
+                protocol: None,
                 body: Bytes::new(),
             },
             retry_after,
@@ -466,7 +466,7 @@ mod tests {
         for text in [e.message().to_owned(), format!("{e:?}"), format!("{p:?}")] {
             assert!(!text.contains("sk-"), "{text}");
         }
-        let body = e.render(ApiFormat::ChatCompletions).body;
+        let body = e.render(Protocol::OpenAiChat).body;
         assert!(!String::from_utf8_lossy(&body).contains("sk-"));
     }
 
@@ -539,7 +539,7 @@ mod tests {
         let e = KeyPool::new(
             "oa",
             &["good".to_owned(), "sk-bad\nkey".to_owned()],
-            &[ApiFormat::ChatCompletions],
+            &[Protocol::OpenAiChat],
             KeyPoolConfig::default(),
         )
         .unwrap_err();

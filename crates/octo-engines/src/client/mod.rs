@@ -43,8 +43,8 @@ use http::{HeaderMap, HeaderValue, header};
 use octo_core::overhead::UpstreamTime;
 use octo_core::sse::SseDecoder;
 use octo_core::{
-    ApiFormat, Body, Engine, Error, EventStream, Request, Response, ResponseBody, UpstreamBody,
-    format_list,
+    Body, Engine, Error, EventStream, Protocol, Request, Response, ResponseBody, UpstreamBody,
+    protocol_list,
 };
 use tokio::time::Instant;
 
@@ -101,13 +101,13 @@ pub struct EndpointConfig {
     /// The host root, e.g. `https://api.openai.com`; the protocol's path is appended.
     pub base_url: String,
     /// The protocols the upstream speaks.
-    pub protocols: Vec<ApiFormat>,
+    pub protocols: Vec<Protocol>,
     /// API keys, used in turn.
     pub api_keys: Vec<String>,
     /// Extra headers sent on every request.
     pub headers: HeaderMap,
     /// Path overrides per protocol. Gemini paths may contain `{model}` and `{action}`.
-    pub paths: HashMap<ApiFormat, String>,
+    pub paths: HashMap<Protocol, String>,
     /// Deadlines.
     pub timeouts: Timeouts,
     /// The largest non-streaming response body accepted.
@@ -139,7 +139,7 @@ impl fmt::Debug for EndpointConfig {
 
 impl EndpointConfig {
     /// A config for `name` at `base_url` speaking `protocol`, with default timeouts and no key.
-    pub fn new(name: impl Into<String>, base_url: impl Into<String>, protocol: ApiFormat) -> Self {
+    pub fn new(name: impl Into<String>, base_url: impl Into<String>, protocol: Protocol) -> Self {
         EndpointConfig {
             name: name.into(),
             base_url: base_url.into(),
@@ -167,7 +167,7 @@ impl EndpointConfig {
 pub struct CountTokens;
 
 /// The configured or default path of `format`.
-fn path_template(paths: &HashMap<ApiFormat, String>, format: ApiFormat) -> &str {
+fn path_template(paths: &HashMap<Protocol, String>, format: Protocol) -> &str {
     paths
         .get(&format)
         .map(String::as_str)
@@ -175,13 +175,13 @@ fn path_template(paths: &HashMap<ApiFormat, String>, format: ApiFormat) -> &str 
 }
 
 /// The default request path of each protocol on an upstream.
-pub fn default_upstream_path(format: ApiFormat) -> &'static str {
+pub fn default_upstream_path(format: Protocol) -> &'static str {
     match format {
-        ApiFormat::ChatCompletions => "/v1/chat/completions",
-        ApiFormat::Responses => "/v1/responses",
-        ApiFormat::Messages => "/v1/messages",
-        ApiFormat::Embeddings => "/v1/embeddings",
-        ApiFormat::ModelList => "/v1/models",
+        Protocol::OpenAiChat => "/v1/chat/completions",
+        Protocol::OpenAiResponses => "/v1/responses",
+        Protocol::Anthropic => "/v1/messages",
+        Protocol::OpenAiEmbeddings => "/v1/embeddings",
+        Protocol::ModelList => "/v1/models",
         _ => "/v1beta/models/{model}:{action}",
     }
 }
@@ -203,7 +203,7 @@ pub struct HttpEndpoint {
     base_url: String,
     /// The request URL of each protocol whose path is fixed, parsed once: parsing a URL (host,
     /// IDNA, path) costs more than the rest of building a request.
-    fixed_urls: Vec<(ApiFormat, reqwest::Url)>,
+    fixed_urls: Vec<(Protocol, reqwest::Url)>,
     /// Whether the base URL has no `user:password@` (which reqwest's request builder would turn
     /// into a basic-auth header); requests are then assembled without the builder.
     plain_urls: bool,
@@ -280,7 +280,7 @@ impl HttpEndpoint {
             .map_err(|e| Error::internal(format!("backend `{}`: HTTP client: {e}", config.name)))?;
         let mut fixed_urls = Vec::new();
         for &format in &config.protocols {
-            if format == ApiFormat::GenerateContent {
+            if format == Protocol::Gemini {
                 continue;
             }
             let url = format!("{base_url}{}", path_template(&config.paths, format));
@@ -312,7 +312,7 @@ impl HttpEndpoint {
 
     fn url(
         &self,
-        format: ApiFormat,
+        format: Protocol,
         model: Option<&str>,
         stream: bool,
     ) -> Result<reqwest::Url, Error> {
@@ -338,20 +338,18 @@ impl HttpEndpoint {
         let model = model.ok_or_else(|| {
             Error::bad_request("the request names no model").with_code("model_required")
         })?;
-        Ok(
-            path_template(&self.config.paths, ApiFormat::GenerateContent)
-                .replace("{model}", &encode_path_segment(model))
-                .replace("{action}", action),
-        )
+        Ok(path_template(&self.config.paths, Protocol::Gemini)
+            .replace("{model}", &encode_path_segment(model))
+            .replace("{action}", action))
     }
 
     fn url_string(
         &self,
-        format: ApiFormat,
+        format: Protocol,
         model: Option<&str>,
         stream: bool,
     ) -> Result<String, Error> {
-        let path = if format == ApiFormat::GenerateContent {
+        let path = if format == Protocol::Gemini {
             let action = if stream {
                 "streamGenerateContent?alt=sse"
             } else {
@@ -367,16 +365,16 @@ impl HttpEndpoint {
     /// The URL of the token-counting call of `format` for `model`.
     fn count_tokens_url(
         &self,
-        format: ApiFormat,
+        format: Protocol,
         model: Option<&str>,
     ) -> Result<reqwest::Url, Error> {
         let url = match format {
-            ApiFormat::Messages => format!(
+            Protocol::Anthropic => format!(
                 "{}{}/count_tokens",
                 self.base_url,
                 path_template(&self.config.paths, format).trim_end_matches('/')
             ),
-            ApiFormat::GenerateContent => {
+            Protocol::Gemini => {
                 format!(
                     "{}{}",
                     self.base_url,
@@ -433,11 +431,11 @@ impl Availability for HttpEndpoint {
 impl Engine for HttpEndpoint {
     async fn process(&self, mut req: Request) -> Result<Response, Error> {
         let name = &self.config.name;
-        let format = req.format;
+        let format = req.protocol;
         if !self.config.protocols.contains(&format) {
             return Err(Error::unsupported(format!(
                 "backend `{name}` speaks {}, not {format}; protocol conversion is not available in this release",
-                format_list(&self.config.protocols)
+                protocol_list(&self.config.protocols)
             )));
         }
         let body = req.body.bytes();
@@ -487,7 +485,7 @@ impl HttpEndpoint {
     /// set: the protocol's content headers, the allowlisted client headers, the key's auth
     /// header, the backend's configured headers, then an engine's [`UpstreamHeaders`].
     fn upstream_headers(&self, req: &Request, stream: bool, lease: &KeyLease) -> HeaderMap {
-        let format = req.format;
+        let format = req.protocol;
         let extra = req.extensions.get::<UpstreamHeaders>();
         let mut headers = HeaderMap::with_capacity(
             4 + self.config.headers.len() + extra.map_or(0, |UpstreamHeaders(h)| h.len()),
@@ -531,7 +529,7 @@ impl HttpEndpoint {
         url: &reqwest::Url,
         headers: HeaderMap,
         body: Bytes,
-        format: ApiFormat,
+        format: Protocol,
         upstream: Option<&UpstreamTime>,
     ) -> Result<Response, Error> {
         let name = &self.config.name;
@@ -590,7 +588,7 @@ impl HttpEndpoint {
                 status,
                 format!("backend `{name}` answered {}", status.as_u16()),
                 UpstreamBody {
-                    format: Some(format),
+                    protocol: Some(format),
                     body: bytes,
                 },
                 retry_after,
@@ -660,10 +658,10 @@ async fn collect_limited(
 }
 
 /// Whether an auth header built for the backend applies to a request in `format`.
-fn header_applies(format: ApiFormat, name: &http::HeaderName) -> bool {
+fn header_applies(format: Protocol, name: &http::HeaderName) -> bool {
     let wanted: &[&str] = match format {
-        ApiFormat::Messages => &["x-api-key"],
-        ApiFormat::GenerateContent => &["x-goog-api-key"],
+        Protocol::Anthropic => &["x-api-key"],
+        Protocol::Gemini => &["x-goog-api-key"],
         _ => &["authorization"],
     };
     wanted.contains(&name.as_str())
@@ -715,20 +713,16 @@ mod tests {
 
     #[test]
     fn gemini_paths_carry_model_and_action() {
-        let ep = HttpEndpoint::new(EndpointConfig::new(
-            "g",
-            "http://h:1/",
-            ApiFormat::GenerateContent,
-        ))
-        .unwrap();
+        let ep =
+            HttpEndpoint::new(EndpointConfig::new("g", "http://h:1/", Protocol::Gemini)).unwrap();
         assert_eq!(
-            ep.url(ApiFormat::GenerateContent, Some("gemini-2.5-flash"), true)
+            ep.url(Protocol::Gemini, Some("gemini-2.5-flash"), true)
                 .unwrap()
                 .as_str(),
             "http://h:1/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
         );
         assert_eq!(
-            ep.url(ApiFormat::GenerateContent, Some("a/b c"), false)
+            ep.url(Protocol::Gemini, Some("a/b c"), false)
                 .unwrap()
                 .as_str(),
             "http://h:1/v1beta/models/a%2Fb%20c:generateContent"
@@ -737,27 +731,23 @@ mod tests {
 
     #[test]
     fn count_tokens_urls() {
-        let mut cfg = EndpointConfig::new("a", "http://h:1/base/", ApiFormat::Messages);
-        cfg.protocols = vec![
-            ApiFormat::Messages,
-            ApiFormat::GenerateContent,
-            ApiFormat::ChatCompletions,
-        ];
+        let mut cfg = EndpointConfig::new("a", "http://h:1/base/", Protocol::Anthropic);
+        cfg.protocols = vec![Protocol::Anthropic, Protocol::Gemini, Protocol::OpenAiChat];
         let ep = HttpEndpoint::new(cfg).unwrap();
         assert_eq!(
-            ep.count_tokens_url(ApiFormat::Messages, Some("m"))
+            ep.count_tokens_url(Protocol::Anthropic, Some("m"))
                 .unwrap()
                 .as_str(),
             "http://h:1/base/v1/messages/count_tokens"
         );
         assert_eq!(
-            ep.count_tokens_url(ApiFormat::GenerateContent, Some("g-1"))
+            ep.count_tokens_url(Protocol::Gemini, Some("g-1"))
                 .unwrap()
                 .as_str(),
             "http://h:1/base/v1beta/models/g-1:countTokens"
         );
         assert_eq!(
-            ep.count_tokens_url(ApiFormat::ChatCompletions, Some("m"))
+            ep.count_tokens_url(Protocol::OpenAiChat, Some("m"))
                 .unwrap_err()
                 .status(),
             501
@@ -766,20 +756,18 @@ mod tests {
 
     #[test]
     fn fixed_paths_are_parsed_once_with_overrides() {
-        let mut cfg = EndpointConfig::new("o", "http://h:1/base/", ApiFormat::ChatCompletions);
-        cfg.protocols.push(ApiFormat::Messages);
+        let mut cfg = EndpointConfig::new("o", "http://h:1/base/", Protocol::OpenAiChat);
+        cfg.protocols.push(Protocol::Anthropic);
         cfg.paths
-            .insert(ApiFormat::Messages, "/anthropic/v1/messages".into());
+            .insert(Protocol::Anthropic, "/anthropic/v1/messages".into());
         let ep = HttpEndpoint::new(cfg).unwrap();
         assert_eq!(ep.fixed_urls.len(), 2);
         assert_eq!(
-            ep.url(ApiFormat::ChatCompletions, None, false)
-                .unwrap()
-                .as_str(),
+            ep.url(Protocol::OpenAiChat, None, false).unwrap().as_str(),
             "http://h:1/base/v1/chat/completions"
         );
         assert_eq!(
-            ep.url(ApiFormat::Messages, Some("m"), true)
+            ep.url(Protocol::Anthropic, Some("m"), true)
                 .unwrap()
                 .as_str(),
             "http://h:1/base/anthropic/v1/messages"
@@ -789,7 +777,7 @@ mod tests {
     #[test]
     fn only_urls_without_credentials_skip_the_request_builder() {
         let plain = |url: &str| {
-            HttpEndpoint::new(EndpointConfig::new("x", url, ApiFormat::ChatCompletions))
+            HttpEndpoint::new(EndpointConfig::new("x", url, Protocol::OpenAiChat))
                 .unwrap()
                 .plain_urls
         };
@@ -803,10 +791,10 @@ mod tests {
     #[test]
     fn bad_base_urls_are_refused() {
         assert!(
-            HttpEndpoint::new(EndpointConfig::new("x", "ftp://h", ApiFormat::Messages)).is_err()
+            HttpEndpoint::new(EndpointConfig::new("x", "ftp://h", Protocol::Anthropic)).is_err()
         );
         assert!(
-            HttpEndpoint::new(EndpointConfig::new("x", "not a url", ApiFormat::Messages)).is_err()
+            HttpEndpoint::new(EndpointConfig::new("x", "not a url", Protocol::Anthropic)).is_err()
         );
     }
 
@@ -901,7 +889,7 @@ mod tests {
 
     fn chat() -> Request {
         Request::post(
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiChat,
             "/v1/chat/completions",
             Body::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
         )
@@ -911,7 +899,7 @@ mod tests {
     async fn upstream_headers_are_sent_but_never_override_credentials() {
         let mock = mock().await;
         let mut cfg =
-            EndpointConfig::new("oa", mock.url(), ApiFormat::ChatCompletions).api_key("sk-real");
+            EndpointConfig::new("oa", mock.url(), Protocol::OpenAiChat).api_key("sk-real");
         cfg.headers
             .insert("x-team", HeaderValue::from_static("backend"));
         let ep = HttpEndpoint::new(cfg).unwrap();
@@ -940,7 +928,7 @@ mod tests {
     #[tokio::test]
     async fn refused_keys_rotate_and_the_error_is_retryable() {
         let mock = mock().await;
-        let mut cfg = EndpointConfig::new("oa", mock.url(), ApiFormat::ChatCompletions)
+        let mut cfg = EndpointConfig::new("oa", mock.url(), Protocol::OpenAiChat)
             .api_key("sk-1")
             .api_key("sk-2");
         cfg.key_pool.cooldown = Duration::from_secs(120);
@@ -976,14 +964,14 @@ mod tests {
         let mock = mock().await;
         let stream = || {
             Request::post(
-                ApiFormat::ChatCompletions,
+                Protocol::OpenAiChat,
                 "/v1/chat/completions",
                 Body::from_static(
                     br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
                 ),
             )
         };
-        let mut cfg = EndpointConfig::new("h2", mock.url(), ApiFormat::ChatCompletions);
+        let mut cfg = EndpointConfig::new("h2", mock.url(), Protocol::OpenAiChat);
         cfg.http_version = HttpVersion::H2c;
         let ep = HttpEndpoint::new(cfg).unwrap();
         for _ in 0..2 {
@@ -999,12 +987,8 @@ mod tests {
             }
             assert!(n > 2);
         }
-        let plain = HttpEndpoint::new(EndpointConfig::new(
-            "h1",
-            mock.url(),
-            ApiFormat::ChatCompletions,
-        ))
-        .unwrap();
+        let plain =
+            HttpEndpoint::new(EndpointConfig::new("h1", mock.url(), Protocol::OpenAiChat)).unwrap();
         assert_eq!(plain.process(chat()).await.unwrap().status, 200);
         let versions: Vec<http::Version> = mock.requests().iter().map(|r| r.version).collect();
         assert_eq!(
@@ -1026,7 +1010,7 @@ mod tests {
         let mock = octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), config)
             .await
             .unwrap();
-        let mut cfg = EndpointConfig::new("h2", mock.url(), ApiFormat::ChatCompletions);
+        let mut cfg = EndpointConfig::new("h2", mock.url(), Protocol::OpenAiChat);
         cfg.http_version = HttpVersion::H2c;
         let ep = HttpEndpoint::new(cfg).unwrap();
         let slow = || {
@@ -1052,7 +1036,7 @@ mod tests {
         let mock = octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), config)
             .await
             .unwrap();
-        let mut cfg = EndpointConfig::new("h2", mock.url(), ApiFormat::ChatCompletions);
+        let mut cfg = EndpointConfig::new("h2", mock.url(), Protocol::OpenAiChat);
         cfg.http_version = HttpVersion::H2c;
         let ep = HttpEndpoint::new(cfg).unwrap();
         // Three long streams (about 3 MB each) that nobody reads, as behind stalled clients:
@@ -1060,7 +1044,7 @@ mod tests {
         // data used up the connection's window and every later stream on it hung.
         let long = || {
             Request::post(
-                ApiFormat::ChatCompletions,
+                Protocol::OpenAiChat,
                 "/v1/chat/completions",
                 Body::from_static(
                     br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"[mock:events=20000] x"}]}"#,
@@ -1089,7 +1073,7 @@ mod tests {
 
     #[test]
     fn h2c_needs_a_plain_http_base_url() {
-        let mut cfg = EndpointConfig::new("x", "https://h", ApiFormat::ChatCompletions);
+        let mut cfg = EndpointConfig::new("x", "https://h", Protocol::OpenAiChat);
         cfg.http_version = HttpVersion::H2c;
         let e = HttpEndpoint::new(cfg).unwrap_err();
         assert!(e.message().contains("http://"), "{}", e.message());
@@ -1097,8 +1081,7 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_keys() {
-        let cfg =
-            EndpointConfig::new("x", "http://h", ApiFormat::ChatCompletions).api_key("sk-secret");
+        let cfg = EndpointConfig::new("x", "http://h", Protocol::OpenAiChat).api_key("sk-secret");
         assert!(!format!("{cfg:?}").contains("sk-secret"));
     }
 }

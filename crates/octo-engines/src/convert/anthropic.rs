@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use octo_core::{ApiFormat, Error};
+use octo_core::{Error, Protocol};
 
 use super::ConvertOptions;
 use super::ids;
@@ -13,7 +13,7 @@ use super::model::{
 };
 use super::util::{args_object, arr, as_u64, b, bad, dropped, f, num, put, s, u, unsupported};
 
-const ME: ApiFormat = ApiFormat::Messages;
+const ME: Protocol = Protocol::Anthropic;
 
 /// Claude Code prepends a per-request billing system block; it never matters to another upstream and
 /// would defeat prompt caching there.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use octo_core::{ApiFormat, Error, Event};
+use octo_core::{Error, Event, Protocol};
 
 use super::anthropic::{stop_from, stop_reason};
 use super::ids;
@@ -208,7 +208,7 @@ impl Decoder for AnthropicDecoder {
                     status_for_type(err.get("type").and_then(Value::as_str).unwrap_or_default());
                 let body: Value = serde_json::from_slice(&data)
                     .unwrap_or_else(|_| json!({"type": "error", "error": err}));
-                return Err(inband_error(ApiFormat::Messages, status, &body));
+                return Err(inband_error(Protocol::Anthropic, status, &body));
             }
             _ => {}
         }

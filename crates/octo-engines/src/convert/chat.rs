@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use octo_core::{ApiFormat, Error};
+use octo_core::{Error, Protocol};
 
 use super::ConvertOptions;
 use super::OpenAiMaxTokens;
@@ -20,7 +20,7 @@ use super::model::{
 };
 use super::util::{arr, as_u64, b, bad, content_text, dropped, f, num, put, s, u, unsupported};
 
-const ME: ApiFormat = ApiFormat::ChatCompletions;
+const ME: Protocol = Protocol::OpenAiChat;
 
 // ------------------------------------------------------------------------------------ request in
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use octo_core::{ApiFormat, Error, Event};
+use octo_core::{Error, Event, Protocol};
 
 use super::chat::{finish_reason, stop_from};
 use super::ids;
@@ -121,7 +121,7 @@ impl Decoder for ChatDecoder {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             return Err(inband_error(
-                ApiFormat::ChatCompletions,
+                Protocol::OpenAiChat,
                 status_for_type(kind),
                 &json!({ "error": err }),
             ));

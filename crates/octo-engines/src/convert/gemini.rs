@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value, json};
 
-use octo_core::{ApiFormat, Error, RouteParams};
+use octo_core::{Error, Protocol, RouteParams};
 
 use super::ids;
 use super::media::{guess_from_url, normalize_media_type, standard_base64};
@@ -22,7 +22,7 @@ use super::model::{
 use super::schema;
 use super::util::{args_object, arr, as_u64, bad, dropped, get2, num, put, s, unsupported};
 
-const ME: ApiFormat = ApiFormat::GenerateContent;
+const ME: Protocol = Protocol::Gemini;
 /// Marks a wrapped Anthropic `redacted_thinking` payload.
 const REDACTED_MARK: &str = "octollm-redacted:";
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use octo_core::{ApiFormat, Error, Event};
+use octo_core::{Error, Event, Protocol};
 
 use super::gemini::{finish_reason, stop_from, wrap_redacted, wrap_signature};
 use super::ids;
@@ -101,7 +101,7 @@ impl Decoder for GeminiDecoder {
                 .and_then(|c| u16::try_from(c).ok())
                 .unwrap_or(500);
             return Err(inband_error(
-                ApiFormat::GenerateContent,
+                Protocol::Gemini,
                 code,
                 &json!({ "error": err }),
             ));

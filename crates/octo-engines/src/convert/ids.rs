@@ -23,7 +23,7 @@
 //!   Anthropic does not. [`short_name`] keeps the first 55 characters plus `_` and an 8-hex hash; the
 //!   converter keeps the reverse map for the response of the same request.
 
-use octo_core::ApiFormat;
+use octo_core::Protocol;
 
 /// Separator between an id and a folded signature.
 const THOUGHT_SEP: &str = "__thought__";
@@ -50,18 +50,18 @@ fn id_char(c: char) -> char {
 }
 
 /// The id prefix of answers in `client`'s protocol (empty for Gemini, which has no convention).
-pub(crate) fn response_id_prefix(client: ApiFormat) -> &'static str {
+pub(crate) fn response_id_prefix(client: Protocol) -> &'static str {
     match client {
-        ApiFormat::Messages => "msg_",
-        ApiFormat::Responses => "resp_",
-        ApiFormat::ChatCompletions => "chatcmpl-",
+        Protocol::Anthropic => "msg_",
+        Protocol::OpenAiResponses => "resp_",
+        Protocol::OpenAiChat => "chatcmpl-",
         _ => "",
     }
 }
 
 /// The id a `client` is shown for an answer the upstream called `upstream_id` (see the module
 /// docs); a fresh one when the upstream gave none.
-pub(crate) fn response_id(client: ApiFormat, upstream_id: &str) -> String {
+pub(crate) fn response_id(client: Protocol, upstream_id: &str) -> String {
     let prefix = response_id_prefix(client);
     if upstream_id.is_empty() {
         return super::util::fresh_id(prefix);
@@ -243,25 +243,25 @@ mod tests {
 
     #[test]
     fn answer_ids_follow_the_client_convention() {
-        use ApiFormat::*;
-        assert_eq!(response_id(Messages, "chatcmpl-abc123"), "msg_abc123");
-        assert_eq!(response_id(Messages, "msg_01X"), "msg_01X");
-        assert_eq!(response_id(Messages, "resp_68af"), "msg_68af");
-        assert_eq!(response_id(Responses, "msg_01X"), "resp_01X");
-        assert_eq!(response_id(ChatCompletions, "msg_01X"), "chatcmpl-01X");
-        assert_eq!(response_id(ChatCompletions, "chatcmpl-9"), "chatcmpl-9");
+        use Protocol::*;
+        assert_eq!(response_id(Anthropic, "chatcmpl-abc123"), "msg_abc123");
+        assert_eq!(response_id(Anthropic, "msg_01X"), "msg_01X");
+        assert_eq!(response_id(Anthropic, "resp_68af"), "msg_68af");
+        assert_eq!(response_id(OpenAiResponses, "msg_01X"), "resp_01X");
+        assert_eq!(response_id(OpenAiChat, "msg_01X"), "chatcmpl-01X");
+        assert_eq!(response_id(OpenAiChat, "chatcmpl-9"), "chatcmpl-9");
         // Gemini response ids have no prefix; other characters are sanitised.
-        assert_eq!(response_id(Messages, "mcT8aO:Wq+/"), "msg_mcT8aO_Wq__");
-        assert_eq!(response_id(GenerateContent, "chatcmpl-abc"), "chatcmpl-abc");
+        assert_eq!(response_id(Anthropic, "mcT8aO:Wq+/"), "msg_mcT8aO_Wq__");
+        assert_eq!(response_id(Gemini, "chatcmpl-abc"), "chatcmpl-abc");
         // Deterministic, and a fresh id only when there was none.
         assert_eq!(
-            response_id(Responses, "chatcmpl-x"),
-            response_id(Responses, "chatcmpl-x")
+            response_id(OpenAiResponses, "chatcmpl-x"),
+            response_id(OpenAiResponses, "chatcmpl-x")
         );
         for (client, prefix) in [
-            (Messages, "msg_"),
-            (Responses, "resp_"),
-            (ChatCompletions, "chatcmpl-"),
+            (Anthropic, "msg_"),
+            (OpenAiResponses, "resp_"),
+            (OpenAiChat, "chatcmpl-"),
         ] {
             let fresh = response_id(client, "");
             assert!(
@@ -270,7 +270,7 @@ mod tests {
             );
         }
         // A bare prefix is not stripped to nothing.
-        assert_eq!(response_id(Messages, "chatcmpl-"), "msg_chatcmpl-");
+        assert_eq!(response_id(Anthropic, "chatcmpl-"), "msg_chatcmpl-");
     }
 
     #[test]

@@ -40,21 +40,21 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::sync::Arc;
-//! use octo_core::{engine_fn, ApiFormat, ArcEngine, Body, Engine, Request, Response};
+//! use octo_core::{engine_fn, Protocol, ArcEngine, Body, Engine, Request, Response};
 //! use octo_engines::convert::{ConvertEngine, ConvertOptions};
 //!
 //! // An upstream that speaks OpenAI Chat only.
 //! let upstream: ArcEngine = Arc::new(engine_fn(|req: Request| async move {
-//!     assert_eq!(req.format, ApiFormat::ChatCompletions);
+//!     assert_eq!(req.protocol, Protocol::OpenAiChat);
 //!     Ok(Response::json(200, Body::from_static(br#"{"id":"c1","model":"gpt","choices":[{"index":0,
 //!         "message":{"role":"assistant","content":"Hi!"},"finish_reason":"stop"}],
 //!         "usage":{"prompt_tokens":5,"completion_tokens":2}}"#)))
 //! }));
-//! let engine = ConvertEngine::new(upstream, ApiFormat::ChatCompletions)
+//! let engine = ConvertEngine::new(upstream, Protocol::OpenAiChat)
 //!     .with_options(ConvertOptions::default().with_default_max_tokens(1024));
 //!
 //! // An Anthropic client.
-//! let req = Request::post(ApiFormat::Messages, "/v1/messages", Body::from_static(
+//! let req = Request::post(Protocol::Anthropic, "/v1/messages", Body::from_static(
 //!     br#"{"model":"gpt","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}"#));
 //! let resp = engine.process(req).await.unwrap();
 //! let octo_core::ResponseBody::Full(mut body) = resp.body else { unreachable!() };
@@ -85,7 +85,7 @@ use std::fmt;
 use async_trait::async_trait;
 use http::header;
 use octo_core::{
-    ApiFormat, ArcEngine, Body, Engine, Error, Event, EventStream, Request, Response, ResponseBody,
+    ArcEngine, Body, Engine, Error, Event, EventStream, Protocol, Request, Response, ResponseBody,
     RouteParams,
 };
 use serde_json::Value;
@@ -186,7 +186,7 @@ impl ConvertOptions {
 /// of the four chat protocols, pass through untouched.
 pub struct ConvertEngine {
     inner: ArcEngine,
-    upstream: ApiFormat,
+    upstream: Protocol,
     options: ConvertOptions,
 }
 
@@ -201,7 +201,7 @@ impl fmt::Debug for ConvertEngine {
 
 impl ConvertEngine {
     /// Wraps `inner`, which speaks `upstream`, with the default [`ConvertOptions`].
-    pub fn new(inner: ArcEngine, upstream: ApiFormat) -> Self {
+    pub fn new(inner: ArcEngine, upstream: Protocol) -> Self {
         ConvertEngine {
             inner,
             upstream,
@@ -216,7 +216,7 @@ impl ConvertEngine {
     }
 
     /// The protocol the inner engine speaks.
-    pub fn upstream(&self) -> ApiFormat {
+    pub fn upstream(&self) -> Protocol {
         self.upstream
     }
 
@@ -226,15 +226,15 @@ impl ConvertEngine {
     }
 }
 
-fn is_chat(format: ApiFormat) -> bool {
-    ApiFormat::CHAT_PROTOCOLS.contains(&format)
+fn is_chat(format: Protocol) -> bool {
+    Protocol::CHAT_PROTOCOLS.contains(&format)
 }
 
 /// What the response side needs to know about the request.
 #[derive(Debug, Clone)]
 struct Ctx {
-    client: ApiFormat,
-    upstream: ApiFormat,
+    client: Protocol,
+    upstream: Protocol,
     model: String,
     stream: bool,
     include_usage: bool,
@@ -245,7 +245,7 @@ struct Ctx {
 #[async_trait]
 impl Engine for ConvertEngine {
     async fn process(&self, mut req: Request) -> Result<Response, Error> {
-        let client = req.format;
+        let client = req.protocol;
         if client == self.upstream || !is_chat(client) || !is_chat(self.upstream) {
             return self.inner.process(req).await;
         }
@@ -293,10 +293,10 @@ impl Engine for ConvertEngine {
 /// Converts the request in place and returns the context for its response.
 fn convert_request(
     req: &mut Request,
-    upstream: ApiFormat,
+    upstream: Protocol,
     options: &ConvertOptions,
 ) -> Result<Ctx, Error> {
-    let client = req.format;
+    let client = req.protocol;
     let body = req.body.json()?;
     let mut canon = decode_request(client, body, &req.route)?;
     canon.normalize();
@@ -307,8 +307,8 @@ fn convert_request(
     let names = NameMap::shorten(&mut canon);
     let encoded = encode_request(upstream, &canon, options)?;
     req.body = Body::from_json(encoded);
-    req.format = upstream;
-    req.route = if upstream == ApiFormat::GenerateContent {
+    req.protocol = upstream;
+    req.route = if upstream == Protocol::Gemini {
         RouteParams {
             model: Some(canon.model.clone()),
             stream: Some(canon.stream),
@@ -328,15 +328,15 @@ fn convert_request(
 }
 
 fn decode_request(
-    format: ApiFormat,
+    format: Protocol,
     body: &Value,
     route: &RouteParams,
 ) -> Result<ChatRequest, Error> {
     let mut r = match format {
-        ApiFormat::ChatCompletions => chat::decode_request(body),
-        ApiFormat::Responses => responses::decode_request(body),
-        ApiFormat::Messages => anthropic::decode_request(body),
-        ApiFormat::GenerateContent => gemini::decode_request(body, route),
+        Protocol::OpenAiChat => chat::decode_request(body),
+        Protocol::OpenAiResponses => responses::decode_request(body),
+        Protocol::Anthropic => anthropic::decode_request(body),
+        Protocol::Gemini => gemini::decode_request(body, route),
         other => Err(Error::unsupported(format!("{other} cannot be converted"))),
     }?;
     r.fill_tool_result_names();
@@ -344,25 +344,25 @@ fn decode_request(
 }
 
 fn encode_request(
-    format: ApiFormat,
+    format: Protocol,
     r: &ChatRequest,
     options: &ConvertOptions,
 ) -> Result<Value, Error> {
     match format {
-        ApiFormat::ChatCompletions => chat::encode_request(r, options),
-        ApiFormat::Responses => responses::encode_request(r),
-        ApiFormat::Messages => anthropic::encode_request(r, options),
-        ApiFormat::GenerateContent => gemini::encode_request(r),
+        Protocol::OpenAiChat => chat::encode_request(r, options),
+        Protocol::OpenAiResponses => responses::encode_request(r),
+        Protocol::Anthropic => anthropic::encode_request(r, options),
+        Protocol::Gemini => gemini::encode_request(r),
         other => Err(Error::unsupported(format!("{other} cannot be converted"))),
     }
 }
 
-fn decode_response(format: ApiFormat, v: &Value) -> Result<ChatResponse, Error> {
+fn decode_response(format: Protocol, v: &Value) -> Result<ChatResponse, Error> {
     match format {
-        ApiFormat::ChatCompletions => chat::decode_response(v),
-        ApiFormat::Responses => responses::decode_response(v),
-        ApiFormat::Messages => anthropic::decode_response(v),
-        ApiFormat::GenerateContent => gemini::decode_response(v),
+        Protocol::OpenAiChat => chat::decode_response(v),
+        Protocol::OpenAiResponses => responses::decode_response(v),
+        Protocol::Anthropic => anthropic::decode_response(v),
+        Protocol::Gemini => gemini::decode_response(v),
         other => Err(Error::unsupported(format!("{other} cannot be converted"))),
     }
 }
@@ -374,18 +374,18 @@ fn encode_response(ctx: &Ctx, r: &ChatResponse) -> Value {
     }
     r.id = ids::response_id(ctx.client, &r.id);
     match ctx.client {
-        ApiFormat::ChatCompletions => chat::encode_response(&r, util::now()),
-        ApiFormat::Responses => responses::encode_response(&r, util::now(), &ctx.tools),
-        ApiFormat::Messages => anthropic::encode_response(&r),
+        Protocol::OpenAiChat => chat::encode_response(&r, util::now()),
+        Protocol::OpenAiResponses => responses::encode_response(&r, util::now(), &ctx.tools),
+        Protocol::Anthropic => anthropic::encode_response(&r),
         _ => gemini::encode_response(&r),
     }
 }
 
-fn decoder(upstream: ApiFormat) -> Box<dyn Decoder> {
+fn decoder(upstream: Protocol) -> Box<dyn Decoder> {
     match upstream {
-        ApiFormat::ChatCompletions => Box::<chat_stream::ChatDecoder>::default(),
-        ApiFormat::Responses => Box::<responses_stream::ResponsesDecoder>::default(),
-        ApiFormat::Messages => Box::<anthropic_stream::AnthropicDecoder>::default(),
+        Protocol::OpenAiChat => Box::<chat_stream::ChatDecoder>::default(),
+        Protocol::OpenAiResponses => Box::<responses_stream::ResponsesDecoder>::default(),
+        Protocol::Anthropic => Box::<anthropic_stream::AnthropicDecoder>::default(),
         _ => Box::<gemini_stream::GeminiDecoder>::default(),
     }
 }
@@ -400,7 +400,7 @@ fn encoder(ctx: &Ctx) -> Box<dyn Encoder> {
 /// Gives the answer the id the client's protocol expects ([`ids::response_id`]) before the
 /// client's encoder sees it.
 struct ClientIds {
-    client: ApiFormat,
+    client: Protocol,
     inner: Box<dyn Encoder>,
 }
 
@@ -433,14 +433,14 @@ impl Encoder for ClientIds {
 
 fn protocol_encoder(ctx: &Ctx) -> Box<dyn Encoder> {
     match ctx.client {
-        ApiFormat::ChatCompletions => {
+        Protocol::OpenAiChat => {
             Box::new(chat_stream::ChatEncoder::new(&ctx.model, ctx.include_usage))
         }
-        ApiFormat::Responses => Box::new(responses_stream::ResponsesEncoder::new(
+        Protocol::OpenAiResponses => Box::new(responses_stream::ResponsesEncoder::new(
             &ctx.model,
             ctx.tools.clone(),
         )),
-        ApiFormat::Messages => Box::new(anthropic_stream::AnthropicEncoder::new(&ctx.model)),
+        Protocol::Anthropic => Box::new(anthropic_stream::AnthropicEncoder::new(&ctx.model)),
         _ => Box::new(gemini_stream::GeminiEncoder::new(&ctx.model)),
     }
 }
@@ -560,8 +560,8 @@ pub mod testing {
 
     /// Converts a client request body; the upstream body, or the 400 the converter answers.
     pub fn convert_request(
-        client: ApiFormat,
-        upstream: ApiFormat,
+        client: Protocol,
+        upstream: Protocol,
         body: &[u8],
         route: RouteParams,
     ) -> Result<Value, Error> {
@@ -573,8 +573,8 @@ pub mod testing {
 
     /// Converts a non-streaming upstream answer for a client.
     pub fn convert_response(
-        client: ApiFormat,
-        upstream: ApiFormat,
+        client: Protocol,
+        upstream: Protocol,
         body: &[u8],
     ) -> Result<Value, Error> {
         let v: Value =
@@ -585,8 +585,8 @@ pub mod testing {
 
     /// Converts a sequence of upstream stream events for a client.
     pub fn convert_stream(
-        client: ApiFormat,
-        upstream: ApiFormat,
+        client: Protocol,
+        upstream: Protocol,
         include_usage: bool,
         events: impl IntoIterator<Item = Result<Event, Error>>,
     ) -> Vec<Result<Event, Error>> {
@@ -594,7 +594,7 @@ pub mod testing {
         ConvertStream::convert_all(decoder(upstream), encoder(&ctx), NameMap::default(), events)
     }
 
-    pub(super) fn ctx(client: ApiFormat, upstream: ApiFormat, include_usage: bool) -> Ctx {
+    pub(super) fn ctx(client: Protocol, upstream: Protocol, include_usage: bool) -> Ctx {
         Ctx {
             client,
             upstream,
@@ -614,12 +614,7 @@ mod reference_tests;
 mod tests {
     use super::*;
 
-    fn convert(
-        client: ApiFormat,
-        upstream: ApiFormat,
-        body: Value,
-        opts: &ConvertOptions,
-    ) -> Value {
+    fn convert(client: Protocol, upstream: Protocol, body: Value, opts: &ConvertOptions) -> Value {
         let mut req = Request::post(client, "/", Body::from_json(body));
         convert_request(&mut req, upstream, opts).unwrap();
         req.body.json().unwrap().clone()
@@ -636,21 +631,26 @@ mod tests {
         let pass = ConvertOptions::default();
         let drop = ConvertOptions::default().with_reasoning(ReasoningMode::Drop);
         let v = convert(
-            ApiFormat::Messages,
-            ApiFormat::ChatCompletions,
+            Protocol::Anthropic,
+            Protocol::OpenAiChat,
             anthropic.clone(),
             &pass,
         );
         assert_eq!(v["reasoning_effort"], "high");
         let v = convert(
-            ApiFormat::Messages,
-            ApiFormat::ChatCompletions,
+            Protocol::Anthropic,
+            Protocol::OpenAiChat,
             anthropic.clone(),
             &drop,
         );
         assert!(v.get("reasoning_effort").is_none(), "{v}");
         assert_eq!(v["messages"][0]["content"][0]["text"], "hi");
-        let v = convert(ApiFormat::Messages, ApiFormat::Responses, anthropic, &drop);
+        let v = convert(
+            Protocol::Anthropic,
+            Protocol::OpenAiResponses,
+            anthropic,
+            &drop,
+        );
         assert!(
             v.get("reasoning").is_none() && v.get("include").is_none(),
             "{v}"
@@ -661,25 +661,20 @@ mod tests {
             "messages": [{"role": "user", "content": "hi"}]
         });
         let v = convert(
-            ApiFormat::ChatCompletions,
-            ApiFormat::Messages,
+            Protocol::OpenAiChat,
+            Protocol::Anthropic,
             chat.clone(),
             &pass,
         );
         assert_eq!(v["thinking"]["type"], "enabled");
         let v = convert(
-            ApiFormat::ChatCompletions,
-            ApiFormat::Messages,
+            Protocol::OpenAiChat,
+            Protocol::Anthropic,
             chat.clone(),
             &drop,
         );
         assert!(v.get("thinking").is_none(), "{v}");
-        let v = convert(
-            ApiFormat::ChatCompletions,
-            ApiFormat::GenerateContent,
-            chat,
-            &drop,
-        );
+        let v = convert(Protocol::OpenAiChat, Protocol::Gemini, chat, &drop);
         assert!(
             v.pointer("/generationConfig/thinkingConfig").is_none(),
             "{v}"

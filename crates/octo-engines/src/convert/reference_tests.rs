@@ -3,17 +3,17 @@
 
 use bytes::Bytes;
 use octo_core::sse::SseParser;
-use octo_core::{ApiFormat, Event, RouteParams};
+use octo_core::{Event, Protocol, RouteParams};
 use serde_json::{Value, json};
 
 use super::testing::{convert_response, convert_stream};
 use super::*;
 
 fn anthropic_to_chat(body: Value, field: OpenAiMaxTokens) -> Value {
-    let mut req = Request::post(ApiFormat::Messages, "/v1/messages", Body::from_json(body));
+    let mut req = Request::post(Protocol::Anthropic, "/v1/messages", Body::from_json(body));
     let opts = ConvertOptions::default().with_openai_max_tokens_field(field);
-    convert_request(&mut req, ApiFormat::ChatCompletions, &opts).unwrap();
-    assert_eq!(req.format, ApiFormat::ChatCompletions);
+    convert_request(&mut req, Protocol::OpenAiChat, &opts).unwrap();
+    assert_eq!(req.protocol, Protocol::OpenAiChat);
     req.body.json().unwrap().clone()
 }
 
@@ -149,8 +149,8 @@ fn reference_2_images_and_system() {
 #[test]
 fn reference_3_simple_response() {
     let out = convert_response(
-        ApiFormat::Messages,
-        ApiFormat::ChatCompletions,
+        Protocol::Anthropic,
+        Protocol::OpenAiChat,
         br#"{"id":"chatcmpl-123","model":"gpt-4","choices":[{"message":{"role":"assistant","content":"I'm doing well, thank you!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":8}}"#,
     )
     .unwrap();
@@ -177,8 +177,8 @@ fn reference_4_tool_call_responses() {
         .to_string()
     };
     let out = convert_response(
-        ApiFormat::Messages,
-        ApiFormat::ChatCompletions,
+        Protocol::Anthropic,
+        Protocol::OpenAiChat,
         body(Value::Null).as_bytes(),
     )
     .unwrap();
@@ -191,8 +191,8 @@ fn reference_4_tool_call_responses() {
         ])
     );
     let out = convert_response(
-        ApiFormat::Messages,
-        ApiFormat::ChatCompletions,
+        Protocol::Anthropic,
+        Protocol::OpenAiChat,
         body(json!("Checking.")).as_bytes(),
     )
     .unwrap();
@@ -220,8 +220,8 @@ fn reference_5_simple_stream() {
                        "choices": [], "usage": {"prompt_tokens": 31, "completion_tokens": 15, "total_tokens": 46}}));
     chunks.push(json!("[DONE]"));
     let out = events(convert_stream(
-        ApiFormat::Messages,
-        ApiFormat::ChatCompletions,
+        Protocol::Anthropic,
+        Protocol::OpenAiChat,
         true,
         chat_chunks(&chunks),
     ));
@@ -294,8 +294,8 @@ fn reference_6_sandwich_stream() {
         json!("[DONE]"),
     ];
     let out = events(convert_stream(
-        ApiFormat::Messages,
-        ApiFormat::ChatCompletions,
+        Protocol::Anthropic,
+        Protocol::OpenAiChat,
         true,
         chat_chunks(&chunks),
     ));
@@ -393,9 +393,9 @@ async fn same_protocol_passes_through_untouched() {
             Ok(Response::stream(EventStream::iter(evs)))
         }
     });
-    let engine = ConvertEngine::new(std::sync::Arc::new(inner), ApiFormat::ChatCompletions);
+    let engine = ConvertEngine::new(std::sync::Arc::new(inner), Protocol::OpenAiChat);
     let req = Request::post(
-        ApiFormat::ChatCompletions,
+        Protocol::OpenAiChat,
         "/v1/chat/completions",
         Body::from_static(br#"{"model":"m","stream":true}"#),
     );
@@ -417,16 +417,16 @@ fn chat_client_without_include_usage_gets_no_usage_chunk_but_upstream_is_asked()
     let body =
         br#"{"model":"m","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#;
     let up = testing::convert_request(
-        ApiFormat::ChatCompletions,
-        ApiFormat::Messages,
+        Protocol::OpenAiChat,
+        Protocol::Anthropic,
         body,
         RouteParams::default(),
     )
     .unwrap();
     assert_eq!(up["stream"], true);
     let chat_up = testing::convert_request(
-        ApiFormat::Messages,
-        ApiFormat::ChatCompletions,
+        Protocol::Anthropic,
+        Protocol::OpenAiChat,
         br#"{"model":"m","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#,
         RouteParams::default(),
     )
@@ -439,16 +439,16 @@ fn chat_client_without_include_usage_gets_no_usage_chunk_but_upstream_is_asked()
     ];
     let evs = || stream.iter().map(|s| Ok(Event::data(Bytes::from(*s))));
     let without = events(convert_stream(
-        ApiFormat::ChatCompletions,
-        ApiFormat::Messages,
+        Protocol::OpenAiChat,
+        Protocol::Anthropic,
         false,
         evs(),
     ));
     assert!(without.iter().all(|(_, d)| d.get("usage").is_none()));
     assert_eq!(without.last().unwrap().1, json!("[DONE]"));
     let with = events(convert_stream(
-        ApiFormat::ChatCompletions,
-        ApiFormat::Messages,
+        Protocol::OpenAiChat,
+        Protocol::Anthropic,
         true,
         evs(),
     ));
@@ -465,23 +465,23 @@ fn empty_finish_reason_is_not_terminal_and_eof_still_terminates() {
         chunk(json!({"content": "b"}), json!("")),
     ];
     for client in [
-        ApiFormat::Messages,
-        ApiFormat::Responses,
-        ApiFormat::GenerateContent,
+        Protocol::Anthropic,
+        Protocol::OpenAiResponses,
+        Protocol::Gemini,
     ] {
         let out = events(convert_stream(
             client,
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiChat,
             true,
             chat_chunks(&chunks),
         ));
         let last = &out.last().unwrap();
         match client {
-            ApiFormat::Messages => {
+            Protocol::Anthropic => {
                 assert_eq!(last.0.as_deref(), Some("message_stop"));
                 assert_eq!(out[out.len() - 2].1["delta"]["stop_reason"], "end_turn");
             }
-            ApiFormat::Responses => assert_eq!(last.0.as_deref(), Some("response.completed")),
+            Protocol::OpenAiResponses => assert_eq!(last.0.as_deref(), Some("response.completed")),
             _ => assert_eq!(last.1["candidates"][0]["finishReason"], "STOP"),
         }
     }
@@ -497,8 +497,8 @@ fn gemini_calls_without_ids_get_unique_ids_and_tool_use() {
         "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 4, "thoughtsTokenCount": 2}, "responseId": "r1"});
     let evs = [chunk1, chunk2].map(|c| Ok(Event::data(Bytes::from(c.to_string()))));
     let out = events(convert_stream(
-        ApiFormat::ChatCompletions,
-        ApiFormat::GenerateContent,
+        Protocol::OpenAiChat,
+        Protocol::Gemini,
         true,
         evs,
     ));
@@ -538,8 +538,8 @@ fn gemini_calls_without_ids_get_unique_ids_and_tool_use() {
         {"role": "tool", "tool_call_id": id1, "content": "two"}
     ]});
     let up = testing::convert_request(
-        ApiFormat::ChatCompletions,
-        ApiFormat::GenerateContent,
+        Protocol::OpenAiChat,
+        Protocol::Gemini,
         next.to_string().as_bytes(),
         RouteParams::default(),
     )
@@ -569,8 +569,8 @@ fn anthropic_tools_without_input_become_empty_objects_for_openai_clients() {
     ];
     let evs = || stream.iter().map(|s| Ok(Event::data(Bytes::from(*s))));
     let chat = events(convert_stream(
-        ApiFormat::ChatCompletions,
-        ApiFormat::Messages,
+        Protocol::OpenAiChat,
+        Protocol::Anthropic,
         false,
         evs(),
     ));
@@ -581,8 +581,8 @@ fn anthropic_tools_without_input_become_empty_objects_for_openai_clients() {
         .collect();
     assert_eq!(args, "{}");
     let responses = events(convert_stream(
-        ApiFormat::Responses,
-        ApiFormat::Messages,
+        Protocol::OpenAiResponses,
+        Protocol::Anthropic,
         false,
         evs(),
     ));
@@ -601,8 +601,8 @@ fn image_jpg_is_normalised_and_sniffed_for_anthropic() {
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,/9j/4AAQSkZJRgABAQ"}}
     ]}]});
     let up = testing::convert_request(
-        ApiFormat::ChatCompletions,
-        ApiFormat::Messages,
+        Protocol::OpenAiChat,
+        Protocol::Anthropic,
         body.to_string().as_bytes(),
         RouteParams::default(),
     )
@@ -616,34 +616,34 @@ fn image_jpg_is_normalised_and_sniffed_for_anthropic() {
 
 #[test]
 fn refusals_name_the_parameter() {
-    let cases: [(ApiFormat, ApiFormat, &str, &str); 5] = [
+    let cases: [(Protocol, Protocol, &str, &str); 5] = [
         (
-            ApiFormat::ChatCompletions,
-            ApiFormat::Messages,
+            Protocol::OpenAiChat,
+            Protocol::Anthropic,
             r#"{"model":"m","n":2,"messages":[]}"#,
             "n",
         ),
         (
-            ApiFormat::ChatCompletions,
-            ApiFormat::GenerateContent,
+            Protocol::OpenAiChat,
+            Protocol::Gemini,
             r#"{"model":"m","n":3,"messages":[]}"#,
             "n",
         ),
         (
-            ApiFormat::Responses,
-            ApiFormat::Messages,
+            Protocol::OpenAiResponses,
+            Protocol::Anthropic,
             r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#,
             "previous_response_id",
         ),
         (
-            ApiFormat::ChatCompletions,
-            ApiFormat::Messages,
+            Protocol::OpenAiChat,
+            Protocol::Anthropic,
             r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AA==","format":"wav"}}]}]}"#,
             "messages[0]",
         ),
         (
-            ApiFormat::GenerateContent,
-            ApiFormat::ChatCompletions,
+            Protocol::Gemini,
+            Protocol::OpenAiChat,
             r#"{"contents":[],"cachedContent":"cachedContents/x"}"#,
             "cachedContent",
         ),
@@ -654,7 +654,7 @@ fn refusals_name_the_parameter() {
         assert_eq!(e.status().as_u16(), 400, "{body}");
         assert_eq!(e.param(), Some(param), "{body}");
         let rendered: Value = serde_json::from_slice(&e.render(client).body).unwrap();
-        assert!(rendered.to_string().contains(param) || client != ApiFormat::ChatCompletions);
+        assert!(rendered.to_string().contains(param) || client != Protocol::OpenAiChat);
     }
 }
 
@@ -667,8 +667,8 @@ fn tool_choice_rules_toward_anthropic() {
             body[k] = v.clone();
         }
         testing::convert_request(
-            ApiFormat::ChatCompletions,
-            ApiFormat::Messages,
+            Protocol::OpenAiChat,
+            Protocol::Anthropic,
             body.to_string().as_bytes(),
             RouteParams::default(),
         )
@@ -698,8 +698,8 @@ fn tool_choice_rules_toward_anthropic() {
     assert!(v.get("top_p").is_none());
     // No tools left: no tool_choice.
     let v = testing::convert_request(
-        ApiFormat::ChatCompletions,
-        ApiFormat::Messages,
+        Protocol::OpenAiChat,
+        Protocol::Anthropic,
         br#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"required"}"#,
         RouteParams::default(),
     )
@@ -727,9 +727,9 @@ fn long_tool_names_are_shortened_upstream_and_restored() {
             ),
         ))
     });
-    let engine = ConvertEngine::new(std::sync::Arc::new(inner), ApiFormat::ChatCompletions);
+    let engine = ConvertEngine::new(std::sync::Arc::new(inner), Protocol::OpenAiChat);
     let req = Request::post(
-        ApiFormat::Messages,
+        Protocol::Anthropic,
         "/v1/messages",
         Body::from_json(anthropic_req),
     );
@@ -748,11 +748,11 @@ fn in_band_errors_keep_the_upstream_message_and_status() {
             br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
         ),
     ))];
-    let out = convert_stream(ApiFormat::ChatCompletions, ApiFormat::Messages, true, evs);
+    let out = convert_stream(Protocol::OpenAiChat, Protocol::Anthropic, true, evs);
     let err = out.into_iter().last().unwrap().unwrap_err();
     assert_eq!(err.status().as_u16(), 529);
     assert_eq!(err.message(), "Overloaded");
-    let frame = err.render_stream_frame(ApiFormat::ChatCompletions);
+    let frame = err.render_stream_frame(Protocol::OpenAiChat);
     assert!(
         std::str::from_utf8(&frame)
             .unwrap()
@@ -766,8 +766,8 @@ fn gemini_schemas_are_cleaned_in_requests() {
         "name": "f", "parameters": {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
         "additionalProperties": false, "properties": {"a": {"type": "string", "format": "email"}}}}}]});
     let up = testing::convert_request(
-        ApiFormat::ChatCompletions,
-        ApiFormat::GenerateContent,
+        Protocol::OpenAiChat,
+        Protocol::Gemini,
         body.to_string().as_bytes(),
         RouteParams::default(),
     )
@@ -782,8 +782,8 @@ fn gemini_schemas_are_cleaned_in_requests() {
 fn refusals_are_never_empty_turns() {
     // OpenAI's refusal (finish "stop") → an Anthropic text block with stop_reason "refusal".
     let out = convert_response(
-        ApiFormat::Messages,
-        ApiFormat::ChatCompletions,
+        Protocol::Anthropic,
+        Protocol::OpenAiChat,
         br#"{"id":"c","model":"g","choices":[{"message":{"role":"assistant","content":null,"refusal":"I can't help with that."},"finish_reason":"stop"}]}"#,
     )
     .unwrap();
@@ -799,8 +799,8 @@ fn refusals_are_never_empty_turns() {
         json!("[DONE]"),
     ];
     let out = events(convert_stream(
-        ApiFormat::Messages,
-        ApiFormat::ChatCompletions,
+        Protocol::Anthropic,
+        Protocol::OpenAiChat,
         true,
         chat_chunks(&chunks),
     ));
@@ -808,11 +808,11 @@ fn refusals_are_never_empty_turns() {
     assert_eq!(out[out.len() - 2].1["delta"]["stop_reason"], "refusal");
     // And back: Anthropic's refusal → OpenAI content_filter, Gemini SAFETY.
     let body = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"No."}],"stop_reason":"refusal","usage":{"input_tokens":1,"output_tokens":1}}"#;
-    let chat = convert_response(ApiFormat::ChatCompletions, ApiFormat::Messages, body).unwrap();
+    let chat = convert_response(Protocol::OpenAiChat, Protocol::Anthropic, body).unwrap();
     assert_eq!(chat["choices"][0]["finish_reason"], "content_filter");
-    let gemini = convert_response(ApiFormat::GenerateContent, ApiFormat::Messages, body).unwrap();
+    let gemini = convert_response(Protocol::Gemini, Protocol::Anthropic, body).unwrap();
     assert_eq!(gemini["candidates"][0]["finishReason"], "SAFETY");
-    let responses = convert_response(ApiFormat::Responses, ApiFormat::Messages, body).unwrap();
+    let responses = convert_response(Protocol::OpenAiResponses, Protocol::Anthropic, body).unwrap();
     assert_eq!(responses["status"], "incomplete");
     assert_eq!(responses["incomplete_details"]["reason"], "content_filter");
 }
@@ -826,8 +826,8 @@ fn responses_refusal_parts_stream_in_their_own_part() {
         json!("[DONE]"),
     ];
     let out = events(convert_stream(
-        ApiFormat::Responses,
-        ApiFormat::ChatCompletions,
+        Protocol::OpenAiResponses,
+        Protocol::OpenAiChat,
         true,
         chat_chunks(&chunks),
     ));
@@ -876,9 +876,9 @@ async fn upstreams_that_ignore_the_stream_flag_are_adapted() {
             Body::from_static(br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"Hi"},{"type":"tool_use","id":"t1","name":"f","input":{"a":1}}],"stop_reason":"tool_use","usage":{"input_tokens":2,"output_tokens":3}}"#),
         ))
     });
-    let engine = ConvertEngine::new(std::sync::Arc::new(full), ApiFormat::Messages);
+    let engine = ConvertEngine::new(std::sync::Arc::new(full), Protocol::Anthropic);
     let req = Request::post(
-        ApiFormat::ChatCompletions,
+        Protocol::OpenAiChat,
         "/v1/chat/completions",
         Body::from_static(
             br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
@@ -924,9 +924,9 @@ async fn upstreams_that_ignore_the_stream_flag_are_adapted() {
         .map(|d| Event::data(Bytes::from(d)));
         Ok(Response::stream(EventStream::iter(evs)))
     });
-    let engine = ConvertEngine::new(std::sync::Arc::new(streaming), ApiFormat::Messages);
+    let engine = ConvertEngine::new(std::sync::Arc::new(streaming), Protocol::Anthropic);
     let req = Request::post(
-        ApiFormat::Responses,
+        Protocol::OpenAiResponses,
         "/v1/responses",
         Body::from_static(br#"{"model":"m","input":"x"}"#),
     );
@@ -950,10 +950,10 @@ fn anthropic_message_start_does_not_wait_for_the_upstreams_second_event() {
     let upstream = octo_core::EventStream::new(
         futures::stream::iter(chat_chunks(&[role_only])).chain(futures::stream::pending()),
     );
-    let ctx = super::testing::ctx(ApiFormat::Messages, ApiFormat::ChatCompletions, false);
+    let ctx = super::testing::ctx(Protocol::Anthropic, Protocol::OpenAiChat, false);
     let mut converted = ConvertStream::new(
         upstream,
-        decoder(ApiFormat::ChatCompletions),
+        decoder(Protocol::OpenAiChat),
         encoder(&ctx),
         NameMap::default(),
     );

@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value, json};
 
-use octo_core::{ApiFormat, Error};
+use octo_core::{Error, Protocol};
 
 use super::ToolMap;
 use super::ids;
@@ -25,7 +25,7 @@ use super::util::{
     arr, as_u64, b, bad, content_text, dropped, f, inband_error, num, put, s, u, unsupported,
 };
 
-const ME: ApiFormat = ApiFormat::Responses;
+const ME: Protocol = Protocol::OpenAiResponses;
 
 // ------------------------------------------------------------------------------------ request in
 

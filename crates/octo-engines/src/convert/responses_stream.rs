@@ -18,7 +18,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use octo_core::{ApiFormat, Error, Event};
+use octo_core::{Error, Event, Protocol};
 
 use super::ToolMap;
 use super::ids;
@@ -275,7 +275,7 @@ impl Decoder for ResponsesDecoder {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 return Err(inband_error(
-                    ApiFormat::Responses,
+                    Protocol::OpenAiResponses,
                     status_for_type(code),
                     &body,
                 ));
@@ -1106,8 +1106,8 @@ mod tests {
             ),
         ];
         let out = frames(convert_stream(
-            ApiFormat::Responses,
-            ApiFormat::Messages,
+            Protocol::OpenAiResponses,
+            Protocol::Anthropic,
             true,
             events,
         ));
@@ -1140,8 +1140,8 @@ mod tests {
     fn a_transport_failure_after_the_start_is_response_failed() {
         let chunk = |s: &'static str| Ok(Event::data(Bytes::from_static(s.as_bytes())));
         let out = frames(convert_stream(
-            ApiFormat::Responses,
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiResponses,
+            Protocol::OpenAiChat,
             true,
             vec![
                 chunk(
@@ -1169,8 +1169,8 @@ mod tests {
     fn a_failure_before_the_first_event_stays_an_error() {
         // So the retry layer can try another target and the front can answer an HTTP status.
         let out = convert_stream(
-            ApiFormat::Responses,
-            ApiFormat::ChatCompletions,
+            Protocol::OpenAiResponses,
+            Protocol::OpenAiChat,
             true,
             vec![Err(Error::upstream("down"))],
         );
@@ -1322,8 +1322,8 @@ mod tests {
         let ev =
             |name: &'static str, data: Value| Ok(Event::named(name, Bytes::from(data.to_string())));
         let out = convert_stream(
-            ApiFormat::ChatCompletions,
-            ApiFormat::Responses,
+            Protocol::OpenAiChat,
+            Protocol::OpenAiResponses,
             false,
             vec![
                 ev(
@@ -1376,8 +1376,8 @@ mod tests {
     #[test]
     fn other_clients_still_get_the_error() {
         let out = convert_stream(
-            ApiFormat::Messages,
-            ApiFormat::ChatCompletions,
+            Protocol::Anthropic,
+            Protocol::OpenAiChat,
             true,
             vec![Ok(Event::data(Bytes::from_static(
                 br#"{"error":{"message":"boom","type":"server_error"}}"#,

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use octo_core::{ApiFormat, Error};
+use octo_core::{Error, Protocol};
 
 /// `v[key]` as a string.
 pub(crate) fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -72,7 +72,7 @@ pub(crate) fn unsupported(param: &str, message: impl Into<String>) -> Error {
 }
 
 /// A debug note that `field` was dropped because `target` cannot express it.
-pub(crate) fn dropped(field: &str, target: ApiFormat) {
+pub(crate) fn dropped(field: &str, target: Protocol) {
     tracing::debug!(field, upstream = %target, "dropping a field the upstream protocol cannot express");
 }
 
@@ -113,7 +113,7 @@ pub(crate) fn args_object(arguments: &str) -> Value {
 
 /// An in-band error an upstream sent inside its stream (or a `failed` response), as an [`Error`]
 /// that renders in any client protocol with the upstream's message, verbatim.
-pub(crate) fn inband_error(upstream: ApiFormat, status: u16, body: &Value) -> Error {
+pub(crate) fn inband_error(upstream: Protocol, status: u16, body: &Value) -> Error {
     let status = http::StatusCode::from_u16(status)
         .ok()
         .filter(|s| s.is_client_error() || s.is_server_error())

@@ -63,12 +63,12 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use octo_core::{ApiFormat, Body, Request};
+//! use octo_core::{Protocol, Body, Request};
 //! use octo_engines::expr::{Env, EnvSpec, Expr};
 //!
 //! let rule = Expr::new(r#"stream == true && starts_with(model, "gpt-") && max_tokens > 1000"#).unwrap();
 //! let spec = EnvSpec::new([&rule]);
-//! let mut req = Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions",
+//! let mut req = Request::post(Protocol::OpenAiChat, "/v1/chat/completions",
 //!     Body::from_static(br#"{"model":"gpt-4o","stream":true,"max_tokens":4096,"messages":[]}"#));
 //! let env = Env::extract(&spec, &mut req).unwrap();
 //! assert!(rule.matches(&env).unwrap());

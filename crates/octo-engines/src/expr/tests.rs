@@ -1,12 +1,12 @@
 use evalexpr::Value;
-use octo_core::{ApiFormat, Body, Request};
+use octo_core::{Body, Protocol, Request};
 
 use super::*;
 use crate::auth::Identity;
 
 fn req(body: &'static str) -> Request {
     Request::post(
-        ApiFormat::ChatCompletions,
+        Protocol::OpenAiChat,
         "/v1/chat/completions",
         Body::from_static(body.as_bytes()),
     )
@@ -84,7 +84,7 @@ fn stream_is_false_when_absent_and_route_params_win() {
     assert!(check("stream == true && RawReq.stream", &mut r));
     // Gemini: model and stream come from the path; the body is not even read.
     let mut g = Request::post(
-        ApiFormat::GenerateContent,
+        Protocol::Gemini,
         "/v1beta/models/gemini-x:streamGenerateContent",
         Body::from_static(b"not json"),
     );
@@ -230,7 +230,7 @@ fn a_request_without_a_body_reads_fields_as_missing() {
     let mut get = Request::new(
         http::Method::GET,
         "/v1/models".parse().unwrap(),
-        ApiFormat::ModelList,
+        Protocol::ModelList,
         Body::empty(),
     );
     assert!(check(

@@ -31,7 +31,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::sync::Arc;
-//! use octo_core::{engine_fn, ApiFormat, ArcEngine, Body, Engine, Request, Response};
+//! use octo_core::{engine_fn, Protocol, ArcEngine, Body, Engine, Request, Response};
 //! use octo_engines::rewrite::{RewriteConfig, RewriteEngine, RewritesConfig};
 //! use serde_json::json;
 //!
@@ -44,7 +44,7 @@
 //!     ..RewritesConfig::default()
 //! };
 //! let engine = RewriteEngine::new(config, echo).unwrap();
-//! let req = Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions",
+//! let req = Request::post(Protocol::OpenAiChat, "/v1/chat/completions",
 //!     Body::from_static(br#"{"model":"m","user":"u","max_tokens":4096}"#));
 //! let resp = engine.process(req).await.unwrap();
 //! let octo_core::ResponseBody::Full(mut body) = resp.body else { unreachable!() };

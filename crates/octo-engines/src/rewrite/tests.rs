@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use octo_core::{
-    ApiFormat, ArcEngine, Body, Engine, Event, EventStream, Request, Response, engine_fn,
+    ArcEngine, Body, Engine, Event, EventStream, Protocol, Request, Response, engine_fn,
 };
 use serde_json::{Value, json};
 
@@ -11,7 +11,7 @@ use super::*;
 
 fn req(body: &'static str) -> Request {
     Request::post(
-        ApiFormat::ChatCompletions,
+        Protocol::OpenAiChat,
         "/v1/chat/completions",
         Body::from_static(body.as_bytes()),
     )

@@ -32,7 +32,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::sync::Arc;
-//! use octo_core::{engine_fn, ApiFormat, ArcEngine, Body, Engine, Request, Response};
+//! use octo_core::{engine_fn, Protocol, ArcEngine, Body, Engine, Request, Response};
 //! use octo_engines::rules::{Action, Rule, RulesEngine};
 //!
 //! let named = |name: &'static str| -> ArcEngine {
@@ -45,7 +45,7 @@
 //!     Rule::new("big", "promptTextLen > 20", Action::route(named("\"big\""))),
 //! ], named("\"default\"")).unwrap();
 //!
-//! let chat = |body: &'static str| Request::post(ApiFormat::ChatCompletions, "/v1/chat/completions", Body::from_static(body.as_bytes()));
+//! let chat = |body: &'static str| Request::post(Protocol::OpenAiChat, "/v1/chat/completions", Body::from_static(body.as_bytes()));
 //! let denied = engine.process(chat(r#"{"model":"m","stream":true}"#)).await.unwrap_err();
 //! assert_eq!((denied.status().as_u16(), denied.message()), (403, "streaming is not allowed"));
 //! let big = engine.process(chat(r#"{"model":"m","messages":[{"role":"user","content":"a long enough question"}]}"#)).await.unwrap();

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use http::HeaderValue;
-use octo_core::{ApiFormat, ArcEngine, Body, Engine, Request, Response, ResponseBody, engine_fn};
+use octo_core::{ArcEngine, Body, Engine, Protocol, Request, Response, ResponseBody, engine_fn};
 use serde_json::{Value, json};
 
 use super::*;
@@ -35,7 +35,7 @@ fn target(name: &'static str) -> ArcEngine {
 
 fn chat(body: &str) -> Request {
     Request::post(
-        ApiFormat::ChatCompletions,
+        Protocol::OpenAiChat,
         "/v1/chat/completions",
         Body::from(bytes::Bytes::from(body.to_owned())),
     )
@@ -96,9 +96,9 @@ async fn octollm_deny_stream_example_actually_denies() {
     assert_eq!(e.status(), 403);
     assert_eq!(e.message(), "stream is not allowed");
     assert!(!e.is_retryable());
-    let an: Value = serde_json::from_slice(&e.render(ApiFormat::Messages).body).unwrap();
+    let an: Value = serde_json::from_slice(&e.render(Protocol::Anthropic).body).unwrap();
     assert_eq!(an["error"]["type"], "permission_error");
-    let oa: Value = serde_json::from_slice(&e.render(ApiFormat::ChatCompletions).body).unwrap();
+    let oa: Value = serde_json::from_slice(&e.render(Protocol::OpenAiChat).body).unwrap();
     assert_eq!(oa["error"]["code"], "request_denied");
     assert_eq!(
         target_of(&engine, r#"{"model":"kimi","stream":false}"#).await,

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use octo_core::ApiFormat;
+use octo_core::Protocol;
 use octo_engines::client::HttpVersion;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -549,7 +549,7 @@ fn interpolate_tree(
 
 impl BackendConfig {
     /// The protocols, parsed.
-    pub fn protocols(&self) -> Result<Vec<ApiFormat>, String> {
+    pub fn protocols(&self) -> Result<Vec<Protocol>, String> {
         let names: Vec<&String> = match &self.protocol {
             OneOrMany::One(p) => vec![p],
             OneOrMany::Many(list) => list.iter().collect(),
@@ -562,8 +562,8 @@ impl BackendConfig {
         }
         names
             .into_iter()
-            .map(|n| match n.parse::<ApiFormat>() {
-                Ok(f) if ApiFormat::CHAT_PROTOCOLS.contains(&f) => Ok(f),
+            .map(|n| match n.parse::<Protocol>() {
+                Ok(f) if Protocol::CHAT_PROTOCOLS.contains(&f) => Ok(f),
                 _ => Err(format!(
                     "unknown protocol `{n}`; use openai_chat, openai_responses, anthropic or gemini"
                 )),
@@ -689,13 +689,13 @@ fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
         for (proto, path) in &b.paths {
-            match proto.parse::<ApiFormat>() {
+            match proto.parse::<Protocol>() {
                 Ok(f) if protocols.contains(&f) => {}
                 _ => p.push((
                     format!("backends.{name}.paths.{proto}"),
                     format!(
                         "`{proto}` is not one of this backend's protocols ({})",
-                        octo_core::format_list(&protocols)
+                        octo_core::protocol_list(&protocols)
                     ),
                 )),
             }

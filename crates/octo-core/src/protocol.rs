@@ -1,6 +1,6 @@
 //! The wire protocol a request or response speaks.
 //!
-//! Every request entering the gateway is tagged with the [`ApiFormat`] of the route it arrived on, so
+//! Every request entering the gateway is tagged with the [`Protocol`] of the route it arrived on, so
 //! engines know how to read its body, how to address an upstream and how to render an error the client
 //! will understand, without sniffing the JSON.
 
@@ -10,54 +10,54 @@ use std::str::FromStr;
 /// An LLM API protocol, as spoken by a client or an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
-pub enum ApiFormat {
+pub enum Protocol {
     /// OpenAI Chat Completions (`POST /v1/chat/completions`).
-    ChatCompletions,
+    OpenAiChat,
     /// OpenAI Responses (`POST /v1/responses`).
-    Responses,
+    OpenAiResponses,
     /// Anthropic Messages (`POST /v1/messages`).
-    Messages,
+    Anthropic,
     /// Google Gemini `generateContent` / `streamGenerateContent`.
-    GenerateContent,
+    Gemini,
     /// OpenAI Embeddings (`POST /v1/embeddings`); routed, not yet converted.
-    Embeddings,
+    OpenAiEmbeddings,
     /// A model listing (`GET /v1/models`).
     ModelList,
 }
 
-impl ApiFormat {
+impl Protocol {
     /// The four chat protocols the gateway converts between.
-    pub const CHAT_PROTOCOLS: [ApiFormat; 4] = [
-        ApiFormat::ChatCompletions,
-        ApiFormat::Responses,
-        ApiFormat::Messages,
-        ApiFormat::GenerateContent,
+    pub const CHAT_PROTOCOLS: [Protocol; 4] = [
+        Protocol::OpenAiChat,
+        Protocol::OpenAiResponses,
+        Protocol::Anthropic,
+        Protocol::Gemini,
     ];
 
     /// The name used in configuration files (`openai_chat`, `openai_responses`, `anthropic`, `gemini`, …).
     pub const fn config_name(self) -> &'static str {
         match self {
-            ApiFormat::ChatCompletions => "openai_chat",
-            ApiFormat::Responses => "openai_responses",
-            ApiFormat::Messages => "anthropic",
-            ApiFormat::GenerateContent => "gemini",
-            ApiFormat::Embeddings => "openai_embeddings",
-            ApiFormat::ModelList => "model_list",
+            Protocol::OpenAiChat => "openai_chat",
+            Protocol::OpenAiResponses => "openai_responses",
+            Protocol::Anthropic => "anthropic",
+            Protocol::Gemini => "gemini",
+            Protocol::OpenAiEmbeddings => "openai_embeddings",
+            Protocol::ModelList => "model_list",
         }
     }
 
     /// The family used to shape errors: every OpenAI format shares one error body.
     pub const fn error_family(self) -> ErrorFamily {
         match self {
-            ApiFormat::Messages => ErrorFamily::Anthropic,
-            ApiFormat::GenerateContent => ErrorFamily::Gemini,
+            Protocol::Anthropic => ErrorFamily::Anthropic,
+            Protocol::Gemini => ErrorFamily::Gemini,
             _ => ErrorFamily::OpenAi,
         }
     }
 }
 
 /// `openai_chat, anthropic`: the config names of `formats`, for messages.
-pub fn format_list(formats: &[ApiFormat]) -> String {
+pub fn protocol_list(formats: &[Protocol]) -> String {
     formats
         .iter()
         .map(|f| f.config_name())
@@ -76,7 +76,7 @@ pub enum ErrorFamily {
     Gemini,
 }
 
-impl fmt::Display for ApiFormat {
+impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.config_name())
     }
@@ -84,9 +84,9 @@ impl fmt::Display for ApiFormat {
 
 /// The error returned when a protocol name is not known.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownFormat(pub String);
+pub struct UnknownProtocol(pub String);
 
-impl fmt::Display for UnknownFormat {
+impl fmt::Display for UnknownProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -96,19 +96,19 @@ impl fmt::Display for UnknownFormat {
     }
 }
 
-impl std::error::Error for UnknownFormat {}
+impl std::error::Error for UnknownProtocol {}
 
-impl FromStr for ApiFormat {
-    type Err = UnknownFormat;
+impl FromStr for Protocol {
+    type Err = UnknownProtocol;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
-            "openai_chat" => ApiFormat::ChatCompletions,
-            "openai_responses" => ApiFormat::Responses,
-            "anthropic" => ApiFormat::Messages,
-            "gemini" => ApiFormat::GenerateContent,
-            "openai_embeddings" => ApiFormat::Embeddings,
-            other => return Err(UnknownFormat(other.to_owned())),
+            "openai_chat" => Protocol::OpenAiChat,
+            "openai_responses" => Protocol::OpenAiResponses,
+            "anthropic" => Protocol::Anthropic,
+            "gemini" => Protocol::Gemini,
+            "openai_embeddings" => Protocol::OpenAiEmbeddings,
+            other => return Err(UnknownProtocol(other.to_owned())),
         })
     }
 }
@@ -119,9 +119,9 @@ mod tests {
 
     #[test]
     fn config_names_round_trip() {
-        for f in ApiFormat::CHAT_PROTOCOLS {
-            assert_eq!(f.config_name().parse::<ApiFormat>().unwrap(), f);
+        for f in Protocol::CHAT_PROTOCOLS {
+            assert_eq!(f.config_name().parse::<Protocol>().unwrap(), f);
         }
-        assert!("openai".parse::<ApiFormat>().is_err());
+        assert!("openai".parse::<Protocol>().is_err());
     }
 }
