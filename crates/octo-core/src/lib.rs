@@ -49,9 +49,11 @@ pub mod event;
 pub mod http;
 pub mod overhead;
 pub mod protocol;
+pub mod record;
 pub mod request;
 pub mod response;
 pub mod sse;
+pub mod usage;
 
 pub use body::{Body, Peek};
 pub use engine::{ArcEngine, BoxEngine, Engine, EngineFn, engine_fn};

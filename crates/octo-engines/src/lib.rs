@@ -70,6 +70,6 @@ pub mod limit;
 pub mod retry;
 pub mod rewrite;
 pub mod rules;
-pub mod usage;
+pub use octo_core::usage;
 
 pub use build_error::BuildError;

@@ -19,7 +19,6 @@ use super::ids;
 use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
 use super::stream::{Decoder, Encoder};
 use super::util::{fresh_id, inband_error, status_for_type};
-use crate::usage::{AnthropicUsage, UsageFields};
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -192,9 +191,10 @@ impl Decoder for AnthropicDecoder {
                         });
                     }
                 }
-                if let Some(u) = ev.usage.and_then(|v| AnthropicUsage::deserialize(v).ok()) {
-                    let present: UsageFields = u.present();
-                    self.usage.merge_snapshot(&Usage::from(u), present);
+                if let Some((u, present)) =
+                    ev.usage.as_ref().and_then(Usage::from_anthropic_snapshot)
+                {
+                    self.usage.merge_snapshot(&u, present);
                     out.push(StreamEvent::Usage(self.usage));
                 }
             }

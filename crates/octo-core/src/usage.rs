@@ -16,7 +16,7 @@
 //! never added to it.
 //!
 //! ```
-//! use octo_engines::usage::Usage;
+//! use octo_core::usage::Usage;
 //! use serde_json::json;
 //!
 //! let u = Usage::from_openai_chat(&json!({
@@ -31,11 +31,14 @@
 //! assert_eq!(u.total_input_tokens(), 100);
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// Token counts of one exchange, normalised. See the [module docs](self) for the mapping.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+///
+/// Its JSON form (`{"input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+/// "reasoning_tokens"}`) is the request log's `usage`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Usage {
     /// Input tokens that were neither read from nor written to a prompt cache.
     pub input_tokens: u64,
@@ -72,7 +75,15 @@ impl Usage {
 
     /// Reads an Anthropic `usage` object.
     pub fn from_anthropic(v: &Value) -> Option<Usage> {
-        AnthropicUsage::deserialize(v).ok().map(Usage::from)
+        Self::from_anthropic_snapshot(v).map(|(u, _)| u)
+    }
+
+    /// Reads an Anthropic `usage` object (also the partial one in a stream's `message_delta`),
+    /// with the fields it carried, for [`Usage::merge_snapshot`].
+    pub fn from_anthropic_snapshot(v: &Value) -> Option<(Usage, UsageFields)> {
+        let u = AnthropicUsage::deserialize(v).ok()?;
+        let present = u.present();
+        Some((Usage::from(u), present))
     }
 
     /// Reads a Gemini `usageMetadata` object (camelCase or snake_case keys).
@@ -289,7 +300,7 @@ impl From<ResponsesUsage> for Usage {
 /// Anthropic `usage` (also the partial one in `message_delta`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(crate) struct AnthropicUsage {
+struct AnthropicUsage {
     pub(crate) input_tokens: Option<u64>,
     pub(crate) output_tokens: Option<u64>,
     pub(crate) cache_creation_input_tokens: Option<u64>,
