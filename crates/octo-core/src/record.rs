@@ -74,10 +74,16 @@ pub struct Attempt {
     /// The HTTP status of the answer or error; `None` when it never got one (connect error,
     /// skipped because unavailable).
     pub status: Option<u16>,
+    /// From the start of the request to the start of this attempt.
+    #[serde(default)]
+    pub offset_ms: u64,
     /// From the start of the attempt to its answer (to the first event for a stream) or error.
     pub duration_ms: u64,
     /// What went wrong, for failed or skipped attempts (never carries credentials).
     pub error: Option<String>,
+    /// The attempt's span id, when the request is traced (sent upstream in `traceparent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
 }
 
 /// The price applied to a record, USD per million tokens.
@@ -181,6 +187,86 @@ pub struct Record {
     /// Gateway time: `duration` minus the time spent waiting on upstreams, in microseconds.
     #[serde(default)]
     pub overhead_us: u64,
+    /// The W3C trace context, when the request is traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
+}
+
+/// A request's place in a distributed trace (W3C Trace Context), decided when it starts so the
+/// upstream can be told (`traceparent`) before any span is exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    /// 32 lowercase hex digits: the client's trace id, or a fresh one.
+    pub trace_id: String,
+    /// 16 hex digits: the request span's id.
+    pub span_id: String,
+    /// 16 hex digits: the client's span, when it sent a `traceparent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
+    /// The client's trace flags were `sampled` (or there was no client context).
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Continues the client's `traceparent` header value, or starts a new trace when it is absent
+    /// or malformed.
+    ///
+    /// ```
+    /// use octo_core::record::TraceContext;
+    ///
+    /// let t = TraceContext::continue_or_start(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    /// assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// assert_eq!(t.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+    /// assert_ne!(t.span_id, "00f067aa0ba902b7");
+    /// assert!(TraceContext::continue_or_start(Some("garbage")).parent_span_id.is_none());
+    /// ```
+    pub fn continue_or_start(traceparent: Option<&str>) -> Self {
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && s.bytes().any(|b| b != b'0')
+        };
+        if let Some(tp) = traceparent {
+            let parts: Vec<&str> = tp.trim().split('-').collect();
+            if parts.len() >= 4
+                && parts[0].len() == 2
+                && parts[0] != "ff"
+                && hex(parts[1], 32)
+                && hex(parts[2], 16)
+                && parts[3].len() == 2
+            {
+                let flags = u8::from_str_radix(parts[3], 16).unwrap_or(0);
+                return TraceContext {
+                    trace_id: parts[1].to_owned(),
+                    span_id: new_span_id(),
+                    parent_span_id: Some(parts[2].to_owned()),
+                    sampled: flags & 1 == 1,
+                };
+            }
+        }
+        TraceContext {
+            trace_id: format!("{:032x}", next_random()),
+            span_id: new_span_id(),
+            parent_span_id: None,
+            sampled: true,
+        }
+    }
+
+    /// The `traceparent` value naming `span_id` as the parent (for the upstream request).
+    pub fn traceparent(&self, span_id: &str) -> String {
+        format!(
+            "00-{}-{}-{}",
+            self.trace_id,
+            span_id,
+            if self.sampled { "01" } else { "00" }
+        )
+    }
+}
+
+/// A fresh, non-zero 16-hex-digit span id.
+pub fn new_span_id() -> String {
+    format!("{:016x}", (next_random() as u64) | 1)
 }
 
 impl Record {
@@ -287,6 +373,7 @@ struct Shared {
     fields: Mutex<Fields>,
     done: AtomicBool,
     observers: Arc<Observers>,
+    trace: Option<TraceContext>,
 }
 
 /// The record of a request in flight, shared by every clone of the request (an `Arc`).
@@ -333,7 +420,26 @@ impl RequestRecord {
             fields: Mutex::new(Fields::default()),
             done: AtomicBool::new(false),
             observers,
+            trace: None,
         }))
+    }
+
+    /// Makes the record part of a trace (before it is shared).
+    pub fn with_trace(mut self, trace: TraceContext) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.trace = Some(trace);
+        }
+        self
+    }
+
+    /// The trace context, when the request is traced.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.0.trace.as_ref()
+    }
+
+    /// Milliseconds since the request started (an attempt's `offset_ms`).
+    pub fn elapsed_ms(&self) -> u64 {
+        millis(self.0.started.elapsed())
     }
 
     /// The request id (`x-octollm-request-id`).
@@ -469,6 +575,7 @@ impl RequestRecord {
             price: None,
             cache_hit: fields.cache_hit,
             overhead_us: u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX),
+            trace: s.trace.clone(),
         };
         s.observers.notify(record);
     }
@@ -662,8 +769,10 @@ mod tests {
             backend: "a".into(),
             key: Some("#1".into()),
             status: Some(503),
+            offset_ms: 0,
             duration_ms: 3,
             error: Some("busy".into()),
+            span_id: None,
         });
         r.set_upstream("b", Protocol::OpenAiChat, Some("gpt"));
         r.mark_first_byte();
