@@ -7,7 +7,9 @@
 //!   every stretch in which the gateway asked for the next body chunk and the upstream had none yet.
 //!   Retries and failovers add each attempt's wait.
 //! - When the response is complete (for a stream: when its last event has been handed to the
-//!   connection, or the client went away) the front records `total − upstream` in [`global()`].
+//!   connection, or the client went away) the request's [`RequestRecord`](crate::record::RequestRecord)
+//!   completes with `overhead_ns = total − upstream`, and the [`OverheadObserver`] the front
+//!   installs records it in [`global()`]. [`OverheadTimer`] does the same for code without a record.
 //!
 //! Recording costs a handful of relaxed atomic adds. `GET /debug/overhead`
 //! ([`crate::http::Router::overhead_route`]) serves [`Histogram::snapshot`] as JSON.
@@ -205,6 +207,29 @@ impl Snapshot {
 }
 
 static GLOBAL: Histogram = Histogram::new();
+
+/// The overhead histogram as an [`Observer`](crate::record::Observer): records each finished
+/// request's `overhead_ns`. The front installs one on [`global()`] by default.
+#[derive(Debug, Clone, Copy)]
+pub struct OverheadObserver(&'static Histogram);
+
+impl OverheadObserver {
+    /// Records into `histogram`.
+    pub const fn new(histogram: &'static Histogram) -> Self {
+        OverheadObserver(histogram)
+    }
+
+    /// Records into [`global()`].
+    pub const fn global() -> Self {
+        OverheadObserver(&GLOBAL)
+    }
+}
+
+impl crate::record::Observer for OverheadObserver {
+    fn on_complete(&self, record: &std::sync::Arc<crate::record::Record>) {
+        self.0.record(Duration::from_nanos(record.overhead_ns));
+    }
+}
 
 /// The process-wide overhead histogram the front records into.
 pub fn global() -> &'static Histogram {

@@ -34,6 +34,14 @@ impl Protocol {
         Protocol::Gemini,
     ];
 
+    /// Whether this is one of the four chat protocols ([`Protocol::CHAT_PROTOCOLS`]).
+    pub const fn is_chat(self) -> bool {
+        matches!(
+            self,
+            Protocol::OpenAiChat | Protocol::OpenAiResponses | Protocol::Anthropic | Protocol::Gemini
+        )
+    }
+
     /// The name used in configuration files (`openai_chat`, `openai_responses`, `anthropic`, `gemini`, …).
     pub const fn config_name(self) -> &'static str {
         match self {

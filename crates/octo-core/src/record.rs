@@ -184,9 +184,9 @@ pub struct Record {
     /// Whether the answer came from the response cache.
     #[serde(default)]
     pub cache_hit: bool,
-    /// Gateway time: `duration` minus the time spent waiting on upstreams, in microseconds.
+    /// Gateway time: `duration` minus the time spent waiting on upstreams, in nanoseconds.
     #[serde(default)]
-    pub overhead_us: u64,
+    pub overhead_ns: u64,
     /// The W3C trace context, when the request is traced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceContext>,
@@ -574,7 +574,7 @@ impl RequestRecord {
             cost_usd: None,
             price: None,
             cache_hit: fields.cache_hit,
-            overhead_us: u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX),
+            overhead_ns: u64::try_from(overhead.as_nanos()).unwrap_or(u64::MAX),
             trace: s.trace.clone(),
         };
         s.observers.notify(record);

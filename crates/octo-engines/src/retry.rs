@@ -467,6 +467,7 @@ impl Engine for TargetSet {
                 } else {
                     round.tried.set(i);
                     attempts.push(skip_record(t));
+                    record_skip(&req, t);
                     if let Some(d) = t.available_in(model) {
                         soonest = Some(soonest.map_or(d, |s| s.min(d)));
                     }
@@ -504,6 +505,7 @@ impl Engine for TargetSet {
                     Some(p) => Some(p),
                     None => {
                         attempts.push(skip_record(target));
+                        record_skip(&req, target);
                         continue;
                     }
                 },
@@ -570,6 +572,21 @@ impl Engine for TargetSet {
             }
         }
         Err(last_err.unwrap_or_else(|| self.no_target_error(soonest)))
+    }
+}
+
+/// Notes a target skipped as unavailable in the request's record.
+fn record_skip(req: &Request, t: &Target) {
+    if let Some(record) = req.extensions.get::<octo_core::record::RequestRecord>() {
+        record.push_attempt(octo_core::record::Attempt {
+            backend: t.name.clone(),
+            key: None,
+            status: None,
+            offset_ms: record.elapsed_ms(),
+            duration_ms: 0,
+            error: Some("skipped: every key is resting or its circuit breaker is open".into()),
+            span_id: None,
+        });
     }
 }
 

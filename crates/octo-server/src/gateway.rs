@@ -120,7 +120,7 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         .max_body_bytes(config.limits.max_body_bytes)
         .keep_alive(Some(keep_alive));
     router = router
-        .engine_at(
+        .engine_at_unrecorded(
             "/v1/messages/count_tokens",
             Protocol::Anthropic,
             counter.clone(),

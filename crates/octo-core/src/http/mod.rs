@@ -9,7 +9,7 @@ mod serve;
 mod sse_body;
 
 pub use router::{
-    ClientAddr, DEFAULT_MAX_BODY_BYTES, FrontBody, Router, default_path, error_response,
+    ClientAddr, REQUEST_ID_HEADER, DEFAULT_MAX_BODY_BYTES, FrontBody, Router, default_path, error_response,
     strip_hop_by_hop,
 };
 pub use serve::{ServeConfig, SharedRouter, serve, shutdown_signal};

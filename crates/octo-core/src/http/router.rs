@@ -7,6 +7,7 @@
 //! panics on client input and never answers a blanket 200.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,7 +18,8 @@ use super::sse_body::{SseBody, StreamEncoding};
 use crate::body::Body;
 use crate::engine::ArcEngine;
 use crate::error::{BoxError, Error};
-use crate::overhead::{self, OverheadTimer, UpstreamTime};
+use crate::overhead::{self, OverheadObserver, UpstreamTime};
+use crate::record::{CompleteOnDrop, Observer, Observers, Pricing, RequestRecord, TraceContext};
 use crate::protocol::Protocol;
 use crate::request::{Request, RouteParams};
 use crate::response::ResponseBody;
@@ -30,6 +32,10 @@ pub type FrontBody = Either<Full<Bytes>, SseBody>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// The response header naming the request's record (`x-octollm-request-id`), on every answer of
+/// an engine route, errors included.
+pub const REQUEST_ID_HEADER: &str = "x-octollm-request-id";
+
 /// The default request body limit: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
@@ -41,6 +47,9 @@ enum Target {
     Engine {
         format: Protocol,
         engine: ArcEngine,
+        /// Whether requests are recorded for the observers (generation routes) or only timed
+        /// (listings, token counting).
+        recorded: bool,
     },
     Static {
         content_type: &'static str,
@@ -87,6 +96,12 @@ pub struct Router {
     routes: Vec<Route>,
     max_body_bytes: usize,
     keep_alive: Option<Duration>,
+    /// Told about every recorded request (the overhead histogram first).
+    observers: Arc<Observers>,
+    /// Told about requests to unrecorded routes: the overhead histogram only.
+    overhead_only: Arc<Observers>,
+    /// Whether requests join or start a W3C trace.
+    trace: bool,
 }
 
 impl Default for Router {
@@ -118,11 +133,37 @@ pub fn default_path(format: Protocol) -> Option<&'static str> {
 impl Router {
     /// An empty router with the default body limit and a 15 s keep-alive.
     pub fn new() -> Self {
+        let overhead = Arc::new(Observers::new().with(Arc::new(OverheadObserver::global())));
         Router {
             routes: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             keep_alive: Some(KeepAlive::DEFAULT_INTERVAL),
+            observers: overhead.clone(),
+            overhead_only: overhead,
+            trace: false,
         }
+    }
+
+    /// Adds an observer of every finished request to a recorded route (see
+    /// [`crate::record`]). Observers run in the order they were added, after the overhead
+    /// histogram's.
+    pub fn observe(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers = Arc::new((*self.observers).clone().with(observer));
+        self
+    }
+
+    /// Prices every finished request before the observers see it.
+    pub fn pricing(mut self, pricing: Arc<Pricing>) -> Self {
+        self.observers = Arc::new((*self.observers).clone().with_pricing(pricing));
+        self
+    }
+
+    /// Makes every recorded request part of a W3C trace: the client's `traceparent` is
+    /// continued, or a trace is started ([`TraceContext`]); the upstream client sends the
+    /// attempt's `traceparent` upstream.
+    pub fn trace_requests(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
     }
 
     /// Mounts `engine` on the protocol's standard route(s) for `POST`.
@@ -137,17 +178,40 @@ impl Router {
         self.routes.push(Route {
             pattern,
             method: Method::POST,
-            target: Target::Engine { format, engine },
+            target: Target::Engine {
+                format,
+                engine,
+                recorded: true,
+            },
         });
         self
     }
 
-    /// Mounts `engine` for `POST path`, treating requests as `format`.
+    /// Mounts `engine` for `POST path`, treating requests as `format`; requests are recorded.
     pub fn engine_at(mut self, path: &str, format: Protocol, engine: ArcEngine) -> Self {
         self.routes.push(Route {
             pattern: Pattern::Exact(path.to_owned()),
             method: Method::POST,
-            target: Target::Engine { format, engine },
+            target: Target::Engine {
+                format,
+                engine,
+                recorded: true,
+            },
+        });
+        self
+    }
+
+    /// As [`Router::engine_at`], for a route that does not generate (token counting): its
+    /// requests are timed but not recorded for the observers.
+    pub fn engine_at_unrecorded(mut self, path: &str, format: Protocol, engine: ArcEngine) -> Self {
+        self.routes.push(Route {
+            pattern: Pattern::Exact(path.to_owned()),
+            method: Method::POST,
+            target: Target::Engine {
+                format,
+                engine,
+                recorded: false,
+            },
         });
         self
     }
@@ -163,7 +227,11 @@ impl Router {
         self.routes.push(Route {
             pattern: Pattern::Exact(path.to_owned()),
             method,
-            target: Target::Engine { format, engine },
+            target: Target::Engine {
+                format,
+                engine,
+                recorded: false,
+            },
         });
         self
     }
@@ -176,6 +244,7 @@ impl Router {
             target: Target::Engine {
                 format: Protocol::Gemini,
                 engine,
+                recorded: false,
             },
         });
         self
@@ -193,7 +262,11 @@ impl Router {
         self.routes.push(Route {
             pattern: Pattern::ModelId(prefix.to_owned()),
             method,
-            target: Target::Engine { format, engine },
+            target: Target::Engine {
+                format,
+                engine,
+                recorded: false,
+            },
         });
         self
     }
@@ -281,7 +354,7 @@ impl Router {
                 .with_code("unknown_route");
             return error_response(&err, format);
         };
-        let (format, engine) = match &route.target {
+        let target = match &route.target {
             Target::Static { content_type, body } => {
                 return full_response(StatusCode::OK, content_type, body.clone());
             }
@@ -289,11 +362,42 @@ impl Router {
                 let body = overhead::global().snapshot().to_json_bytes();
                 return full_response(StatusCode::OK, "application/json", body);
             }
-            Target::Engine { format, engine } => (*format, engine),
+            Target::Engine {
+                format,
+                engine,
+                recorded,
+            } => (*format, engine, *recorded),
+        };
+        let (format, engine, recorded) = target;
+        let upstream = UpstreamTime::new();
+        let observers = if recorded {
+            self.observers.clone()
+        } else {
+            self.overhead_only.clone()
+        };
+        let mut record = RequestRecord::start_at(started, format, upstream.clone(), observers);
+        if recorded && self.trace {
+            let parent = parts
+                .headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok());
+            record = record.with_trace(TraceContext::continue_or_start(parent));
+        }
+        let request_id = HeaderValue::from_str(&record.id().to_string()).ok();
+        // Completes the record as 499 if this future is dropped (the client went away).
+        let mut guard = CompleteOnDrop::new(record.clone());
+        let with_id = |mut resp: http::Response<FrontBody>| {
+            if let Some(id) = &request_id {
+                resp.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
+            }
+            resp
         };
         let bytes = match self.read_body(&parts.headers, body).await {
             Ok(b) => b,
-            Err(e) => return error_response(&e, format),
+            Err(e) => {
+                guard.complete(e.status().as_u16(), Some(e.message().to_owned()));
+                return with_id(error_response(&e, format));
+            }
         };
         let encoding = if params.stream == Some(true) && !query_has(parts.uri.query(), "alt", "sse")
         {
@@ -307,15 +411,21 @@ impl Router {
         if let Some(addr) = client {
             request.extensions.insert(ClientAddr(addr));
         }
-        let upstream = UpstreamTime::new();
-        request.extensions.insert(upstream.clone());
-        // Recorded when dropped: here for full responses, at the end of the body for streams.
-        let timer = OverheadTimer::start_at(started, upstream, overhead::global());
+        request.extensions.insert(upstream);
+        if recorded {
+            if format.is_chat()
+                && let Ok(peek) = request.peek_ref()
+            {
+                record.set_model(peek.model.unwrap_or_default(), peek.stream);
+            }
+            request.extensions.insert(record);
+        }
         match engine.process(request).await {
-            Ok(resp) => self.write_response(resp, format, encoding, timer),
+            Ok(resp) => with_id(self.write_response(resp, format, encoding, guard)),
             Err(e) => {
                 tracing::debug!(error = ?e, "request failed");
-                error_response(&e, format)
+                guard.complete(e.status().as_u16(), Some(e.message().to_owned()));
+                with_id(error_response(&e, format))
             }
         }
     }
@@ -384,8 +494,9 @@ impl Router {
         resp: crate::Response,
         format: Protocol,
         encoding: StreamEncoding,
-        timer: OverheadTimer,
+        mut record: CompleteOnDrop,
     ) -> http::Response<FrontBody> {
+        let status = resp.status.as_u16();
         let mut headers = resp.headers;
         strip_hop_by_hop(&mut headers);
         let mut out = match resp.body {
@@ -396,6 +507,7 @@ impl Router {
                         HeaderValue::from_static("application/json"),
                     );
                 }
+                record.complete(status, None);
                 http::Response::new(Either::Left(Full::new(body.into_bytes())))
             }
             ResponseBody::Stream(events) => {
@@ -410,7 +522,7 @@ impl Router {
                     .keep_alive
                     .and_then(|interval| KeepAlive::for_format(format, interval));
                 http::Response::new(Either::Right(
-                    SseBody::new(events, format, encoding, keep_alive).with_timer(timer),
+                    SseBody::new(events, format, encoding, keep_alive).with_record(record, status),
                 ))
             }
         };

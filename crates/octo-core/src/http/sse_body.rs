@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::event::EventStream;
-use crate::overhead::OverheadTimer;
+use crate::record::CompleteOnDrop;
 use crate::protocol::Protocol;
 use crate::sse::KeepAlive;
 
@@ -40,8 +40,8 @@ pub struct SseBody {
     sleep: Option<Pin<Box<Sleep>>>,
     started: bool,
     done: bool,
-    /// Records the request's overhead when the stream ends (or is dropped).
-    timer: Option<OverheadTimer>,
+    /// Completes the request's record when the stream ends, fails, or is dropped (499).
+    record: Option<(CompleteOnDrop, u16)>,
 }
 
 impl SseBody {
@@ -64,20 +64,24 @@ impl SseBody {
             sleep,
             started: false,
             done: false,
-            timer: None,
+            record: None,
         }
     }
 
-    /// Records the request's overhead into `timer` when the stream ends or the body is dropped.
-    pub fn with_timer(mut self, timer: OverheadTimer) -> Self {
-        self.timer = Some(timer);
+    /// Completes `record` with `status` when the stream ends, with the error's status and message
+    /// when it fails, or as 499 when the body is dropped first (the client went away).
+    pub fn with_record(mut self, record: CompleteOnDrop, status: u16) -> Self {
+        self.record = Some((record, status));
         self
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self, error: Option<&crate::Error>) {
         self.done = true;
-        if let Some(mut t) = self.timer.take() {
-            t.finish();
+        if let Some((mut guard, status)) = self.record.take() {
+            match error {
+                Some(e) => guard.complete(e.status().as_u16(), Some(e.message().to_owned())),
+                None => guard.complete(status, None),
+            }
         }
     }
 
@@ -114,7 +118,7 @@ impl Body for SseBody {
                 Poll::Ready(Some(Ok(Frame::data(frame))))
             }
             Poll::Ready(Some(Err(err))) => {
-                this.finish();
+                this.finish(Some(&err));
                 tracing::warn!(error = %err, "stream ended with an error");
                 let frame = match this.encoding {
                     StreamEncoding::Sse => err.render_stream_frame(this.format),
@@ -128,7 +132,7 @@ impl Body for SseBody {
                 Poll::Ready(Some(Ok(Frame::data(frame))))
             }
             Poll::Ready(None) => {
-                this.finish();
+                this.finish(None);
                 match this.encoding {
                     StreamEncoding::Sse => Poll::Ready(None),
                     StreamEncoding::JsonArray => {

@@ -596,6 +596,9 @@ impl Engine for AuthEngine {
             if req.extensions.get::<StickyKey>().is_none() {
                 req.extensions.insert(sticky_key(&identity, &req));
             }
+            if let Some(record) = req.extensions.get::<octo_core::record::RequestRecord>() {
+                record.set_identity(identity.org.clone(), identity.user.clone());
+            }
             req.extensions.insert(identity);
         } else {
             // An identity set by someone upstream of us is not trusted.

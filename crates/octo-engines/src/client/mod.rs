@@ -31,6 +31,7 @@
 mod headers;
 pub mod keys;
 mod timed_body;
+mod usage_tap;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,6 +42,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, header};
 use octo_core::overhead::UpstreamTime;
+use octo_core::record::{Attempt, RequestRecord, new_span_id};
 use octo_core::sse::SseDecoder;
 use octo_core::{
     Body, Engine, Error, EventStream, Protocol, Request, Response, ResponseBody, UpstreamBody,
@@ -447,6 +449,7 @@ impl Engine for HttpEndpoint {
         };
         let model = peek.model.unwrap_or_default();
         let upstream = req.extensions.get::<UpstreamTime>().cloned();
+        let record = req.extensions.get::<RequestRecord>().cloned();
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<Error> = None;
         loop {
@@ -456,7 +459,16 @@ impl Engine for HttpEndpoint {
                 Err(e) => return Err(last.unwrap_or(e)),
             };
             tried.push(lease.index());
-            let attempt_headers = self.upstream_headers(&req, peek.stream, &lease);
+            let mut attempt_headers = self.upstream_headers(&req, peek.stream, &lease);
+            let attempt = record.as_ref().map(|r| {
+                let span_id = r.trace().map(|_| new_span_id());
+                if let (Some(trace), Some(span)) = (r.trace(), &span_id)
+                    && let Ok(v) = HeaderValue::from_str(&trace.traceparent(span))
+                {
+                    attempt_headers.insert("traceparent", v);
+                }
+                (r.elapsed_ms(), Instant::now(), span_id)
+            });
             let result = self
                 .send(
                     req.method.clone(),
@@ -469,6 +481,12 @@ impl Engine for HttpEndpoint {
                 .await;
             let key = lease.index() + 1;
             let next_key = self.keys.finish(lease, result.as_ref());
+            let result = match (&record, attempt) {
+                (Some(r), Some((offset_ms, started, span_id))) => {
+                    self.record_attempt(r, key, offset_ms, started, span_id, format, model, result)
+                }
+                _ => result,
+            };
             match result {
                 Err(e) if next_key => {
                     tracing::debug!(backend = %name, key, status = e.status().as_u16(), "trying the next API key");
@@ -481,6 +499,53 @@ impl Engine for HttpEndpoint {
 }
 
 impl HttpEndpoint {
+    /// Notes one attempt in the request's record and taps the answer for usage.
+    #[allow(clippy::too_many_arguments)]
+    fn record_attempt(
+        &self,
+        record: &RequestRecord,
+        key: usize,
+        offset_ms: u64,
+        started: Instant,
+        span_id: Option<String>,
+        protocol: Protocol,
+        model: &str,
+        result: Result<Response, Error>,
+    ) -> Result<Response, Error> {
+        let name = self.config.name.as_str();
+        let (status, error) = match &result {
+            Ok(resp) => (Some(resp.status.as_u16()), None),
+            Err(e) => (
+                e.upstream_body().map(|_| e.status().as_u16()),
+                Some(e.message().to_owned()),
+            ),
+        };
+        record.push_attempt(Attempt {
+            backend: name.to_owned(),
+            key: Some(format!("#{key}")),
+            status,
+            offset_ms,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            error,
+            span_id,
+        });
+        let Ok(mut resp) = result else {
+            return result;
+        };
+        record.set_upstream(name, protocol, (!model.is_empty()).then_some(model));
+        resp.body = match resp.body {
+            ResponseBody::Full(body) => {
+                record.mark_first_byte();
+                usage_tap::record_full(record, protocol, &body.to_bytes());
+                ResponseBody::Full(body)
+            }
+            ResponseBody::Stream(events) => ResponseBody::Stream(EventStream::new(
+                usage_tap::TapStream::new(events, protocol, record.clone()),
+            )),
+        };
+        Ok(resp)
+    }
+
     /// The header set of one attempt, built afresh (sized once) rather than cloned from a base
     /// set: the protocol's content headers, the allowlisted client headers, the key's auth
     /// header, the backend's configured headers, then an engine's [`UpstreamHeaders`].

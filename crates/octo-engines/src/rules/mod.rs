@@ -431,6 +431,9 @@ impl Engine for RulesEngine {
             return self.default.process(req).await;
         };
         let rule = &self.rules[i];
+        if let Some(record) = req.extensions.get::<octo_core::record::RequestRecord>() {
+            record.set_rule(rule.name.clone());
+        }
         req.extensions.insert(MatchedRule(rule.name.clone()));
         match &rule.action {
             CompiledAction::Deny(d) => Err(d.to_error()),

@@ -1,0 +1,304 @@
+//! Reads token usage and the finish reason from an upstream's answer without changing a byte of it.
+//!
+//! The upstream client knows the protocol it spoke, so one tap here serves passthrough and
+//! converted requests alike: what the upstream reported is the truth the request log, metrics,
+//! limits and cost are built on. A full body is deserialised into a few typed fields (the rest of
+//! the document is skipped by serde, nothing is allocated for it, and the body handed on is the
+//! same `Bytes`). A stream is read event by event; only events that can carry usage or a finish
+//! reason (found by a byte search) are parsed, and the events themselves pass on untouched, raw
+//! frames included.
+//!
+//! | protocol | usage | finish reason |
+//! |---|---|---|
+//! | OpenAI Chat | `usage` (last chunk, when `stream_options.include_usage`) | `choices[].finish_reason` |
+//! | OpenAI Responses | `response.usage` in `response.completed` / `.incomplete` / `.failed` | `response.status` |
+//! | Anthropic | `message.usage` in `message_start`, then `usage` snapshots in `message_delta` | `delta.stop_reason` |
+//! | Gemini | `usageMetadata` (cumulative, the last one wins) | `candidates[].finishReason` |
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use octo_core::record::RequestRecord;
+use octo_core::usage::{Usage, UsageFields};
+use octo_core::{Error, Event, Protocol};
+use serde_json::Value;
+
+/// What an answer said about usage and why it stopped.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Tapped {
+    pub(crate) usage: Option<Usage>,
+    pub(crate) finish_reason: Option<String>,
+}
+
+impl Tapped {
+    fn merge(&mut self, usage: Usage, present: UsageFields) {
+        self.usage
+            .get_or_insert_with(Usage::default)
+            .merge_snapshot(&usage, present);
+    }
+
+    fn finish(&mut self, reason: Option<&Value>) {
+        if let Some(r) = reason.and_then(Value::as_str)
+            && !r.is_empty()
+        {
+            self.finish_reason = Some(r.to_owned());
+        }
+    }
+
+    /// Reads one JSON document of `protocol`: a full answer or one stream event's data.
+    fn read(&mut self, protocol: Protocol, v: &Value) {
+        match protocol {
+            Protocol::OpenAiChat => {
+                if let Some(u) = v.get("usage").filter(|u| u.is_object())
+                    && let Some(u) = Usage::from_openai_chat(u)
+                {
+                    self.merge(u, UsageFields::ALL);
+                }
+                if let Some(choices) = v.get("choices").and_then(Value::as_array) {
+                    for c in choices {
+                        self.finish(c.get("finish_reason"));
+                    }
+                }
+            }
+            Protocol::OpenAiResponses => {
+                // A full answer is the response object; a stream event wraps it in `response`.
+                let resp = v.get("response").unwrap_or(v);
+                if let Some(u) = resp.get("usage").filter(|u| u.is_object())
+                    && let Some(u) = Usage::from_openai_responses(u)
+                {
+                    self.merge(u, UsageFields::ALL);
+                }
+                if resp.get("object").and_then(Value::as_str) == Some("response") {
+                    self.finish(resp.get("status"));
+                }
+            }
+            Protocol::Anthropic => {
+                // `message_start` carries the message; a full answer is the message.
+                let msg = v.get("message").unwrap_or(v);
+                if let Some(u) = msg.get("usage")
+                    && let Some((u, present)) = Usage::from_anthropic_snapshot(u)
+                {
+                    self.merge(u, present);
+                }
+                self.finish(msg.get("stop_reason"));
+                if let Some(d) = v.get("delta") {
+                    self.finish(d.get("stop_reason"));
+                }
+            }
+            Protocol::Gemini => {
+                let meta = v.get("usageMetadata").or_else(|| v.get("usage_metadata"));
+                if let Some(u) = meta.and_then(Usage::from_gemini) {
+                    self.merge(u, UsageFields::ALL);
+                }
+                if let Some(cands) = v.get("candidates").and_then(Value::as_array) {
+                    for c in cands {
+                        self.finish(c.get("finishReason").or_else(|| c.get("finish_reason")));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn record(&self, record: &RequestRecord) {
+        record.set_usage(self.usage, self.finish_reason.as_deref());
+    }
+}
+
+/// Reads a full (non-stream) answer body.
+pub(crate) fn read_full(protocol: Protocol, body: &[u8]) -> Tapped {
+    let mut t = Tapped::default();
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        t.read(protocol, &v);
+    }
+    t
+}
+
+/// Whether a stream event's data may carry usage or a finish reason (a byte search).
+fn interesting(protocol: Protocol, data: &[u8]) -> bool {
+    let has = |needle: &[u8]| memchr::memmem::find(data, needle).is_some();
+    match protocol {
+        Protocol::OpenAiChat => {
+            has(b"\"usage\"")
+                || (has(b"\"finish_reason\"") && !has(b"\"finish_reason\":null"))
+                || has(b"\"finish_reason\": \"")
+        }
+        Protocol::OpenAiResponses => has(b"\"usage\""),
+        Protocol::Anthropic => has(b"\"usage\"") || has(b"\"stop_reason\""),
+        Protocol::Gemini => has(b"sageMetadata\"") || has(b"inishReason\""),
+        _ => false,
+    }
+}
+
+/// Passes an upstream event stream through unchanged, noting the first event's arrival and the
+/// usage and finish reason it reports into the request's record (updated as they arrive, so a
+/// stream cut by the client keeps what was seen).
+#[pin_project::pin_project]
+pub(crate) struct TapStream<S> {
+    #[pin]
+    inner: S,
+    protocol: Protocol,
+    record: RequestRecord,
+    tapped: Tapped,
+    first: bool,
+}
+
+impl<S> TapStream<S> {
+    pub(crate) fn new(inner: S, protocol: Protocol, record: RequestRecord) -> Self {
+        TapStream {
+            inner,
+            protocol,
+            record,
+            tapped: Tapped::default(),
+            first: true,
+        }
+    }
+}
+
+impl<S: Stream<Item = Result<Event, Error>>> Stream for TapStream<S> {
+    type Item = Result<Event, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        let item = std::task::ready!(this.inner.poll_next(cx));
+        if let Some(Ok(event)) = &item {
+            if *this.first {
+                *this.first = false;
+                this.record.mark_first_byte();
+            }
+            let data: Bytes = event.data_body().to_bytes();
+            if interesting(*this.protocol, &data)
+                && let Ok(v) = serde_json::from_slice::<Value>(&data)
+            {
+                let before = this.tapped.clone();
+                this.tapped.read(*this.protocol, &v);
+                if *this.tapped != before {
+                    this.tapped.record(this.record);
+                }
+            }
+        }
+        Poll::Ready(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+/// Records what a full answer said.
+pub(crate) fn record_full(record: &RequestRecord, protocol: Protocol, body: &[u8]) {
+    let t = read_full(protocol, body);
+    if t.usage.is_some() || t.finish_reason.is_some() {
+        t.record(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tap(protocol: Protocol, events: &[&str]) -> Tapped {
+        let mut t = Tapped::default();
+        for e in events {
+            if interesting(protocol, e.as_bytes()) {
+                t.read(protocol, &serde_json::from_str(e).unwrap());
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn openai_chat_stream_usage_chunk_and_finish() {
+        let t = tap(
+            Protocol::OpenAiChat,
+            &[
+                r#"{"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#,
+                r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                r#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":4}}}"#,
+            ],
+        );
+        let u = t.usage.unwrap();
+        assert_eq!((u.input_tokens, u.cache_read_tokens, u.output_tokens), (6, 4, 3));
+        assert_eq!(t.finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn a_chat_stream_without_usage_leaves_it_null_never_zero() {
+        let t = tap(
+            Protocol::OpenAiChat,
+            &[r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}],"usage":null}"#],
+        );
+        assert_eq!(t.usage, None);
+        assert_eq!(t.finish_reason.as_deref(), Some("length"));
+    }
+
+    #[test]
+    fn anthropic_snapshots_merge() {
+        let t = tap(
+            Protocol::Anthropic,
+            &[
+                r#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":20,"cache_read_input_tokens":100,"output_tokens":1}}}"#,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#,
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":42}}"#,
+            ],
+        );
+        let u = t.usage.unwrap();
+        assert_eq!(
+            (u.input_tokens, u.cache_read_tokens, u.output_tokens),
+            (20, 100, 42)
+        );
+        assert_eq!(t.finish_reason.as_deref(), Some("end_turn"));
+    }
+
+    #[test]
+    fn responses_completed_event_and_full_answer() {
+        let t = tap(
+            Protocol::OpenAiResponses,
+            &[
+                r#"{"type":"response.output_text.delta","delta":"x"}"#,
+                r#"{"type":"response.completed","response":{"object":"response","status":"completed","usage":{"input_tokens":7,"output_tokens":5,"output_tokens_details":{"reasoning_tokens":2}}}}"#,
+            ],
+        );
+        let u = t.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.reasoning_tokens), (7, 5, 2));
+        assert_eq!(t.finish_reason.as_deref(), Some("completed"));
+        let full = read_full(
+            Protocol::OpenAiResponses,
+            br#"{"object":"response","status":"incomplete","usage":{"input_tokens":1,"output_tokens":1}}"#,
+        );
+        assert_eq!(full.finish_reason.as_deref(), Some("incomplete"));
+    }
+
+    #[test]
+    fn gemini_last_metadata_wins() {
+        let t = tap(
+            Protocol::Gemini,
+            &[
+                r#"{"candidates":[{"content":{"parts":[{"text":"a"}]}}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":1}}"#,
+                r#"{"candidates":[{"content":{"parts":[{"text":"b"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":6,"thoughtsTokenCount":2}}"#,
+            ],
+        );
+        let u = t.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.reasoning_tokens), (9, 8, 2));
+        assert_eq!(t.finish_reason.as_deref(), Some("STOP"));
+    }
+
+    #[test]
+    fn full_answers_of_each_protocol() {
+        let chat = read_full(
+            Protocol::OpenAiChat,
+            br#"{"choices":[{"message":{"content":"x"},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+        );
+        assert_eq!(chat.usage.unwrap().output_tokens, 2);
+        assert_eq!(chat.finish_reason.as_deref(), Some("tool_calls"));
+        let anthropic = read_full(
+            Protocol::Anthropic,
+            br#"{"type":"message","stop_reason":"max_tokens","usage":{"input_tokens":3,"output_tokens":2}}"#,
+        );
+        assert_eq!(anthropic.usage.unwrap().input_tokens, 3);
+        assert_eq!(anthropic.finish_reason.as_deref(), Some("max_tokens"));
+        assert_eq!(read_full(Protocol::Gemini, b"not json"), Tapped::default());
+    }
+}
