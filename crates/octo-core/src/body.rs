@@ -238,6 +238,30 @@ impl Body {
         Ok(self.peeked.get_or_init(|| peek))
     }
 
+    /// The raw JSON text of one top-level value (`None` when the key is absent), found with the
+    /// structure-only scan: the rest of the body is neither parsed nor copied.
+    ///
+    /// ```
+    /// use octo_core::Body;
+    /// let b = Body::from_static(br#"{"model":"m","stream_options":{"x":1},"messages":[]}"#);
+    /// assert_eq!(b.top_level_raw("stream_options").unwrap().as_deref(), Some(&br#"{"x":1}"#[..]));
+    /// assert_eq!(b.top_level_raw("absent").unwrap(), None);
+    /// ```
+    ///
+    /// # Errors
+    /// A 400 [`Error`] when the body is not a JSON object.
+    pub fn top_level_raw(&self, key: &str) -> Result<Option<Bytes>, Error> {
+        match &self.bytes {
+            Some(bytes) if !self.is_dirty() => {
+                Ok(top_level_span(bytes, key)?.map(|r| bytes.slice(r)))
+            }
+            _ => {
+                let v = self.value.as_ref().and_then(|v| v.get(key).cloned());
+                Ok(v.map(|v| Bytes::from(serde_json::to_vec(&v).unwrap_or_default())))
+            }
+        }
+    }
+
     /// Sets one top-level key, splicing bytes when the body is clean so that every other byte is kept.
     ///
     /// A key that is absent is inserted first in the object.

@@ -38,7 +38,10 @@ impl Protocol {
     pub const fn is_chat(self) -> bool {
         matches!(
             self,
-            Protocol::OpenAiChat | Protocol::OpenAiResponses | Protocol::Anthropic | Protocol::Gemini
+            Protocol::OpenAiChat
+                | Protocol::OpenAiResponses
+                | Protocol::Anthropic
+                | Protocol::Gemini
         )
     }
 

@@ -593,7 +593,7 @@ pub struct RequestId(u128);
 impl RequestId {
     /// A fresh id for a request that started at `at`.
     pub fn new(at: SystemTime) -> Self {
-        let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()) as u128;
+        let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let rand = next_random();
         // 48 bits of milliseconds, version 7, 74 random bits, variant 0b10.
         let v = ((ms & 0xFFFF_FFFF_FFFF) << 80)

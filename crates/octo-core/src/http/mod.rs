@@ -9,8 +9,8 @@ mod serve;
 mod sse_body;
 
 pub use router::{
-    ClientAddr, REQUEST_ID_HEADER, DEFAULT_MAX_BODY_BYTES, FrontBody, Router, default_path, error_response,
-    strip_hop_by_hop,
+    ClientAddr, DEFAULT_MAX_BODY_BYTES, FrontBody, REQUEST_ID_HEADER, Router, default_path,
+    error_response, strip_hop_by_hop,
 };
 pub use serve::{ServeConfig, SharedRouter, serve, shutdown_signal};
 pub use sse_body::{SseBody, StreamEncoding};

@@ -17,8 +17,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::event::EventStream;
-use crate::record::CompleteOnDrop;
 use crate::protocol::Protocol;
+use crate::record::CompleteOnDrop;
 use crate::sse::KeepAlive;
 
 /// How the events are framed on the wire.

@@ -118,6 +118,10 @@ pub struct EndpointConfig {
     pub key_pool: KeyPoolConfig,
     /// The HTTP version spoken to the upstream.
     pub http_version: HttpVersion,
+    /// Ask an OpenAI Chat upstream for usage on streams the client did not ask it for
+    /// (`stream_options.include_usage`), and remove that extra usage chunk from what the client
+    /// receives; off for upstreams that refuse `stream_options`.
+    pub stream_usage: bool,
 }
 
 impl fmt::Debug for EndpointConfig {
@@ -135,6 +139,7 @@ impl fmt::Debug for EndpointConfig {
             .field("timeouts", &self.timeouts)
             .field("key_pool", &self.key_pool)
             .field("http_version", &self.http_version)
+            .field("stream_usage", &self.stream_usage)
             .finish()
     }
 }
@@ -153,6 +158,7 @@ impl EndpointConfig {
             max_response_bytes: 64 * 1024 * 1024,
             key_pool: KeyPoolConfig::default(),
             http_version: HttpVersion::Auto,
+            stream_usage: true,
         }
     }
 
@@ -161,6 +167,18 @@ impl EndpointConfig {
         self.api_keys.push(key.into());
         self
     }
+}
+
+/// One attempt, as the record sees it.
+struct Tap<'a> {
+    record: &'a RequestRecord,
+    key: usize,
+    offset_ms: u64,
+    started: Instant,
+    span_id: Option<String>,
+    protocol: Protocol,
+    model: &'a str,
+    strip_usage: bool,
 }
 
 /// Request extension: send the request to the upstream's token-counting call (Anthropic
@@ -440,6 +458,11 @@ impl Engine for HttpEndpoint {
                 protocol_list(&self.config.protocols)
             )));
         }
+        let strip_usage = format == Protocol::OpenAiChat
+            && self.config.stream_usage
+            && req.extensions.get::<RequestRecord>().is_some()
+            && req.peek_ref()?.stream
+            && usage_tap::ask_for_stream_usage(&mut req.body)?;
         let body = req.body.bytes();
         let peek = req.peek_ref()?;
         let url = if req.extensions.get::<CountTokens>().is_some() {
@@ -483,7 +506,17 @@ impl Engine for HttpEndpoint {
             let next_key = self.keys.finish(lease, result.as_ref());
             let result = match (&record, attempt) {
                 (Some(r), Some((offset_ms, started, span_id))) => {
-                    self.record_attempt(r, key, offset_ms, started, span_id, format, model, result)
+                    let tap = Tap {
+                        record: r,
+                        key,
+                        offset_ms,
+                        started,
+                        span_id,
+                        protocol: format,
+                        model,
+                        strip_usage,
+                    };
+                    self.record_attempt(tap, result)
                 }
                 _ => result,
             };
@@ -500,18 +533,21 @@ impl Engine for HttpEndpoint {
 
 impl HttpEndpoint {
     /// Notes one attempt in the request's record and taps the answer for usage.
-    #[allow(clippy::too_many_arguments)]
     fn record_attempt(
         &self,
-        record: &RequestRecord,
-        key: usize,
-        offset_ms: u64,
-        started: Instant,
-        span_id: Option<String>,
-        protocol: Protocol,
-        model: &str,
+        tap: Tap<'_>,
         result: Result<Response, Error>,
     ) -> Result<Response, Error> {
+        let Tap {
+            record,
+            key,
+            offset_ms,
+            started,
+            span_id,
+            protocol,
+            model,
+            strip_usage,
+        } = tap;
         let name = self.config.name.as_str();
         let (status, error) = match &result {
             Ok(resp) => (Some(resp.status.as_u16()), None),
@@ -540,7 +576,8 @@ impl HttpEndpoint {
                 ResponseBody::Full(body)
             }
             ResponseBody::Stream(events) => ResponseBody::Stream(EventStream::new(
-                usage_tap::TapStream::new(events, protocol, record.clone()),
+                usage_tap::TapStream::new(events, protocol, record.clone())
+                    .strip_usage_chunk(strip_usage),
             )),
         };
         Ok(resp)

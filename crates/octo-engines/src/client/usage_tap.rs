@@ -143,6 +143,7 @@ pub(crate) struct TapStream<S> {
     record: RequestRecord,
     tapped: Tapped,
     first: bool,
+    strip_usage: bool,
 }
 
 impl<S> TapStream<S> {
@@ -153,38 +154,112 @@ impl<S> TapStream<S> {
             record,
             tapped: Tapped::default(),
             first: true,
+            strip_usage: false,
         }
     }
+
+    /// Removes OpenAI Chat's usage-only chunk (`"choices": []` with `usage`) from the stream: the
+    /// gateway asked for it ([`ask_for_stream_usage`]), the client did not.
+    pub(crate) fn strip_usage_chunk(mut self, on: bool) -> Self {
+        self.strip_usage = on;
+        self
+    }
+}
+
+/// Makes an OpenAI Chat stream request ask for usage (`stream_options.include_usage: true`),
+/// keeping the client's other stream options. Returns whether it changed the body: `false` when
+/// the client already asked.
+///
+/// # Errors
+/// A 400 when the body is not a JSON object.
+pub(crate) fn ask_for_stream_usage(body: &mut octo_core::Body) -> Result<bool, Error> {
+    let mut options = match body.top_level_raw("stream_options")? {
+        Some(raw) => match serde_json::from_slice::<Value>(&raw) {
+            Ok(Value::Object(o)) => o,
+            // `null` or a malformed value: leave it for the upstream to judge.
+            Ok(Value::Null) => serde_json::Map::new(),
+            _ => return Ok(false),
+        },
+        None => serde_json::Map::new(),
+    };
+    if options.get("include_usage") == Some(&Value::Bool(true)) {
+        return Ok(false);
+    }
+    options.insert("include_usage".into(), Value::Bool(true));
+    body.set_top_level("stream_options", &Value::Object(options))?;
+    Ok(true)
 }
 
 impl<S: Stream<Item = Result<Event, Error>>> Stream for TapStream<S> {
     type Item = Result<Event, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        let item = std::task::ready!(this.inner.poll_next(cx));
-        if let Some(Ok(event)) = &item {
-            if *this.first {
-                *this.first = false;
-                this.record.mark_first_byte();
-            }
-            let data: Bytes = event.data_body().to_bytes();
-            if interesting(*this.protocol, &data)
-                && let Ok(v) = serde_json::from_slice::<Value>(&data)
-            {
-                let before = this.tapped.clone();
-                this.tapped.read(*this.protocol, &v);
-                if *this.tapped != before {
-                    this.tapped.record(this.record);
+        let mut this = self.project();
+        loop {
+            let mut item = std::task::ready!(this.inner.as_mut().poll_next(cx));
+            if let Some(Ok(event)) = &mut item {
+                if *this.first {
+                    *this.first = false;
+                    this.record.mark_first_byte();
+                }
+                let data: Bytes = event.data_body().to_bytes();
+                if interesting(*this.protocol, &data)
+                    && let Ok(v) = serde_json::from_slice::<Value>(&data)
+                {
+                    let before = this.tapped.clone();
+                    this.tapped.read(*this.protocol, &v);
+                    if *this.tapped != before {
+                        this.tapped.record(this.record);
+                    }
+                    if *this.strip_usage && is_usage_only_chunk(&v) {
+                        continue;
+                    }
+                }
+                if *this.strip_usage
+                    && let Some(spliced) = without_null_usage(&data)
+                {
+                    event.data_mut().set_bytes(spliced);
                 }
             }
+            return Poll::Ready(item);
         }
-        Poll::Ready(item)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.inner.size_hint()
     }
+}
+
+/// A chunk without the `"usage":null` member OpenAI adds to every chunk once usage was asked for
+/// (`None` when there is none): the member and one adjacent comma are cut out of the bytes, the
+/// rest is kept as it came.
+fn without_null_usage(data: &[u8]) -> Option<Bytes> {
+    for pat in [&b"\"usage\":null"[..], &b"\"usage\": null"[..]] {
+        let Some(at) = memchr::memmem::find(data, pat) else {
+            continue;
+        };
+        let end = at + pat.len();
+        let (from, to) = if data.get(end) == Some(&b',') {
+            (at, end + 1)
+        } else if at > 0 && data[at - 1] == b',' {
+            (at - 1, end)
+        } else {
+            (at, end)
+        };
+        let mut out = Vec::with_capacity(data.len() - (to - from));
+        out.extend_from_slice(&data[..from]);
+        out.extend_from_slice(&data[to..]);
+        return Some(Bytes::from(out));
+    }
+    None
+}
+
+/// OpenAI Chat's closing usage chunk: no choices, a usage object.
+fn is_usage_only_chunk(v: &Value) -> bool {
+    v.get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+        && v.get("usage").is_some_and(Value::is_object)
 }
 
 /// Records what a full answer said.
@@ -220,7 +295,10 @@ mod tests {
             ],
         );
         let u = t.usage.unwrap();
-        assert_eq!((u.input_tokens, u.cache_read_tokens, u.output_tokens), (6, 4, 3));
+        assert_eq!(
+            (u.input_tokens, u.cache_read_tokens, u.output_tokens),
+            (6, 4, 3)
+        );
         assert_eq!(t.finish_reason.as_deref(), Some("stop"));
     }
 
@@ -262,7 +340,10 @@ mod tests {
             ],
         );
         let u = t.usage.unwrap();
-        assert_eq!((u.input_tokens, u.output_tokens, u.reasoning_tokens), (7, 5, 2));
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.reasoning_tokens),
+            (7, 5, 2)
+        );
         assert_eq!(t.finish_reason.as_deref(), Some("completed"));
         let full = read_full(
             Protocol::OpenAiResponses,
@@ -281,8 +362,45 @@ mod tests {
             ],
         );
         let u = t.usage.unwrap();
-        assert_eq!((u.input_tokens, u.output_tokens, u.reasoning_tokens), (9, 8, 2));
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.reasoning_tokens),
+            (9, 8, 2)
+        );
         assert_eq!(t.finish_reason.as_deref(), Some("STOP"));
+    }
+
+    #[test]
+    fn stream_usage_is_asked_for_keeping_other_options() {
+        let mut b = octo_core::Body::from_static(
+            br#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false},"messages":[]}"#,
+        );
+        assert!(ask_for_stream_usage(&mut b).unwrap());
+        let v: Value = serde_json::from_slice(&b.bytes()).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stream_options"]["include_obfuscation"], false);
+        assert!(!ask_for_stream_usage(&mut b).unwrap(), "already asked");
+        let mut plain = octo_core::Body::from_static(br#"{"model":"m","stream":true}"#);
+        assert!(ask_for_stream_usage(&mut plain).unwrap());
+        assert!(
+            plain
+                .bytes()
+                .starts_with(br#"{"stream_options":{"include_usage":true},"model""#)
+        );
+        assert_eq!(
+            without_null_usage(br#"{"id":"c","usage":null,"choices":[]}"#).as_deref(),
+            Some(&br#"{"id":"c","choices":[]}"#[..])
+        );
+        assert_eq!(
+            without_null_usage(br#"{"choices":[],"usage":null}"#).as_deref(),
+            Some(&br#"{"choices":[]}"#[..])
+        );
+        assert_eq!(without_null_usage(br#"{"choices":[]}"#), None);
+        assert!(is_usage_only_chunk(
+            &serde_json::json!({"choices": [], "usage": {"prompt_tokens": 1}})
+        ));
+        assert!(!is_usage_only_chunk(
+            &serde_json::json!({"choices": [{"delta": {}}], "usage": {"prompt_tokens": 1}})
+        ));
     }
 
     #[test]
