@@ -95,7 +95,10 @@ impl PriceBook {
     /// unpriced records; [`PriceBook::pricing`] does.
     pub fn price_for(&self, record: &Record) -> Option<Price> {
         let total_input = record.usage.map_or(0, |u| u.total_input_tokens());
-        for name in [&record.model, &record.upstream_model].into_iter().flatten() {
+        for name in [&record.model, &record.upstream_model]
+            .into_iter()
+            .flatten()
+        {
             if let Some((configured, rates)) = self.overrides.get(&name.to_ascii_lowercase()) {
                 return Some(rates.to_price(format!("config:{configured}")));
             }
@@ -224,7 +227,12 @@ mod tests {
             "cache_creation_input_tokens": 5000, "output_tokens": 800
         }))
         .unwrap();
-        let r = record("sonnet", "claude-sonnet-4-5-20250929", Protocol::Anthropic, usage);
+        let r = record(
+            "sonnet",
+            "claude-sonnet-4-5-20250929",
+            Protocol::Anthropic,
+            usage,
+        );
         let b = book(json!({}));
         let (cost, price) = (b.clone().pricing())(&r).unwrap();
         assert_eq!(price.source, "snapshot:claude-sonnet-4-5-20250929");
@@ -276,9 +284,17 @@ mod tests {
         }));
         let u = Usage::default();
         let by_exposed = b
-            .price_for(&record("exposed", "claude-sonnet-4-5", Protocol::Anthropic, u))
+            .price_for(&record(
+                "exposed",
+                "claude-sonnet-4-5",
+                Protocol::Anthropic,
+                u,
+            ))
             .unwrap();
-        assert_eq!((by_exposed.input, by_exposed.source.as_str()), (1.0, "config:Exposed"));
+        assert_eq!(
+            (by_exposed.input, by_exposed.source.as_str()),
+            (1.0, "config:Exposed")
+        );
         let by_upstream = b
             .price_for(&record("x", "claude-sonnet-4-5", Protocol::Anthropic, u))
             .unwrap();
@@ -306,19 +322,33 @@ mod tests {
         };
         let (cost, price) = at(100_000, 100_000);
         assert_eq!(price.source, "snapshot:gemini/gemini-2.5-pro");
-        close(cost, (100_000.0 * 1.25 + 100_000.0 * 0.125 + 1000.0 * 10.0) / 1e6);
+        close(
+            cost,
+            (100_000.0 * 1.25 + 100_000.0 * 0.125 + 1000.0 * 10.0) / 1e6,
+        );
         // 100_001 uncached + 100_000 cached > 200k: the tier is chosen on the total input.
         let (cost, price) = at(100_001, 100_000);
         assert_eq!(price.source, "snapshot:gemini/gemini-2.5-pro >200k");
-        assert_eq!((price.input, price.output, price.cache_read), (2.5, 15.0, Some(0.25)));
-        close(cost, (100_001.0 * 2.5 + 100_000.0 * 0.25 + 1000.0 * 15.0) / 1e6);
+        assert_eq!(
+            (price.input, price.output, price.cache_read),
+            (2.5, 15.0, Some(0.25))
+        );
+        close(
+            cost,
+            (100_001.0 * 2.5 + 100_000.0 * 0.25 + 1000.0 * 15.0) / 1e6,
+        );
     }
 
     #[test]
     fn no_price_is_none_and_counted_never_zero() {
         let b = book(json!({}));
         let pricing = b.clone().pricing();
-        let r = record("mystery", "mystery-model-9", Protocol::OpenAiChat, Usage::default());
+        let r = record(
+            "mystery",
+            "mystery-model-9",
+            Protocol::OpenAiChat,
+            Usage::default(),
+        );
         assert_eq!(pricing(&r), None);
         assert_eq!(pricing(&r), None);
         assert_eq!(b.unpriced(), [("mystery-model-9".to_owned(), 2)]);

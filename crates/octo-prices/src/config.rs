@@ -160,14 +160,19 @@ impl PriceSyncConfig {
                 Ok(_) => {
                     problems.push((
                         format!("price_sync.{key}"),
-                        format!("`{text}` is too short; use at least {}", humantime::format_duration(min)),
+                        format!(
+                            "`{text}` is too short; use at least {}",
+                            humantime::format_duration(min)
+                        ),
                     ));
                     default
                 }
                 Err(e) => {
                     problems.push((
                         format!("price_sync.{key}"),
-                        format!("`{text}` is not a duration ({e}); write e.g. `30s`, `30m` or `24h`"),
+                        format!(
+                            "`{text}` is not a duration ({e}); write e.g. `30s`, `30m` or `24h`"
+                        ),
                     ));
                     default
                 }
@@ -235,7 +240,12 @@ mod tests {
         let paths: Vec<String> = d.prices.validate().into_iter().map(|(p, _)| p).collect();
         assert_eq!(
             paths,
-            ["prices.a.input", "prices.a.output", "prices.b", "prices.b.cache_read"]
+            [
+                "prices.a.input",
+                "prices.a.output",
+                "prices.b",
+                "prices.b.cache_read"
+            ]
         );
         let unknown = yaml("prices:\n  a: {input: 1, output: 1, reasoning: 2}\n").unwrap_err();
         assert!(unknown.to_string().contains("reasoning"), "{unknown}");
@@ -257,7 +267,11 @@ mod tests {
         let paths: Vec<&str> = bad.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             paths,
-            ["price_sync.url", "price_sync.interval", "price_sync.timeout"]
+            [
+                "price_sync.url",
+                "price_sync.interval",
+                "price_sync.timeout"
+            ]
         );
         assert!(yaml("price_sync: {url: 'file:///p.json', every: 1h}\n").is_err());
     }

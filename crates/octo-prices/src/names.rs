@@ -28,7 +28,6 @@ pub fn spellings(name: &str) -> Vec<String> {
     let last = unprefixed.rsplit('/').next().unwrap_or(unprefixed);
     push(last);
     let bases: Vec<String> = out.clone();
-    let mut out = out;
     for b in &bases {
         if let Some(stripped) = strip_date(b)
             && !out.iter().any(|o| o == stripped)

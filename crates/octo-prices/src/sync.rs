@@ -69,8 +69,7 @@ pub enum SyncErrorKind {
 pub struct SyncError {
     /// The kind of failure.
     pub kind: SyncErrorKind,
-    /// A one-line description (never carries credentials: URLs with user info are refused at
-    /// config time? no — the URL is not repeated here).
+    /// A one-line description. It never repeats the URL, which may carry a token in its query.
     pub message: String,
 }
 
@@ -107,12 +106,10 @@ impl PriceBook {
     /// (after a failure, sooner: see the [module docs](self)). Abort the handle to stop it.
     pub fn spawn_sync(self: &Arc<Self>, settings: SyncSettings) -> JoinHandle<()> {
         let book = Arc::clone(self);
-        self.status.send_modify(|s| s.url = Some(settings.url.clone()));
+        self.status
+            .send_modify(|s| s.url = Some(settings.url.clone()));
         tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(settings.timeout)
-                .build()
-                .unwrap_or_default();
+            let client = reqwest::Client::new();
             let mut failures = 0u32;
             loop {
                 let wait = match book.sync_once(&client, &settings).await {
@@ -136,8 +133,8 @@ impl PriceBook {
         })
     }
 
-    /// One sync: fetch, parse, swap in on success; record the outcome in the status either way.
-    /// Returns the number of models in the new table.
+    /// One sync with `client`: fetch (within `settings.timeout`), parse, swap in on success; record
+    /// the outcome in the status either way. Returns the number of models in the new table.
     pub async fn sync_once(
         &self,
         client: &reqwest::Client,
@@ -211,6 +208,7 @@ async fn fetch(client: &reqwest::Client, settings: &SyncSettings) -> Result<Vec<
     };
     let mut resp = client
         .get(&settings.url)
+        .timeout(settings.timeout)
         .send()
         .await
         .map_err(fetch_error)?;

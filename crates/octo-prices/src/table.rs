@@ -102,11 +102,9 @@ impl ModelPrice {
     /// ```
     pub fn price(&self, total_input: u64, origin: &str) -> Price {
         match self.tiers.iter().rev().find(|t| total_input > t.above) {
-            Some(t) => t.rates.to_price(format!(
-                "{origin}:{} >{}",
-                self.key,
-                tier_label(t.above)
-            )),
+            Some(t) => t
+                .rates
+                .to_price(format!("{origin}:{} >{}", self.key, tier_label(t.above))),
             None => self.rates.to_price(format!("{origin}:{}", self.key)),
         }
     }
@@ -597,7 +595,11 @@ mod tests {
             b"{}",
             br#"{"models": {"x": {"input": "a"}}}"#,
         ] {
-            assert!(PriceTable::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                PriceTable::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let only_bad = json!({"models": {"x": {"input": -1.0, "output": 1.0}}});
         assert!(PriceTable::parse(only_bad.to_string().as_bytes()).is_err());
@@ -635,7 +637,10 @@ mod tests {
             key("openai/gpt-oss-120b", None).as_deref(),
             Some("groq/openai/gpt-oss-120b")
         );
-        assert_eq!(key("models/gemini-2.5-pro", None).as_deref(), Some("gemini/gemini-2.5-pro"));
+        assert_eq!(
+            key("models/gemini-2.5-pro", None).as_deref(),
+            Some("gemini/gemini-2.5-pro")
+        );
         assert_eq!(key("unknown-model", Some(Protocol::Gemini)), None);
     }
 
