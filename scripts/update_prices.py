@@ -89,6 +89,45 @@ def convert(entry):
     return out
 
 
+def snapshot(data, version, date):
+    """The snapshot document for a parsed LiteLLM price file."""
+    models = {}
+    for key, entry in sorted(data.items()):
+        if key == "sample_spec" or not isinstance(entry, dict):
+            continue
+        if entry.get("litellm_provider") not in PROVIDERS or entry.get("mode") not in MODES:
+            continue
+        if key.startswith("ft:"):
+            continue  # fine-tune prices are per org model (ft:gpt-4o:org:id); no name would match
+        converted = convert(entry)
+        if converted is not None:
+            models[key] = converted
+    return {
+        "format": "octollm-prices/1",
+        "source": f"LiteLLM model_prices_and_context_window.json (PyPI litellm {version}, {SOURCE_PATH})",
+        "version": version,
+        "date": date,
+        "license": "MIT, Copyright (c) 2023 Berri AI",
+        "unit": "USD per million tokens",
+        "models": models,
+    }
+
+
+def render(doc):
+    """The snapshot as text: one model per line, so it stays small and diffs stay readable."""
+    lines = ["{"]
+    for k in ("format", "source", "version", "date", "license", "unit"):
+        lines.append(f"  {json.dumps(k)}: {json.dumps(doc[k], ensure_ascii=False)},")
+    lines.append('  "models": {')
+    items = list(doc["models"].items())
+    for i, (k, v) in enumerate(items):
+        sep = "," if i + 1 < len(items) else ""
+        lines.append(f"    {json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}{sep}")
+    lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("wheel", help="a downloaded litellm-*.whl")
@@ -103,41 +142,12 @@ def main():
     version = m.group(1)
     with zipfile.ZipFile(args.wheel) as z:
         data = json.loads(z.read(SOURCE_PATH))
-
-    models = {}
-    for key, entry in sorted(data.items()):
-        if key == "sample_spec" or not isinstance(entry, dict):
-            continue
-        if entry.get("litellm_provider") not in PROVIDERS or entry.get("mode") not in MODES:
-            continue
-        if key.startswith("ft:"):
-            continue  # fine-tune prices are per org model (ft:gpt-4o:org:id); no name would match
-        converted = convert(entry)
-        if converted is not None:
-            models[key] = converted
-
-    snapshot = {
-        "format": "octollm-prices/1",
-        "source": f"LiteLLM model_prices_and_context_window.json (PyPI litellm {version}, {SOURCE_PATH})",
-        "version": version,
-        "date": args.date or datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
-        "license": "MIT, Copyright (c) 2023 Berri AI",
-        "unit": "USD per million tokens",
-        "models": models,
-    }
+    date = args.date or datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    doc = snapshot(data, version, date)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        # One model per line: small, and diffs between snapshots stay readable.
-        f.write("{\n")
-        for k in ("format", "source", "version", "date", "license", "unit"):
-            f.write(f"  {json.dumps(k)}: {json.dumps(snapshot[k])},\n")
-        f.write('  "models": {\n')
-        items = list(models.items())
-        for i, (k, v) in enumerate(items):
-            sep = "," if i + 1 < len(items) else ""
-            f.write(f"    {json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}{sep}\n")
-        f.write("  }\n}\n")
-    print(f"{len(models)} models from litellm {version} → {args.out} ({os.path.getsize(args.out)} bytes)")
+        f.write(render(doc))
+    print(f"{len(doc['models'])} models from litellm {version} → {args.out} ({os.path.getsize(args.out)} bytes)")
 
 
 if __name__ == "__main__":
