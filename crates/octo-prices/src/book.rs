@@ -11,7 +11,8 @@
 //! the read lock once to clone the `Arc` (uncontended, nanoseconds, no IO under the lock), and a
 //! sync swaps in a whole new table under the write lock once per interval. Readers never see a
 //! half-updated table, and no extra dependency (such as `arc-swap`) is needed for a swap that
-//! happens once a day.
+//! happens once a day. The overrides are held the same way, so a config reload
+//! ([`PriceBook::set_overrides`]) replaces them without restarting the sync.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -24,6 +25,21 @@ use crate::config::PricesConfig;
 use crate::sync::SyncStatus;
 use crate::table::{PriceTable, Rates};
 use crate::unpriced::Unpriced;
+
+/// Lowercased model name → (the name as configured, its rates).
+type Overrides = HashMap<String, (String, Rates)>;
+
+fn overrides(config: &PricesConfig) -> Result<Overrides, Vec<(String, String)>> {
+    let problems = config.validate();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(config
+        .0
+        .iter()
+        .map(|(name, p)| (name.to_ascii_lowercase(), (name.clone(), p.rates())))
+        .collect())
+}
 
 /// Model prices for the gateway; see the [module docs](self).
 ///
@@ -39,8 +55,8 @@ use crate::unpriced::Unpriced;
 /// ```
 #[derive(Debug)]
 pub struct PriceBook {
-    /// Lowercased name → (name as configured, rates).
-    overrides: HashMap<String, (String, Rates)>,
+    /// Lowercased name → (name as configured, rates); replaced whole on a config reload.
+    overrides: RwLock<Arc<Overrides>>,
     snapshot: Arc<PriceTable>,
     pub(crate) synced: RwLock<Option<Arc<PriceTable>>>,
     pub(crate) status: watch::Sender<SyncStatus>,
@@ -59,22 +75,21 @@ impl PriceBook {
         config: &PricesConfig,
         snapshot: Arc<PriceTable>,
     ) -> Result<PriceBook, Vec<(String, String)>> {
-        let problems = config.validate();
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let overrides = config
-            .0
-            .iter()
-            .map(|(name, p)| (name.to_ascii_lowercase(), (name.clone(), p.rates())))
-            .collect();
         Ok(PriceBook {
-            overrides,
+            overrides: RwLock::new(Arc::new(overrides(config)?)),
             snapshot,
             synced: RwLock::new(None),
             status: watch::Sender::new(SyncStatus::default()),
             unpriced: Unpriced::default(),
         })
+    }
+
+    /// Replaces the configured overrides (on a config reload), keeping the synced table, the sync
+    /// task and the counters. An invalid config changes nothing and returns its problems.
+    pub fn set_overrides(&self, config: &PricesConfig) -> Result<(), Vec<(String, String)>> {
+        let new = Arc::new(overrides(config)?);
+        *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = new;
+        Ok(())
     }
 
     /// The embedded snapshot (or the base table given to [`PriceBook::with_snapshot`]).
@@ -95,11 +110,16 @@ impl PriceBook {
     /// unpriced records; [`PriceBook::pricing`] does.
     pub fn price_for(&self, record: &Record) -> Option<Price> {
         let total_input = record.usage.map_or(0, |u| u.total_input_tokens());
+        let overrides = self
+            .overrides
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for name in [&record.model, &record.upstream_model]
             .into_iter()
             .flatten()
         {
-            if let Some((configured, rates)) = self.overrides.get(&name.to_ascii_lowercase()) {
+            if let Some((configured, rates)) = overrides.get(&name.to_ascii_lowercase()) {
                 return Some(rates.to_price(format!("config:{configured}")));
             }
         }
@@ -365,5 +385,22 @@ mod tests {
             serde_json::from_value(json!({"m": {"input": 1, "output": -2}})).unwrap();
         let e = PriceBook::new(&c).unwrap_err();
         assert_eq!(e[0].0, "prices.m.output");
+    }
+
+    #[test]
+    fn a_reload_replaces_the_overrides_or_keeps_them_when_invalid() {
+        let b = book(json!({"m": {"input": 1, "output": 1}}));
+        let r = record("m", "m-up", Protocol::OpenAiChat, Usage::default());
+        assert_eq!(b.price_for(&r).unwrap().input, 1.0);
+        let bad: PricesConfig =
+            serde_json::from_value(json!({"m": {"input": -5, "output": 1}})).unwrap();
+        assert!(b.set_overrides(&bad).is_err());
+        assert_eq!(b.price_for(&r).unwrap().input, 1.0);
+        let good: PricesConfig =
+            serde_json::from_value(json!({"m-up": {"input": 7, "output": 1}})).unwrap();
+        b.set_overrides(&good).unwrap();
+        assert_eq!(b.price_for(&r).unwrap().source, "config:m-up");
+        b.set_overrides(&PricesConfig::default()).unwrap();
+        assert_eq!(b.price_for(&r), None);
     }
 }

@@ -109,7 +109,15 @@ impl PriceBook {
         self.status
             .send_modify(|s| s.url = Some(settings.url.clone()));
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = match reqwest::Client::builder().build() {
+                Ok(c) => c,
+                Err(e) => {
+                    let message = format!("cannot build the HTTP client for the price sync: {e}");
+                    tracing::error!("{message}");
+                    book.status.send_modify(|s| s.last_error = Some(message));
+                    return;
+                }
+            };
             let mut failures = 0u32;
             loop {
                 let wait = match book.sync_once(&client, &settings).await {
