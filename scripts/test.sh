@@ -93,9 +93,9 @@ step "coding agents for tests/sdk/test_agents.py (npm install into target/agents
 # The fixture does not retry the install (an unreachable registry is waited for once).
 export OCTOLLM_AGENT_INSTALL=0
 
-step "pytest: SDK suite (tests/sdk) + licence checker unit tests"
+step "pytest: SDK suite (tests/sdk) + licence checker and price-snapshot script unit tests"
 export OCTOLLM_BIN_DIR="${OCTOLLM_BIN_DIR:-$ROOT/target/debug}"
 # -rs prints the reason of every skipped test (e.g. the coding agents could not be installed).
 # shellcheck disable=SC2086 # SDK_PYTEST_ARGS is split on purpose.
 exec "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider ${SDK_PYTEST_ARGS:-} \
-    tests/sdk scripts/test_license_check.py
+    tests/sdk scripts/test_license_check.py scripts/test_update_prices.py
