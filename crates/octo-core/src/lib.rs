@@ -43,6 +43,7 @@
 //! ```
 
 pub mod body;
+pub mod build_error;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -54,7 +55,8 @@ pub mod response;
 pub mod sse;
 
 pub use body::{Body, Peek};
-pub use engine::{ArcEngine, BoxEngine, Engine, EngineFn, engine_fn};
+pub use build_error::{BuildError, BuildErrorKind};
+pub use engine::{ArcEngine, Engine, EngineFn, engine_fn};
 pub use error::{BoxError, Error, ErrorKind, RenderedError, UpstreamBody};
 pub use event::{Event, EventSender, EventStream, StreamClosed};
 pub use protocol::{ErrorFamily, Protocol, protocol_list};

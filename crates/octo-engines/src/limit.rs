@@ -8,7 +8,7 @@
 //! permit is released then; an error releases it at once.
 //!
 //! Over the limit, [`OverLimit`] decides: answer 429 at once (`Error::rate_limited`, retryable, so
-//! a [`TargetSet`](crate::retry::TargetSet) fails over to another target), or queue for up to a
+//! a [`TargetSet`](crate::balance::TargetSet) fails over to another target), or queue for up to a
 //! timeout and answer 429 if no slot frees up. Waiting is cancelled with the request.
 
 use std::pin::Pin;

@@ -25,12 +25,12 @@ use octo_core::{ArcEngine, Protocol};
 use octo_engines::auth::{
     Access, AuthConfig, AuthEngine, Authenticator, KeyConfig, OrgConfig, parse_expiry,
 };
-use octo_engines::balance::{StrategyKind, Target};
+use octo_engines::balance::{StrategyKind, Target, TargetSet};
 use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
 use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
 use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
 use octo_engines::limit::{ConcurrencyLimit, OverLimit};
-use octo_engines::retry::{RetryPolicy, TargetSet};
+use octo_engines::retry::RetryPolicy;
 use octo_engines::rewrite::{
     RewriteConfig as EngineRewrite, RewriteEngine, RewritePolicy, RewritesConfig,
 };

@@ -71,7 +71,7 @@ pub use self::credentials::hash_key;
 pub use self::expiry::parse_expiry;
 
 use self::credentials::{KeyDigest, digest, parse_hex_digest, presented_key};
-use crate::BuildError;
+use octo_core::{BuildError, BuildErrorKind};
 use crate::balance::{STICKY_HEADER, StickyKey};
 
 /// Who may use a model.
@@ -111,7 +111,7 @@ impl FromStr for Access {
             "public" => Ok(Access::Public),
             "internal" => Ok(Access::Internal),
             "private" => Ok(Access::Private),
-            _ => Err(BuildError::new(format!(
+            _ => Err(BuildError::invalid(format!(
                 "unknown access `{s}`; expected public, internal or private"
             ))),
         }
@@ -297,11 +297,11 @@ impl Authenticator {
         let mut orgs: HashMap<Arc<str>, OrgEntry> = HashMap::new();
         for org in config.orgs {
             if org.name.is_empty() {
-                return Err(BuildError::new("an org has an empty name"));
+                return Err(BuildError::new(BuildErrorKind::Missing, "an org has an empty name"));
             }
             let org_name: Arc<str> = org.name.as_str().into();
             if orgs.contains_key(&org_name) {
-                return Err(BuildError::new(format!(
+                return Err(BuildError::new(BuildErrorKind::Conflict, format!(
                     "org `{}` is defined twice",
                     org.name
                 )));
@@ -313,29 +313,29 @@ impl Authenticator {
             for key in org.keys {
                 let here = format!("org `{}` key `{}`", org.name, key.name);
                 if key.name.is_empty() {
-                    return Err(BuildError::new(format!(
+                    return Err(BuildError::new(BuildErrorKind::Missing, format!(
                         "org `{}` has a key with an empty name",
                         org.name
                     )));
                 }
                 let user: Arc<str> = key.name.as_str().into();
                 if entry.keys.contains_key(&user) {
-                    return Err(BuildError::new(format!("{here} is defined twice")));
+                    return Err(BuildError::new(BuildErrorKind::Conflict, format!("{here} is defined twice")));
                 }
                 let secret = key.key.trim();
                 let digest = match secret.strip_prefix("sha256:") {
                     Some(hex) => parse_hex_digest(hex).ok_or_else(|| {
-                        BuildError::new(format!(
+                        BuildError::invalid(format!(
                             "{here}: `sha256:` must be followed by 64 hex digits (the SHA-256 of the key)"
                         ))
                     })?,
                     None if secret.is_empty() => {
-                        return Err(BuildError::new(format!("{here}: the key is empty")));
+                        return Err(BuildError::new(BuildErrorKind::Missing, format!("{here}: the key is empty")));
                     }
                     None => digest(secret),
                 };
                 if let Some(other) = keys.iter().find(|k| k.digest == digest) {
-                    return Err(BuildError::new(format!(
+                    return Err(BuildError::new(BuildErrorKind::Conflict, format!(
                         "{here} is the same key as org `{}` key `{}`; every API key must be unique",
                         other.identity.org, other.identity.user
                     )));

@@ -67,7 +67,7 @@ use octo_core::{
 use serde_json::Value;
 
 use self::path::Path;
-use crate::BuildError;
+use octo_core::BuildError;
 use crate::expr::{Env, EnvSpec, Expr, log_eval_failure, value_to_json};
 
 /// One rewrite, as configured: plain values, validated by [`RewritePolicy::new`].

@@ -62,7 +62,7 @@ use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
 use octo_core::{ArcEngine, Engine, Error, ErrorKind, Request, Response};
 
-use crate::BuildError;
+use octo_core::{BuildError, BuildErrorKind};
 use crate::add_header::{UpstreamHeaders, is_protected};
 use crate::auth::Identity;
 use crate::expr::{Env, EnvSpec, Expr, log_eval_failure};
@@ -257,11 +257,11 @@ impl RulesEngine {
         let mut compiled: Vec<Compiled> = Vec::with_capacity(rules.len());
         for rule in rules {
             if rule.name.is_empty() {
-                return Err(BuildError::new("a rule has an empty name"));
+                return Err(BuildError::new(BuildErrorKind::Missing, "a rule has an empty name"));
             }
             let here = format!("rule `{}`", rule.name);
             if compiled.iter().any(|c| *c.name == rule.name) {
-                return Err(BuildError::new(format!("{here} is defined twice")));
+                return Err(BuildError::new(BuildErrorKind::Conflict, format!("{here} is defined twice")));
             }
             let expr = if rule.expr.trim().is_empty() {
                 None
@@ -275,7 +275,7 @@ impl RulesEngine {
                 Action::Forward(fw) => {
                     for name in fw.set_headers.keys() {
                         if is_protected(name) {
-                            return Err(BuildError::new(format!(
+                            return Err(BuildError::invalid(format!(
                                 "{here}: header `{name}` cannot be set by a rule"
                             )));
                         }
@@ -397,7 +397,7 @@ fn deny_error(rule: &str, deny: Deny) -> Result<DenyError, BuildError> {
         .ok()
         .filter(|s| s.is_client_error() || s.is_server_error())
         .ok_or_else(|| {
-            BuildError::new(format!(
+            BuildError::invalid(format!(
                 "deny status {} is not an error status; use 400–599 (default 400)",
                 deny.status
             ))
