@@ -12,6 +12,9 @@
 //! - [`Error`]: kind, status, retryability and retry-after, rendered in the client's protocol.
 //! - [`http`]: the hyper 1.x front — routes for the four protocols, limits, graceful shutdown.
 //! - [`overhead`]: the gateway's own time per request (total − upstream wait), as a histogram.
+//! - [`layer`]: [`Layer`](layer::Layer) and [`EngineBuilder`](layer::EngineBuilder), one way to
+//!   wrap engines in middleware (outermost first, as tower's `ServiceBuilder`); with the `tower`
+//!   feature, `tower` adapts engines to and from `tower::Service`.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -48,11 +51,14 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod layer;
 pub mod overhead;
 pub mod protocol;
 pub mod request;
 pub mod response;
 pub mod sse;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use body::{Body, Peek};
 pub use build_error::{BuildError, BuildErrorKind};

@@ -51,7 +51,13 @@ mod tests {
 
     #[test]
     fn credentials_framing_and_hop_by_hop_headers_are_protected() {
-        for name in ["authorization", "x-api-key", "host", "content-length", "upgrade"] {
+        for name in [
+            "authorization",
+            "x-api-key",
+            "host",
+            "content-length",
+            "upgrade",
+        ] {
             assert!(is_protected(&HeaderName::from_static(name)), "{name}");
         }
         assert!(!is_protected(&HeaderName::from_static("x-team")));

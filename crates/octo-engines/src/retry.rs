@@ -146,4 +146,3 @@ impl fmt::Display for AttemptOutcome {
         f.write_str(self.as_str())
     }
 }
-

@@ -52,12 +52,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::StatusCode;
 use octo_core::{
-    BuildError, BuildErrorKind, Engine, Error, Event, EventStream, Request, Response,
-    ResponseBody, UpstreamBody,
+    BuildError, BuildErrorKind, Engine, Error, Event, EventStream, Request, Response, ResponseBody,
+    UpstreamBody,
 };
 use tokio::time::Instant;
 
-use super::{Availability, Sticky, Strategy, StrategyKind, Target, effective_weights, entropy_seed};
+use super::{
+    Availability, Sticky, Strategy, StrategyKind, Target, effective_weights, entropy_seed,
+};
 use crate::retry::{AttemptOutcome, AttemptRecord, Attempts, RetryPolicy};
 
 /// Builds a [`TargetSet`]; see [`TargetSet::builder`].
@@ -123,7 +125,10 @@ impl TargetSetBuilder {
         if self.targets.is_empty() {
             return Err(BuildError::new(
                 BuildErrorKind::Missing,
-                format!("model `{}` has no targets: list at least one target", self.name),
+                format!(
+                    "model `{}` has no targets: list at least one target",
+                    self.name
+                ),
             ));
         }
         let weights: Vec<u32> = self.targets.iter().map(|t| t.weight).collect();
@@ -916,7 +921,6 @@ mod tests {
             Bytes::from_static(b"{\"error\":1}")
         )));
     }
-
 
     #[tokio::test(start_paused = true)]
     async fn nothing_available_is_a_503_naming_the_model() {

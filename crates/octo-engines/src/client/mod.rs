@@ -44,9 +44,8 @@ use http::{HeaderMap, HeaderValue, header};
 use octo_core::overhead::UpstreamTime;
 use octo_core::sse::SseDecoder;
 use octo_core::{
-    BuildError, BuildErrorKind,
-    Body, Engine, Error, EventStream, Protocol, Request, Response, ResponseBody, UpstreamBody,
-    protocol_list,
+    Body, BuildError, BuildErrorKind, Engine, Error, EventStream, Protocol, Request, Response,
+    ResponseBody, UpstreamBody, protocol_list,
 };
 use tokio::time::Instant;
 
@@ -269,21 +268,22 @@ impl HttpEndpoint {
             .http2_initial_connection_window_size(H2_CONNECTION_WINDOW);
         if config.http_version == HttpVersion::H2c {
             if parsed.scheme_str() != Some("http") {
-                return Err(BuildError::new(BuildErrorKind::Conflict, format!(
-                    "backend `{}`: h2c is HTTP/2 without TLS and needs an http:// base_url; an https:// upstream negotiates HTTP/2 by itself",
-                    config.name
-                )));
+                return Err(BuildError::new(
+                    BuildErrorKind::Conflict,
+                    format!(
+                        "backend `{}`: h2c is HTTP/2 without TLS and needs an http:// base_url; an https:// upstream negotiates HTTP/2 by itself",
+                        config.name
+                    ),
+                ));
             }
             builder = builder.http2_prior_knowledge();
         }
-        let client = builder
-            .build()
-            .map_err(|e| {
-                BuildError::new(
-                    BuildErrorKind::Resource,
-                    format!("backend `{}`: HTTP client: {e}", config.name),
-                )
-            })?;
+        let client = builder.build().map_err(|e| {
+            BuildError::new(
+                BuildErrorKind::Resource,
+                format!("backend `{}`: HTTP client: {e}", config.name),
+            )
+        })?;
         let mut fixed_urls = Vec::new();
         for &format in &config.protocols {
             if format == Protocol::Gemini {
