@@ -65,7 +65,7 @@ pub use target_set::{TargetSet, TargetSetBuilder};
 /// [`HttpEndpoint`](crate::client::HttpEndpoint) implements it (some API key is neither cooling
 /// down nor behind an open breaker for the model), and so do [`TargetSet`] (some target is
 /// available), so nested sets skip exhausted branches, and
-/// [`CircuitBreaker`](crate::breaker::CircuitBreaker).
+/// [`CircuitBreaker`].
 pub trait Availability: Send + Sync {
     /// Whether a request for `model` (the upstream model name, when known) could be tried now.
     fn is_available(&self, model: Option<&str>) -> bool;

@@ -12,25 +12,63 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use octo_core::Protocol;
 use octo_engines::client::HttpVersion;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::duration::parse_duration;
 
 const PROTOCOL_CHOICES: &str = "use openai_chat, openai_responses, anthropic or gemini";
 
-/// `500ms`, `5s`, `2m`, `1h`.
+/// The text of a duration: a string (`500ms`, `5s`, `2m`, `1h`) or a bare number of seconds.
+struct DurationText;
+
+impl Visitor<'_> for DurationText {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as `500ms`, `5s`, `2m` or `1h`")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+fn parse_text<E: de::Error>(text: &str) -> Result<Duration, E> {
+    parse_duration(text).map_err(E::custom)
+}
+
+/// `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
 pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(de::Error::custom)
+    parse_text(&d.deserialize_any(DurationText)?)
 }
 
 /// An optional duration.
 pub(crate) fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    match Option::<String>::deserialize(d)? {
-        None => Ok(None),
-        Some(s) => parse_duration(&s).map(Some).map_err(de::Error::custom),
+    struct Opt;
+    impl<'de> Visitor<'de> for Opt {
+        type Value = Option<Duration>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as `500ms`, `5s`, `2m` or `1h`")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            duration(d).map(Some)
+        }
     }
+    d.deserialize_option(Opt)
 }
 
 /// `127.0.0.1:8080`.
@@ -107,9 +145,7 @@ pub(crate) fn protocol_paths<'de, D: Deserializer<'de>>(
                 .filter(|p| Protocol::CHAT_PROTOCOLS.contains(p))
                 .map(|p| (p, path))
                 .ok_or_else(|| {
-                    de::Error::custom(format!(
-                        "`{name}` is not a protocol; {PROTOCOL_CHOICES}"
-                    ))
+                    de::Error::custom(format!("`{name}` is not a protocol; {PROTOCOL_CHOICES}"))
                 })
         })
         .collect()

@@ -200,4 +200,3 @@ fn interpolate_tree(
         _ => {}
     }
 }
-

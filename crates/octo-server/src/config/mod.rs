@@ -254,4 +254,58 @@ orgs:
         assert!(e.contains("not valid YAML"), "{e}");
         assert!(e.contains("line"), "{e}");
     }
+
+    #[test]
+    fn typed_values_fail_where_they_are_written() {
+        let e = err(&GOOD.replace(
+            "headers: {X-Extra: \"v\"}",
+            "headers: {\"bad name\": \"v\"}",
+        ));
+        assert!(e.contains("at `backends.oa.headers.bad name`"), "{e}");
+        assert!(e.contains("not a valid HTTP header"), "{e}");
+        let e = err(&GOOD.replace("paths: {openai_chat:", "paths: {openai_chats:"));
+        assert!(e.contains("backends.oa.paths"), "{e}");
+        assert!(e.contains("`openai_chats` is not a protocol"), "{e}");
+        let e = err(&GOOD.replace("listen: \"127.0.0.1:0\"", "listen: \"localhost\""));
+        assert!(e.contains("at `listen`"), "{e}");
+        assert!(e.contains("write e.g. `127.0.0.1:8080`"), "{e}");
+        let rule = "    rules:\n      - {name: h, set_headers: {\"x y\": v}}\n";
+        let e = err(&format!("{GOOD}{rule}"));
+        assert!(
+            e.contains("models.gpt-4o-mini.rules[0].set_headers.x y"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_are_typed_and_a_bare_number_is_seconds() {
+        let c = parse(
+            &GOOD.replace("connect: 5s", "connect: 7"),
+            "good.yaml",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.backends["oa"].timeouts.connect,
+            Some(std::time::Duration::from_secs(7))
+        );
+        assert_eq!(
+            c.backends["oa"].timeouts.total,
+            Some(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            c.limits.stream_keep_alive,
+            std::time::Duration::from_secs(15)
+        );
+        let e = err(&GOOD.replace("connect: 5s", "connect: 0"));
+        assert!(e.contains("backends.oa.timeouts.connect"), "{e}");
+        assert!(e.contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_protocol_is_reported_once_with_the_choices() {
+        let e = err(&GOOD.replace("    protocol: openai_chat\n", ""));
+        assert_eq!(e.matches("backends.oa.protocol`").count(), 1, "{e}");
+        assert!(e.contains("list at least one protocol"), "{e}");
+    }
 }

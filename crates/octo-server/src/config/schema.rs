@@ -53,10 +53,7 @@ pub struct LimitsConfig {
     #[serde(default = "default_max_header")]
     pub max_header_bytes: usize,
     /// How long a client may take to send its request head.
-    #[serde(
-        default = "default_header_timeout",
-        deserialize_with = "de::duration"
-    )]
+    #[serde(default = "default_header_timeout", deserialize_with = "de::duration")]
     pub header_read_timeout: Duration,
     /// How long in-flight requests may finish after SIGTERM.
     #[serde(default = "default_drain", deserialize_with = "de::duration")]
@@ -219,7 +216,10 @@ pub struct BreakerConfig {
     #[serde(default = "default_breaker_failures")]
     pub failures: u32,
     /// First cool-down (default 10s, as without a `circuit_breaker` section); doubles per trip.
-    #[serde(default = "default_breaker_cooldown", deserialize_with = "de::duration")]
+    #[serde(
+        default = "default_breaker_cooldown",
+        deserialize_with = "de::duration"
+    )]
     pub cooldown: Duration,
     /// Cap on the cool-down (default 5m).
     #[serde(

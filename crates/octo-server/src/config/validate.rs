@@ -70,7 +70,11 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
         if b.http_version == HttpVersion::H2c
-            && b.base_url.parse::<http::Uri>().ok().as_ref().and_then(http::Uri::scheme_str)
+            && b.base_url
+                .parse::<http::Uri>()
+                .ok()
+                .as_ref()
+                .and_then(http::Uri::scheme_str)
                 != Some("http")
         {
             p.push((at("http_version"), format!(
