@@ -15,9 +15,9 @@ use std::time::Duration;
 use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
 use octo_core::{ArcEngine, Protocol};
 use octo_engines::auth::{Access, AuthConfig, AuthEngine, Authenticator, KeyConfig, OrgConfig};
-use octo_engines::balance::{StrategyKind, Target};
+use octo_engines::balance::{StrategyKind, Target, TargetSet};
 use octo_engines::client::{EndpointConfig, HttpEndpoint};
-use octo_engines::retry::{RetryPolicy, TargetSet};
+use octo_engines::retry::RetryPolicy;
 use octo_engines::rules::{Action, Rule, RulesEngine};
 use octo_mock::{MockConfig, MockServer};
 
@@ -55,10 +55,10 @@ pub(crate) async fn run() -> Result<Outcome, Box<dyn std::error::Error>> {
         TargetSet::builder(
             "chat",
             vec![
-                Target::endpoint(primary.clone())
+                Target::from(primary.clone())
                     .with_model("primary-small")
                     .with_weight(3),
-                Target::endpoint(secondary.clone())
+                Target::from(secondary.clone())
                     .with_model("secondary-small")
                     .with_weight(1),
             ],
@@ -71,7 +71,7 @@ pub(crate) async fn run() -> Result<Outcome, Box<dyn std::error::Error>> {
     let large: ArcEngine = Arc::new(
         TargetSet::builder(
             "chat",
-            vec![Target::endpoint(secondary).with_model("secondary-large")],
+            vec![Target::from(secondary).with_model("secondary-large")],
         )
         .retry(retry)
         .build()?,

@@ -13,11 +13,11 @@ use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
 use octo_core::{
     ArcEngine, Body, Engine, Error, Protocol, Request, Response, ResponseBody, engine_fn,
 };
-use octo_engines::add_header::{AddHeaders, UpstreamHeaders};
-use octo_engines::balance::{AttemptOutcome, StrategyKind, Target};
+use octo_engines::add_header::UpstreamHeaders;
+use octo_engines::balance::{AttemptOutcome, StrategyKind, Target, TargetSet};
 use octo_engines::breaker::BreakerConfig;
 use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
-use octo_engines::retry::{AttemptRecord, Attempts, RetryPolicy, TargetSet};
+use octo_engines::retry::{AttemptRecord, Attempts, RetryPolicy};
 use octo_mock::{MockConfig, MockServer};
 use tokio::time::Instant;
 
@@ -82,6 +82,15 @@ fn dead_url() -> String {
     url
 }
 
+/// `inner`, with `headers` put in each request's `UpstreamHeaders` (as a rule's `set_headers` does).
+fn with_upstream_headers(headers: HeaderMap, inner: ArcEngine) -> ArcEngine {
+    Arc::new(engine_fn(move |mut req: Request| {
+        let inner = inner.clone();
+        req.extensions.insert(UpstreamHeaders(headers.clone()));
+        async move { inner.process(req).await }
+    }))
+}
+
 fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
@@ -101,8 +110,8 @@ async fn zero_client_errors_while_one_of_two_backends_is_down() {
     let set = TargetSet::builder(
         "m",
         vec![
-            Target::endpoint(endpoint("down", &dead_url(), &["k"], Some(breaker))),
-            Target::endpoint(endpoint("up", &up.url(), &["k"], Some(breaker))),
+            Target::from(endpoint("down", &dead_url(), &["k"], Some(breaker))),
+            Target::from(endpoint("up", &up.url(), &["k"], Some(breaker))),
         ],
     )
     .strategy(StrategyKind::WeightedRoundRobin)
@@ -185,7 +194,7 @@ async fn a_rate_limited_key_rests_and_the_next_key_serves() {
     ));
 
     let ep = endpoint("oa", &url, &["k1", "k2"], Some(BreakerConfig::default()));
-    let set = TargetSet::builder("m", vec![Target::endpoint(ep.clone())])
+    let set = TargetSet::builder("m", vec![Target::from(ep.clone())])
         .retry(RetryPolicy::new(3, Duration::from_secs(10)))
         .build()
         .unwrap();
@@ -226,12 +235,9 @@ async fn keys_rotate_on_429_then_the_backend_is_left() {
         Some(BreakerConfig::default()),
     );
     // Backend a is rate-limited whatever the key: the fault rides on headers only a's requests get.
-    let limited: ArcEngine = Arc::new(
-        AddHeaders::new(
-            headers(&[("x-mock-status", "429"), ("x-mock-retry-after", "60")]),
-            ep_a.clone(),
-        )
-        .unwrap(),
+    let limited = with_upstream_headers(
+        headers(&[("x-mock-status", "429"), ("x-mock-retry-after", "60")]),
+        ep_a.clone(),
     );
     let set = TargetSet::builder(
         "m",
@@ -239,7 +245,7 @@ async fn keys_rotate_on_429_then_the_backend_is_left() {
             Target::new("a", limited)
                 .with_availability(ep_a.clone())
                 .with_priority(0),
-            Target::endpoint(endpoint("b", &b.url(), &["sk-b"], None)).with_priority(1),
+            Target::from(endpoint("b", &b.url(), &["sk-b"], None)).with_priority(1),
         ],
     )
     .strategy(StrategyKind::Failover)
@@ -288,7 +294,7 @@ async fn keys_rotate_on_429_then_the_backend_is_left() {
     assert_eq!(a.stats().requests, 2);
     assert_eq!(b.stats().requests, 4);
     // A set with only a has nothing to try: a retryable 503 naming the model, with the wait.
-    let solo = TargetSet::builder("m", vec![Target::endpoint(ep_a.clone())])
+    let solo = TargetSet::builder("m", vec![Target::from(ep_a.clone())])
         .build()
         .unwrap();
     let (result, attempts) = send(&solo, chat("hi", false)).await;
@@ -366,7 +372,7 @@ async fn breaker_opens_then_lets_one_probe_through_when_half_open() {
             "m",
             vec![
                 Target::new("a", a_engine).with_availability(ep_a.clone()),
-                Target::endpoint(endpoint("b", &b.url(), &["k"], None)).with_priority(1),
+                Target::from(endpoint("b", &b.url(), &["k"], None)).with_priority(1),
             ],
         )
         .strategy(StrategyKind::Failover)
@@ -432,8 +438,8 @@ async fn the_retry_deadline_bounds_a_request() {
     let set = TargetSet::builder(
         "m",
         vec![
-            Target::endpoint(endpoint("a", &a.url(), &[], None)),
-            Target::endpoint(endpoint("b", &b.url(), &[], None)),
+            Target::from(endpoint("a", &a.url(), &[], None)),
+            Target::from(endpoint("b", &b.url(), &[], None)),
         ],
     )
     .strategy(StrategyKind::RoundRobin)
@@ -475,8 +481,8 @@ async fn weighted_round_robin_spreads_traffic_by_weight() {
     let set = TargetSet::builder(
         "m",
         vec![
-            Target::endpoint(endpoint("a", &a.url(), &[], None)).with_weight(5),
-            Target::endpoint(endpoint("b", &b.url(), &[], None)).with_weight(2),
+            Target::from(endpoint("a", &a.url(), &[], None)).with_weight(5),
+            Target::from(endpoint("b", &b.url(), &[], None)).with_weight(2),
         ],
     )
     .build()

@@ -97,7 +97,7 @@ async fn every_yaml_example_starts_and_serves_each_model() {
         let gw = Gateway::start_file(file, &envs);
         for (model, m) in &config.models {
             let backend = &config.backends[&m.targets[0].backend];
-            let protocol = backend.protocols().unwrap()[0].to_string();
+            let protocol = backend.protocol[0].to_string();
             mock.reset();
             let mut req = reqwest::Client::new()
                 .post(format!("{}{}", gw.url, path_for(&protocol, model, false)))

@@ -45,9 +45,6 @@ pub trait Engine: Send + Sync + 'static {
 /// A shared, type-erased engine: how engines hold their inner engines.
 pub type ArcEngine = Arc<dyn Engine>;
 
-/// A boxed engine, for owners that do not share.
-pub type BoxEngine = Box<dyn Engine>;
-
 #[async_trait]
 impl<E: Engine + ?Sized> Engine for Arc<E> {
     async fn process(&self, req: Request) -> Result<Response, Error> {

@@ -12,6 +12,9 @@
 //! - [`Error`]: kind, status, retryability and retry-after, rendered in the client's protocol.
 //! - [`http`]: the hyper 1.x front — routes for the four protocols, limits, graceful shutdown.
 //! - [`overhead`]: the gateway's own time per request (total − upstream wait), as a histogram.
+//! - [`layer`]: [`Layer`](layer::Layer) and [`EngineBuilder`](layer::EngineBuilder), one way to
+//!   wrap engines in middleware (outermost first, as tower's `ServiceBuilder`); with the `tower`
+//!   feature, `tower` adapts engines to and from `tower::Service`.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -43,10 +46,12 @@
 //! ```
 
 pub mod body;
+pub mod build_error;
 pub mod engine;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod layer;
 pub mod overhead;
 pub mod protocol;
 pub mod record;
@@ -54,9 +59,12 @@ pub mod request;
 pub mod response;
 pub mod sse;
 pub mod usage;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use body::{Body, Peek};
-pub use engine::{ArcEngine, BoxEngine, Engine, EngineFn, engine_fn};
+pub use build_error::{BuildError, BuildErrorKind};
+pub use engine::{ArcEngine, Engine, EngineFn, engine_fn};
 pub use error::{BoxError, Error, ErrorKind, RenderedError, UpstreamBody};
 pub use event::{Event, EventSender, EventStream, StreamClosed};
 pub use protocol::{ErrorFamily, Protocol, protocol_list};

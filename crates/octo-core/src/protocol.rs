@@ -19,8 +19,6 @@ pub enum Protocol {
     Anthropic,
     /// Google Gemini `generateContent` / `streamGenerateContent`.
     Gemini,
-    /// OpenAI Embeddings (`POST /v1/embeddings`); routed, not yet converted.
-    OpenAiEmbeddings,
     /// A model listing (`GET /v1/models`).
     ModelList,
 }
@@ -52,7 +50,6 @@ impl Protocol {
             Protocol::OpenAiResponses => "openai_responses",
             Protocol::Anthropic => "anthropic",
             Protocol::Gemini => "gemini",
-            Protocol::OpenAiEmbeddings => "openai_embeddings",
             Protocol::ModelList => "model_list",
         }
     }
@@ -118,7 +115,6 @@ impl FromStr for Protocol {
             "openai_responses" => Protocol::OpenAiResponses,
             "anthropic" => Protocol::Anthropic,
             "gemini" => Protocol::Gemini,
-            "openai_embeddings" => Protocol::OpenAiEmbeddings,
             other => return Err(UnknownProtocol(other.to_owned())),
         })
     }

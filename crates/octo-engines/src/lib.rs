@@ -6,14 +6,15 @@
 //! - [`client::HttpEndpoint`]: calls an upstream LLM API over a pooled reqwest client, with
 //!   connect, first-byte, idle and total timeouts, the auth header each protocol expects, no client
 //!   credential ever forwarded, and a [`client::KeyPool`] rotating several API keys.
-//! - [`retry::TargetSet`]: one model's targets behind a [`balance::Strategy`] (smooth weighted
+//! - [`balance::TargetSet`]: one model's targets behind a [`balance::Strategy`] (smooth weighted
 //!   round robin, round robin, weighted random, priority failover, lowest latency, optionally
-//!   sticky), with classified retries, an attempt cap, a deadline and per-attempt records.
+//!   sticky), with classified retries within a [`retry::RetryPolicy`] (an attempt cap, a deadline)
+//!   and per-attempt records.
 //! - [`breaker::CircuitBreaker`]: opens after consecutive failures, backs off exponentially, lets
 //!   one probe through.
 //! - [`limit::ConcurrencyLimit`]: a permit held until the response stream ends.
-//! - [`add_header::AddHeaders`] and [`deny::Deny`]; [`add_header::UpstreamHeaders`] is the request
-//!   extension through which engines ask the endpoint for extra upstream headers.
+//! - [`add_header::UpstreamHeaders`]: the request extension through which engines (a rule's
+//!   `set_headers`) ask the endpoint for extra upstream headers.
 //! - [`auth::AuthEngine`]: checks the client's gateway key (constant time), enforces per-model
 //!   access (`public | internal | private`), key expiry and allowed models, and records the
 //!   caller's [`auth::Identity`] for later engines.
@@ -26,8 +27,10 @@
 //! - [`rewrite::RewriteEngine`]: `remove_keys`, `set_keys` and `set_keys_by_expr` on the request,
 //!   the non-stream response and each stream event.
 //!
-//! Engines are built from plain Rust values and fail at construction (with a [`BuildError`] or a
-//! [`balance::BalanceError`]) rather than at request time.
+//! Engines are built from plain Rust values and fail at construction, with a [`BuildError`],
+//! rather than at request time. The middleware among them also come as
+//! [`Layer`](octo_core::layer::Layer)s, stacked with an
+//! [`EngineBuilder`](octo_core::layer::EngineBuilder).
 //!
 //! A gateway for one model with two backends, in code:
 //!
@@ -36,9 +39,9 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use octo_core::Protocol;
-//! use octo_engines::balance::{StrategyKind, Target};
+//! use octo_engines::balance::{StrategyKind, Target, TargetSet};
 //! use octo_engines::client::{EndpointConfig, HttpEndpoint};
-//! use octo_engines::retry::{RetryPolicy, TargetSet};
+//! use octo_engines::retry::RetryPolicy;
 //!
 //! let a = HttpEndpoint::new(
 //!     EndpointConfig::new("a", "https://api.openai.com", Protocol::OpenAiChat).api_key("sk-a"),
@@ -47,8 +50,8 @@
 //!     EndpointConfig::new("b", "https://openai.example.net", Protocol::OpenAiChat).api_key("sk-b"),
 //! )?;
 //! let model = TargetSet::builder("gpt-4o-mini", vec![
-//!     Target::endpoint(Arc::new(a)).with_weight(3).with_model("gpt-4o-mini"),
-//!     Target::endpoint(Arc::new(b)).with_weight(1).with_model("gpt-4o-mini-2024-07-18"),
+//!     Target::from(Arc::new(a)).with_weight(3).with_model("gpt-4o-mini"),
+//!     Target::from(Arc::new(b)).with_weight(1).with_model("gpt-4o-mini-2024-07-18"),
 //! ])
 //! .strategy(StrategyKind::WeightedRoundRobin)
 //! .retry(RetryPolicy::new(3, Duration::from_secs(30)))
@@ -61,10 +64,8 @@ pub mod add_header;
 pub mod auth;
 pub mod balance;
 pub mod breaker;
-mod build_error;
 pub mod client;
 pub mod convert;
-pub mod deny;
 pub mod expr;
 pub mod limit;
 pub mod retry;
@@ -72,4 +73,4 @@ pub mod rewrite;
 pub mod rules;
 pub use octo_core::usage;
 
-pub use build_error::BuildError;
+pub use octo_core::{BuildError, BuildErrorKind};

@@ -8,7 +8,7 @@
 //! permit is released then; an error releases it at once.
 //!
 //! Over the limit, [`OverLimit`] decides: answer 429 at once (`Error::rate_limited`, retryable, so
-//! a [`TargetSet`](crate::retry::TargetSet) fails over to another target), or queue for up to a
+//! a [`TargetSet`](crate::balance::TargetSet) fails over to another target), or queue for up to a
 //! timeout and answer 429 if no slot frees up. Waiting is cancelled with the request.
 
 use std::pin::Pin;
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::Stream;
+use octo_core::layer::Layer;
 use octo_core::{ArcEngine, Engine, Error, EventStream, Request, Response, ResponseBody};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -88,6 +89,36 @@ impl ConcurrencyLimit {
             None,
         )
         .with_code("concurrency_limit_exceeded")
+    }
+}
+
+/// The [`Layer`] form of [`ConcurrencyLimit`]: each engine it wraps gets its own limit of `max`.
+#[derive(Debug, Clone)]
+pub struct ConcurrencyLimitLayer {
+    name: String,
+    max: usize,
+    over_limit: OverLimit,
+}
+
+impl ConcurrencyLimitLayer {
+    /// At most `max` requests in flight through each wrapped engine; `name` appears in the 429.
+    pub fn new(name: impl Into<String>, max: usize, over_limit: OverLimit) -> Self {
+        ConcurrencyLimitLayer {
+            name: name.into(),
+            max,
+            over_limit,
+        }
+    }
+}
+
+impl Layer for ConcurrencyLimitLayer {
+    fn layer(&self, inner: ArcEngine) -> ArcEngine {
+        Arc::new(ConcurrencyLimit::new(
+            self.name.clone(),
+            inner,
+            self.max,
+            self.over_limit,
+        ))
     }
 }
 

@@ -226,7 +226,7 @@ mod tests {
             cost_usd: None,
             price: None,
             cache_hit: false,
-            overhead_us: 0,
+            overhead_ns: 0,
             trace: None,
         }
     }

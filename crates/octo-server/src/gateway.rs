@@ -14,32 +14,37 @@
 //!
 //! A rule's `route` is its own `TargetSet` (weighted round robin over the listed targets, with the
 //! model's retry policy). Backend rewrites run on the request as sent to that backend.
+//!
+//! The builder takes typed values only (the config was parsed and validated by
+//! [`crate::config`]); middleware is stacked with [`EngineBuilder`] layers, outermost first. What
+//! can still fail here is what only an engine can check (an expression that does not compile), and
+//! it fails with the key path where it was written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::Method;
 use octo_core::http::{Router, ServeConfig};
-use octo_core::{ArcEngine, Protocol};
-use octo_engines::auth::{
-    Access, AuthConfig, AuthEngine, Authenticator, KeyConfig, OrgConfig, parse_expiry,
-};
-use octo_engines::balance::{StrategyKind, Target};
+use octo_core::layer::EngineBuilder;
+use octo_core::{ArcEngine, BuildError, BuildErrorKind, Protocol};
+use octo_engines::auth::{Access, AuthConfig, AuthLayer, Authenticator, KeyConfig, OrgConfig};
+use octo_engines::balance::{StrategyKind, Target, TargetSet};
 use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
-use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
+use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig, Timeouts};
 use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
-use octo_engines::limit::{ConcurrencyLimit, OverLimit};
-use octo_engines::retry::{RetryPolicy, TargetSet};
+use octo_engines::limit::{ConcurrencyLimitLayer, OverLimit};
+use octo_engines::retry::RetryPolicy;
 use octo_engines::rewrite::{
-    RewriteConfig as EngineRewrite, RewriteEngine, RewritePolicy, RewritesConfig,
+    RewriteConfig as EngineRewrite, RewriteLayer, RewritePolicy, RewritesConfig,
 };
-use octo_engines::rules::{Action, Forward, Rule, RulesEngine};
+use octo_engines::rules::{Action, Forward, Rule, RulesLayer};
 
 use crate::backend::BackendEngine;
 use crate::config::{
-    AccessConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig, ReasoningPolicy,
-    RewriteConfig, RuleConfig, StrategyConfig, TargetConfig, parse_duration, timeouts,
+    AccessConfig, BackendConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig,
+    ReasoningPolicy, RewriteConfig, RuleConfig, StrategyConfig, TargetConfig, TimeoutsConfig,
+    schema,
 };
 use crate::count_tokens::{CountUpstream, TokenCounter};
 use crate::model_router::ModelRouter;
@@ -54,8 +59,6 @@ pub struct Gateway {
     pub serve: ServeConfig,
 }
 
-type Problem = (String, String);
-
 /// One backend, built once and shared by every model that targets it.
 struct BuiltBackend {
     endpoint: Arc<HttpEndpoint>,
@@ -67,17 +70,20 @@ struct BuiltBackend {
 ///
 /// # Errors
 /// A [`ConfigError`] (labelled with `source`) when an engine refuses its settings, for example
-/// an expression that does not compile.
+/// an expression that does not compile; each problem names its key path.
 pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
-    let fail = |problems: Vec<Problem>| ConfigError {
+    let fail = |errors: Vec<BuildError>| ConfigError {
         source: source.to_owned(),
-        problems,
+        problems: errors
+            .into_iter()
+            .map(|e| (e.path().unwrap_or("").to_owned(), e.message().to_owned()))
+            .collect(),
     };
-    let one = |path: String, msg: String| fail(vec![(path, msg)]);
 
     let mut backends: BTreeMap<&str, BuiltBackend> = BTreeMap::new();
     for (name, b) in &config.backends {
-        backends.insert(name, build_backend(name, b).map_err(|(p, m)| one(p, m))?);
+        let built = build_backend(name, b).map_err(|e| fail(vec![e]))?;
+        backends.insert(name, built);
     }
 
     let mut models: BTreeMap<String, ArcEngine> = BTreeMap::new();
@@ -94,31 +100,24 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         return Err(fail(problems));
     }
     let names: Vec<String> = models.keys().cloned().collect();
-    let mut engine: ArcEngine = Arc::new(ModelRouter::new(models));
-    let mut authenticator = None;
-    if !config.orgs.is_empty() {
-        let auth = Arc::new(
-            Authenticator::new(auth_config(config).map_err(|(p, m)| one(p, m))?)
-                .map_err(|e| one("orgs".into(), e.message().to_owned()))?,
-        );
-        engine = Arc::new(AuthEngine::new(auth.clone(), engine));
-        authenticator = Some(auth);
-    }
-    let counter: ArcEngine = Arc::new(token_counter(config, &backends));
-    let counter: ArcEngine = match &authenticator {
-        Some(auth) => Arc::new(AuthEngine::new(auth.clone(), counter)),
-        None => counter,
+    let authenticator = if config.orgs.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            Authenticator::new(auth_config(config)).map_err(|e| fail(vec![e.at("orgs")]))?,
+        ))
     };
+    let auth = EngineBuilder::new().option_layer(authenticator.clone().map(AuthLayer::new));
+    let engine = auth.engine(Arc::new(ModelRouter::new(models)));
+    let counter = auth.engine(Arc::new(token_counter(config, &backends)));
     let list: ArcEngine = Arc::new(ModelList::new(names, authenticator));
 
-    let duration =
-        |key: &str, v: &str| parse_duration(v).map_err(|m| one(format!("limits.{key}"), m));
-    let keep_alive = duration("stream_keep_alive", &config.limits.stream_keep_alive)?;
+    let limits = &config.limits;
     let mut router = Router::new()
         .health_routes()
         .overhead_route()
-        .max_body_bytes(config.limits.max_body_bytes)
-        .keep_alive(Some(keep_alive));
+        .max_body_bytes(limits.max_body_bytes)
+        .keep_alive(Some(limits.stream_keep_alive));
     router = router
         .engine_at_unrecorded(
             "/v1/messages/count_tokens",
@@ -126,8 +125,8 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
             counter.clone(),
         )
         .gemini_count_tokens(counter);
-    for format in Protocol::CHAT_PROTOCOLS {
-        router = router.engine(format, engine.clone());
+    for protocol in Protocol::CHAT_PROTOCOLS {
+        router = router.engine(protocol, engine.clone());
     }
     for path in ["/v1/models", "/v1beta/models"] {
         router = router
@@ -140,52 +139,53 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
             );
     }
     let serve = ServeConfig {
-        header_read_timeout: duration("header_read_timeout", &config.limits.header_read_timeout)?,
-        drain_timeout: duration("drain_timeout", &config.limits.drain_timeout)?,
-        max_header_bytes: config.limits.max_header_bytes,
+        header_read_timeout: limits.header_read_timeout,
+        drain_timeout: limits.drain_timeout,
+        max_header_bytes: limits.max_header_bytes,
     };
     Ok(Gateway { router, serve })
 }
 
-fn build_backend(name: &str, b: &crate::config::BackendConfig) -> Result<BuiltBackend, Problem> {
+/// The upstream deadlines, with the endpoint's defaults for those not written.
+fn timeouts(t: &TimeoutsConfig) -> Timeouts {
+    let d = Timeouts::default();
+    Timeouts {
+        connect: t.connect.unwrap_or(d.connect),
+        first_byte: t.first_byte.unwrap_or(d.first_byte),
+        idle: t.idle.unwrap_or(d.idle),
+        total: t.total.unwrap_or(d.total),
+    }
+}
+
+fn build_backend(name: &str, b: &BackendConfig) -> Result<BuiltBackend, BuildError> {
     let at = |k: &str| format!("backends.{name}.{k}");
-    let protocols = b.protocols().map_err(|m| (at("protocol"), m))?;
-    let mut ep = EndpointConfig::new(name, b.base_url.clone(), protocols[0]);
+    let protocols = b.protocol.clone();
+    let Some(&first) = protocols.first() else {
+        return Err(
+            BuildError::new(BuildErrorKind::Missing, "list at least one protocol")
+                .at(at("protocol")),
+        );
+    };
+    let mut ep = EndpointConfig::new(name, b.base_url.clone(), first);
     ep.protocols = protocols.clone();
     ep.api_keys = b.keys();
-    ep.timeouts = timeouts(&b.timeouts).map_err(|(k, m)| (at(&format!("timeouts.{k}")), m))?;
-    ep.http_version = b.http_version().map_err(|m| (at("http_version"), m))?;
-    for (h, v) in &b.headers {
-        let (Ok(h), Ok(v)) = (
-            HeaderName::from_bytes(h.as_bytes()),
-            HeaderValue::from_str(v),
-        ) else {
-            return Err((at(&format!("headers.{h}")), "not a valid header".into()));
-        };
-        ep.headers.insert(h, v);
-    }
-    for (proto, path) in &b.paths {
-        if let Ok(f) = proto.parse::<Protocol>() {
-            ep.paths.insert(f, path.clone());
-        }
-    }
+    ep.timeouts = timeouts(&b.timeouts);
+    ep.http_version = b.http_version;
+    ep.headers = b.headers.clone();
+    ep.paths = b.paths.iter().map(|(p, path)| (*p, path.clone())).collect();
     let mut pool = KeyPoolConfig::default();
-    if let Some(cd) = &b.key_cooldown {
-        pool.cooldown = parse_duration(cd).map_err(|m| (at("key_cooldown"), m))?;
+    if let Some(cooldown) = b.key_cooldown {
+        pool.cooldown = cooldown;
     }
     if let Some(br) = &b.circuit_breaker {
         pool.breaker = Some(EngineBreakerConfig {
             failure_threshold: br.failures,
-            base_cooldown: parse_duration(&br.cooldown)
-                .map_err(|m| (at("circuit_breaker.cooldown"), m))?,
-            max_cooldown: parse_duration(&br.max_cooldown)
-                .map_err(|m| (at("circuit_breaker.max_cooldown"), m))?,
+            base_cooldown: br.cooldown,
+            max_cooldown: br.max_cooldown,
         });
     }
     ep.key_pool = pool;
-    let endpoint = Arc::new(
-        HttpEndpoint::new(ep).map_err(|e| (format!("backends.{name}"), e.message().to_owned()))?,
-    );
+    let endpoint = Arc::new(HttpEndpoint::new(ep).map_err(|e| e.at(format!("backends.{name}")))?);
     let rewrites = RewritesConfig {
         request: engine_rewrite(b.request_rewrites.as_ref()),
         response: engine_rewrite(b.response_rewrites.as_ref()),
@@ -197,40 +197,46 @@ fn build_backend(name: &str, b: &crate::config::BackendConfig) -> Result<BuiltBa
         ("response_rewrites", &rewrites.response),
         ("stream_chunk_rewrites", &rewrites.stream),
     ] {
-        RewritePolicy::new(part.clone()).map_err(|e| (at(key), e.message().to_owned()))?;
+        RewritePolicy::new(part.clone()).map_err(|e| e.at(at(key)))?;
     }
-    let inner: ArcEngine = if rewrites.is_empty() {
-        endpoint.clone()
+    let rewrite = if rewrites.is_empty() {
+        None
     } else {
-        Arc::new(
-            RewriteEngine::new(rewrites, endpoint.clone())
-                .map_err(|e| (format!("backends.{name}"), e.message().to_owned()))?,
-        )
+        Some(RewriteLayer::new(rewrites).map_err(|e| e.at(format!("backends.{name}")))?)
     };
-    let mut options = ConvertOptions::default();
-    if let Some(c) = &b.conversion {
-        if let Some(n) = c.default_max_tokens {
-            options = options.with_default_max_tokens(n);
-        }
-        if let Some(field) = c.openai_max_tokens_field {
-            options = options.with_openai_max_tokens_field(match field {
-                MaxTokensField::MaxTokens => OpenAiMaxTokens::MaxTokens,
-                MaxTokensField::MaxCompletionTokens => OpenAiMaxTokens::MaxCompletionTokens,
-            });
-        }
-        if let Some(policy) = c.reasoning {
-            options = options.with_reasoning(match policy {
-                ReasoningPolicy::Pass => ReasoningMode::Pass,
-                ReasoningPolicy::Drop => ReasoningMode::Drop,
-            });
-        }
-    }
+    let inner = EngineBuilder::new()
+        .option_layer(rewrite)
+        .engine(endpoint.clone());
+    let options = b
+        .conversion
+        .as_ref()
+        .map_or_else(ConvertOptions::default, convert_options);
     let engine: ArcEngine = Arc::new(BackendEngine::new(name, protocols.clone(), inner, options));
     Ok(BuiltBackend {
         endpoint,
         engine,
         protocols,
     })
+}
+
+fn convert_options(c: &crate::config::ConversionConfig) -> ConvertOptions {
+    let mut options = ConvertOptions::default();
+    if let Some(n) = c.default_max_tokens {
+        options = options.with_default_max_tokens(n);
+    }
+    if let Some(field) = c.openai_max_tokens_field {
+        options = options.with_openai_max_tokens_field(match field {
+            MaxTokensField::MaxTokens => OpenAiMaxTokens::MaxTokens,
+            MaxTokensField::MaxCompletionTokens => OpenAiMaxTokens::MaxCompletionTokens,
+        });
+    }
+    if let Some(policy) = c.reasoning {
+        options = options.with_reasoning(match policy {
+            ReasoningPolicy::Pass => ReasoningMode::Pass,
+            ReasoningPolicy::Drop => ReasoningMode::Drop,
+        });
+    }
+    options
 }
 
 /// The token counter: each model with its targets in failover order (lowest priority first,
@@ -267,15 +273,10 @@ fn engine_rewrite(rw: Option<&RewriteConfig>) -> EngineRewrite {
         out = out.remove(path.clone());
     }
     for (k, v) in &rw.set_keys {
-        if let Some(k) = k.as_str() {
-            let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
-            out = out.set(k, json);
-        }
+        out = out.set(k, v.clone());
     }
     for (k, v) in &rw.set_keys_by_expr {
-        if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
-            out = out.set_expr(k, v);
-        }
+        out = out.set_expr(k, v);
     }
     out
 }
@@ -290,13 +291,13 @@ fn strategy_kind(s: StrategyConfig) -> StrategyKind {
     }
 }
 
-/// The model's retry policy (values were validated when the config was parsed).
+/// The model's retry policy: `retry` as written, the schema's defaults without it.
 fn retry_policy(m: &ModelConfig) -> RetryPolicy {
-    let mut policy = RetryPolicy::new(3, Duration::from_secs(60));
+    let mut policy = RetryPolicy::new(schema::default_attempts(), schema::default_deadline());
     if let Some(r) = &m.retry {
         policy.max_attempts = r.max_attempts;
-        policy.deadline = parse_duration(&r.deadline).unwrap_or(policy.deadline);
-        if let Some(w) = r.max_wait.as_deref().and_then(|w| parse_duration(w).ok()) {
+        policy.deadline = r.deadline;
+        if let Some(w) = r.max_wait {
             policy.max_wait = w;
         }
     }
@@ -311,14 +312,14 @@ fn target_set(
     policy: RetryPolicy,
     sticky: Option<Duration>,
     backends: &BTreeMap<&str, BuiltBackend>,
-) -> Result<ArcEngine, Vec<Problem>> {
+) -> Result<ArcEngine, BuildError> {
     let mut built = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let Some(b) = backends.get(t.backend.as_str()) else {
-            return Err(vec![(
-                format!("{path}[{i}].backend"),
-                format!("unknown backend `{}`", t.backend),
-            )]);
+            return Err(
+                BuildError::invalid(format!("unknown backend `{}`", t.backend))
+                    .at(format!("{path}[{i}].backend")),
+            );
         };
         built.push(
             Target::new(t.backend.clone(), b.engine.clone())
@@ -337,7 +338,7 @@ fn target_set(
     builder
         .build()
         .map(|set| Arc::new(set) as ArcEngine)
-        .map_err(|e| vec![(path.to_owned(), e.to_string())])
+        .map_err(|e| e.at(path))
 }
 
 fn build_model(
@@ -345,22 +346,19 @@ fn build_model(
     m: &ModelConfig,
     config: &Config,
     backends: &BTreeMap<&str, BuiltBackend>,
-) -> Result<ArcEngine, Vec<Problem>> {
+) -> Result<ArcEngine, Vec<BuildError>> {
     let at = |k: &str| format!("models.{name}.{k}");
     let policy = retry_policy(m);
-    let sticky = match &m.sticky {
-        Some(s) => Some(parse_duration(s).map_err(|e| vec![(at("sticky"), e)])?),
-        None => None,
-    };
-    let mut engine = target_set(
+    let targets = target_set(
         &at("targets"),
         name,
         &m.targets,
         strategy_kind(m.strategy),
         policy,
-        sticky,
+        m.sticky,
         backends,
-    )?;
+    )
+    .map_err(|e| vec![e])?;
 
     // Org rules first (each applies to its org only), then the model's own rules.
     let mut rules = Vec::new();
@@ -371,7 +369,7 @@ fn build_model(
                 let path = format!("orgs.{org}.models.{name}.rules[{i}]");
                 match build_rule(&path, name, r, policy, backends) {
                     Ok(rule) => rules.push((path, rule.for_org(org.clone()))),
-                    Err(mut p) => problems.append(&mut p),
+                    Err(e) => problems.push(e),
                 }
             }
         }
@@ -380,41 +378,42 @@ fn build_model(
         let path = at(&format!("rules[{i}]"));
         match build_rule(&path, name, r, policy, backends) {
             Ok(rule) => rules.push((path, rule)),
-            Err(mut p) => problems.append(&mut p),
+            Err(e) => problems.push(e),
         }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
-    if !rules.is_empty() {
+    let rules_layer = if rules.is_empty() {
+        None
+    } else {
         // Compile each rule alone first so an error names the rule's own key path.
         for (path, rule) in &rules {
-            if let Err(e) = RulesEngine::new(vec![rule.clone()], engine.clone()) {
+            if let Err(e) = RulesLayer::new(vec![rule.clone()]) {
                 // Blame `match` when it is the expression that does not compile, else the rule
                 // (its rewrite expressions or headers).
                 let matcher_fails = !rule.expr.trim().is_empty()
                     && octo_engines::expr::Expr::new(&rule.expr).is_err();
-                let at = if matcher_fails {
+                problems.push(e.at(if matcher_fails {
                     format!("{path}.match")
                 } else {
                     path.clone()
-                };
-                problems.push((at, e.message().to_owned()));
+                }));
             }
         }
         if !problems.is_empty() {
             return Err(problems);
         }
         let rules: Vec<Rule> = rules.into_iter().map(|(_, r)| r).collect();
-        engine = Arc::new(
-            RulesEngine::new(rules, engine)
-                .map_err(|e| vec![(at("rules"), e.message().to_owned())])?,
-        );
-    }
-    if let Some(max) = m.max_concurrency {
-        engine = Arc::new(ConcurrencyLimit::new(name, engine, max, OverLimit::Reject));
-    }
-    Ok(engine)
+        Some(RulesLayer::new(rules).map_err(|e| vec![e.at(at("rules"))])?)
+    };
+    let limit = m
+        .max_concurrency
+        .map(|max| ConcurrencyLimitLayer::new(name, max, OverLimit::Reject));
+    Ok(EngineBuilder::new()
+        .option_layer(limit)
+        .option_layer(rules_layer)
+        .engine(targets))
 }
 
 fn build_rule(
@@ -423,7 +422,7 @@ fn build_rule(
     r: &RuleConfig,
     policy: RetryPolicy,
     backends: &BTreeMap<&str, BuiltBackend>,
-) -> Result<Rule, Vec<Problem>> {
+) -> Result<Rule, BuildError> {
     let expr = r.matcher.clone().unwrap_or_default();
     if let Some(d) = &r.deny {
         return Ok(Rule::new(
@@ -444,27 +443,18 @@ fn build_rule(
         )?),
         None => None,
     };
-    let mut headers = HeaderMap::new();
-    for (h, v) in &r.set_headers {
-        if let (Ok(h), Ok(v)) = (
-            HeaderName::from_bytes(h.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            headers.insert(h, v);
-        }
-    }
     let forward = Forward {
         route,
         rewrite: RewritesConfig {
             request: engine_rewrite(r.rewrite.as_ref()),
             ..RewritesConfig::default()
         },
-        set_headers: headers,
+        set_headers: r.set_headers.clone(),
     };
     Ok(Rule::new(r.name.clone(), expr, Action::Forward(forward)))
 }
 
-fn auth_config(c: &Config) -> Result<AuthConfig, Problem> {
+fn auth_config(c: &Config) -> AuthConfig {
     let mut orgs = Vec::new();
     for (org_name, o) in &c.orgs {
         let mut org = OrgConfig::new(org_name.clone());
@@ -473,10 +463,7 @@ fn auth_config(c: &Config) -> Result<AuthConfig, Problem> {
                 KeySpec::Key(k) => KeyConfig::new(key_name.clone(), k.clone()),
                 KeySpec::Detailed(d) => {
                     let mut k = KeyConfig::new(key_name.clone(), d.key.clone());
-                    if let Some(exp) = &d.expires {
-                        let at = parse_expiry(exp).map_err(|m| {
-                            (format!("orgs.{org_name}.api_keys.{key_name}.expires"), m)
-                        })?;
+                    if let Some(at) = d.expires {
                         k = k.expires_at(at);
                     }
                     if let Some(models) = &d.models {
@@ -504,10 +491,10 @@ fn auth_config(c: &Config) -> Result<AuthConfig, Problem> {
             (name.clone(), access)
         })
         .collect();
-    Ok(AuthConfig {
+    AuthConfig {
         orgs,
         model_access,
         // Unknown models reach the router's 404, which names the configured ones.
         default_access: Access::Public,
-    })
+    }
 }

@@ -87,7 +87,7 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     let listen = match cli.listen {
         Some(addr) => addr,
-        None => config.listen.parse()?,
+        None => config.listen,
     };
     let upstream = mock.as_ref().map(|m| m.url());
     let router = SharedRouter::new(gateway.router);

@@ -125,7 +125,6 @@ pub fn default_path(format: Protocol) -> Option<&'static str> {
         Protocol::OpenAiChat => Some("/v1/chat/completions"),
         Protocol::OpenAiResponses => Some("/v1/responses"),
         Protocol::Anthropic => Some("/v1/messages"),
-        Protocol::OpenAiEmbeddings => Some("/v1/embeddings"),
         _ => None,
     }
 }

@@ -64,14 +64,16 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use http::{HeaderMap, Uri, header};
-use octo_core::{ArcEngine, Engine, Error, Protocol, Request, Response};
+use octo_core::layer::Layer;
+use octo_core::{
+    ArcEngine, BuildError, BuildErrorKind, Engine, Error, Protocol, Request, Response,
+};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 pub use self::credentials::hash_key;
 pub use self::expiry::parse_expiry;
 
 use self::credentials::{KeyDigest, digest, parse_hex_digest, presented_key};
-use crate::BuildError;
 use crate::balance::{STICKY_HEADER, StickyKey};
 
 /// Who may use a model.
@@ -111,7 +113,7 @@ impl FromStr for Access {
             "public" => Ok(Access::Public),
             "internal" => Ok(Access::Internal),
             "private" => Ok(Access::Private),
-            _ => Err(BuildError::new(format!(
+            _ => Err(BuildError::invalid(format!(
                 "unknown access `{s}`; expected public, internal or private"
             ))),
         }
@@ -297,14 +299,17 @@ impl Authenticator {
         let mut orgs: HashMap<Arc<str>, OrgEntry> = HashMap::new();
         for org in config.orgs {
             if org.name.is_empty() {
-                return Err(BuildError::new("an org has an empty name"));
+                return Err(BuildError::new(
+                    BuildErrorKind::Missing,
+                    "an org has an empty name",
+                ));
             }
             let org_name: Arc<str> = org.name.as_str().into();
             if orgs.contains_key(&org_name) {
-                return Err(BuildError::new(format!(
-                    "org `{}` is defined twice",
-                    org.name
-                )));
+                return Err(BuildError::new(
+                    BuildErrorKind::Conflict,
+                    format!("org `{}` is defined twice", org.name),
+                ));
             }
             let mut entry = OrgEntry {
                 models: org.models.into_iter().collect(),
@@ -313,32 +318,38 @@ impl Authenticator {
             for key in org.keys {
                 let here = format!("org `{}` key `{}`", org.name, key.name);
                 if key.name.is_empty() {
-                    return Err(BuildError::new(format!(
-                        "org `{}` has a key with an empty name",
-                        org.name
-                    )));
+                    return Err(BuildError::new(
+                        BuildErrorKind::Missing,
+                        format!("org `{}` has a key with an empty name", org.name),
+                    ));
                 }
                 let user: Arc<str> = key.name.as_str().into();
                 if entry.keys.contains_key(&user) {
-                    return Err(BuildError::new(format!("{here} is defined twice")));
+                    return Err(BuildError::new(
+                        BuildErrorKind::Conflict,
+                        format!("{here} is defined twice"),
+                    ));
                 }
                 let secret = key.key.trim();
                 let digest = match secret.strip_prefix("sha256:") {
                     Some(hex) => parse_hex_digest(hex).ok_or_else(|| {
-                        BuildError::new(format!(
+                        BuildError::invalid(format!(
                             "{here}: `sha256:` must be followed by 64 hex digits (the SHA-256 of the key)"
                         ))
                     })?,
                     None if secret.is_empty() => {
-                        return Err(BuildError::new(format!("{here}: the key is empty")));
+                        return Err(BuildError::new(BuildErrorKind::Missing, format!("{here}: the key is empty")));
                     }
                     None => digest(secret),
                 };
                 if let Some(other) = keys.iter().find(|k| k.digest == digest) {
-                    return Err(BuildError::new(format!(
-                        "{here} is the same key as org `{}` key `{}`; every API key must be unique",
-                        other.identity.org, other.identity.user
-                    )));
+                    return Err(BuildError::new(
+                        BuildErrorKind::Conflict,
+                        format!(
+                            "{here} is the same key as org `{}` key `{}`; every API key must be unique",
+                            other.identity.org, other.identity.user
+                        ),
+                    ));
                 }
                 entry.keys.insert(user.clone(), keys.len());
                 keys.push(StoredKey {
@@ -581,6 +592,25 @@ impl AuthEngine {
     /// The policy.
     pub fn authenticator(&self) -> &Arc<Authenticator> {
         &self.auth
+    }
+}
+
+/// The [`Layer`] form of [`AuthEngine`]: every engine it wraps is guarded by the same policy.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    /// Guards with `auth`.
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        AuthLayer { auth }
+    }
+}
+
+impl Layer for AuthLayer {
+    fn layer(&self, inner: ArcEngine) -> ArcEngine {
+        Arc::new(AuthEngine::new(self.auth.clone(), inner))
     }
 }
 

@@ -1,11 +1,14 @@
 //! Load balancing: which of a model's targets serves the next request.
 //!
 //! A model is served by a list of [`Target`]s (a name, a weight, a priority, an engine — usually an
-//! [`HttpEndpoint`](crate::client::HttpEndpoint) — and optionally an upstream model name and a
-//! circuit breaker). A [`Strategy`] picks one target among the *candidates* still allowed for a
-//! request; [`TargetSet`](crate::retry::TargetSet) calls it repeatedly, excluding targets already
-//! tried, until one accepts (pingora's "iterate until accepted"), so every strategy doubles as the
-//! failover order.
+//! [`HttpEndpoint`](crate::client::HttpEndpoint) — optionally an upstream model name and an
+//! [`Availability`] check). A [`Strategy`] picks one target among the *candidates* still allowed
+//! for a request; [`TargetSet`] calls it repeatedly, excluding targets already tried, until one
+//! accepts, so every strategy doubles as the failover order, and retries within the
+//! [`RetryPolicy`](crate::retry::RetryPolicy).
+//!
+//! This module depends on no upstream client: [`Availability`] is the seam through which one (the
+//! [`client`](crate::client) module's `HttpEndpoint`) reports whether it can take a request.
 //!
 //! | strategy | type | picks |
 //! |---|---|---|
@@ -20,8 +23,7 @@
 //!
 //! # Weights
 //!
-//! Weights are `u32`, so a negative weight cannot be expressed; [`weight_from_i64`] is the checked
-//! conversion for configuration code. A weight of `0` next to non-zero weights *drains* a target:
+//! Weights are `u32`, so a negative weight cannot be expressed. A weight of `0` next to non-zero weights *drains* a target:
 //! no strategy picks it (not even as a fallback). When **all** weights are `0`, every target
 //! weighs the same (OctoLLM's rule). [`effective_weights`] applies both rules.
 //!
@@ -37,15 +39,17 @@ pub mod rng;
 pub mod round_robin;
 pub mod smooth_wrr;
 pub mod sticky;
+pub mod target_set;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use octo_core::{ArcEngine, Request};
+use octo_core::{ArcEngine, BuildError, BuildErrorKind, Request};
 
 use crate::breaker::CircuitBreaker;
+pub use crate::retry::AttemptOutcome;
 
 pub use failover::Failover;
 pub use lowest_latency::{LatencyConfig, LowestLatency};
@@ -54,19 +58,20 @@ pub use rng::{SplitMix64, entropy_seed};
 pub use round_robin::RoundRobin;
 pub use smooth_wrr::SmoothWeightedRoundRobin;
 pub use sticky::{STICKY_HEADER, Sticky, StickyKey};
+pub use target_set::{TargetSet, TargetSetBuilder};
 
 /// Whether something behind a target can take a request right now, without sending one.
 ///
 /// [`HttpEndpoint`](crate::client::HttpEndpoint) implements it (some API key is neither cooling
-/// down nor behind an open breaker for the model), and so does
-/// [`TargetSet`](crate::retry::TargetSet) (some target is available), so nested sets skip
-/// exhausted branches.
+/// down nor behind an open breaker for the model), and so do [`TargetSet`] (some target is
+/// available), so nested sets skip exhausted branches, and
+/// [`CircuitBreaker`].
 pub trait Availability: Send + Sync {
     /// Whether a request for `model` (the upstream model name, when known) could be tried now.
     fn is_available(&self, model: Option<&str>) -> bool;
 
     /// When not available: how long until it may be, if known (becomes the `retry-after` of the
-    /// 503 a [`TargetSet`](crate::retry::TargetSet) answers when no target is available).
+    /// 503 a [`TargetSet`] answers when no target is available).
     fn available_in(&self, model: Option<&str>) -> Option<Duration> {
         let _ = model;
         None
@@ -107,9 +112,6 @@ pub struct Target {
     pub model: Option<String>,
     /// What serves the request.
     pub engine: ArcEngine,
-    /// A breaker consulted before each attempt on this target (an open one makes it unavailable)
-    /// and told each attempt's outcome.
-    pub breaker: Option<Arc<CircuitBreaker>>,
     /// A cheap "could this take a request now" check, consulted before each attempt.
     pub availability: Option<Arc<dyn Availability>>,
 }
@@ -121,14 +123,13 @@ impl fmt::Debug for Target {
             .field("weight", &self.weight)
             .field("priority", &self.priority)
             .field("model", &self.model)
-            .field("breaker", &self.breaker)
             .field("availability", &self.availability.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Target {
-    /// A target with weight 1, priority 0, no model override, no breaker.
+    /// A target with weight 1, priority 0, no model override, no availability check.
     pub fn new(name: impl Into<String>, engine: ArcEngine) -> Self {
         Target {
             name: name.into(),
@@ -136,19 +137,19 @@ impl Target {
             priority: 0,
             model: None,
             engine,
-            breaker: None,
             availability: None,
         }
     }
 
-    /// A target served by an [`HttpEndpoint`](crate::client::HttpEndpoint), named after its
-    /// backend, whose key pool and per-(key, model) breakers decide its availability.
-    pub fn endpoint(endpoint: Arc<crate::client::HttpEndpoint>) -> Self {
-        let name = endpoint.config().name.clone();
-        let availability: Arc<dyn Availability> = endpoint.clone();
-        let mut t = Target::new(name, endpoint);
-        t.availability = Some(availability);
-        t
+    /// A target whose engine is also its own availability check (an
+    /// [`HttpEndpoint`](crate::client::HttpEndpoint), a nested [`TargetSet`]).
+    /// `Target::from(Arc<HttpEndpoint>)` does this with the backend's name.
+    pub fn available<E: octo_core::Engine + Availability>(
+        name: impl Into<String>,
+        engine: Arc<E>,
+    ) -> Self {
+        let availability: Arc<dyn Availability> = engine.clone();
+        Target::new(name, engine).with_availability(availability)
     }
 
     /// Sets the weight.
@@ -169,74 +170,27 @@ impl Target {
         self
     }
 
-    /// Guards the target with a circuit breaker.
-    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
-        self.breaker = Some(breaker);
-        self
-    }
-
     /// Adds an availability check.
     pub fn with_availability(mut self, availability: Arc<dyn Availability>) -> Self {
         self.availability = Some(availability);
         self
     }
 
-    /// Whether the target may be tried now: its breaker admits a request and its availability
-    /// check (asked about `model`, or the target's own model) passes.
+    /// Whether the target may be tried now: its availability check (asked about `model`, or the
+    /// target's own model) passes, or it has none.
     pub fn is_available(&self, model: Option<&str>) -> bool {
         let model = self.model.as_deref().or(model);
-        self.breaker.as_ref().is_none_or(|b| b.is_available())
-            && self
-                .availability
-                .as_ref()
-                .is_none_or(|a| a.is_available(model))
+        self.availability
+            .as_ref()
+            .is_none_or(|a| a.is_available(model))
     }
 
-    /// When unavailable: the longest of the breaker's and the availability check's known waits.
+    /// When unavailable: the availability check's known wait.
     pub fn available_in(&self, model: Option<&str>) -> Option<Duration> {
         let model = self.model.as_deref().or(model);
-        let breaker = self
-            .breaker
+        self.availability
             .as_ref()
-            .and_then(|b| b.retry_in())
-            .filter(|d| !d.is_zero());
-        let other = self
-            .availability
-            .as_ref()
-            .and_then(|a| a.available_in(model));
-        breaker.max(other)
-    }
-}
-
-/// How one attempt on a target ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AttemptOutcome {
-    /// The target answered and the answer was returned to the caller.
-    Success,
-    /// A retryable failure (connect, timeout, 408, 429, 5xx, or a stream that failed before its
-    /// first event): the next target may be tried.
-    Failed,
-    /// A non-retryable error (a client error): returned to the caller at once.
-    Rejected,
-    /// Not sent: the target's breaker was open or it reported itself unavailable.
-    Skipped,
-}
-
-impl AttemptOutcome {
-    /// A short lowercase name for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Success => "success",
-            AttemptOutcome::Failed => "failed",
-            AttemptOutcome::Rejected => "rejected",
-            AttemptOutcome::Skipped => "skipped",
-        }
-    }
-}
-
-impl fmt::Display for AttemptOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+            .and_then(|a| a.available_in(model))
     }
 }
 
@@ -340,82 +294,22 @@ impl fmt::Display for StrategyKind {
 }
 
 impl FromStr for StrategyKind {
-    type Err = BalanceError;
+    type Err = BuildError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         StrategyKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| BalanceError::UnknownStrategy(s.to_owned()))
+            .ok_or_else(|| {
+                BuildError::new(
+                    BuildErrorKind::Invalid,
+                    format!(
+                        "unknown strategy `{s}`; use one of {}",
+                        StrategyKind::ALL.map(StrategyKind::as_str).join(", ")
+                    ),
+                )
+            })
     }
-}
-
-/// A balancing configuration that cannot work; the message says how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BalanceError {
-    /// The target list is empty.
-    NoTargets,
-    /// A weight below zero.
-    NegativeWeight {
-        /// The target's name.
-        target: String,
-        /// The weight given.
-        weight: i64,
-    },
-    /// A weight above `u32::MAX`.
-    WeightTooLarge {
-        /// The target's name.
-        target: String,
-        /// The weight given.
-        weight: i64,
-    },
-    /// A strategy name that does not exist.
-    UnknownStrategy(String),
-}
-
-impl fmt::Display for BalanceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BalanceError::NoTargets => f.write_str("no targets: list at least one target"),
-            BalanceError::NegativeWeight { target, weight } => write!(
-                f,
-                "target `{target}` has weight {weight}; weights must be 0 or more (0 drains the target)"
-            ),
-            BalanceError::WeightTooLarge { target, weight } => write!(
-                f,
-                "target `{target}` has weight {weight}; the largest weight is {}",
-                u32::MAX
-            ),
-            BalanceError::UnknownStrategy(s) => write!(
-                f,
-                "unknown strategy `{s}`; use one of {}",
-                StrategyKind::ALL.map(StrategyKind::as_str).join(", ")
-            ),
-        }
-    }
-}
-
-impl std::error::Error for BalanceError {}
-
-/// The checked conversion of a configured weight: negative weights are an error (OctoLLM's rule).
-///
-/// ```
-/// use octo_engines::balance::weight_from_i64;
-/// assert_eq!(weight_from_i64("a", 3), Ok(3));
-/// assert!(weight_from_i64("a", -1).is_err());
-/// ```
-pub fn weight_from_i64(target: &str, weight: i64) -> Result<u32, BalanceError> {
-    if weight < 0 {
-        return Err(BalanceError::NegativeWeight {
-            target: target.to_owned(),
-            weight,
-        });
-    }
-    u32::try_from(weight).map_err(|_| BalanceError::WeightTooLarge {
-        target: target.to_owned(),
-        weight,
-    })
 }
 
 /// The weights strategies use: all-zero becomes all-one; otherwise unchanged (zero = drained).
@@ -465,23 +359,5 @@ mod tests {
         }
         let e = "wrr".parse::<StrategyKind>().unwrap_err().to_string();
         assert!(e.contains("weighted_round_robin, round_robin"), "{e}");
-    }
-
-    #[test]
-    fn weights_are_checked() {
-        assert_eq!(
-            weight_from_i64("b", -2),
-            Err(BalanceError::NegativeWeight {
-                target: "b".into(),
-                weight: -2
-            })
-        );
-        assert!(weight_from_i64("b", i64::from(u32::MAX) + 1).is_err());
-        assert!(
-            weight_from_i64("b", -2)
-                .unwrap_err()
-                .to_string()
-                .contains("`b`")
-        );
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use octo_core::{Error, Protocol, UpstreamBody};
+use octo_core::{BuildError, Error, Protocol, UpstreamBody};
 use tokio::time::Instant;
 
 use super::headers::auth_headers;
@@ -116,14 +116,14 @@ impl KeyPool {
         keys: &[String],
         formats: &[Protocol],
         config: KeyPoolConfig,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, BuildError> {
         let backend = backend.into();
         let mut slots = Vec::with_capacity(keys.len().max(1));
         for (i, key) in keys.iter().enumerate() {
             let mut auth = HeaderMap::new();
             for &format in formats {
                 auth_headers(format, key, &mut auth).map_err(|()| {
-                    Error::internal(format!(
+                    BuildError::invalid(format!(
                         "backend `{backend}`: API key #{} contains characters not allowed in an HTTP header",
                         i + 1
                     ))

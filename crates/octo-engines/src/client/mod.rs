@@ -14,7 +14,7 @@
 //! A non-2xx answer becomes an upstream [`Error`] that keeps the status, the body (up to 1 MiB) and
 //! `retry-after`, so it can be passed through verbatim to a client of the same protocol. A 401 or
 //! 403 from the upstream refuses the *gateway's* key (client credentials are never forwarded), so
-//! it is marked retryable: a [`TargetSet`](crate::retry::TargetSet) may fail over to a backend with
+//! it is marked retryable: a [`TargetSet`](crate::balance::TargetSet) may fail over to a backend with
 //! a working key.
 //!
 //! Keys: with several `api_keys`, a [`KeyPool`] picks one per request (round robin over the keys
@@ -35,6 +35,7 @@ mod usage_tap;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,15 +46,15 @@ use octo_core::overhead::UpstreamTime;
 use octo_core::record::{Attempt, RequestRecord, new_span_id};
 use octo_core::sse::SseDecoder;
 use octo_core::{
-    Body, Engine, Error, EventStream, Protocol, Request, Response, ResponseBody, UpstreamBody,
-    protocol_list,
+    Body, BuildError, BuildErrorKind, Engine, Error, EventStream, Protocol, Request, Response,
+    ResponseBody, UpstreamBody, protocol_list,
 };
 use tokio::time::Instant;
 
 use self::headers::{copy_response_headers, forwarded_client_headers};
 use self::timed_body::TimedBody;
 use crate::add_header::{UpstreamHeaders, is_protected};
-use crate::balance::Availability;
+use crate::balance::{Availability, Target};
 
 pub use self::keys::{KeyLease, KeyPool, KeyPoolConfig};
 
@@ -200,7 +201,6 @@ pub fn default_upstream_path(format: Protocol) -> &'static str {
         Protocol::OpenAiChat => "/v1/chat/completions",
         Protocol::OpenAiResponses => "/v1/responses",
         Protocol::Anthropic => "/v1/messages",
-        Protocol::OpenAiEmbeddings => "/v1/embeddings",
         Protocol::ModelList => "/v1/models",
         _ => "/v1beta/models/{model}:{action}",
     }
@@ -245,16 +245,16 @@ impl HttpEndpoint {
     /// # Errors
     /// When the base URL is not `http(s)://…`, a key is not a valid header value, or the HTTP
     /// client cannot be built.
-    pub fn new(config: EndpointConfig) -> Result<Self, Error> {
+    pub fn new(config: EndpointConfig) -> Result<Self, BuildError> {
         let base_url = config.base_url.trim_end_matches('/').to_owned();
         let parsed: http::Uri = base_url.parse().map_err(|e| {
-            Error::internal(format!(
+            BuildError::invalid(format!(
                 "backend `{}`: base_url `{}` is not a URL: {e}",
                 config.name, config.base_url
             ))
         })?;
         if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
-            return Err(Error::internal(format!(
+            return Err(BuildError::invalid(format!(
                 "backend `{}`: base_url `{}` must start with http:// or https:// and name a host",
                 config.name, config.base_url
             )));
@@ -288,16 +288,22 @@ impl HttpEndpoint {
             .http2_initial_connection_window_size(H2_CONNECTION_WINDOW);
         if config.http_version == HttpVersion::H2c {
             if parsed.scheme_str() != Some("http") {
-                return Err(Error::internal(format!(
-                    "backend `{}`: h2c is HTTP/2 without TLS and needs an http:// base_url; an https:// upstream negotiates HTTP/2 by itself",
-                    config.name
-                )));
+                return Err(BuildError::new(
+                    BuildErrorKind::Conflict,
+                    format!(
+                        "backend `{}`: h2c is HTTP/2 without TLS and needs an http:// base_url; an https:// upstream negotiates HTTP/2 by itself",
+                        config.name
+                    ),
+                ));
             }
             builder = builder.http2_prior_knowledge();
         }
-        let client = builder
-            .build()
-            .map_err(|e| Error::internal(format!("backend `{}`: HTTP client: {e}", config.name)))?;
+        let client = builder.build().map_err(|e| {
+            BuildError::new(
+                BuildErrorKind::Resource,
+                format!("backend `{}`: HTTP client: {e}", config.name),
+            )
+        })?;
         let mut fixed_urls = Vec::new();
         for &format in &config.protocols {
             if format == Protocol::Gemini {
@@ -305,7 +311,7 @@ impl HttpEndpoint {
             }
             let url = format!("{base_url}{}", path_template(&config.paths, format));
             let parsed = reqwest::Url::parse(&url).map_err(|e| {
-                Error::internal(format!(
+                BuildError::invalid(format!(
                     "backend `{}`: `{}` is not a valid URL: {e}",
                     config.name,
                     redact_url(&url)
@@ -434,6 +440,27 @@ impl HttpEndpoint {
                 root_cause(e)
             ))
         }
+    }
+}
+
+/// A [`Target`] named after the endpoint's backend, whose key pool and per-(key, model) breakers
+/// decide its availability.
+///
+/// ```
+/// use std::sync::Arc;
+/// use octo_core::Protocol;
+/// use octo_engines::balance::Target;
+/// use octo_engines::client::{EndpointConfig, HttpEndpoint};
+///
+/// let ep = HttpEndpoint::new(EndpointConfig::new("oa", "http://127.0.0.1:9", Protocol::OpenAiChat))
+///     .unwrap();
+/// let target = Target::from(Arc::new(ep)).with_weight(2);
+/// assert_eq!(target.name, "oa");
+/// assert!(target.availability.is_some());
+/// ```
+impl From<Arc<HttpEndpoint>> for Target {
+    fn from(endpoint: Arc<HttpEndpoint>) -> Self {
+        Target::available(endpoint.config().name.clone(), endpoint)
     }
 }
 

@@ -90,7 +90,7 @@ use regex::Regex;
 
 pub use self::env::{Env, EnvSpec};
 
-use crate::BuildError;
+use octo_core::BuildError;
 
 /// A compiled expression: parsed and checked once, evaluated per request against an [`Env`].
 #[derive(Clone)]
@@ -117,7 +117,7 @@ impl Expr {
     /// anything), an unknown function or variable namespace, or an invalid constant regex.
     pub fn new(source: &str) -> Result<Expr, BuildError> {
         let invalid =
-            |why: String| BuildError::new(format!("invalid expression `{source}`: {why}"));
+            |why: String| BuildError::invalid(format!("invalid expression `{source}`: {why}"));
         if source.trim().is_empty() {
             return Err(invalid("it is empty".into()));
         }

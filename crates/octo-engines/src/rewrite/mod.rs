@@ -67,8 +67,9 @@ use octo_core::{
 use serde_json::Value;
 
 use self::path::Path;
-use crate::BuildError;
 use crate::expr::{Env, EnvSpec, Expr, log_eval_failure, value_to_json};
+use octo_core::BuildError;
+use octo_core::layer::Layer;
 
 /// One rewrite, as configured: plain values, validated by [`RewritePolicy::new`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -391,6 +392,30 @@ impl Rewrites {
             other => other,
         };
         resp
+    }
+}
+
+/// Compiled rewrites waiting for the engine they wrap: the [`Layer`] form of [`RewriteEngine`].
+#[derive(Debug, Clone)]
+pub struct RewriteLayer {
+    rewrites: Arc<Rewrites>,
+}
+
+impl RewriteLayer {
+    /// Compiles `config`.
+    ///
+    /// # Errors
+    /// As [`Rewrites::new`].
+    pub fn new(config: RewritesConfig) -> Result<Self, BuildError> {
+        Ok(RewriteLayer {
+            rewrites: Arc::new(Rewrites::new(config)?),
+        })
+    }
+}
+
+impl Layer for RewriteLayer {
+    fn layer(&self, inner: ArcEngine) -> ArcEngine {
+        Arc::new(RewriteEngine::from_rewrites(self.rewrites.clone(), inner))
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::BuildError;
+use octo_core::BuildError;
 
 /// The largest array index a path may name (setting pads the array with `null`s up to it).
 const MAX_INDEX: usize = 100_000;
@@ -31,7 +31,7 @@ impl fmt::Display for Path {
 impl Path {
     /// Parses `source`: segments separated by `.`; `\` escapes the next character.
     pub(crate) fn parse(source: &str) -> Result<Path, BuildError> {
-        let bad = |why: &str| BuildError::new(format!("path `{source}`: {why}"));
+        let bad = |why: &str| BuildError::invalid(format!("path `{source}`: {why}"));
         let mut segments = Vec::new();
         let mut cur = String::new();
         let mut chars = source.chars();

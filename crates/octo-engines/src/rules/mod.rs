@@ -60,9 +60,11 @@ use std::sync::atomic::AtomicBool;
 
 use async_trait::async_trait;
 use http::{HeaderMap, StatusCode};
-use octo_core::{ArcEngine, Engine, Error, ErrorKind, Request, Response};
+use octo_core::layer::Layer;
+use octo_core::{
+    ArcEngine, BuildError, BuildErrorKind, Engine, Error, ErrorKind, Request, Response,
+};
 
-use crate::BuildError;
 use crate::add_header::{UpstreamHeaders, is_protected};
 use crate::auth::Identity;
 use crate::expr::{Env, EnvSpec, Expr, log_eval_failure};
@@ -231,9 +233,67 @@ enum CompiledAction {
 
 /// Evaluates rules in order and runs the first match's action; see the [module docs](self).
 pub struct RulesEngine {
-    rules: Vec<Compiled>,
+    rules: Arc<[Compiled]>,
     default: ArcEngine,
     spec: Arc<EnvSpec>,
+}
+
+/// Compiled rules waiting for the engine they fall through to: the [`Layer`] form of
+/// [`RulesEngine`]. `RulesLayer::new(rules)?.layer(default)` is `RulesEngine::new(rules, default)?`.
+#[derive(Clone)]
+pub struct RulesLayer {
+    rules: Arc<[Compiled]>,
+    spec: Arc<EnvSpec>,
+}
+
+impl fmt::Debug for RulesLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RulesLayer")
+            .field(
+                "rules",
+                &self.rules.iter().map(|r| &*r.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl RulesLayer {
+    /// Compiles `rules`.
+    ///
+    /// # Errors
+    /// As [`RulesEngine::new`].
+    pub fn new(rules: Vec<Rule>) -> Result<Self, BuildError> {
+        let compiled = compile(rules)?;
+        let exprs = compiled.iter().flat_map(|c| {
+            let rewrite_exprs = match &c.action {
+                CompiledAction::Forward {
+                    rewrites: Some(rw), ..
+                } => Some(rw.exprs()),
+                _ => None,
+            };
+            c.expr.iter().chain(rewrite_exprs.into_iter().flatten())
+        });
+        let spec = EnvSpec::new(exprs);
+        Ok(RulesLayer {
+            rules: compiled.into(),
+            spec,
+        })
+    }
+
+    /// The rules engine over `default` (requests no rule matches go there).
+    pub fn engine(&self, default: ArcEngine) -> RulesEngine {
+        RulesEngine {
+            rules: self.rules.clone(),
+            default,
+            spec: self.spec.clone(),
+        }
+    }
+}
+
+impl Layer for RulesLayer {
+    fn layer(&self, inner: ArcEngine) -> ArcEngine {
+        Arc::new(self.engine(inner))
+    }
 }
 
 impl fmt::Debug for RulesEngine {
@@ -254,69 +314,7 @@ impl RulesEngine {
     /// An empty or duplicate rule name, a bad expression, a deny status outside 400–599, a bad
     /// rewrite, or a reserved header in `set_headers`; each names the rule.
     pub fn new(rules: Vec<Rule>, default: ArcEngine) -> Result<Self, BuildError> {
-        let mut compiled: Vec<Compiled> = Vec::with_capacity(rules.len());
-        for rule in rules {
-            if rule.name.is_empty() {
-                return Err(BuildError::new("a rule has an empty name"));
-            }
-            let here = format!("rule `{}`", rule.name);
-            if compiled.iter().any(|c| *c.name == rule.name) {
-                return Err(BuildError::new(format!("{here} is defined twice")));
-            }
-            let expr = if rule.expr.trim().is_empty() {
-                None
-            } else {
-                Some(Expr::new(&rule.expr).map_err(|e| e.context(&here))?)
-            };
-            let action = match rule.action {
-                Action::Deny(deny) => CompiledAction::Deny(
-                    deny_error(&rule.name, deny).map_err(|e| e.context(&here))?,
-                ),
-                Action::Forward(fw) => {
-                    for name in fw.set_headers.keys() {
-                        if is_protected(name) {
-                            return Err(BuildError::new(format!(
-                                "{here}: header `{name}` cannot be set by a rule"
-                            )));
-                        }
-                    }
-                    let rewrites = if fw.rewrite.is_empty() {
-                        None
-                    } else {
-                        Some(Arc::new(
-                            Rewrites::new(fw.rewrite).map_err(|e| e.context(&here))?,
-                        ))
-                    };
-                    CompiledAction::Forward {
-                        route: fw.route,
-                        rewrites,
-                        headers: fw.set_headers,
-                    }
-                }
-            };
-            compiled.push(Compiled {
-                name: rule.name.as_str().into(),
-                expr,
-                org: rule.org.map(|o| o.as_str().into()),
-                action,
-                warned: AtomicBool::new(false),
-            });
-        }
-        let exprs = compiled.iter().flat_map(|c| {
-            let rewrite_exprs = match &c.action {
-                CompiledAction::Forward {
-                    rewrites: Some(rw), ..
-                } => Some(rw.exprs()),
-                _ => None,
-            };
-            c.expr.iter().chain(rewrite_exprs.into_iter().flatten())
-        });
-        let spec = EnvSpec::new(exprs);
-        Ok(RulesEngine {
-            rules: compiled,
-            default,
-            spec,
-        })
+        Ok(RulesLayer::new(rules)?.engine(default))
     }
 
     /// The names of the rules, in evaluation order.
@@ -391,13 +389,72 @@ impl DenyError {
     }
 }
 
+/// Checks and compiles `rules`, in order.
+fn compile(rules: Vec<Rule>) -> Result<Vec<Compiled>, BuildError> {
+    let mut compiled: Vec<Compiled> = Vec::with_capacity(rules.len());
+    for rule in rules {
+        if rule.name.is_empty() {
+            return Err(BuildError::new(
+                BuildErrorKind::Missing,
+                "a rule has an empty name",
+            ));
+        }
+        let here = format!("rule `{}`", rule.name);
+        if compiled.iter().any(|c| *c.name == rule.name) {
+            return Err(BuildError::new(
+                BuildErrorKind::Conflict,
+                format!("{here} is defined twice"),
+            ));
+        }
+        let expr = if rule.expr.trim().is_empty() {
+            None
+        } else {
+            Some(Expr::new(&rule.expr).map_err(|e| e.context(&here))?)
+        };
+        let action = match rule.action {
+            Action::Deny(deny) => {
+                CompiledAction::Deny(deny_error(&rule.name, deny).map_err(|e| e.context(&here))?)
+            }
+            Action::Forward(fw) => {
+                for name in fw.set_headers.keys() {
+                    if is_protected(name) {
+                        return Err(BuildError::invalid(format!(
+                            "{here}: header `{name}` cannot be set by a rule"
+                        )));
+                    }
+                }
+                let rewrites = if fw.rewrite.is_empty() {
+                    None
+                } else {
+                    Some(Arc::new(
+                        Rewrites::new(fw.rewrite).map_err(|e| e.context(&here))?,
+                    ))
+                };
+                CompiledAction::Forward {
+                    route: fw.route,
+                    rewrites,
+                    headers: fw.set_headers,
+                }
+            }
+        };
+        compiled.push(Compiled {
+            name: rule.name.as_str().into(),
+            expr,
+            org: rule.org.map(|o| o.as_str().into()),
+            action,
+            warned: AtomicBool::new(false),
+        });
+    }
+    Ok(compiled)
+}
+
 /// Validates a deny action.
 fn deny_error(rule: &str, deny: Deny) -> Result<DenyError, BuildError> {
     let status = StatusCode::from_u16(deny.status)
         .ok()
         .filter(|s| s.is_client_error() || s.is_server_error())
         .ok_or_else(|| {
-            BuildError::new(format!(
+            BuildError::invalid(format!(
                 "deny status {} is not an error status; use 400–599 (default 400)",
                 deny.status
             ))

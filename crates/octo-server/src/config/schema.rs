@@ -1,0 +1,425 @@
+//! The configuration file's types: every value typed as it is read.
+//!
+//! Durations (`30s`), headers, protocols, the HTTP version, expiry times and strategies are parsed
+//! by serde while the file is deserialized, so a bad value fails with its key path and the code
+//! that builds the gateway only sees typed values. Checks that involve more than one value (a
+//! target naming a backend, `h2c` needing an `http://` URL) live in
+//! [`validate`](super::validate). `docs/config.md` documents every key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use octo_core::Protocol;
+use octo_engines::client::HttpVersion;
+use serde::Deserialize;
+
+use super::de;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on; `OCTOLLM_LISTEN` or `--listen` override it.
+    #[serde(default = "default_listen", deserialize_with = "de::socket_addr")]
+    pub listen: SocketAddr,
+    /// Server limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Upstreams, by name.
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// Models clients may name, by the name they send.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Organisations and their API keys.
+    #[serde(default)]
+    pub orgs: BTreeMap<String, OrgConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// Server-wide limits and timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes (413 above it).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Largest request head, in bytes.
+    #[serde(default = "default_max_header")]
+    pub max_header_bytes: usize,
+    /// How long a client may take to send its request head.
+    #[serde(default = "default_header_timeout", deserialize_with = "de::duration")]
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests may finish after SIGTERM.
+    #[serde(default = "default_drain", deserialize_with = "de::duration")]
+    pub drain_timeout: Duration,
+    /// Idle interval before a stream keep-alive.
+    #[serde(default = "default_keep_alive", deserialize_with = "de::duration")]
+    pub stream_keep_alive: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: default_max_body(),
+            max_header_bytes: default_max_header(),
+            header_read_timeout: default_header_timeout(),
+            drain_timeout: default_drain(),
+            stream_keep_alive: default_keep_alive(),
+        }
+    }
+}
+
+fn default_max_body() -> usize {
+    32 * 1024 * 1024
+}
+fn default_max_header() -> usize {
+    64 * 1024
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// One upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Host root, e.g. `https://api.openai.com`.
+    pub base_url: String,
+    /// The protocol(s) the upstream speaks (`protocol: openai_chat` or a list); the first is the
+    /// one requests in other protocols are converted to. Never empty once validated.
+    #[serde(default, deserialize_with = "de::protocols")]
+    pub protocol: Vec<Protocol>,
+    /// API keys, chosen per request; a key answered 401/403/429 cools down.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// A single API key (alternative to `api_keys`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Extra headers on every upstream request.
+    #[serde(default, deserialize_with = "de::headers")]
+    pub headers: HeaderMap,
+    /// Path overrides per protocol.
+    #[serde(default, deserialize_with = "de::protocol_paths")]
+    pub paths: BTreeMap<Protocol, String>,
+    /// Deadlines.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Rewrites of the request sent to this backend.
+    #[serde(default)]
+    pub request_rewrites: Option<RewriteConfig>,
+    /// Rewrites of this backend's non-streaming responses.
+    #[serde(default)]
+    pub response_rewrites: Option<RewriteConfig>,
+    /// Rewrites of each event of this backend's streams.
+    #[serde(default)]
+    pub stream_chunk_rewrites: Option<RewriteConfig>,
+    /// Circuit breaker per (backend, key, model).
+    #[serde(default)]
+    pub circuit_breaker: Option<BreakerConfig>,
+    /// How long a key answered 401/403/429 rests (a 429's retry-after wins when given).
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub key_cooldown: Option<Duration>,
+    /// How requests in other protocols are converted for this backend.
+    #[serde(default)]
+    pub conversion: Option<ConversionConfig>,
+    /// The HTTP version spoken to the upstream: `auto` (default) or `h2c` (HTTP/2 without TLS,
+    /// by prior knowledge, for a plain `http://` upstream that speaks it).
+    #[serde(default, deserialize_with = "de::http_version")]
+    pub http_version: HttpVersion,
+}
+
+/// Conversion settings of a backend (used when a client speaks a protocol the backend does not).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversionConfig {
+    /// `max_tokens` sent to an Anthropic backend when the client gave none (default 4096).
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
+    /// The output-limit field toward an OpenAI Chat backend (default `max_completion_tokens`).
+    #[serde(default)]
+    pub openai_max_tokens_field: Option<MaxTokensField>,
+    /// Whether the client's reasoning controls reach this backend (default `pass`).
+    #[serde(default)]
+    pub reasoning: Option<ReasoningPolicy>,
+}
+
+/// What a converted request does with the client's reasoning controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningPolicy {
+    /// Map them to the backend's own controls.
+    Pass,
+    /// Send none (for upstream models that refuse them).
+    Drop,
+}
+
+/// The output-limit field of OpenAI Chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    /// The deprecated `max_tokens`, for OpenAI-compatible servers that only know it.
+    MaxTokens,
+    /// `max_completion_tokens`, which OpenAI's current models require.
+    MaxCompletionTokens,
+}
+
+/// Upstream deadlines as written in the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Connection establishment (default 5s).
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub connect: Option<Duration>,
+    /// Until the response head (default 60s).
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub first_byte: Option<Duration>,
+    /// Longest gap between body chunks (default 60s).
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub idle: Option<Duration>,
+    /// Whole exchange (default 600s).
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub total: Option<Duration>,
+}
+
+/// `set_keys`, `set_keys_by_expr` and `remove_keys`, applied in the order remove, set, set-by-expr.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    /// Path → value, applied in the order written.
+    #[serde(default, deserialize_with = "de::ordered_json_map")]
+    pub set_keys: Vec<(String, serde_json::Value)>,
+    /// Path → expression, in the order written; a result of `()` skips the key.
+    #[serde(default, deserialize_with = "de::ordered_expr_map")]
+    pub set_keys_by_expr: Vec<(String, String)>,
+    /// Paths to delete.
+    #[serde(default)]
+    pub remove_keys: Vec<String>,
+}
+
+/// Circuit-breaker thresholds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker (default 5; 0 disables the breaker).
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    /// First cool-down (default 10s, as without a `circuit_breaker` section); doubles per trip.
+    #[serde(
+        default = "default_breaker_cooldown",
+        deserialize_with = "de::duration"
+    )]
+    pub cooldown: Duration,
+    /// Cap on the cool-down (default 5m).
+    #[serde(
+        default = "default_breaker_max_cooldown",
+        deserialize_with = "de::duration"
+    )]
+    pub max_cooldown: Duration,
+}
+
+pub(crate) fn default_breaker_failures() -> u32 {
+    5
+}
+pub(crate) fn default_breaker_cooldown() -> Duration {
+    Duration::from_secs(10)
+}
+pub(crate) fn default_breaker_max_cooldown() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+/// Who may use a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessConfig {
+    /// Anyone, with or without a key.
+    #[default]
+    Public,
+    /// Any valid gateway key.
+    Internal,
+    /// Keys of orgs that list the model.
+    Private,
+}
+
+/// How a model's targets are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyConfig {
+    /// nginx's smooth weighted round robin.
+    #[default]
+    WeightedRoundRobin,
+    /// Plain rotation.
+    RoundRobin,
+    /// Random, proportional to weight.
+    Random,
+    /// Lowest `priority` first; the next on failure.
+    Failover,
+    /// Lowest moving-average time to first byte (power of two choices).
+    LowestLatency,
+}
+
+/// A model clients can name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Who may use it.
+    #[serde(default)]
+    pub access: AccessConfig,
+    /// How targets are chosen.
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+    /// Where requests go.
+    pub targets: Vec<TargetConfig>,
+    /// Attempt cap and deadline across targets.
+    #[serde(default)]
+    pub retry: Option<RetryConfig>,
+    /// Keep a client (key) on the target that last served it, for this long.
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub sticky: Option<Duration>,
+    /// Rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Concurrent requests (streams until they end) allowed for this model.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+}
+
+/// One place a model is served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// A key of `backends`.
+    pub backend: String,
+    /// The model name the upstream expects (default: the exposed name).
+    pub model: Option<String>,
+    /// Share for weighted strategies (default 1; 0 = only when nothing else is left).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Order for `failover` (lower first; default 0).
+    #[serde(default)]
+    pub priority: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Retry budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included (default 3).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Time for all attempts together (default 60s).
+    #[serde(default = "default_deadline", deserialize_with = "de::duration")]
+    pub deadline: Duration,
+    /// Longest `retry-after` (or back-off) waited for before another round (default 2s); a longer
+    /// one is passed to the client with the error.
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub max_wait: Option<Duration>,
+}
+
+pub(crate) fn default_attempts() -> u32 {
+    3
+}
+pub(crate) fn default_deadline() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// A rule: when `match` holds, do what it says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Shown in errors and logs.
+    pub name: String,
+    /// An expression; empty or absent matches every request.
+    #[serde(rename = "match", default)]
+    pub matcher: Option<String>,
+    /// Refuse the request.
+    #[serde(default)]
+    pub deny: Option<DenyConfig>,
+    /// Send it to these targets instead of the model's.
+    #[serde(default)]
+    pub route: Option<Vec<TargetConfig>>,
+    /// Rewrite the request first.
+    #[serde(default)]
+    pub rewrite: Option<RewriteConfig>,
+    /// Headers added to the upstream request.
+    #[serde(default, deserialize_with = "de::headers")]
+    pub set_headers: HeaderMap,
+}
+
+/// A deny action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyConfig {
+    /// HTTP status (default 400).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Message shown to the client.
+    pub message: String,
+}
+
+/// An organisation of API key holders.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgConfig {
+    /// Key name → key.
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, KeySpec>,
+    /// Models granted to this org (listing grants private models); may hold per-org rules.
+    #[serde(default)]
+    pub models: BTreeMap<String, Option<OrgModelConfig>>,
+}
+
+/// A gateway API key: the key itself, or the key with limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeySpec {
+    /// `"sk-..."` or `"sha256:<hex>"`.
+    Key(String),
+    /// The key with an expiry and an allow-list.
+    Detailed(DetailedKey),
+}
+
+/// A key with limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetailedKey {
+    /// `"sk-..."` or `"sha256:<hex>"`.
+    pub key: String,
+    /// RFC 3339 time after which the key is refused.
+    #[serde(default, deserialize_with = "de::opt_expiry")]
+    pub expires: Option<SystemTime>,
+    /// Models this key may use (default: all its org may use).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+}
+
+/// Per-org settings of one model.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgModelConfig {
+    /// Rules evaluated before the model's own.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+impl BackendConfig {
+    /// All keys (`api_key` then `api_keys`).
+    pub fn keys(&self) -> Vec<String> {
+        self.api_key.iter().chain(&self.api_keys).cloned().collect()
+    }
+}
