@@ -5,19 +5,17 @@
 //! would have finished. No sleeps: the mock signals the cancellation, and the timeout below is only
 //! a bound on how long "promptly" may take.
 
-mod support;
-
 use std::time::Duration;
 
 use futures::StreamExt;
-use support::{Gateway, PROTOCOLS, body_for, config, mock, path_for};
+use octo_test::{Gateway, PROTOCOLS, body_for, client, config, mock, path_for};
 
 #[tokio::test]
 async fn client_disconnect_mid_stream_cancels_upstream() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
     for (i, (protocol, model)) in PROTOCOLS.into_iter().enumerate() {
-        let resp = reqwest::Client::new()
+        let resp = client()
             .post(format!("{}{}", gw.url, path_for(protocol, model, true)))
             .body(body_for(
                 protocol,

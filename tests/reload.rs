@@ -4,15 +4,14 @@
 //! The gateway reports each reload outcome as one stdout line, which these tests wait for (no
 //! sleeps).
 
-mod support;
-
 use futures::StreamExt;
-use support::{Gateway, body_for, config, mock};
+use octo_core::Protocol;
+use octo_test::{Gateway, body_for, client, config, mock};
 
 async fn status_of(gw: &Gateway, model: &str) -> u16 {
-    reqwest::Client::new()
+    client()
         .post(format!("{}/v1/chat/completions", gw.url))
-        .body(body_for("openai_chat", model, "hi", false))
+        .body(body_for(Protocol::OpenAiChat, model, "hi", false))
         .send()
         .await
         .unwrap()
@@ -79,10 +78,10 @@ async fn in_flight_streams_finish_on_the_old_graph() {
     let mock = mock().await;
     let base = config(&mock.url());
     let mut gw = Gateway::start_with(&base, &["--watch-interval", "0"]);
-    let resp = reqwest::Client::new()
+    let resp = client()
         .post(format!("{}/v1/chat/completions", gw.url))
         .body(body_for(
-            "openai_chat",
+            Protocol::OpenAiChat,
             "chat",
             "[mock:events=30] [mock:interval_ms=10]",
             true,
