@@ -607,9 +607,10 @@ mod tests {
         use proptest::prelude::*;
         use proptest::sample::select;
 
-        /// Whitespace between tokens (mostly none).
-        pub(super) fn ws() -> impl Strategy<Value = String> + Clone {
-            vec(select(vec![' ', '\n', '\t', '\r']), 0..3).prop_map(String::from_iter)
+        /// Whitespace between tokens: mostly none (shrinks to none).
+        pub(super) fn ws() -> impl Strategy<Value = &'static str> + Clone {
+            const WS: [&str; 12] = ["", "", "", "", "", "", " ", "\n", "\t", "\r", " \n", "\r\n\t"];
+            select(&WS[..])
         }
 
         /// Text made of the pieces that trip scanners: routing key names, quotes, backslashes,
@@ -621,88 +622,88 @@ mod tests {
             vec(select(&PIECES[..]), 0..5).prop_map(|pieces| pieces.concat())
         }
 
-        /// A JSON string literal for `s`: characters that must be escaped are, and about one in
-        /// ten of the others too, as `\uXXXX` (a surrogate pair beyond the BMP) or a short form.
-        pub(super) fn string_literal(s: String) -> impl Strategy<Value = String> {
-            let n = s.chars().count();
-            vec(any::<u8>(), n).prop_map(move |choices| {
-                let mut out = String::from("\"");
-                for (c, choice) in s.chars().zip(choices) {
-                    let must = c == '"' || c == '\\' || (c as u32) < 0x20;
-                    let short = choice % 2 == 0;
-                    if !must && choice < 230 {
-                        out.push(c);
-                        continue;
-                    }
-                    match c {
-                        '"' => out.push_str("\\\""),
-                        '\\' => out.push_str("\\\\"),
-                        '\n' if short => out.push_str("\\n"),
-                        '/' if short => out.push_str("\\/"),
-                        _ => {
-                            let mut units = [0u16; 2];
-                            for u in c.encode_utf16(&mut units) {
-                                out.push_str(&format!("\\u{u:04x}"));
-                            }
+        /// A JSON string literal for `s`. Characters that must be escaped are; so is each other
+        /// one whose four bits of `escapes` (cycled) are 14 or 15, one in eight: as `\uXXXX` (a
+        /// surrogate pair beyond the BMP) or, for 14, a short form where there is one.
+        pub(super) fn literal(s: &str, escapes: u64) -> String {
+            let mut out = String::from("\"");
+            for (i, c) in s.chars().enumerate() {
+                let nibble = (escapes >> ((i % 16) * 4)) & 0xf;
+                let must = c == '"' || c == '\\' || (c as u32) < 0x20;
+                if !must && nibble < 14 {
+                    out.push(c);
+                    continue;
+                }
+                let short = nibble == 14;
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' if short => out.push_str("\\n"),
+                    '/' if short => out.push_str("\\/"),
+                    _ => {
+                        let mut units = [0u16; 2];
+                        for u in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{u:04x}"));
                         }
                     }
                 }
-                out.push('"');
-                out
-            })
+            }
+            out.push('"');
+            out
         }
 
-        /// A string literal of random [`text`].
+        /// A string literal of random [`text`], escaped at random.
         pub(super) fn string() -> impl Strategy<Value = String> + Clone {
-            text().prop_flat_map(string_literal)
+            (text(), any::<u64>()).prop_map(|(t, e)| literal(&t, e))
         }
 
-        /// Any JSON value, nested up to four levels.
+        /// Any JSON value, nested up to four levels: like the generator's own depth, the
+        /// strategy is built once per test, so each case only draws from it.
         pub(super) fn value() -> BoxedStrategy<String> {
-            let leaf = prop_oneof![
-                1 => select(vec!["true", "false", "null"]).prop_map(String::from),
-                1 => select(vec!["0", "-1.5e3", "12345678901234567890", "0.25"])
-                    .prop_map(String::from),
-                3 => string(),
+            const SCALARS: [&str; 7] = [
+                "true", "false", "null", "0", "-1.5e3", "12345678901234567890", "0.25",
             ];
-            leaf.prop_recursive(4, 48, 4, |inner| {
-                prop_oneof![
-                    vec((ws(), inner.clone(), ws()), 0..4).prop_map(|items| {
-                        let items: Vec<String> =
-                            items.into_iter().map(|(a, v, b)| a + &v + &b).collect();
-                        format!("[{}]", items.join(","))
-                    }),
-                    object_of(inner),
+            let leaf = prop_oneof![
+                2 => select(&SCALARS[..]).prop_map(String::from),
+                3 => string(),
+            ]
+            .boxed();
+            let mut value = leaf.clone();
+            for _ in 0..4 {
+                let array = vec((ws(), value.clone(), ws()), 0..4).prop_map(|items| {
+                    let items: Vec<String> =
+                        items.into_iter().map(|(a, v, b)| format!("{a}{v}{b}")).collect();
+                    format!("[{}]", items.join(","))
+                });
+                value = prop_oneof![
+                    5 => leaf.clone(),
+                    1 => array,
+                    1 => object_of(value),
                 ]
-            })
-            .boxed()
+                .boxed();
+            }
+            value
         }
 
         /// An object whose members are values from `value`; the routing keys `model` and
         /// `stream` come often, half the time with the type the scan reads.
         pub(super) fn object_of(value: BoxedStrategy<String>) -> impl Strategy<Value = String> {
-            let key = prop_oneof![
-                1 => Just("model".to_owned()),
-                1 => Just("stream".to_owned()),
-                1 => Just("messages".to_owned()),
-                3 => text(),
+            let key = |k: &'static str| Just(k.to_owned());
+            let boolean = select(&["true", "false"][..]).prop_map(String::from);
+            let member = prop_oneof![
+                1 => (key("model"), prop_oneof![string(), value.clone()]),
+                1 => (key("stream"), prop_oneof![boolean, value.clone()]),
+                1 => (key("messages"), value.clone()),
+                3 => (text(), value),
             ];
-            let member = key.prop_flat_map(move |key| {
-                let typed = match key.as_str() {
-                    "model" => string().boxed(),
-                    "stream" => select(vec!["true", "false"]).prop_map(String::from).boxed(),
-                    _ => value.clone(),
-                };
-                let v = prop_oneof![typed, value.clone()];
-                (string_literal(key), ws(), ws(), ws(), v, ws())
-                    .prop_map(|(k, a, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}"))
-            });
+            let member = (ws(), member, any::<u64>(), ws(), ws(), ws())
+                .prop_map(|(a, (k, v), e, b, c, d)| format!("{a}{}{b}:{c}{v}{d}", literal(&k, e)));
             vec(member, 0..5).prop_map(|members| format!("{{{}}}", members.join(",")))
         }
 
         /// A top-level object, with whitespace around it.
         pub(super) fn object() -> impl Strategy<Value = String> {
-            (ws(), object_of(value()), ws()).prop_map(|(a, o, b)| a + &o + &b)
+            (ws(), object_of(value()), ws()).prop_map(|(a, o, b)| format!("{a}{o}{b}"))
         }
     }
 
