@@ -13,10 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use octo_core::{
-    Body, Engine, Event, EventStream, Protocol, Request, Response, ResponseBody, RouteParams,
-    engine_fn,
-};
+use octo_core::{Engine, Event, EventStream, Protocol, Request, Response, ResponseBody, engine_fn};
 use octo_engines::convert::ConvertEngine;
 use octo_test::Prompt;
 

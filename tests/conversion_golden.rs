@@ -15,11 +15,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::StatusCode;
 use octo_core::{
-    Body, Engine, Error, Event, EventStream, Protocol, Request, Response, ResponseBody,
-    RouteParams, UpstreamBody, engine_fn,
+    Body, Engine, Error, EventStream, Protocol, Request, Response, ResponseBody, RouteParams,
+    UpstreamBody, engine_fn,
 };
 use octo_engines::convert::{ConvertEngine, ConvertOptions, ReasoningMode};
-use octo_test::{events, request_with_body};
+use octo_test::request_with_body;
 use serde_json::{Value, json};
 
 /// The model every fixture names (Gemini carries it in the route).
@@ -189,7 +189,9 @@ fn engine(
             *record.lock().unwrap() = Some(req);
             match answer {
                 Answer::Json(v) => Ok(Response::json(200, Body::from_json(v))),
-                Answer::Sse(text) => Ok(Response::stream(EventStream::iter(events(&text)))),
+                Answer::Sse(text) => Ok(Response::stream(EventStream::iter(octo_test::events(
+                    &text,
+                )))),
                 Answer::Error(status, body) => Err(Error::upstream_status(
                     status,
                     format!("backend `golden` answered {}", status.as_u16()),
@@ -277,7 +279,7 @@ fn json_lines(v: &Value) -> Vec<String> {
 
 fn sse_lines(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for ev in events(text) {
+    for ev in octo_test::events(text) {
         if let Some(n) = ev.name() {
             out.push(format!("event: {n}"));
         }
@@ -599,7 +601,7 @@ async fn bless_answer(
         ResponseBody::Stream(events) => {
             let text = drain(client, events).await;
             let mut out = String::new();
-            for ev in events(&text) {
+            for ev in octo_test::events(&text) {
                 if let Some(n) = ev.name() {
                     let _ = writeln!(out, "event: {n}");
                 }

@@ -453,7 +453,7 @@ models:
 
 #[test]
 fn a_bad_http_version_stops_startup_with_the_key_and_the_fix() {
-    let err = support::start_fails(
+    let err = octo_test::start_fails(
         r#"
 backends:
   up: {base_url: "http://127.0.0.1:9", protocol: openai_chat, http_version: http2}

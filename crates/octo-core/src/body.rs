@@ -609,7 +609,9 @@ mod tests {
 
         /// Whitespace between tokens: mostly none (shrinks to none).
         pub(super) fn ws() -> impl Strategy<Value = &'static str> + Clone {
-            const WS: [&str; 12] = ["", "", "", "", "", "", " ", "\n", "\t", "\r", " \n", "\r\n\t"];
+            const WS: [&str; 12] = [
+                "", "", "", "", "", "", " ", "\n", "\t", "\r", " \n", "\r\n\t",
+            ];
             select(&WS[..])
         }
 
@@ -661,7 +663,13 @@ mod tests {
         /// strategy is built once per test, so each case only draws from it.
         pub(super) fn value() -> BoxedStrategy<String> {
             const SCALARS: [&str; 7] = [
-                "true", "false", "null", "0", "-1.5e3", "12345678901234567890", "0.25",
+                "true",
+                "false",
+                "null",
+                "0",
+                "-1.5e3",
+                "12345678901234567890",
+                "0.25",
             ];
             let leaf = prop_oneof![
                 2 => select(&SCALARS[..]).prop_map(String::from),
@@ -671,8 +679,10 @@ mod tests {
             let mut value = leaf.clone();
             for _ in 0..4 {
                 let array = vec((ws(), value.clone(), ws()), 0..4).prop_map(|items| {
-                    let items: Vec<String> =
-                        items.into_iter().map(|(a, v, b)| format!("{a}{v}{b}")).collect();
+                    let items: Vec<String> = items
+                        .into_iter()
+                        .map(|(a, v, b)| format!("{a}{v}{b}"))
+                        .collect();
                     format!("[{}]", items.join(","))
                 });
                 value = prop_oneof![
@@ -772,7 +782,11 @@ mod tests {
     /// there (2, and 0 or 1 at the end of the body).
     fn mutation() -> impl proptest::strategy::Strategy<Value = (u8, proptest::sample::Index, u8)> {
         use proptest::prelude::*;
-        (0..3u8, any::<proptest::sample::Index>(), proptest::sample::select(MUTATION_BYTES))
+        (
+            0..3u8,
+            any::<proptest::sample::Index>(),
+            proptest::sample::select(MUTATION_BYTES),
+        )
     }
 
     fn mutate(bytes: &mut Vec<u8>, (kind, at, byte): (u8, proptest::sample::Index, u8)) {

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use octo_test::http::{json, text};
 use octo_core::Protocol;
+use octo_test::http::{json, text};
 use octo_test::{Prompt, client, h2_client, mock, parse_sse, post};
 use serde_json::{Value, json};
 

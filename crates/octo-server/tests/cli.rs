@@ -131,8 +131,7 @@ fn without_the_demo_feature_demo_says_how_to_get_it() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("built without the `demo` cargo feature")
-            && err.contains("--features demo"),
+        err.contains("built without the `demo` cargo feature") && err.contains("--features demo"),
         "{err}"
     );
 }
