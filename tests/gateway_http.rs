@@ -3,7 +3,7 @@
 
 use octo_core::Protocol;
 use octo_test::http::IntoBody;
-use octo_test::{Gateway, PROTOCOLS, body_for, client, config, mock, path_for};
+use octo_test::{Gateway, PROTOCOLS, Prompt, body_for, client, config, mock, path_for};
 use serde_json::Value;
 
 /// POSTs `body` to `path` on the gateway: `(status, headers, JSON body)`.
@@ -222,17 +222,9 @@ async fn streams_pass_through_for_every_protocol() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
     for (protocol, model) in PROTOCOLS {
-        let resp = client()
-            .post(format!("{}{}", gw.url, path_for(protocol, model, true)))
-            .body(body_for(
-                protocol,
-                model,
-                "stream please [mock:events=5]",
-                true,
-            ))
-            .send()
-            .await
-            .unwrap();
+        let resp = gw
+            .send(&Prompt::new(protocol, model, "stream please [mock:events=5]").stream(true))
+            .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let text = resp.text().await.unwrap();
@@ -475,17 +467,16 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     use futures::StreamExt;
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
-    let resp = client()
-        .post(format!("{}/v1/messages", gw.url))
-        .body(body_for(
-            Protocol::Anthropic,
-            "claude",
-            "[mock:events=20] [mock:interval_ms=10]",
-            true,
-        ))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw
+        .send(
+            &Prompt::new(
+                Protocol::Anthropic,
+                "claude",
+                "[mock:events=20] [mock:interval_ms=10]",
+            )
+            .stream(true),
+        )
+        .await;
     let mut chunks = resp.bytes_stream();
     let mut text = String::from_utf8(chunks.next().await.unwrap().unwrap().to_vec()).unwrap();
     // Shut down while the stream is running; the drain lets it complete.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use octo_core::Protocol;
 
 use crate::http::{IntoBody, Reply, client, post};
+use crate::request::Prompt;
 use crate::upstream::closed_port_url;
 
 /// The `octollm-server` binary built next to this test executable.
@@ -139,6 +140,13 @@ impl Gateway {
     /// answer.
     pub async fn post(&self, path: &str, body: impl IntoBody, headers: &[(&str, &str)]) -> Reply {
         Reply::read(post(&client(), &format!("{}{path}", self.url), body, headers).await).await
+    }
+
+    /// Sends `prompt` to the gateway (its path and body, as JSON) and returns the response
+    /// unread, for tests that read a stream as it comes.
+    pub async fn send(&self, prompt: &Prompt) -> reqwest::Response {
+        let url = format!("{}{}", self.url, prompt.path());
+        post(&client(), &url, prompt.body(), &[]).await
     }
 
     /// The next line the gateway prints on stdout; panics if none comes within 30 s, so a
