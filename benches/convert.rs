@@ -13,26 +13,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use octo_core::sse::SseParser;
-use octo_core::{
-    Body, Engine, Event, EventStream, Protocol, Request, Response, ResponseBody, RouteParams,
-    engine_fn,
-};
+use octo_core::{Engine, Event, EventStream, Protocol, Request, Response, ResponseBody, engine_fn};
 use octo_engines::convert::ConvertEngine;
+use octo_test::Prompt;
 
 const EVENTS: usize = 1000;
-
-fn sse(frames: &[String]) -> Vec<Event> {
-    let mut p = SseParser::new();
-    for f in frames {
-        p.push(f.as_bytes());
-    }
-    let mut out = Vec::new();
-    while let Some(ev) = p.next_event().unwrap() {
-        out.push(ev);
-    }
-    out
-}
 
 /// A 1,000-event upstream stream in `format`.
 fn upstream_stream(format: Protocol) -> Vec<Event> {
@@ -80,30 +65,18 @@ fn upstream_stream(format: Protocol) -> Vec<Event> {
             f.push("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\"}],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":12,\"candidatesTokenCount\":999,\"totalTokenCount\":1011},\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r1\"}\r\n\r\n".into());
         }
     }
-    let events = sse(&f);
+    let events = octo_test::events(&f.concat());
     assert_eq!(events.len(), EVENTS);
     events
 }
 
+/// A streaming request of `client` asking for a long story.
 fn client_request(client: Protocol) -> Request {
-    let body: &'static [u8] = match client {
-        Protocol::OpenAiChat => {
-            br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Write a long story."}]}"#
-        }
-        Protocol::OpenAiResponses => br#"{"model":"m","stream":true,"input":"Write a long story."}"#,
-        Protocol::Anthropic => {
-            br#"{"model":"m","max_tokens":4096,"stream":true,"messages":[{"role":"user","content":"Write a long story."}]}"#
-        }
-        _ => br#"{"contents":[{"role":"user","parts":[{"text":"Write a long story."}]}]}"#,
-    };
-    let mut req = Request::post(client, "/", Body::from_static(body));
-    if client == Protocol::Gemini {
-        req.route = RouteParams {
-            model: Some("m".into()),
-            stream: Some(true),
-        };
-    }
-    req
+    Prompt::new(client, "m", "Write a long story.")
+        .stream(true)
+        .max_tokens(4096)
+        .include_usage()
+        .request()
 }
 
 /// Converts one stream to the end; returns the number of client events (bytes are touched so the

@@ -2,11 +2,11 @@
 # The one command that runs every OctoLLM check and test, on a fresh Debian machine that has only
 # the Rust toolchain (rustup), Python 3.11 with pip, and Node:
 #
-#   format, clippy, rustdoc, licence check, build, cargo test, then the Python suites (the official
-#   OpenAI / Anthropic / Google GenAI SDKs driven through the real gateway against the mock, real
-#   coding agents (Claude Code, Codex CLI; installed with npm into target/agents, skipped with the
-#   reason printed when npm or the registry is unavailable), and the licence checker's unit tests)
-#   in a venv at target/sdk-venv.
+#   format, clippy, rustdoc, cargo-deny (licences, bans, sources; installed once into target/tools),
+#   build, cargo test, then the Python suites (the official OpenAI / Anthropic / Google GenAI SDKs
+#   driven through the real gateway against the mock, and real coding agents (Claude Code, Codex
+#   CLI; installed with npm into target/agents, skipped with the reason printed when npm or the
+#   registry is unavailable)) in a venv at target/sdk-venv.
 #
 # The last line printed is pytest's summary (`N passed in Xs`). Any failing step fails the script.
 #
@@ -43,13 +43,19 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-step "licence check (scripts/license_check.py)"
-if command -v python3.11 >/dev/null 2>&1; then
-    SYS_PYTHON="${PYTHON:-python3.11}"
-else
-    SYS_PYTHON="${PYTHON:-python3}"
+# cargo-deny, pinned, built once into target/tools and reused while its version matches (the first
+# build takes about 21 minutes on a busy two-core machine). It reads deny.toml: permissive licences
+# only, evalexpr pinned to 11.3.1, crates.io as the only source. Advisories are left out: they need
+# the RustSec database from GitHub (see deny.toml).
+CARGO_DENY_VERSION=0.20.2
+CARGO_DENY="$ROOT/target/tools/bin/cargo-deny"
+step "cargo-deny $CARGO_DENY_VERSION check licenses bans sources"
+if [ "$("$CARGO_DENY" --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+    cargo install --locked --version "$CARGO_DENY_VERSION" --root "$ROOT/target/tools" cargo-deny
 fi
-"$SYS_PYTHON" scripts/license_check.py
+# Every platform's crates are in the graph; fetch them once so the check itself needs no network.
+cargo fetch --locked
+"$CARGO_DENY" --offline check licenses bans sources
 
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
@@ -67,6 +73,11 @@ target/debug/octo-loadtest --smoke --no-pin --no-litellm --out target/loadtest/s
 tail -n 12 target/loadtest/smoke.log
 
 # ------------------------------------------------------------------------------------ Python suites
+if command -v python3.11 >/dev/null 2>&1; then
+    SYS_PYTHON="${PYTHON:-python3.11}"
+else
+    SYS_PYTHON="${PYTHON:-python3}"
+fi
 VENV="$ROOT/target/sdk-venv"
 step "python venv ($VENV)"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
@@ -93,9 +104,9 @@ step "coding agents for tests/sdk/test_agents.py (npm install into target/agents
 # The fixture does not retry the install (an unreachable registry is waited for once).
 export OCTOLLM_AGENT_INSTALL=0
 
-step "pytest: SDK suite (tests/sdk) + licence checker and price-snapshot script unit tests"
+step "pytest: SDK suite (tests/sdk) + price-snapshot script unit tests"
 export OCTOLLM_BIN_DIR="${OCTOLLM_BIN_DIR:-$ROOT/target/debug}"
 # -rs prints the reason of every skipped test (e.g. the coding agents could not be installed).
 # shellcheck disable=SC2086 # SDK_PYTEST_ARGS is split on purpose.
 exec "$VENV/bin/python" -m pytest -q -rs -p no:cacheprovider ${SDK_PYTEST_ARGS:-} \
-    tests/sdk scripts/test_license_check.py scripts/test_update_prices.py
+    tests/sdk scripts/test_update_prices.py

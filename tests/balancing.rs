@@ -18,14 +18,8 @@ use octo_engines::balance::{AttemptOutcome, StrategyKind, Target, TargetSet};
 use octo_engines::breaker::BreakerConfig;
 use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
 use octo_engines::retry::{AttemptRecord, Attempts, RetryPolicy};
-use octo_mock::{MockConfig, MockServer};
+use octo_test::{Prompt, mock};
 use tokio::time::Instant;
-
-async fn mock() -> MockServer {
-    MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
-        .await
-        .unwrap()
-}
 
 fn endpoint(
     name: &str,
@@ -42,17 +36,11 @@ fn endpoint(
     Arc::new(HttpEndpoint::new(cfg).unwrap())
 }
 
+/// An OpenAI Chat request for model `m`.
 fn chat(text: &str, stream: bool) -> Request {
-    let body = serde_json::json!({
-        "model": "m",
-        "stream": stream,
-        "messages": [{"role": "user", "content": text}],
-    });
-    Request::post(
-        Protocol::OpenAiChat,
-        "/v1/chat/completions",
-        Body::from_bytes(body.to_string()),
-    )
+    Prompt::new(Protocol::OpenAiChat, "m", text)
+        .stream(stream)
+        .request()
 }
 
 /// Sends `req` with an `Attempts` the test keeps, so the error path can be inspected too.

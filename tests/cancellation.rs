@@ -5,29 +5,22 @@
 //! would have finished. No sleeps: the mock signals the cancellation, and the timeout below is only
 //! a bound on how long "promptly" may take.
 
-mod support;
-
 use std::time::Duration;
 
 use futures::StreamExt;
-use support::{Gateway, PROTOCOLS, body_for, config, mock, path_for};
+use octo_test::{Gateway, PROTOCOLS, Prompt, config, mock};
 
 #[tokio::test]
 async fn client_disconnect_mid_stream_cancels_upstream() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
     for (i, (protocol, model)) in PROTOCOLS.into_iter().enumerate() {
-        let resp = reqwest::Client::new()
-            .post(format!("{}{}", gw.url, path_for(protocol, model, true)))
-            .body(body_for(
-                protocol,
-                model,
-                "[mock:events=500] [mock:interval_ms=20]",
-                true,
-            ))
-            .send()
-            .await
-            .unwrap();
+        let resp = gw
+            .send(
+                &Prompt::new(protocol, model, "[mock:events=500] [mock:interval_ms=20]")
+                    .stream(true),
+            )
+            .await;
         assert_eq!(resp.status(), 200);
         let mut chunks = resp.bytes_stream();
         let first = chunks.next().await.unwrap().unwrap();

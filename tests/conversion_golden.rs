@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::StatusCode;
-use octo_core::sse::SseParser;
 use octo_core::{
-    Body, Engine, Error, Event, EventStream, Protocol, Request, Response, ResponseBody,
-    RouteParams, UpstreamBody, engine_fn,
+    Body, Engine, Error, EventStream, Protocol, Request, Response, ResponseBody, RouteParams,
+    UpstreamBody, engine_fn,
 };
 use octo_engines::convert::{ConvertEngine, ConvertOptions, ReasoningMode};
+use octo_test::request_with_body;
 use serde_json::{Value, json};
 
 /// The model every fixture names (Gemini carries it in the route).
@@ -144,20 +144,7 @@ fn client_request(s: &Scenario, client: Protocol, stream: bool) -> Option<Reques
     if stream {
         inject_stream(&mut body, client, !s.settings.chat_client_without_usage);
     }
-    let path = match client {
-        Protocol::OpenAiChat => "/v1/chat/completions",
-        Protocol::OpenAiResponses => "/v1/responses",
-        Protocol::Anthropic => "/v1/messages",
-        _ => "/v1beta/models/test-model:generateContent",
-    };
-    let mut req = Request::post(client, path, Body::from_json(body));
-    if client == Protocol::Gemini {
-        req.route = RouteParams {
-            model: Some(MODEL.to_owned()),
-            stream: Some(stream),
-        };
-    }
-    Some(req)
+    Some(request_with_body(client, MODEL, stream, body.to_string()))
 }
 
 fn inject_stream(body: &mut Value, format: Protocol, chat_usage: bool) {
@@ -202,7 +189,9 @@ fn engine(
             *record.lock().unwrap() = Some(req);
             match answer {
                 Answer::Json(v) => Ok(Response::json(200, Body::from_json(v))),
-                Answer::Sse(text) => Ok(Response::stream(EventStream::iter(parse_sse(&text)))),
+                Answer::Sse(text) => Ok(Response::stream(EventStream::iter(octo_test::events(
+                    &text,
+                )))),
                 Answer::Error(status, body) => Err(Error::upstream_status(
                     status,
                     format!("backend `golden` answered {}", status.as_u16()),
@@ -219,19 +208,6 @@ fn engine(
         ConvertEngine::new(Arc::new(inner), upstream).with_options(options),
         seen,
     )
-}
-
-fn parse_sse(text: &str) -> Vec<Event> {
-    let mut p = SseParser::new();
-    p.push(text.as_bytes());
-    let mut out = Vec::new();
-    while let Some(ev) = p.next_event().unwrap() {
-        out.push(ev);
-    }
-    if let Some(ev) = p.finish().unwrap() {
-        out.push(ev);
-    }
-    out
 }
 
 /// The client's view of a stream: frames as the front writes them, errors included.
@@ -303,7 +279,7 @@ fn json_lines(v: &Value) -> Vec<String> {
 
 fn sse_lines(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for ev in parse_sse(text) {
+    for ev in octo_test::events(text) {
         if let Some(n) = ev.name() {
             out.push(format!("event: {n}"));
         }
@@ -612,15 +588,7 @@ async fn bless_answer(
         if stream {
             inject_stream(&mut body, client, true);
         }
-        let mut r = Request::post(client, "/", Body::from_json(body));
-        r.route = RouteParams {
-            model: Some(MODEL.to_owned()),
-            stream: Some(stream),
-        };
-        if client != Protocol::Gemini {
-            r.route = RouteParams::default();
-        }
-        r
+        request_with_body(client, MODEL, stream, body.to_string())
     });
     let (engine, _) = engine(upstream, answer, s.options());
     let resp = engine.process(req).await.ok()?;
@@ -633,7 +601,7 @@ async fn bless_answer(
         ResponseBody::Stream(events) => {
             let text = drain(client, events).await;
             let mut out = String::new();
-            for ev in parse_sse(&text) {
+            for ev in octo_test::events(&text) {
                 if let Some(n) = ev.name() {
                     let _ = writeln!(out, "event: {n}");
                 }

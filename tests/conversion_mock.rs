@@ -6,20 +6,14 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use octo_core::sse::SseParser;
 use octo_core::{Body, Engine, Protocol, Request, ResponseBody, RouteParams};
 use octo_engines::client::{EndpointConfig, HttpEndpoint};
 use octo_engines::convert::ConvertEngine;
-use octo_mock::{MockConfig, MockServer};
+use octo_mock::MockServer;
+use octo_test::{events, mock};
 use serde_json::{Value, json};
 
 const MODEL: &str = "mock-model";
-
-async fn mock() -> MockServer {
-    MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
-        .await
-        .unwrap()
-}
 
 fn engine(mock: &MockServer, upstream: Protocol) -> ConvertEngine {
     let endpoint = HttpEndpoint::new(EndpointConfig::new("mock", mock.url(), upstream)).unwrap();
@@ -236,18 +230,12 @@ fn read_full(client: Protocol, v: &Value) -> Answer {
 
 /// Reads a client stream, checking the strictness rules of each protocol's SDK as it goes.
 fn read_stream(client: Protocol, frames: &str) -> Answer {
-    let mut p = SseParser::new();
-    p.push(frames.as_bytes());
-    let mut events = Vec::new();
-    while let Some(ev) = p.next_event().unwrap() {
-        events.push(ev);
-    }
     let mut a = Answer::default();
     let mut open_block: Option<u64> = None;
     let mut next_block = 0;
     let mut block_call: Vec<Option<usize>> = Vec::new();
     let mut seq = None;
-    for ev in events {
+    for ev in events(frames) {
         assert!(!a.terminated, "{client}: event after the terminator");
         let data = ev.data_body().to_bytes();
         if ev.is_done_marker() {

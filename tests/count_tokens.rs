@@ -2,46 +2,12 @@
 //! passed through to a backend that speaks the protocol (its key, the upstream model name, the
 //! mock's count), estimated otherwise, and upstream errors passed through in the client's shape.
 
-mod support;
-
 use octo_server::count_tokens::estimate_tokens;
+use octo_test::{Gateway, config, mock};
 use serde_json::{Value, json};
-use support::{Gateway, config, mock};
 
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-impl Answer {
-    fn how(&self) -> Option<&str> {
-        self.headers
-            .get("x-octollm-token-count")
-            .and_then(|v| v.to_str().ok())
-    }
-}
-
-async fn post(gw: &Gateway, path: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{path}", gw.url))
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
+/// The header saying how the gateway counted: `upstream` or `estimate`.
+const COUNTED_BY: &str = "x-octollm-token-count";
 
 fn anthropic_body(model: &str, text: &str) -> Value {
     json!({"model": model, "system": "Be brief.", "messages": [{"role": "user", "content": text}]})
@@ -61,19 +27,19 @@ async fn anthropic_count_tokens_passes_through_to_an_anthropic_backend() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
     let sent = anthropic_body("claude", "count these words please");
-    let a = post(
-        &gw,
-        "/v1/messages/count_tokens",
-        &sent,
-        &[
-            ("x-api-key", "sk-client-secret"),
-            ("anthropic-version", "2023-06-01"),
-            ("anthropic-beta", "token-counting-2024-11-01"),
-        ],
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.how(), Some("upstream"));
+    let a = gw
+        .post(
+            "/v1/messages/count_tokens",
+            &sent,
+            &[
+                ("x-api-key", "sk-client-secret"),
+                ("anthropic-version", "2023-06-01"),
+                ("anthropic-beta", "token-counting-2024-11-01"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.header(COUNTED_BY), Some("upstream"));
     let seen = mock.requests();
     assert_eq!(seen.len(), 1);
     let up = &seen[0];
@@ -93,8 +59,8 @@ async fn anthropic_count_tokens_passes_through_to_an_anthropic_backend() {
     let up_body: Value = serde_json::from_slice(&up.body).unwrap();
     assert_eq!(up_body["model"], "up-claude");
     assert_eq!(up_body["messages"], sent["messages"]);
-    assert_eq!(a.body, json!({"input_tokens": mock_count(&up.body)}));
-    assert_ne!(a.body["input_tokens"], estimate_tokens(&sent));
+    assert_eq!(a.json, json!({"input_tokens": mock_count(&up.body)}));
+    assert_ne!(a.json["input_tokens"], estimate_tokens(&sent));
 }
 
 #[tokio::test]
@@ -104,23 +70,23 @@ async fn gemini_count_tokens_passes_through_to_a_gemini_backend() {
     let sent = gemini_body("count these words please");
     for version in ["v1", "v1beta"] {
         mock.reset();
-        let a = post(
-            &gw,
-            &format!("/{version}/models/gemini:countTokens?key=sk-client-query"),
-            &sent,
-            &[("x-goog-api-key", "sk-client-secret")],
-        )
-        .await;
-        assert_eq!(a.status, 200, "{}", a.body);
-        assert_eq!(a.how(), Some("upstream"));
+        let a = gw
+            .post(
+                &format!("/{version}/models/gemini:countTokens?key=sk-client-query"),
+                &sent,
+                &[("x-goog-api-key", "sk-client-secret")],
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(a.header(COUNTED_BY), Some("upstream"));
         let seen = mock.requests();
         assert_eq!(seen.len(), 1);
         let up = &seen[0];
         assert_eq!(up.path_and_query, "/v1beta/models/up-gemini:countTokens");
         assert_eq!(up.header("x-goog-api-key"), Some("sk-upstream-gem"));
         assert_eq!(serde_json::from_slice::<Value>(&up.body).unwrap(), sent);
-        assert_eq!(a.body["totalTokens"], mock_count(&up.body));
-        assert_ne!(a.body["totalTokens"], estimate_tokens(&sent));
+        assert_eq!(a.json["totalTokens"], mock_count(&up.body));
+        assert_ne!(a.json["totalTokens"], estimate_tokens(&sent));
     }
 }
 
@@ -128,22 +94,28 @@ async fn gemini_count_tokens_passes_through_to_a_gemini_backend() {
 async fn a_backend_speaking_several_protocols_counts_both() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
-    let a = post(
-        &gw,
-        "/v1/messages/count_tokens",
-        &anthropic_body("slow", "hi"),
-        &[],
-    )
-    .await;
-    assert_eq!((a.status, a.how()), (200, Some("upstream")), "{}", a.body);
-    let g = post(
-        &gw,
-        "/v1beta/models/slow:countTokens",
-        &gemini_body("hi"),
-        &[],
-    )
-    .await;
-    assert_eq!((g.status, g.how()), (200, Some("upstream")), "{}", g.body);
+    let a = gw
+        .post(
+            "/v1/messages/count_tokens",
+            &anthropic_body("slow", "hi"),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.header(COUNTED_BY)),
+        (200, Some("upstream")),
+        "{}",
+        a.json
+    );
+    let g = gw
+        .post("/v1beta/models/slow:countTokens", &gemini_body("hi"), &[])
+        .await;
+    assert_eq!(
+        (g.status, g.header(COUNTED_BY)),
+        (200, Some("upstream")),
+        "{}",
+        g.json
+    );
     let paths: Vec<String> = mock
         .requests()
         .into_iter()
@@ -165,64 +137,60 @@ async fn other_backends_get_the_estimate_and_no_upstream_request() {
     // Anthropic counting for models on OpenAI, Responses and Gemini backends.
     for model in ["chat", "resp", "gemini"] {
         let sent = anthropic_body(model, "count these words please");
-        let a = post(&gw, "/v1/messages/count_tokens", &sent, &[]).await;
-        assert_eq!(a.status, 200, "{model}: {}", a.body);
-        assert_eq!(a.how(), Some("estimate"), "{model}");
-        assert_eq!(a.body, json!({"input_tokens": estimate_tokens(&sent)}));
+        let a = gw.post("/v1/messages/count_tokens", &sent, &[]).await;
+        assert_eq!(a.status, 200, "{model}: {}", a.json);
+        assert_eq!(a.header(COUNTED_BY), Some("estimate"), "{model}");
+        assert_eq!(a.json, json!({"input_tokens": estimate_tokens(&sent)}));
     }
     // Gemini counting for models on OpenAI, Responses and Anthropic backends.
     for model in ["chat", "resp", "claude"] {
         let sent = gemini_body("count these words please");
-        let g = post(
-            &gw,
-            &format!("/v1beta/models/{model}:countTokens"),
-            &sent,
-            &[],
-        )
-        .await;
-        assert_eq!(g.status, 200, "{model}: {}", g.body);
-        assert_eq!(g.how(), Some("estimate"), "{model}");
-        assert_eq!(g.body, json!({"totalTokens": estimate_tokens(&sent)}));
+        let g = gw
+            .post(&format!("/v1beta/models/{model}:countTokens"), &sent, &[])
+            .await;
+        assert_eq!(g.status, 200, "{model}: {}", g.json);
+        assert_eq!(g.header(COUNTED_BY), Some("estimate"), "{model}");
+        assert_eq!(g.json, json!({"totalTokens": estimate_tokens(&sent)}));
     }
     assert!(mock.requests().is_empty());
     // Unknown models are still a 404 in the client's shape.
-    let a = post(
-        &gw,
-        "/v1/messages/count_tokens",
-        &anthropic_body("nope", "x"),
-        &[],
-    )
-    .await;
+    let a = gw
+        .post(
+            "/v1/messages/count_tokens",
+            &anthropic_body("nope", "x"),
+            &[],
+        )
+        .await;
     assert_eq!(a.status, 404);
-    assert_eq!(a.body["type"], "error");
+    assert_eq!(a.json["type"], "error");
 }
 
 #[tokio::test]
 async fn upstream_errors_pass_through_in_the_clients_shape() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
-    let a = post(
-        &gw,
-        "/v1/messages/count_tokens",
-        &anthropic_body("claude", "fail [mock:status=429]"),
-        &[],
-    )
-    .await;
-    assert_eq!(a.status, 429, "{}", a.body);
+    let a = gw
+        .post(
+            "/v1/messages/count_tokens",
+            &anthropic_body("claude", "fail [mock:status=429]"),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 429, "{}", a.json);
     assert_eq!(a.headers["retry-after"], "1");
-    assert_eq!(a.body["type"], "error");
-    assert_eq!(a.body["error"]["type"], "rate_limit_error");
-    assert_eq!(a.body["error"]["message"], "octo-mock: injected HTTP 429");
+    assert_eq!(a.json["type"], "error");
+    assert_eq!(a.json["error"]["type"], "rate_limit_error");
+    assert_eq!(a.json["error"]["message"], "octo-mock: injected HTTP 429");
 
-    let g = post(
-        &gw,
-        "/v1beta/models/gemini:countTokens",
-        &gemini_body("fail [mock:status=400]"),
-        &[],
-    )
-    .await;
-    assert_eq!(g.status, 400, "{}", g.body);
-    assert_eq!(g.body["error"]["status"], "INVALID_ARGUMENT");
-    assert_eq!(g.body["error"]["message"], "octo-mock: injected HTTP 400");
+    let g = gw
+        .post(
+            "/v1beta/models/gemini:countTokens",
+            &gemini_body("fail [mock:status=400]"),
+            &[],
+        )
+        .await;
+    assert_eq!(g.status, 400, "{}", g.json);
+    assert_eq!(g.json["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(g.json["error"]["message"], "octo-mock: injected HTTP 400");
     assert_eq!(mock.requests().len(), 2);
 }

@@ -8,19 +8,18 @@
 //! sleep waits for a breaker cooldown, which is the thing under test. Timing assertions are
 //! generous bounds.
 
-mod support;
-
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use octo_core::{ArcEngine, Body, Request, Response, engine_fn};
+use octo_core::{ArcEngine, Body, Protocol, Request, Response, engine_fn};
 use octo_mock::{MockServer, RecordedRequest};
-use serde_json::{Value, json};
-use support::{
-    Gateway, PROTOCOLS, Upstream, body_for, closed_port_url, mock, path_for, start_fails,
+use octo_test::{
+    Gateway, PROTOCOLS, Reply, Upstream, body_for, client, closed_port_url, mock, path_for,
+    start_fails,
 };
+use serde_json::{Value, json};
 
 const ALL: &str = "[openai_chat, openai_responses, anthropic, gemini]";
 
@@ -34,15 +33,9 @@ enum Cred<'a> {
     Query(&'a str),
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    json: Value,
-}
-
 /// One request from a client of `protocol` for `model`.
 struct Call<'a> {
-    protocol: &'a str,
+    protocol: Protocol,
     model: &'a str,
     body: Option<String>,
     text: &'a str,
@@ -51,7 +44,7 @@ struct Call<'a> {
     headers: Vec<(&'a str, &'a str)>,
 }
 
-fn call<'a>(protocol: &'a str, model: &'a str) -> Call<'a> {
+fn call(protocol: Protocol, model: &str) -> Call<'_> {
     Call {
         protocol,
         model,
@@ -94,7 +87,7 @@ impl<'a> Call<'a> {
         let body = self
             .body
             .unwrap_or_else(|| body_for(self.protocol, self.model, self.text, self.stream));
-        let mut req = reqwest::Client::new()
+        let mut req = client()
             .post(&url)
             .header("content-type", "application/json");
         match self.cred {
@@ -106,7 +99,7 @@ impl<'a> Call<'a> {
                 url.push(if url.contains('?') { '&' } else { '?' });
                 url.push_str("key=");
                 url.push_str(k);
-                req = reqwest::Client::new()
+                req = client()
                     .post(&url)
                     .header("content-type", "application/json");
             }
@@ -119,17 +112,7 @@ impl<'a> Call<'a> {
 
     /// Sends a non-stream request and parses the JSON answer.
     async fn send(self, gw: &Gateway) -> Reply {
-        let resp = self.response(gw).await;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.unwrap();
-        let json = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
-        Reply {
-            status,
-            headers,
-            json,
-        }
+        Reply::read(self.response(gw).await).await
     }
 
     /// Sends a non-stream request and asserts the answer's status.
@@ -161,13 +144,13 @@ impl<'a> Call<'a> {
 
 /// Asserts `v` is `protocol`'s error shape for `status` with the given OpenAI/Anthropic error
 /// type (Gemini: status name), and returns the message.
-fn error_message(protocol: &str, status: u16, kind: &str, v: &Value) -> String {
+fn error_message(protocol: Protocol, status: u16, kind: &str, v: &Value) -> String {
     match protocol {
-        "anthropic" => {
+        Protocol::Anthropic => {
             assert_eq!(v["type"], "error", "{v}");
             assert_eq!(v["error"]["type"], kind, "{v}");
         }
-        "gemini" => {
+        Protocol::Gemini => {
             assert_eq!(v["error"]["code"], status, "{v}");
             let expected = match status {
                 400 => "INVALID_ARGUMENT",
@@ -471,7 +454,7 @@ orgs:
     }
     // The rewrite rule removes `user` from what the upstream sees.
     mock.reset();
-    call("openai_chat", "smart")
+    call(Protocol::OpenAiChat, "smart")
         .header("x-tier", "cold")
         .body(json!({"model": "smart", "user": "u-1", "messages": [{"role": "user", "content": "hi"}]}))
         .expect(&gw, 200)
@@ -566,7 +549,7 @@ models:
 "#,
         mock.url()
     ));
-    let r = call("openai_chat", "rw")
+    let r = call(Protocol::OpenAiChat, "rw")
         .header("x-team", "red")
         .body(json!({
             "model": "rw",
@@ -605,7 +588,7 @@ models:
 
     // A stream: each JSON event is rewritten; `[DONE]` passes untouched. An expression that cannot
     // be evaluated (`max_tokens` absent) skips its key.
-    let (status, text) = call("openai_chat", "rw")
+    let (status, text) = call(Protocol::OpenAiChat, "rw")
         .text("[mock:events=3] stream please")
         .send_stream(&gw)
         .await;
@@ -635,7 +618,7 @@ models:
 
 async fn send_n(gw: &Gateway, model: &str, n: usize, headers: &[(&str, &str)]) {
     for _ in 0..n {
-        let mut c = call("openai_chat", model);
+        let mut c = call(Protocol::OpenAiChat, model);
         for (k, v) in headers {
             c = c.header(k, v);
         }
@@ -735,7 +718,7 @@ models:
     ));
     const N: u64 = 400;
     let statuses: Vec<u16> = futures::stream::iter(0..N)
-        .map(|_| async { call("openai_chat", "rnd").send(&gw).await.status })
+        .map(|_| async { call(Protocol::OpenAiChat, "rnd").send(&gw).await.status })
         .buffer_unordered(8)
         .collect()
         .await;
@@ -860,7 +843,7 @@ orgs:
     ] {
         mock.reset();
         for _ in 0..3 {
-            let mut c = call("openai_chat", "st").cred(Cred::Bearer(key));
+            let mut c = call(Protocol::OpenAiChat, "st").cred(Cred::Bearer(key));
             if let Some(session) = session {
                 c = c.header("x-session-id", session);
             }
@@ -947,7 +930,7 @@ models:
         url = mock.url()
     ));
     for _ in 0..3 {
-        for protocol in ["openai_chat", "anthropic"] {
+        for protocol in [Protocol::OpenAiChat, Protocol::Anthropic] {
             call(protocol, "mixed").expect(&gw, 200).await;
         }
     }
@@ -956,7 +939,7 @@ models:
     assert_eq!(count(&seen, "up-an"), 3, "{seen:?}");
     // No backend speaks the client's protocol: the request is converted to the backend's.
     mock.reset();
-    let r = call("gemini", "claude-only").expect(&gw, 200).await;
+    let r = call(Protocol::Gemini, "claude-only").expect(&gw, 200).await;
     assert!(
         r.json["candidates"][0]["content"]["parts"][0]["text"].is_string(),
         "{}",
@@ -1034,7 +1017,7 @@ models:
     ));
     // k1 answers 429 once, rests for its retry-after, and k2 serves every request.
     for _ in 0..4 {
-        let r = call("openai_chat", "keyed").expect(&gw, 200).await;
+        let r = call(Protocol::OpenAiChat, "keyed").expect(&gw, 200).await;
         assert_eq!(r.json["model"], "keyed");
     }
     assert_eq!(
@@ -1049,7 +1032,7 @@ models:
     );
 
     // Both keys of `limited` answer 429: each is tried once, then the next backend serves.
-    call("openai_chat", "left").expect(&gw, 200).await;
+    call(Protocol::OpenAiChat, "left").expect(&gw, 200).await;
     let keys: Vec<String> = mock
         .requests()
         .iter()
@@ -1130,7 +1113,7 @@ models:
     ));
     /// Which backend served a request to `br` (asserting it was served).
     async fn served_by(gw: &Gateway) -> String {
-        let r = call("openai_chat", "br").expect(gw, 200).await;
+        let r = call(Protocol::OpenAiChat, "br").expect(gw, 200).await;
         r.json["model"].as_str().unwrap().to_owned()
     }
 
@@ -1149,16 +1132,9 @@ models:
     let probe = tokio::spawn({
         let url = gw.url.clone();
         async move {
-            let body = reqwest::Client::new()
-                .post(format!("{url}/v1/chat/completions"))
-                .body(body_for("openai_chat", "br", "probe", false))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            serde_json::from_slice::<Value>(&body).unwrap()
+            let url = format!("{url}/v1/chat/completions");
+            let body = body_for(Protocol::OpenAiChat, "br", "probe", false);
+            octo_test::http::json(octo_test::post(&client(), &url, body, &[]).await).await
         }
     });
     arrived.recv().await.unwrap();
@@ -1218,7 +1194,7 @@ models:
     ));
     // 150 ms per attempt, 100 ms backoff between rounds: a, b, wait, a — then the deadline.
     let started = Instant::now();
-    call("openai_chat", "dl")
+    call(Protocol::OpenAiChat, "dl")
         .expect_error(&gw, 503, "server_error")
         .await;
     let elapsed = started.elapsed();
@@ -1232,7 +1208,9 @@ models:
     // A retry-after longer than max_wait is not waited for: the 429 goes back with it, at once.
     mock.reset();
     let started = Instant::now();
-    let r = call("openai_chat", "long-wait").expect(&gw, 429).await;
+    let r = call(Protocol::OpenAiChat, "long-wait")
+        .expect(&gw, 429)
+        .await;
     assert_eq!(r.headers["retry-after"], "30");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(mock.stats().requests, 1);
@@ -1240,7 +1218,9 @@ models:
     // A short one is honoured when there is nowhere else to go: one wait, a second attempt.
     mock.reset();
     let started = Instant::now();
-    call("openai_chat", "short-wait").expect(&gw, 429).await;
+    call(Protocol::OpenAiChat, "short-wait")
+        .expect(&gw, 429)
+        .await;
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(mock.stats().requests, 2);
 }
@@ -1257,7 +1237,7 @@ async fn max_concurrency_holds_the_permit_until_the_stream_ends() {
 "#,
     ));
     // A long stream holds the only slot while it is open.
-    let first = call("openai_chat", "solo")
+    let first = call(Protocol::OpenAiChat, "solo")
         .text("[mock:events=20] [mock:interval_ms=500]")
         .stream()
         .response(&gw)
@@ -1273,22 +1253,25 @@ async fn max_concurrency_holds_the_permit_until_the_stream_ends() {
             .await;
         assert!(msg.contains("solo"), "{msg}");
     }
-    call("anthropic", "solo").stream().expect(&gw, 429).await;
+    call(Protocol::Anthropic, "solo")
+        .stream()
+        .expect(&gw, 429)
+        .await;
     assert_eq!(mock.stats().requests, 1);
 
     // The client leaves: the stream ends and its slot frees up.
     drop(chunks);
     mock.wait_for(|s| s.streams_cancelled >= 1).await;
-    call("openai_chat", "solo").expect(&gw, 200).await;
+    call(Protocol::OpenAiChat, "solo").expect(&gw, 200).await;
 
     // A stream read to its end frees the slot before the client sees the end.
-    let (status, text) = call("anthropic", "solo")
+    let (status, text) = call(Protocol::Anthropic, "solo")
         .text("[mock:events=3]")
         .send_stream(&gw)
         .await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("message_stop"), "{text}");
-    call("gemini", "solo").expect(&gw, 200).await;
+    call(Protocol::Gemini, "solo").expect(&gw, 200).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 //! models (upstreams pointed at the mock through the `${ENV}` variables the file uses), and the
 //! Rust example that builds a gateway without YAML runs.
 
-mod support;
-
 #[path = "../examples/gateway_in_code.rs"]
 #[allow(dead_code)]
 mod gateway_in_code;
@@ -12,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use octo_server::config::{AccessConfig, Config, KeySpec};
-use support::{Gateway, body_for, mock, path_for};
+use octo_test::{Gateway, Prompt, client, mock};
 
 fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -97,17 +95,13 @@ async fn every_yaml_example_starts_and_serves_each_model() {
         let gw = Gateway::start_file(file, &envs);
         for (model, m) in &config.models {
             let backend = &config.backends[&m.targets[0].backend];
-            let protocol = backend.protocol[0].to_string();
+            let protocol = backend.protocol[0];
             mock.reset();
-            let mut req = reqwest::Client::new()
-                .post(format!("{}{}", gw.url, path_for(&protocol, model, false)))
+            let prompt = Prompt::new(protocol, model, "hello from the examples test");
+            let mut req = client()
+                .post(format!("{}{}", gw.url, prompt.path()))
                 .header("content-type", "application/json")
-                .body(body_for(
-                    &protocol,
-                    model,
-                    "hello from the examples test",
-                    false,
-                ));
+                .body(prompt.body());
             if let Some(key) = key_for(&config, model) {
                 req = req.bearer_auth(key);
             }

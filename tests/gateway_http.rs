@@ -1,44 +1,29 @@
 //! End-to-end tests of the `octollm-server` binary against the mock upstream: passthrough,
 //! credentials, protocol-shaped errors, streaming, failover, health and shutdown.
 
-mod support;
-
+use octo_core::Protocol;
+use octo_test::http::IntoBody;
+use octo_test::{Gateway, PROTOCOLS, Prompt, body_for, client, config, mock, path_for};
 use serde_json::Value;
-use support::{Gateway, PROTOCOLS, body_for, config, mock, path_for};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
+/// POSTs `body` to `path` on the gateway: `(status, headers, JSON body)`.
 async fn post(
     gw: &Gateway,
     path: &str,
-    body: impl Into<reqwest::Body>,
+    body: impl IntoBody,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let resp = client()
-        .post(format!("{}{path}", gw.url))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.unwrap();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
-    (status, headers, v)
+    gw.post(path, body, &[]).await.into_parts()
 }
 
 /// Asserts `v` is `protocol`'s error shape with `status`, and returns the message.
-fn error_message(protocol: &str, status: u16, v: &Value) -> String {
+fn error_message(protocol: Protocol, status: u16, v: &Value) -> String {
     match protocol {
-        "anthropic" => {
+        Protocol::Anthropic => {
             assert_eq!(v["type"], "error", "{v}");
             assert!(v["error"]["type"].is_string(), "{v}");
             v["error"]["message"].as_str().unwrap().to_owned()
         }
-        "gemini" => {
+        Protocol::Gemini => {
             assert_eq!(v["error"]["code"], status, "{v}");
             assert!(v["error"]["status"].is_string(), "{v}");
             v["error"]["message"].as_str().unwrap().to_owned()
@@ -67,7 +52,7 @@ async fn passthrough_is_byte_exact_apart_from_the_model() {
         let seen = mock.requests();
         assert_eq!(seen.len(), 1);
         let upstream_model = format!("up-{}", if model == "resp" { "resp" } else { model });
-        let expected = if protocol == "gemini" {
+        let expected = if protocol == Protocol::Gemini {
             assert!(
                 seen[0]
                     .path_and_query
@@ -123,13 +108,13 @@ async fn client_credentials_never_reach_the_upstream() {
             );
         }
         let (header, expected) = match protocol {
-            "anthropic" => ("x-api-key", "sk-upstream-an".to_owned()),
-            "gemini" => ("x-goog-api-key", "sk-upstream-gem".to_owned()),
-            "openai_chat" => ("authorization", "Bearer sk-upstream-oa".to_owned()),
+            Protocol::Anthropic => ("x-api-key", "sk-upstream-an".to_owned()),
+            Protocol::Gemini => ("x-goog-api-key", "sk-upstream-gem".to_owned()),
+            Protocol::OpenAiChat => ("authorization", "Bearer sk-upstream-oa".to_owned()),
             _ => ("authorization", "Bearer sk-upstream-resp".to_owned()),
         };
         assert_eq!(seen.header(header), Some(expected.as_str()), "{protocol}");
-        if protocol == "anthropic" {
+        if protocol == Protocol::Anthropic {
             assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
         }
     }
@@ -141,7 +126,7 @@ async fn each_malformed_input_gets_its_error_in_the_clients_shape() {
     let gw = Gateway::start(&config(&mock.url()));
     for (protocol, model) in PROTOCOLS {
         // Unknown model: 404.
-        let unknown = if protocol == "gemini" {
+        let unknown = if protocol == Protocol::Gemini {
             "no-such-model"
         } else {
             model
@@ -237,24 +222,18 @@ async fn streams_pass_through_for_every_protocol() {
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
     for (protocol, model) in PROTOCOLS {
-        let resp = client()
-            .post(format!("{}{}", gw.url, path_for(protocol, model, true)))
-            .body(body_for(
-                protocol,
-                model,
-                "stream please [mock:events=5]",
-                true,
-            ))
-            .send()
-            .await
-            .unwrap();
+        let resp = gw
+            .send(&Prompt::new(protocol, model, "stream please [mock:events=5]").stream(true))
+            .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let text = resp.text().await.unwrap();
         match protocol {
-            "openai_chat" => assert!(text.ends_with("data: [DONE]\n\n"), "{text}"),
-            "openai_responses" => assert!(text.contains("event: response.completed\n"), "{text}"),
-            "anthropic" => assert!(
+            Protocol::OpenAiChat => assert!(text.ends_with("data: [DONE]\n\n"), "{text}"),
+            Protocol::OpenAiResponses => {
+                assert!(text.contains("event: response.completed\n"), "{text}")
+            }
+            Protocol::Anthropic => assert!(
                 text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
                 "{text}"
             ),
@@ -268,7 +247,7 @@ async fn streams_pass_through_for_every_protocol() {
     // Gemini without alt=sse: a JSON array.
     let resp = client()
         .post(format!("{}/v1/models/gemini:streamGenerateContent", gw.url))
-        .body(body_for("gemini", "gemini", "hi", true))
+        .body(body_for(Protocol::Gemini, "gemini", "hi", true))
         .send()
         .await
         .unwrap();
@@ -284,7 +263,7 @@ async fn a_failed_target_fails_over_to_the_next() {
     let (s, _, v) = post(
         &gw,
         "/v1/chat/completions",
-        body_for("openai_chat", "failover", "hi", false),
+        body_for(Protocol::OpenAiChat, "failover", "hi", false),
     )
     .await;
     assert_eq!(s, 200, "{v}");
@@ -328,7 +307,12 @@ async fn overhead_histogram_subtracts_upstream_time() {
     };
     assert_eq!(overhead().await["count"], 0);
     // An upstream that takes a second to answer: that second is not the gateway's.
-    let body = body_for("openai_chat", "chat", "slow [mock:latency_ms=1000]", false);
+    let body = body_for(
+        Protocol::OpenAiChat,
+        "chat",
+        "slow [mock:latency_ms=1000]",
+        false,
+    );
     let (status, _, v) = post(&gw, "/v1/chat/completions", body).await;
     assert_eq!(status, 200, "{v}");
     let o = overhead().await;
@@ -336,7 +320,7 @@ async fn overhead_histogram_subtracts_upstream_time() {
     assert!(o["max_us"].as_f64().unwrap() < 1_000_000.0, "{o}");
     // A stream paced 400 ms apart is recorded when it ends, its pauses subtracted too.
     let body = body_for(
-        "openai_chat",
+        Protocol::OpenAiChat,
         "chat",
         "[mock:events=3] [mock:interval_ms=400]",
         true,
@@ -373,7 +357,7 @@ async fn sigterm_shuts_down_cleanly() {
     let (s, _, _) = post(
         &gw,
         "/v1/chat/completions",
-        body_for("openai_chat", "chat", "hi", false),
+        body_for(Protocol::OpenAiChat, "chat", "hi", false),
     )
     .await;
     assert_eq!(s, 200);
@@ -390,7 +374,7 @@ async fn h2c_clients_are_served() {
         .unwrap();
     let resp = h2
         .post(format!("{}/v1/messages", gw.url))
-        .body(body_for("anthropic", "claude", "hi", false))
+        .body(body_for(Protocol::Anthropic, "claude", "hi", false))
         .send()
         .await
         .unwrap();
@@ -418,7 +402,7 @@ models:
         let resp = client()
             .post(format!("{}/v1/chat/completions", gw.url))
             .header("content-type", "application/json")
-            .body(body_for("openai_chat", model, "hi", stream))
+            .body(body_for(Protocol::OpenAiChat, model, "hi", stream))
             .send()
             .await
             .unwrap();
@@ -461,7 +445,7 @@ models:
 
 #[test]
 fn a_bad_http_version_stops_startup_with_the_key_and_the_fix() {
-    let err = support::start_fails(
+    let err = octo_test::start_fails(
         r#"
 backends:
   up: {base_url: "http://127.0.0.1:9", protocol: openai_chat, http_version: http2}
@@ -483,17 +467,16 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     use futures::StreamExt;
     let mock = mock().await;
     let gw = Gateway::start(&config(&mock.url()));
-    let resp = client()
-        .post(format!("{}/v1/messages", gw.url))
-        .body(body_for(
-            "anthropic",
-            "claude",
-            "[mock:events=20] [mock:interval_ms=10]",
-            true,
-        ))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw
+        .send(
+            &Prompt::new(
+                Protocol::Anthropic,
+                "claude",
+                "[mock:events=20] [mock:interval_ms=10]",
+            )
+            .stream(true),
+        )
+        .await;
     let mut chunks = resp.bytes_stream();
     let mut text = String::from_utf8(chunks.next().await.unwrap().unwrap().to_vec()).unwrap();
     // Shut down while the stream is running; the drain lets it complete.

@@ -4,14 +4,13 @@
 //! counter of `octo_core::Body` can be read. This file holds one test so nothing else parses in
 //! the same process meanwhile.
 
-mod support;
-
+use octo_core::Protocol;
 use octo_core::body::full_parse_count;
 
 #[tokio::test]
 async fn one_mib_passthrough_body_is_never_parsed() {
-    let mock = support::mock().await;
-    let text = support::config(&mock.url());
+    let mock = octo_test::mock().await;
+    let text = octo_test::config(&mock.url());
     let config = octo_server::config::parse(&text, "test", &|_| None).unwrap();
     let gateway = octo_server::build(&config, "test").unwrap();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -29,10 +28,10 @@ async fn one_mib_passthrough_body_is_never_parsed() {
     let addr = addr_rx.await.unwrap();
 
     let filler = "lorem ipsum ".repeat(1024 * 1024 / 12);
-    let body = support::body_for("openai_chat", "chat", &filler, false);
+    let body = octo_test::body_for(Protocol::OpenAiChat, "chat", &filler, false);
     assert!(body.len() >= 1024 * 1024);
     let before = full_parse_count();
-    let resp = reqwest::Client::new()
+    let resp = octo_test::client()
         .post(format!("http://{addr}/v1/chat/completions"))
         .body(body.clone())
         .send()

@@ -4,18 +4,13 @@
 //! The gateway reports each reload outcome as one stdout line, which these tests wait for (no
 //! sleeps).
 
-mod support;
-
 use futures::StreamExt;
-use support::{Gateway, body_for, config, mock};
+use octo_core::Protocol;
+use octo_test::{Gateway, Prompt, config, mock};
 
 async fn status_of(gw: &Gateway, model: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .body(body_for("openai_chat", model, "hi", false))
-        .send()
+    gw.send(&Prompt::new(Protocol::OpenAiChat, model, "hi"))
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -79,17 +74,16 @@ async fn in_flight_streams_finish_on_the_old_graph() {
     let mock = mock().await;
     let base = config(&mock.url());
     let mut gw = Gateway::start_with(&base, &["--watch-interval", "0"]);
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .body(body_for(
-            "openai_chat",
-            "chat",
-            "[mock:events=30] [mock:interval_ms=10]",
-            true,
-        ))
-        .send()
-        .await
-        .unwrap();
+    let resp = gw
+        .send(
+            &Prompt::new(
+                Protocol::OpenAiChat,
+                "chat",
+                "[mock:events=30] [mock:interval_ms=10]",
+            )
+            .stream(true),
+        )
+        .await;
     let mut chunks = resp.bytes_stream();
     let mut text = String::from_utf8(chunks.next().await.unwrap().unwrap().to_vec()).unwrap();
 

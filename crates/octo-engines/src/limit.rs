@@ -175,11 +175,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     fn req() -> Request {
-        Request::post(
-            Protocol::OpenAiChat,
-            "/v1/chat/completions",
-            Body::from_static(b"{}"),
-        )
+        octo_test::request_with_body(Protocol::OpenAiChat, "m", false, "{}")
     }
 
     /// Streams whose events are fed through a channel the test holds.

@@ -145,30 +145,12 @@ fn decode_tool_args(value: &str) -> Option<String> {
 /// Decodes base64 in the standard (`+/`) or URL-safe (`-_`) alphabet, with or without `=`
 /// padding. `None` on any other character or an impossible length.
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let digits = text.trim_end_matches('=').as_bytes();
-    if digits.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &b in digits {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_PAD_INDIFFERENT, URL_SAFE_PAD_INDIFFERENT};
+    STANDARD_PAD_INDIFFERENT
+        .decode(text)
+        .or_else(|_| URL_SAFE_PAD_INDIFFERENT.decode(text))
+        .ok()
 }
 
 /// Yields `(name, value)` for every well-formed `[mock:name]` / `[mock:name=value]` in `body`.

@@ -38,7 +38,7 @@ async fn prints_its_url_serves_and_exits_on_sigterm() {
         "{url}"
     );
 
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = octo_test::client();
     let body = r#"{"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let response = client
         .post(format!("{url}/v1/chat/completions"))

@@ -2,20 +2,23 @@
 //! timeouts, truncated / aborted / failing streams, and the counters that prove a client
 //! disconnect reached the upstream. No sleeps: waits go through `MockServer::wait_for`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{client, h2_client, json, parse_sse, post, start, text};
+use octo_core::Protocol;
+use octo_test::http::{json, text};
+use octo_test::{Prompt, client, h2_client, mock, parse_sse, post};
 use serde_json::{Value, json};
 
-fn chat_body(text: &str) -> Value {
-    json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": text}]})
+/// A streaming OpenAI Chat request for model `m`.
+fn chat_body(text: &str) -> String {
+    Prompt::new(Protocol::OpenAiChat, "m", text)
+        .stream(true)
+        .body()
 }
 
 #[tokio::test]
 async fn injected_status_uses_each_protocol_error_shape() {
-    let mock = start().await;
+    let mock = mock().await;
     let c = client();
     let cases = [
         ("/v1/chat/completions", json!({"messages": []})),
@@ -58,12 +61,12 @@ async fn injected_status_uses_each_protocol_error_shape() {
 
 #[tokio::test]
 async fn reset_drops_the_connection() {
-    let mock = start().await;
+    let mock = mock().await;
     let url = format!("{}/v1/chat/completions", mock.url());
     let result = client()
         .post(&url)
         .header("x-mock-reset", "1")
-        .body(chat_body("x").to_string())
+        .body(chat_body("x"))
         .send()
         .await;
     assert!(
@@ -76,7 +79,7 @@ async fn reset_drops_the_connection() {
 
 #[tokio::test]
 async fn timeout_request_counts_cancel_when_client_leaves() {
-    let mock = start().await;
+    let mock = mock().await;
     let url = format!("{}/v1/messages", mock.url());
     let request = tokio::spawn(async move {
         let body = json!({"messages": [{"role": "user", "content": "[mock:timeout]"}]});
@@ -91,7 +94,7 @@ async fn timeout_request_counts_cancel_when_client_leaves() {
 
 /// Reads the first chunk of a slow stream, drops the response, and waits for the mock to see it.
 async fn cancel_mid_stream(client: reqwest::Client) {
-    let mock = start().await;
+    let mock = mock().await;
     let url = format!("{}/v1/chat/completions", mock.url());
     let headers = [("x-mock-interval-ms", "50"), ("x-mock-events", "200")];
     let mut response = post(&client, &url, &chat_body("slow"), &headers).await;
@@ -115,7 +118,7 @@ async fn client_disconnect_cancels_stream_h2c() {
 
 #[tokio::test]
 async fn truncate_ends_cleanly_without_terminator() {
-    let mock = start().await;
+    let mock = mock().await;
     let url = format!("{}/v1/chat/completions", mock.url());
     let body = text(
         post(
@@ -137,7 +140,7 @@ async fn truncate_ends_cleanly_without_terminator() {
 
 #[tokio::test]
 async fn abort_fails_the_body() {
-    let mock = start().await;
+    let mock = mock().await;
     let url = format!("{}/v1/messages", mock.url());
     let body =
         json!({"stream": true, "messages": [{"role": "user", "content": "x [mock:abort=2]"}]});
@@ -163,7 +166,7 @@ async fn abort_fails_the_body() {
 
 #[tokio::test]
 async fn midstream_error_in_each_protocol() {
-    let mock = start().await;
+    let mock = mock().await;
     let c = client();
     let directive = [("x-mock-midstream-error", "2")];
 
@@ -215,7 +218,7 @@ async fn midstream_error_in_each_protocol() {
 
 #[tokio::test]
 async fn events_latency_and_max_tokens() {
-    let mock = start().await;
+    let mock = mock().await;
     let c = client();
     let url = format!("{}/v1/messages", mock.url());
     let body = json!({"stream": true, "messages": [{"role": "user", "content": "hi [mock:events=37] [mock:max_tokens]"}]});

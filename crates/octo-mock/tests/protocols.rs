@@ -1,16 +1,15 @@
 //! End-to-end wire shapes of the four protocols, unary and streamed, over a real socket, plus the
 //! auxiliary routes and introspection endpoints.
 
-mod common;
-
-use common::{client, h2_client, json, parse_sse, post, start, text};
+use octo_test::http::{json, text};
+use octo_test::{client, h2_client, mock, parse_sse, post};
 use serde_json::{Value, json};
 
 const GREETING: &str = "Hello from octo-mock. You said: ";
 
 #[tokio::test]
 async fn openai_chat_unary_and_stream() {
-    let mock = start().await;
+    let mock = mock().await;
     let c = client();
     let url = format!("{}/v1/chat/completions", mock.url());
 
@@ -60,7 +59,7 @@ async fn openai_chat_unary_and_stream() {
 
 #[tokio::test]
 async fn openai_chat_parallel_tool_calls_stream() {
-    let mock = start().await;
+    let mock = mock().await;
     let body = json!({
         "model": "gpt-test", "stream": true,
         "messages": [{"role": "user", "content": "use tools [mock:tools=3]"}],
@@ -121,7 +120,7 @@ async fn openai_chat_parallel_tool_calls_stream() {
 
 #[tokio::test]
 async fn openai_responses_stream_and_unary() {
-    let mock = start().await;
+    let mock = mock().await;
     let url = format!("{}/v1/responses", mock.url());
     let body = json!({"model": "gpt-r", "input": "hi", "stream": true});
     let events = parse_sse(&text(post(&client(), &url, &body, &[]).await).await);
@@ -169,7 +168,7 @@ async fn openai_responses_stream_and_unary() {
 
 #[tokio::test]
 async fn anthropic_stream_and_unary() {
-    let mock = start().await;
+    let mock = mock().await;
     let url = format!("{}/v1/messages", mock.url());
     let body = json!({"model": "claude-test", "max_tokens": 64, "stream": true,
                       "messages": [{"role": "user", "content": "hey"}],
@@ -224,7 +223,7 @@ async fn anthropic_stream_and_unary() {
 
 #[tokio::test]
 async fn gemini_sse_array_and_unary() {
-    let mock = start().await;
+    let mock = mock().await;
     let body = json!({"contents": [{"role": "user", "parts": [{"text": "bonjour"}]}]});
 
     let url = format!(
@@ -275,7 +274,7 @@ async fn gemini_sse_array_and_unary() {
 
 #[tokio::test]
 async fn h2c_is_served() {
-    let mock = start().await;
+    let mock = mock().await;
     let url = format!("{}/v1/chat/completions", mock.url());
     let body =
         json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "h2"}]});
@@ -301,7 +300,7 @@ async fn h2c_is_served() {
 
 #[tokio::test]
 async fn models_errors_and_introspection() {
-    let mock = start().await;
+    let mock = mock().await;
     let c = client();
     let models = json(
         c.get(format!("{}/v1/models", mock.url()))

@@ -1,14 +1,22 @@
 //! `octollm-server --demo`: the gateway in front of the in-process mock upstream.
 //!
-//! Runs `examples/demo.yaml` (compiled in) with `${OCTOLLM_DEMO_UPSTREAM}` pointing at an
-//! [`octo_mock::MockServer`] on an ephemeral loopback port, so a newcomer can curl the gateway or point
-//! an official SDK at it with no API key and no network.
+//! Runs `examples/demo.yaml` (compiled in) with `${OCTOLLM_DEMO_UPSTREAM}` pointing at the mock
+//! upstream (`octo_mock::MockServer`) on an ephemeral loopback port, so a newcomer can curl the
+//! gateway or point an official SDK at it with no API key and no network.
+//!
+//! Starting the demo needs the `demo` cargo feature (on by default), which links the mock into the
+//! binary; without it [`UNAVAILABLE`] is what `--demo` reports.
 
 use std::net::SocketAddr;
 
+#[cfg(feature = "demo")]
 use octo_mock::{MockConfig, MockServer};
 
+#[cfg(feature = "demo")]
 use crate::config::{Config, ConfigError, parse};
+
+/// What `--demo` reports in a build without the `demo` feature.
+pub const UNAVAILABLE: &str = "--demo is not available: this octollm-server was built without the `demo` cargo feature (on by default), which links in the mock upstream; rebuild with `cargo build -p octo-server --features demo`, or run with --config FILE";
 
 /// The demo configuration file, as shipped in `examples/demo.yaml`.
 pub const DEMO_YAML: &str = include_str!("../../../examples/demo.yaml");
@@ -17,6 +25,7 @@ pub const DEMO_YAML: &str = include_str!("../../../examples/demo.yaml");
 ///
 /// # Errors
 /// When the mock cannot bind a loopback port, or the demo config is invalid.
+#[cfg(feature = "demo")]
 pub async fn start() -> Result<(MockServer, Config), Box<dyn std::error::Error>> {
     let mock =
         MockServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), MockConfig::default()).await?;

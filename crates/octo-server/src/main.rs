@@ -36,6 +36,37 @@ struct Cli {
     watch_interval: String,
 }
 
+/// The demo's mock upstream, running while `--demo` serves.
+#[cfg(feature = "demo")]
+use octo_mock::MockServer as DemoUpstream;
+
+/// Stands in for the demo's mock upstream in a build without the `demo` feature: never built.
+#[cfg(not(feature = "demo"))]
+enum DemoUpstream {}
+
+#[cfg(not(feature = "demo"))]
+impl DemoUpstream {
+    fn url(&self) -> String {
+        match *self {}
+    }
+
+    async fn shutdown(self) {
+        match self {}
+    }
+}
+
+/// Starts the mock upstream and the demo config in front of it.
+#[cfg(feature = "demo")]
+async fn start_demo() -> Result<(DemoUpstream, Config), Box<dyn std::error::Error>> {
+    demo::start().await
+}
+
+/// `--demo` in a build without the `demo` feature: an error saying how to get one.
+#[cfg(not(feature = "demo"))]
+async fn start_demo() -> Result<(DemoUpstream, Config), Box<dyn std::error::Error>> {
+    Err(demo::UNAVAILABLE.into())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -64,8 +95,8 @@ fn main() -> ExitCode {
 }
 
 async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let (mock, config, source): (_, Config, String) = if cli.demo {
-        let (mock, config) = demo::start().await?;
+    let (mock, config, source): (Option<DemoUpstream>, Config, String) = if cli.demo {
+        let (mock, config) = start_demo().await?;
         (
             Some(mock),
             config,

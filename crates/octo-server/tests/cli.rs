@@ -114,11 +114,24 @@ fn check_validates_without_serving() {
 }
 
 #[test]
+#[cfg(feature = "demo")]
 fn the_demo_config_is_valid() {
     let out = server().args(["--demo", "--check"]).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[cfg(not(feature = "demo"))]
+fn without_the_demo_feature_demo_says_how_to_get_it() {
+    let out = server().args(["--demo", "--check"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("built without the `demo` cargo feature") && err.contains("--features demo"),
+        "{err}"
     );
 }

@@ -329,15 +329,12 @@ pub fn effective_weights(weights: &[u32]) -> Vec<u32> {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use octo_core::{Body, Protocol, Request};
+    use octo_core::{Protocol, Request};
 
     /// A chat request for `model`.
     pub(crate) fn req(model: &str) -> Request {
-        Request::post(
-            Protocol::OpenAiChat,
-            "/v1/chat/completions",
-            Body::from_bytes(format!(r#"{{"model":"{model}","messages":[]}}"#)),
-        )
+        let body = format!(r#"{{"model":"{model}","messages":[]}}"#);
+        octo_test::request_with_body(Protocol::OpenAiChat, model, false, body)
     }
 
     /// Names for indices, for readable sequence assertions.

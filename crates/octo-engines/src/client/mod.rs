@@ -1010,18 +1010,10 @@ mod tests {
         assert_eq!(retry_after(&h), None);
     }
 
-    async fn mock() -> octo_mock::MockServer {
-        octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
-            .await
-            .unwrap()
-    }
+    use octo_test::{mock, mock_with};
 
     fn chat() -> Request {
-        Request::post(
-            Protocol::OpenAiChat,
-            "/v1/chat/completions",
-            Body::from_static(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
-        )
+        octo_test::Prompt::new(Protocol::OpenAiChat, "m", "hi").request()
     }
 
     #[tokio::test]
@@ -1136,9 +1128,7 @@ mod tests {
             h2_max_concurrent_streams: Some(1),
             ..Default::default()
         };
-        let mock = octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), config)
-            .await
-            .unwrap();
+        let mock = mock_with(config).await;
         let mut cfg = EndpointConfig::new("h2", mock.url(), Protocol::OpenAiChat);
         cfg.http_version = HttpVersion::H2c;
         let ep = HttpEndpoint::new(cfg).unwrap();
@@ -1162,9 +1152,7 @@ mod tests {
             h2_max_concurrent_streams: Some(100),
             ..Default::default()
         };
-        let mock = octo_mock::MockServer::start("127.0.0.1:0".parse().unwrap(), config)
-            .await
-            .unwrap();
+        let mock = mock_with(config).await;
         let mut cfg = EndpointConfig::new("h2", mock.url(), Protocol::OpenAiChat);
         cfg.http_version = HttpVersion::H2c;
         let ep = HttpEndpoint::new(cfg).unwrap();

@@ -4,12 +4,9 @@ use octo_core::{Body, Protocol, Request};
 use super::*;
 use crate::auth::Identity;
 
+/// An OpenAI Chat request with `body`.
 fn req(body: &'static str) -> Request {
-    Request::post(
-        Protocol::OpenAiChat,
-        "/v1/chat/completions",
-        Body::from_static(body.as_bytes()),
-    )
+    octo_test::request_with_body(Protocol::OpenAiChat, "m", false, body)
 }
 
 /// Evaluates `src` against `req` as a condition.

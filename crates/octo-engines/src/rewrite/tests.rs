@@ -9,12 +9,9 @@ use serde_json::{Value, json};
 
 use super::*;
 
+/// An OpenAI Chat request with `body`.
 fn req(body: &'static str) -> Request {
-    Request::post(
-        Protocol::OpenAiChat,
-        "/v1/chat/completions",
-        Body::from_static(body.as_bytes()),
-    )
+    octo_test::request_with_body(Protocol::OpenAiChat, "m", false, body)
 }
 
 /// Records each request body it sees (and whether it arrived parsed), answers with `reply`.

@@ -1,10 +1,8 @@
-//! Shared test support: the real `octollm-server` binary on an ephemeral port, against the
-//! in-process mock upstream.
-
-#![allow(dead_code, unreachable_pub)]
+//! The real `octollm-server` binary as a test runs it: started on a YAML config and an ephemeral
+//! port, ready once it prints its listening line, killed when dropped; and the standard config that
+//! puts one backend of each protocol in front of the mock upstream.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ChildStdout;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use octo_mock::{MockConfig, MockServer};
+use octo_core::Protocol;
+
+use crate::http::{IntoBody, Reply, client, post};
+use crate::request::Prompt;
+use crate::upstream::closed_port_url;
 
 /// The `octollm-server` binary built next to this test executable.
 pub fn server_bin() -> PathBuf {
@@ -43,7 +45,9 @@ fn server_command(config: &Path) -> Command {
 /// A running gateway process; killed on drop.
 pub struct Gateway {
     child: Child,
+    /// `http://127.0.0.1:<port>`, as the gateway printed it.
     pub url: String,
+    /// The config file the gateway runs on (tests rewrite it to test reloads).
     pub config_path: PathBuf,
     /// Lines the gateway prints after the listening line, read by a thread.
     lines: mpsc::Receiver<String>,
@@ -132,6 +136,19 @@ impl Gateway {
         }
     }
 
+    /// POSTs `body` as JSON to `path` on the gateway with extra headers, and reads the JSON
+    /// answer.
+    pub async fn post(&self, path: &str, body: impl IntoBody, headers: &[(&str, &str)]) -> Reply {
+        Reply::read(post(&client(), &format!("{}{path}", self.url), body, headers).await).await
+    }
+
+    /// Sends `prompt` to the gateway (its path and body, as JSON) and returns the response
+    /// unread, for tests that read a stream as it comes.
+    pub async fn send(&self, prompt: &Prompt) -> reqwest::Response {
+        let url = format!("{}{}", self.url, prompt.path());
+        post(&client(), &url, prompt.body(), &[]).await
+    }
+
     /// The next line the gateway prints on stdout; panics if none comes within 30 s, so a
     /// missing line fails the test instead of hanging it.
     pub fn next_line(&mut self) -> String {
@@ -194,62 +211,6 @@ pub fn start_fails(yaml: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// An in-process upstream serving `engine` on every protocol route, on an ephemeral port; stops
-/// when dropped.
-pub struct Upstream {
-    pub url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Upstream {
-    /// Serves `engine` (must be called inside a Tokio runtime).
-    pub async fn start(engine: octo_core::ArcEngine) -> Upstream {
-        use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let mut router = Router::new();
-        for format in octo_core::Protocol::CHAT_PROTOCOLS {
-            router = router.engine(format, engine.clone());
-        }
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(
-            listener,
-            SharedRouter::new(router),
-            ServeConfig::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Upstream {
-            url,
-            stop: Some(stop),
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// Starts a mock upstream on an ephemeral loopback port.
-pub async fn mock() -> MockServer {
-    MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
-        .await
-        .expect("start the mock upstream")
-}
-
-/// A loopback URL where nothing listens (the port was just released).
-pub fn closed_port_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
-}
-
 /// A config with one backend per protocol on `mock`, plus failure cases.
 pub fn config(mock: &str) -> String {
     let down = closed_port_url();
@@ -284,36 +245,10 @@ models:
     )
 }
 
-/// Where each protocol's requests go on the gateway, for model `m`.
-pub fn path_for(protocol: &str, model: &str, stream: bool) -> String {
-    match protocol {
-        "openai_chat" => "/v1/chat/completions".into(),
-        "openai_responses" => "/v1/responses".into(),
-        "anthropic" => "/v1/messages".into(),
-        _ if stream => format!("/v1beta/models/{model}:streamGenerateContent?alt=sse"),
-        _ => format!("/v1beta/models/{model}:generateContent"),
-    }
-}
-
-/// A minimal valid request body for `protocol`.
-pub fn body_for(protocol: &str, model: &str, text: &str, stream: bool) -> String {
-    let text = serde_json::to_string(text).unwrap();
-    match protocol {
-        "openai_chat" => format!(
-            r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":{text}}}]}}"#
-        ),
-        "openai_responses" => format!(r#"{{"model":"{model}","stream":{stream},"input":{text}}}"#),
-        "anthropic" => format!(
-            r#"{{"model":"{model}","max_tokens":64,"stream":{stream},"messages":[{{"role":"user","content":{text}}}]}}"#
-        ),
-        _ => format!(r#"{{"contents":[{{"role":"user","parts":[{{"text":{text}}}]}}]}}"#),
-    }
-}
-
-/// Every protocol, with the model routed to its own backend.
-pub const PROTOCOLS: [(&str, &str); 4] = [
-    ("openai_chat", "chat"),
-    ("openai_responses", "resp"),
-    ("anthropic", "claude"),
-    ("gemini", "gemini"),
+/// Every chat protocol, with the model [`config`] routes to that protocol's own backend.
+pub const PROTOCOLS: [(Protocol, &str); 4] = [
+    (Protocol::OpenAiChat, "chat"),
+    (Protocol::OpenAiResponses, "resp"),
+    (Protocol::Anthropic, "claude"),
+    (Protocol::Gemini, "gemini"),
 ];

@@ -1,0 +1,29 @@
+//! Test support for OctoLLM, shared by every test, bench and example in the workspace, in the spirit
+//! of `tower-test`: one place that knows how to start the pieces a test needs and how to talk to
+//! them, so each test file holds only its scenario and assertions.
+//!
+//! - [`upstream`]: the mock upstream ([`mock`]) and an in-process upstream serving any engine
+//!   ([`Upstream`]), both on ephemeral loopback ports.
+//! - [`gateway`]: the real `octollm-server` binary on an ephemeral port with a YAML config
+//!   ([`Gateway`]), and the standard config with one backend per protocol ([`config`]).
+//! - [`request`]: a minimal valid request for each protocol ([`Prompt`]), as a path and body for
+//!   HTTP or as an [`octo_core::Request`] for engines.
+//! - [`http`]: a reqwest client without proxies, a JSON `POST` and the answer read whole
+//!   ([`Reply`]).
+//! - [`sse`]: server-sent event bodies split into events, strictly ([`parse_sse`]) or as the
+//!   gateway's own parser reads them ([`events`]).
+//!
+//! The crate is not published; the workspace's crates take it as a dev-dependency. Its helpers
+//! panic with a message naming what failed, which is what a test wants.
+
+pub mod gateway;
+pub mod http;
+pub mod request;
+pub mod sse;
+pub mod upstream;
+
+pub use gateway::{Gateway, PROTOCOLS, config, start_fails};
+pub use http::{Reply, client, h2_client, post};
+pub use request::{Prompt, body_for, path_for, request_with_body};
+pub use sse::{Sse, events, parse_sse};
+pub use upstream::{Upstream, closed_port_url, mock, mock_with};
