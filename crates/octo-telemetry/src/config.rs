@@ -115,9 +115,19 @@ fn default_sample() -> f64 {
     1.0
 }
 
+/// A duration as the rest of the config writes it: `500ms`, `5s`, `2m`, or a bare number of
+/// seconds.
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(f64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Seconds(s) => Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom),
+        Raw::Text(s) => humantime::parse_duration(s.trim()).map_err(serde::de::Error::custom),
+    }
 }
 
 /// Why telemetry could not start. Never retryable: the configuration must change.
@@ -200,6 +210,9 @@ mod tests {
     fn timeout_is_a_duration_string() {
         let c: TelemetryConfig = serde_yaml_ng::from_str("otlp_timeout: 3s").unwrap();
         assert_eq!(c.otlp_timeout, Duration::from_secs(3));
+        let c: TelemetryConfig = serde_yaml_ng::from_str("otlp_timeout: 1.5").unwrap();
+        assert_eq!(c.otlp_timeout, Duration::from_millis(1500));
         assert!(serde_yaml_ng::from_str::<TelemetryConfig>("otlp_timeout: soon").is_err());
+        assert!(serde_yaml_ng::from_str::<TelemetryConfig>("otlp_timeout: -1").is_err());
     }
 }
