@@ -131,7 +131,9 @@ impl Official {
             requests: Family::default(),
             tokens: Family::default(),
             cost: Family::default(),
-            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS.iter().copied())),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(DURATION_BUCKETS.iter().copied())
+            }),
             ttft: Family::new_with_constructor(|| Histogram::new(TTFT_BUCKETS.iter().copied())),
             overhead: Histogram::new(OVERHEAD_BUCKETS.iter().copied()),
             attempts: Family::default(),
@@ -177,12 +179,18 @@ impl Official {
                 ("reasoning", u.reasoning_tokens),
             ] {
                 self.tokens
-                    .get_or_create_owned(&TokenLabels { model, backend, r#type: t })
+                    .get_or_create_owned(&TokenLabels {
+                        model,
+                        backend,
+                        r#type: t,
+                    })
                     .inc_by(n);
             }
         }
         if let Some(c) = r.cost_usd {
-            self.cost.get_or_create_owned(&PairLabels { model, backend }).inc_by(c);
+            self.cost
+                .get_or_create_owned(&PairLabels { model, backend })
+                .inc_by(c);
         }
         self.duration
             .get_or_create_owned(&ModelLabels { model })

@@ -57,7 +57,10 @@ impl fmt::Debug for TelemetryConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TelemetryConfig")
             .field("otlp_endpoint", &self.otlp_endpoint)
-            .field("otlp_headers", &self.otlp_headers.keys().collect::<Vec<_>>())
+            .field(
+                "otlp_headers",
+                &self.otlp_headers.keys().collect::<Vec<_>>(),
+            )
             .field("otlp_timeout", &self.otlp_timeout)
             .field("service_name", &self.service_name)
             .field("sample", &self.sample)

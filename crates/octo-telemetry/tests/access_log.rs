@@ -34,7 +34,9 @@ fn lines(filter: &str, records: &[octo_core::record::Record]) -> Vec<serde_json:
         }
     });
     let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]

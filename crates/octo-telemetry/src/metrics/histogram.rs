@@ -9,8 +9,8 @@ use super::text::{Family, Value};
 /// Request durations, seconds: the GenAI `gen_ai.client.operation.duration` boundaries, extended
 /// to 5½ minutes for long streams.
 pub const DURATION_BUCKETS: &[f64] = &[
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-    163.84, 327.68,
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84,
+    327.68,
 ];
 
 /// Time to first token, seconds: the GenAI `time_to_first_chunk` boundaries.
@@ -92,7 +92,10 @@ mod tests {
         let mut f = out.start("h_seconds", "h", "histogram");
         h.write(&mut f, &[("model", "m")]);
         let text = out.finish();
-        assert!(text.contains("h_seconds_bucket{model=\"m\",le=\"0.001\"} 1\n"), "{text}");
+        assert!(
+            text.contains("h_seconds_bucket{model=\"m\",le=\"0.001\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("h_seconds_bucket{model=\"m\",le=\"0.01\"} 2\n"));
         assert!(text.contains("h_seconds_bucket{model=\"m\",le=\"+Inf\"} 3\n"));
         assert!(text.contains("h_seconds_sum{model=\"m\"} 0.052001\n"));

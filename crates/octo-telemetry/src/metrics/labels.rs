@@ -49,11 +49,7 @@ impl Bounded {
     pub(crate) fn index(&self, value: Option<&str>) -> usize {
         match value {
             None => self.names.len() - 1,
-            Some(v) => self
-                .index
-                .get(v)
-                .copied()
-                .unwrap_or(self.names.len() - 2),
+            Some(v) => self.index.get(v).copied().unwrap_or(self.names.len() - 2),
         }
     }
 

@@ -220,7 +220,8 @@ impl Metrics {
     {
         let models = Bounded::new(models);
         let backends = Bounded::new(backends);
-        let per_model = |bounds: &'static [f64]| (0..models.len()).map(|_| Histogram::new(bounds)).collect();
+        let per_model =
+            |bounds: &'static [f64]| (0..models.len()).map(|_| Histogram::new(bounds)).collect();
         Metrics {
             cells: (0..models.len() * backends.len())
                 .map(|_| OnceLock::new())
@@ -286,7 +287,8 @@ impl Metrics {
         value: impl Fn() -> f64 + Send + Sync + 'static,
     ) {
         self.register_fn(move |out| {
-            out.family(name, help, MetricKind::Gauge).sample(&[], value());
+            out.family(name, help, MetricKind::Gauge)
+                .sample(&[], value());
         });
     }
 

@@ -166,7 +166,10 @@ pub(crate) fn write_float(out: &mut String, f: f64) {
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*` for metric names; no colons in label names.
 fn valid_name(name: &str, metric: bool) -> bool {
     let ok = |c: u8, first: bool| {
-        c.is_ascii_alphabetic() || c == b'_' || (metric && c == b':') || (!first && c.is_ascii_digit())
+        c.is_ascii_alphabetic()
+            || c == b'_'
+            || (metric && c == b':')
+            || (!first && c.is_ascii_digit())
     };
     let b = name.as_bytes();
     !b.is_empty() && ok(b[0], true) && b[1..].iter().all(|&c| ok(c, false))

@@ -155,8 +155,10 @@ impl OtlpExporter {
         config.validate()?;
         let mut headers = HeaderMap::new();
         for (k, v) in &config.otlp_headers {
-            let (Ok(k), Ok(mut v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
-            else {
+            let (Ok(k), Ok(mut v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) else {
                 return Err(TelemetryError::config(format!(
                     "telemetry.otlp_headers: `{k}` is not a valid header"
                 )));
@@ -164,7 +166,10 @@ impl OtlpExporter {
             v.set_sensitive(true);
             headers.insert(k, v);
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
         let client = reqwest::Client::builder()
             .timeout(config.otlp_timeout)
             .default_headers(headers)
@@ -227,7 +232,10 @@ impl Collect for OtlpExporter {
             "Traced requests whose spans were not exported.",
             MetricKind::Counter,
         )
-        .sample_u64(&[("reason", "queue_full")], s.queue_full.load(Ordering::Relaxed))
+        .sample_u64(
+            &[("reason", "queue_full")],
+            s.queue_full.load(Ordering::Relaxed),
+        )
         .sample_u64(
             &[("reason", "export_failed")],
             s.export_failed.load(Ordering::Relaxed),
@@ -281,11 +289,7 @@ struct Export {
 }
 
 impl Export {
-    async fn run(
-        self,
-        mut rx: mpsc::Receiver<Arc<Record>>,
-        mut stop: oneshot::Receiver<Instant>,
-    ) {
+    async fn run(self, mut rx: mpsc::Receiver<Arc<Record>>, mut stop: oneshot::Receiver<Instant>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut tick = tokio::time::interval(BATCH_DELAY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -328,7 +332,10 @@ impl Export {
 
     async fn send_until(&self, batch: &mut Vec<Arc<Record>>, until: Instant) {
         let n = batch.len() as u64;
-        if tokio::time::timeout_at(until, self.send(batch)).await.is_err() {
+        if tokio::time::timeout_at(until, self.send(batch))
+            .await
+            .is_err()
+        {
             batch.clear();
             self.stats.export_failed.fetch_add(n, Ordering::Relaxed);
         }
@@ -381,7 +388,9 @@ impl Export {
                 self.stats.spans.fetch_add(n, Ordering::Relaxed);
             }
             Some(why) => {
-                self.stats.export_failed.fetch_add(records, Ordering::Relaxed);
+                self.stats
+                    .export_failed
+                    .fetch_add(records, Ordering::Relaxed);
                 tracing::warn!(target: "octollm::otlp", "{records} traced requests not exported: {why}");
             }
         }

@@ -127,10 +127,7 @@ impl SpanBuilder {
             end_time_unix_nano: at(r.duration_ms),
             attributes: attrs.0,
             events,
-            status: Some(status_of(
-                r.status >= 500,
-                r.error.as_deref(),
-            )),
+            status: Some(status_of(r.status >= 500, r.error.as_deref())),
             ..Span::default()
         });
 
@@ -163,7 +160,7 @@ impl SpanBuilder {
                 .span_id
                 .as_deref()
                 .and_then(hex_bytes::<8>)
-                .map_or_else(|| new_span_id_bytes(), |b| b.to_vec());
+                .map_or_else(new_span_id_bytes, |b| b.to_vec());
             let begin = at(a.offset_ms);
             spans.push(Span {
                 trace_id: trace_id.to_vec(),
@@ -212,7 +209,10 @@ impl SpanBuilder {
         if let Some(u) = &r.usage {
             attrs.int(sc::GEN_AI_USAGE_INPUT_TOKENS, u.total_input_tokens());
             attrs.int(sc::GEN_AI_USAGE_OUTPUT_TOKENS, u.output_tokens);
-            attrs.int(sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, u.cache_read_tokens);
+            attrs.int(
+                sc::GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+                u.cache_read_tokens,
+            );
             attrs.int(
                 sc::GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
                 u.cache_write_tokens,
@@ -284,7 +284,10 @@ impl Attrs {
     }
 
     fn int(&mut self, key: &str, v: u64) {
-        self.push(key, any_value::Value::IntValue(i64::try_from(v).unwrap_or(i64::MAX)));
+        self.push(
+            key,
+            any_value::Value::IntValue(i64::try_from(v).unwrap_or(i64::MAX)),
+        );
     }
 
     fn double(&mut self, key: &str, v: f64) {
@@ -334,7 +337,15 @@ mod tests {
         assert!(spans[0].parent_span_id.is_empty());
         // A 401 is the client's doing: error.type, but no ERROR status on the server span.
         assert_eq!(spans[0].status.as_ref().unwrap().code, 0);
-        assert!(spans[0].attributes.iter().any(|kv| kv.key == sc::ERROR_TYPE));
-        assert_eq!(spans[0].end_time_unix_nano - spans[0].start_time_unix_nano, 5_000_000);
+        assert!(
+            spans[0]
+                .attributes
+                .iter()
+                .any(|kv| kv.key == sc::ERROR_TYPE)
+        );
+        assert_eq!(
+            spans[0].end_time_unix_nano - spans[0].start_time_unix_nano,
+            5_000_000
+        );
     }
 }

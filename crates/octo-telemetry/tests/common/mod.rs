@@ -49,7 +49,12 @@ pub fn usage() -> Usage {
 }
 
 /// An attempt on `backend` that got `status` (`None`: skipped).
-pub fn attempt(backend: &str, status: Option<u16>, offset_ms: u64, span_id: Option<&str>) -> Attempt {
+pub fn attempt(
+    backend: &str,
+    status: Option<u16>,
+    offset_ms: u64,
+    span_id: Option<&str>,
+) -> Attempt {
     Attempt {
         backend: backend.into(),
         key: Some("#1".into()),
