@@ -27,7 +27,8 @@ pub const OVERHEAD_BUCKETS: &[f64] = &[
 /// One histogram series.
 #[derive(Debug)]
 pub(crate) struct Histogram {
-    bounds: &'static [f64],
+    /// The `le` label of each bucket, `+Inf` last.
+    le: Box<[String]>,
     /// Upper bounds in microseconds, for integer comparison.
     bounds_us: Box<[u64]>,
     /// Non-cumulative counts; the last is above every bound.
@@ -37,8 +38,17 @@ pub(crate) struct Histogram {
 
 impl Histogram {
     pub(crate) fn new(bounds: &'static [f64]) -> Self {
+        let mut le: Vec<String> = bounds
+            .iter()
+            .map(|&b| {
+                let mut s = String::new();
+                super::text::write_float(&mut s, b);
+                s
+            })
+            .collect();
+        le.push("+Inf".into());
         Histogram {
-            bounds,
+            le: le.into(),
             bounds_us: bounds.iter().map(|b| (b * 1e6).round() as u64).collect(),
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_us: AtomicU64::new(0),
@@ -60,15 +70,9 @@ impl Histogram {
     /// Writes the `_bucket`, `_sum` and `_count` samples.
     pub(crate) fn write(&self, family: &mut Family<'_>, labels: &[(&str, &str)]) {
         let mut cumulative = 0;
-        let mut le = String::new();
-        for (i, c) in self.counts.iter().enumerate() {
+        for (c, le) in self.counts.iter().zip(&self.le) {
             cumulative += c.load(Ordering::Relaxed);
-            le.clear();
-            match self.bounds.get(i) {
-                Some(&b) => super::text::write_float(&mut le, b),
-                None => le.push_str("+Inf"),
-            }
-            family.write("_bucket", labels, Some(("le", &le)), Value::Int(cumulative));
+            family.write("_bucket", labels, Some(("le", le)), Value::Int(cumulative));
         }
         let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
         family.write("_sum", labels, None, Value::Float(sum));
