@@ -7,7 +7,7 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use octo_core::sse::SseParser;
-use octo_engines::convert::testing::convert_stream;
+use octo_convert::ResponseConverter;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(ev)) = parser.finish() {
         events.push(Ok(ev));
     }
-    let out = convert_stream(client, upstream, selector & 0x80 != 0, events);
+    let out = ResponseConverter::new(client, upstream, "model")
+        .expect("chat protocols")
+        .with_stream_usage(selector & 0x80 != 0)
+        .stream()
+        .convert_all(events);
     assert!(!out.is_empty(), "a converted stream always ends with something");
     for item in out {
         match item {

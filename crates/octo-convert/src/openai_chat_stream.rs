@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 
 use octo_core::{Error, Event, Protocol};
 
-use super::chat::{finish_reason, stop_from};
-use super::ids;
-use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop, refusal_stop};
-use super::stream::{Decoder, Encoder};
-use super::util::{as_u64, fresh_id, inband_error, now, status_for_type};
+use crate::openai_chat::{finish_reason, stop_from};
+use crate::ids;
+use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop, refusal_stop};
+use crate::stream::{Decoder, Encoder};
+use crate::util::{as_u64, fresh_id, inband_error, now, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -86,7 +86,6 @@ struct FunctionDelta<'a> {
 #[derive(Default)]
 pub(crate) struct ChatDecoder {
     started: bool,
-    ended: bool,
     /// Tool-call keys already started.
     keys: Vec<u64>,
     /// The key of the last fragment (for fragments without `index`).
@@ -98,11 +97,7 @@ pub(crate) struct ChatDecoder {
 
 impl Decoder for ChatDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
-        if self.ended {
-            return Ok(());
-        }
         if event.is_done_marker() {
-            self.ended = true;
             out.push(StreamEvent::End);
             return Ok(());
         }
@@ -156,12 +151,6 @@ impl Decoder for ChatDecoder {
         Ok(())
     }
 
-    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
-        if !self.ended {
-            self.ended = true;
-            out.push(StreamEvent::End);
-        }
-    }
 }
 
 impl ChatDecoder {

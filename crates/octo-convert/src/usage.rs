@@ -16,7 +16,7 @@
 //! never added to it.
 //!
 //! ```
-//! use octo_engines::usage::Usage;
+//! use octo_convert::usage::Usage;
 //! use serde_json::json;
 //!
 //! let u = Usage::from_openai_chat(&json!({
