@@ -15,12 +15,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
+use octo_convert::ResponseConverter;
 use octo_core::sse::SseParser;
 use octo_core::{
     Body, Engine, Event, EventStream, Protocol, Request, Response, ResponseBody, RouteParams,
     engine_fn,
 };
-use octo_convert::ResponseConverter;
 use octo_engines::convert::ConvertEngine;
 
 const EVENTS: usize = 1000;
@@ -165,7 +165,10 @@ fn conversion_sans_io(c: &mut Criterion) {
     group.throughput(Throughput::Elements(EVENTS as u64));
     for upstream in Protocol::CHAT_PROTOCOLS {
         let stream = upstream_stream(upstream);
-        for client in Protocol::CHAT_PROTOCOLS.into_iter().filter(|c| *c != upstream) {
+        for client in Protocol::CHAT_PROTOCOLS
+            .into_iter()
+            .filter(|c| *c != upstream)
+        {
             let answer = ResponseConverter::new(client, upstream, "m").unwrap();
             group.bench_with_input(
                 BenchmarkId::new(

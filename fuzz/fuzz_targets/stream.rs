@@ -6,8 +6,8 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use octo_core::sse::SseParser;
 use octo_convert::ResponseConverter;
+use octo_core::sse::SseParser;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
         .with_stream_usage(selector & 0x80 != 0)
         .stream()
         .convert_all(events);
-    assert!(!out.is_empty(), "a converted stream always ends with something");
+    assert!(
+        !out.is_empty(),
+        "a converted stream always ends with something"
+    );
     for item in out {
         match item {
             Ok(ev) => {

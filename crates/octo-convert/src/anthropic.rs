@@ -4,15 +4,15 @@ use serde_json::{Map, Value, json};
 
 use octo_core::{Error, Protocol, RouteParams};
 
-use crate::options::ConvertOptions;
-use crate::ids;
-use crate::codec::{ClientSide, Codec};
-use crate::stream::{Decoder, Encoder};
-use crate::media::{normalize_media_type, sniff_image};
 use crate::canonical::{
-    CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
-    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
+    CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat,
+    Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
+use crate::codec::{ClientSide, Codec};
+use crate::ids;
+use crate::media::{normalize_media_type, sniff_image};
+use crate::options::ConvertOptions;
+use crate::stream::{Decoder, Encoder};
 use crate::util::{args_object, arr, as_u64, b, bad, dropped, f, num, put, s, u, unsupported};
 
 const ME: Protocol = Protocol::Anthropic;
@@ -55,14 +55,19 @@ impl Codec for Anthropic {
     }
 
     fn stream_encoder(&self, client: &ClientSide) -> Box<dyn Encoder> {
-        Box::new(crate::anthropic_stream::AnthropicEncoder::new(&client.model))
+        Box::new(crate::anthropic_stream::AnthropicEncoder::new(
+            &client.model,
+        ))
     }
 }
 
 // ------------------------------------------------------------------------------------ request in
 
 /// Reads a Messages request.
-pub(crate) fn decode_request(body: &Value, mut r: CanonicalRequest) -> Result<CanonicalRequest, Error> {
+pub(crate) fn decode_request(
+    body: &Value,
+    mut r: CanonicalRequest,
+) -> Result<CanonicalRequest, Error> {
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
         return Err(bad("messages", "`messages` must be an array"));
     };

@@ -15,11 +15,11 @@ use serde_json::{Value, json};
 use octo_core::{Error, Event, Protocol};
 
 use crate::anthropic::{stop_from, stop_reason};
-use crate::ids;
 use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
+use crate::ids;
 use crate::stream::{Decoder, Encoder};
-use crate::util::{fresh_id, inband_error, status_for_type};
 use crate::usage::{AnthropicUsage, UsageFields};
+use crate::util::{fresh_id, inband_error, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -209,7 +209,6 @@ impl Decoder for AnthropicDecoder {
         }
         Ok(())
     }
-
 }
 
 // ---------------------------------------------------------------------------------------- encode

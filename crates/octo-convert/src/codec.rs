@@ -40,8 +40,11 @@ pub(crate) trait Codec: Sync {
     ) -> Result<CanonicalRequest, Error>;
 
     /// Writes the request body sent to an upstream of this protocol.
-    fn encode_request(&self, r: &CanonicalRequest, options: &ConvertOptions)
-    -> Result<Value, Error>;
+    fn encode_request(
+        &self,
+        r: &CanonicalRequest,
+        options: &ConvertOptions,
+    ) -> Result<Value, Error>;
 
     /// The route of a request sent to an upstream of this protocol: empty, except for protocols
     /// whose path carries request fields (Gemini: the model and the streaming flag).
@@ -85,7 +88,11 @@ mod tests {
         }
         for p in [Protocol::OpenAiEmbeddings, Protocol::ModelList] {
             let e = codec(p).err().expect("no codec");
-            assert!(e.message().contains("cannot be converted"), "{}", e.message());
+            assert!(
+                e.message().contains("cannot be converted"),
+                "{}",
+                e.message()
+            );
         }
     }
 }

@@ -13,16 +13,16 @@ use serde_json::{Map, Value, json};
 
 use octo_core::{Error, Protocol, RouteParams};
 
-use crate::options::ConvertOptions;
-use crate::ids;
-use crate::codec::{ClientSide, Codec};
-use crate::stream::{Decoder, Encoder};
-use crate::media::{guess_from_url, normalize_media_type, standard_base64};
 use crate::canonical::{
-    CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
-    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
+    CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat,
+    Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
+use crate::codec::{ClientSide, Codec};
+use crate::ids;
+use crate::media::{guess_from_url, normalize_media_type, standard_base64};
+use crate::options::ConvertOptions;
 use crate::schema;
+use crate::stream::{Decoder, Encoder};
 use crate::util::{args_object, arr, as_u64, bad, dropped, get2, num, put, s, unsupported};
 
 const ME: Protocol = Protocol::Gemini;

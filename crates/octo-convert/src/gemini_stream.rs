@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 
 use octo_core::{Error, Event, Protocol};
 
+use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
 use crate::gemini::{finish_reason, stop_from, wrap_redacted, wrap_signature};
 use crate::ids;
-use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
 use crate::stream::{Decoder, Encoder};
 use crate::util::{args_object, fresh_id, inband_error};
 
@@ -182,7 +182,6 @@ impl Decoder for GeminiDecoder {
         }
         Ok(())
     }
-
 }
 
 // ---------------------------------------------------------------------------------------- encode

@@ -300,7 +300,10 @@ mod tests {
         assert!(base64_decode("a b").is_none());
         // Lenient where senders are: either alphabet (even mixed), padding optional, a dangling
         // last character ignored.
-        assert_eq!(base64_decode("-_+/").unwrap(), base64_decode("+/+/").unwrap());
+        assert_eq!(
+            base64_decode("-_+/").unwrap(),
+            base64_decode("+/+/").unwrap()
+        );
         assert_eq!(base64_decode("c2k").unwrap(), b"si");
         assert_eq!(base64_decode("c2lnA").unwrap(), b"sig");
         assert!(base64_decode("c2ln!").is_none());

@@ -10,17 +10,17 @@ use serde_json::{Map, Value, json};
 
 use octo_core::{Error, Protocol, RouteParams};
 
+use crate::canonical::{
+    CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat,
+    Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage, refusal_stop,
+};
+use crate::codec::{ClientSide, Codec};
+use crate::ids;
+use crate::media::{data_uri, media_from_url, media_url};
 use crate::options::ConvertOptions;
 use crate::options::OpenAiMaxTokens;
-use crate::ids;
-use crate::util;
-use crate::codec::{ClientSide, Codec};
 use crate::stream::{Decoder, Encoder};
-use crate::media::{data_uri, media_from_url, media_url};
-use crate::canonical::{
-    CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
-    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage, refusal_stop,
-};
+use crate::util;
 use crate::util::{arr, as_u64, b, bad, content_text, dropped, f, num, put, s, u, unsupported};
 
 const ME: Protocol = Protocol::OpenAiChat;
@@ -59,14 +59,20 @@ impl Codec for OpenAiChat {
     }
 
     fn stream_encoder(&self, client: &ClientSide) -> Box<dyn Encoder> {
-        Box::new(crate::openai_chat_stream::ChatEncoder::new(&client.model, client.include_usage))
+        Box::new(crate::openai_chat_stream::ChatEncoder::new(
+            &client.model,
+            client.include_usage,
+        ))
     }
 }
 
 // ------------------------------------------------------------------------------------ request in
 
 /// Reads a Chat Completions request.
-pub(crate) fn decode_request(body: &Value, mut r: CanonicalRequest) -> Result<CanonicalRequest, Error> {
+pub(crate) fn decode_request(
+    body: &Value,
+    mut r: CanonicalRequest,
+) -> Result<CanonicalRequest, Error> {
     for legacy in ["functions", "function_call"] {
         if body.get(legacy).is_some_and(|v| !v.is_null()) {
             return Err(unsupported(

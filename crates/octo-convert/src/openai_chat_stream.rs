@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 use octo_core::{Error, Event, Protocol};
 
-use crate::openai_chat::{finish_reason, stop_from};
-use crate::ids;
 use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop, refusal_stop};
+use crate::ids;
+use crate::openai_chat::{finish_reason, stop_from};
 use crate::stream::{Decoder, Encoder};
 use crate::util::{as_u64, fresh_id, inband_error, now, status_for_type};
 
@@ -150,7 +150,6 @@ impl Decoder for ChatDecoder {
         }
         Ok(())
     }
-
 }
 
 impl ChatDecoder {

@@ -13,18 +13,18 @@ use serde_json::{Map, Value, json};
 
 use octo_core::{Error, Protocol, RouteParams};
 
-use crate::tools::ToolMap;
-use crate::options::ConvertOptions;
-use crate::ids;
-use crate::util;
-use crate::codec::{ClientSide, Codec};
-use crate::stream::{Decoder, Encoder};
-use crate::media::{data_uri, media_from_url};
 use crate::canonical::{
-    CUSTOM_INPUT, CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat,
-    Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolOrigin, ToolResult, Usage,
-    refusal_stop,
+    CUSTOM_INPUT, CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig,
+    ResponseFormat, Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolOrigin, ToolResult,
+    Usage, refusal_stop,
 };
+use crate::codec::{ClientSide, Codec};
+use crate::ids;
+use crate::media::{data_uri, media_from_url};
+use crate::options::ConvertOptions;
+use crate::stream::{Decoder, Encoder};
+use crate::tools::ToolMap;
+use crate::util;
 use crate::util::{
     arr, as_u64, b, bad, content_text, dropped, f, inband_error, num, put, s, u, unsupported,
 };
@@ -75,7 +75,10 @@ impl Codec for OpenAiResponses {
 // ------------------------------------------------------------------------------------ request in
 
 /// Reads a Responses request.
-pub(crate) fn decode_request(body: &Value, mut r: CanonicalRequest) -> Result<CanonicalRequest, Error> {
+pub(crate) fn decode_request(
+    body: &Value,
+    mut r: CanonicalRequest,
+) -> Result<CanonicalRequest, Error> {
     for stateful in ["previous_response_id", "conversation"] {
         if body.get(stateful).is_some_and(|v| !v.is_null()) {
             return Err(unsupported(

@@ -20,18 +20,18 @@ use serde_json::{Value, json};
 
 use octo_core::{Error, Event, Protocol};
 
-use crate::tools::ToolMap;
-use crate::ids;
-use crate::json_string::InputDecoder;
 use crate::canonical::{CUSTOM_INPUT, ToolOrigin};
 use crate::canonical::{
     StopReason, StreamEvent, StreamStart, Thinking, Usage, effective_stop, refusal_stop,
 };
+use crate::ids;
+use crate::json_string::InputDecoder;
 use crate::openai_responses::{
     call_item, custom_arguments, failed_error, item_id, reasoning_item, response_object, status_of,
     stop_from,
 };
 use crate::stream::{Decoder, Encoder};
+use crate::tools::ToolMap;
 use crate::util::{fresh_id, inband_error, now, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
@@ -280,7 +280,6 @@ impl Decoder for ResponsesDecoder {
         }
         Ok(())
     }
-
 }
 
 // ---------------------------------------------------------------------------------------- encode

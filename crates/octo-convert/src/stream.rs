@@ -111,7 +111,11 @@ impl std::fmt::Debug for StreamConverter {
 }
 
 impl StreamConverter {
-    pub(crate) fn new(decoder: Box<dyn Decoder>, encoder: Box<dyn Encoder>, names: NameMap) -> Self {
+    pub(crate) fn new(
+        decoder: Box<dyn Decoder>,
+        encoder: Box<dyn Encoder>,
+        names: NameMap,
+    ) -> Self {
         StreamConverter {
             decoder,
             encoder,

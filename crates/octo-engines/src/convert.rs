@@ -49,10 +49,10 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
 use http::header;
+use octo_convert::{ResponseConverter, StreamConverter};
 use octo_core::{
     ArcEngine, Body, Engine, Error, Event, EventStream, Protocol, Request, Response, ResponseBody,
 };
-use octo_convert::{ResponseConverter, StreamConverter};
 
 pub use octo_convert::{ConvertOptions, DEFAULT_MAX_TOKENS, OpenAiMaxTokens, ReasoningMode};
 
@@ -157,7 +157,10 @@ impl Engine for ConvertEngine {
 }
 
 /// Collects a whole upstream stream into the client's complete answer.
-async fn collect(mut events: EventStream, answer: &ResponseConverter) -> Result<serde_json::Value, Error> {
+async fn collect(
+    mut events: EventStream,
+    answer: &ResponseConverter,
+) -> Result<serde_json::Value, Error> {
     let mut collector = answer.collector();
     while let Some(ev) = events.next().await {
         collector.push(&ev?)?;
