@@ -55,11 +55,11 @@ impl Codec for OpenAiChat {
     }
 
     fn stream_decoder(&self) -> Box<dyn Decoder> {
-        Box::<crate::openai_chat_stream::ChatDecoder>::default()
+        Box::<crate::openai_chat_stream::OpenAiChatDecoder>::default()
     }
 
     fn stream_encoder(&self, client: &ClientSide) -> Box<dyn Encoder> {
-        Box::new(crate::openai_chat_stream::ChatEncoder::new(
+        Box::new(crate::openai_chat_stream::OpenAiChatEncoder::new(
             &client.model,
             client.include_usage,
         ))

@@ -84,7 +84,7 @@ struct FunctionDelta<'a> {
 
 /// Upstream OpenAI Chat chunks → canonical events.
 #[derive(Default)]
-pub(crate) struct ChatDecoder {
+pub(crate) struct OpenAiChatDecoder {
     started: bool,
     /// Tool-call keys already started.
     keys: Vec<u64>,
@@ -95,7 +95,7 @@ pub(crate) struct ChatDecoder {
     response_id: String,
 }
 
-impl Decoder for ChatDecoder {
+impl Decoder for OpenAiChatDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
         if event.is_done_marker() {
             out.push(StreamEvent::End);
@@ -152,7 +152,7 @@ impl Decoder for ChatDecoder {
     }
 }
 
-impl ChatDecoder {
+impl OpenAiChatDecoder {
     fn delta(&mut self, delta: Delta<'_>, out: &mut Vec<StreamEvent>) {
         let fallback = match delta.reasoning {
             Some(Value::String(r)) if !r.is_empty() => Some(Cow::Owned(r)),
@@ -282,7 +282,7 @@ struct OutFunction<'a> {
 }
 
 /// Canonical events → OpenAI Chat chunks.
-pub(crate) struct ChatEncoder {
+pub(crate) struct OpenAiChatEncoder {
     id: String,
     model: String,
     created: u64,
@@ -294,10 +294,10 @@ pub(crate) struct ChatEncoder {
     usage: Option<Usage>,
 }
 
-impl ChatEncoder {
+impl OpenAiChatEncoder {
     /// An encoder; `model` is the fallback when the upstream names none.
     pub(crate) fn new(model: &str, include_usage: bool) -> Self {
-        ChatEncoder {
+        OpenAiChatEncoder {
             // Replaced by the upstream's id (in Chat's convention) when it gives one.
             id: fresh_id("chatcmpl-"),
             model: model.to_owned(),
@@ -342,7 +342,7 @@ impl ChatEncoder {
     }
 }
 
-impl Encoder for ChatEncoder {
+impl Encoder for OpenAiChatEncoder {
     fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>) {
         match event {
             StreamEvent::Start(start) => {

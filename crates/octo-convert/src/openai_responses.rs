@@ -61,11 +61,11 @@ impl Codec for OpenAiResponses {
     }
 
     fn stream_decoder(&self) -> Box<dyn Decoder> {
-        Box::<crate::openai_responses_stream::ResponsesDecoder>::default()
+        Box::<crate::openai_responses_stream::OpenAiResponsesDecoder>::default()
     }
 
     fn stream_encoder(&self, client: &ClientSide) -> Box<dyn Encoder> {
-        Box::new(crate::openai_responses_stream::ResponsesEncoder::new(
+        Box::new(crate::openai_responses_stream::OpenAiResponsesEncoder::new(
             &client.model,
             client.tools.clone(),
         ))

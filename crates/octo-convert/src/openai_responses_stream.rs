@@ -56,7 +56,7 @@ struct In<'a> {
 
 /// Upstream Responses events → canonical events.
 #[derive(Default)]
-pub(crate) struct ResponsesDecoder {
+pub(crate) struct OpenAiResponsesDecoder {
     /// `(output_index, arguments seen)` of started calls.
     calls: Vec<(u64, bool)>,
     /// A refusal was streamed.
@@ -66,7 +66,7 @@ pub(crate) struct ResponsesDecoder {
     custom: Vec<(u64, bool)>,
 }
 
-impl ResponsesDecoder {
+impl OpenAiResponsesDecoder {
     fn start_call(&mut self, index: u64, item: &Value, out: &mut Vec<StreamEvent>) {
         if self.calls.iter().any(|(k, _)| *k == index) {
             return;
@@ -103,7 +103,7 @@ impl ResponsesDecoder {
     }
 }
 
-impl ResponsesDecoder {
+impl OpenAiResponsesDecoder {
     /// A `custom_tool_call_input` delta, as a fragment of the arguments `{"input":"…"}`.
     fn custom_delta(&mut self, index: u64, delta: &str, out: &mut Vec<StreamEvent>) {
         let escaped = serde_json::to_string(delta).unwrap_or_default();
@@ -135,7 +135,7 @@ impl ResponsesDecoder {
     }
 }
 
-impl Decoder for ResponsesDecoder {
+impl Decoder for OpenAiResponsesDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
         let data = event.data_body().to_bytes();
         let ev: In<'_> = match serde_json::from_slice(&data) {
@@ -364,7 +364,7 @@ struct InputDelta<'a> {
 }
 
 /// Canonical events → Responses events.
-pub(crate) struct ResponsesEncoder {
+pub(crate) struct OpenAiResponsesEncoder {
     id: String,
     model: String,
     created: u64,
@@ -380,11 +380,11 @@ pub(crate) struct ResponsesEncoder {
     tools: Arc<ToolMap>,
 }
 
-impl ResponsesEncoder {
+impl OpenAiResponsesEncoder {
     /// An encoder; `model` is the fallback when the upstream names none, `tools` how the client
     /// declared tools that are not plain functions.
     pub(crate) fn new(model: &str, tools: Arc<ToolMap>) -> Self {
-        ResponsesEncoder {
+        OpenAiResponsesEncoder {
             id: String::new(),
             model: model.to_owned(),
             created: now(),
@@ -714,7 +714,7 @@ impl ResponsesEncoder {
     }
 }
 
-impl Encoder for ResponsesEncoder {
+impl Encoder for OpenAiResponsesEncoder {
     fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>) {
         match event {
             StreamEvent::Start(start) => {
@@ -1045,7 +1045,7 @@ mod tests {
 
     #[test]
     fn a_custom_call_streams_its_input() {
-        let mut enc = ResponsesEncoder::new("m", custom_map());
+        let mut enc = OpenAiResponsesEncoder::new("m", custom_map());
         let mut out = VecDeque::new();
         enc.encode(
             StreamEvent::Start(StreamStart {
@@ -1115,7 +1115,7 @@ mod tests {
 
     #[test]
     fn a_custom_call_in_another_shape_sends_its_input_at_the_end() {
-        let mut enc = ResponsesEncoder::new("m", custom_map());
+        let mut enc = OpenAiResponsesEncoder::new("m", custom_map());
         let mut out = VecDeque::new();
         enc.encode(
             StreamEvent::ToolCallStart {
