@@ -173,4 +173,16 @@ mod tests {
         assert_eq!(d.advance(r#"{"patch":"x"}"#), "");
         assert_eq!(d.advance(r#"{"patch":"x"} more"#), "");
     }
+
+    #[test]
+    fn escapes_decode_or_stop() {
+        let decode = |args: &str| InputDecoder::default().advance(args).to_owned();
+        assert_eq!(decode(r#"{"input":"a\u00e9\n"}"#), "aé\n");
+        // A high surrogate without its low half is the replacement character.
+        assert_eq!(decode(r#"{"input":"\ud83dxyzxyz"}"#), "\u{fffd}xyzxyz");
+        // An unknown escape ends the value (the whole input goes out at the end instead).
+        assert_eq!(decode(r#"{"input":"ab\qcd"}"#), "ab");
+        // The closing quote ends it; what follows is never read.
+        assert_eq!(decode(r#"{"input":"ab"} "cd""#), "ab");
+    }
 }

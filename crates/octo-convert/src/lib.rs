@@ -229,4 +229,32 @@ mod tests {
             "{v}"
         );
     }
+
+    #[test]
+    fn a_replayed_answer_collects_back_into_the_same_answer() {
+        // An Anthropic answer replayed as an OpenAI Chat client's stream ...
+        let full = serde_json::json!({"id": "msg_1", "type": "message", "role": "assistant",
+            "model": "c", "content": [{"type": "text", "text": "Hi"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 2, "output_tokens": 3}});
+        let chat = ResponseConverter::new(Protocol::OpenAiChat, Protocol::Anthropic, "m").unwrap();
+        let events = chat.replay(&full).unwrap();
+        assert!(events.last().unwrap().is_done_marker());
+        // ... and that stream collected for an Anthropic client.
+        let anthropic =
+            ResponseConverter::new(Protocol::Anthropic, Protocol::OpenAiChat, "m").unwrap();
+        let mut collector = anthropic.collector();
+        for ev in &events {
+            collector.push(ev).unwrap();
+        }
+        assert!(collector.is_done());
+        let v = collector.finish();
+        assert_eq!(v["id"], "msg_1");
+        assert_eq!(
+            v["content"],
+            serde_json::json!([{"type": "text", "text": "Hi"}])
+        );
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert_eq!(v["usage"]["input_tokens"], 2);
+        assert_eq!(v["usage"]["output_tokens"], 3);
+    }
 }
