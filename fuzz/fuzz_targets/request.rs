@@ -5,8 +5,8 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use octo_core::RouteParams;
-use octo_engines::convert::testing::convert_request;
+use octo_convert::{ConvertOptions, convert_request};
+use octo_core::{Body, RouteParams};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -17,7 +17,14 @@ fuzz_target!(|data: &[u8]| {
         model: (selector & 0x80 != 0).then(|| "m".to_owned()),
         stream: Some(selector & 0x40 != 0),
     };
-    if let Ok(v) = convert_request(client, upstream, body, route) {
-        let _ = v.to_string();
+    // The body is read as the gateway reads it.
+    let mut body = Body::from_bytes(body.to_vec());
+    let Ok(json) = body.json() else {
+        return;
+    };
+    if let Ok(converted) =
+        convert_request(client, upstream, json, &route, &ConvertOptions::default())
+    {
+        let _ = converted.body.to_string();
     }
 });

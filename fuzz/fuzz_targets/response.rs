@@ -5,14 +5,18 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use octo_engines::convert::testing::convert_response;
+use octo_convert::ResponseConverter;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
     let (client, upstream) = common::pair(selector);
-    if let Ok(v) = convert_response(client, upstream, body) {
+    let Ok(json) = serde_json::from_slice(body) else {
+        return;
+    };
+    let answer = ResponseConverter::new(client, upstream, "model").expect("chat protocols");
+    if let Ok(v) = answer.convert(&json) {
         let _ = v.to_string();
     }
 });

@@ -6,8 +6,8 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
+use octo_convert::ResponseConverter;
 use octo_core::sse::SseParser;
-use octo_engines::convert::testing::convert_stream;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -30,8 +30,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(ev)) = parser.finish() {
         events.push(Ok(ev));
     }
-    let out = convert_stream(client, upstream, selector & 0x80 != 0, events);
-    assert!(!out.is_empty(), "a converted stream always ends with something");
+    let out = ResponseConverter::new(client, upstream, "model")
+        .expect("chat protocols")
+        .with_stream_usage(selector & 0x80 != 0)
+        .stream()
+        .convert_all(events);
+    assert!(
+        !out.is_empty(),
+        "a converted stream always ends with something"
+    );
     for item in out {
         match item {
             Ok(ev) => {

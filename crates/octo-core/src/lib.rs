@@ -58,9 +58,9 @@ pub mod record;
 pub mod request;
 pub mod response;
 pub mod sse;
-pub mod usage;
 #[cfg(feature = "tower")]
 pub mod tower;
+pub mod usage;
 
 pub use body::{Body, Peek};
 pub use build_error::{BuildError, BuildErrorKind};

@@ -22,8 +22,9 @@
 //!   language and the variables an expression reads), whose actions deny, route, rewrite and set
 //!   upstream headers.
 //! - [`convert::ConvertEngine`]: serves a client of any of the four chat protocols from an upstream
-//!   that speaks another, streaming included; [`usage::Usage`] is token usage normalised across
-//!   protocols, for conversion and accounting.
+//!   that speaks another, streaming included (the IO around the sans-IO `octo-convert` crate);
+//!   [`usage::Usage`] (re-exported from `octo-convert`) is token usage normalised across protocols,
+//!   for conversion and accounting.
 //! - [`rewrite::RewriteEngine`]: `remove_keys`, `set_keys` and `set_keys_by_expr` on the request,
 //!   the non-stream response and each stream event.
 //!

@@ -179,62 +179,47 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
     h
 }
 
-const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// Base64 (standard with padding, or URL-safe without).
 pub(crate) fn base64_encode(bytes: &[u8], url_safe: bool) -> String {
-    let table = if url_safe { URL } else { STD };
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = [
-            table[(n >> 18) as usize & 63],
-            table[(n >> 12) as usize & 63],
-            table[(n >> 6) as usize & 63],
-            table[n as usize & 63],
-        ];
-        let keep = chunk.len() + 1;
-        for (i, &c) in chars.iter().enumerate() {
-            if i < keep {
-                out.push(char::from(c));
-            } else if !url_safe {
-                out.push('=');
-            }
-        }
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    if url_safe {
+        URL_SAFE_NO_PAD.encode(bytes)
+    } else {
+        STANDARD.encode(bytes)
     }
-    out
 }
 
-/// Decodes standard or URL-safe base64, padded or not; `None` on any other character.
+/// Decodes standard or URL-safe base64 (either alphabet, even mixed), padded or not, ignoring the
+/// unused bits of the last character and a dangling last character that completes no byte;
+/// `None` on any other character.
 pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::alphabet::STANDARD;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
     let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
+    let mut standard: Vec<u8> = s
+        .bytes()
+        .map(|b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            b => b,
+        })
+        .collect();
+    if standard.len() % 4 == 1 {
+        // Six bits make no byte: check the character, then leave it out.
+        let last = standard.pop()?;
+        if !(last.is_ascii_alphanumeric() || last == b'+' || last == b'/') {
+            return None;
         }
     }
-    Some(out)
+    LENIENT.decode(standard).ok()
 }
 
 #[cfg(test)]
@@ -313,6 +298,16 @@ mod tests {
         assert_eq!(base64_encode(b"sig", false), "c2ln");
         assert_eq!(base64_encode(b"si", false), "c2k=");
         assert!(base64_decode("a b").is_none());
+        // Lenient where senders are: either alphabet (even mixed), padding optional, a dangling
+        // last character ignored.
+        assert_eq!(
+            base64_decode("-_+/").unwrap(),
+            base64_decode("+/+/").unwrap()
+        );
+        assert_eq!(base64_decode("c2k").unwrap(), b"si");
+        assert_eq!(base64_decode("c2lnA").unwrap(), b"sig");
+        assert!(base64_decode("c2ln!").is_none());
+        assert!(base64_decode("c2=k").is_none());
     }
 
     #[test]

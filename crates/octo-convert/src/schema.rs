@@ -1,8 +1,8 @@
 //! JSON Schema ⇄ Gemini's schema subset.
 //!
 //! Gemini `functionDeclarations[].parameters` takes an OpenAPI-3 subset and rejects the whole request
-//! on an unknown keyword (`additionalProperties`, `$schema`, `$ref`, `propertyNames`, …, see
-//! protocols.md §4.6). [`to_gemini`] therefore keeps an allowlist of keywords, resolves local `$ref`s,
+//! on an unknown keyword (`additionalProperties`, `$schema`, `$ref`, `propertyNames`, …; see
+//! `docs/conversion.md`, "Tools"). [`to_gemini`] therefore keeps an allowlist of keywords, resolves local `$ref`s,
 //! turns `type: [T, "null"]` into `type: T, nullable: true`, `const` into a one-value `enum`,
 //! `oneOf` into `anyOf`, merges `allOf`, drops non-string enums and unsupported `format`s, removes
 //! empty `properties` and `required` names that are not properties. [`from_gemini`] lower-cases

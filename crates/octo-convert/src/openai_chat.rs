@@ -8,27 +8,71 @@
 
 use serde_json::{Map, Value, json};
 
-use octo_core::{Error, Protocol};
+use octo_core::{Error, Protocol, RouteParams};
 
-use super::ConvertOptions;
-use super::OpenAiMaxTokens;
-use super::ids;
-use super::media::{data_uri, media_from_url, media_url};
-use super::model::{
-    ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
-    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage, refusal_stop,
+use crate::canonical::{
+    CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat,
+    Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage, refusal_stop,
 };
-use super::util::{arr, as_u64, b, bad, content_text, dropped, f, num, put, s, u, unsupported};
+use crate::codec::{ClientSide, Codec};
+use crate::ids;
+use crate::media::{data_uri, media_from_url, media_url};
+use crate::options::ConvertOptions;
+use crate::options::OpenAiMaxTokens;
+use crate::stream::{Decoder, Encoder};
+use crate::util;
+use crate::util::{arr, as_u64, b, bad, content_text, dropped, f, num, put, s, u, unsupported};
 
 const ME: Protocol = Protocol::OpenAiChat;
+
+/// The OpenAI Chat Completions codec.
+pub(crate) struct OpenAiChat;
+
+impl Codec for OpenAiChat {
+    fn decode_request(
+        &self,
+        body: &Value,
+        _route: &RouteParams,
+        r: CanonicalRequest,
+    ) -> Result<CanonicalRequest, Error> {
+        decode_request(body, r)
+    }
+
+    fn encode_request(
+        &self,
+        r: &CanonicalRequest,
+        options: &ConvertOptions,
+    ) -> Result<Value, Error> {
+        encode_request(r, options)
+    }
+
+    fn decode_response(&self, body: &Value) -> Result<CanonicalResponse, Error> {
+        decode_response(body)
+    }
+
+    fn encode_response(&self, r: &CanonicalResponse, _client: &ClientSide) -> Value {
+        encode_response(r, util::now())
+    }
+
+    fn stream_decoder(&self) -> Box<dyn Decoder> {
+        Box::<crate::openai_chat_stream::OpenAiChatDecoder>::default()
+    }
+
+    fn stream_encoder(&self, client: &ClientSide) -> Box<dyn Encoder> {
+        Box::new(crate::openai_chat_stream::OpenAiChatEncoder::new(
+            &client.model,
+            client.include_usage,
+        ))
+    }
+}
 
 // ------------------------------------------------------------------------------------ request in
 
 /// Reads a Chat Completions request.
-pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
-    if !body.is_object() {
-        return Err(bad("", "request body must be a JSON object"));
-    }
+pub(crate) fn decode_request(
+    body: &Value,
+    mut r: CanonicalRequest,
+) -> Result<CanonicalRequest, Error> {
     for legacy in ["functions", "function_call"] {
         if body.get(legacy).is_some_and(|v| !v.is_null()) {
             return Err(unsupported(
@@ -47,11 +91,6 @@ pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
     }
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
         return Err(bad("messages", "`messages` must be an array"));
-    };
-    let mut r = ChatRequest {
-        model: s(body, "model").unwrap_or_default().to_owned(),
-        stream: b(body, "stream").unwrap_or(false),
-        ..ChatRequest::default()
     };
     r.include_usage = r.stream
         && body
@@ -380,7 +419,7 @@ fn assistant_parts(m: &Value, i: usize) -> Result<Vec<Part>, Error> {
 // ----------------------------------------------------------------------------------- request out
 
 /// Writes a Chat Completions request.
-pub(crate) fn encode_request(r: &ChatRequest, opts: &ConvertOptions) -> Result<Value, Error> {
+pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Result<Value, Error> {
     let mut messages = Vec::with_capacity(r.messages.len() + 1);
     if !r.system.is_empty() {
         messages.push(json!({"role": "system", "content": r.system.join("\n\n")}));
@@ -642,7 +681,7 @@ pub(crate) fn finish_reason(stop: StopReason) -> &'static str {
 }
 
 /// Reads a `chat.completion` body.
-pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
+pub(crate) fn decode_response(v: &Value) -> Result<CanonicalResponse, Error> {
     let choice = arr(v, "choices").first().unwrap_or(&Value::Null);
     let msg = choice.get("message").unwrap_or(&Value::Null);
     let mut parts: Vec<Part> = thinking_from_extensions(msg)
@@ -677,7 +716,7 @@ pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
         }));
     }
     let refused = parts.iter().any(|p| matches!(p, Part::Refusal(_)));
-    Ok(ChatResponse {
+    Ok(CanonicalResponse {
         id: s(v, "id").unwrap_or_default().to_owned(),
         model: s(v, "model").unwrap_or_default().to_owned(),
         created: v.get("created").and_then(as_u64),
@@ -691,7 +730,7 @@ pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
 // ---------------------------------------------------------------------------------- response out
 
 /// Writes a `chat.completion` body.
-pub(crate) fn encode_response(r: &ChatResponse, created: u64) -> Value {
+pub(crate) fn encode_response(r: &CanonicalResponse, created: u64) -> Value {
     let mut text = String::new();
     let mut refusal: Option<String> = None;
     let mut tool_calls = Vec::new();
@@ -756,6 +795,11 @@ pub(crate) fn encode_response(r: &ChatResponse, created: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The codec's decoder after the shared prelude.
+    fn decode_request(body: &Value) -> Result<CanonicalRequest, Error> {
+        super::decode_request(body, crate::request::prelude(body)?)
+    }
 
     #[test]
     fn legacy_functions_and_unknown_roles_are_refused() {

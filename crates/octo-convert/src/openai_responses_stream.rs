@@ -20,18 +20,19 @@ use serde_json::{Value, json};
 
 use octo_core::{Error, Event, Protocol};
 
-use super::ToolMap;
-use super::ids;
-use super::model::{CUSTOM_INPUT, ToolOrigin};
-use super::model::{
+use crate::canonical::{CUSTOM_INPUT, ToolOrigin};
+use crate::canonical::{
     StopReason, StreamEvent, StreamStart, Thinking, Usage, effective_stop, refusal_stop,
 };
-use super::responses::{
+use crate::ids;
+use crate::json_string::InputDecoder;
+use crate::openai_responses::{
     call_item, custom_arguments, failed_error, item_id, reasoning_item, response_object, status_of,
     stop_from,
 };
-use super::stream::{Decoder, Encoder};
-use super::util::{fresh_id, inband_error, now, status_for_type};
+use crate::stream::{Decoder, Encoder};
+use crate::tools::ToolMap;
+use crate::util::{fresh_id, inband_error, now, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -55,8 +56,7 @@ struct In<'a> {
 
 /// Upstream Responses events → canonical events.
 #[derive(Default)]
-pub(crate) struct ResponsesDecoder {
-    ended: bool,
+pub(crate) struct OpenAiResponsesDecoder {
     /// `(output_index, arguments seen)` of started calls.
     calls: Vec<(u64, bool)>,
     /// A refusal was streamed.
@@ -66,7 +66,7 @@ pub(crate) struct ResponsesDecoder {
     custom: Vec<(u64, bool)>,
 }
 
-impl ResponsesDecoder {
+impl OpenAiResponsesDecoder {
     fn start_call(&mut self, index: u64, item: &Value, out: &mut Vec<StreamEvent>) {
         if self.calls.iter().any(|(k, _)| *k == index) {
             return;
@@ -103,7 +103,7 @@ impl ResponsesDecoder {
     }
 }
 
-impl ResponsesDecoder {
+impl OpenAiResponsesDecoder {
     /// A `custom_tool_call_input` delta, as a fragment of the arguments `{"input":"…"}`.
     fn custom_delta(&mut self, index: u64, delta: &str, out: &mut Vec<StreamEvent>) {
         let escaped = serde_json::to_string(delta).unwrap_or_default();
@@ -135,11 +135,8 @@ impl ResponsesDecoder {
     }
 }
 
-impl Decoder for ResponsesDecoder {
+impl Decoder for OpenAiResponsesDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
-        if self.ended {
-            return Ok(());
-        }
         let data = event.data_body().to_bytes();
         let ev: In<'_> = match serde_json::from_slice(&data) {
             Ok(ev) => ev,
@@ -261,7 +258,6 @@ impl Decoder for ResponsesDecoder {
                         stop_sequence: None,
                     });
                 }
-                self.ended = true;
                 out.push(StreamEvent::End);
             }
             "response.failed" => {
@@ -283,13 +279,6 @@ impl Decoder for ResponsesDecoder {
             _ => {}
         }
         Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
-        if !self.ended {
-            self.ended = true;
-            out.push(StreamEvent::End);
-        }
     }
 }
 
@@ -364,143 +353,6 @@ enum Item {
     },
 }
 
-/// Decodes the string value of `{"input": "…"}` arguments while their fragments arrive, so a
-/// `custom` tool's input streams as `response.custom_tool_call_input.delta` text. Arguments of
-/// any other shape are not streamed; their input is sent whole when the call ends.
-#[derive(Debug, Default)]
-pub(crate) struct InputDecoder {
-    /// Byte offset in the arguments of the next undecoded character of the value.
-    pos: Option<usize>,
-    /// The value ended, or the arguments have another shape.
-    stopped: bool,
-    /// The text decoded so far.
-    pub(crate) text: String,
-}
-
-impl InputDecoder {
-    /// Decodes what `arguments` (all fragments so far) added; returns the new text.
-    pub(crate) fn advance(&mut self, arguments: &str) -> &str {
-        let before = self.text.len();
-        if self.stopped {
-            return "";
-        }
-        let mut i = match self.pos {
-            Some(i) => i,
-            None => match value_start(arguments) {
-                Ok(Some(i)) => i,
-                Ok(None) => return "",
-                Err(()) => {
-                    self.stopped = true;
-                    return "";
-                }
-            },
-        };
-        while let Some(c) = arguments[i..].chars().next() {
-            match c {
-                '"' => {
-                    self.stopped = true;
-                    i += 1;
-                    break;
-                }
-                '\\' => match unescape(&arguments[i..]) {
-                    Escape::Char(c, len) => {
-                        self.text.push(c);
-                        i += len;
-                    }
-                    Escape::Incomplete => break,
-                    Escape::Invalid => {
-                        self.stopped = true;
-                        break;
-                    }
-                },
-                c => {
-                    self.text.push(c);
-                    i += c.len_utf8();
-                }
-            }
-        }
-        self.pos = Some(i);
-        &self.text[before..]
-    }
-}
-
-/// Where the value of `{"input": "` starts: `Ok(None)` while the text is a prefix of that,
-/// `Err` when it cannot be.
-fn value_start(arguments: &str) -> Result<Option<usize>, ()> {
-    let b = arguments.as_bytes();
-    let mut i = 0;
-    for token in [&b"{"[..], b"\"input\"", b":", b"\""] {
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let n = token.len().min(b.len() - i);
-        if b[i..i + n] != token[..n] {
-            return Err(());
-        }
-        if n < token.len() {
-            return Ok(None);
-        }
-        i += n;
-    }
-    Ok(Some(i))
-}
-
-enum Escape {
-    /// The character and the length of its escape.
-    Char(char, usize),
-    Incomplete,
-    Invalid,
-}
-
-/// The JSON escape at the start of `s` (which starts with a backslash).
-fn unescape(s: &str) -> Escape {
-    let b = s.as_bytes();
-    let Some(&e) = b.get(1) else {
-        return Escape::Incomplete;
-    };
-    let c = match e {
-        b'"' => '"',
-        b'\\' => '\\',
-        b'/' => '/',
-        b'b' => '\u{8}',
-        b'f' => '\u{c}',
-        b'n' => '\n',
-        b'r' => '\r',
-        b't' => '\t',
-        b'u' => {
-            let hex = |at: usize| -> Option<Option<u32>> {
-                let digits = s.get(at..at + 4)?;
-                Some(u32::from_str_radix(digits, 16).ok())
-            };
-            let Some(unit) = hex(2) else {
-                return Escape::Incomplete;
-            };
-            let Some(unit) = unit else {
-                return Escape::Invalid;
-            };
-            if (0xD800..0xDC00).contains(&unit) {
-                // A high surrogate: its low half follows as another `\uXXXX`.
-                if b.len() < 12 {
-                    return Escape::Incomplete;
-                }
-                if &b[6..8] != b"\\u" {
-                    return Escape::Char('\u{fffd}', 6);
-                }
-                return match hex(8).flatten() {
-                    Some(low) if (0xDC00..0xE000).contains(&low) => {
-                        let c = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
-                        Escape::Char(char::from_u32(c).unwrap_or('\u{fffd}'), 12)
-                    }
-                    _ => Escape::Char('\u{fffd}', 6),
-                };
-            }
-            return Escape::Char(char::from_u32(unit).unwrap_or('\u{fffd}'), 6);
-        }
-        _ => return Escape::Invalid,
-    };
-    Escape::Char(c, 2)
-}
-
 #[derive(Serialize)]
 struct InputDelta<'a> {
     #[serde(rename = "type")]
@@ -512,7 +364,7 @@ struct InputDelta<'a> {
 }
 
 /// Canonical events → Responses events.
-pub(crate) struct ResponsesEncoder {
+pub(crate) struct OpenAiResponsesEncoder {
     id: String,
     model: String,
     created: u64,
@@ -528,11 +380,11 @@ pub(crate) struct ResponsesEncoder {
     tools: Arc<ToolMap>,
 }
 
-impl ResponsesEncoder {
+impl OpenAiResponsesEncoder {
     /// An encoder; `model` is the fallback when the upstream names none, `tools` how the client
     /// declared tools that are not plain functions.
     pub(crate) fn new(model: &str, tools: Arc<ToolMap>) -> Self {
-        ResponsesEncoder {
+        OpenAiResponsesEncoder {
             id: String::new(),
             model: model.to_owned(),
             created: now(),
@@ -862,7 +714,7 @@ impl ResponsesEncoder {
     }
 }
 
-impl Encoder for ResponsesEncoder {
+impl Encoder for OpenAiResponsesEncoder {
     fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>) {
         match event {
             StreamEvent::Start(start) => {
@@ -1067,9 +919,9 @@ impl Encoder for ResponsesEncoder {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::convert_stream;
     use super::*;
-    use crate::convert::model::StreamStart;
+    use crate::canonical::StreamStart;
+    use crate::testing::convert_stream;
 
     fn anthropic(name: &'static str, data: Value) -> Result<Event, Error> {
         Ok(Event::named(name, Bytes::from(data.to_string())))
@@ -1178,32 +1030,6 @@ mod tests {
         assert!(matches!(&out[0], Err(e) if e.message() == "down"));
     }
 
-    #[test]
-    fn the_input_decoder_survives_any_split() {
-        let input = "*** Begin Patch\n+say \"hi\" \\ tab\t café ☕ 😀 \u{1}\n";
-        let args = format!("{{ \"input\" : {}}}", serde_json::to_string(input).unwrap());
-        // And with the non-ASCII escaped as \uXXXX (surrogate pairs included).
-        let ascii = args
-            .replace('é', "\\u00e9")
-            .replace('☕', "\\u2615")
-            .replace('😀', "\\ud83d\\ude00");
-        for args in [args, ascii] {
-            for split in 0..=args.len() {
-                if !args.is_char_boundary(split) {
-                    continue;
-                }
-                let mut d = InputDecoder::default();
-                let mut got = d.advance(&args[..split]).to_owned();
-                got.push_str(d.advance(&args));
-                assert_eq!(got, input, "split at {split} of {args}");
-            }
-        }
-        // Another shape is not streamed (the whole input goes out at the end).
-        let mut d = InputDecoder::default();
-        assert_eq!(d.advance(r#"{"patch":"x"}"#), "");
-        assert_eq!(d.advance(r#"{"patch":"x"} more"#), "");
-    }
-
     fn custom_map() -> Arc<ToolMap> {
         Arc::new(ToolMap {
             tools: vec![(
@@ -1219,7 +1045,7 @@ mod tests {
 
     #[test]
     fn a_custom_call_streams_its_input() {
-        let mut enc = ResponsesEncoder::new("m", custom_map());
+        let mut enc = OpenAiResponsesEncoder::new("m", custom_map());
         let mut out = VecDeque::new();
         enc.encode(
             StreamEvent::Start(StreamStart {
@@ -1289,7 +1115,7 @@ mod tests {
 
     #[test]
     fn a_custom_call_in_another_shape_sends_its_input_at_the_end() {
-        let mut enc = ResponsesEncoder::new("m", custom_map());
+        let mut enc = OpenAiResponsesEncoder::new("m", custom_map());
         let mut out = VecDeque::new();
         enc.encode(
             StreamEvent::ToolCallStart {

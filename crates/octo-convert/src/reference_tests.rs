@@ -1,20 +1,26 @@
-//! The OctoLLM (Go) converter's acceptance cases (octollm.md §10.2, items 1–7), plus the edge cases
-//! of protocols.md §5.6 that the golden fixtures do not reach.
+//! The OctoLLM (Go) converter's seven acceptance cases, plus the edge cases of `docs/conversion.md`
+//! that the golden fixtures do not reach.
 
 use bytes::Bytes;
 use octo_core::sse::SseParser;
 use octo_core::{Event, Protocol, RouteParams};
 use serde_json::{Value, json};
 
-use super::testing::{convert_response, convert_stream};
-use super::*;
+use crate::testing::{self, convert_response, convert_stream};
+use crate::*;
 
 fn anthropic_to_chat(body: Value, field: OpenAiMaxTokens) -> Value {
-    let mut req = Request::post(Protocol::Anthropic, "/v1/messages", Body::from_json(body));
     let opts = ConvertOptions::default().with_openai_max_tokens_field(field);
-    convert_request(&mut req, Protocol::OpenAiChat, &opts).unwrap();
-    assert_eq!(req.protocol, Protocol::OpenAiChat);
-    req.body.json().unwrap().clone()
+    let converted = convert_request(
+        Protocol::Anthropic,
+        Protocol::OpenAiChat,
+        &body,
+        &RouteParams::default(),
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(converted.response.upstream(), Protocol::OpenAiChat);
+    converted.body
 }
 
 fn weather_tool() -> Value {
@@ -156,8 +162,8 @@ fn reference_3_simple_response() {
     .unwrap();
     assert_eq!(
         out,
-        // The Go converter kept `chatcmpl-123`; protocols.md §5.3 asks for `msg_…` (derived from the
-        // upstream id, so it stays stable).
+        // The Go converter kept `chatcmpl-123`; docs/conversion.md ("Ids") asks for `msg_…`
+        // (derived from the upstream id, so it stays stable).
         json!({"id":"msg_123","type":"message","role":"assistant","model":"gpt-4",
                "content":[{"type":"text","text":"I'm doing well, thank you!"}],
                "stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":8}})
@@ -375,42 +381,7 @@ fn reference_7_sse_framing() {
     );
 }
 
-// 7b. `[DONE]` and every other frame pass through untouched when no conversion is needed.
-#[tokio::test]
-async fn same_protocol_passes_through_untouched() {
-    use futures::StreamExt;
-    let raw = Bytes::from_static(b"data: {\"x\":1}\n\ndata: [DONE]\n\n");
-    let mut p = SseParser::new();
-    p.push(&raw);
-    let mut upstream_events = Vec::new();
-    while let Some(ev) = p.next_event().unwrap() {
-        upstream_events.push(ev);
-    }
-    let inner = octo_core::engine_fn(move |req: Request| {
-        let evs = upstream_events.clone();
-        async move {
-            assert!(!req.body.is_parsed(), "a passthrough never parses the body");
-            Ok(Response::stream(EventStream::iter(evs)))
-        }
-    });
-    let engine = ConvertEngine::new(std::sync::Arc::new(inner), Protocol::OpenAiChat);
-    let req = Request::post(
-        Protocol::OpenAiChat,
-        "/v1/chat/completions",
-        Body::from_static(br#"{"model":"m","stream":true}"#),
-    );
-    let resp = engine.process(req).await.unwrap();
-    let ResponseBody::Stream(mut s) = resp.body else {
-        panic!()
-    };
-    let mut out = Vec::new();
-    while let Some(ev) = s.next().await {
-        out.extend_from_slice(&ev.unwrap().to_frame());
-    }
-    assert_eq!(out, raw);
-}
-
-// ------------------------------------------------------------------------ edge cases (§5.6)
+// ------------------------------------------------------------------------------------ edge cases
 
 #[test]
 fn chat_client_without_include_usage_gets_no_usage_chunk_but_upstream_is_asked() {
@@ -708,39 +679,6 @@ fn tool_choice_rules_toward_anthropic() {
 }
 
 #[test]
-fn long_tool_names_are_shortened_upstream_and_restored() {
-    let long = format!("mcp__server__{}", "x".repeat(70));
-    let anthropic_req = json!({"model": "m", "max_tokens": 5, "tools": [{"name": long, "input_schema": {"type": "object"}}],
-        "messages": [{"role": "user", "content": "x"}]});
-    let inner = octo_core::engine_fn(|mut req: Request| async move {
-        let name = req.body.json().unwrap()["tools"][0]["function"]["name"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(name.len() <= 64, "{name}");
-        Ok(Response::json(
-            200,
-            Body::from_json(
-                json!({"id": "c", "model": "g", "choices": [{"message": {"role": "assistant", "content": null,
-                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": name, "arguments": "{}"}}]},
-                "finish_reason": "tool_calls"}]}),
-            ),
-        ))
-    });
-    let engine = ConvertEngine::new(std::sync::Arc::new(inner), Protocol::OpenAiChat);
-    let req = Request::post(
-        Protocol::Anthropic,
-        "/v1/messages",
-        Body::from_json(anthropic_req),
-    );
-    let resp = futures::executor::block_on(engine.process(req)).unwrap();
-    let ResponseBody::Full(mut body) = resp.body else {
-        panic!()
-    };
-    assert_eq!(body.json().unwrap()["content"][0]["name"], long.as_str());
-}
-
-#[test]
 fn in_band_errors_keep_the_upstream_message_and_status() {
     let evs = [Ok(Event::named(
         "error",
@@ -866,103 +804,20 @@ fn responses_refusal_parts_stream_in_their_own_part() {
     assert_eq!(out[8].1["content_index"], 1);
 }
 
-#[tokio::test]
-async fn upstreams_that_ignore_the_stream_flag_are_adapted() {
-    use futures::StreamExt;
-    // Asked to stream, the upstream answers a full body: the client still gets its stream.
-    let full = octo_core::engine_fn(|_req: Request| async {
-        Ok(Response::json(
-            200,
-            Body::from_static(br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"Hi"},{"type":"tool_use","id":"t1","name":"f","input":{"a":1}}],"stop_reason":"tool_use","usage":{"input_tokens":2,"output_tokens":3}}"#),
-        ))
-    });
-    let engine = ConvertEngine::new(std::sync::Arc::new(full), Protocol::Anthropic);
-    let req = Request::post(
-        Protocol::OpenAiChat,
-        "/v1/chat/completions",
-        Body::from_static(
-            br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
-        ),
-    );
-    let resp = engine.process(req).await.unwrap();
-    let ResponseBody::Stream(mut s) = resp.body else {
-        panic!("a stream was asked for")
-    };
-    let mut text = String::new();
-    let mut args = String::new();
-    let mut last = Vec::new();
-    while let Some(ev) = s.next().await {
-        let ev = ev.unwrap();
-        last = ev.data_body().to_bytes().to_vec();
-        if let Ok(v) = serde_json::from_slice::<Value>(&last) {
-            text.push_str(
-                v.pointer("/choices/0/delta/content")
-                    .and_then(Value::as_str)
-                    .unwrap_or(""),
-            );
-            args.push_str(
-                v.pointer("/choices/0/delta/tool_calls/0/function/arguments")
-                    .and_then(Value::as_str)
-                    .unwrap_or(""),
-            );
-        }
-    }
-    assert_eq!(text, "Hi");
-    assert_eq!(args, "{\"a\":1}");
-    assert_eq!(last, b"[DONE]");
-
-    // Asked for a full body, the upstream streams: the client gets one body.
-    let streaming = octo_core::engine_fn(|_req: Request| async {
-        let evs = [
-            r#"{"type":"message_start","message":{"id":"m1","model":"c","usage":{"input_tokens":3,"output_tokens":1}}}"#,
-            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
-            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}"#,
-            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo"}}"#,
-            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}"#,
-            r#"{"type":"message_stop"}"#,
-        ]
-        .map(|d| Event::data(Bytes::from(d)));
-        Ok(Response::stream(EventStream::iter(evs)))
-    });
-    let engine = ConvertEngine::new(std::sync::Arc::new(streaming), Protocol::Anthropic);
-    let req = Request::post(
-        Protocol::OpenAiResponses,
-        "/v1/responses",
-        Body::from_static(br#"{"model":"m","input":"x"}"#),
-    );
-    let resp = engine.process(req).await.unwrap();
-    let ResponseBody::Full(mut body) = resp.body else {
-        panic!("a full body was asked for")
-    };
-    let v = body.json().unwrap();
-    assert_eq!(v["output"][0]["content"][0]["text"], "Hello");
-    assert_eq!(v["status"], "completed");
-    assert_eq!(v["usage"]["input_tokens"], 3);
-    assert_eq!(v["usage"]["output_tokens"], 2);
-}
-
 #[test]
 fn anthropic_message_start_does_not_wait_for_the_upstreams_second_event() {
-    use futures::{FutureExt, StreamExt};
     // OpenAI (and the mock) open a stream with a role-only chunk; a reasoning model may then think
     // for seconds. The Anthropic client's `message_start` must not wait for the next chunk.
     let role_only = chunk(json!({"role": "assistant", "content": ""}), Value::Null);
-    let upstream = octo_core::EventStream::new(
-        futures::stream::iter(chat_chunks(&[role_only])).chain(futures::stream::pending()),
-    );
-    let ctx = super::testing::ctx(Protocol::Anthropic, Protocol::OpenAiChat, false);
-    let mut converted = ConvertStream::new(
-        upstream,
-        decoder(Protocol::OpenAiChat),
-        encoder(&ctx),
-        NameMap::default(),
-    );
-    let first = converted
-        .next()
-        .now_or_never()
+    let mut stream = testing::answer(Protocol::Anthropic, Protocol::OpenAiChat, false).stream();
+    for ev in chat_chunks(&[role_only]) {
+        stream.push(&ev.unwrap());
+    }
+    let first = stream
+        .next_event()
         .expect("message_start is ready without a second upstream event")
-        .expect("the stream has not ended")
         .unwrap();
     assert_eq!(first.name(), Some("message_start"));
-    assert!(converted.next().now_or_never().is_none(), "then it waits");
+    assert!(stream.next_event().is_none(), "then it waits");
+    assert!(!stream.is_done(), "the stream has not ended");
 }

@@ -15,11 +15,11 @@ use serde_json::{Value, json};
 
 use octo_core::{Error, Event, Protocol};
 
-use super::gemini::{finish_reason, stop_from, wrap_redacted, wrap_signature};
-use super::ids;
-use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
-use super::stream::{Decoder, Encoder};
-use super::util::{args_object, fresh_id, inband_error};
+use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
+use crate::gemini::{finish_reason, stop_from, wrap_redacted, wrap_signature};
+use crate::ids;
+use crate::stream::{Decoder, Encoder};
+use crate::util::{args_object, fresh_id, inband_error};
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -76,16 +76,12 @@ struct PartIn<'a> {
 #[derive(Default)]
 pub(crate) struct GeminiDecoder {
     started: bool,
-    ended: bool,
     calls: usize,
     response_id: String,
 }
 
 impl Decoder for GeminiDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
-        if self.ended {
-            return Ok(());
-        }
         let data = event.data_body().to_bytes();
         let chunk: Chunk<'_> = match serde_json::from_slice(&data) {
             Ok(c) => c,
@@ -185,13 +181,6 @@ impl Decoder for GeminiDecoder {
             });
         }
         Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
-        if !self.ended {
-            self.ended = true;
-            out.push(StreamEvent::End);
-        }
     }
 }
 

@@ -11,29 +11,74 @@
 
 use serde_json::{Map, Value, json};
 
-use octo_core::{Error, Protocol};
+use octo_core::{Error, Protocol, RouteParams};
 
-use super::ToolMap;
-use super::ids;
-use super::media::{data_uri, media_from_url};
-use super::model::{
-    CUSTOM_INPUT, ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat,
-    Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolOrigin, ToolResult, Usage,
-    refusal_stop,
+use crate::canonical::{
+    CUSTOM_INPUT, CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig,
+    ResponseFormat, Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolOrigin, ToolResult,
+    Usage, refusal_stop,
 };
-use super::util::{
+use crate::codec::{ClientSide, Codec};
+use crate::ids;
+use crate::media::{data_uri, media_from_url};
+use crate::options::ConvertOptions;
+use crate::stream::{Decoder, Encoder};
+use crate::tools::ToolMap;
+use crate::util;
+use crate::util::{
     arr, as_u64, b, bad, content_text, dropped, f, inband_error, num, put, s, u, unsupported,
 };
 
 const ME: Protocol = Protocol::OpenAiResponses;
 
+/// The OpenAI Responses codec.
+pub(crate) struct OpenAiResponses;
+
+impl Codec for OpenAiResponses {
+    fn decode_request(
+        &self,
+        body: &Value,
+        _route: &RouteParams,
+        r: CanonicalRequest,
+    ) -> Result<CanonicalRequest, Error> {
+        decode_request(body, r)
+    }
+
+    fn encode_request(
+        &self,
+        r: &CanonicalRequest,
+        _options: &ConvertOptions,
+    ) -> Result<Value, Error> {
+        encode_request(r)
+    }
+
+    fn decode_response(&self, body: &Value) -> Result<CanonicalResponse, Error> {
+        decode_response(body)
+    }
+
+    fn encode_response(&self, r: &CanonicalResponse, client: &ClientSide) -> Value {
+        encode_response(r, util::now(), &client.tools)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn Decoder> {
+        Box::<crate::openai_responses_stream::OpenAiResponsesDecoder>::default()
+    }
+
+    fn stream_encoder(&self, client: &ClientSide) -> Box<dyn Encoder> {
+        Box::new(crate::openai_responses_stream::OpenAiResponsesEncoder::new(
+            &client.model,
+            client.tools.clone(),
+        ))
+    }
+}
+
 // ------------------------------------------------------------------------------------ request in
 
 /// Reads a Responses request.
-pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
-    if !body.is_object() {
-        return Err(bad("", "request body must be a JSON object"));
-    }
+pub(crate) fn decode_request(
+    body: &Value,
+    mut r: CanonicalRequest,
+) -> Result<CanonicalRequest, Error> {
     for stateful in ["previous_response_id", "conversation"] {
         if body.get(stateful).is_some_and(|v| !v.is_null()) {
             return Err(unsupported(
@@ -50,12 +95,6 @@ pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
             "background responses are not supported through a converter",
         ));
     }
-    let mut r = ChatRequest {
-        model: s(body, "model").unwrap_or_default().to_owned(),
-        stream: b(body, "stream").unwrap_or(false),
-        include_usage: true,
-        ..ChatRequest::default()
-    };
     if let Some(instructions) = s(body, "instructions").filter(|t| !t.is_empty()) {
         r.system.push(instructions.to_owned());
     }
@@ -159,7 +198,7 @@ pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
 /// on OpenAI's side or need their own item types; a converted upstream has none of them, so they
 /// are dropped with a debug log (the model answers without them, as with any tool it may or may
 /// not use). Forcing one with `tool_choice` is refused instead.
-fn decode_tool(t: &Value, namespace: Option<&str>, r: &mut ChatRequest) -> Result<(), Error> {
+fn decode_tool(t: &Value, namespace: Option<&str>, r: &mut CanonicalRequest) -> Result<(), Error> {
     let kind = s(t, "type");
     if matches!(kind, Some("function" | "custom" | "namespace")) && s(t, "name").is_none() {
         return Err(bad(
@@ -232,7 +271,7 @@ fn custom_description(description: Option<&str>, format: Option<&Value>) -> Stri
     out
 }
 
-fn push(r: &mut ChatRequest, role: Role, part: Part) {
+fn push(r: &mut CanonicalRequest, role: Role, part: Part) {
     match r.messages.last_mut() {
         Some(m) if m.role == role => m.parts.push(part),
         _ => r.messages.push(Message {
@@ -242,7 +281,7 @@ fn push(r: &mut ChatRequest, role: Role, part: Part) {
     }
 }
 
-fn decode_item(item: &Value, i: usize, r: &mut ChatRequest) -> Result<(), Error> {
+fn decode_item(item: &Value, i: usize, r: &mut CanonicalRequest) -> Result<(), Error> {
     let kind = s(item, "type").unwrap_or(if item.get("role").is_some() {
         "message"
     } else {
@@ -409,7 +448,7 @@ fn content_parts(content: &Value, i: usize) -> Result<Vec<Part>, Error> {
 // ----------------------------------------------------------------------------------- request out
 
 /// Writes a Responses request.
-pub(crate) fn encode_request(r: &ChatRequest) -> Result<Value, Error> {
+pub(crate) fn encode_request(r: &CanonicalRequest) -> Result<Value, Error> {
     if r.n.is_some_and(|n| n > 1) {
         return Err(unsupported(
             "n",
@@ -747,7 +786,7 @@ pub(crate) fn failed_error(response: &Value) -> Error {
 }
 
 /// Reads a `response` object.
-pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
+pub(crate) fn decode_response(v: &Value) -> Result<CanonicalResponse, Error> {
     if s(v, "status") == Some("failed") {
         return Err(failed_error(v));
     }
@@ -756,7 +795,7 @@ pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
         item_parts(item, &mut parts);
     }
     let refused = parts.iter().any(|p| matches!(p, Part::Refusal(_)));
-    Ok(ChatResponse {
+    Ok(CanonicalResponse {
         id: s(v, "id").unwrap_or_default().to_owned(),
         model: s(v, "model").unwrap_or_default().to_owned(),
         created: v.get("created_at").and_then(as_u64),
@@ -864,7 +903,7 @@ pub(crate) fn call_item(
 }
 
 /// Writes a `response` object.
-pub(crate) fn encode_response(r: &ChatResponse, created: u64, tools: &ToolMap) -> Value {
+pub(crate) fn encode_response(r: &CanonicalResponse, created: u64, tools: &ToolMap) -> Value {
     let mut output: Vec<Value> = Vec::new();
     let mut message: Vec<Value> = Vec::new();
     let flush = |message: &mut Vec<Value>, output: &mut Vec<Value>| {
@@ -933,6 +972,11 @@ pub(crate) fn reasoning_item(id: &str, t: &Thinking) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The codec's decoder after the shared prelude.
+    fn decode_request(body: &Value) -> Result<CanonicalRequest, Error> {
+        super::decode_request(body, crate::request::prelude(body)?)
+    }
 
     #[test]
     fn stateful_requests_are_refused() {
@@ -1084,7 +1128,7 @@ mod tests {
                 signature: None,
             })
         };
-        let r = ChatResponse {
+        let r = CanonicalResponse {
             id: "resp_1".into(),
             parts: vec![
                 call("c1", "apply_patch", r#"{"input":"*** Begin Patch\n"}"#),
@@ -1092,7 +1136,7 @@ mod tests {
                 call("c3", "plain", ""),
             ],
             stop: Some(StopReason::ToolUse),
-            ..ChatResponse::default()
+            ..CanonicalResponse::default()
         };
         let v = encode_response(&r, 1, &tools);
         let out = v["output"].as_array().unwrap();

@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 
 use octo_core::{Error, Event, Protocol};
 
-use super::chat::{finish_reason, stop_from};
-use super::ids;
-use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop, refusal_stop};
-use super::stream::{Decoder, Encoder};
-use super::util::{as_u64, fresh_id, inband_error, now, status_for_type};
+use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop, refusal_stop};
+use crate::ids;
+use crate::openai_chat::{finish_reason, stop_from};
+use crate::stream::{Decoder, Encoder};
+use crate::util::{as_u64, fresh_id, inband_error, now, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -84,9 +84,8 @@ struct FunctionDelta<'a> {
 
 /// Upstream OpenAI Chat chunks → canonical events.
 #[derive(Default)]
-pub(crate) struct ChatDecoder {
+pub(crate) struct OpenAiChatDecoder {
     started: bool,
-    ended: bool,
     /// Tool-call keys already started.
     keys: Vec<u64>,
     /// The key of the last fragment (for fragments without `index`).
@@ -96,13 +95,9 @@ pub(crate) struct ChatDecoder {
     response_id: String,
 }
 
-impl Decoder for ChatDecoder {
+impl Decoder for OpenAiChatDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
-        if self.ended {
-            return Ok(());
-        }
         if event.is_done_marker() {
-            self.ended = true;
             out.push(StreamEvent::End);
             return Ok(());
         }
@@ -155,16 +150,9 @@ impl Decoder for ChatDecoder {
         }
         Ok(())
     }
-
-    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
-        if !self.ended {
-            self.ended = true;
-            out.push(StreamEvent::End);
-        }
-    }
 }
 
-impl ChatDecoder {
+impl OpenAiChatDecoder {
     fn delta(&mut self, delta: Delta<'_>, out: &mut Vec<StreamEvent>) {
         let fallback = match delta.reasoning {
             Some(Value::String(r)) if !r.is_empty() => Some(Cow::Owned(r)),
@@ -294,7 +282,7 @@ struct OutFunction<'a> {
 }
 
 /// Canonical events → OpenAI Chat chunks.
-pub(crate) struct ChatEncoder {
+pub(crate) struct OpenAiChatEncoder {
     id: String,
     model: String,
     created: u64,
@@ -306,10 +294,10 @@ pub(crate) struct ChatEncoder {
     usage: Option<Usage>,
 }
 
-impl ChatEncoder {
+impl OpenAiChatEncoder {
     /// An encoder; `model` is the fallback when the upstream names none.
     pub(crate) fn new(model: &str, include_usage: bool) -> Self {
-        ChatEncoder {
+        OpenAiChatEncoder {
             // Replaced by the upstream's id (in Chat's convention) when it gives one.
             id: fresh_id("chatcmpl-"),
             model: model.to_owned(),
@@ -354,7 +342,7 @@ impl ChatEncoder {
     }
 }
 
-impl Encoder for ChatEncoder {
+impl Encoder for OpenAiChatEncoder {
     fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>) {
         match event {
             StreamEvent::Start(start) => {

@@ -13,42 +13,86 @@ use serde_json::{Map, Value, json};
 
 use octo_core::{Error, Protocol, RouteParams};
 
-use super::ids;
-use super::media::{guess_from_url, normalize_media_type, standard_base64};
-use super::model::{
-    ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
-    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
+use crate::canonical::{
+    CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat,
+    Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
-use super::schema;
-use super::util::{args_object, arr, as_u64, bad, dropped, get2, num, put, s, unsupported};
+use crate::codec::{ClientSide, Codec};
+use crate::ids;
+use crate::media::{guess_from_url, normalize_media_type, standard_base64};
+use crate::options::ConvertOptions;
+use crate::schema;
+use crate::stream::{Decoder, Encoder};
+use crate::util::{args_object, arr, as_u64, bad, dropped, get2, num, put, s, unsupported};
 
 const ME: Protocol = Protocol::Gemini;
 /// Marks a wrapped Anthropic `redacted_thinking` payload.
 const REDACTED_MARK: &str = "octollm-redacted:";
 
+/// The Gemini `generateContent` codec.
+pub(crate) struct Gemini;
+
+impl Codec for Gemini {
+    fn decode_request(
+        &self,
+        body: &Value,
+        route: &RouteParams,
+        r: CanonicalRequest,
+    ) -> Result<CanonicalRequest, Error> {
+        decode_request(body, route, r)
+    }
+
+    fn encode_request(
+        &self,
+        r: &CanonicalRequest,
+        _options: &ConvertOptions,
+    ) -> Result<Value, Error> {
+        encode_request(r)
+    }
+
+    fn upstream_route(&self, r: &CanonicalRequest) -> RouteParams {
+        RouteParams {
+            model: Some(r.model.clone()),
+            stream: Some(r.stream),
+        }
+    }
+
+    fn decode_response(&self, body: &Value) -> Result<CanonicalResponse, Error> {
+        decode_response(body)
+    }
+
+    fn encode_response(&self, r: &CanonicalResponse, _client: &ClientSide) -> Value {
+        encode_response(r)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn Decoder> {
+        Box::<crate::gemini_stream::GeminiDecoder>::default()
+    }
+
+    fn stream_encoder(&self, client: &ClientSide) -> Box<dyn Encoder> {
+        Box::new(crate::gemini_stream::GeminiEncoder::new(&client.model))
+    }
+}
+
 // ------------------------------------------------------------------------------------ request in
 
 /// Reads a `generateContent` request; the model and stream flag come from the route.
-pub(crate) fn decode_request(body: &Value, route: &RouteParams) -> Result<ChatRequest, Error> {
-    if !body.is_object() {
-        return Err(bad("", "request body must be a JSON object"));
-    }
+pub(crate) fn decode_request(
+    body: &Value,
+    route: &RouteParams,
+    mut r: CanonicalRequest,
+) -> Result<CanonicalRequest, Error> {
     if get2(body, "cachedContent", "cached_content").is_some() {
         return Err(unsupported(
             "cachedContent",
             "cached content lives in Gemini's store and cannot be converted for another upstream",
         ));
     }
-    let mut r = ChatRequest {
-        model: route
-            .model
-            .clone()
-            .or_else(|| s(body, "model").map(str::to_owned))
-            .unwrap_or_default(),
-        stream: route.stream.unwrap_or(false),
-        include_usage: true,
-        ..ChatRequest::default()
-    };
+    // The model and the stream flag are in the path, not the body.
+    if let Some(model) = &route.model {
+        r.model.clone_from(model);
+    }
+    r.stream = route.stream.unwrap_or(false);
     if let Some(si) = get2(body, "systemInstruction", "system_instruction") {
         match si {
             Value::String(t) => r.system.push(t.clone()),
@@ -366,7 +410,7 @@ fn unwrap_signature(sig: &str) -> Replayed {
 // ----------------------------------------------------------------------------------- request out
 
 /// Writes a `generateContent` request body (the model and action go into the URL).
-pub(crate) fn encode_request(r: &ChatRequest) -> Result<Value, Error> {
+pub(crate) fn encode_request(r: &CanonicalRequest) -> Result<Value, Error> {
     if r.n.is_some_and(|n| n > 1) {
         return Err(unsupported(
             "n",
@@ -636,7 +680,7 @@ pub(crate) fn candidate_parts(
 }
 
 /// Reads a `GenerateContentResponse`.
-pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
+pub(crate) fn decode_response(v: &Value) -> Result<CanonicalResponse, Error> {
     let id = get2(v, "responseId", "response_id")
         .and_then(Value::as_str)
         .unwrap_or_default()
@@ -655,7 +699,7 @@ pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
     {
         stop = Some(StopReason::ContentFilter);
     }
-    Ok(ChatResponse {
+    Ok(CanonicalResponse {
         model: get2(v, "modelVersion", "model_version")
             .and_then(Value::as_str)
             .unwrap_or_default()
@@ -694,7 +738,7 @@ pub(crate) fn encode_part(p: &Part) -> Option<Value> {
 }
 
 /// Writes a `GenerateContentResponse`.
-pub(crate) fn encode_response(r: &ChatResponse) -> Value {
+pub(crate) fn encode_response(r: &CanonicalResponse) -> Value {
     let mut parts: Vec<Value> = r.parts.iter().filter_map(encode_part).collect();
     if parts.is_empty() {
         parts.push(json!({"text": ""}));
@@ -715,6 +759,11 @@ pub(crate) fn encode_response(r: &ChatResponse) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The codec's decoder after the shared prelude.
+    fn decode_request(body: &Value, route: &RouteParams) -> Result<CanonicalRequest, Error> {
+        super::decode_request(body, route, crate::request::prelude(body)?)
+    }
 
     #[test]
     fn url_safe_inline_data_is_read_as_standard_base64() {
@@ -794,7 +843,7 @@ mod tests {
 
     #[test]
     fn synthesized_ids_stay_out_of_gemini_requests() {
-        let r = ChatRequest {
+        let r = CanonicalRequest {
             messages: vec![
                 Message {
                     role: Role::Assistant,
@@ -815,7 +864,7 @@ mod tests {
                     })],
                 },
             ],
-            ..ChatRequest::default()
+            ..CanonicalRequest::default()
         };
         let v = encode_request(&r).unwrap();
         assert_eq!(

@@ -2,16 +2,18 @@
 
 use serde_json::{Map, Value, json};
 
-use octo_core::{Error, Protocol};
+use octo_core::{Error, Protocol, RouteParams};
 
-use super::ConvertOptions;
-use super::ids;
-use super::media::{normalize_media_type, sniff_image};
-use super::model::{
-    ChatRequest, ChatResponse, Media, Message, Part, ReasoningConfig, ResponseFormat, Role,
-    StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
+use crate::canonical::{
+    CanonicalRequest, CanonicalResponse, Media, Message, Part, ReasoningConfig, ResponseFormat,
+    Role, StopReason, Thinking, Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
-use super::util::{args_object, arr, as_u64, b, bad, dropped, f, num, put, s, u, unsupported};
+use crate::codec::{ClientSide, Codec};
+use crate::ids;
+use crate::media::{normalize_media_type, sniff_image};
+use crate::options::ConvertOptions;
+use crate::stream::{Decoder, Encoder};
+use crate::util::{args_object, arr, as_u64, b, bad, dropped, f, num, put, s, u, unsupported};
 
 const ME: Protocol = Protocol::Anthropic;
 
@@ -19,21 +21,55 @@ const ME: Protocol = Protocol::Anthropic;
 /// would defeat prompt caching there.
 const BILLING_HEADER: &str = "x-anthropic-billing-header:";
 
+/// The Anthropic Messages codec.
+pub(crate) struct Anthropic;
+
+impl Codec for Anthropic {
+    fn decode_request(
+        &self,
+        body: &Value,
+        _route: &RouteParams,
+        r: CanonicalRequest,
+    ) -> Result<CanonicalRequest, Error> {
+        decode_request(body, r)
+    }
+
+    fn encode_request(
+        &self,
+        r: &CanonicalRequest,
+        options: &ConvertOptions,
+    ) -> Result<Value, Error> {
+        encode_request(r, options)
+    }
+
+    fn decode_response(&self, body: &Value) -> Result<CanonicalResponse, Error> {
+        decode_response(body)
+    }
+
+    fn encode_response(&self, r: &CanonicalResponse, _client: &ClientSide) -> Value {
+        encode_response(r)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn Decoder> {
+        Box::<crate::anthropic_stream::AnthropicDecoder>::default()
+    }
+
+    fn stream_encoder(&self, client: &ClientSide) -> Box<dyn Encoder> {
+        Box::new(crate::anthropic_stream::AnthropicEncoder::new(
+            &client.model,
+        ))
+    }
+}
+
 // ------------------------------------------------------------------------------------ request in
 
 /// Reads a Messages request.
-pub(crate) fn decode_request(body: &Value) -> Result<ChatRequest, Error> {
-    if !body.is_object() {
-        return Err(bad("", "request body must be a JSON object"));
-    }
+pub(crate) fn decode_request(
+    body: &Value,
+    mut r: CanonicalRequest,
+) -> Result<CanonicalRequest, Error> {
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
         return Err(bad("messages", "`messages` must be an array"));
-    };
-    let mut r = ChatRequest {
-        model: s(body, "model").unwrap_or_default().to_owned(),
-        stream: b(body, "stream").unwrap_or(false),
-        include_usage: true,
-        ..ChatRequest::default()
     };
     push_system(&mut r.system, body.get("system"));
     for (i, m) in messages.iter().enumerate() {
@@ -277,7 +313,7 @@ fn decode_block(block: &Value, param: &str) -> Result<Option<Part>, Error> {
 // ----------------------------------------------------------------------------------- request out
 
 /// Writes a Messages request.
-pub(crate) fn encode_request(r: &ChatRequest, opts: &ConvertOptions) -> Result<Value, Error> {
+pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Result<Value, Error> {
     if r.n.is_some_and(|n| n > 1) {
         return Err(unsupported(
             "n",
@@ -587,7 +623,7 @@ pub(crate) fn stop_reason(stop: StopReason) -> &'static str {
 }
 
 /// Reads a `message` body.
-pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
+pub(crate) fn decode_response(v: &Value) -> Result<CanonicalResponse, Error> {
     let mut parts = Vec::new();
     for block in arr(v, "content") {
         match s(block, "type") {
@@ -614,7 +650,7 @@ pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
             other => tracing::debug!(block = other.unwrap_or(""), "dropping a response block"),
         }
     }
-    Ok(ChatResponse {
+    Ok(CanonicalResponse {
         id: s(v, "id").unwrap_or_default().to_owned(),
         model: s(v, "model").unwrap_or_default().to_owned(),
         created: None,
@@ -628,7 +664,7 @@ pub(crate) fn decode_response(v: &Value) -> Result<ChatResponse, Error> {
 // ---------------------------------------------------------------------------------- response out
 
 /// Writes a `message` body.
-pub(crate) fn encode_response(r: &ChatResponse) -> Value {
+pub(crate) fn encode_response(r: &CanonicalResponse) -> Value {
     let mut content = Vec::with_capacity(r.parts.len());
     let thinking_first = r
         .parts
@@ -677,11 +713,16 @@ pub(crate) fn encode_response(r: &ChatResponse) -> Value {
 mod tests {
     use super::*;
 
+    /// The codec's decoder after the shared prelude.
+    fn decode_request(body: &Value) -> Result<CanonicalRequest, Error> {
+        super::decode_request(body, crate::request::prelude(body)?)
+    }
+
     #[test]
     fn n_above_one_is_refused() {
-        let r = ChatRequest {
+        let r = CanonicalRequest {
             n: Some(2),
-            ..ChatRequest::default()
+            ..CanonicalRequest::default()
         };
         let e = encode_request(&r, &ConvertOptions::default()).unwrap_err();
         assert_eq!(e.param(), Some("n"));
@@ -702,7 +743,7 @@ mod tests {
 
     #[test]
     fn thinking_needs_budget_room_and_no_temperature() {
-        let r = ChatRequest {
+        let r = CanonicalRequest {
             model: "m".into(),
             max_tokens: Some(100),
             temperature: Some(0.5),
@@ -710,7 +751,7 @@ mod tests {
                 effort: Some("low".into()),
                 ..ReasoningConfig::default()
             }),
-            ..ChatRequest::default()
+            ..CanonicalRequest::default()
         };
         let v = encode_request(&r, &ConvertOptions::default()).unwrap();
         assert_eq!(

@@ -15,7 +15,7 @@ pub(crate) use crate::usage::Usage;
 
 /// A chat request, whatever protocol it came in.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct ChatRequest {
+pub(crate) struct CanonicalRequest {
     /// The model name as the client gave it.
     pub(crate) model: String,
     /// System and developer instructions, in order of appearance.
@@ -271,7 +271,7 @@ pub(crate) enum ResponseFormat {
     },
 }
 
-/// Why generation stopped. See protocols.md §5.1 for the table.
+/// Why generation stopped. See `docs/conversion.md` ("Stop reasons") for the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StopReason {
     EndTurn,
@@ -283,7 +283,7 @@ pub(crate) enum StopReason {
 
 /// A complete (non-streamed) answer.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct ChatResponse {
+pub(crate) struct CanonicalResponse {
     pub(crate) id: String,
     pub(crate) model: String,
     pub(crate) created: Option<u64>,
@@ -294,7 +294,7 @@ pub(crate) struct ChatResponse {
     pub(crate) usage: Option<Usage>,
 }
 
-impl ChatResponse {
+impl CanonicalResponse {
     /// Whether any part is a tool call.
     pub(crate) fn has_tool_calls(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::ToolCall(_)))
@@ -307,7 +307,7 @@ impl ChatResponse {
     }
 }
 
-/// A plain stop after a refusal is a content-filter stop (protocols.md §5.3: Anthropic's `refusal`).
+/// A plain stop after a refusal is a content-filter stop (`docs/conversion.md`, "Stop reasons": Anthropic's `refusal`).
 pub(crate) fn refusal_stop(stop: Option<StopReason>, refused: bool) -> Option<StopReason> {
     match stop {
         Some(StopReason::EndTurn) | None if refused => Some(StopReason::ContentFilter),
@@ -369,7 +369,7 @@ pub(crate) enum StreamEvent {
     End,
 }
 
-impl ChatRequest {
+impl CanonicalRequest {
     /// Merges consecutive turns of the same role, puts tool results first in every user turn, drops
     /// empty text parts and empty turns, and drops tool results that answer no earlier call.
     pub(crate) fn normalize(&mut self) {
@@ -412,6 +412,26 @@ impl ChatRequest {
         }
         self.messages = out;
     }
+
+    /// Gives every tool result the name of the call it answers.
+    pub(crate) fn fill_tool_result_names(&mut self) {
+        let mut names: Vec<(String, String)> = Vec::new();
+        for m in &mut self.messages {
+            for p in &mut m.parts {
+                match p {
+                    Part::ToolCall(c) => names.push((c.id.clone(), c.name.clone())),
+                    Part::ToolResult(r) if r.name.as_deref().is_none_or(str::is_empty) => {
+                        r.name = names
+                            .iter()
+                            .rev()
+                            .find(|(id, _)| *id == r.id)
+                            .map(|(_, n)| n.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -441,7 +461,7 @@ mod tests {
                 is_error: false,
             })
         };
-        let mut r = ChatRequest {
+        let mut r = CanonicalRequest {
             messages: vec![
                 text(Role::User, "a"),
                 text(Role::User, ""),
@@ -456,7 +476,7 @@ mod tests {
                     parts: vec![result("c1"), result("orphan")],
                 },
             ],
-            ..ChatRequest::default()
+            ..CanonicalRequest::default()
         };
         r.normalize();
         assert_eq!(r.messages.len(), 3);

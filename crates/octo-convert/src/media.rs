@@ -1,7 +1,7 @@
 //! Images and files: data URIs, media types, and the bytes behind a declared type.
 
-use super::ids::base64_decode;
-use super::model::Media;
+use crate::canonical::Media;
+use crate::ids::base64_decode;
 
 /// Reads `data:<type>[;param…];base64,<data>` into `(media type, base64 data)`.
 ///

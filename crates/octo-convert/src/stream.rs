@@ -1,35 +1,26 @@
-//! The stream adapter: upstream events → [`StreamEvent`]s → client events, one event at a time.
+//! Streams converted event by event: upstream events → [`StreamEvent`]s → client events.
 //!
-//! [`ConvertStream`] pulls one upstream [`Event`], lets the upstream protocol's [`Decoder`] turn it
-//! into canonical [`StreamEvent`]s and the client protocol's [`Encoder`] turn those into client
-//! events, queues them, and hands them out before pulling again. Nothing but a few events and the
-//! encoders' per-block state is held, so memory does not grow with the stream (a Responses client is
-//! the exception the protocol imposes: `response.completed` must repeat the whole output).
-//!
-//! Endings:
-//! - the upstream's terminator (`[DONE]`, `message_stop`, `response.completed`) or plain EOF
-//!   → the encoder writes the client protocol's terminator; a stream is never left open;
-//! - an in-band upstream error or a transport error → the client's encoder writes its protocol's
-//!   failure event when it has one (Responses: `response.failed`, see [`Encoder::fail`]); otherwise
-//!   the stream yields `Err(Error)` and ends, and the front renders it as the client protocol's
-//!   in-band error event (`Error::render_stream_frame`).
+//! [`StreamConverter`] takes one upstream [`Event`], lets the upstream protocol's [`Decoder`] turn
+//! it into canonical [`StreamEvent`]s and the client protocol's [`Encoder`] turn those into client
+//! events, and queues them until they are taken. Nothing but a few events and the encoders'
+//! per-block state is held. The same canonical events also replay a complete answer as a stream
+//! ([`response_events`]) and build a complete answer from a stream ([`Collector`]).
 
 use std::collections::VecDeque;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use futures::Stream;
-use octo_core::{Error, Event, EventStream};
+use octo_core::{Error, Event};
 
-use super::NameMap;
-use super::model::{ChatResponse, Part, StreamEvent, StreamStart, Thinking, ToolCall};
+use crate::canonical::{CanonicalResponse, Part, StreamEvent, StreamStart, Thinking, ToolCall};
+use crate::tools::NameMap;
 
 /// Turns upstream events into canonical stream events.
+///
+/// A decoder pushes [`StreamEvent::End`] when it reads the upstream's terminator; it is fed no
+/// more events after that. An upstream that just stops (EOF, or Gemini, which has no terminator)
+/// is ended by [`StreamConverter::finish`], in one place for every protocol.
 pub(crate) trait Decoder: Send {
     /// Decodes one upstream event; an in-band error becomes `Err`.
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error>;
-    /// The upstream ended without more events (emits [`StreamEvent::End`] if it was not seen).
-    fn finish(&mut self, out: &mut Vec<StreamEvent>);
 }
 
 /// Turns canonical stream events into client events.
@@ -54,9 +45,51 @@ pub(crate) trait Encoder: Send {
     }
 }
 
-/// The converting stream; see the [module docs](self).
-pub(crate) struct ConvertStream {
-    inner: Option<EventStream>,
+/// Converts an upstream stream into the client's, one upstream event at a time, without doing IO.
+///
+/// Feed it what the upstream sends — [`push`](Self::push) for each event,
+/// [`fail`](Self::fail) for a transport error, [`finish`](Self::finish) at EOF — and take the
+/// client's events out with [`next_event`](Self::next_event) after each step. Once
+/// [`is_done`](Self::is_done) the upstream's answer is complete (stop reading from it and drop
+/// it); the converter ignores further input.
+///
+/// Endings:
+/// - the upstream's terminator (`[DONE]`, `message_stop`, `response.completed`) or plain EOF
+///   → the client's terminator; a stream is never left open;
+/// - an in-band upstream error or a transport error → the client protocol's failure event when it
+///   has one (Responses: `response.failed`); otherwise [`next_event`](Self::next_event) yields
+///   `Err(Error)` after the events before it, and the front renders it as the client protocol's
+///   in-band error event (`Error::render_stream_frame`). A stream that fails before its first
+///   client event always yields the error, so the retry layer can act on it and the front can
+///   answer with an HTTP status.
+///
+/// Memory is bounded by the open block, not by the stream's length (a Responses client is the
+/// exception its protocol imposes: `response.completed` repeats the whole output).
+///
+/// ```
+/// use bytes::Bytes;
+/// use octo_convert::ResponseConverter;
+/// use octo_core::{Event, Protocol};
+///
+/// // An Anthropic upstream answering an OpenAI Chat client.
+/// let answer = ResponseConverter::new(Protocol::OpenAiChat, Protocol::Anthropic, "claude").unwrap();
+/// let mut stream = answer.stream();
+/// for data in [
+///     r#"{"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":3}}}"#,
+///     r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+///     r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+///     r#"{"type":"message_stop"}"#,
+/// ] {
+///     stream.push(&Event::data(Bytes::from_static(data.as_bytes())));
+/// }
+/// assert!(stream.is_done());
+/// let frames: Vec<String> = std::iter::from_fn(|| stream.next_event())
+///     .map(|e| String::from_utf8(e.unwrap().to_frame().to_vec()).unwrap())
+///     .collect();
+/// assert!(frames.iter().any(|f| f.contains(r#""content":"Hi""#)));
+/// assert_eq!(frames.last().unwrap(), "data: [DONE]\n\n");
+/// ```
+pub struct StreamConverter {
     decoder: Box<dyn Decoder>,
     encoder: Box<dyn Encoder>,
     names: NameMap,
@@ -64,19 +97,26 @@ pub(crate) struct ConvertStream {
     out: VecDeque<Event>,
     error: Option<Error>,
     done: bool,
-    /// An event was handed to the client.
-    emitted: bool,
+    /// A client event was produced.
+    started: bool,
 }
 
-impl ConvertStream {
+impl std::fmt::Debug for StreamConverter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamConverter")
+            .field("queued", &self.out.len())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamConverter {
     pub(crate) fn new(
-        inner: EventStream,
         decoder: Box<dyn Decoder>,
         encoder: Box<dyn Encoder>,
         names: NameMap,
     ) -> Self {
-        ConvertStream {
-            inner: Some(inner),
+        StreamConverter {
             decoder,
             encoder,
             names,
@@ -84,7 +124,7 @@ impl ConvertStream {
             out: VecDeque::with_capacity(8),
             error: None,
             done: false,
-            emitted: false,
+            started: false,
         }
     }
 
@@ -105,21 +145,11 @@ impl ConvertStream {
         false
     }
 
-    /// The stream failed: once the client has events, the encoder renders `e` itself if its
-    /// protocol has a failure event; before that (and otherwise) the stream yields it, so that a
-    /// stream failing before its first event stays an error the retry layer can act on and the
-    /// front can answer with an HTTP status.
-    fn fail(&mut self, e: Error) {
-        let started = self.emitted || !self.out.is_empty();
-        if !started || !self.encoder.fail(&e, &mut self.out) {
-            self.error = Some(e);
-        }
-        self.done = true;
-        self.inner = None;
-    }
-
     /// Feeds one upstream event.
-    fn feed(&mut self, event: &Event) {
+    pub fn push(&mut self, event: &Event) {
+        if self.done {
+            return;
+        }
         let result = self.decoder.decode(event, &mut self.canon);
         let ended = self.pump();
         if let Err(e) = result {
@@ -128,96 +158,72 @@ impl ConvertStream {
             }
             self.done = true;
         }
-        if self.done {
-            // Close the upstream as soon as its answer is complete.
-            self.inner = None;
-        }
     }
 
-    /// Upstream EOF.
-    fn eof(&mut self) {
-        self.decoder.finish(&mut self.canon);
-        if !self.pump() {
-            self.encoder.finish(&mut self.out);
+    /// The upstream stream failed with `error` (a transport error): the client gets its protocol's
+    /// failure event, or the error itself (see the [type docs](Self)).
+    pub fn fail(&mut self, error: Error) {
+        if self.done {
+            return;
+        }
+        let started = self.started || !self.out.is_empty();
+        if !started || !self.encoder.fail(&error, &mut self.out) {
+            self.error = Some(error);
         }
         self.done = true;
-        self.inner = None;
     }
 
-    /// Converts a whole sequence of upstream events synchronously (tests, fuzzing, benchmarks).
-    pub(crate) fn convert_all(
-        decoder: Box<dyn Decoder>,
-        encoder: Box<dyn Encoder>,
-        names: NameMap,
+    /// The upstream stream ended (EOF): the client's stream is closed with its terminator.
+    pub fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.encoder.finish(&mut self.out);
+        self.done = true;
+    }
+
+    /// The next client event (or, last, the error the stream ends with); `None` when everything
+    /// produced so far has been taken.
+    pub fn next_event(&mut self) -> Option<Result<Event, Error>> {
+        if let Some(ev) = self.out.pop_front() {
+            self.started = true;
+            return Some(Ok(ev));
+        }
+        self.error.take().map(Err)
+    }
+
+    /// Whether the upstream's answer is complete: feed nothing more, drain
+    /// [`next_event`](Self::next_event), then the client's stream is over.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Converts a whole sequence of upstream events (tests, fuzzing, benchmarks): stops reading at
+    /// the upstream's end, finishes at the end of `events`.
+    pub fn convert_all(
+        mut self,
         events: impl IntoIterator<Item = Result<Event, Error>>,
     ) -> Vec<Result<Event, Error>> {
-        let mut s = ConvertStream {
-            inner: None,
-            decoder,
-            encoder,
-            names,
-            canon: Vec::new(),
-            out: VecDeque::new(),
-            error: None,
-            done: false,
-            emitted: false,
-        };
         let mut result = Vec::new();
         for item in events {
             match item {
-                Ok(ev) => s.feed(&ev),
-                Err(e) => s.fail(e),
+                Ok(ev) => self.push(&ev),
+                Err(e) => self.fail(e),
             }
-            s.emitted |= !s.out.is_empty();
-            result.extend(s.out.drain(..).map(Ok));
-            if s.done {
+            result.extend(std::iter::from_fn(|| self.next_event()));
+            if self.done {
                 break;
             }
         }
-        if !s.done {
-            s.eof();
-            result.extend(s.out.drain(..).map(Ok));
-        }
-        if let Some(e) = s.error.take() {
-            result.push(Err(e));
-        }
+        self.finish();
+        result.extend(std::iter::from_fn(|| self.next_event()));
         result
-    }
-}
-
-impl Stream for ConvertStream {
-    type Item = Result<Event, Error>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(ev) = this.out.pop_front() {
-                this.emitted = true;
-                return Poll::Ready(Some(Ok(ev)));
-            }
-            if let Some(e) = this.error.take() {
-                return Poll::Ready(Some(Err(e)));
-            }
-            if this.done {
-                return Poll::Ready(None);
-            }
-            let Some(inner) = this.inner.as_mut() else {
-                this.eof();
-                continue;
-            };
-            match Pin::new(inner).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(event))) => this.feed(&event),
-                Poll::Ready(Some(Err(e))) => this.fail(e),
-                Poll::Ready(None) => this.eof(),
-            }
-        }
     }
 }
 
 /// A complete answer as the stream events that would have produced it (for an upstream that
 /// ignored `stream: true`).
-pub(crate) fn response_events(r: ChatResponse) -> Vec<StreamEvent> {
+pub(crate) fn response_events(r: CanonicalResponse) -> Vec<StreamEvent> {
     let mut out = Vec::with_capacity(r.parts.len() * 3 + 4);
     out.push(StreamEvent::Start(StreamStart {
         id: Some(r.id).filter(|i| !i.is_empty()),
@@ -266,59 +272,19 @@ pub(crate) fn response_events(r: ChatResponse) -> Vec<StreamEvent> {
     out
 }
 
-/// Runs canonical events through an encoder, terminator included.
-pub(crate) fn encode_events(mut encoder: Box<dyn Encoder>, events: Vec<StreamEvent>) -> Vec<Event> {
-    let mut out = VecDeque::new();
-    for ev in events {
-        if ev != StreamEvent::End {
-            encoder.encode(ev, &mut out);
-        }
-    }
-    encoder.finish(&mut out);
-    out.into()
-}
-
-/// Collects a whole upstream stream into one answer (for an upstream that streamed although the
-/// client did not ask).
-pub(crate) async fn collect(
-    mut events: EventStream,
-    mut decoder: Box<dyn Decoder>,
-    names: &NameMap,
-) -> Result<ChatResponse, Error> {
-    use futures::StreamExt;
-    let mut c = Collector::default();
-    let mut canon = Vec::new();
-    while let Some(ev) = events.next().await {
-        decoder.decode(&ev?, &mut canon)?;
-        for e in canon.drain(..) {
-            c.push(e);
-        }
-        if c.ended {
-            break;
-        }
-    }
-    let mut r = c.resp;
-    for p in &mut r.parts {
-        if let Part::ToolCall(call) = p {
-            names.restore(&mut call.name);
-        }
-    }
-    Ok(r)
-}
-
-/// Builds a [`ChatResponse`] from stream events.
+/// Builds a [`CanonicalResponse`] from stream events.
 #[derive(Default)]
-struct Collector {
-    resp: ChatResponse,
+pub(crate) struct Collector {
+    pub(crate) resp: CanonicalResponse,
     /// Upstream key → index in `resp.parts`.
     calls: Vec<(u64, usize)>,
     /// Whether the last part is still open for deltas.
     open: bool,
-    ended: bool,
+    pub(crate) ended: bool,
 }
 
 impl Collector {
-    fn push(&mut self, ev: StreamEvent) {
+    pub(crate) fn push(&mut self, ev: StreamEvent) {
         let parts = &mut self.resp.parts;
         match ev {
             StreamEvent::Start(s) => {

@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 
 use octo_core::{Error, Event, Protocol};
 
-use super::anthropic::{stop_from, stop_reason};
-use super::ids;
-use super::model::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
-use super::stream::{Decoder, Encoder};
-use super::util::{fresh_id, inband_error, status_for_type};
+use crate::anthropic::{stop_from, stop_reason};
+use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
+use crate::ids;
+use crate::stream::{Decoder, Encoder};
+use crate::util::{fresh_id, inband_error, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
 
@@ -61,7 +61,6 @@ struct InDelta<'a> {
 /// Upstream Anthropic events → canonical events.
 #[derive(Default)]
 pub(crate) struct AnthropicDecoder {
-    ended: bool,
     /// Block indices whose events are skipped (server tools and the like).
     ignored: Vec<u64>,
     usage: Usage,
@@ -69,9 +68,6 @@ pub(crate) struct AnthropicDecoder {
 
 impl Decoder for AnthropicDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
-        if self.ended {
-            return Ok(());
-        }
         let data = event.data_body().to_bytes();
         let ev: In<'_> = match serde_json::from_slice(&data) {
             Ok(ev) => ev,
@@ -199,7 +195,6 @@ impl Decoder for AnthropicDecoder {
                 }
             }
             "message_stop" => {
-                self.ended = true;
                 out.push(StreamEvent::End);
             }
             "error" => {
@@ -213,13 +208,6 @@ impl Decoder for AnthropicDecoder {
             _ => {}
         }
         Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<StreamEvent>) {
-        if !self.ended {
-            self.ended = true;
-            out.push(StreamEvent::End);
-        }
     }
 }
 

@@ -1,0 +1,88 @@
+//! The settings of a conversion: what the converter fills in or leaves out where the protocols differ.
+
+/// The default `max_tokens` sent to an Anthropic upstream when the client set no limit.
+///
+/// 4096 is the largest output every Claude model accepts (older ones refuse more); set
+/// [`ConvertOptions::default_max_tokens`] higher for models that allow it.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// Which field carries the output-token limit toward an OpenAI Chat upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OpenAiMaxTokens {
+    /// `max_completion_tokens`: what OpenAI's current models require (o-series and gpt-5 refuse
+    /// `max_tokens`). The default.
+    #[default]
+    MaxCompletionTokens,
+    /// The deprecated `max_tokens`, for OpenAI-compatible servers that only know it.
+    MaxTokens,
+}
+
+/// What happens to the client's reasoning controls on a converted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReasoningMode {
+    /// Map them to the upstream's own controls (`reasoning_effort`, `thinking`, `reasoning`,
+    /// `thinkingConfig`). The default.
+    #[default]
+    Pass,
+    /// Send none, for upstream models that refuse them (OpenAI's non-reasoning models answer 400
+    /// to `reasoning_effort`, which is what Claude Code's adaptive thinking becomes toward Chat).
+    /// Reasoning blocks already in the history are still carried where the upstream can take them.
+    Drop,
+}
+
+/// Conversion settings.
+///
+/// ```
+/// use octo_convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
+///
+/// let opts = ConvertOptions::default()
+///     .with_default_max_tokens(8192)
+///     .with_openai_max_tokens_field(OpenAiMaxTokens::MaxTokens)
+///     .with_reasoning(ReasoningMode::Drop);
+/// assert_eq!(opts.default_max_tokens, 8192);
+/// assert_eq!(opts.reasoning, ReasoningMode::Drop);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConvertOptions {
+    /// `max_tokens` for an Anthropic upstream (which requires it) when the client gave none.
+    /// Default [`DEFAULT_MAX_TOKENS`] (4096).
+    pub default_max_tokens: u32,
+    /// The field used for the output limit toward an OpenAI Chat upstream. Default
+    /// [`OpenAiMaxTokens::MaxCompletionTokens`].
+    pub openai_max_tokens_field: OpenAiMaxTokens,
+    /// Whether reasoning controls reach the upstream. Default [`ReasoningMode::Pass`].
+    pub reasoning: ReasoningMode,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            default_max_tokens: DEFAULT_MAX_TOKENS,
+            openai_max_tokens_field: OpenAiMaxTokens::default(),
+            reasoning: ReasoningMode::default(),
+        }
+    }
+}
+
+impl ConvertOptions {
+    /// Sets [`ConvertOptions::default_max_tokens`].
+    pub fn with_default_max_tokens(mut self, max_tokens: u32) -> Self {
+        self.default_max_tokens = max_tokens;
+        self
+    }
+
+    /// Sets [`ConvertOptions::openai_max_tokens_field`].
+    pub fn with_openai_max_tokens_field(mut self, field: OpenAiMaxTokens) -> Self {
+        self.openai_max_tokens_field = field;
+        self
+    }
+
+    /// Sets [`ConvertOptions::reasoning`].
+    pub fn with_reasoning(mut self, mode: ReasoningMode) -> Self {
+        self.reasoning = mode;
+        self
+    }
+}

@@ -1,0 +1,116 @@
+//! Converting a client request for the upstream: decode with the client's codec, normalise, encode
+//! with the upstream's.
+
+use std::sync::Arc;
+
+use octo_core::{Error, Protocol, RouteParams};
+use serde_json::Value;
+
+use crate::canonical::CanonicalRequest;
+use crate::codec::{ClientSide, Codec, codec};
+use crate::options::{ConvertOptions, ReasoningMode};
+use crate::response::ResponseConverter;
+use crate::tools::{NameMap, ToolMap};
+use crate::util::{b, bad, s};
+
+/// A request converted for the upstream, and what converts its answer back.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConvertedRequest {
+    /// The request body for the upstream.
+    pub body: Value,
+    /// The route the upstream request takes: for a Gemini upstream the model and streaming flag
+    /// its path carries, empty for the others.
+    pub route: RouteParams,
+    /// Converts the upstream's answer (complete or streamed) for the client.
+    pub response: ResponseConverter,
+}
+
+/// Converts the body of a `client` request for an upstream that speaks `upstream`.
+///
+/// `route` is what the client's path said (Gemini carries the model and the streaming flag there).
+/// Fails with a 400 naming the parameter when the request cannot be expressed for the upstream
+/// without changing its meaning (see `docs/conversion.md`), and with an `unsupported` error when
+/// either protocol is not one of the four chat protocols.
+///
+/// ```
+/// use octo_convert::{ConvertOptions, convert_request};
+/// use octo_core::{Protocol, RouteParams};
+/// use serde_json::json;
+///
+/// let body = json!({"model": "gpt", "max_tokens": 64, "stream": true,
+///                   "messages": [{"role": "user", "content": "Hello"}]});
+/// let converted = convert_request(
+///     Protocol::Anthropic,
+///     Protocol::Gemini,
+///     &body,
+///     &RouteParams::default(),
+///     &ConvertOptions::default(),
+/// )
+/// .unwrap();
+/// assert_eq!(converted.body["contents"][0]["parts"][0]["text"], "Hello");
+/// // Gemini names the model and streaming in the path.
+/// assert_eq!(converted.route.model.as_deref(), Some("gpt"));
+/// assert_eq!(converted.route.stream, Some(true));
+/// assert!(converted.response.is_stream());
+/// ```
+pub fn convert_request(
+    client: Protocol,
+    upstream: Protocol,
+    body: &Value,
+    route: &RouteParams,
+    options: &ConvertOptions,
+) -> Result<ConvertedRequest, Error> {
+    let mut canon = decode_request(codec(client)?, body, route)?;
+    canon.normalize();
+    let tools = Arc::new(ToolMap::from_request(&canon));
+    if options.reasoning == ReasoningMode::Drop && canon.reasoning.take().is_some() {
+        tracing::debug!(upstream = %upstream, "dropping the reasoning controls (conversion.reasoning: drop)");
+    }
+    let names = NameMap::shorten(&mut canon);
+    let to = codec(upstream)?;
+    let body = to.encode_request(&canon, options)?;
+    let route = to.upstream_route(&canon);
+    let response = ResponseConverter::for_request(
+        client,
+        upstream,
+        canon.stream,
+        names,
+        ClientSide {
+            model: canon.model,
+            include_usage: canon.include_usage,
+            tools,
+        },
+    )?;
+    Ok(ConvertedRequest {
+        body,
+        route,
+        response,
+    })
+}
+
+/// The prelude every protocol shares: the body must be a JSON object; `model` and `stream` are
+/// read where most protocols keep them and usage is wanted in streams (a codec overrides what its
+/// protocol says otherwise); tool results get the names of the calls they answer.
+fn decode_request(
+    from: &dyn Codec,
+    body: &Value,
+    route: &RouteParams,
+) -> Result<CanonicalRequest, Error> {
+    let mut r = from.decode_request(body, route, prelude(body)?)?;
+    r.fill_tool_result_names();
+    Ok(r)
+}
+
+/// The fields every codec starts from; refuses a body that is not a JSON object.
+pub(crate) fn prelude(body: &Value) -> Result<CanonicalRequest, Error> {
+    if !body.is_object() {
+        return Err(bad("", "request body must be a JSON object"));
+    }
+    Ok(CanonicalRequest {
+        model: s(body, "model").unwrap_or_default().to_owned(),
+        stream: b(body, "stream").unwrap_or(false),
+        include_usage: true,
+        ..CanonicalRequest::default()
+    })
+}
