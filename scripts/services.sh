@@ -11,7 +11,8 @@
 #   OCTOLLM_TEST_POSTGRES_URL   postgres://postgres@127.0.0.1:<port>/octollm (trust auth)
 #   OCTOLLM_TEST_POSTGRES_CTL   a command taking `stop` or `start` (waits until done), used by the
 #                               test that takes the database away mid-run
-#   OCTOLLM_TEST_MYSQL_URL      mysql://octollm:octollm@127.0.0.1:<port>/octollm
+#   OCTOLLM_TEST_MYSQL_URL      mysql://octollm:octollm@127.0.0.1:<port>/octollm (the user may create
+#                               databases: tests use one each)
 #
 # Idempotent: a second call reuses running servers and rewrites the env file. Runs as root on a
 # fresh Debian machine (installs with apt-get); as another user the packages must be installed.
@@ -217,8 +218,8 @@ mariadb_start() {
     mariadb_client -e "CREATE DATABASE IF NOT EXISTS octollm;
         CREATE USER IF NOT EXISTS 'octollm'@'127.0.0.1' IDENTIFIED BY 'octollm';
         CREATE USER IF NOT EXISTS 'octollm'@'localhost' IDENTIFIED BY 'octollm';
-        GRANT ALL ON octollm.* TO 'octollm'@'127.0.0.1';
-        GRANT ALL ON octollm.* TO 'octollm'@'localhost';"
+        GRANT ALL ON *.* TO 'octollm'@'127.0.0.1';
+        GRANT ALL ON *.* TO 'octollm'@'localhost';"
 }
 
 mariadb_stop() {

@@ -215,13 +215,49 @@ macro_rules! impl_read_col {
                 Ok(match ty {
                     Col::Int => Value::Int(self.try_get::<Option<i64>, _>(i)?),
                     Col::Real => Value::Real(self.try_get::<Option<f64>, _>(i)?),
-                    Col::Text => Value::Text(self.try_get::<Option<String>, _>(i)?),
+                    Col::Text => Value::Text(self.read_text(i)?),
                 })
             }
         }
     )*};
 }
 impl_read_col!(SqliteRow, PgRow, MySqlRow);
+
+/// Reads a text column.
+trait ReadText {
+    fn read_text(&self, i: usize) -> Result<Option<String>, sqlx::Error>;
+}
+
+impl ReadText for SqliteRow {
+    fn read_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(i)
+    }
+}
+
+impl ReadText for PgRow {
+    fn read_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(i)
+    }
+}
+
+impl ReadText for MySqlRow {
+    /// MySQL reports text in a binary collation (`utf8mb4_bin`, which the schema uses so keys
+    /// compare exactly) as `VARBINARY`: read the bytes and check they are UTF-8.
+    fn read_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+        match self.try_get::<Option<String>, _>(i) {
+            Ok(v) => Ok(v),
+            Err(_) => self
+                .try_get::<Option<Vec<u8>>, _>(i)?
+                .map(|b| {
+                    String::from_utf8(b).map_err(|e| sqlx::Error::ColumnDecode {
+                        index: i.to_string(),
+                        source: Box::new(e),
+                    })
+                })
+                .transpose(),
+        }
+    }
+}
 
 fn read_row<R: ReadCol>(row: &R, cols: &[Col]) -> Result<Vec<Value>, StoreError> {
     cols.iter()

@@ -107,15 +107,17 @@ impl From<sqlx::Error> for StoreError {
 
 /// Whether a database error code means the statement itself is refused (trying again cannot
 /// help): SQLSTATE classes 22 (data exception) and 23 (integrity constraint) on PostgreSQL and
-/// MySQL, and SQLite's constraint, mismatch, range and too-big result codes.
+/// MySQL (and 42, syntax or missing object), and every SQLite result code but the transient ones.
 fn rejected(code: Option<&str>) -> bool {
     let Some(code) = code else { return false };
     // SQLSTATEs have five characters; SQLite's (extended) result codes are shorter numbers.
     if code.len() < 5
         && let Ok(n) = code.parse::<u32>()
     {
-        // SQLite: primary result code in the low byte.
-        return matches!(n & 0xff, 18 | 19 | 20 | 25);
+        // SQLite (primary result code in the low byte): only busy, locked, out of memory, I/O,
+        // disk full, cannot open and lock protocol errors can pass; the rest (constraint,
+        // overflow, schema) would fail again.
+        return !matches!(n & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15);
     }
     code.starts_with("22") || code.starts_with("23") || code.starts_with("42")
 }
@@ -130,6 +132,8 @@ mod tests {
         assert!(rejected(Some("22001"))); // string too long
         assert!(rejected(Some("2067"))); // SQLITE_CONSTRAINT_UNIQUE
         assert!(!rejected(Some("5"))); // SQLITE_BUSY
+        assert!(!rejected(Some("517"))); // SQLITE_BUSY_SNAPSHOT
+        assert!(rejected(Some("1"))); // SQLITE_ERROR (integer overflow, no such table)
         assert!(!rejected(Some("57P01"))); // admin shutdown
         assert!(!rejected(Some("08006"))); // connection failure
         assert!(!rejected(None));

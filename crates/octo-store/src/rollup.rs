@@ -14,6 +14,14 @@ use crate::schema::{MAX_KEY_LEN, ROLLUP_KEYS, ROLLUP_SUMS, ROLLUP_TABLES};
 /// Milliseconds per bucket of each rollup table, in [`ROLLUP_TABLES`] order.
 pub(crate) const BUCKET_MS: [i64; 3] = [60_000, 3_600_000, 86_400_000];
 
+/// The largest value one record adds to a rollup sum (about 35 years in milliseconds, a trillion
+/// tokens): absurd values are capped so sums over millions of rows never overflow `BIGINT`.
+const MAX_ADDEND: i64 = 1 << 40;
+
+fn addend(v: u64) -> i64 {
+    u64_to_i64(v).min(MAX_ADDEND)
+}
+
 /// Rows per upsert statement (20 values each, well under every backend's parameter limit).
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -51,19 +59,19 @@ impl Sums {
     /// The sums of one record.
     fn of(r: &Record) -> Sums {
         let u = r.usage.unwrap_or_default();
-        let ttfb = r.ttfb_ms.map(u64_to_i64);
+        let ttfb = r.ttfb_ms.map(addend);
         Sums {
             requests: 1,
             errors: i64::from(r.status >= 400),
-            input_tokens: u64_to_i64(u.input_tokens),
-            cache_read_tokens: u64_to_i64(u.cache_read_tokens),
-            cache_write_tokens: u64_to_i64(u.cache_write_tokens),
-            output_tokens: u64_to_i64(u.output_tokens),
-            reasoning_tokens: u64_to_i64(u.reasoning_tokens),
+            input_tokens: addend(u.input_tokens),
+            cache_read_tokens: addend(u.cache_read_tokens),
+            cache_write_tokens: addend(u.cache_write_tokens),
+            output_tokens: addend(u.output_tokens),
+            reasoning_tokens: addend(u.reasoning_tokens),
             cost_usd: r.cost_usd.unwrap_or(0.0),
             cost_known: i64::from(r.cost_usd.is_some()),
-            duration_sum: u64_to_i64(r.duration_ms),
-            duration_max: u64_to_i64(r.duration_ms),
+            duration_sum: addend(r.duration_ms),
+            duration_max: addend(r.duration_ms),
             ttfb_sum: ttfb.unwrap_or(0),
             ttfb_count: i64::from(ttfb.is_some()),
             ttfb_max: ttfb.unwrap_or(0),
