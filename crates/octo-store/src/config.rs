@@ -181,7 +181,10 @@ mod tests {
     #[test]
     fn sqlite_paths() {
         assert_eq!(sqlite_path("sqlite://a.db"), Some(("a.db", None)));
-        assert_eq!(sqlite_path("sqlite:a.db?mode=ro"), Some(("a.db", Some("mode=ro"))));
+        assert_eq!(
+            sqlite_path("sqlite:a.db?mode=ro"),
+            Some(("a.db", Some("mode=ro")))
+        );
         assert_eq!(sqlite_path("mysql://x"), None);
     }
 }

@@ -86,8 +86,16 @@ impl Pool {
                     // An in-memory database exists once per connection.
                     .max_connections(if memory { 1 } else { max_connections })
                     .min_connections(if memory { 1 } else { 0 })
-                    .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-                    .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                    .idle_timeout(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(600))
+                    })
+                    .max_lifetime(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(1800))
+                    })
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(opts)
                     .await?;
@@ -151,7 +159,11 @@ impl Pool {
     }
 
     /// Fetches every row of a query as plain values.
-    pub(crate) async fn fetch(&self, stmt: Sql, cols: &[Col]) -> Result<Vec<Vec<Value>>, StoreError> {
+    pub(crate) async fn fetch(
+        &self,
+        stmt: Sql,
+        cols: &[Col],
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
         let Sql { text, vals, .. } = stmt;
         dispatch!(self, p => {
             let rows = bind_all!(sqlx::query(&text), vals).fetch_all(p).await?;
@@ -329,7 +341,10 @@ mod tests {
     #[test]
     fn placeholders_per_dialect() {
         let mut s = Sql::new(Backend::Postgres);
-        s.push("a = ").bind(Value::Int(Some(1))).push(" AND b = ").bind(Value::Text(None));
+        s.push("a = ")
+            .bind(Value::Int(Some(1)))
+            .push(" AND b = ")
+            .bind(Value::Text(None));
         assert_eq!(s.text, "a = $1 AND b = $2");
         let mut s = Sql::new(Backend::MySql);
         s.push("a = ").bind(Value::Int(Some(1)));

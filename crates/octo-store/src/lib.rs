@@ -132,7 +132,10 @@ impl Store {
         let mut stmts = Vec::new();
         for chunk in fresh.chunks(LOG_ROWS_PER_STATEMENT) {
             let mut q = Sql::new(b);
-            q.push(&format!("INSERT INTO request_log ({}) VALUES ", cols.join(", ")));
+            q.push(&format!(
+                "INSERT INTO request_log ({}) VALUES ",
+                cols.join(", ")
+            ));
             for (n, r) in chunk.iter().enumerate() {
                 q.push(if n == 0 { "(" } else { ", (" });
                 for (i, v) in row::to_row(r).into_iter().enumerate() {
@@ -197,8 +200,11 @@ impl Store {
         let cols: Vec<&str> = LOG_COLUMNS.iter().map(|(c, _)| *c).collect();
         let types: Vec<Col> = LOG_COLUMNS.iter().map(|(_, t)| *t).collect();
         let mut q = Sql::new(self.backend());
-        q.push(&format!("SELECT {} FROM request_log WHERE id = ", cols.join(", ")))
-            .bind(Value::Text(Some(id.to_owned())));
+        q.push(&format!(
+            "SELECT {} FROM request_log WHERE id = ",
+            cols.join(", ")
+        ))
+        .bind(Value::Text(Some(id.to_owned())));
         let row = self.pool.fetch(q, &types).await?.into_iter().next();
         row.map(row::from_row).transpose()
     }
@@ -271,7 +277,11 @@ impl Store {
     /// Runs [`prune`](Self::prune) now and then every `every`, deleting what is older than
     /// `retention` (nothing when `retention` is zero). Failures are logged and retried at the
     /// next run. Abort the handle to stop it.
-    pub fn spawn_retention(&self, retention: Duration, every: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_retention(
+        &self,
+        retention: Duration,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
         tokio::spawn(async move {
             if retention.is_zero() {

@@ -223,7 +223,10 @@ pub(crate) fn ms(t: SystemTime) -> i64 {
 pub(crate) fn logs_sql(b: Backend, q: &LogQuery, limit: u32) -> Sql {
     let cols: Vec<&str> = crate::schema::LOG_COLUMNS.iter().map(|(c, _)| *c).collect();
     let mut s = Sql::new(b);
-    s.push(&format!("SELECT {} FROM request_log WHERE 1 = 1", cols.join(", ")));
+    s.push(&format!(
+        "SELECT {} FROM request_log WHERE 1 = 1",
+        cols.join(", ")
+    ));
     let text = |v: &Option<String>| Value::Text(v.clone());
     for (col, v) in [
         ("model", &q.model),
@@ -236,7 +239,8 @@ pub(crate) fn logs_sql(b: Backend, q: &LogQuery, limit: u32) -> Sql {
         }
     }
     if let Some(st) = q.status {
-        s.push(" AND status = ").bind(Value::Int(Some(i64::from(st))));
+        s.push(" AND status = ")
+            .bind(Value::Int(Some(i64::from(st))));
     }
     if let Some(t) = q.since {
         s.push(" AND started_at >= ").bind(Value::Int(Some(ms(t))));
@@ -305,10 +309,13 @@ pub(crate) fn stats_sql(b: Backend, q: &StatsQuery, since: i64, until: i64) -> (
         types.push(if g == "status" { Col::Int } else { Col::Text });
     }
     let mut s = Sql::new(b);
-    s.push(&format!("SELECT {} FROM {table} WHERE bucket >= ", cols.join(", ")))
-        .bind(Value::Int(Some(since)))
-        .push(" AND bucket < ")
-        .bind(Value::Int(Some(until)));
+    s.push(&format!(
+        "SELECT {} FROM {table} WHERE bucket >= ",
+        cols.join(", ")
+    ))
+    .bind(Value::Int(Some(since)))
+    .push(" AND bucket < ")
+    .bind(Value::Int(Some(until)));
     match group {
         Some(g) => s.push(&format!(" GROUP BY bucket, {g} ORDER BY bucket, {g}")),
         None => s.push(" GROUP BY bucket ORDER BY bucket"),
@@ -381,7 +388,10 @@ mod opt_rfc3339 {
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub(super) fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => s.collect_str(&humantime::format_rfc3339_millis(*t)),
             None => s.serialize_none(),
@@ -411,7 +421,8 @@ mod tests {
         assert_eq!(ms(q.since.unwrap()), 1_767_225_600_000);
         assert!(serde_json::from_value::<LogQuery>(serde_json::json!({"modle": "x"})).is_err());
         let s: StatsQuery =
-            serde_json::from_value(serde_json::json!({"bucket": "day", "group_by": "user"})).unwrap();
+            serde_json::from_value(serde_json::json!({"bucket": "day", "group_by": "user"}))
+                .unwrap();
         assert_eq!((s.bucket, s.group_by), (Bucket::Day, Some(GroupBy::User)));
         assert_eq!(StatsQuery::default().bucket, Bucket::Hour);
     }
@@ -419,22 +430,40 @@ mod tests {
     #[test]
     fn limits_and_ranges() {
         assert_eq!(limit_of(&LogQuery::default()), DEFAULT_LIMIT);
-        let big = LogQuery { limit: Some(1_000_000), ..LogQuery::default() };
+        let big = LogQuery {
+            limit: Some(1_000_000),
+            ..LogQuery::default()
+        };
         assert_eq!(limit_of(&big), MAX_LIMIT);
         let now = UNIX_EPOCH + Duration::from_secs(10 * 86_400 + 90);
         let (since, until) = stats_range(&StatsQuery::default(), now).unwrap();
         assert_eq!(until - since, 86_400_000 + 90_000);
         assert_eq!(since % 3_600_000, 0);
-        let backwards = StatsQuery { since: Some(now), until: Some(UNIX_EPOCH), ..StatsQuery::default() };
+        let backwards = StatsQuery {
+            since: Some(now),
+            until: Some(UNIX_EPOCH),
+            ..StatsQuery::default()
+        };
         assert!(stats_range(&backwards, now).is_err());
-        let huge = StatsQuery { since: Some(UNIX_EPOCH), bucket: Bucket::Minute, ..StatsQuery::default() };
+        let huge = StatsQuery {
+            since: Some(UNIX_EPOCH),
+            bucket: Bucket::Minute,
+            ..StatsQuery::default()
+        };
         let now = UNIX_EPOCH + Duration::from_secs(30 * 86_400);
-        assert_eq!(stats_range(&huge, now).unwrap_err().kind(), crate::ErrorKind::InvalidQuery);
+        assert_eq!(
+            stats_range(&huge, now).unwrap_err().kind(),
+            crate::ErrorKind::InvalidQuery
+        );
     }
 
     #[test]
     fn figures_keep_unknown_cost_and_ttfb_null() {
-        let f = Figures::from_sums(&Sums { requests: 2, duration_sum: 30, ..Sums::default() });
+        let f = Figures::from_sums(&Sums {
+            requests: 2,
+            duration_sum: 30,
+            ..Sums::default()
+        });
         assert_eq!(f.cost_usd, None);
         assert_eq!(f.avg_ttfb_ms, None);
         assert_eq!(f.avg_duration_ms, 15.0);

@@ -210,7 +210,10 @@ fn upsert(b: Backend, table: &str, rows: &[(&Key, &Sums)]) -> Sql {
         .collect();
     match b {
         Backend::MySql => q.push(" ON DUPLICATE KEY UPDATE "),
-        _ => q.push(&format!(" ON CONFLICT ({}) DO UPDATE SET ", ROLLUP_KEYS.join(", "))),
+        _ => q.push(&format!(
+            " ON CONFLICT ({}) DO UPDATE SET ",
+            ROLLUP_KEYS.join(", ")
+        )),
     };
     q.push(&sets.join(", "));
     q
@@ -250,6 +253,9 @@ mod tests {
         assert_eq!(bucket_start(3_600_000 + 59_999, 60_000), 3_600_000);
         assert_eq!(bucket_start(-1, 60_000), -60_000);
         assert_eq!(key_text(None), "");
-        assert_eq!(key_text(Some(&"é".repeat(200))).chars().count(), MAX_KEY_LEN);
+        assert_eq!(
+            key_text(Some(&"é".repeat(200))).chars().count(),
+            MAX_KEY_LEN
+        );
     }
 }

@@ -61,11 +61,7 @@ pub(crate) fn to_row(r: &Record) -> Vec<Value> {
         opt_text(p.map(|p| p.source.as_str())),
         int(i64::from(r.cache_hit)),
         int(u64_to_i64(r.overhead_us)),
-        Value::Text(
-            r.trace
-                .as_ref()
-                .and_then(|t| serde_json::to_string(t).ok()),
-        ),
+        Value::Text(r.trace.as_ref().and_then(|t| serde_json::to_string(t).ok())),
     ]
 }
 
@@ -93,7 +89,10 @@ pub(crate) fn from_row(row: Vec<Value>) -> Result<Record, StoreError> {
     let rule = next()?.into_text();
     let backend = next()?.into_text();
     let upstream_protocol = match next()?.into_text() {
-        Some(s) => Some(s.parse::<Protocol>().map_err(|_| bad("upstream_protocol"))?),
+        Some(s) => Some(
+            s.parse::<Protocol>()
+                .map_err(|_| bad("upstream_protocol"))?,
+        ),
         None => None,
     };
     let upstream_model = next()?.into_text();
@@ -105,7 +104,9 @@ pub(crate) fn from_row(row: Vec<Value>) -> Result<Record, StoreError> {
     let error = next()?.into_text();
     let attempts = serde_json::from_str(next()?.text().unwrap_or("[]"))
         .map_err(|e| bad(&format!("attempts ({e})")))?;
-    let tokens: Vec<Option<i64>> = (0..5).map(|_| next().map(|v| v.int())).collect::<Result<_, _>>()?;
+    let tokens: Vec<Option<i64>> = (0..5)
+        .map(|_| next().map(|v| v.int()))
+        .collect::<Result<_, _>>()?;
     let usage = match tokens[..] {
         [Some(i), Some(cr), Some(cw), Some(o), Some(r)] => Some(Usage {
             input_tokens: i64_to_u64(i),
@@ -118,7 +119,12 @@ pub(crate) fn from_row(row: Vec<Value>) -> Result<Record, StoreError> {
     };
     let finish_reason = next()?.into_text();
     let cost_usd = next()?.real();
-    let (pi, po, pcr, pcw) = (next()?.real(), next()?.real(), next()?.real(), next()?.real());
+    let (pi, po, pcr, pcw) = (
+        next()?.real(),
+        next()?.real(),
+        next()?.real(),
+        next()?.real(),
+    );
     let source = next()?.into_text();
     let price = match (pi, po) {
         (Some(input), Some(output)) => Some(Price {

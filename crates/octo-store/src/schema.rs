@@ -75,7 +75,8 @@ pub const MAX_ID_LEN: usize = 191;
 pub const MAX_KEY_LEN: usize = 150;
 
 /// The rollup key columns, in primary-key order.
-pub(crate) const ROLLUP_KEYS: &[&str] = &["bucket", "model", "backend", "org", "user_name", "status"];
+pub(crate) const ROLLUP_KEYS: &[&str] =
+    &["bucket", "model", "backend", "org", "user_name", "status"];
 
 /// The rollup sum columns.
 pub(crate) const ROLLUP_SUMS: &[&str] = &[
@@ -149,7 +150,11 @@ fn v1(b: Backend) -> Vec<String> {
                 (_, Col::Real) => t.real,
                 (_, Col::Text) => t.text,
             };
-            let nn = if LOG_NOT_NULL.contains(name) { " NOT NULL" } else { "" };
+            let nn = if LOG_NOT_NULL.contains(name) {
+                " NOT NULL"
+            } else {
+                ""
+            };
             format!("{name} {sql_ty}{nn}")
         })
         .collect();
@@ -260,7 +265,9 @@ pub(crate) async fn migrate(pool: &Pool) -> Result<Vec<i64>, StoreError> {
             .collect();
         let mut record = Sql::new(b);
         record.push(match b {
-            Backend::MySql => "INSERT IGNORE INTO octollm_schema (version, description, applied_at) VALUES (",
+            Backend::MySql => {
+                "INSERT IGNORE INTO octollm_schema (version, description, applied_at) VALUES ("
+            }
             _ => "INSERT INTO octollm_schema (version, description, applied_at) VALUES (",
         });
         record
@@ -306,7 +313,10 @@ mod tests {
                 assert!(stmts.contains(&format!("{c} ")), "{b:?} lacks {c}");
             }
             for c in LOG_FILTERS {
-                assert!(stmts.contains(&format!("request_log_{c} ")), "{b:?} lacks index on {c}");
+                assert!(
+                    stmts.contains(&format!("request_log_{c} ")),
+                    "{b:?} lacks index on {c}"
+                );
             }
             for t in ROLLUP_TABLES {
                 assert!(stmts.contains(&format!("TABLE IF NOT EXISTS {t} ")));

@@ -61,7 +61,8 @@ pub fn sample_at(i: u64, ms: u64) -> Record {
         duration_ms: 40 + i % 17,
         ttfb_ms: (i % 6 != 5).then_some(10 + i % 9),
         client_protocol: Protocol::CHAT_PROTOCOLS[i as usize % 4],
-        model: (i % 10 != 9).then(|| ["gpt-4o", "claude-sonnet", "gemini-pro"][i as usize % 3].to_owned()),
+        model: (i % 10 != 9)
+            .then(|| ["gpt-4o", "claude-sonnet", "gemini-pro"][i as usize % 3].to_owned()),
         org: Some(["acme", "globex"][i as usize % 2].to_owned()),
         user: (i % 8 != 7).then(|| format!("user-{}", i % 4)),
         rule: (i % 2 == 0).then(|| "default".to_owned()),
@@ -69,7 +70,13 @@ pub fn sample_at(i: u64, ms: u64) -> Record {
         upstream_protocol: Some(Protocol::CHAT_PROTOCOLS[(i as usize + 1) % 4]),
         upstream_model: Some(format!("upstream-model-{}", i % 3)),
         stream: i % 2 == 1,
-        status: if failed { 502 } else if i % 11 == 10 { 499 } else { 200 },
+        status: if failed {
+            502
+        } else if i % 11 == 10 {
+            499
+        } else {
+            200
+        },
         error: failed.then(|| "all backends failed".to_owned()),
         attempts,
         usage,

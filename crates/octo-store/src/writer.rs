@@ -76,7 +76,10 @@ impl State {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            tracing::warn!(dropped_total = total, "request log: records dropped ({why})");
+            tracing::warn!(
+                dropped_total = total,
+                "request log: records dropped ({why})"
+            );
         }
     }
 
@@ -286,16 +289,17 @@ impl Task {
                 waiters.retain_mut(|w| {
                     if idle || now >= w.deadline {
                         stop |= w.stop;
-                        let pending = buf.len()
-                            + in_flight.as_ref().map_or(0, |(n, _)| *n)
-                            + rx.len();
+                        let pending =
+                            buf.len() + in_flight.as_ref().map_or(0, |(n, _)| *n) + rx.len();
                         let r = if idle {
                             Ok(())
                         } else {
                             Err(StoreError::new(
                                 ErrorKind::Unavailable,
                                 true,
-                                format!("{pending} request log records not written before the deadline"),
+                                format!(
+                                    "{pending} request log records not written before the deadline"
+                                ),
                             ))
                         };
                         let (tx, _) = oneshot::channel();
@@ -307,7 +311,8 @@ impl Task {
                 });
                 if stop {
                     let left = buf.len() + in_flight.as_ref().map_or(0, |(n, _)| *n) + rx.len();
-                    self.state.drop_records(left as u64, "writer stopped before the database returned");
+                    self.state
+                        .drop_records(left as u64, "writer stopped before the database returned");
                     self.state.buffered.store(0, Ordering::Relaxed);
                     return;
                 }

@@ -16,7 +16,10 @@ use octo_store::testing::sample;
 use octo_store::{LogWriter, Store, StoreConfig};
 
 fn ctl(command: &str, action: &str) {
-    let status = Command::new(command).arg(action).status().expect("run the control command");
+    let status = Command::new(command)
+        .arg(action)
+        .status()
+        .expect("run the control command");
     assert!(status.success(), "{command} {action} failed");
 }
 
@@ -26,7 +29,9 @@ async fn records_survive_a_database_outage() {
         std::env::var("OCTOLLM_TEST_POSTGRES_URL"),
         std::env::var("OCTOLLM_TEST_POSTGRES_CTL"),
     ) else {
-        eprintln!("skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)");
+        eprintln!(
+            "skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)"
+        );
         return;
     };
     let config = StoreConfig {
@@ -42,7 +47,10 @@ async fn records_survive_a_database_outage() {
     for r in &records[..500] {
         writer.on_complete(r);
     }
-    writer.flush(Instant::now() + Duration::from_secs(30)).await.unwrap();
+    writer
+        .flush(Instant::now() + Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(writer.written(), 500);
 
     ctl(&control, "stop");
@@ -56,20 +64,29 @@ async fn records_survive_a_database_outage() {
     // The writer has noticed (a readiness check on its counters, not a fixed sleep).
     let noticed = Instant::now() + Duration::from_secs(60);
     while writer.stats().last_error.is_none() {
-        assert!(Instant::now() < noticed, "the writer never reported the outage");
+        assert!(
+            Instant::now() < noticed,
+            "the writer never reported the outage"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(writer.written() < 3000);
     assert_eq!(writer.dropped(), 0, "the buffer holds the outage's records");
 
     ctl(&control, "start");
-    writer.flush(Instant::now() + Duration::from_secs(60)).await.unwrap();
+    writer
+        .flush(Instant::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
     let stats = writer.stats();
     assert_eq!((stats.written, stats.dropped, stats.pending), (3000, 0, 0));
     assert_eq!(stats.last_error, None);
     for r in &records {
         assert_eq!(store.log(&r.id).await.unwrap().as_ref(), Some(&**r));
     }
-    writer.shutdown(Instant::now() + Duration::from_secs(10)).await.unwrap();
+    writer
+        .shutdown(Instant::now() + Duration::from_secs(10))
+        .await
+        .unwrap();
     store.close().await;
 }

@@ -29,7 +29,10 @@ async fn records_round_trip_exactly() {
         // Sub-millisecond start times are kept to the millisecond (the API's precision).
         let mut fine = sample(1000);
         fine.started_at += Duration::from_micros(1234);
-        store.write(&arcs(std::slice::from_ref(&fine))).await.unwrap();
+        store
+            .write(&arcs(std::slice::from_ref(&fine)))
+            .await
+            .unwrap();
         let back = store.log(&fine.id).await.unwrap().unwrap();
         assert_eq!(back.started_at_ms(), fine.started_at_ms());
         // Extreme values survive.
@@ -38,13 +41,25 @@ async fn records_round_trip_exactly() {
         edge.duration_ms = i64::MAX as u64;
         edge.error = Some("ünïcödé 🐙 'quotes' \"and\" \\backslashes".into());
         edge.model = Some("m".repeat(300));
-        store.write(&arcs(std::slice::from_ref(&edge))).await.unwrap();
-        assert_eq!(store.log(&edge.id).await.unwrap().as_ref(), Some(&edge), "{}", db.name);
+        store
+            .write(&arcs(std::slice::from_ref(&edge)))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.log(&edge.id).await.unwrap().as_ref(),
+            Some(&edge),
+            "{}",
+            db.name
+        );
         // Writing the same records again changes nothing.
         store.write(&arcs(&records[..5])).await.unwrap();
         let totals = store
             .stats_at(
-                &StatsQuery { since: Some(at(SAMPLE_EPOCH_MS - 86_400_000)), bucket: Bucket::Day, ..StatsQuery::default() },
+                &StatsQuery {
+                    since: Some(at(SAMPLE_EPOCH_MS - 86_400_000)),
+                    bucket: Bucket::Day,
+                    ..StatsQuery::default()
+                },
                 at(SAMPLE_EPOCH_MS + 5 * 86_400_000),
             )
             .await
@@ -75,26 +90,47 @@ async fn filters_and_cursor() {
         let cases: Vec<Case> = vec![
             (LogQuery::default(), Box::new(|_| true)),
             (
-                LogQuery { model: Some("gpt-4o".into()), ..LogQuery::default() },
+                LogQuery {
+                    model: Some("gpt-4o".into()),
+                    ..LogQuery::default()
+                },
                 Box::new(|r| r.model.as_deref() == Some("gpt-4o")),
             ),
             (
-                LogQuery { backend: Some("backend-1".into()), status: Some(200), ..LogQuery::default() },
+                LogQuery {
+                    backend: Some("backend-1".into()),
+                    status: Some(200),
+                    ..LogQuery::default()
+                },
                 Box::new(|r| r.backend.as_deref() == Some("backend-1") && r.status == 200),
             ),
             (
-                LogQuery { org: Some("acme".into()), user: Some("user-2".into()), ..LogQuery::default() },
-                Box::new(|r| r.org.as_deref() == Some("acme") && r.user.as_deref() == Some("user-2")),
+                LogQuery {
+                    org: Some("acme".into()),
+                    user: Some("user-2".into()),
+                    ..LogQuery::default()
+                },
+                Box::new(|r| {
+                    r.org.as_deref() == Some("acme") && r.user.as_deref() == Some("user-2")
+                }),
             ),
             (
-                LogQuery { since: Some(since), until: Some(until), status: Some(502), ..LogQuery::default() },
+                LogQuery {
+                    since: Some(since),
+                    until: Some(until),
+                    status: Some(502),
+                    ..LogQuery::default()
+                },
                 Box::new(move |r| r.started_at >= since && r.started_at < until && r.status == 502),
             ),
         ];
         for (q, f) in cases {
             let expected = newest_first(&*f);
             let mut got = Vec::new();
-            let mut page_q = LogQuery { limit: Some(7), ..q.clone() };
+            let mut page_q = LogQuery {
+                limit: Some(7),
+                ..q.clone()
+            };
             loop {
                 let page = store.logs(&page_q).await.unwrap();
                 assert!(page.data.len() <= 7);
@@ -111,7 +147,12 @@ async fn filters_and_cursor() {
             // The default page is the newest 50.
             let first = store.logs(&q).await.unwrap();
             assert_eq!(first.data.len(), expected.len().min(50));
-            assert_eq!(first.next.is_some(), expected.len() > 50, "{}: {q:?}", db.name);
+            assert_eq!(
+                first.next.is_some(),
+                expected.len() > 50,
+                "{}: {q:?}",
+                db.name
+            );
         }
         store.close().await;
     }
@@ -144,8 +185,17 @@ async fn stats_per_bucket_and_group() {
             store.write(&arcs(chunk)).await.unwrap();
         }
         let now = at(SAMPLE_EPOCH_MS + 4 * 3_600_000);
-        for (bucket, width) in [(Bucket::Minute, 60_000), (Bucket::Hour, 3_600_000), (Bucket::Day, 86_400_000)] {
-            for group_by in [None, Some(GroupBy::Model), Some(GroupBy::User), Some(GroupBy::Status)] {
+        for (bucket, width) in [
+            (Bucket::Minute, 60_000),
+            (Bucket::Hour, 3_600_000),
+            (Bucket::Day, 86_400_000),
+        ] {
+            for group_by in [
+                None,
+                Some(GroupBy::Model),
+                Some(GroupBy::User),
+                Some(GroupBy::Status),
+            ] {
                 let mut expected: BTreeMap<(u64, Option<String>), Expected> = BTreeMap::new();
                 for r in &records {
                     let ms = r.started_at_ms() as u64;
@@ -199,14 +249,23 @@ async fn stats_per_bucket_and_group() {
                         ((start, b.group.clone()), e)
                     })
                     .collect();
-                assert_eq!(got.len(), expected.len(), "{} {bucket:?} {group_by:?}", db.name);
+                assert_eq!(
+                    got.len(),
+                    expected.len(),
+                    "{} {bucket:?} {group_by:?}",
+                    db.name
+                );
                 for (k, e) in &expected {
                     let g = &got[k];
                     let close = match (g.cost, e.cost) {
                         (Some(a), Some(b)) => (a - b).abs() < 1e-9,
                         (a, b) => a == b,
                     };
-                    assert!(close, "{}: cost of {k:?}: {:?} vs {:?}", db.name, g.cost, e.cost);
+                    assert!(
+                        close,
+                        "{}: cost of {k:?}: {:?} vs {:?}",
+                        db.name, g.cost, e.cost
+                    );
                     assert_eq!(
                         Expected { cost: None, ..*g },
                         Expected { cost: None, ..*e },
@@ -220,11 +279,27 @@ async fn stats_per_bucket_and_group() {
             }
         }
         // JSON shape.
-        let q = StatsQuery { since: Some(at(SAMPLE_EPOCH_MS)), group_by: Some(GroupBy::Model), ..StatsQuery::default() };
+        let q = StatsQuery {
+            since: Some(at(SAMPLE_EPOCH_MS)),
+            group_by: Some(GroupBy::Model),
+            ..StatsQuery::default()
+        };
         let json = serde_json::to_value(store.stats_at(&q, now).await.unwrap()).unwrap();
         assert_eq!(json["buckets"][0]["start"], "2026-01-01T00:00:00Z");
-        for k in ["group", "requests", "errors", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-                  "output_tokens", "reasoning_tokens", "cost_usd", "avg_duration_ms", "max_duration_ms", "avg_ttfb_ms"] {
+        for k in [
+            "group",
+            "requests",
+            "errors",
+            "input_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "avg_duration_ms",
+            "max_duration_ms",
+            "avg_ttfb_ms",
+        ] {
             assert!(json["buckets"][0].get(k).is_some(), "bucket lacks {k}");
             if k != "group" {
                 assert!(json["totals"].get(k).is_some(), "totals lack {k}");
@@ -254,8 +329,15 @@ async fn one_batch_with_repeated_rollup_keys() {
         more.duration_ms = 1000;
         store.write(&arcs(&[more])).await.unwrap();
         for bucket in [Bucket::Minute, Bucket::Hour, Bucket::Day] {
-            let q = StatsQuery { since: Some(at(SAMPLE_EPOCH_MS)), bucket, ..StatsQuery::default() };
-            let stats = store.stats_at(&q, at(SAMPLE_EPOCH_MS + 60_000)).await.unwrap();
+            let q = StatsQuery {
+                since: Some(at(SAMPLE_EPOCH_MS)),
+                bucket,
+                ..StatsQuery::default()
+            };
+            let stats = store
+                .stats_at(&q, at(SAMPLE_EPOCH_MS + 60_000))
+                .await
+                .unwrap();
             assert_eq!(stats.buckets.len(), 1, "{} {bucket:?}", db.name);
             let f = &stats.buckets[0].figures;
             assert_eq!(f.requests, 301);
@@ -273,8 +355,12 @@ async fn retention_deletes_only_old_log_rows_and_keeps_hour_rollups() {
         let store = db.open().await;
         let day = 86_400_000;
         // 2500 old records (more than one delete batch) and 10 recent ones.
-        let old: Vec<Record> = (0..2500).map(|i| sample_at(i, SAMPLE_EPOCH_MS + i * 10)).collect();
-        let recent: Vec<Record> = (0..10).map(|i| sample_at(5000 + i, SAMPLE_EPOCH_MS + 40 * day + i)).collect();
+        let old: Vec<Record> = (0..2500)
+            .map(|i| sample_at(i, SAMPLE_EPOCH_MS + i * 10))
+            .collect();
+        let recent: Vec<Record> = (0..10)
+            .map(|i| sample_at(5000 + i, SAMPLE_EPOCH_MS + 40 * day + i))
+            .collect();
         for chunk in old.chunks(500) {
             store.write(&arcs(chunk)).await.unwrap();
         }
@@ -287,13 +373,28 @@ async fn retention_deletes_only_old_log_rows_and_keeps_hour_rollups() {
         }
         assert!(store.log(&old[0].id).await.unwrap().is_none());
         assert!(store.log(&old[2499].id).await.unwrap().is_none());
-        let page = store.logs(&LogQuery { limit: Some(1000), ..LogQuery::default() }).await.unwrap();
+        let page = store
+            .logs(&LogQuery {
+                limit: Some(1000),
+                ..LogQuery::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(page.data.len(), 10);
         // Hour and day rollups still count the old records; minute rollups are gone.
         let since = Some(at(SAMPLE_EPOCH_MS));
         let until = Some(at(SAMPLE_EPOCH_MS + day));
-        for (bucket, expected) in [(Bucket::Hour, 2500), (Bucket::Day, 2500), (Bucket::Minute, 0)] {
-            let q = StatsQuery { since, until, bucket, group_by: None };
+        for (bucket, expected) in [
+            (Bucket::Hour, 2500),
+            (Bucket::Day, 2500),
+            (Bucket::Minute, 0),
+        ] {
+            let q = StatsQuery {
+                since,
+                until,
+                bucket,
+                group_by: None,
+            };
             let stats = store.stats(&q).await.unwrap();
             assert_eq!(stats.totals.requests, expected, "{} {bucket:?}", db.name);
         }

@@ -19,7 +19,10 @@ fn deadline() -> Instant {
 async fn records_are_written_in_batches() {
     for db in databases("writer_batches").await {
         let store = db.open().await;
-        let config = StoreConfig { batch_size: 64, ..db.config.clone() };
+        let config = StoreConfig {
+            batch_size: 64,
+            ..db.config.clone()
+        };
         let writer = LogWriter::spawn(store.clone(), &config);
         let records: Vec<_> = (0..1000).map(|i| Arc::new(sample(i))).collect();
         for r in &records {
@@ -30,7 +33,12 @@ async fn records_are_written_in_batches() {
         }
         writer.flush(deadline()).await.unwrap();
         let stats = writer.stats();
-        assert_eq!((stats.written, stats.dropped, stats.pending), (1000, 0, 0), "{}", db.name);
+        assert_eq!(
+            (stats.written, stats.dropped, stats.pending),
+            (1000, 0, 0),
+            "{}",
+            db.name
+        );
         assert_eq!(stats.last_error, None);
         for r in records.iter().step_by(97) {
             assert_eq!(store.log(&r.id).await.unwrap().as_ref(), Some(&**r));
@@ -46,7 +54,10 @@ async fn records_are_written_in_batches() {
 async fn a_full_queue_drops_and_counts_without_blocking() {
     for db in databases("writer_full_queue").await {
         let store = db.open().await;
-        let config = StoreConfig { queue_capacity: 8, ..db.config.clone() };
+        let config = StoreConfig {
+            queue_capacity: 8,
+            ..db.config.clone()
+        };
         let writer = LogWriter::spawn(store.clone(), &config);
         for i in 0..100 {
             writer.on_complete(&Arc::new(sample(i)));

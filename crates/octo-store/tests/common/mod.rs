@@ -19,7 +19,9 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn open(&self) -> Store {
-        Store::open(&self.config).await.unwrap_or_else(|e| panic!("{}: {e}", self.name))
+        Store::open(&self.config)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }
 }
 
@@ -41,14 +43,18 @@ pub async fn databases(test: &str) -> Vec<TestDb> {
             name: "postgres",
             config: StoreConfig::with_url(postgres_schema(&url, test).await),
         }),
-        Err(_) => eprintln!("{test}: skipping PostgreSQL: OCTOLLM_TEST_POSTGRES_URL is not set (scripts/services.sh starts one)"),
+        Err(_) => eprintln!(
+            "{test}: skipping PostgreSQL: OCTOLLM_TEST_POSTGRES_URL is not set (scripts/services.sh starts one)"
+        ),
     }
     match std::env::var("OCTOLLM_TEST_MYSQL_URL") {
         Ok(url) => out.push(TestDb {
             name: "mysql",
             config: StoreConfig::with_url(mysql_database(&url, test).await),
         }),
-        Err(_) => eprintln!("{test}: skipping MySQL: OCTOLLM_TEST_MYSQL_URL is not set (scripts/services.sh starts one)"),
+        Err(_) => eprintln!(
+            "{test}: skipping MySQL: OCTOLLM_TEST_MYSQL_URL is not set (scripts/services.sh starts one)"
+        ),
     }
     out
 }
@@ -56,11 +62,15 @@ pub async fn databases(test: &str) -> Vec<TestDb> {
 /// A fresh schema named after the test; the URL selects it with `search_path`.
 pub async fn postgres_schema(url: &str, test: &str) -> String {
     let schema = format!("t_{test}");
-    let mut c = sqlx::PgConnection::connect(url).await.expect("PostgreSQL reachable");
-    sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-        .execute(&mut c)
+    let mut c = sqlx::PgConnection::connect(url)
         .await
-        .unwrap();
+        .expect("PostgreSQL reachable");
+    sqlx::raw_sql(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
@@ -68,12 +78,18 @@ pub async fn postgres_schema(url: &str, test: &str) -> String {
 /// A fresh database named after the test, on the same server.
 pub async fn mysql_database(url: &str, test: &str) -> String {
     let db = format!("octollm_t_{test}");
-    let mut c = sqlx::MySqlConnection::connect(url).await.expect("MySQL reachable");
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"))
-        .execute(&mut c)
+    let mut c = sqlx::MySqlConnection::connect(url)
         .await
-        .unwrap();
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+        .expect("MySQL reachable");
+    sqlx::raw_sql(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+    ))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let base = &base[..base.rfind('/').expect("a database in the URL")];
     match query {
         Some(q) => format!("{base}/{db}?{q}"),
