@@ -40,7 +40,7 @@ mod rollup;
 mod row;
 pub mod schema;
 pub mod testing;
-mod writer;
+pub mod writer;
 
 use std::collections::HashSet;
 use std::sync::Arc;

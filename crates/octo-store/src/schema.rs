@@ -5,7 +5,7 @@
 //!   ordered); `started_at` in Unix milliseconds; usage as five nullable token columns; the price
 //!   as five columns (exact floats); `attempts` and `trace` as JSON text.
 //! - `rollup_minute`, `rollup_hour`, `rollup_day`: sums per (bucket start in Unix ms, model,
-//!   backend, org, user, status), upserted as records are written ([`crate::rollup`]).
+//!   backend, org, user, status), upserted in the same transaction as the log rows.
 //! - `octollm_schema`: the versions applied.
 //!
 //! A migration is never edited once released: a change is a new version.

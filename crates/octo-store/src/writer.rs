@@ -320,14 +320,17 @@ impl Task {
             if !receiving && buf.is_empty() && in_flight.is_none() && waiters.is_empty() {
                 return; // every LogWriter handle is gone and everything is written
             }
-            let wake = [
-                retry_at,
-                oldest.map(|t| t + self.interval),
-                waiters.iter().map(|w| w.deadline).min(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            // The next write is due at the retry time, else when the oldest record has waited
+            // long enough; while one is running, its completion wakes the loop instead.
+            let next_write = match (&in_flight, retry_at) {
+                (Some(_), _) => None,
+                (None, Some(t)) => Some(t),
+                (None, None) => oldest.map(|t| t + self.interval),
+            };
+            let wake = [next_write, waiters.iter().map(|w| w.deadline).min()]
+                .into_iter()
+                .flatten()
+                .min();
             let room = self.buffer_capacity.saturating_sub(buf.len()).max(1);
             tokio::select! {
                 Some(Control::Flush { deadline, reply, stop }) = ctl.recv() => {
