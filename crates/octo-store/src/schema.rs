@@ -199,10 +199,15 @@ fn v1(b: Backend) -> Vec<String> {
             cols.push(format!("{s} {ty} NOT NULL"));
         }
         cols.push(format!("PRIMARY KEY ({})", ROLLUP_KEYS.join(", ")));
+        // On SQLite the rows live in the primary key's b-tree (no rowid table beside it), so a
+        // bucket range is one sequential scan in (bucket, model, …) order.
+        let suffix = match b {
+            Backend::Sqlite => " WITHOUT ROWID",
+            _ => t.table_suffix,
+        };
         out.push(format!(
-            "CREATE TABLE IF NOT EXISTS {table} ({}){}",
-            cols.join(", "),
-            t.table_suffix
+            "CREATE TABLE IF NOT EXISTS {table} ({}){suffix}",
+            cols.join(", ")
         ));
     }
     out
