@@ -60,6 +60,11 @@ cargo fetch --locked
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
 
+step "database servers for the storage tests (scripts/services.sh: PostgreSQL, MariaDB)"
+scripts/services.sh
+# shellcheck source=/dev/null
+source "$(scripts/services.sh env)"
+
 step "cargo test --workspace"
 cargo test --workspace
 

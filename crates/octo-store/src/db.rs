@@ -1,0 +1,355 @@
+//! One code base over three databases: a pool per backend behind one enum, SQL text built per
+//! dialect (placeholders, types, upsert syntax) with its values, and a [`dispatch!`] macro that
+//! runs the same body against whichever pool is open (each arm compiles against its concrete
+//! driver, so there is no `Any` driver and no type erasure).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+
+use crate::config::{Backend, sqlite_path};
+use crate::error::StoreError;
+
+/// How long a statement waits on a locked SQLite database before failing (retryable).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for a pooled connection before reporting the database unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open pool.
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    MySql(MySqlPool),
+}
+
+/// Runs `$body` with `$p` bound to the concrete pool.
+macro_rules! dispatch {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            $crate::db::Pool::Sqlite($p) => $body,
+            $crate::db::Pool::Postgres($p) => $body,
+            $crate::db::Pool::MySql($p) => $body,
+        }
+    };
+}
+
+/// Binds every value of `$vals` (an iterator of [`Value`]) to the query `$q`.
+macro_rules! bind_all {
+    ($q:expr, $vals:expr) => {{
+        let mut q = $q;
+        for v in $vals {
+            q = match v {
+                $crate::db::Value::Int(x) => q.bind(x),
+                $crate::db::Value::Real(x) => q.bind(x),
+                $crate::db::Value::Text(x) => q.bind(x),
+            };
+        }
+        q
+    }};
+}
+
+impl Pool {
+    /// Connects to `url` (creating a SQLite file if missing).
+    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Pool, StoreError> {
+        Ok(match Backend::from_url(url)? {
+            Backend::Sqlite => {
+                let (path, query) = sqlite_path(url).unwrap_or(("", None));
+                let memory = path == ":memory:" || path.is_empty();
+                let mut opts = if memory {
+                    SqliteConnectOptions::from_str("sqlite::memory:")?
+                } else {
+                    SqliteConnectOptions::new().filename(path)
+                };
+                if let Some(q) = query
+                    && !memory
+                {
+                    // Keep what the URL's query says (mode=ro, …) on top of our defaults.
+                    opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}?{q}"))?;
+                }
+                let opts = opts
+                    .create_if_missing(true)
+                    // Set before the first table exists: DELETE then frees pages for
+                    // `PRAGMA incremental_vacuum` (sqlx applies it before journal_mode).
+                    .auto_vacuum(SqliteAutoVacuum::Incremental)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                let pool = SqlitePoolOptions::new()
+                    // An in-memory database exists once per connection.
+                    .max_connections(if memory { 1 } else { max_connections })
+                    .min_connections(if memory { 1 } else { 0 })
+                    .idle_timeout(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(600))
+                    })
+                    .max_lifetime(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(1800))
+                    })
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(opts)
+                    .await?;
+                Pool::Sqlite(pool)
+            }
+            Backend::Postgres => {
+                let opts = PgConnectOptions::from_str(url)?;
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(ACQUIRE_TIMEOUT)
+                        .connect_with(opts)
+                        .await?,
+                )
+            }
+            Backend::MySql => {
+                let url = url.replacen("mariadb://", "mysql://", 1);
+                let opts = MySqlConnectOptions::from_str(&url)?.charset("utf8mb4");
+                Pool::MySql(
+                    MySqlPoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(ACQUIRE_TIMEOUT)
+                        .connect_with(opts)
+                        .await?,
+                )
+            }
+        })
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::MySql(_) => Backend::MySql,
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        dispatch!(self, p => p.close().await)
+    }
+
+    /// Runs one statement outside a transaction; returns the rows affected.
+    pub(crate) async fn execute(&self, stmt: Sql) -> Result<u64, StoreError> {
+        let Sql { text, vals, .. } = stmt;
+        Ok(dispatch!(self, p => bind_all!(sqlx::query(&text), vals)
+            .execute(p)
+            .await?
+            .rows_affected()))
+    }
+
+    /// Runs statements in one transaction.
+    pub(crate) async fn transaction(&self, stmts: Vec<Sql>) -> Result<(), StoreError> {
+        dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            for Sql { text, vals, .. } in stmts {
+                bind_all!(sqlx::query(&text), vals).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Fetches every row of a query as plain values.
+    pub(crate) async fn fetch(
+        &self,
+        stmt: Sql,
+        cols: &[Col],
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        let Sql { text, vals, .. } = stmt;
+        dispatch!(self, p => {
+            let rows = bind_all!(sqlx::query(&text), vals).fetch_all(p).await?;
+            rows.iter().map(|r| read_row(r, cols)).collect()
+        })
+    }
+}
+
+/// A column's type, for reading it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Col {
+    Int,
+    Real,
+    Text,
+}
+
+/// A bound or read value. `None` is SQL `NULL` (typed, as PostgreSQL needs).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+}
+
+impl Value {
+    pub(crate) fn int(&self) -> Option<i64> {
+        match self {
+            Value::Int(v) => *v,
+            _ => None,
+        }
+    }
+    pub(crate) fn real(&self) -> Option<f64> {
+        match self {
+            Value::Real(v) => *v,
+            _ => None,
+        }
+    }
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            Value::Text(v) => v.as_deref(),
+            _ => None,
+        }
+    }
+    pub(crate) fn into_text(self) -> Option<String> {
+        match self {
+            Value::Text(v) => v,
+            _ => None,
+        }
+    }
+}
+
+/// Reads the columns of one row as the given types.
+trait ReadCol {
+    fn col(&self, i: usize, ty: Col) -> Result<Value, sqlx::Error>;
+}
+
+macro_rules! impl_read_col {
+    ($($row:ty),*) => {$(
+        impl ReadCol for $row {
+            fn col(&self, i: usize, ty: Col) -> Result<Value, sqlx::Error> {
+                Ok(match ty {
+                    Col::Int => Value::Int(self.try_get::<Option<i64>, _>(i)?),
+                    Col::Real => Value::Real(self.try_get::<Option<f64>, _>(i)?),
+                    Col::Text => Value::Text(self.read_text(i)?),
+                })
+            }
+        }
+    )*};
+}
+impl_read_col!(SqliteRow, PgRow, MySqlRow);
+
+/// Reads a text column.
+trait ReadText {
+    fn read_text(&self, i: usize) -> Result<Option<String>, sqlx::Error>;
+}
+
+impl ReadText for SqliteRow {
+    fn read_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(i)
+    }
+}
+
+impl ReadText for PgRow {
+    fn read_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(i)
+    }
+}
+
+impl ReadText for MySqlRow {
+    /// MySQL reports text in a binary collation (`utf8mb4_bin`, which the schema uses so keys
+    /// compare exactly) as `VARBINARY`: read the bytes and check they are UTF-8.
+    fn read_text(&self, i: usize) -> Result<Option<String>, sqlx::Error> {
+        match self.try_get::<Option<String>, _>(i) {
+            Ok(v) => Ok(v),
+            Err(_) => self
+                .try_get::<Option<Vec<u8>>, _>(i)?
+                .map(|b| {
+                    String::from_utf8(b).map_err(|e| sqlx::Error::ColumnDecode {
+                        index: i.to_string(),
+                        source: Box::new(e),
+                    })
+                })
+                .transpose(),
+        }
+    }
+}
+
+fn read_row<R: ReadCol>(row: &R, cols: &[Col]) -> Result<Vec<Value>, StoreError> {
+    cols.iter()
+        .enumerate()
+        .map(|(i, ty)| row.col(i, *ty).map_err(StoreError::from))
+        .collect()
+}
+
+/// SQL text for one dialect with its bound values, built left to right.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql {
+    backend: Backend,
+    pub(crate) text: String,
+    pub(crate) vals: Vec<Value>,
+}
+
+impl Sql {
+    pub(crate) fn new(backend: Backend) -> Self {
+        Sql {
+            backend,
+            text: String::new(),
+            vals: Vec::new(),
+        }
+    }
+
+    /// Appends SQL text.
+    pub(crate) fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    /// Appends a placeholder for `v` (`$n` on PostgreSQL, `?` elsewhere).
+    pub(crate) fn bind(&mut self, v: Value) -> &mut Self {
+        self.vals.push(v);
+        match self.backend {
+            Backend::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.vals.len().to_string());
+            }
+            _ => self.text.push('?'),
+        }
+        self
+    }
+}
+
+/// The SQL type of an integer aggregate cast back to a 64-bit integer (`SUM` is `NUMERIC` on
+/// PostgreSQL and `DECIMAL` on MySQL).
+pub(crate) fn int_type(b: Backend) -> &'static str {
+    match b {
+        Backend::MySql => "SIGNED",
+        _ => "BIGINT",
+    }
+}
+
+/// `u64` as stored (`BIGINT` is signed): saturates at `i64::MAX`.
+pub(crate) fn u64_to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A stored integer back as `u64` (negative values, which the store never writes, read as 0).
+pub(crate) fn i64_to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_per_dialect() {
+        let mut s = Sql::new(Backend::Postgres);
+        s.push("a = ")
+            .bind(Value::Int(Some(1)))
+            .push(" AND b = ")
+            .bind(Value::Text(None));
+        assert_eq!(s.text, "a = $1 AND b = $2");
+        let mut s = Sql::new(Backend::MySql);
+        s.push("a = ").bind(Value::Int(Some(1)));
+        assert_eq!(s.text, "a = ?");
+        assert_eq!(u64_to_i64(u64::MAX), i64::MAX);
+        assert_eq!(i64_to_u64(-1), 0);
+    }
+}

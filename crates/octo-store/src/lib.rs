@@ -1,0 +1,309 @@
+//! OctoLLM's request log and statistics, in SQLite (the embedded default), PostgreSQL or
+//! MySQL/MariaDB, chosen by URL.
+//!
+//! - [`Store`] opens the database, applies the [schema migrations](schema), writes batches of
+//!   [`Record`]s (log rows and rollup upserts in one transaction), answers the admin API's
+//!   [`logs`](Store::logs), [`log`](Store::log) and [`stats`](Store::stats) queries, and prunes
+//!   old rows ([`prune`](Store::prune), [`spawn_retention`](Store::spawn_retention)).
+//! - [`LogWriter`] is the [`Observer`](octo_core::record::Observer) that keeps all of this off
+//!   the hot path: `on_complete` only `try_send`s into a bounded queue; a task writes batches,
+//!   holds them through database outages, and [`flush`](LogWriter::flush)es on shutdown.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use octo_core::record::Observer;
+//! use octo_store::{LogQuery, LogWriter, StatsQuery, Store, StoreConfig};
+//!
+//! let config = StoreConfig::with_url("sqlite::memory:");
+//! let store = Store::open(&config).await.unwrap();
+//! let writer = LogWriter::spawn(store.clone(), &config);
+//! let record = Arc::new(octo_store::testing::sample(0));
+//! writer.on_complete(&record); // never blocks
+//! writer.flush(std::time::Instant::now() + std::time::Duration::from_secs(5)).await.unwrap();
+//!
+//! let page = store.logs(&LogQuery::default()).await.unwrap();
+//! assert_eq!(page.data, vec![(*record).clone()]);
+//! let stats = store
+//!     .stats_at(&StatsQuery::default(), record.started_at + std::time::Duration::from_secs(1))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(stats.totals.requests, 1);
+//! # });
+//! ```
+
+mod config;
+mod db;
+mod error;
+mod query;
+mod rollup;
+mod row;
+pub mod schema;
+pub mod testing;
+pub mod writer;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use octo_core::record::Record;
+
+pub use config::{
+    Backend, DEFAULT_RETENTION, DEFAULT_URL, StoreConfig, parse_retention, resolve_url,
+};
+pub use error::{ErrorKind, StoreError};
+pub use query::{
+    Bucket, DEFAULT_LIMIT, Figures, GroupBy, LogPage, LogQuery, MAX_BUCKETS, MAX_LIMIT, Stats,
+    StatsBucket, StatsQuery,
+};
+pub use writer::{LogWriter, WARN_EVERY, WriterStats};
+
+use crate::db::{Col, Pool, Sql, Value};
+use crate::schema::{LOG_COLUMNS, MAX_ID_LEN};
+
+/// Connections per pool for PostgreSQL, MySQL and SQLite files (one writer, a few readers).
+const MAX_CONNECTIONS: u32 = 4;
+/// Log rows per insert statement (31 values each: under every backend's parameter limit).
+const LOG_ROWS_PER_STATEMENT: usize = 200;
+/// Log rows deleted per retention statement.
+const PRUNE_BATCH: i64 = 1000;
+
+/// The current time in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    query::ms(SystemTime::now())
+}
+
+/// An open request log: a connection pool and its dialect. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Arc<Pool>,
+}
+
+/// What [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Log rows.
+    pub log_rows: u64,
+    /// Minute rollup rows.
+    pub minute_rows: u64,
+}
+
+impl Store {
+    /// Connects to `config.url` and applies pending migrations. A database that cannot be
+    /// reached is a retryable [`ErrorKind::Unavailable`] error.
+    pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let pool = Pool::connect(&config.url, MAX_CONNECTIONS).await?;
+        schema::migrate(&pool).await?;
+        Ok(Store {
+            pool: Arc::new(pool),
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.pool.backend()
+    }
+
+    /// Closes the pool (waits for connections in use to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await
+    }
+
+    /// Writes records in one transaction: their log rows and their rollups. Records whose id is
+    /// already in the log (a retried batch whose first commit succeeded) and repeated ids are
+    /// skipped, so nothing is counted twice.
+    pub async fn write(&self, records: &[Arc<Record>]) -> Result<(), StoreError> {
+        let b = self.backend();
+        let mut seen = HashSet::new();
+        let mut fresh: Vec<&Record> = records
+            .iter()
+            .map(|r| &**r)
+            .filter(|r| r.id.len() <= MAX_ID_LEN && seen.insert(r.id.as_str()))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let existing = self.existing_ids(&fresh).await?;
+        fresh.retain(|r| !existing.contains(&r.id));
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let cols: Vec<&str> = LOG_COLUMNS.iter().map(|(c, _)| *c).collect();
+        let mut stmts = Vec::new();
+        for chunk in fresh.chunks(LOG_ROWS_PER_STATEMENT) {
+            let mut q = Sql::new(b);
+            q.push(&format!(
+                "INSERT INTO request_log ({}) VALUES ",
+                cols.join(", ")
+            ));
+            for (n, r) in chunk.iter().enumerate() {
+                q.push(if n == 0 { "(" } else { ", (" });
+                for (i, v) in row::to_row(r).into_iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.bind(v);
+                }
+                q.push(")");
+            }
+            stmts.push(q);
+        }
+        stmts.extend(rollup::upserts(b, &rollup::fold(fresh.iter().copied())));
+        self.pool.transaction(stmts).await
+    }
+
+    async fn existing_ids(&self, records: &[&Record]) -> Result<HashSet<String>, StoreError> {
+        let mut found = HashSet::new();
+        for chunk in records.chunks(LOG_ROWS_PER_STATEMENT) {
+            let mut q = Sql::new(self.backend());
+            q.push("SELECT id FROM request_log WHERE id IN (");
+            for (n, r) in chunk.iter().enumerate() {
+                if n > 0 {
+                    q.push(", ");
+                }
+                q.bind(Value::Text(Some(r.id.clone())));
+            }
+            q.push(")");
+            for row in self.pool.fetch(q, &[Col::Text]).await? {
+                if let Some(id) = row.into_iter().next().and_then(Value::into_text) {
+                    found.insert(id);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// A page of the request log, newest first.
+    pub async fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        let limit = query::limit_of(query);
+        let cols: Vec<Col> = LOG_COLUMNS.iter().map(|(_, t)| *t).collect();
+        let rows = self
+            .pool
+            .fetch(query::logs_sql(self.backend(), query, limit), &cols)
+            .await?;
+        let more = rows.len() > limit as usize;
+        let data = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(row::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            data.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok(LogPage { data, next })
+    }
+
+    /// One record by id.
+    pub async fn log(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let cols: Vec<&str> = LOG_COLUMNS.iter().map(|(c, _)| *c).collect();
+        let types: Vec<Col> = LOG_COLUMNS.iter().map(|(_, t)| *t).collect();
+        let mut q = Sql::new(self.backend());
+        q.push(&format!(
+            "SELECT {} FROM request_log WHERE id = ",
+            cols.join(", ")
+        ))
+        .bind(Value::Text(Some(id.to_owned())));
+        let row = self.pool.fetch(q, &types).await?.into_iter().next();
+        row.map(row::from_row).transpose()
+    }
+
+    /// Statistics from the rollups, with a missing `until` meaning now.
+    pub async fn stats(&self, query: &StatsQuery) -> Result<Stats, StoreError> {
+        self.stats_at(query, SystemTime::now()).await
+    }
+
+    /// Statistics from the rollups, with a missing `until` meaning `now`.
+    pub async fn stats_at(&self, query: &StatsQuery, now: SystemTime) -> Result<Stats, StoreError> {
+        let (since, until) = query::stats_range(query, now)?;
+        let (sql, cols) = query::stats_sql(self.backend(), query, since, until);
+        let rows = self.pool.fetch(sql, &cols).await?;
+        Ok(query::stats_from_rows(rows, query.group_by.is_some()))
+    }
+
+    /// Deletes log rows and minute rollups older than `cutoff`, in small batches (each its own
+    /// statement, so writers are never blocked for long), then on SQLite returns the freed pages
+    /// to the file system (`PRAGMA incremental_vacuum`). Hour and day rollups are kept.
+    pub async fn prune(&self, cutoff: SystemTime) -> Result<Pruned, StoreError> {
+        let b = self.backend();
+        let cutoff = query::ms(cutoff);
+        let mut pruned = Pruned::default();
+        loop {
+            let mut q = Sql::new(b);
+            match b {
+                Backend::MySql => q
+                    .push("DELETE FROM request_log WHERE started_at < ")
+                    .bind(Value::Int(Some(cutoff)))
+                    .push(" ORDER BY started_at LIMIT ")
+                    .bind(Value::Int(Some(PRUNE_BATCH))),
+                _ => q
+                    .push("DELETE FROM request_log WHERE id IN (SELECT id FROM request_log WHERE started_at < ")
+                    .bind(Value::Int(Some(cutoff)))
+                    .push(" ORDER BY started_at LIMIT ")
+                    .bind(Value::Int(Some(PRUNE_BATCH)))
+                    .push(")"),
+            };
+            let n = self.pool.execute(q).await?;
+            pruned.log_rows += n;
+            if n < PRUNE_BATCH as u64 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        // Minute rollups, an hour of buckets per statement.
+        let mut q = Sql::new(b);
+        q.push("SELECT MIN(bucket) FROM rollup_minute");
+        let first = self.pool.fetch(q, &[Col::Int]).await?;
+        if let Some(mut from) = first.first().and_then(|r| r[0].int()) {
+            while from < cutoff {
+                let to = (rollup::bucket_start(from, 3_600_000) + 3_600_000).min(cutoff);
+                let mut q = Sql::new(b);
+                q.push("DELETE FROM rollup_minute WHERE bucket < ")
+                    .bind(Value::Int(Some(to)));
+                pruned.minute_rows += self.pool.execute(q).await?;
+                from = to;
+                tokio::task::yield_now().await;
+            }
+        }
+        if b == Backend::Sqlite && pruned.log_rows + pruned.minute_rows > 0 {
+            let mut q = Sql::new(b);
+            q.push("PRAGMA incremental_vacuum");
+            self.pool.execute(q).await?;
+        }
+        Ok(pruned)
+    }
+
+    /// Runs [`prune`](Self::prune) now and then every `every`, deleting what is older than
+    /// `retention` (nothing when `retention` is zero). Failures are logged and retried at the
+    /// next run. Abort the handle to stop it.
+    pub fn spawn_retention(
+        &self,
+        retention: Duration,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            if retention.is_zero() {
+                return;
+            }
+            let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let cutoff = SystemTime::now()
+                    .checked_sub(retention)
+                    .unwrap_or(UNIX_EPOCH);
+                match store.prune(cutoff).await {
+                    Ok(p) if p.log_rows + p.minute_rows > 0 => tracing::info!(
+                        log_rows = p.log_rows,
+                        minute_rows = p.minute_rows,
+                        "storage: retention pruned old rows"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "storage: retention failed; will retry"),
+                }
+            }
+        })
+    }
+}

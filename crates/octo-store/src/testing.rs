@@ -1,0 +1,95 @@
+//! Sample records for tests and benchmarks: varied, deterministic, and exactly representable in
+//! the log (`started_at` to the millisecond).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use octo_core::Protocol;
+use octo_core::record::{Attempt, Price, Record, TraceContext};
+use octo_core::usage::Usage;
+
+/// 2026-01-01T00:00:00Z in Unix milliseconds: where [`sample`] records start.
+pub const SAMPLE_EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// Record number `i`, started `i` seconds after [`SAMPLE_EPOCH_MS`], with fields varied by `i`
+/// (odd ones streamed and unpriced, every third failed with two attempts, every fourth without
+/// usage, …). Ids sort by start time.
+pub fn sample(i: u64) -> Record {
+    sample_at(i, SAMPLE_EPOCH_MS + i * 1000)
+}
+
+/// Record number `i`, started at `ms` (Unix milliseconds).
+pub fn sample_at(i: u64, ms: u64) -> Record {
+    let failed = i % 3 == 2;
+    let usage = (i % 4 != 3).then(|| Usage {
+        input_tokens: 100 + i,
+        cache_read_tokens: i % 5 * 10,
+        cache_write_tokens: i % 7,
+        output_tokens: 20 + i % 11,
+        reasoning_tokens: i % 3,
+    });
+    let priced = i % 2 == 0 && usage.is_some();
+    let price = Price {
+        input: 2.5,
+        output: 10.0,
+        cache_read: Some(1.25),
+        cache_write: (i % 4 == 0).then_some(3.125),
+        source: "snapshot:gpt-4o".into(),
+    };
+    let mut attempts = vec![Attempt {
+        backend: format!("backend-{}", i % 2),
+        key: Some(format!("#{}", i % 3)),
+        status: Some(if failed { 503 } else { 200 }),
+        offset_ms: 0,
+        duration_ms: 5 + i % 13,
+        error: failed.then(|| "upstream busy: \"retry\" ü".to_owned()),
+        span_id: (i % 5 == 0).then(|| format!("{:016x}", i + 1)),
+    }];
+    if failed {
+        attempts.push(Attempt {
+            backend: "backend-2".into(),
+            key: None,
+            status: None,
+            offset_ms: 9,
+            duration_ms: 1,
+            error: Some("connect refused".into()),
+            span_id: None,
+        });
+    }
+    Record {
+        id: format!("{:012x}-7000-8000-{:012x}", ms, i),
+        started_at: UNIX_EPOCH + Duration::from_millis(ms),
+        duration_ms: 40 + i % 17,
+        ttfb_ms: (i % 6 != 5).then_some(10 + i % 9),
+        client_protocol: Protocol::CHAT_PROTOCOLS[i as usize % 4],
+        model: (i % 10 != 9)
+            .then(|| ["gpt-4o", "claude-sonnet", "gemini-pro"][i as usize % 3].to_owned()),
+        org: Some(["acme", "globex"][i as usize % 2].to_owned()),
+        user: (i % 8 != 7).then(|| format!("user-{}", i % 4)),
+        rule: (i % 2 == 0).then(|| "default".to_owned()),
+        backend: Some(format!("backend-{}", i % 2)),
+        upstream_protocol: Some(Protocol::CHAT_PROTOCOLS[(i as usize + 1) % 4]),
+        upstream_model: Some(format!("upstream-model-{}", i % 3)),
+        stream: i % 2 == 1,
+        status: if failed {
+            502
+        } else if i % 11 == 10 {
+            499
+        } else {
+            200
+        },
+        error: failed.then(|| "all backends failed".to_owned()),
+        attempts,
+        usage,
+        finish_reason: usage.map(|_| "stop".to_owned()),
+        cost_usd: priced.then(|| usage.map_or(0.0, |u| price.cost(&u))),
+        price: priced.then_some(price.clone()),
+        cache_hit: i % 9 == 4,
+        overhead_us: 100 + i * 7,
+        trace: (i % 5 == 0).then(|| TraceContext {
+            trace_id: format!("{:032x}", i + 1),
+            span_id: format!("{:016x}", i + 2),
+            parent_span_id: (i % 10 == 0).then(|| format!("{:016x}", i + 3)),
+            sampled: i % 2 == 0,
+        }),
+    }
+}
