@@ -171,6 +171,7 @@ fn build_backend(name: &str, b: &BackendConfig) -> Result<BuiltBackend, BuildErr
     ep.api_keys = b.keys();
     ep.timeouts = timeouts(&b.timeouts);
     ep.http_version = b.http_version;
+    ep.stream_usage = b.stream_usage;
     ep.headers = b.headers.clone();
     ep.paths = b.paths.iter().map(|(p, path)| (*p, path.clone())).collect();
     let mut pool = KeyPoolConfig::default();

@@ -4,6 +4,7 @@
 //! [`gateway`] builder that turns a config into engines and routes, and [`run`], which serves it.
 //! Embedders who want YAML-driven routing inside their own process can call these directly.
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod count_tokens;
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod gateway;
 pub mod model_router;
 pub mod models_list;
+pub mod ops;
 pub mod reload;
 
 use std::future::Future;

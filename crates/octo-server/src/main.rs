@@ -2,25 +2,25 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 use std::process::ExitCode;
 
 use clap::Parser;
 use octo_core::http::{SharedRouter, shutdown_signal};
-use octo_server::{Config, build, config, demo, reload, run_shared};
-use tracing_subscriber::EnvFilter;
+use octo_server::admin::{self, Tokens};
+use octo_server::config::{Storage, StorageConfig};
+use octo_server::ops::Ops;
+use octo_server::{Config, ConfigError, build, config, demo, reload, run_shared};
+use octo_telemetry::logging::{LogFormat, init_logging};
 
 /// An LLM gateway speaking OpenAI Chat, OpenAI Responses, Anthropic Messages and Gemini.
 #[derive(Debug, Parser)]
-#[command(name = "octollm-server", version, about)]
+#[command(name = "octollm-server", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// The YAML configuration file.
-    #[arg(
-        long,
-        short = 'c',
-        value_name = "FILE",
-        required_unless_present = "demo"
-    )]
+    #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
     /// Listen address, overriding the config's `listen`.
     #[arg(long, env = "OCTOLLM_LISTEN", value_name = "ADDR")]
@@ -34,9 +34,22 @@ struct Cli {
     /// How often to check the config file for changes; `0` disables (SIGHUP always reloads).
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     watch_interval: String,
+    /// Log lines as `text` or `json` (one JSON object per line; one access line per request).
+    #[arg(long, env = "OCTOLLM_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    log_format: String,
+    /// The request log's database URL, or `off`, overriding the config's `storage`.
+    #[arg(long, env = "OCTOLLM_STORAGE", value_name = "URL|off")]
+    storage: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-/// The demo's mock upstream, running while `--demo` serves.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Reads an admin token on stdin and prints its `sha256:<hex>` form for `admin.tokens`.
+    HashToken,
+}
+
 #[cfg(feature = "demo")]
 use octo_mock::MockServer as DemoUpstream;
 
@@ -69,12 +82,30 @@ async fn start_demo() -> Result<(DemoUpstream, Config), Box<dyn std::error::Erro
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("OCTOLLM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Some(Command::HashToken) = cli.command {
+        let mut token = String::new();
+        if std::io::stdin().read_line(&mut token).is_err() || token.trim().is_empty() {
+            eprintln!("octollm-server hash-token: write the token on stdin");
+            return ExitCode::FAILURE;
+        }
+        println!("{}", octo_server::admin::tokens::hashed(token.trim()));
+        return ExitCode::SUCCESS;
+    }
+    let Ok(format) = cli.log_format.parse::<LogFormat>() else {
+        eprintln!(
+            "octollm-server: --log-format `{}`: use `text` or `json`",
+            cli.log_format
+        );
+        return ExitCode::FAILURE;
+    };
+    let filter = std::env::var("OCTOLLM_LOG").unwrap_or_else(|_| "info".to_owned());
+    let _logging = match init_logging(format, &filter).or_else(|_| init_logging(format, "info")) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("octollm-server: cannot start logging: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,7 +126,7 @@ fn main() -> ExitCode {
 }
 
 async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let (mock, config, source): (Option<DemoUpstream>, Config, String) = if cli.demo {
+    let (mock, mut config, source): (Option<DemoUpstream>, Config, String) = if cli.demo {
         let (mock, config) = start_demo().await?;
         (
             Some(mock),
@@ -103,7 +134,9 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             "examples/demo.yaml (built in)".to_owned(),
         )
     } else {
-        let path = cli.config.clone().unwrap_or_default();
+        let Some(path) = cli.config.clone() else {
+            return Err("give a config file with --config FILE (or try --demo)".into());
+        };
         let config = config::load(&path)?;
         (None, config, path.display().to_string())
     };
@@ -116,12 +149,47 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         );
         return Ok(());
     }
+    if let Some(storage) = &cli.storage {
+        config.storage = match storage.as_str() {
+            "off" => Storage::Off,
+            url => {
+                let mut s = match &config.storage {
+                    Storage::On(s) => s.clone(),
+                    Storage::Off => StorageConfig::default(),
+                };
+                s.url = url.to_owned();
+                Storage::On(s)
+            }
+        };
+    }
+    let config_error = |(path, msg): (String, String)| ConfigError {
+        source: source.clone(),
+        problems: vec![(path, msg)],
+    };
+    // Where relative SQLite paths and the generated admin token live: beside the config file; for
+    // the demo, a directory of its own under the system's temp dir.
+    let state_dir = match &cli.config {
+        Some(path) => path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+        None => {
+            let dir = std::env::temp_dir().join(format!("octollm-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            dir
+        }
+    };
+    let ops = Arc::new(Ops::start(&config, &state_dir).await.map_err(config_error)?);
+    let admin = start_admin(&config, cli.demo, &state_dir, ops.clone())
+        .await
+        .map_err(config_error)?;
     let listen = match cli.listen {
         Some(addr) => addr,
         None => config.listen,
     };
     let upstream = mock.as_ref().map(|m| m.url());
-    let router = SharedRouter::new(gateway.router);
+    let router = SharedRouter::new(ops.attach(gateway.router));
     let reloader = match &cli.config {
         Some(path) => {
             let poll = match cli.watch_interval.as_str() {
@@ -131,18 +199,22 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         .map_err(|m| format!("--watch-interval: {m}"))?,
                 ),
             };
-            let reloader =
-                reload::Reloader::new(path.clone(), router.clone(), config.clone(), poll);
+            let reloader = reload::Reloader::new(path.clone(), router.clone(), config.clone(), poll)
+                .with_ops(ops.clone());
             Some(tokio::spawn(reloader.run()))
         }
         None => None,
     };
+    let drain = gateway.serve.drain_timeout;
     run_shared(
         router,
         gateway.serve,
         listen,
         |addr| {
             let mut out = std::io::stdout().lock();
+            if let Some(a) = &admin {
+                let _ = writeln!(out, "{}", a.banner);
+            }
             let _ = writeln!(out, "octollm-server listening on http://{addr}");
             if let Some(upstream) = &upstream {
                 let _ = writeln!(out, "{}", demo::banner(addr, upstream));
@@ -153,11 +225,77 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         shutdown_signal(),
     )
     .await?;
+    // The listener has drained: write what the observers still hold, within the drain deadline.
+    ops.shutdown(Instant::now() + drain).await;
     if let Some(task) = reloader {
         task.abort();
+    }
+    if let Some(a) = admin {
+        a.task.abort();
     }
     if let Some(mock) = mock {
         mock.shutdown().await;
     }
     Ok(())
+}
+
+/// A running admin listener.
+struct Admin {
+    /// What to print before the listening line: the URL, and a generated token once.
+    banner: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds and serves the admin listener (see `octo_server::admin`); `None` when skipped.
+async fn start_admin(
+    config: &Config,
+    demo: bool,
+    state_dir: &Path,
+    ops: Arc<Ops>,
+) -> Result<Option<Admin>, (String, String)> {
+    let explicit = config.admin.is_some();
+    let settings = config.admin.clone().unwrap_or_default();
+    let mut tokens = Tokens::parse(&settings.tokens)
+        .map_err(|(i, m)| (format!("admin.tokens[{i}]"), m))?;
+    let configured = !tokens.is_empty();
+    let listener = match admin::bind(&settings, explicit, configured).await? {
+        admin::Bound::Listening(l) => l,
+        admin::Bound::Skipped(_) => return Ok(None),
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ("admin.listen".to_owned(), e.to_string()))?;
+    let mut banner = format!("octollm-server admin on http://{addr} (admin API, /metrics)");
+    if !configured {
+        let fresh = if demo {
+            // The demo is ephemeral: a new token each run, never stored.
+            let token = admin::tokens::generate().map_err(|e| (String::new(), e.to_string()))?;
+            tokens.push_digest(admin::tokens::digest(&token));
+            Some(token)
+        } else {
+            admin::tokens::first_start(&admin::tokens::token_file(state_dir), &mut tokens)
+                .map_err(|m| ("admin.tokens".to_owned(), m))?
+        };
+        match fresh {
+            Some(token) => banner.push_str(&format!(
+                "\nadmin token (shown once; set `admin.tokens` to choose your own): {token}\n  curl -s -H 'Authorization: Bearer {token}' http://{addr}/api/v1/logs"
+            )),
+            None => banner.push_str(&format!(
+                "\nadmin token: the one printed at first start (its digest is in {}; delete that file to make a new one)",
+                admin::tokens::token_file(state_dir).display()
+            )),
+        }
+    }
+    let state = admin::AdminState {
+        tokens: Arc::new(tokens),
+        metrics_without_token: settings.metrics_without_token,
+        ops,
+    };
+    let app = admin::router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin listener stopped");
+        }
+    });
+    Ok(Some(Admin { banner, task }))
 }

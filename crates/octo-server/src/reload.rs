@@ -19,6 +19,7 @@ use octo_core::http::SharedRouter;
 
 use crate::config::{self, Config};
 use crate::gateway::build;
+use crate::ops::Ops;
 
 /// What identifies a version of the file on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,7 @@ pub struct Reloader {
     router: Arc<SharedRouter>,
     current: Config,
     poll: Option<Duration>,
+    ops: Option<Arc<Ops>>,
     #[cfg(unix)]
     hup: Option<tokio::signal::unix::Signal>,
 }
@@ -71,9 +73,16 @@ impl Reloader {
             router,
             current: initial,
             poll,
+            ops: None,
             #[cfg(unix)]
             hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
         }
+    }
+
+    /// Attaches `ops` (observers, pricing) to every rebuilt router and follows the new config.
+    pub fn with_ops(mut self, ops: Arc<Ops>) -> Self {
+        self.ops = Some(ops);
+        self
     }
 
     /// Runs until the task is dropped.
@@ -84,6 +93,7 @@ impl Reloader {
             router,
             current,
             poll,
+            ops,
             ..
         } = self;
         #[cfg(unix)]
@@ -139,7 +149,12 @@ impl Reloader {
                 Ok((new_config, gateway)) => {
                     generation += 1;
                     let restart = restart_needed(&current, &new_config);
-                    router.store(gateway.router);
+                    let mut next = gateway.router;
+                    if let Some(ops) = &ops {
+                        ops.reconfigure(&new_config);
+                        next = ops.attach(next);
+                    }
+                    router.store(next);
                     current = new_config;
                     tracing::info!(reason, generation, "config reloaded");
                     let mut line = format!(
@@ -176,6 +191,15 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         || a.max_header_bytes != b.max_header_bytes
     {
         keys.push("`limits.header_read_timeout`/`drain_timeout`/`max_header_bytes`");
+    }
+    if old.storage != new.storage {
+        keys.push("`storage`");
+    }
+    if format!("{:?}", old.admin) != format!("{:?}", new.admin) {
+        keys.push("`admin`");
+    }
+    if format!("{:?}", old.telemetry) != format!("{:?}", new.telemetry) {
+        keys.push("`telemetry`");
     }
     keys
 }

@@ -60,7 +60,7 @@ pub(crate) fn to_row(r: &Record) -> Vec<Value> {
         Value::Real(p.and_then(|p| p.cache_write)),
         opt_text(p.map(|p| p.source.as_str())),
         int(i64::from(r.cache_hit)),
-        int(u64_to_i64(r.overhead_us)),
+        int(u64_to_i64(r.overhead_ns / 1_000)),
         Value::Text(r.trace.as_ref().and_then(|t| serde_json::to_string(t).ok())),
     ]
 }
@@ -164,7 +164,7 @@ pub(crate) fn from_row(row: Vec<Value>) -> Result<Record, StoreError> {
         cost_usd,
         price,
         cache_hit,
-        overhead_us,
+        overhead_ns: overhead_us.saturating_mul(1_000),
         trace,
     })
 }

@@ -84,7 +84,7 @@ pub fn sample_at(i: u64, ms: u64) -> Record {
         cost_usd: priced.then(|| usage.map_or(0.0, |u| price.cost(&u))),
         price: priced.then_some(price.clone()),
         cache_hit: i % 9 == 4,
-        overhead_us: 100 + i * 7,
+        overhead_ns: (100 + i * 7) * 1_000,
         trace: (i % 5 == 0).then(|| TraceContext {
             trace_id: format!("{:032x}", i + 1),
             span_id: format!("{:016x}", i + 2),

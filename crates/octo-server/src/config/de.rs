@@ -229,3 +229,21 @@ pub(crate) fn ordered_expr_map<'de, D: Deserializer<'de>>(
 ) -> Result<Vec<(String, String)>, D::Error> {
     ordered(d, "expression strings")
 }
+
+/// `storage.retention`: a duration (`30d`, `12h`), or `0` / `forever` to keep rows.
+pub(super) fn retention<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as `30d`, or `forever`")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            octo_store::parse_retention(v).map_err(|e| E::custom(e.message()))
+        }
+    }
+    d.deserialize_any(V)
+}

@@ -36,6 +36,102 @@ pub struct Config {
     /// Organisations and their API keys.
     #[serde(default)]
     pub orgs: BTreeMap<String, OrgConfig>,
+    /// Where the request log and statistics are kept (`off` keeps none).
+    #[serde(default)]
+    pub storage: Storage,
+    /// The admin listener (admin API and `/metrics`).
+    #[serde(default)]
+    pub admin: Option<crate::admin::AdminConfig>,
+    /// Traces (OTLP/HTTP).
+    #[serde(default)]
+    pub telemetry: octo_telemetry::TelemetryConfig,
+    /// Price overrides, USD per million tokens, by exposed or upstream model name.
+    #[serde(default)]
+    pub prices: octo_prices::PricesConfig,
+    /// An optional price list to sync from.
+    #[serde(default)]
+    pub price_sync: Option<octo_prices::PriceSyncConfig>,
+}
+
+/// The `storage` setting: `off`, or where the request log and statistics live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Storage {
+    /// No request log, no statistics (`storage: off`).
+    Off,
+    /// A database.
+    On(StorageConfig),
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage::On(StorageConfig::default())
+    }
+}
+
+/// The `storage` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://octollm.db` (default; relative paths are beside the config file),
+    /// `postgres://…` or `mysql://…`.
+    #[serde(default = "default_storage_url")]
+    pub url: String,
+    /// How long log rows are kept (`30d` default; `0` or `forever` keeps them).
+    #[serde(default = "default_retention", deserialize_with = "de::retention")]
+    pub retention: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: default_storage_url(),
+            retention: default_retention(),
+        }
+    }
+}
+
+fn default_storage_url() -> String {
+    "sqlite://octollm.db".to_owned()
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+impl<'de> Deserialize<'de> for Storage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Storage;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`off` or a map with `url` and `retention`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Storage, E> {
+                match v {
+                    "off" => Ok(Storage::Off),
+                    other => Err(E::custom(format!(
+                        "`{other}` is not a storage setting; write `storage: off` or `storage: {{url: sqlite://octollm.db}}`"
+                    ))),
+                }
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Storage, E> {
+                // YAML 1.1 reads a bare `off` as `false`.
+                if v {
+                    Ok(Storage::default())
+                } else {
+                    Ok(Storage::Off)
+                }
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Storage, E> {
+                Ok(Storage::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Storage, A::Error> {
+                StorageConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Storage::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -138,6 +234,15 @@ pub struct BackendConfig {
     /// by prior knowledge, for a plain `http://` upstream that speaks it).
     #[serde(default, deserialize_with = "de::http_version")]
     pub http_version: HttpVersion,
+    /// Ask an OpenAI Chat upstream for usage on every stream (`stream_options.include_usage`)
+    /// and remove it from what clients that did not ask receive, so the request log has usage
+    /// (default `true`; `false` for upstreams that refuse `stream_options`).
+    #[serde(default = "yes")]
+    pub stream_usage: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Conversion settings of a backend (used when a client speaks a protocol the backend does not).

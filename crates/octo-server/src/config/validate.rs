@@ -162,6 +162,7 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
     }
+    operations(c, &mut p);
     p
 }
 
@@ -228,5 +229,40 @@ fn validate_rules(at: &str, rules: &[RuleConfig], c: &Config, p: &mut Vec<(Strin
             }
             validate_targets(&format!("{here}.route"), route, c, p);
         }
+    }
+}
+
+/// The operations sections: storage, admin, telemetry, prices.
+fn operations(c: &Config, p: &mut Vec<(String, String)>) {
+    if let super::schema::Storage::On(s) = &c.storage
+        && let Err(e) = octo_store::Backend::from_url(&s.url)
+    {
+        p.push((
+            "storage.url".into(),
+            format!(
+                "{}; use sqlite://octollm.db, postgres://user@host/db or mysql://user@host/db, or `storage: off`",
+                e.message()
+            ),
+        ));
+    }
+    if let Some(a) = &c.admin {
+        if let Err((i, m)) = crate::admin::Tokens::parse(&a.tokens) {
+            p.push((format!("admin.tokens[{i}]"), m));
+        }
+        if a.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push((
+                "admin.listen".into(),
+                format!("`{}` is not an address like 127.0.0.1:8081", a.listen),
+            ));
+        }
+    }
+    if let Err(e) = c.telemetry.validate() {
+        p.push(("telemetry".into(), e.to_string()));
+    }
+    p.extend(c.prices.validate());
+    if let Some(sync) = &c.price_sync
+        && let Err(mut e) = sync.settings()
+    {
+        p.append(&mut e);
     }
 }
