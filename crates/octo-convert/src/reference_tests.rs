@@ -1,5 +1,5 @@
-//! The OctoLLM (Go) converter's seven acceptance cases, plus the edge cases of `docs/conversion.md`
-//! that the golden fixtures do not reach.
+//! Seven acceptance cases (one per request, answer and stream shape the converters must handle),
+//! plus the edge cases of `docs/conversion.md` that the golden fixtures do not reach.
 
 use bytes::Bytes;
 use octo_core::sse::SseParser;
@@ -162,8 +162,8 @@ fn reference_3_simple_response() {
     .unwrap();
     assert_eq!(
         out,
-        // The Go converter kept `chatcmpl-123`; docs/conversion.md ("Ids") asks for `msg_…`
-        // (derived from the upstream id, so it stays stable).
+        // docs/conversion.md ("Ids"): an Anthropic client gets a `msg_…` id derived from the
+        // upstream's (`chatcmpl-123`), so it stays stable.
         json!({"id":"msg_123","type":"message","role":"assistant","model":"gpt-4",
                "content":[{"type":"text","text":"I'm doing well, thank you!"}],
                "stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":8}})
