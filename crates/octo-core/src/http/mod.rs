@@ -11,8 +11,8 @@ mod sse_body;
 
 pub use crate::request::ClientAddr;
 pub use router::{
-    DEFAULT_MAX_BODY_BYTES, FrontBody, REQUEST_ID_HEADER, Router, default_path,
-    error_response, strip_hop_by_hop,
+    DEFAULT_MAX_BODY_BYTES, FrontBody, REQUEST_ID_HEADER, Router, default_path, error_response,
+    strip_hop_by_hop,
 };
 pub use serve::{ServeConfig, SharedRouter, serve, shutdown_signal};
 pub use sse_body::{SseBody, StreamEncoding};
