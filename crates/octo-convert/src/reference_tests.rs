@@ -62,6 +62,13 @@ fn chat_chunks(chunks: &[Value]) -> Vec<Result<Event, octo_core::Error>> {
         .collect()
 }
 
+/// The Anthropic stream's `message_delta` (before `message_stop`) names `stop` and has `usage`.
+fn assert_message_delta(out: &[(Option<String>, Value)], stop: &str, usage: Value) {
+    let delta = &out[out.len() - 2].1;
+    assert_eq!(delta["delta"]["stop_reason"], stop);
+    assert_eq!(delta["usage"], usage);
+}
+
 fn chunk(delta: Value, finish: Value) -> Value {
     json!({"id": "chatcmpl-123", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4",
            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
@@ -258,11 +265,10 @@ fn reference_5_simple_stream() {
         .map(|(_, d)| d["delta"]["text"].as_str().unwrap())
         .collect();
     assert_eq!(text, words.concat());
-    let delta = &out[out.len() - 2].1;
-    assert_eq!(delta["delta"]["stop_reason"], "end_turn");
-    assert_eq!(
-        delta["usage"],
-        json!({"input_tokens": 31, "output_tokens": 15})
+    assert_message_delta(
+        &out,
+        "end_turn",
+        json!({"input_tokens": 31, "output_tokens": 15}),
     );
 }
 
@@ -341,11 +347,10 @@ fn reference_6_sandwich_stream() {
     assert_eq!(fragments, ["{\"queries", "\":", "1", "}"]);
     assert_eq!(blocks[1].0["type"], "text");
     assert_eq!(blocks[2].0["id"], "functions_fetch_1");
-    let delta = &out[out.len() - 2].1;
-    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
-    assert_eq!(
-        delta["usage"],
-        json!({"input_tokens": 177, "output_tokens": 69})
+    assert_message_delta(
+        &out,
+        "tool_use",
+        json!({"input_tokens": 177, "output_tokens": 69}),
     );
 }
 
