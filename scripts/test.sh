@@ -60,6 +60,10 @@ cargo fetch --locked
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
 
+# The engine model builds without the hyper front (docs/architecture.md, "What the core holds").
+step "cargo clippy -p octo-core -p octo-convert --no-default-features -- -D warnings"
+cargo clippy -p octo-core -p octo-convert --no-default-features -- -D warnings
+
 step "database servers for the storage tests (scripts/services.sh: PostgreSQL, MariaDB)"
 scripts/services.sh
 # shellcheck source=/dev/null

@@ -3,9 +3,9 @@
 //!
 //! For every upstream stream in `tests/golden` and every other client protocol, the bytes are fed to
 //! `SseDecoder` → `ConvertEngine` whole, one byte per chunk, and in 64 seeded random splittings; the
-//! same again with CRLF line ends (so a CR may end one chunk and its LF start the next). No new
-//! dependency: a small xorshift generator with fixed seeds makes every run reproducible, and the seed
-//! of a failing case is printed.
+//! same again with CRLF line ends (so a CR may end one chunk and its LF start the next). The cuts
+//! come from the balancers' seeded `SplitMix64`, so every run is reproducible, and the seed of a
+//! failing case is printed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,34 +13,22 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use octo_core::sse::SseDecoder;
-use octo_core::{
-    Body, Engine, Error, EventStream, Protocol, Request, Response, ResponseBody, RouteParams,
-    engine_fn,
-};
+use octo_core::{Engine, Error, EventStream, Protocol, Request, Response, ResponseBody, engine_fn};
+use octo_engines::balance::SplitMix64;
 use octo_engines::convert::ConvertEngine;
+use octo_test::Prompt;
 
 /// Random splittings per stream and client.
 const SPLITS: u64 = 64;
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-/// `bytes` cut at random points into chunks of 1..=max bytes.
+/// `bytes` cut at random points into chunks of 1..=max bytes (`max` itself drawn from 1..=64).
 fn split(bytes: &Bytes, seed: u64) -> Vec<Bytes> {
-    let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let max = 1 + (rng.next() % 64) as usize;
+    let rng = SplitMix64::new(seed);
+    let max = 1 + rng.below(64);
     let mut out = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        let n = (1 + (rng.next() as usize % max)).min(bytes.len() - at);
+        let n = (1 + rng.below(max) as usize).min(bytes.len() - at);
         out.push(bytes.slice(at..at + n));
         at += n;
     }
@@ -56,23 +44,10 @@ async fn convert(client: Protocol, upstream: Protocol, chunks: Vec<Bytes>) -> St
         }
     });
     let engine = ConvertEngine::new(Arc::new(inner), upstream);
-    let body = match client {
-        Protocol::Gemini => r#"{"contents":[{"role":"user","parts":[{"text":"x"}]}]}"#,
-        Protocol::OpenAiResponses => r#"{"model":"m","input":"x","stream":true}"#,
-        Protocol::Anthropic => {
-            r#"{"model":"m","max_tokens":9,"stream":true,"messages":[{"role":"user","content":"x"}]}"#
-        }
-        _ => {
-            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}"#
-        }
-    };
-    let mut req = Request::post(client, "/", Body::from_static(body.as_bytes()));
-    if client == Protocol::Gemini {
-        req.route = RouteParams {
-            model: Some("m".into()),
-            stream: Some(true),
-        };
-    }
+    let req = Prompt::new(client, "m", "x")
+        .stream(true)
+        .include_usage()
+        .request();
     let resp = engine.process(req).await.expect("conversion starts");
     let ResponseBody::Stream(mut events) = resp.body else {
         panic!("a stream was asked for")

@@ -465,8 +465,9 @@ orgs:
 }
 
 #[tokio::test]
-async fn rules_read_octollm_reference_features() {
-    // OctoLLM's reference values (behaviour reference §10.2 case 10).
+async fn rules_read_request_features() {
+    // Known feature values for this prompt (FNV-1a-32 of model + text; see expr/features.rs): a
+    // one-character change in the text changes them, so the rule no longer matches.
     let mock = mock().await;
     let gw = Gateway::start(&one_backend(
         &mock.url(),

@@ -283,7 +283,7 @@ def test_gemini_client(genai_client_factory, mock, model, upstream):
 #   upstream the gateway drops `stop` (documented in docs/architecture.md) and the answer is not
 #   cut; a Responses client cannot send one (its SDK has no such parameter).
 #   Only an Anthropic upstream says *which* sequence matched: through the others an Anthropic
-#   client gets `end_turn` with `stop_sequence: null` (protocols.md §5.1 maps `stop`/`STOP` there).
+#   client gets `end_turn` with `stop_sequence: null` (docs/conversion.md, "Stop reasons", maps `stop`/`STOP` there).
 # - reasoning: with `[mock:thinking]` the mock answers reasoning with its protocol's signature
 #   (`MOCK_SIGNATURES`); the client sends the assistant turn back as its SDK gives it, and the
 #   upstream must receive its own signature and text in its own shape (Anthropic `thinking` block,

@@ -13,7 +13,9 @@ use crate::ids;
 use crate::media::{normalize_media_type, sniff_image};
 use crate::options::ConvertOptions;
 use crate::stream::{Decoder, Encoder};
-use crate::util::{args_object, arr, as_u64, b, bad, dropped, f, num, put, s, u, unsupported};
+use crate::util::{
+    args_object, arr, as_u64, b, bad, dropped, f, num, put, s, strings, u, unsupported,
+};
 
 const ME: Protocol = Protocol::Anthropic;
 
@@ -140,11 +142,7 @@ pub(crate) fn decode_request(
     r.temperature = f(body, "temperature");
     r.top_p = f(body, "top_p");
     r.top_k = u(body, "top_k");
-    r.stop = arr(body, "stop_sequences")
-        .iter()
-        .filter_map(Value::as_str)
-        .map(str::to_owned)
-        .collect();
+    r.stop = strings(body.get("stop_sequences"));
     let effort = body
         .pointer("/output_config/effort")
         .and_then(Value::as_str)
@@ -713,9 +711,8 @@ pub(crate) fn encode_response(r: &CanonicalResponse) -> Value {
 mod tests {
     use super::*;
 
-    /// The codec's decoder after the shared prelude.
     fn decode_request(body: &Value) -> Result<CanonicalRequest, Error> {
-        super::decode_request(body, crate::request::prelude(body)?)
+        crate::testing::decode(Protocol::Anthropic, body, &RouteParams::default())
     }
 
     #[test]

@@ -17,7 +17,7 @@ use octo_core::{Error, Event, Protocol};
 use crate::anthropic::{stop_from, stop_reason};
 use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
 use crate::ids;
-use crate::stream::{Decoder, Encoder};
+use crate::stream::{Decoder, Encoder, read_event};
 use crate::util::{fresh_id, inband_error, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
@@ -69,12 +69,8 @@ pub(crate) struct AnthropicDecoder {
 impl Decoder for AnthropicDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
         let data = event.data_body().to_bytes();
-        let ev: In<'_> = match serde_json::from_slice(&data) {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::debug!(error = %e, "skipping an unreadable Anthropic event");
-                return Ok(());
-            }
+        let Some(ev) = read_event::<In<'_>>(&data, "Anthropic event") else {
+            return Ok(());
         };
         let kind = ev.kind.as_deref().or(event.name()).unwrap_or_default();
         match kind {
@@ -342,13 +338,8 @@ impl AnthropicEncoder {
 impl Encoder for AnthropicEncoder {
     fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>) {
         match event {
-            StreamEvent::Start(start) => {
-                if let Some(id) = start.id.filter(|i| !i.is_empty()) {
-                    self.id = id;
-                }
-                if let Some(model) = start.model.filter(|m| !m.is_empty()) {
-                    self.model = model;
-                }
+            StreamEvent::Start(mut start) => {
+                start.adopt(&mut self.id, &mut self.model);
                 self.start_seen = true;
             }
             StreamEvent::Text(t) | StreamEvent::Refusal(t) => {

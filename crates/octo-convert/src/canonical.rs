@@ -334,6 +334,19 @@ pub(crate) struct StreamStart {
     pub(crate) created: Option<u64>,
 }
 
+impl StreamStart {
+    /// Moves the upstream's id and model into an encoder's `id` and `model` where it names them
+    /// (an empty one keeps the encoder's own).
+    pub(crate) fn adopt(&mut self, id: &mut String, model: &mut String) {
+        if let Some(new) = self.id.take().filter(|i| !i.is_empty()) {
+            *id = new;
+        }
+        if let Some(new) = self.model.take().filter(|m| !m.is_empty()) {
+            *model = new;
+        }
+    }
+}
+
 /// One step of a streamed answer, in the block structure Anthropic uses: deltas append to the open
 /// block of their kind (opening one after closing any other), [`StreamEvent::BlockEnd`] closes the
 /// open block. Tool calls are addressed by the upstream's `key` so fragments find their call.

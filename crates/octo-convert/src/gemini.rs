@@ -23,7 +23,9 @@ use crate::media::{guess_from_url, normalize_media_type, standard_base64};
 use crate::options::ConvertOptions;
 use crate::schema;
 use crate::stream::{Decoder, Encoder};
-use crate::util::{args_object, arr, as_u64, bad, dropped, get2, num, put, s, unsupported};
+use crate::util::{
+    args_object, arr, as_u64, bad, dropped, get2, num, put, s, strings, unsupported,
+};
 
 const ME: Protocol = Protocol::Gemini;
 /// Marks a wrapped Anthropic `redacted_thinking` payload.
@@ -263,15 +265,7 @@ pub(crate) fn decode_request(
     if let Some(cfg) = get2(body, "toolConfig", "tool_config")
         .and_then(|c| get2(c, "functionCallingConfig", "function_calling_config"))
     {
-        let names: Vec<String> = get2(cfg, "allowedFunctionNames", "allowed_function_names")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let names = strings(get2(cfg, "allowedFunctionNames", "allowed_function_names"));
         r.tool_choice = match (s(cfg, "mode").unwrap_or("AUTO"), names.len()) {
             ("NONE", _) => Some(ToolChoice::None),
             ("ANY", 0) => Some(ToolChoice::Required),
@@ -293,15 +287,7 @@ pub(crate) fn decode_request(
         r.top_k = get2(g, "topK", "top_k").and_then(as_u64);
         r.n = get2(g, "candidateCount", "candidate_count").and_then(as_u64);
         r.max_tokens = get2(g, "maxOutputTokens", "max_output_tokens").and_then(as_u64);
-        r.stop = get2(g, "stopSequences", "stop_sequences")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        r.stop = strings(get2(g, "stopSequences", "stop_sequences"));
         r.seed = g.get("seed").and_then(Value::as_i64);
         r.presence_penalty = get2(g, "presencePenalty", "presence_penalty").and_then(Value::as_f64);
         r.frequency_penalty =
@@ -760,9 +746,8 @@ pub(crate) fn encode_response(r: &CanonicalResponse) -> Value {
 mod tests {
     use super::*;
 
-    /// The codec's decoder after the shared prelude.
     fn decode_request(body: &Value, route: &RouteParams) -> Result<CanonicalRequest, Error> {
-        super::decode_request(body, route, crate::request::prelude(body)?)
+        crate::testing::decode(Protocol::Gemini, body, route)
     }
 
     #[test]

@@ -18,7 +18,7 @@ use octo_core::{Error, Event, Protocol};
 use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop};
 use crate::gemini::{finish_reason, stop_from, wrap_redacted, wrap_signature};
 use crate::ids;
-use crate::stream::{Decoder, Encoder};
+use crate::stream::{Decoder, Encoder, read_event};
 use crate::util::{args_object, fresh_id, inband_error};
 
 // ---------------------------------------------------------------------------------------- decode
@@ -83,12 +83,8 @@ pub(crate) struct GeminiDecoder {
 impl Decoder for GeminiDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
         let data = event.data_body().to_bytes();
-        let chunk: Chunk<'_> = match serde_json::from_slice(&data) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(error = %e, "skipping an unreadable Gemini chunk");
-                return Ok(());
-            }
+        let Some(chunk) = read_event::<Chunk<'_>>(&data, "Gemini chunk") else {
+            return Ok(());
         };
         if let Some(err) = chunk.error {
             let code = err
@@ -300,13 +296,8 @@ impl GeminiEncoder {
 impl Encoder for GeminiEncoder {
     fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>) {
         match event {
-            StreamEvent::Start(start) => {
-                if let Some(id) = start.id.filter(|i| !i.is_empty()) {
-                    self.id = id;
-                }
-                if let Some(model) = start.model.filter(|m| !m.is_empty()) {
-                    self.model = model;
-                }
+            StreamEvent::Start(mut start) => {
+                start.adopt(&mut self.id, &mut self.model);
             }
             StreamEvent::Text(t) | StreamEvent::Refusal(t) => {
                 if t.is_empty() {

@@ -115,18 +115,10 @@ pub(crate) fn unfold_signature(id: &str) -> (String, Option<String>) {
         }
     }
     if let Some((base, enc)) = id.split_once(THOUGHT_SEP) {
-        let mut sig: String = enc
-            .chars()
-            .map(|c| match c {
-                '-' => '+',
-                '_' => '/',
-                c => c,
-            })
-            .collect();
-        while sig.len() % 4 != 0 {
-            sig.push('=');
-        }
-        return (base.to_owned(), Some(sig));
+        return (
+            base.to_owned(),
+            Some(crate::media::url_safe_to_standard(enc)),
+        );
     }
     (id.to_owned(), None)
 }

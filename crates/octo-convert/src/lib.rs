@@ -118,6 +118,15 @@ mod testing {
         Ok(converted.body)
     }
 
+    /// Decodes a client request of `protocol` into the canonical model, as `convert_request` does.
+    pub(crate) fn decode(
+        protocol: Protocol,
+        body: &Value,
+        route: &RouteParams,
+    ) -> Result<crate::canonical::CanonicalRequest, Error> {
+        crate::request::decode_request(crate::codec::codec(protocol)?, body, route)
+    }
+
     /// Converts a non-streaming upstream answer for a client.
     pub(crate) fn convert_response(
         client: Protocol,

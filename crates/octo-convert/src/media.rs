@@ -52,6 +52,11 @@ pub(crate) fn standard_base64(data: &str) -> String {
     if !data.contains(['-', '_']) {
         return data.to_owned();
     }
+    url_safe_to_standard(data)
+}
+
+/// URL-safe base64 (`-` and `_`, padding optional) in the standard alphabet, padded.
+pub(crate) fn url_safe_to_standard(data: &str) -> String {
     let mut out: String = data
         .chars()
         .map(|c| match c {

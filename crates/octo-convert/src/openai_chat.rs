@@ -615,17 +615,9 @@ fn encode_assistant(m: &Message) -> Value {
             Part::Refusal(t) => refusal = Some(t.clone()),
             Part::Thinking(t) => {
                 reasoning.push_str(&t.text);
-                if let Some(data) = &t.redacted {
-                    blocks.push(json!({"type": "redacted_thinking", "data": data}));
-                } else if let Some(sig) = &t.signature {
-                    blocks.push(json!({"type": "thinking", "thinking": t.text, "signature": sig}));
-                }
+                blocks.extend(thinking_block(t));
             }
-            Part::ToolCall(c) => tool_calls.push(json!({
-                "id": ids::fold_signature(&c.id, c.signature.as_deref()),
-                "type": "function",
-                "function": {"name": c.name, "arguments": c.arguments_json()},
-            })),
+            Part::ToolCall(c) => tool_calls.push(tool_call_json(c)),
             _ => {}
         }
     }
@@ -742,17 +734,9 @@ pub(crate) fn encode_response(r: &CanonicalResponse, created: u64) -> Value {
             Part::Refusal(t) => refusal.get_or_insert_with(String::new).push_str(t),
             Part::Thinking(t) => {
                 reasoning.push_str(&t.text);
-                if let Some(data) = &t.redacted {
-                    blocks.push(json!({"type": "redacted_thinking", "data": data}));
-                } else if let Some(sig) = &t.signature {
-                    blocks.push(json!({"type": "thinking", "thinking": t.text, "signature": sig}));
-                }
+                blocks.extend(thinking_block(t));
             }
-            Part::ToolCall(c) => tool_calls.push(json!({
-                "id": ids::fold_signature(&c.id, c.signature.as_deref()),
-                "type": "function",
-                "function": {"name": c.name, "arguments": c.arguments_json()},
-            })),
+            Part::ToolCall(c) => tool_calls.push(tool_call_json(c)),
             _ => {}
         }
     }
@@ -792,13 +776,33 @@ pub(crate) fn encode_response(r: &CanonicalResponse, created: u64) -> Value {
     out
 }
 
+/// The `thinking_blocks` entry that carries a reasoning part's signature (or its redacted data)
+/// back to an upstream that checks it; `None` for reasoning without either.
+fn thinking_block(t: &Thinking) -> Option<Value> {
+    if let Some(data) = &t.redacted {
+        Some(json!({"type": "redacted_thinking", "data": data}))
+    } else {
+        t.signature
+            .as_ref()
+            .map(|sig| json!({"type": "thinking", "thinking": t.text, "signature": sig}))
+    }
+}
+
+/// An assistant tool call in Chat's `tool_calls` shape, its signature folded into the id.
+fn tool_call_json(c: &ToolCall) -> Value {
+    json!({
+        "id": ids::fold_signature(&c.id, c.signature.as_deref()),
+        "type": "function",
+        "function": {"name": c.name, "arguments": c.arguments_json()},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The codec's decoder after the shared prelude.
     fn decode_request(body: &Value) -> Result<CanonicalRequest, Error> {
-        super::decode_request(body, crate::request::prelude(body)?)
+        crate::testing::decode(Protocol::OpenAiChat, body, &RouteParams::default())
     }
 
     #[test]

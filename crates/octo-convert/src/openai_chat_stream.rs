@@ -17,7 +17,7 @@ use octo_core::{Error, Event, Protocol};
 use crate::canonical::{StopReason, StreamEvent, StreamStart, Usage, effective_stop, refusal_stop};
 use crate::ids;
 use crate::openai_chat::{finish_reason, stop_from};
-use crate::stream::{Decoder, Encoder};
+use crate::stream::{Decoder, Encoder, read_event};
 use crate::util::{as_u64, fresh_id, inband_error, now, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
@@ -102,12 +102,8 @@ impl Decoder for OpenAiChatDecoder {
             return Ok(());
         }
         let data = event.data_body().to_bytes();
-        let chunk: Chunk<'_> = match serde_json::from_slice(&data) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(error = %e, "skipping an unreadable OpenAI chunk");
-                return Ok(());
-            }
+        let Some(chunk) = read_event::<Chunk<'_>>(&data, "OpenAI chunk") else {
+            return Ok(());
         };
         if let Some(err) = chunk.error {
             let kind = err

@@ -644,10 +644,8 @@ fn encode_assistant(m: &Message, out: &mut Vec<Value>) {
     };
     for p in &m.parts {
         match p {
-            Part::Text(t) => {
-                content.push(json!({"type": "output_text", "text": t, "annotations": []}))
-            }
-            Part::Refusal(t) => content.push(json!({"type": "refusal", "refusal": t})),
+            Part::Text(t) => content.push(message_content(t, false)),
+            Part::Refusal(t) => content.push(message_content(t, true)),
             Part::Thinking(t) => {
                 flush(&mut content, out);
                 match &t.signature {
@@ -920,10 +918,8 @@ pub(crate) fn encode_response(r: &CanonicalResponse, created: u64, tools: &ToolM
     };
     for p in &r.parts {
         match p {
-            Part::Text(t) => {
-                message.push(json!({"type": "output_text", "text": t, "annotations": []}))
-            }
-            Part::Refusal(t) => message.push(json!({"type": "refusal", "refusal": t})),
+            Part::Text(t) => message.push(message_content(t, false)),
+            Part::Refusal(t) => message.push(message_content(t, true)),
             Part::Thinking(t) => {
                 flush(&mut message, &mut output);
                 output.push(reasoning_item(&item_id("rs", &r.id, output.len()), t));
@@ -969,13 +965,21 @@ pub(crate) fn reasoning_item(id: &str, t: &Thinking) -> Value {
     item
 }
 
+/// One part of an assistant message's `content`: `output_text`, or `refusal` when `refusal`.
+pub(crate) fn message_content(text: &str, refusal: bool) -> Value {
+    if refusal {
+        json!({"type": "refusal", "refusal": text})
+    } else {
+        json!({"type": "output_text", "text": text, "annotations": []})
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The codec's decoder after the shared prelude.
     fn decode_request(body: &Value) -> Result<CanonicalRequest, Error> {
-        super::decode_request(body, crate::request::prelude(body)?)
+        crate::testing::decode(Protocol::OpenAiResponses, body, &RouteParams::default())
     }
 
     #[test]

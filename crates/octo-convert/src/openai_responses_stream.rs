@@ -27,10 +27,10 @@ use crate::canonical::{
 use crate::ids;
 use crate::json_string::InputDecoder;
 use crate::openai_responses::{
-    call_item, custom_arguments, failed_error, item_id, reasoning_item, response_object, status_of,
-    stop_from,
+    call_item, custom_arguments, failed_error, item_id, message_content, reasoning_item,
+    response_object, status_of, stop_from,
 };
-use crate::stream::{Decoder, Encoder};
+use crate::stream::{Decoder, Encoder, read_event};
 use crate::tools::ToolMap;
 use crate::util::{fresh_id, inband_error, now, status_for_type};
 
@@ -138,12 +138,8 @@ impl OpenAiResponsesDecoder {
 impl Decoder for OpenAiResponsesDecoder {
     fn decode(&mut self, event: &Event, out: &mut Vec<StreamEvent>) -> Result<(), Error> {
         let data = event.data_body().to_bytes();
-        let ev: In<'_> = match serde_json::from_slice(&data) {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::debug!(error = %e, "skipping an unreadable Responses event");
-                return Ok(());
-            }
+        let Some(ev) = read_event::<In<'_>>(&data, "Responses event") else {
+            return Ok(());
         };
         let index = ev.output_index.unwrap_or(0);
         match ev.kind.as_deref().or(event.name()).unwrap_or_default() {
@@ -467,11 +463,7 @@ impl OpenAiResponsesEncoder {
         };
         let id = id.clone();
         let content_index = parts.len();
-        let part = if refusal {
-            json!({"type": "refusal", "refusal": text})
-        } else {
-            json!({"type": "output_text", "text": text, "annotations": []})
-        };
+        let part = message_content(&text, refusal);
         parts.push(part.clone());
         if refusal {
             self.emit(
@@ -658,11 +650,7 @@ impl OpenAiResponsesEncoder {
             acc.push_str(text);
         }
         if needs_part {
-            let part = if refusal {
-                json!({"type": "refusal", "refusal": ""})
-            } else {
-                json!({"type": "output_text", "text": "", "annotations": []})
-            };
+            let part = message_content("", refusal);
             self.emit(
                 "response.content_part.added",
                 json!({"item_id": id, "output_index": index, "content_index": content_index, "part": part}),
@@ -717,13 +705,8 @@ impl OpenAiResponsesEncoder {
 impl Encoder for OpenAiResponsesEncoder {
     fn encode(&mut self, event: StreamEvent, out: &mut VecDeque<Event>) {
         match event {
-            StreamEvent::Start(start) => {
-                if let Some(id) = start.id.filter(|i| !i.is_empty()) {
-                    self.id = id;
-                }
-                if let Some(model) = start.model.filter(|m| !m.is_empty()) {
-                    self.model = model;
-                }
+            StreamEvent::Start(mut start) => {
+                start.adopt(&mut self.id, &mut self.model);
                 if let Some(created) = start.created {
                     self.created = created;
                 }

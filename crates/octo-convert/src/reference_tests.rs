@@ -1,8 +1,7 @@
-//! The OctoLLM (Go) converter's seven acceptance cases, plus the edge cases of `docs/conversion.md`
-//! that the golden fixtures do not reach.
+//! Seven acceptance cases (one per request, answer and stream shape the converters must handle),
+//! plus the edge cases of `docs/conversion.md` that the golden fixtures do not reach.
 
 use bytes::Bytes;
-use octo_core::sse::SseParser;
 use octo_core::{Event, Protocol, RouteParams};
 use serde_json::{Value, json};
 
@@ -61,6 +60,13 @@ fn chat_chunks(chunks: &[Value]) -> Vec<Result<Event, octo_core::Error>> {
             })
         })
         .collect()
+}
+
+/// The Anthropic stream's `message_delta` (before `message_stop`) names `stop` and has `usage`.
+fn assert_message_delta(out: &[(Option<String>, Value)], stop: &str, usage: Value) {
+    let delta = &out[out.len() - 2].1;
+    assert_eq!(delta["delta"]["stop_reason"], stop);
+    assert_eq!(delta["usage"], usage);
 }
 
 fn chunk(delta: Value, finish: Value) -> Value {
@@ -162,8 +168,8 @@ fn reference_3_simple_response() {
     .unwrap();
     assert_eq!(
         out,
-        // The Go converter kept `chatcmpl-123`; docs/conversion.md ("Ids") asks for `msg_…`
-        // (derived from the upstream id, so it stays stable).
+        // docs/conversion.md ("Ids"): an Anthropic client gets a `msg_…` id derived from the
+        // upstream's (`chatcmpl-123`), so it stays stable.
         json!({"id":"msg_123","type":"message","role":"assistant","model":"gpt-4",
                "content":[{"type":"text","text":"I'm doing well, thank you!"}],
                "stop_reason":"end_turn","usage":{"input_tokens":10,"output_tokens":8}})
@@ -259,11 +265,10 @@ fn reference_5_simple_stream() {
         .map(|(_, d)| d["delta"]["text"].as_str().unwrap())
         .collect();
     assert_eq!(text, words.concat());
-    let delta = &out[out.len() - 2].1;
-    assert_eq!(delta["delta"]["stop_reason"], "end_turn");
-    assert_eq!(
-        delta["usage"],
-        json!({"input_tokens": 31, "output_tokens": 15})
+    assert_message_delta(
+        &out,
+        "end_turn",
+        json!({"input_tokens": 31, "output_tokens": 15}),
     );
 }
 
@@ -342,25 +347,20 @@ fn reference_6_sandwich_stream() {
     assert_eq!(fragments, ["{\"queries", "\":", "1", "}"]);
     assert_eq!(blocks[1].0["type"], "text");
     assert_eq!(blocks[2].0["id"], "functions_fetch_1");
-    let delta = &out[out.len() - 2].1;
-    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
-    assert_eq!(
-        delta["usage"],
-        json!({"input_tokens": 177, "output_tokens": 69})
+    assert_message_delta(
+        &out,
+        "tool_use",
+        json!({"input_tokens": 177, "output_tokens": 69}),
     );
 }
 
 // 7. SSE framing.
 #[test]
 fn reference_7_sse_framing() {
-    let mut p = SseParser::new();
     let long = "x".repeat(70 * 1024);
-    p.push(b"event: message_start\r\nid: 7\r\ndata: {\"a\":1}\r\n\r\n: comment\n\ndata:x\n\ndata: x\n\n");
-    p.push(format!("data: {long}\n\ndata: [DONE]\n\n").as_bytes());
-    let mut got = Vec::new();
-    while let Some(ev) = p.next_event().unwrap() {
-        got.push(ev);
-    }
+    let got = octo_test::events(&format!(
+        "event: message_start\r\nid: 7\r\ndata: {{\"a\":1}}\r\n\r\n: comment\n\ndata:x\n\ndata: x\n\ndata: {long}\n\ndata: [DONE]\n\n"
+    ));
     assert_eq!(got.len(), 5);
     assert_eq!(got[0].name(), Some("message_start"));
     assert_eq!(got[0].id(), Some("7"));
@@ -398,7 +398,7 @@ fn chat_client_without_include_usage_gets_no_usage_chunk_but_upstream_is_asked()
     let chat_up = testing::convert_request(
         Protocol::Anthropic,
         Protocol::OpenAiChat,
-        br#"{"model":"m","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#,
+        body,
         RouteParams::default(),
     )
     .unwrap();

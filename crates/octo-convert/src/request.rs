@@ -92,7 +92,7 @@ pub fn convert_request(
 /// The prelude every protocol shares: the body must be a JSON object; `model` and `stream` are
 /// read where most protocols keep them and usage is wanted in streams (a codec overrides what its
 /// protocol says otherwise); tool results get the names of the calls they answer.
-fn decode_request(
+pub(crate) fn decode_request(
     from: &dyn Codec,
     body: &Value,
     route: &RouteParams,

@@ -13,6 +13,18 @@ use octo_core::{Error, Event};
 use crate::canonical::{CanonicalResponse, Part, StreamEvent, StreamStart, Thinking, ToolCall};
 use crate::tools::NameMap;
 
+/// Reads an upstream stream event's data as `T`; `None` (logged at debug level, naming `what`)
+/// for data that is not a readable `T`, which the decoders skip rather than fail the stream on.
+pub(crate) fn read_event<'a, T: serde::Deserialize<'a>>(data: &'a [u8], what: &str) -> Option<T> {
+    match serde_json::from_slice(data) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::debug!(error = %e, "skipping an unreadable {what}");
+            None
+        }
+    }
+}
+
 /// Turns upstream events into canonical stream events.
 ///
 /// A decoder pushes [`StreamEvent::End`] when it reads the upstream's terminator; it is fed no

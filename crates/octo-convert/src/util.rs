@@ -21,6 +21,18 @@ pub(crate) fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
         .map_or(&[], Vec::as_slice)
 }
 
+/// The strings of an array (other items skipped); empty when `v` is not an array.
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `v[key]` as a non-negative integer.
 pub(crate) fn u(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(as_u64)

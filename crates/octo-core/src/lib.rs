@@ -10,7 +10,9 @@
 //! - [`Response`]: a full [`Body`] or an [`EventStream`] of [`Event`]s, each keeping its raw frame.
 //! - [`sse`]: an SSE decoder that survives any chunking, and protocol-aware keep-alives.
 //! - [`Error`]: kind, status, retryability and retry-after, rendered in the client's protocol.
-//! - [`http`]: the hyper 1.x front — routes for the four protocols, limits, graceful shutdown.
+//! - `http` (the default `http` feature): the hyper 1.x front — routes for the four protocols,
+//!   limits, graceful shutdown. With `default-features = false` the crate is the engine model
+//!   alone and pulls in neither hyper nor hyper-util.
 //! - [`overhead`]: the gateway's own time per request (total − upstream wait), as a histogram.
 //! - [`layer`]: [`Layer`](layer::Layer) and [`EngineBuilder`](layer::EngineBuilder), one way to
 //!   wrap engines in middleware (outermost first, as tower's `ServiceBuilder`); with the `tower`
@@ -50,6 +52,7 @@ pub mod build_error;
 pub mod engine;
 pub mod error;
 pub mod event;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod layer;
 pub mod overhead;
@@ -68,5 +71,5 @@ pub use engine::{ArcEngine, Engine, EngineFn, engine_fn};
 pub use error::{BoxError, Error, ErrorKind, RenderedError, UpstreamBody};
 pub use event::{Event, EventSender, EventStream, StreamClosed};
 pub use protocol::{ErrorFamily, Protocol, protocol_list};
-pub use request::{PeekRef, Request, RouteParams};
+pub use request::{ClientAddr, PeekRef, Request, RouteParams};
 pub use response::{Response, ResponseBody};

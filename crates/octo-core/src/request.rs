@@ -6,6 +6,8 @@
 //! and the streaming choice in the URL rather than the body; the front records them in
 //! [`RouteParams`] so [`Request::peek`] answers the same question for every protocol.
 
+use std::net::SocketAddr;
+
 use http::{Extensions, HeaderMap, Method, Uri};
 use serde_json::Value;
 
@@ -21,6 +23,12 @@ pub struct RouteParams {
     /// Whether the path asks for a stream.
     pub stream: Option<bool>,
 }
+
+/// The client's socket address, inserted into every request's extensions by the front
+/// (`http::Router`) when the connection has one. It lives here, not in `http`, so that engines
+/// read it without the `http` feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// A client request travelling through engines.
 #[derive(Debug, Clone)]

@@ -221,7 +221,6 @@ impl Stream for ConvertStream {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use octo_core::sse::SseParser;
     use serde_json::{Value, json};
 
     use super::*;
@@ -231,12 +230,7 @@ mod tests {
     async fn same_protocol_passes_through_untouched() {
         use futures::StreamExt;
         let raw = Bytes::from_static(b"data: {\"x\":1}\n\ndata: [DONE]\n\n");
-        let mut p = SseParser::new();
-        p.push(&raw);
-        let mut upstream_events = Vec::new();
-        while let Some(ev) = p.next_event().unwrap() {
-            upstream_events.push(ev);
-        }
+        let upstream_events = octo_test::events(std::str::from_utf8(&raw).unwrap());
         let inner = octo_core::engine_fn(move |req: Request| {
             let evs = upstream_events.clone();
             async move {

@@ -21,16 +21,12 @@ use crate::error::{BoxError, Error};
 use crate::overhead::{self, OverheadObserver, UpstreamTime};
 use crate::protocol::Protocol;
 use crate::record::{CompleteOnDrop, Observer, Observers, Pricing, RequestRecord, TraceContext};
-use crate::request::{Request, RouteParams};
+use crate::request::{ClientAddr, Request, RouteParams};
 use crate::response::ResponseBody;
 use crate::sse::KeepAlive;
 
 /// The body type the front writes.
 pub type FrontBody = Either<Full<Bytes>, SseBody>;
-
-/// The client's socket address, inserted into every request's extensions by the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
 
 /// The response header naming the request's record (`x-octollm-request-id`), on every answer of
 /// an engine route, errors included.

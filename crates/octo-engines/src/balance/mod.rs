@@ -25,7 +25,7 @@
 //!
 //! Weights are `u32`, so a negative weight cannot be expressed. A weight of `0` next to non-zero weights *drains* a target:
 //! no strategy picks it (not even as a fallback). When **all** weights are `0`, every target
-//! weighs the same (OctoLLM's rule). [`effective_weights`] applies both rules.
+//! weighs the same. [`effective_weights`] applies both rules.
 //!
 //! # Strategy state
 //!
@@ -267,7 +267,7 @@ impl StrategyKind {
 
     /// Builds the strategy for `targets`. `seed` drives the random choices of `random` and
     /// `lowest_latency` (use [`entropy_seed`] in production). Smooth WRR always starts from
-    /// current weights of 0, so its sequence is OctoLLM's.
+    /// current weights of 0, so its sequence depends on the weights alone.
     pub fn build(self, targets: &[Target], seed: u64) -> Box<dyn Strategy> {
         let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
         match self {

@@ -1,4 +1,4 @@
-//! nginx's smooth weighted round robin, as OctoLLM's `loadbalancer.WeightedRoundRobin` runs it.
+//! nginx's smooth weighted round robin.
 //!
 //! Each pick adds every candidate's weight to its *current weight*, takes the candidate with the
 //! largest current weight (strictly above 0; ties go to the earlier target) and subtracts the
@@ -23,8 +23,8 @@ pub struct SmoothWeightedRoundRobin {
 }
 
 impl SmoothWeightedRoundRobin {
-    /// Starts every current weight at 0 (deterministic: the same weights give OctoLLM's
-    /// sequences). All-zero weights count as equal; a zero weight next to non-zero ones is never
+    /// Starts every current weight at 0 (deterministic: the same weights always give the
+    /// same sequence). All-zero weights count as equal; a zero weight next to non-zero ones is never
     /// picked.
     pub fn new(weights: &[u32]) -> Self {
         Self::with_initial(weights, &vec![0; weights.len()])

@@ -1,4 +1,4 @@
-//! OctoLLM's request features: message text length and prefix/suffix hashes.
+//! Request features for rules: the prompt's text length and prefix/suffix hashes.
 
 use serde_json::Value;
 

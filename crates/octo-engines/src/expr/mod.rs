@@ -17,12 +17,12 @@
 //! | `stream`, `RawReq.stream` | whether a stream was asked for; **`false` when absent** |
 //! | `max_tokens`, `temperature`, … | any top-level body field by name |
 //! | `metadata.user_id`, `messages.0.role` | nested body fields by dotted path (array index = number) |
-//! | `RawReq.<path>` | the same body path; OctoLLM's prefix, accepted so ported configs work, and the way to reach a body field named like a namespace below (`RawReq.header`) |
+//! | `RawReq.<path>` | the same body path, spelled out: the way to reach a body field named like a namespace below (`RawReq.header`) |
 //! | `header.x_team` | the client's request header `x-team`: lowercase, `_` stands for `-` (evalexpr reads `-` as minus); several values are joined with `, `. Behind the auth engine, the credential headers read as empty (it removes them) |
 //! | `auth.org`, `auth.user` | the org and key name the auth engine found; empty when anonymous |
 //! | `promptTextLen` | total characters (Unicode scalar values) of the text of every message |
-//! | `prefix<N>`, `suffix<N>` | FNV-1a-32, as 8 lowercase hex digits, of the model followed by the first / last *N* characters of the first message's trimmed text (OctoLLM's features; `prefix20`, `suffix20`, any *N* from 1 to 100000) |
-//! | `Features.<name>` | the same features, OctoLLM's spelling |
+//! | `prefix<N>`, `suffix<N>` | FNV-1a-32, as 8 lowercase hex digits, of the model followed by the first / last *N* characters of the first message's trimmed text (`prefix20`, `suffix20`, any *N* from 1 to 100000) |
+//! | `Features.<name>` | the same features, under one namespace (`Features.prefix20`) |
 //!
 //! A request without a body (zero bytes or only whitespace, e.g. a `GET`) reads every body field
 //! as missing; a body that must be read and is not a JSON object is a 400.

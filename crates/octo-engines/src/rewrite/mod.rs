@@ -1,10 +1,5 @@
 //! Rewriting JSON bodies: `remove_keys`, `set_keys` and `set_keys_by_expr`.
 //!
-//! OctoLLM's rewrite engine applied `set_keys` in random (Go map) order, compiled
-//! `set_keys_by_expr` on every request against an empty environment (so any expression that read
-//! the request failed), ignored path errors silently and mutated the request shared by retries.
-//! Here:
-//!
 //! - **Fixed order**: `remove_keys` (in list order), then `set_keys` (in the order written), then
 //!   `set_keys_by_expr` (in the order written). A later entry sees the earlier ones' result.
 //! - **Paths** follow sjson: `.` separates levels, a number indexes an array, `-1` appends (for

@@ -356,10 +356,10 @@ fn merge_layers_model_over_backend() {
 
 #[tokio::test]
 async fn unchanged_events_keep_their_raw_frame() {
-    let mut parser = octo_core::sse::SseParser::new();
-    parser.push(b"data:  {\"a\":1}\n\ndata: {\"user\":\"u\"}\n\n");
-    let first = parser.next_event().unwrap().unwrap();
-    let second = parser.next_event().unwrap().unwrap();
+    let [first, second] = <[_; 2]>::try_from(octo_test::events(
+        "data:  {\"a\":1}\n\ndata: {\"user\":\"u\"}\n\n",
+    ))
+    .unwrap();
     assert!(first.raw_frame().is_some());
     let policy = RewritePolicy::new(RewriteConfig::default().remove("user")).unwrap();
     let env = Env::empty();

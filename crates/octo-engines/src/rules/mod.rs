@@ -1,10 +1,5 @@
 //! First-match rules: deny a request, or route, rewrite and tag it.
 //!
-//! OctoLLM's rule engine lost every expression that read the request (a feature-extraction type
-//! mismatch left the environment nil, so `RawReq.stream == true` was always false), compiled
-//! lazily with a data race, parsed the body once per rule, and answered a missing match with a 500.
-//! Here:
-//!
 //! - Each [`Rule`] has a name, a `match` expression in evalexpr ([`crate::expr`] documents the
 //!   language and the variables), an optional org it applies to, and an [`Action`]. Expressions are
 //!   compiled when the engine is built; a bad one is a [`BuildError`] naming the rule and the reason.
@@ -12,7 +7,7 @@
 //! - Per request the variables every rule (and every rule's rewrite) reads are extracted **once**,
 //!   reading no more of the body than they need; the identity comes from the auth engine.
 //! - Rules are tried in order and the **first match wins**. A rule scoped to an org is skipped for
-//!   other orgs and for anonymous requests (put org rules before model rules, as OctoLLM did). A
+//!   other orgs and for anonymous requests (the server puts org rules before model rules). A
 //!   rule whose expression fails to evaluate (`max_tokens > 1000` with no `max_tokens`) or does
 //!   not yield a boolean does not match; the failure is logged once at warn level.
 //! - No match: the request goes to the default engine.
@@ -158,7 +153,7 @@ pub struct Deny {
 }
 
 impl Deny {
-    /// A 400 with `message` (OctoLLM's later default; never status 0 / 200).
+    /// A 400 with `message` (a deny never answers with status 0 or 200).
     pub fn new(message: impl Into<String>) -> Self {
         Deny {
             status: 400,

@@ -79,8 +79,8 @@ async fn first_match_wins_and_no_match_falls_through() {
 }
 
 #[tokio::test]
-async fn octollm_deny_stream_example_actually_denies() {
-    // OctoLLM §5.4: this rule was always false there.
+async fn a_raw_req_stream_rule_denies_streaming_requests() {
+    // A rule reading the body through `RawReq.` sees the request: a streaming request is denied.
     let engine = RulesEngine::new(
         vec![Rule::new(
             "deny_stream",
