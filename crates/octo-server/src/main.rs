@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
-use std::process::ExitCode;
 
 use clap::Parser;
 use octo_core::http::{SharedRouter, shutdown_signal};
@@ -17,7 +17,12 @@ use octo_telemetry::logging::{LogFormat, init_logging};
 
 /// An LLM gateway speaking OpenAI Chat, OpenAI Responses, Anthropic Messages and Gemini.
 #[derive(Debug, Parser)]
-#[command(name = "octollm-server", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "octollm-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     /// The YAML configuration file.
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -35,7 +40,12 @@ struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     watch_interval: String,
     /// Log lines as `text` or `json` (one JSON object per line; one access line per request).
-    #[arg(long, env = "OCTOLLM_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        env = "OCTOLLM_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
     log_format: String,
     /// The request log's database URL, or `off`, overriding the config's `storage`.
     #[arg(long, env = "OCTOLLM_STORAGE", value_name = "URL|off")]
@@ -171,7 +181,13 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let state_dir = match &cli.config {
         Some(path) => path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."))
             .to_path_buf(),
         None => {
@@ -180,7 +196,11 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             dir
         }
     };
-    let ops = Arc::new(Ops::start(&config, &state_dir).await.map_err(config_error)?);
+    let ops = Arc::new(
+        Ops::start(&config, &state_dir)
+            .await
+            .map_err(config_error)?,
+    );
     let admin = start_admin(&config, cli.demo, &state_dir, ops.clone())
         .await
         .map_err(config_error)?;
@@ -199,8 +219,9 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         .map_err(|m| format!("--watch-interval: {m}"))?,
                 ),
             };
-            let reloader = reload::Reloader::new(path.clone(), router.clone(), config.clone(), poll)
-                .with_ops(ops.clone());
+            let reloader =
+                reload::Reloader::new(path.clone(), router.clone(), config.clone(), poll)
+                    .with_ops(ops.clone());
             Some(tokio::spawn(reloader.run()))
         }
         None => None,
@@ -255,8 +276,8 @@ async fn start_admin(
 ) -> Result<Option<Admin>, (String, String)> {
     let explicit = config.admin.is_some();
     let settings = config.admin.clone().unwrap_or_default();
-    let mut tokens = Tokens::parse(&settings.tokens)
-        .map_err(|(i, m)| (format!("admin.tokens[{i}]"), m))?;
+    let mut tokens =
+        Tokens::parse(&settings.tokens).map_err(|(i, m)| (format!("admin.tokens[{i}]"), m))?;
     let configured = !tokens.is_empty();
     let listener = match admin::bind(&settings, explicit, configured).await? {
         admin::Bound::Listening(l) => l,

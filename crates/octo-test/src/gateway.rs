@@ -33,12 +33,17 @@ pub fn server_bin() -> PathBuf {
 }
 
 /// The gateway binary on config file `config`, logging at `warn`.
+///
+/// The request log is off (`OCTOLLM_STORAGE=off`) unless a test passes `--storage URL` or sets
+/// the variable itself: test configs share the temp directory, where the default
+/// `sqlite://octollm.db` would be one database for every test gateway.
 fn server_command(config: &Path) -> Command {
     let mut command = Command::new(server_bin());
     command
         .arg("--config")
         .arg(config)
-        .env("OCTOLLM_LOG", "warn");
+        .env("OCTOLLM_LOG", "warn")
+        .env("OCTOLLM_STORAGE", "off");
     command
 }
 

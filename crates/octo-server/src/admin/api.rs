@@ -32,8 +32,7 @@ fn store(state: &AdminState) -> Result<&Store, ApiError> {
     state.ops.store().ok_or_else(|| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
-            "storage is off (`storage: off`): there is no request log or statistics to read"
-                .into(),
+            "storage is off (`storage: off`): there is no request log or statistics to read".into(),
         )
     })
 }
@@ -84,7 +83,10 @@ async fn stats(
 
 async fn metrics(State(state): State<AdminState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.ops.metrics().render(),
     )
         .into_response()

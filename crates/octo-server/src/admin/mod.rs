@@ -102,12 +102,18 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
     match presented {
         Some(t) if state.tokens.verify(t.trim()) => next.run(req).await,
         Some(_) => {
-            let mut r = ApiError(StatusCode::UNAUTHORIZED, "the admin token is not valid".into())
-                .into_response();
+            let mut r = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "the admin token is not valid".into(),
+            )
+            .into_response();
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
@@ -133,7 +139,9 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
 /// The admin routes over `state`.
 pub fn router(state: AdminState) -> Router {
     api::routes()
-        .fallback(|| async { ApiError::not_found("no such admin route; see docs/observability.md") })
+        .fallback(|| async {
+            ApiError::not_found("no such admin route; see docs/observability.md")
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -163,7 +171,10 @@ pub async fn bind(
     let addr: SocketAddr = config.listen.parse().map_err(|e| {
         (
             "admin.listen".to_owned(),
-            format!("`{}` is not an address like 127.0.0.1:8081: {e}", config.listen),
+            format!(
+                "`{}` is not an address like 127.0.0.1:8081: {e}",
+                config.listen
+            ),
         )
     })?;
     if !addr.ip().is_loopback() && !configured_tokens {

@@ -170,8 +170,11 @@ mod tests {
 
     #[test]
     fn plaintext_and_digest_entries_verify() {
-        let t = Tokens::parse(&["a-long-plaintext-token".into(), hashed("another-long-token!")])
-            .unwrap();
+        let t = Tokens::parse(&[
+            "a-long-plaintext-token".into(),
+            hashed("another-long-token!"),
+        ])
+        .unwrap();
         assert!(t.verify("a-long-plaintext-token"));
         assert!(t.verify("another-long-token!"));
         assert!(!t.verify("a-long-plaintext-tokeN"));
