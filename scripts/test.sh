@@ -43,15 +43,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# cargo-deny, pinned, built once into target/tools and reused while its version matches (the first
-# build takes about 21 minutes on a busy two-core machine). It reads deny.toml: permissive licences
+# cargo-deny, pinned, built once into target/tools and reused while its version matches. It is
+# built without optimisation (`--debug`): the check runs for seconds either way, and an optimised
+# build takes several times longer on a two-core machine. It reads deny.toml: permissive licences
 # only, evalexpr pinned to 11.3.1, crates.io as the only source. Advisories are left out: they need
 # the RustSec database from GitHub (see deny.toml).
 CARGO_DENY_VERSION=0.20.2
 CARGO_DENY="$ROOT/target/tools/bin/cargo-deny"
 step "cargo-deny $CARGO_DENY_VERSION check licenses bans sources"
 if [ "$("$CARGO_DENY" --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
-    cargo install --locked --version "$CARGO_DENY_VERSION" --root "$ROOT/target/tools" cargo-deny
+    cargo install --debug --locked --version "$CARGO_DENY_VERSION" --root "$ROOT/target/tools" cargo-deny
 fi
 # Every platform's crates are in the graph; fetch them once so the check itself needs no network.
 cargo fetch --locked

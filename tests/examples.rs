@@ -6,6 +6,10 @@
 #[allow(dead_code)]
 mod gateway_in_code;
 
+#[path = "../examples/observer.rs"]
+#[allow(dead_code)]
+mod observer;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -158,4 +162,18 @@ async fn the_rust_example_builds_a_gateway_without_yaml() {
     assert_eq!(outcome.stream, (403, "streaming is not allowed".to_owned()));
     assert_eq!(outcome.long_prompt_served_by, "secondary-large");
     assert_eq!(outcome.unknown_model, 404);
+}
+
+/// `examples/observer.rs`: an observer added to the front sees every finished request once, with
+/// its usage and the cost from the front's pricing.
+#[tokio::test]
+async fn the_observer_example_counts_requests_tokens_and_cost_per_model() {
+    let totals = observer::run().await.unwrap();
+    let names: Vec<&str> = totals.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(names, ["gpt-a", "gpt-b"]);
+    assert_eq!((totals[0].1, totals[1].1), (2, 1));
+    for (model, _, tokens, cost) in &totals {
+        assert!(*tokens > 0, "{model}: the mock reports usage");
+        assert!(*cost > 0.0, "{model}: priced");
+    }
 }
