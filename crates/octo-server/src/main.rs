@@ -47,6 +47,10 @@ struct Cli {
         default_value = "text"
     )]
     log_format: String,
+    /// The admin listener's address, overriding the config's `admin.listen` (`127.0.0.1:0`
+    /// picks a free port; the address is printed).
+    #[arg(long, env = "OCTOLLM_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<String>,
     /// The request log's database URL, or `off`, overriding the config's `storage`.
     #[arg(long, env = "OCTOLLM_STORAGE", value_name = "URL|off")]
     storage: Option<String>,
@@ -171,6 +175,11 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Storage::On(s)
             }
         };
+    }
+    if let Some(listen) = &cli.admin_listen {
+        let mut admin = config.admin.clone().unwrap_or_default();
+        admin.listen = listen.clone();
+        config.admin = Some(admin);
     }
     let config_error = |(path, msg): (String, String)| ConfigError {
         source: source.clone(),
