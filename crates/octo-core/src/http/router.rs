@@ -165,105 +165,101 @@ impl Router {
     ///
     /// Gemini is mounted on `/v1/models/{model}:…` and `/v1beta/models/{model}:…`, for both
     /// `generateContent` and `streamGenerateContent` (SSE with `?alt=sse`, a JSON array without).
-    pub fn engine(mut self, format: Protocol, engine: ArcEngine) -> Self {
+    pub fn engine(self, format: Protocol, engine: ArcEngine) -> Self {
         let pattern = match default_path(format) {
             Some(path) => Pattern::Exact(path.to_owned()),
             None => Pattern::GeminiModels,
         };
+        self.mount(pattern, Method::POST, format, engine, true)
+    }
+
+    fn mount(
+        mut self,
+        pattern: Pattern,
+        method: Method,
+        format: Protocol,
+        engine: ArcEngine,
+        recorded: bool,
+    ) -> Self {
         self.routes.push(Route {
             pattern,
-            method: Method::POST,
+            method,
             target: Target::Engine {
                 format,
                 engine,
-                recorded: true,
+                recorded,
             },
         });
         self
     }
 
     /// Mounts `engine` for `POST path`, treating requests as `format`; requests are recorded.
-    pub fn engine_at(mut self, path: &str, format: Protocol, engine: ArcEngine) -> Self {
-        self.routes.push(Route {
-            pattern: Pattern::Exact(path.to_owned()),
-            method: Method::POST,
-            target: Target::Engine {
-                format,
-                engine,
-                recorded: true,
-            },
-        });
-        self
+    pub fn engine_at(self, path: &str, format: Protocol, engine: ArcEngine) -> Self {
+        self.mount(
+            Pattern::Exact(path.to_owned()),
+            Method::POST,
+            format,
+            engine,
+            true,
+        )
     }
 
     /// As [`Router::engine_at`], for a route that does not generate (token counting): its
     /// requests are timed but not recorded for the observers.
-    pub fn engine_at_unrecorded(mut self, path: &str, format: Protocol, engine: ArcEngine) -> Self {
-        self.routes.push(Route {
-            pattern: Pattern::Exact(path.to_owned()),
-            method: Method::POST,
-            target: Target::Engine {
-                format,
-                engine,
-                recorded: false,
-            },
-        });
-        self
+    pub fn engine_at_unrecorded(self, path: &str, format: Protocol, engine: ArcEngine) -> Self {
+        self.mount(
+            Pattern::Exact(path.to_owned()),
+            Method::POST,
+            format,
+            engine,
+            false,
+        )
     }
 
     /// Mounts `engine` for `method path` (for example `GET /v1/models`).
     pub fn engine_for(
-        mut self,
+        self,
         method: Method,
         path: &str,
         format: Protocol,
         engine: ArcEngine,
     ) -> Self {
-        self.routes.push(Route {
-            pattern: Pattern::Exact(path.to_owned()),
+        self.mount(
+            Pattern::Exact(path.to_owned()),
             method,
-            target: Target::Engine {
-                format,
-                engine,
-                recorded: false,
-            },
-        });
-        self
+            format,
+            engine,
+            false,
+        )
     }
 
     /// Mounts `engine` on Gemini's `POST /{v1,v1beta}/models/{model}:countTokens`.
-    pub fn gemini_count_tokens(mut self, engine: ArcEngine) -> Self {
-        self.routes.push(Route {
-            pattern: Pattern::GeminiCountTokens,
-            method: Method::POST,
-            target: Target::Engine {
-                format: Protocol::Gemini,
-                engine,
-                recorded: false,
-            },
-        });
-        self
+    pub fn gemini_count_tokens(self, engine: ArcEngine) -> Self {
+        self.mount(
+            Pattern::GeminiCountTokens,
+            Method::POST,
+            Protocol::Gemini,
+            engine,
+            false,
+        )
     }
 
     /// Mounts `engine` for `method` on `{prefix}{id}`: one model by id, e.g. `/v1/models/` +
     /// `gpt-4o`. Gemini action paths (`…:generateContent`) never match, so they keep their 405s.
     pub fn engine_model_id(
-        mut self,
+        self,
         method: Method,
         prefix: &str,
         format: Protocol,
         engine: ArcEngine,
     ) -> Self {
-        self.routes.push(Route {
-            pattern: Pattern::ModelId(prefix.to_owned()),
+        self.mount(
+            Pattern::ModelId(prefix.to_owned()),
             method,
-            target: Target::Engine {
-                format,
-                engine,
-                recorded: false,
-            },
-        });
-        self
+            format,
+            engine,
+            false,
+        )
     }
 
     /// Serves a fixed body for `GET path`.
