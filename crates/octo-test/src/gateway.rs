@@ -112,8 +112,8 @@ impl Gateway {
         Self::launch(command, path.to_owned(), false)
     }
 
-    /// Spawns `command` and returns once the gateway prints its listening line; panics with the
-    /// line it printed instead.
+    /// Spawns `command` and returns once the gateway prints its listening line, noting the admin
+    /// listener's URL from the banner printed before it; panics with what it printed instead.
     fn launch(mut command: Command, config_path: PathBuf, owned_config: bool) -> Gateway {
         let mut child = command
             .stdout(Stdio::piped())
