@@ -52,6 +52,9 @@ pub struct Gateway {
     child: Child,
     /// `http://127.0.0.1:<port>`, as the gateway printed it.
     pub url: String,
+    /// The admin listener's `http://ADDR`, when the gateway printed one before its listening
+    /// line (`octollm-server admin on http://ADDR (…)`).
+    pub admin_url: Option<String>,
     /// The config file the gateway runs on (tests rewrite it to test reloads).
     pub config_path: PathBuf,
     /// Lines the gateway prints after the listening line, read by a thread.
@@ -109,8 +112,8 @@ impl Gateway {
         Self::launch(command, path.to_owned(), false)
     }
 
-    /// Spawns `command` and returns once the gateway prints its listening line; panics with the
-    /// line it printed instead.
+    /// Spawns `command` and returns once the gateway prints its listening line, noting the admin
+    /// listener's URL from the banner printed before it; panics with what it printed instead.
     fn launch(mut command: Command, config_path: PathBuf, owned_config: bool) -> Gateway {
         let mut child = command
             .stdout(Stdio::piped())
@@ -118,23 +121,35 @@ impl Gateway {
             .spawn()
             .expect("spawn octollm-server");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let url = line
-            .trim()
-            .strip_prefix("octollm-server listening on ")
-            .unwrap_or_else(|| {
+        // The admin listener's banner (and a generated token's lines) come before the listening
+        // line.
+        let mut admin_url = None;
+        let mut printed = String::new();
+        let url = loop {
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .expect("read the listening line");
+            if line.is_empty() {
                 panic!(
-                    "octollm-server did not start on {}; first stdout line: {line:?}",
+                    "octollm-server did not start on {}; stdout: {printed:?}",
                     config_path.display()
-                )
-            })
-            .to_owned();
+                );
+            }
+            let line = line.trim();
+            if let Some(url) = line.strip_prefix("octollm-server listening on ") {
+                break url.to_owned();
+            }
+            if let Some(rest) = line.strip_prefix("octollm-server admin on ") {
+                admin_url = rest.split_whitespace().next().map(str::to_owned);
+            }
+            printed.push_str(line);
+            printed.push('\n');
+        };
         Gateway {
             child,
             url,
+            admin_url,
             config_path,
             lines: line_reader(stdout),
             owned_config,
