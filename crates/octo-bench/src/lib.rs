@@ -11,8 +11,10 @@
 //! - [`procs`]: spawning, pinning, `/proc` readings.
 //! - [`stats`]: samples and percentiles.
 //! - [`payload`]: request bodies of a given size.
+//! - [`otlp_sink`]: a stand-in OTLP/HTTP collector for the operations-on gateway.
 
 pub mod client;
+pub mod otlp_sink;
 pub mod payload;
 pub mod procs;
 pub mod scenario;

@@ -8,6 +8,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Lines a process may print before its banner (they are skipped, unread by the harness).
+const MAX_LINES_BEFORE_BANNER: usize = 16;
+
 /// A child process serving HTTP on `addr`; killed (by its own pid) when dropped.
 pub struct Proc {
     /// Short name for reports.
@@ -68,11 +71,27 @@ impl Spawn {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = mpsc::channel();
         let banner = self.banner.clone();
-        // Read the banner on a thread so that a silent child cannot hang the harness.
+        let wanted = banner.clone();
+        // Read the banner on a thread so that a silent child cannot hang the harness. Lines
+        // before it (the gateway prints its admin listener's address first) are skipped.
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let got = reader.read_line(&mut line).map(|_| line);
+            let mut got = Ok(String::new());
+            for _ in 0..MAX_LINES_BEFORE_BANNER {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => break,
+                    Ok(_) if line.starts_with(&wanted) => {
+                        got = Ok(line);
+                        break;
+                    }
+                    Ok(_) => got = Ok(line),
+                    Err(e) => {
+                        got = Err(e);
+                        break;
+                    }
+                }
+            }
             let _ = tx.send((got, reader));
         });
         let (line, reader) = match rx.recv_timeout(self.timeout) {
@@ -95,7 +114,7 @@ impl Spawn {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
-                "{}: unexpected first line {line:?} (wanted `{banner}http://ADDR`)",
+                "{}: no `{banner}http://ADDR` line (last line read: {line:?})",
                 self.name
             ));
         };

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use octo_bench::client::{self, RequestSpec};
+use octo_bench::otlp_sink::OtlpSink;
 use octo_bench::payload;
 use octo_bench::procs::{self, Proc, Spawn};
 use octo_bench::scenario::{self, ManyStreams, OpenStep, Target, Transport};
@@ -97,6 +98,14 @@ struct Args {
     /// The model `--drive` requests name.
     #[arg(long, default_value = PASSTHROUGH_MODEL)]
     drive_model: String,
+    /// Also measure the operations half: a gateway with the request log (SQLite in a temp dir),
+    /// metrics and traces (OTLP to an in-harness sink) on, against one with them off, at 160 B:
+    /// added latency at c=1 and the highest rate with p99 < 50 ms.
+    #[arg(long)]
+    ops_compare: bool,
+    /// Only the operations comparison (implies `--ops-compare`; skips every other measurement).
+    #[arg(long)]
+    ops_only: bool,
 }
 
 /// Sizes and durations of one run.
@@ -188,6 +197,10 @@ const H2C_MODEL: &str = "bench-h2c";
 const CONVERT_MODEL: &str = "bench-convert";
 const CHAT_PATH: &str = "/v1/chat/completions";
 const MESSAGES_PATH: &str = "/v1/messages";
+/// The admin listener's token in the gateways' configs (set, so that none is generated and printed).
+const ADMIN_TOKEN: &str = "octo-loadtest-admin-token-0123456789";
+/// The SQLite request log of the operations-on gateway, beside its config in a temp dir.
+const OPS_DB: &str = "ops.db";
 /// The LiteLLM proxy refuses to start without a master key; requests to it carry this one.
 const LITELLM_KEY: &str = "sk-octo-loadtest-0123456789abcdef0123456789abcdef";
 
@@ -245,7 +258,12 @@ struct Verdict {
 }
 
 fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.ops_only {
+        args.ops_compare = true;
+        args.memory_only = true;
+        args.skip_memory = true;
+    }
     let result = match args.drive {
         Some(addr) => drive(addr, &args),
         None => run(&args),
@@ -384,10 +402,16 @@ fn find_bin(dir: Option<&Path>, name: &str) -> Result<PathBuf, String> {
     })
 }
 
+/// The gateway's config: the models and backends below, the admin listener on an ephemeral port
+/// with a fixed token. The request log is chosen on the command line (`--storage off`) or, for the
+/// operations-on gateway, by [`ops_on_config`].
 fn gateway_config(mock: SocketAddr) -> String {
     format!(
         r#"# Written by octo-loadtest.
 listen: "127.0.0.1:0"
+admin:
+  listen: "127.0.0.1:0"
+  tokens: ["{ADMIN_TOKEN}"]
 backends:
   mock:
     base_url: "http://{mock}"
@@ -416,6 +440,15 @@ models:
     targets:
       - {{backend: mock-h2c}}
 "#
+    )
+}
+
+/// [`gateway_config`] with the operations half on: the request log in SQLite beside the config
+/// file, traces exported to `otlp` (every trace: `sample` defaults to 1).
+fn ops_on_config(mock: SocketAddr, otlp: &str) -> String {
+    format!(
+        "{}storage:\n  url: \"sqlite://{OPS_DB}\"\ntelemetry:\n  otlp_endpoint: \"{otlp}\"\n",
+        gateway_config(mock)
     )
 }
 
@@ -562,11 +595,15 @@ fn run(args: &Args) -> Result<(), String> {
     let gateway_spawn = Spawn {
         name: "gateway".into(),
         program: gateway_bin,
+        // The gateway rows measure the proxy path: no request log, no traces (the operations
+        // half is measured by `--ops-compare`). Metrics are always on.
         args: vec![
             "--config".into(),
             config_path.display().to_string(),
             "--watch-interval".into(),
             "0".into(),
+            "--storage".into(),
+            "off".into(),
         ],
         env: std::iter::once(("OCTOLLM_LOG".to_owned(), "warn".to_owned()))
             .chain(args.gateway_env.iter().filter_map(|kv| {
@@ -579,6 +616,11 @@ fn run(args: &Args) -> Result<(), String> {
         timeout,
     };
     let gateway = gateway_spawn.start()?;
+    let ops = if args.ops_compare {
+        Some(OpsProcs::start(&gateway_spawn, mock.addr)?)
+    } else {
+        None
+    };
     // Fresh processes for the h2c rows of the memory measurement: the floor speaking h2c
     // upstream, the gateway (same config) sending its streams to the `http_version: h2c` backend;
     // the clients speak h2c too, then HTTP/1.1.
@@ -675,6 +717,10 @@ fn run(args: &Args) -> Result<(), String> {
         nofile,
         &mut notes,
     ))?;
+
+    let ops_result = ops
+        .as_ref()
+        .map(|o| rt.block_on(o.compare(&plan, &direct, &floor_t, &mut notes)));
 
     let idle_after = gateway.rss_kib().unwrap_or(0);
     let load_end = loadavg();
@@ -816,6 +862,10 @@ fn run(args: &Args) -> Result<(), String> {
         met: Some(idle_gateway as f64 / 1024.0 <= 20.0),
     });
 
+    if let Some(o) = &ops_result {
+        verdicts.push(o.verdict());
+    }
+
     // ---------------------------------------------------------------- report
     let report = render(
         &latency,
@@ -829,6 +879,9 @@ fn run(args: &Args) -> Result<(), String> {
         &verdicts,
     );
     println!("{report}");
+    if let Some(o) = &ops_result {
+        println!("{}", o.render());
+    }
     for n in &notes {
         println!("note: {n}");
     }
@@ -850,6 +903,7 @@ fn run(args: &Args) -> Result<(), String> {
         "throughput": throughput,
         "memory": memory.iter().map(|(n, m)| json!({"target": n, "result": m})).collect::<Vec<_>>(),
         "gateway_overhead": overhead,
+        "ops_compare": ops_result,
         "targets": verdicts,
         "notes": notes,
         "seconds": started.elapsed().as_secs_f64(),
@@ -861,6 +915,7 @@ fn run(args: &Args) -> Result<(), String> {
     .map_err(|e| format!("{}: {e}", args.out.display()))?;
     println!("wrote {}", args.out.display());
     drop(litellm);
+    drop(ops);
     drop(gateway);
     drop(floor);
     drop(mock);
@@ -1108,79 +1163,7 @@ async fn measure(
             ));
         }
         for (t, spec) in &tp_targets {
-            let estimate = scenario::saturate(t, spec, plan.conns, plan.estimate).await;
-            println!(
-                "open loop through {}: closed-loop estimate {estimate:.0} rps…",
-                t.name
-            );
-            let mut steps = Vec::new();
-            let run_step = |rate: f64| async move {
-                let step =
-                    scenario::open_loop(t, spec, rate, plan.step, plan.conns, P99_LIMIT).await;
-                println!(
-                    "  {:>8.0} rps offered → {:>8.0} achieved, p50 {:>8.0} µs, p99 {:>8.0} µs, errors {}, proxy CPU {}",
-                    step.offered_rps,
-                    step.achieved_rps,
-                    step.latency.p50_us,
-                    step.latency.p99_us,
-                    step.errors,
-                    step.cpu_cores
-                        .map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
-                );
-                // Let the sockets settle between steps.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                step
-            };
-            // Rise until a rate fails, then bisect between the last good and the failed rate.
-            let mut factor = 0.5;
-            let mut good = 0.0f64;
-            let mut failed: Option<f64> = None;
-            for i in 0..plan.max_steps {
-                let rate = (estimate * factor).max(10.0);
-                let step = run_step(rate).await;
-                let ok = step.ok;
-                steps.push(step);
-                if !ok {
-                    failed = Some(rate);
-                    break;
-                }
-                good = rate;
-                factor = match i {
-                    0 => 0.7,
-                    1 => 0.85,
-                    _ => factor * 1.1,
-                };
-            }
-            if let Some(mut bad) = failed {
-                for _ in 0..plan.bisect {
-                    let rate = (good + bad) / 2.0;
-                    let step = run_step(rate).await;
-                    if step.ok {
-                        good = rate;
-                    } else {
-                        bad = rate;
-                    }
-                    steps.push(step);
-                }
-            }
-            let best = steps
-                .iter()
-                .filter(|s| s.ok)
-                .max_by(|a, b| a.achieved_rps.total_cmp(&b.achieved_rps));
-            if failed.is_none() {
-                notes.push(format!(
-                    "{}: every rate tried met p99 < 50 ms; the maximum is at least the figure shown",
-                    t.name
-                ));
-            }
-            throughput.push(ThroughputRow {
-                target: t.name.clone(),
-                closed_loop_estimate_rps: estimate,
-                max_rps_p99_under_50ms: best.map_or(0.0, |s| s.achieved_rps),
-                cpu_us_per_req: best.and_then(|s| s.cpu_us_per_req),
-                proxy_cores_at_max: best.and_then(|s| s.cpu_cores),
-                steps,
-            });
+            throughput.push(sweep(t, spec, plan, notes).await);
         }
     }
 
@@ -1280,6 +1263,88 @@ async fn measure(
         memory,
         overhead,
     })
+}
+
+/// The open-loop sweep for one target: rising rates until p99 reaches 50 ms or a request fails,
+/// then bisection; the best rate that met the bar.
+async fn sweep(
+    t: &Target,
+    spec: &RequestSpec,
+    plan: &Plan,
+    notes: &mut Vec<String>,
+) -> ThroughputRow {
+    let estimate = scenario::saturate(t, spec, plan.conns, plan.estimate).await;
+    println!(
+        "open loop through {}: closed-loop estimate {estimate:.0} rps…",
+        t.name
+    );
+    let mut steps = Vec::new();
+    let run_step = |rate: f64| async move {
+        let step = scenario::open_loop(t, spec, rate, plan.step, plan.conns, P99_LIMIT).await;
+        println!(
+            "  {:>8.0} rps offered → {:>8.0} achieved, p50 {:>8.0} µs, p99 {:>8.0} µs, errors {}, proxy CPU {}",
+            step.offered_rps,
+            step.achieved_rps,
+            step.latency.p50_us,
+            step.latency.p99_us,
+            step.errors,
+            step.cpu_cores
+                .map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
+        );
+        // Let the sockets settle between steps.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        step
+    };
+    // Rise until a rate fails, then bisect between the last good and the failed rate.
+    let mut factor = 0.5;
+    let mut good = 0.0f64;
+    let mut failed: Option<f64> = None;
+    for i in 0..plan.max_steps {
+        let rate = (estimate * factor).max(10.0);
+        let step = run_step(rate).await;
+        let ok = step.ok;
+        steps.push(step);
+        if !ok {
+            failed = Some(rate);
+            break;
+        }
+        good = rate;
+        factor = match i {
+            0 => 0.7,
+            1 => 0.85,
+            _ => factor * 1.1,
+        };
+    }
+    if let Some(mut bad) = failed {
+        for _ in 0..plan.bisect {
+            let rate = (good + bad) / 2.0;
+            let step = run_step(rate).await;
+            if step.ok {
+                good = rate;
+            } else {
+                bad = rate;
+            }
+            steps.push(step);
+        }
+    }
+    let best = steps
+        .iter()
+        .filter(|s| s.ok)
+        .max_by(|a, b| a.achieved_rps.total_cmp(&b.achieved_rps));
+    if failed.is_none() {
+        notes.push(format!(
+            "{}: every rate tried met p99 < 50 ms; the maximum is at least the figure shown",
+            t.name
+        ));
+    }
+    ThroughputRow {
+        target: t.name.clone(),
+        closed_loop_estimate_rps: estimate,
+        max_rps_p99_under_50ms: best.map_or(0.0, |s| s.achieved_rps),
+        cpu_us_per_req: best.and_then(|s| s.cpu_us_per_req),
+        proxy_cores_at_max: best.and_then(|s| s.cpu_cores),
+        steps,
+    }
 }
 
 /// What the client and the upstream side of a many-streams row spoke.
@@ -1412,6 +1477,36 @@ fn streaming_table(out: &mut String, streaming: &[StreamRow]) {
     }
 }
 
+/// The open-loop table: each target's highest rate with p99 < 50 ms.
+fn throughput_table(out: &mut String, throughput: &[ThroughputRow]) {
+    let _ = writeln!(
+        out,
+        "| target | max rps | p50 µs there | p99 µs there | process CPU µs/request | process cores busy | rps per core (10⁶ / CPU µs) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for t in throughput {
+        let best = t
+            .steps
+            .iter()
+            .filter(|s| s.ok)
+            .max_by(|a, b| a.achieved_rps.total_cmp(&b.achieved_rps));
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} | {} | {} | {} | {} |",
+            t.target,
+            t.max_rps_p99_under_50ms,
+            fmt_opt(best.map(|b| b.latency.p50_us), ""),
+            fmt_opt(best.map(|b| b.latency.p99_us), ""),
+            t.cpu_us_per_req.map_or("-".into(), |v| format!("{v:.1}")),
+            t.proxy_cores_at_max
+                .map_or("-".into(), |v| format!("{v:.2}")),
+            t.cpu_us_per_req
+                .filter(|v| *v > 0.0)
+                .map_or("-".into(), |v| format!("{:.0}", 1e6 / v)),
+        );
+    }
+}
+
 fn throughput_and_memory(
     out: &mut String,
     throughput: &[ThroughputRow],
@@ -1425,32 +1520,7 @@ fn throughput_and_memory(
             out,
             "\n### Open loop, 160 B: highest rate with p99 < 50 ms\n"
         );
-        let _ = writeln!(
-            out,
-            "| target | max rps | p50 µs there | p99 µs there | process CPU µs/request | process cores busy | rps per core (10⁶ / CPU µs) |"
-        );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
-        for t in throughput {
-            let best = t
-                .steps
-                .iter()
-                .filter(|s| s.ok)
-                .max_by(|a, b| a.achieved_rps.total_cmp(&b.achieved_rps));
-            let _ = writeln!(
-                out,
-                "| {} | {:.0} | {} | {} | {} | {} | {} |",
-                t.target,
-                t.max_rps_p99_under_50ms,
-                fmt_opt(best.map(|b| b.latency.p50_us), ""),
-                fmt_opt(best.map(|b| b.latency.p99_us), ""),
-                t.cpu_us_per_req.map_or("-".into(), |v| format!("{v:.1}")),
-                t.proxy_cores_at_max
-                    .map_or("-".into(), |v| format!("{v:.2}")),
-                t.cpu_us_per_req
-                    .filter(|v| *v > 0.0)
-                    .map_or("-".into(), |v| format!("{:.0}", 1e6 / v)),
-            );
-        }
+        throughput_table(out, throughput);
     }
     let _ = writeln!(out, "\n### Memory (RSS)\n");
     let _ = writeln!(
@@ -1500,5 +1570,205 @@ fn throughput_and_memory(
                 None => "n/a",
             }
         );
+    }
+}
+
+/// The two gateways of `--ops-compare`, both fresh processes pinned like the gateway row, and the
+/// OTLP sink the operations-on one exports to. The temp dir (its config and SQLite log) is removed
+/// on drop.
+struct OpsProcs {
+    off: Proc,
+    on: Proc,
+    sink: OtlpSink,
+    dir: PathBuf,
+}
+
+impl OpsProcs {
+    fn start(gateway: &Spawn, mock: SocketAddr) -> Result<OpsProcs, String> {
+        let sink = OtlpSink::start().map_err(|e| format!("OTLP sink: {e}"))?;
+        let dir = std::env::temp_dir().join(format!("octo-loadtest-ops-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = dir.join("gateway-ops-on.yaml");
+        std::fs::write(&config, ops_on_config(mock, &sink.endpoint()))
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let mut off = gateway.clone();
+        off.name = "gateway (ops off)".into();
+        let mut on = gateway.clone();
+        on.name = "gateway (ops on)".into();
+        on.args = vec![
+            "--config".into(),
+            config.display().to_string(),
+            "--watch-interval".into(),
+            "0".into(),
+        ];
+        Ok(OpsProcs {
+            off: off.start()?,
+            on: on.start()?,
+            sink,
+            dir,
+        })
+    }
+
+    fn target(p: &Proc) -> Target {
+        Target {
+            name: p.name.clone(),
+            addr: p.addr,
+            pid: Some(p.pid()),
+        }
+    }
+
+    /// Closed loop at 160 B with direct, floor, off and on interleaved in batches; then the
+    /// open-loop sweep through off, then on.
+    async fn compare(
+        &self,
+        plan: &Plan,
+        direct: &Target,
+        floor: &Target,
+        notes: &mut Vec<String>,
+    ) -> OpsCompare {
+        let (off, on) = (Self::target(&self.off), Self::target(&self.on));
+        let body = payload::chat(160, PASSTHROUGH_MODEL, false, "");
+        let iters = plan.latency_iters[0].1;
+        let targets = vec![direct.clone(), floor.clone(), off.clone(), on.clone()];
+        println!("operations on vs off: closed loop, c=1, 160 B × {iters} per target…");
+        let spec = |_: &Target| RequestSpec::post(CHAT_PATH, body.clone());
+        let results = scenario::closed_loop(
+            &targets,
+            &spec,
+            iters,
+            plan.warmup,
+            plan.batch,
+            Duration::from_secs(180),
+        )
+        .await;
+        let latency = latency_rows(160, &targets, &results);
+        let mut throughput = Vec::new();
+        for t in [&off, &on] {
+            throughput.push(sweep(t, &spec(t), plan, notes).await);
+        }
+        // Give the exporter's batch (and the log writer's) time to leave before reading counts.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let db_bytes: u64 = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(OPS_DB))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let otlp_requests = self.sink.requests();
+        if otlp_requests == 0 {
+            notes.push("ops on: the OTLP sink received no export: traces were not exported".into());
+        }
+        if db_bytes == 0 {
+            notes.push("ops on: no SQLite request log was written".into());
+        }
+        let row = |name: &str| latency.iter().find(|r| r.target == name);
+        let tp = |name: &str| throughput.iter().find(|r| r.target == name);
+        let (lo, ln) = (row(&off.name), row(&on.name));
+        let ratio = |f: fn(&LatencyRow) -> Option<f64>| match (lo.and_then(f), ln.and_then(f)) {
+            (Some(o), Some(n)) if o > 0.0 => Some(n / o),
+            _ => None,
+        };
+        let (to, tn) = (tp(&off.name), tp(&on.name));
+        OpsCompare {
+            added_p50_on_over_off: ratio(|r| r.added_p50_us),
+            added_p99_on_over_off: ratio(|r| r.added_p99_us),
+            rps_off_over_on: match (to, tn) {
+                (Some(o), Some(n)) if n.max_rps_p99_under_50ms > 0.0 => {
+                    Some(o.max_rps_p99_under_50ms / n.max_rps_p99_under_50ms)
+                }
+                _ => None,
+            },
+            cpu_on_over_off: match (
+                to.and_then(|t| t.cpu_us_per_req),
+                tn.and_then(|t| t.cpu_us_per_req),
+            ) {
+                (Some(o), Some(n)) if o > 0.0 => Some(n / o),
+                _ => None,
+            },
+            latency,
+            throughput,
+            otlp_requests,
+            otlp_bytes: self.sink.bytes(),
+            db_bytes,
+        }
+    }
+}
+
+impl Drop for OpsProcs {
+    fn drop(&mut self) {
+        // The processes are killed by their own drops; the log goes with the temp dir.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What `--ops-compare` measured.
+#[derive(Debug, Clone, Serialize)]
+struct OpsCompare {
+    /// Direct, floor, ops off and ops on at 160 B, c=1, interleaved.
+    latency: Vec<LatencyRow>,
+    /// The open-loop sweeps through ops off, then ops on.
+    throughput: Vec<ThroughputRow>,
+    added_p50_on_over_off: Option<f64>,
+    added_p99_on_over_off: Option<f64>,
+    /// The highest rate with p99 < 50 ms, off over on (above 1: on is slower).
+    rps_off_over_on: Option<f64>,
+    /// Gateway CPU per request at its best rate, on over off.
+    cpu_on_over_off: Option<f64>,
+    /// Export requests the OTLP sink received, and their bytes.
+    otlp_requests: u64,
+    otlp_bytes: u64,
+    /// Size of the SQLite request log (database, WAL and shared memory files) after the run.
+    db_bytes: u64,
+}
+
+impl OpsCompare {
+    const GOAL: f64 = 1.1;
+
+    fn verdict(&self) -> Verdict {
+        let r = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}×"));
+        let within = |v: Option<f64>| v.is_some_and(|v| v <= Self::GOAL);
+        Verdict {
+            target: "operations on (request log, metrics, traces) within 1.1× of off".into(),
+            measured: format!(
+                "added latency p50 {}, p99 {}; max rps off/on {} (CPU per request on/off {})",
+                r(self.added_p50_on_over_off),
+                r(self.added_p99_on_over_off),
+                r(self.rps_off_over_on),
+                r(self.cpu_on_over_off),
+            ),
+            met: Some(
+                within(self.added_p50_on_over_off)
+                    && within(self.added_p99_on_over_off)
+                    && within(self.rps_off_over_on),
+            ),
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n### Operations on vs off (request log, metrics, traces), 160 B\n"
+        );
+        latency_table(&mut out, &self.latency);
+        out.push('\n');
+        throughput_table(&mut out, &self.throughput);
+        let r = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}×"));
+        let _ = writeln!(
+            out,
+            "\non/off: added latency p50 {}, p99 {}; max rps off/on {}; CPU per request on/off {}. \
+             OTLP sink: {} exports, {:.1} KiB; SQLite log: {:.1} MiB",
+            r(self.added_p50_on_over_off),
+            r(self.added_p99_on_over_off),
+            r(self.rps_off_over_on),
+            r(self.cpu_on_over_off),
+            self.otlp_requests,
+            self.otlp_bytes as f64 / 1024.0,
+            self.db_bytes as f64 / (1024.0 * 1024.0),
+        );
+        out
     }
 }
