@@ -330,6 +330,18 @@ def assert_no_client_key(record: dict) -> None:
     assert CLIENT_KEY not in dumped, f"client key leaked upstream: {record}"
 
 
+def asks_no_stream_usage(body: bytes) -> bool:
+    """Whether an OpenAI Chat request streams without asking for usage: the gateway then asks the
+    upstream for it (`stream_options` inserted first in the object, every other byte kept) and
+    removes it from the client's stream (docs/config.md, `stream_usage`)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    options = doc.get("stream_options")
+    return doc.get("stream") is True and options is None
+
+
 def assert_upstream_request(
     record: dict,
     *,
@@ -366,6 +378,9 @@ def assert_upstream_request(
         else:
             expected = sent.body
             what = "the client's body unchanged"
+        if b.protocol == "openai_chat" and asks_no_stream_usage(sent.body):
+            expected = b'{"stream_options":{"include_usage":true},' + expected[1:]
+            what += ", with stream_options.include_usage added (backend `stream_usage`)"
         assert (record["body_len"], record["body_fnv64"]) == (len(expected), fnv1a64(expected)), (
             f"upstream body (len {record['body_len']}, fnv {record['body_fnv64']}) is not {what} "
             f"(len {len(expected)}, fnv {fnv1a64(expected)}); client body: {sent.body[:300]!r}"

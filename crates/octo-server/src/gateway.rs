@@ -57,6 +57,8 @@ pub struct Gateway {
     pub router: Router,
     /// Server timeouts and limits.
     pub serve: ServeConfig,
+    /// Each backend's upstream client, by name (for its key and breaker states).
+    pub endpoints: Vec<(String, Arc<HttpEndpoint>)>,
 }
 
 /// One backend, built once and shared by every model that targets it.
@@ -143,7 +145,15 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         drain_timeout: limits.drain_timeout,
         max_header_bytes: limits.max_header_bytes,
     };
-    Ok(Gateway { router, serve })
+    let endpoints = backends
+        .iter()
+        .map(|(name, b)| ((*name).to_owned(), b.endpoint.clone()))
+        .collect();
+    Ok(Gateway {
+        router,
+        serve,
+        endpoints,
+    })
 }
 
 /// The upstream deadlines, with the endpoint's defaults for those not written.

@@ -218,6 +218,7 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         None => config.listen,
     };
     let upstream = mock.as_ref().map(|m| m.url());
+    ops.track(&gateway.endpoints);
     let router = SharedRouter::new(ops.attach(gateway.router));
     let reloader = match &cli.config {
         Some(path) => {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use octo_core::http::Router;
+use octo_engines::client::HttpEndpoint;
 use octo_prices::PriceBook;
 use octo_store::{LogWriter, Store, StoreConfig};
 use octo_telemetry::access::AccessLog;
@@ -31,6 +32,8 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// The process-wide operations state; see the [module docs](self).
 pub struct Ops {
+    /// The current graph's upstream clients, for the key-state metrics.
+    endpoints: Arc<RwLock<Vec<(String, Arc<HttpEndpoint>)>>>,
     store: Option<Store>,
     writer: Option<Arc<LogWriter>>,
     metrics: RwLock<Arc<Metrics>>,
@@ -123,7 +126,11 @@ impl Ops {
         if let Some(e) = &otlp {
             metrics.register(e.clone());
         }
+        let endpoints: Arc<RwLock<Vec<(String, Arc<HttpEndpoint>)>>> = Arc::default();
+        let states = endpoints.clone();
+        metrics.register_fn(move |out| key_states(&states, out));
         Ok(Ops {
+            endpoints,
             store,
             writer,
             metrics: RwLock::new(Arc::new(metrics)),
@@ -133,6 +140,11 @@ impl Ops {
             otlp_worker: Mutex::new(worker),
             tasks,
         })
+    }
+
+    /// Follows the backends of a newly built graph (their key states are exported).
+    pub fn track(&self, endpoints: &[(String, Arc<HttpEndpoint>)]) {
+        *self.endpoints.write().unwrap_or_else(|e| e.into_inner()) = endpoints.to_vec();
     }
 
     /// Adds the observers and pricing to a router built from the config.
@@ -208,6 +220,31 @@ impl Ops {
         if let Some(s) = &self.store {
             s.close().await;
         }
+    }
+}
+
+/// `octollm_backend_keys{backend,state}`: how many of each backend's keys are usable or resting
+/// (after a 401/403/429); labels are bounded by the config, no key text appears.
+fn key_states(
+    endpoints: &RwLock<Vec<(String, Arc<HttpEndpoint>)>>,
+    out: &mut octo_telemetry::metrics::Exposition,
+) {
+    let endpoints = endpoints.read().unwrap_or_else(|e| e.into_inner());
+    let mut family = out.family(
+        "octollm_backend_keys",
+        "Upstream keys per backend: usable, or resting after a 401, 403 or 429.",
+        octo_telemetry::metrics::MetricKind::Gauge,
+    );
+    for (name, ep) in endpoints.iter() {
+        let keys = ep.keys();
+        let resting = (0..keys.len())
+            .filter(|&i| keys.cooling_for(i).is_some())
+            .count();
+        family.sample_u64(
+            &[("backend", name), ("state", "usable")],
+            (keys.len() - resting) as u64,
+        );
+        family.sample_u64(&[("backend", name), ("state", "resting")], resting as u64);
     }
 }
 

@@ -152,6 +152,7 @@ impl Reloader {
                     let mut next = gateway.router;
                     if let Some(ops) = &ops {
                         ops.reconfigure(&new_config);
+                        ops.track(&gateway.endpoints);
                         next = ops.attach(next);
                     }
                     router.store(next);
