@@ -30,10 +30,13 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often old log rows are pruned.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
+/// Each backend's upstream client, by name, as the current graph holds them.
+type Endpoints = RwLock<Vec<(String, Arc<HttpEndpoint>)>>;
+
 /// The process-wide operations state; see the [module docs](self).
 pub struct Ops {
     /// The current graph's upstream clients, for the key-state metrics.
-    endpoints: Arc<RwLock<Vec<(String, Arc<HttpEndpoint>)>>>,
+    endpoints: Arc<Endpoints>,
     store: Option<Store>,
     writer: Option<Arc<LogWriter>>,
     metrics: RwLock<Arc<Metrics>>,
@@ -126,7 +129,7 @@ impl Ops {
         if let Some(e) = &otlp {
             metrics.register(e.clone());
         }
-        let endpoints: Arc<RwLock<Vec<(String, Arc<HttpEndpoint>)>>> = Arc::default();
+        let endpoints: Arc<Endpoints> = Arc::default();
         let states = endpoints.clone();
         metrics.register_fn(move |out| key_states(&states, out));
         Ok(Ops {
@@ -225,10 +228,7 @@ impl Ops {
 
 /// `octollm_backend_keys{backend,state}`: how many of each backend's keys are usable or resting
 /// (after a 401/403/429); labels are bounded by the config, no key text appears.
-fn key_states(
-    endpoints: &RwLock<Vec<(String, Arc<HttpEndpoint>)>>,
-    out: &mut octo_telemetry::metrics::Exposition,
-) {
+fn key_states(endpoints: &Endpoints, out: &mut octo_telemetry::metrics::Exposition) {
     let endpoints = endpoints.read().unwrap_or_else(|e| e.into_inner());
     let mut family = out.family(
         "octollm_backend_keys",
