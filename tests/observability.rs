@@ -571,6 +571,25 @@ async fn metrics_count_every_request_by_configured_names() {
     );
     assert_eq!(requests(&[]), 7.0, "{body}");
     assert!(!body.contains("never-configured"), "{body}");
+    // Each backend's one key is usable; its breakers (one per key and model used) are closed.
+    assert_eq!(
+        sample(
+            &scrape,
+            "octollm_backend_keys",
+            &[("backend", "oa"), ("state", "usable")]
+        ),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "octollm_backend_breakers",
+            &[("backend", "oa"), ("state", "open")]
+        ),
+        0.0,
+        "{body}"
+    );
     for (model, backend) in [("m-openai_chat", "oa"), ("m-anthropic", "an")] {
         for (ty, field) in [("input", "input_tokens"), ("output", "output_tokens")] {
             assert_eq!(

@@ -397,6 +397,39 @@ impl<K: Hash + Eq> BreakerRegistry<K> {
     pub fn config(&self) -> &BreakerConfig {
         &self.config
     }
+
+    /// How many breakers are closed, open and half-open now (for metrics).
+    pub fn count_states(&self) -> BreakerCounts {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = BreakerCounts::default();
+        for b in map.values() {
+            match b.state() {
+                BreakerState::Closed { .. } => counts.closed += 1,
+                BreakerState::Open { .. } => counts.open += 1,
+                BreakerState::HalfOpen { .. } => counts.half_open += 1,
+            }
+        }
+        counts
+    }
+}
+
+/// Breakers by state ([`BreakerRegistry::count_states`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BreakerCounts {
+    /// Letting requests through.
+    pub closed: usize,
+    /// Refusing requests until their cooldown ends.
+    pub open: usize,
+    /// Letting one probe through.
+    pub half_open: usize,
+}
+
+impl std::ops::AddAssign for BreakerCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.closed += o.closed;
+        self.open += o.open;
+        self.half_open += o.half_open;
+    }
 }
 
 #[cfg(test)]

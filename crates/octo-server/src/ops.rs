@@ -246,6 +246,21 @@ fn key_states(endpoints: &Endpoints, out: &mut octo_telemetry::metrics::Expositi
         );
         family.sample_u64(&[("backend", name), ("state", "resting")], resting as u64);
     }
+    let mut family = out.family(
+        "octollm_backend_breakers",
+        "Circuit breakers (one per backend key and model used) by state.",
+        octo_telemetry::metrics::MetricKind::Gauge,
+    );
+    for (name, ep) in endpoints.iter() {
+        let c = ep.keys().breaker_counts();
+        for (state, n) in [
+            ("closed", c.closed),
+            ("open", c.open),
+            ("half_open", c.half_open),
+        ] {
+            family.sample_u64(&[("backend", name), ("state", state)], n as u64);
+        }
+    }
 }
 
 fn first(mut problems: Vec<(String, String)>) -> (String, String) {

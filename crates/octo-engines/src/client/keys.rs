@@ -177,6 +177,15 @@ impl KeyPool {
             .map(|r| r.get_by(model))
     }
 
+    /// The breakers of every key and model, by state (empty when breakers are off).
+    pub fn breaker_counts(&self) -> crate::breaker::BreakerCounts {
+        let mut total = crate::breaker::BreakerCounts::default();
+        for r in self.breakers.iter().flatten() {
+            total += r.count_states();
+        }
+        total
+    }
+
     /// How long key `index` still rests, if it does.
     pub fn cooling_for(&self, index: usize) -> Option<Duration> {
         self.slots.get(index)?.cooling_for(Instant::now())
