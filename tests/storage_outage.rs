@@ -1,0 +1,111 @@
+//! The request log's database goes away while the gateway serves: requests are unaffected, their
+//! records wait in the writer's buffer, and every one is written once the database is back.
+//!
+//! Runs against PostgreSQL when `OCTOLLM_TEST_POSTGRES_URL` and `OCTOLLM_TEST_POSTGRES_CTL` (a
+//! command taking `stop` / `start`, written by `scripts/services.sh`) are set; skipped with the
+//! reason otherwise. Its own test binary, so stopping the server disturbs no other test.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use octo_core::Protocol;
+use octo_test::{Gateway, Prompt, client, mock, post};
+
+const TOKEN: &str = "a-test-admin-token-0123456789";
+
+fn ctl(command: &str, action: &str) {
+    let status = Command::new(command)
+        .arg(action)
+        .status()
+        .expect("run the control command");
+    assert!(status.success(), "{command} {action} failed");
+}
+
+/// Starts the database again if the test fails while it is stopped.
+struct Restart<'a>(&'a str, bool);
+
+impl Drop for Restart<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            ctl(self.0, "start");
+        }
+    }
+}
+
+async fn send(gw: &Gateway) -> String {
+    let prompt = Prompt::new(Protocol::OpenAiChat, "logged", "outage");
+    let resp = post(
+        &client(),
+        &format!("{}{}", gw.url, prompt.path()),
+        prompt.body(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-octollm-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    resp.bytes().await.unwrap();
+    id
+}
+
+/// Polls the admin API until the record `id` is in the log (the writer retries with backoff).
+async fn wait_for(gw: &Gateway, id: &str, deadline: Instant) {
+    let url = format!("{}/api/v1/logs/{id}", gw.admin_url.as_ref().unwrap());
+    loop {
+        let resp = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
+        if resp.status() == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record {id} not written: last answer {}",
+            resp.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_unaffected_and_records_kept_while_the_database_is_down() {
+    let (Ok(url), Ok(control)) = (
+        std::env::var("OCTOLLM_TEST_POSTGRES_URL"),
+        std::env::var("OCTOLLM_TEST_POSTGRES_CTL"),
+    ) else {
+        eprintln!(
+            "skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)"
+        );
+        return;
+    };
+    let mock = mock().await;
+    let yaml = format!(
+        r#"
+listen: "127.0.0.1:0"
+admin: {{listen: "127.0.0.1:0", tokens: ["{TOKEN}"]}}
+backends:
+  up: {{base_url: "{}", protocol: openai_chat}}
+models:
+  logged: {{targets: [{{backend: up}}], retry: {{max_attempts: 1}}}}
+"#,
+        mock.url()
+    );
+    let gw = Gateway::start_with(&yaml, &["--storage", &url]);
+    let first = send(&gw).await;
+    wait_for(&gw, &first, Instant::now() + Duration::from_secs(30)).await;
+
+    ctl(&control, "stop");
+    let mut restart = Restart(&control, true);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        // Answered as usual: the record waits in the writer's buffer.
+        ids.push(send(&gw).await);
+    }
+    ctl(&control, "start");
+    restart.1 = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in &ids {
+        wait_for(&gw, id, deadline).await;
+    }
+    assert!(gw.terminate(), "clean exit after SIGTERM");
+}
