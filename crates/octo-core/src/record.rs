@@ -71,8 +71,8 @@ pub struct Attempt {
     pub backend: String,
     /// Which of the backend's keys was used, by name or position (`#2`); never the key itself.
     pub key: Option<String>,
-    /// The HTTP status of the answer or error; `None` when it never got one (connect error,
-    /// skipped because unavailable).
+    /// The HTTP status of the answer, or of the error the gateway recorded for it (502 when the
+    /// upstream could not be reached, 504 on a timeout); `None` when the backend was skipped.
     pub status: Option<u16>,
     /// From the start of the request to the start of this attempt.
     #[serde(default)]

@@ -578,10 +578,9 @@ impl HttpEndpoint {
         let name = self.config.name.as_str();
         let (status, error) = match &result {
             Ok(resp) => (Some(resp.status.as_u16()), None),
-            Err(e) => (
-                e.upstream_body().map(|_| e.status().as_u16()),
-                Some(e.message().to_owned()),
-            ),
+            // An upstream's own error status, or the one the gateway gives a connect failure
+            // (502) or a timeout (504).
+            Err(e) => (Some(e.status().as_u16()), Some(e.message().to_owned())),
         };
         record.push_attempt(Attempt {
             backend: name.to_owned(),
