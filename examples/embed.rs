@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
 use octo_core::{ArcEngine, Engine, Error, Protocol, Request, engine_fn};
-use octo_engines::client::{EndpointConfig, HttpEndpoint};
+use octo_engines::endpoint::{EndpointConfig, HttpEndpoint};
 use octo_mock::{MockConfig, MockServer};
 
 #[tokio::main]

@@ -16,7 +16,7 @@ use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
 use octo_core::{ArcEngine, Protocol};
 use octo_engines::auth::{Access, AuthConfig, AuthEngine, Authenticator, KeyConfig, OrgConfig};
 use octo_engines::balance::{StrategyKind, Target, TargetSet};
-use octo_engines::client::{EndpointConfig, HttpEndpoint};
+use octo_engines::endpoint::{EndpointConfig, HttpEndpoint};
 use octo_engines::retry::RetryPolicy;
 use octo_engines::rules::{Action, Rule, RulesEngine};
 use octo_mock::{MockConfig, MockServer};

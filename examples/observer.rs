@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use octo_core::http::{Router, ServeConfig, SharedRouter, serve};
 use octo_core::record::{Observer, Price, Record};
 use octo_core::{ArcEngine, Protocol};
-use octo_engines::client::{EndpointConfig, HttpEndpoint};
+use octo_engines::endpoint::{EndpointConfig, HttpEndpoint};
 use octo_mock::{MockConfig, MockServer};
 
 /// Requests, tokens and cost per model.

@@ -16,7 +16,7 @@ use octo_core::{
 use octo_engines::add_header::UpstreamHeaders;
 use octo_engines::balance::{AttemptOutcome, StrategyKind, Target, TargetSet};
 use octo_engines::breaker::BreakerConfig;
-use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
+use octo_engines::endpoint::{EndpointConfig, HttpEndpoint, KeyPoolConfig};
 use octo_engines::retry::{AttemptRecord, Attempts, RetryPolicy};
 use octo_test::{Prompt, mock};
 use tokio::time::Instant;

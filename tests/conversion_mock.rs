@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use octo_core::{Body, Engine, Protocol, Request, ResponseBody, RouteParams};
-use octo_engines::client::{EndpointConfig, HttpEndpoint};
 use octo_engines::convert::ConvertEngine;
+use octo_engines::endpoint::{EndpointConfig, HttpEndpoint};
 use octo_mock::MockServer;
 use octo_test::{events, mock};
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! Headers an engine adds to the upstream request, without forwarding client headers.
 //!
-//! [`HttpEndpoint`](crate::client::HttpEndpoint) builds every upstream request's headers from
+//! [`HttpEndpoint`](crate::endpoint::HttpEndpoint) builds every upstream request's headers from
 //! scratch (so client credentials never leak), which means a header set on the client's
 //! [`Request::headers`](octo_core::Request::headers) never reaches the upstream. Engines that want
 //! to send one (a rule's `set_headers`) put it in the request's [`UpstreamHeaders`] extension
@@ -40,7 +40,7 @@ pub fn is_protected(name: &HeaderName) -> bool {
 
 /// Extra headers for the upstream request, as a request extension.
 ///
-/// [`HttpEndpoint`](crate::client::HttpEndpoint) sends them after the auth header and the backend's
+/// [`HttpEndpoint`](crate::endpoint::HttpEndpoint) sends them after the auth header and the backend's
 /// configured headers; a name set here replaces the backend's value for that name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamHeaders(pub HeaderMap);

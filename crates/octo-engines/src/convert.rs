@@ -2,7 +2,7 @@
 //! speaking another.
 //!
 //! [`ConvertEngine`] wraps an inner engine that speaks `upstream` (an
-//! [`HttpEndpoint`](crate::client::HttpEndpoint), or anything else). A request in the same protocol
+//! [`HttpEndpoint`](crate::endpoint::HttpEndpoint), or anything else). A request in the same protocol
 //! passes through untouched. Any other of the four chat protocols — OpenAI Chat Completions, OpenAI
 //! Responses, Anthropic Messages, Gemini `generateContent` — is converted on the way in and its
 //! answer converted back, streaming or not.

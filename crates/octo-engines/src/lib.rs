@@ -3,9 +3,9 @@
 //! Engines that nest around each other and end at an upstream. Each is a small type usable from
 //! Rust without the server:
 //!
-//! - [`client::HttpEndpoint`]: calls an upstream LLM API over a pooled reqwest client, with
+//! - [`endpoint::HttpEndpoint`]: calls an upstream LLM API over a pooled reqwest client, with
 //!   connect, first-byte, idle and total timeouts, the auth header each protocol expects, no client
-//!   credential ever forwarded, and a [`client::KeyPool`] rotating several API keys.
+//!   credential ever forwarded, and a [`endpoint::KeyPool`] rotating several API keys.
 //! - [`balance::TargetSet`]: one model's targets behind a [`balance::Strategy`] (smooth weighted
 //!   round robin, round robin, weighted random, priority failover, lowest latency, optionally
 //!   sticky), with classified retries within a [`retry::RetryPolicy`] (an attempt cap, a deadline)
@@ -41,7 +41,7 @@
 //! use std::time::Duration;
 //! use octo_core::Protocol;
 //! use octo_engines::balance::{StrategyKind, Target, TargetSet};
-//! use octo_engines::client::{EndpointConfig, HttpEndpoint};
+//! use octo_engines::endpoint::{EndpointConfig, HttpEndpoint};
 //! use octo_engines::retry::RetryPolicy;
 //!
 //! let a = HttpEndpoint::new(
@@ -65,8 +65,8 @@ pub mod add_header;
 pub mod auth;
 pub mod balance;
 pub mod breaker;
-pub mod client;
 pub mod convert;
+pub mod endpoint;
 pub mod expr;
 pub mod limit;
 pub mod retry;

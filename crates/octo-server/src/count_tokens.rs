@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use http::HeaderValue;
 use octo_core::{ArcEngine, Body, Engine, Error, Protocol, Request, Response};
 use octo_engines::balance::Availability;
-use octo_engines::client::CountTokens;
+use octo_engines::endpoint::CountTokens;
 use serde_json::{Value, json};
 
 /// Response header saying how a count was made: `upstream` or `estimate`.

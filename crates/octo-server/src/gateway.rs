@@ -31,8 +31,8 @@ use octo_core::{ArcEngine, BuildError, BuildErrorKind, Protocol};
 use octo_engines::auth::{Access, AuthConfig, AuthLayer, Authenticator, KeyConfig, OrgConfig};
 use octo_engines::balance::{StrategyKind, Target, TargetSet};
 use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
-use octo_engines::client::{EndpointConfig, HttpEndpoint, KeyPoolConfig, Timeouts};
 use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
+use octo_engines::endpoint::{EndpointConfig, HttpEndpoint, KeyPoolConfig, Timeouts};
 use octo_engines::limit::{ConcurrencyLimitLayer, OverLimit};
 use octo_engines::retry::RetryPolicy;
 use octo_engines::rewrite::{

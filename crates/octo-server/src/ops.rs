@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use octo_core::http::Router;
-use octo_engines::client::HttpEndpoint;
+use octo_engines::endpoint::HttpEndpoint;
 use octo_prices::PriceBook;
 use octo_store::{LogWriter, Store, StoreConfig};
 use octo_telemetry::access::AccessLog;

@@ -1,14 +1,14 @@
 //! Load balancing: which of a model's targets serves the next request.
 //!
 //! A model is served by a list of [`Target`]s (a name, a weight, a priority, an engine — usually an
-//! [`HttpEndpoint`](crate::client::HttpEndpoint) — optionally an upstream model name and an
+//! [`HttpEndpoint`](crate::endpoint::HttpEndpoint) — optionally an upstream model name and an
 //! [`Availability`] check). A [`Strategy`] picks one target among the *candidates* still allowed
 //! for a request; [`TargetSet`] calls it repeatedly, excluding targets already tried, until one
 //! accepts, so every strategy doubles as the failover order, and retries within the
 //! [`RetryPolicy`](crate::retry::RetryPolicy).
 //!
 //! This module depends on no upstream client: [`Availability`] is the seam through which one (the
-//! [`client`](crate::client) module's `HttpEndpoint`) reports whether it can take a request.
+//! [`client`](crate::endpoint) module's `HttpEndpoint`) reports whether it can take a request.
 //!
 //! | strategy | type | picks |
 //! |---|---|---|
@@ -62,7 +62,7 @@ pub use target_set::{TargetSet, TargetSetBuilder};
 
 /// Whether something behind a target can take a request right now, without sending one.
 ///
-/// [`HttpEndpoint`](crate::client::HttpEndpoint) implements it (some API key is neither cooling
+/// [`HttpEndpoint`](crate::endpoint::HttpEndpoint) implements it (some API key is neither cooling
 /// down nor behind an open breaker for the model), and so do [`TargetSet`] (some target is
 /// available), so nested sets skip exhausted branches, and
 /// [`CircuitBreaker`].
@@ -142,7 +142,7 @@ impl Target {
     }
 
     /// A target whose engine is also its own availability check (an
-    /// [`HttpEndpoint`](crate::client::HttpEndpoint), a nested [`TargetSet`]).
+    /// [`HttpEndpoint`](crate::endpoint::HttpEndpoint), a nested [`TargetSet`]).
     /// `Target::from(Arc<HttpEndpoint>)` does this with the backend's name.
     pub fn available<E: octo_core::Engine + Availability>(
         name: impl Into<String>,

@@ -22,7 +22,7 @@ pub use schema::*;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use octo_engines::client::HttpVersion;
+    use octo_engines::endpoint::HttpVersion;
 
     fn env(name: &str) -> Option<String> {
         (name == "OPENAI_KEY").then(|| "sk-from-env".to_owned())

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 use octo_core::Protocol;
-use octo_engines::client::HttpVersion;
+use octo_engines::endpoint::HttpVersion;
 use serde::Deserialize;
 
 use super::de;

@@ -1,7 +1,7 @@
 //! Checks a deserialized [`Config`] for what no single value shows: references between sections
 //! (a target's backend, an org's models), settings that exclude each other, and limits.
 
-use octo_engines::client::HttpVersion;
+use octo_engines::endpoint::HttpVersion;
 
 use super::schema::{AccessConfig, Config, KeySpec, RuleConfig, TargetConfig};
 

@@ -450,7 +450,7 @@ impl HttpEndpoint {
 /// use std::sync::Arc;
 /// use octo_core::Protocol;
 /// use octo_engines::balance::Target;
-/// use octo_engines::client::{EndpointConfig, HttpEndpoint};
+/// use octo_engines::endpoint::{EndpointConfig, HttpEndpoint};
 ///
 /// let ep = HttpEndpoint::new(EndpointConfig::new("oa", "http://127.0.0.1:9", Protocol::OpenAiChat))
 ///     .unwrap();
