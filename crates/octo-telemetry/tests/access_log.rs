@@ -24,11 +24,18 @@ impl Write for Buffer {
     }
 }
 
+/// Tests that install different filters run one at a time: tracing caches each callsite's
+/// interest process-wide, so a filter installed by a parallel test could silence this one's events.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 fn lines(filter: &str, records: &[octo_core::record::Record]) -> Vec<serde_json::Value> {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let buf = Buffer::default();
     let out = buf.clone();
     let sub = subscriber(LogFormat::Json, filter, move || out.clone()).unwrap();
     tracing::subscriber::with_default(sub, || {
+        // Interest cached under the other test's filter must not apply to this subscriber.
+        tracing::callsite::rebuild_interest_cache();
         for r in records {
             AccessLog.on_complete(&Arc::new(r.clone()));
         }
