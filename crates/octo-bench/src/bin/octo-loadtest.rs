@@ -445,11 +445,17 @@ models:
 
 /// [`gateway_config`] with the operations half on: the request log in SQLite beside the config
 /// file, traces exported to `otlp` (every trace: `sample` defaults to 1).
+///
+/// `OCTOLLM_BENCH_OPS=storage` or `=traces` turns on only that part, to split the cost.
 fn ops_on_config(mock: SocketAddr, otlp: &str) -> String {
-    format!(
-        "{}storage:\n  url: \"sqlite://{OPS_DB}\"\ntelemetry:\n  otlp_endpoint: \"{otlp}\"\n",
-        gateway_config(mock)
-    )
+    let storage = format!("storage:\n  url: \"sqlite://{OPS_DB}\"\n");
+    let traces = format!("telemetry:\n  otlp_endpoint: \"{otlp}\"\n");
+    let parts = match std::env::var("OCTOLLM_BENCH_OPS").as_deref() {
+        Ok("storage") => storage,
+        Ok("traces") => format!("storage: off\n{traces}"),
+        _ => format!("{storage}{traces}"),
+    };
+    format!("{}{parts}", gateway_config(mock))
 }
 
 fn litellm_config(mock: SocketAddr) -> String {
