@@ -282,6 +282,18 @@ impl GeminiEncoder {
     }
 
     /// Emits every buffered call.
+    /// A thought part carrying only a (wrapped) signature.
+    fn signature_chunk(&mut self, signature: &str, out: &mut VecDeque<Event>) {
+        self.flush_calls(out);
+        let part = OutPart::Thought {
+            text: "",
+            thought: true,
+            signature: Some(signature),
+        };
+        let ev = self.chunk(&[part], None);
+        out.push_back(ev);
+    }
+
     fn flush_calls(&mut self, out: &mut VecDeque<Event>) {
         if self.calls.is_empty() {
             return;
@@ -321,26 +333,10 @@ impl Encoder for GeminiEncoder {
                 out.push_back(ev);
             }
             StreamEvent::ThinkingSignature(sig) => {
-                self.flush_calls(out);
-                let sig = wrap_signature(&sig);
-                let part = OutPart::Thought {
-                    text: "",
-                    thought: true,
-                    signature: Some(&sig),
-                };
-                let ev = self.chunk(&[part], None);
-                out.push_back(ev);
+                self.signature_chunk(&wrap_signature(&sig), out);
             }
             StreamEvent::RedactedThinking(data) => {
-                self.flush_calls(out);
-                let sig = wrap_redacted(&data);
-                let part = OutPart::Thought {
-                    text: "",
-                    thought: true,
-                    signature: Some(&sig),
-                };
-                let ev = self.chunk(&[part], None);
-                out.push_back(ev);
+                self.signature_chunk(&wrap_redacted(&data), out);
             }
             StreamEvent::ToolCallStart {
                 key,
