@@ -102,6 +102,12 @@ as_user() {
 PG_DIR="$SERVICES_DIR/postgres"
 # initdb refuses to run as root: the cluster belongs to the `postgres` user Debian creates.
 PG_USER=postgres
+# Run as root, the cluster belongs to the postgres user, who must be able to reach its directory;
+# the checkout may sit under one only root may enter (a clone in a `mktemp -d`), so the cluster
+# lives under /tmp, at a path derived from the checkout so that later calls find it again.
+if [ "$(id -u)" -eq 0 ]; then
+    PG_DIR="/tmp/octollm-services-$(printf %s "$ROOT" | md5sum | cut -c1-12)/postgres"
+fi
 [ "$(id -u)" -eq 0 ] || PG_USER="$(id -un)"
 
 pg_bin() {
