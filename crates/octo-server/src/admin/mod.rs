@@ -11,6 +11,7 @@
 //!   is a startup error.
 //! - Errors are JSON `{"error": {"message": …}}` with the right status.
 
+pub mod actor;
 pub mod api;
 pub mod tokens;
 
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+pub use self::actor::Actor;
 pub use self::tokens::Tokens;
 
 /// The `admin` section of the config.
@@ -93,7 +95,7 @@ pub struct AdminState {
     pub ops: Arc<crate::ops::Ops>,
 }
 
-async fn require_token(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+async fn require_token(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if state.metrics_without_token && path == "/metrics" {
         return next.run(req).await;
@@ -107,7 +109,10 @@ async fn require_token(State(state): State<AdminState>, req: Request, next: Next
                 .or_else(|| v.strip_prefix("bearer "))
         });
     match presented {
-        Some(t) if state.tokens.verify(t.trim()) => next.run(req).await,
+        Some(t) if let Some(i) = state.tokens.position(t.trim()) => {
+            req.extensions_mut().insert(Actor::Token(i));
+            next.run(req).await
+        }
         Some(_) => {
             let mut r = ApiError(
                 StatusCode::UNAUTHORIZED,

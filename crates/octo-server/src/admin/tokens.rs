@@ -91,12 +91,20 @@ impl Tokens {
 
     /// Whether `presented` is one of the tokens. Every digest is compared, in constant time.
     pub fn verify(&self, presented: &str) -> bool {
+        self.position(presented).is_some()
+    }
+
+    /// The position (0-based, in `admin.tokens` order; generated tokens come last) of the token
+    /// `presented` is, if any. Every digest is compared, in constant time.
+    pub fn position(&self, presented: &str) -> Option<usize> {
         let d = sha256(presented);
-        let mut ok = subtle::Choice::from(0u8);
-        for t in &self.0 {
-            ok |= t.ct_eq(&d);
+        let mut found = None;
+        for (i, t) in self.0.iter().enumerate() {
+            if bool::from(t.ct_eq(&d)) {
+                found = Some(i);
+            }
         }
-        ok.into()
+        found
     }
 }
 
