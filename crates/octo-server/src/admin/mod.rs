@@ -13,6 +13,8 @@
 
 pub mod actor;
 pub mod api;
+pub mod health;
+pub mod objects;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -93,6 +95,8 @@ pub struct AdminState {
     pub metrics_without_token: bool,
     /// The request log, statistics and metrics.
     pub ops: Arc<crate::ops::Ops>,
+    /// Config changes, keys, audit and backend state (`control.rs`).
+    pub control: Arc<crate::control::ControlPlane>,
 }
 
 async fn require_token(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
@@ -144,6 +148,8 @@ async fn require_token(State(state): State<AdminState>, mut req: Request, next: 
 /// The admin routes over `state`.
 pub fn router(state: AdminState) -> Router {
     api::routes()
+        .merge(objects::routes())
+        .merge(health::routes())
         .fallback(|| async {
             ApiError::not_found("no such admin route; see docs/observability.md")
         })
