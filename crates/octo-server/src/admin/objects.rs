@@ -216,36 +216,36 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /api/v1/keys`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKey {
-    org: String,
-    name: String,
-    #[serde(flatten)]
-    settings: KeySettings,
-}
-
 async fn create_key(
     State(state): State<AdminState>,
     a: Option<Extension<Actor>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(&body);
-    let new: NewKey = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ApiError::bad_request(format!("{inner}"))
-        } else {
-            ApiError::bad_request(format!("at `{path}`: {inner}"))
-        }
-    })?;
-    let NewKey {
-        org,
-        name,
-        settings,
-    } = new;
+    let mut m = object_body(&body)?;
+    let mut text = |field: &str| match m.remove(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "at `{field}`: must be a string"
+        ))),
+        None => Err(ApiError::bad_request(format!("at `{field}`: missing"))),
+    };
+    let org = text("org")?;
+    let name = text("name")?;
+    let settings: KeySettings =
+        serde_path_to_error::deserialize(Value::Object(m)).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ApiError::bad_request(format!("{inner}"))
+            } else {
+                ApiError::bad_request(format!("at `{path}`: {inner}"))
+            }
+        })?;
+    if let Some(t) = &settings.expires
+        && let Err(e) = octo_engines::auth::parse_expiry(t)
+    {
+        return Err(ApiError::bad_request(format!("at `expires`: {e}")));
+    }
     let applied = state
         .control
         .apply(

@@ -72,9 +72,18 @@ impl Sealer {
         }
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| format!("cannot make a secret key: {e}"))?;
-        write_private(&file, &format!("{}\n", hex(&key)))
-            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-        Ok(Sealer::new(key))
+        match write_private(&file, &format!("{}\n", hex(&key))) {
+            Ok(()) => Ok(Sealer::new(key)),
+            // Another process made it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                parse_key(text.trim())
+                    .map(Sealer::new)
+                    .ok_or_else(|| format!("{} does not hold 64 hex digits", file.display()))
+            }
+            Err(e) => Err(format!("cannot write {}: {e}", file.display())),
+        }
     }
 
     /// Seals `plain`.
