@@ -146,6 +146,9 @@ pub fn build_with(
     for protocol in Protocol::CHAT_PROTOCOLS {
         router = router.engine(protocol, engine.clone());
     }
+    for protocol in [Protocol::OpenAiEmbeddings, Protocol::GeminiEmbeddings] {
+        router = router.engine(protocol, engine.clone());
+    }
     for path in ["/v1/models", "/v1beta/models"] {
         router = router
             .engine_for(Method::GET, path, Protocol::ModelList, list.clone())
@@ -202,6 +205,13 @@ fn build_backend(
     };
     let mut ep = EndpointConfig::new(name, b.base_url.clone(), first);
     ep.protocols = protocols.clone();
+    // The embeddings API of the backend's provider comes with it (`POST /v1/embeddings`,
+    // Gemini's `embedContent`).
+    if let Some(e) = crate::backend::embeddings_protocol(&protocols)
+        && !ep.protocols.contains(&e)
+    {
+        ep.protocols.push(e);
+    }
     ep.api_keys = b.keys();
     ep.timeouts = timeouts(&b.timeouts);
     ep.http_version = b.http_version;
