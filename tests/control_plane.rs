@@ -639,48 +639,106 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// The databases the two-instance test runs on: a SQLite file always; PostgreSQL (a fresh schema)
+/// and MySQL (a fresh database) when `scripts/services.sh` started them.
+async fn shared_databases(d: &Path) -> Vec<(&'static str, String)> {
+    use sqlx::Connection;
+    let mut out = vec![(
+        "sqlite",
+        format!("sqlite://{}", d.join("shared.db").display()),
+    )];
+    if let Ok(url) = std::env::var("OCTOLLM_TEST_POSTGRES_URL") {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP SCHEMA IF EXISTS cp_two CASCADE; CREATE SCHEMA cp_two")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        out.push((
+            "postgres",
+            format!("{url}{sep}options=-c%20search_path%3Dcp_two"),
+        ));
+    } else {
+        eprintln!("skipping PostgreSQL: OCTOLLM_TEST_POSTGRES_URL is not set");
+    }
+    if let Ok(url) = std::env::var("OCTOLLM_TEST_MYSQL_URL") {
+        let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP DATABASE IF EXISTS octollm_cp_two; CREATE DATABASE octollm_cp_two")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+        let base = &base[..base.rfind('/').unwrap()];
+        out.push((
+            "mysql",
+            match query {
+                Some(q) => format!("{base}/octollm_cp_two?{q}"),
+                None => format!("{base}/octollm_cp_two"),
+            },
+        ));
+    } else {
+        eprintln!("skipping MySQL: OCTOLLM_TEST_MYSQL_URL is not set");
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_change_on_one_instance_reaches_another_on_the_same_database() {
     let mock = mock().await;
     let d = dir("two");
-    let one = start(&d, &yaml(&mock.url(), ""));
-    let other_dir = d.join("other");
-    std::fs::create_dir_all(&other_dir).unwrap();
-    let path = other_dir.join("gateway.yaml");
-    std::fs::write(&path, yaml(&mock.url(), "")).unwrap();
-    // Same database, same sealing key, another process.
-    let two = Gateway::start_file(&path, &envs(&d));
+    for (db, url) in shared_databases(&d).await {
+        two_instances(&mock.url(), &d.join(db), &url).await;
+    }
+}
+
+async fn two_instances(mock: &str, d: &Path, url: &str) {
+    let env = vec![
+        ("OCTOLLM_STORAGE".to_owned(), url.to_owned()),
+        ("OCTOLLM_SECRET_KEY".to_owned(), SECRET.to_owned()),
+    ];
+    let mut gateways = Vec::new();
+    for n in ["one", "two"] {
+        let dir = d.join(n);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.yaml");
+        std::fs::write(&path, yaml(mock, "")).unwrap();
+        // Same database, same sealing key, another process.
+        gateways.push(Gateway::start_file(&path, &env));
+    }
+    let (one, two) = (&gateways[0], &gateways[1]);
 
     let (s, created) = api(
-        &one,
+        one,
         "POST",
         "/api/v1/keys",
         Some(json!({"org": "acme", "name": "shared"})),
     )
     .await;
-    assert_eq!(s, 201, "{created}");
+    assert_eq!(s, 201, "{url}: {created}");
     let key = created["key"].as_str().unwrap().to_owned();
     eventually("the key works on the other instance", async || {
-        chat(&two, "secure", Some(&key)).await == 200
+        chat(two, "secure", Some(&key)).await == 200
     })
     .await;
     let (s, v) = api(
-        &one,
+        one,
         "POST",
         "/api/v1/backends",
-        Some(json!({"name": "an", "base_url": mock.url(), "protocol": "anthropic", "api_key": "sk-upstream-shared-7777"})),
+        Some(json!({"name": "an", "base_url": mock, "protocol": "anthropic", "api_key": "sk-upstream-shared-7777"})),
     )
     .await;
-    assert_eq!(s, 201, "{v}");
+    assert_eq!(s, 201, "{url}: {v}");
     eventually("the backend shows on the other instance", async || {
-        let (s, v) = api(&two, "GET", "/api/v1/backends/an", None).await;
+        let (s, v) = api(two, "GET", "/api/v1/backends/an", None).await;
         s == 200 && v["api_key"] == "****7777"
     })
     .await;
-    let (s, _) = api(&one, "DELETE", "/api/v1/keys/acme/shared", None).await;
+    let (s, _) = api(one, "DELETE", "/api/v1/keys/acme/shared", None).await;
     assert_eq!(s, 204);
     eventually("the revocation reaches the other instance", async || {
-        chat(&two, "secure", Some(&key)).await == 401
+        chat(two, "secure", Some(&key)).await == 401
     })
     .await;
 }
