@@ -256,7 +256,10 @@ fn build_backend(
         .conversion
         .as_ref()
         .map_or_else(ConvertOptions::default, convert_options);
-    let engine: ArcEngine = Arc::new(BackendEngine::new(name, protocols.clone(), inner, options));
+    let engine: ArcEngine = Arc::new(
+        BackendEngine::new(name, protocols.clone(), inner, options)
+            .embeddings_via(endpoint.clone()),
+    );
     Ok((endpoint, engine, protocols))
 }
 
