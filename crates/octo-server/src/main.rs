@@ -62,6 +62,8 @@ struct Cli {
 enum Command {
     /// Reads an admin token on stdin and prints its `sha256:<hex>` form for `admin.tokens`.
     HashToken,
+    /// Reads a password on stdin and prints its `argon2:` hash for `admin.users[].password`.
+    HashPassword,
 }
 
 #[cfg(feature = "demo")]
@@ -105,6 +107,9 @@ fn main() -> ExitCode {
         println!("{}", octo_server::admin::tokens::hashed(token.trim()));
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
     let Ok(format) = cli.log_format.parse::<LogFormat>() else {
         eprintln!(
             "octollm-server: --log-format `{}`: use `text` or `json`",
@@ -134,6 +139,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("octollm-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `octollm-server hash-password`: the first line of stdin (without its line end) → `argon2:…`.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        eprintln!("octollm-server hash-password: cannot read stdin");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.chars().count() < admin::password::MIN_LEN {
+        eprintln!(
+            "octollm-server hash-password: write a password of at least {} characters on stdin",
+            admin::password::MIN_LEN
+        );
+        return ExitCode::FAILURE;
+    }
+    match admin::password::hash(password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("octollm-server hash-password: {e}");
             ExitCode::FAILURE
         }
     }
@@ -210,7 +242,7 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map_err(config_error)?,
     );
-    let admin = start_admin(&config, cli.demo, &state_dir, ops.clone())
+    let admin = start_admin(&config, cli.demo, &state_dir, &source, ops.clone())
         .await
         .map_err(config_error)?;
     let listen = match cli.listen {
@@ -270,6 +302,9 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// How long the demo's one-time sign-in link stays valid.
+const DEMO_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// A running admin listener.
 struct Admin {
     /// What to print before the listening line: the URL, and a generated token once.
@@ -282,6 +317,7 @@ async fn start_admin(
     config: &Config,
     demo: bool,
     state_dir: &Path,
+    source: &str,
     ops: Arc<Ops>,
 ) -> Result<Option<Admin>, (String, String)> {
     let explicit = config.admin.is_some();
@@ -289,14 +325,24 @@ async fn start_admin(
     let mut tokens =
         Tokens::parse(&settings.tokens).map_err(|(i, m)| (format!("admin.tokens[{i}]"), m))?;
     let configured = !tokens.is_empty();
-    let listener = match admin::bind(&settings, explicit, configured).await? {
+    let auth = admin::auth::Auth::new(
+        settings.users.clone(),
+        source.to_owned(),
+        ops.store().cloned(),
+        settings.session_ttl()?,
+        settings.secure_cookies,
+    );
+    auth.check_conflicts().await?;
+    let credentials = configured || !settings.users.is_empty();
+    let listener = match admin::bind(&settings, explicit, credentials).await? {
         admin::Bound::Listening(l) => l,
         admin::Bound::Skipped(_) => return Ok(None),
     };
     let addr = listener
         .local_addr()
         .map_err(|e| ("admin.listen".to_owned(), e.to_string()))?;
-    let mut banner = format!("octollm-server admin on http://{addr} (admin API, /metrics)");
+    let mut banner =
+        format!("octollm-server admin on http://{addr} (web panel, admin API, /metrics)");
     if !configured {
         let fresh = if demo {
             // The demo is ephemeral: a new token each run, never stored.
@@ -317,16 +363,41 @@ async fn start_admin(
             )),
         }
     }
+    if demo {
+        let once = auth
+            .once
+            .issue(admin::Actor::User("demo".into()), DEMO_LINK_TTL)
+            .map_err(|m| (String::new(), m))?;
+        banner.push_str(&format!(
+            "\nweb panel: open http://{addr}/api/v1/login/once/{once} (signs you in once)"
+        ));
+    } else if settings.users.is_empty() {
+        banner.push_str(&format!(
+            "\nweb panel: http://{addr}/ (sign in with an admin token, or add users: `admin.users` or POST /api/v1/users)"
+        ));
+    } else {
+        banner.push_str(&format!("\nweb panel: http://{addr}/"));
+    }
     let state = admin::AdminState {
         tokens: Arc::new(tokens),
         metrics_without_token: settings.metrics_without_token,
         ops,
+        auth: auth.clone(),
     };
     let app = admin::router(state);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let pruner = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                auth.sessions.prune().await;
+            }
+        });
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
             tracing::error!(error = %e, "admin listener stopped");
         }
+        pruner.abort();
     });
     Ok(Some(Admin { banner, task }))
 }

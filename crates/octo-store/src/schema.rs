@@ -220,14 +220,21 @@ struct Migration {
     statements: fn(Backend) -> Vec<String>,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "request log and minute, hour and day rollups",
-    statements: v1,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "request log and minute, hour and day rollups",
+        statements: v1,
+    },
+    Migration {
+        version: 4,
+        description: "admin users and panel sessions",
+        statements: crate::admin::v4,
+    },
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Applies the migrations the database has not seen; returns the versions applied.
 pub(crate) async fn migrate(pool: &Pool) -> Result<Vec<i64>, StoreError> {
