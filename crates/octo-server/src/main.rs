@@ -90,6 +90,15 @@ async fn start_demo() -> Result<(DemoUpstream, Config), Box<dyn std::error::Erro
     demo::start().await
 }
 
+/// The demo's own background traffic, so the panel's charts are not empty.
+#[cfg(feature = "demo")]
+fn start_demo_traffic(gateway: SocketAddr) {
+    tokio::spawn(demo::traffic(gateway));
+}
+
+#[cfg(not(feature = "demo"))]
+fn start_demo_traffic(_gateway: SocketAddr) {}
+
 /// `--demo` in a build without the `demo` feature: an error saying how to get one.
 #[cfg(not(feature = "demo"))]
 async fn start_demo() -> Result<(DemoUpstream, Config), Box<dyn std::error::Error>> {
@@ -117,7 +126,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let filter = std::env::var("OCTOLLM_LOG").unwrap_or_else(|_| "info".to_owned());
+    // The demo sends traffic of its own (for the panel's charts): its access log would bury the
+    // banner, so the demo leaves it off unless OCTOLLM_LOG asks for it.
+    let default_filter = if cli.demo {
+        "info,octollm::access=off"
+    } else {
+        "info"
+    };
+    let filter = std::env::var("OCTOLLM_LOG").unwrap_or_else(|_| default_filter.to_owned());
     let _logging = match init_logging(format, &filter).or_else(|_| init_logging(format, "info")) {
         Ok(guard) => guard,
         Err(e) => {
@@ -281,6 +297,7 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let _ = writeln!(out, "octollm-server listening on http://{addr}");
             if let Some(upstream) = &upstream {
                 let _ = writeln!(out, "{}", demo::banner(addr, upstream));
+                start_demo_traffic(addr);
             }
             let _ = out.flush();
             tracing::info!(%addr, models = config.models.len(), "serving");

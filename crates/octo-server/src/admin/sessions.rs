@@ -39,6 +39,11 @@ fn sha256_hex(s: &str) -> String {
     hex(&Sha256::digest(s.as_bytes()))
 }
 
+/// How session `id` is stored: its SHA-256, hex-encoded.
+pub fn id_hash(id: &str) -> String {
+    sha256_hex(id)
+}
+
 /// 32 random bytes from the operating system, hex-encoded.
 fn random_hex() -> Result<String, String> {
     let mut bytes = [0u8; 32];
