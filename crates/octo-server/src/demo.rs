@@ -108,7 +108,7 @@ fn demo_request(i: u64) -> (String, String) {
 }
 
 /// Sends the demo's own traffic to the gateway at `gateway` until the task is aborted: 40
-/// requests at once, then one every 1 to 2 s. Failures (the gateway shutting down) are ignored.
+/// requests at once (concurrently), then one every 1 to 2 s. Failures (the gateway shutting down) are ignored.
 #[cfg(feature = "demo")]
 pub async fn traffic(gateway: SocketAddr) {
     let Ok(client) = reqwest::Client::builder()
@@ -131,10 +131,11 @@ pub async fn traffic(gateway: SocketAddr) {
             }
         }
     };
-    let burst: Vec<_> = (0..40).map(send).collect();
-    for f in burst {
-        f.await;
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        burst.spawn(send(i));
     }
+    while burst.join_next().await.is_some() {}
     let mut i = 40u64;
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(1000 + (i * 211) % 1000)).await;

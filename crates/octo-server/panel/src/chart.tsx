@@ -27,11 +27,13 @@ export function LineChart(props: {
   times: number[]; // every bucket start in the range, ascending
   format: (v: number) => string;
   height?: number;
+  /** Averages: a bucket without requests is a gap, not a zero. */
+  gaps?: boolean;
 }) {
   const { series, times, format } = props;
   const W = 640;
   const H = props.height ?? 180;
-  const L = 52;
+  const L = 62;
   const R = 8;
   const T = 8;
   const B = 22;
@@ -90,8 +92,32 @@ export function LineChart(props: {
           </text>
         ))}
         {series.map((s, i) => {
-          const pts = times.map((t) => `${x(t).toFixed(1)},${y(s.points.get(t) ?? 0).toFixed(1)}`);
-          return <polyline key={s.name} class="line" points={pts.join(" ")} stroke={color(i)} />;
+          if (!props.gaps) {
+            const pts = times.map((t) => `${x(t).toFixed(1)},${y(s.points.get(t) ?? 0).toFixed(1)}`);
+            return <polyline key={s.name} class="line" points={pts.join(" ")} stroke={color(i)} />;
+          }
+          // Runs of consecutive buckets with a value; a lone bucket is a dot.
+          const runs: number[][] = [];
+          let run: number[] = [];
+          for (const t of times) {
+            if (s.points.has(t)) run.push(t);
+            else if (run.length) {
+              runs.push(run);
+              run = [];
+            }
+          }
+          if (run.length) runs.push(run);
+          return (
+            <g key={s.name}>
+              {runs.map((r) =>
+                r.length === 1 ? (
+                  <circle key={r[0]} cx={x(r[0])} cy={y(s.points.get(r[0])!)} r={2.5} fill={color(i)} />
+                ) : (
+                  <polyline key={r[0]} class="line" points={r.map((t) => `${x(t).toFixed(1)},${y(s.points.get(t)!).toFixed(1)}`).join(" ")} stroke={color(i)} />
+                ),
+              )}
+            </g>
+          );
         })}
         {empty && (
           <text class="axis" x={(L + W) / 2} y={H / 2} text-anchor="middle">
@@ -108,7 +134,9 @@ export function LineChart(props: {
           <span key={s.name}>
             <i style={{ background: color(i) }} />
             {s.name}
-            {cursorT !== null && cursorT !== undefined && <b> {format(s.points.get(cursorT) ?? 0)}</b>}
+            {cursorT !== null && cursorT !== undefined && (
+              <b> {s.points.has(cursorT) || !props.gaps ? format(s.points.get(cursorT) ?? 0) : "–"}</b>
+            )}
           </span>
         ))}
       </div>

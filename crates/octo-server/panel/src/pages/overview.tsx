@@ -164,8 +164,8 @@ export function Overview(props: { params: URLSearchParams }) {
         <LineChart title="Tokens" series={series(allTokens)} times={times} format={num} />
         <LineChart title="Cost (USD)" series={series((b) => b.cost_usd)} times={times} format={usd} />
         <LineChart title="Errors" series={series((b) => b.errors)} times={times} format={num} />
-        <LineChart title="Average latency" series={series((b) => b.avg_duration_ms)} times={times} format={ms} />
-        <LineChart title="Average time to first byte" series={series((b) => b.avg_ttfb_ms)} times={times} format={ms} />
+        <LineChart title="Average latency" series={series((b) => (b.requests ? b.avg_duration_ms : null))} times={times} format={ms} gaps />
+        <LineChart title="Average time to first byte" series={series((b) => b.avg_ttfb_ms)} times={times} format={ms} gaps />
       </div>
       {group && rows.length > 0 && (
         <table>
