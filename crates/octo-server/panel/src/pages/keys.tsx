@@ -5,7 +5,17 @@ import { api, ApiError, list } from "../api";
 import { time, usd } from "../format";
 import { attempt, CopyButton, ErrorText, JsonDialog, NotYet, Source, useResource } from "../ui";
 
-type Key = { org: string; name: string; models?: string[]; expires?: string | null; last_used?: string | null; spend?: number | null; spend_usd?: number | null; [k: string]: unknown };
+type Key = {
+  org: string;
+  name: string;
+  source?: string;
+  models?: string[];
+  expires?: string | null;
+  last_used_at?: string | null;
+  spend_usd?: number | null;
+  requests?: number;
+  [k: string]: unknown;
+};
 type Org = { name: string; [k: string]: unknown };
 
 export function Keys() {
@@ -89,6 +99,7 @@ export function Keys() {
             <th scope="col">Models</th>
             <th scope="col">Expires</th>
             <th scope="col">Last used</th>
+            <th scope="col" class="n">Requests</th>
             <th scope="col" class="n">Spend</th>
             <th scope="col">Actions</th>
           </tr>
@@ -102,8 +113,9 @@ export function Keys() {
               </th>
               <td>{k.models?.length ? k.models.join(", ") : "all"}</td>
               <td>{k.expires ? time(k.expires) : "never"}</td>
-              <td>{k.last_used ? time(k.last_used) : "–"}</td>
-              <td class="n">{usd((k.spend_usd ?? k.spend) as number | null)}</td>
+              <td>{k.last_used_at ? time(k.last_used_at) : "–"}</td>
+              <td class="n">{k.requests ?? "–"}</td>
+              <td class="n">{usd(k.spend_usd ?? null)}</td>
               <td class="actions">
                 {k.source !== "file" && (
                   <button

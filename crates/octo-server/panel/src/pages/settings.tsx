@@ -6,7 +6,7 @@ import { time } from "../format";
 import { attempt, ErrorText, NotYet, Source, useResource } from "../ui";
 
 type User = { name: string; source: string; created_at?: string; created_by?: string };
-type AuditEntry = { at?: string; time?: string; actor?: string; action?: string; object?: string; [k: string]: unknown };
+type AuditEntry = { id: number; at: number | string; actor: string; kind: string; name: string; action: string; detail?: unknown };
 
 export function Settings() {
   const users = useResource<unknown>("/api/v1/users");
@@ -106,15 +106,19 @@ export function Settings() {
                 <th scope="col">Who</th>
                 <th scope="col">What</th>
                 <th scope="col">Object</th>
+                <th scope="col">Detail</th>
               </tr>
             </thead>
             <tbody>
-              {list<AuditEntry>(audit.data).map((a, i) => (
-                <tr key={i}>
-                  <td>{a.at || a.time ? time((a.at ?? a.time) as string) : "–"}</td>
-                  <td>{a.actor ?? "–"}</td>
-                  <td>{a.action ?? "–"}</td>
-                  <td class="small mono">{a.object ?? JSON.stringify(a)}</td>
+              {list<AuditEntry>(audit.data).map((a) => (
+                <tr key={a.id}>
+                  <td>{time(new Date(a.at).toISOString())}</td>
+                  <td>{a.actor}</td>
+                  <td>{a.action}</td>
+                  <td>
+                    {a.kind} {a.name}
+                  </td>
+                  <td class="small mono">{a.detail === undefined || a.detail === null ? "" : JSON.stringify(a.detail)}</td>
                 </tr>
               ))}
             </tbody>
