@@ -331,8 +331,10 @@ def test_keyboard_navigation_light_theme_and_sign_out(page):
     # The theme switch cycles auto → dark → light.
     theme = page.get_by_role("button", name=re.compile("^Theme"))
     theme.click()
+    expect(theme).to_have_text("Theme: dark")
     theme.click()
-    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    expect(theme).to_have_text("Theme: light")
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
     page.get_by_role("link", name="Overview").click()
     expect(page.locator(".tile").first).to_be_visible()
     shot(page, "09-overview-light")

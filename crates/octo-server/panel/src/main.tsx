@@ -40,6 +40,8 @@ function useRoute() {
 
 type Theme = "auto" | "dark" | "light";
 
+const nextTheme: Record<Theme, Theme> = { auto: "dark", dark: "light", light: "auto" };
+
 function applyTheme(t: Theme) {
   if (t === "auto") delete document.documentElement.dataset.theme;
   else document.documentElement.dataset.theme = t;
@@ -146,7 +148,6 @@ function App() {
       setMe(null);
     }
   };
-  const nextTheme: Record<Theme, Theme> = { auto: "dark", dark: "light", light: "auto" };
   return (
     <div class="shell">
       <a class="skip" href="#main">
@@ -167,7 +168,7 @@ function App() {
         </ul>
         <div class="who">
           <span title={me.actor}>{me.name}</span>
-          <button type="button" onClick={() => setTheme(nextTheme[theme])} title="Switch the colour theme">
+          <button type="button" onClick={() => setTheme((t) => nextTheme[t])} title="Switch the colour theme">
             Theme: {theme}
           </button>
           <button type="button" onClick={logout}>
