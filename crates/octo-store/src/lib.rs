@@ -34,6 +34,7 @@
 
 pub mod admin;
 mod config;
+pub mod control;
 mod db;
 mod error;
 mod query;
@@ -52,6 +53,9 @@ use octo_core::record::Record;
 pub use admin::{AdminUser, Session};
 pub use config::{
     Backend, DEFAULT_RETENTION, DEFAULT_URL, StoreConfig, parse_retention, resolve_url,
+};
+pub use control::{
+    AuditEntry, ControlState, ControlWrite, KeyActivity, NewAudit, StoredKey, StoredObject,
 };
 pub use error::{ErrorKind, StoreError};
 pub use query::{

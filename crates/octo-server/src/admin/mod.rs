@@ -17,8 +17,10 @@
 pub mod actor;
 pub mod api;
 pub mod auth;
+pub mod health;
 pub mod limiter;
 pub mod login;
+pub mod objects;
 pub mod panel;
 pub mod password;
 pub mod sessions;
@@ -141,6 +143,8 @@ pub struct AdminState {
     pub ops: Arc<crate::ops::Ops>,
     /// Panel users, sessions and sign-in limits.
     pub auth: Arc<auth::Auth>,
+    /// Config changes, keys, audit and backend state (`control.rs`).
+    pub control: Arc<crate::control::ControlPlane>,
 }
 
 async fn require_token(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
@@ -173,6 +177,8 @@ pub fn router(state: AdminState) -> Router {
         .merge(login::routes())
         .merge(users::routes())
         .merge(panel::routes())
+        .merge(objects::routes())
+        .merge(health::routes())
         .fallback(|| async {
             ApiError::not_found("no such admin route; see docs/observability.md")
         })

@@ -511,6 +511,12 @@ pub struct DetailedKey {
     /// Models this key may use (default: all its org may use).
     #[serde(default)]
     pub models: Option<Vec<String>>,
+    /// Request, token and concurrency caps of this key (see [`super::limits`]).
+    #[serde(default)]
+    pub rate_limit: Option<super::limits::RateLimit>,
+    /// Spend cap of this key per period (see [`super::limits`]).
+    #[serde(default)]
+    pub budget: Option<super::limits::Budget>,
 }
 
 /// Per-org settings of one model.
