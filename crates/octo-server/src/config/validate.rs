@@ -256,6 +256,7 @@ fn operations(c: &Config, p: &mut Vec<(String, String)>) {
         if let Err((i, m)) = crate::admin::Tokens::parse(&a.tokens) {
             p.push((format!("admin.tokens[{i}]"), m));
         }
+        p.extend(a.auth_problems());
         if a.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push((
                 "admin.listen".into(),
