@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! Router ─▶ AuthEngine (when `orgs` are configured) ─▶ ModelRouter (model name → model engine)
-//! model engine: ConcurrencyLimit? ─▶ RulesEngine? (org rules, then the model's) ─▶ TargetSet
+//! model engine: LimitEngine? (rate limits, budgets) ─▶ ConcurrencyLimit? ─▶ RulesEngine? (org rules, then the model's) ─▶ TargetSet
 //! TargetSet (strategy, retries, sticky) ─▶ Target per backend: BackendEngine
 //! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
@@ -59,6 +59,9 @@ pub struct Gateway {
     pub serve: ServeConfig,
     /// Each backend's upstream client, by name (for its key and breaker states).
     pub endpoints: Vec<(String, Arc<HttpEndpoint>)>,
+    /// The rate limits and budgets of the config, to hand to the process's limiter when this
+    /// graph is swapped in (see [`build_with`]).
+    pub policy: octo_limits::Policy,
 }
 
 /// One backend, built once and shared by every model that targets it.
@@ -74,6 +77,34 @@ struct BuiltBackend {
 /// A [`ConfigError`] (labelled with `source`) when an engine refuses its settings, for example
 /// an expression that does not compile; each problem names its key path.
 pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
+    build_with(config, source, None)
+}
+
+/// Builds the gateway for `config` with `limiter` enforcing its rate limits and budgets (the
+/// process's limiter, whose counts outlive a reload; the caller gives it [`Gateway::policy`]
+/// when the graph is swapped in). Without one, a graph with limits gets a limiter of its own,
+/// counting in memory.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_with(
+    config: &Config,
+    source: &str,
+    limiter: Option<Arc<octo_limits::Limiter>>,
+) -> Result<Gateway, ConfigError> {
+    let policy = crate::limits::policy(config);
+    let limiter = match (policy.is_empty(), limiter) {
+        (true, _) => None,
+        (false, Some(l)) => Some(l),
+        (false, None) => {
+            let l = octo_limits::Limiter::new(None).map_err(|m| ConfigError {
+                source: source.to_owned(),
+                problems: vec![("redis".into(), m)],
+            })?;
+            l.set_policy(policy.clone());
+            Some(l)
+        }
+    };
     let fail = |errors: Vec<BuildError>| ConfigError {
         source: source.to_owned(),
         problems: errors
@@ -91,7 +122,7 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
     let mut models: BTreeMap<String, ArcEngine> = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, m) in &config.models {
-        match build_model(name, m, config, &backends) {
+        match build_model(name, m, config, &backends, limiter.as_ref()) {
             Ok(engine) => {
                 models.insert(name.clone(), engine);
             }
@@ -140,6 +171,9 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
                 list.clone(),
             );
     }
+    if let Some(l) = &limiter {
+        router = router.observe(l.clone());
+    }
     let serve = ServeConfig {
         header_read_timeout: limits.header_read_timeout,
         drain_timeout: limits.drain_timeout,
@@ -153,6 +187,7 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         router,
         serve,
         endpoints,
+        policy,
     })
 }
 
@@ -357,6 +392,7 @@ fn build_model(
     m: &ModelConfig,
     config: &Config,
     backends: &BTreeMap<&str, BuiltBackend>,
+    limiter: Option<&Arc<octo_limits::Limiter>>,
 ) -> Result<ArcEngine, Vec<BuildError>> {
     let at = |k: &str| format!("models.{name}.{k}");
     let policy = retry_policy(m);
@@ -421,7 +457,10 @@ fn build_model(
     let limit = m
         .max_concurrency
         .map(|max| ConcurrencyLimitLayer::new(name, max, OverLimit::Reject));
+    // Rate limits and budgets first: a refused request reaches neither rules nor upstreams.
+    let rate_limits = limiter.map(|l| octo_limits::LimitLayer::new(name, l.clone()));
     Ok(EngineBuilder::new()
+        .option_layer(rate_limits)
         .option_layer(limit)
         .option_layer(rules_layer)
         .engine(targets))

@@ -10,6 +10,7 @@ pub mod config;
 pub mod count_tokens;
 pub mod demo;
 pub mod gateway;
+pub mod limits;
 pub mod model_router;
 pub mod models_list;
 pub mod ops;

@@ -154,8 +154,8 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         let config = config::load(&path)?;
         (None, config, path.display().to_string())
     };
-    let gateway = build(&config, &source)?;
     if cli.check {
+        build(&config, &source)?;
         println!(
             "{source}: OK ({} backends, {} models)",
             config.backends.len(),
@@ -210,6 +210,8 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map_err(config_error)?,
     );
+    let gateway = octo_server::gateway::build_with(&config, &source, Some(ops.limiter().clone()))?;
+    ops.limiter().set_policy(gateway.policy.clone());
     let admin = start_admin(&config, cli.demo, &state_dir, ops.clone())
         .await
         .map_err(config_error)?;

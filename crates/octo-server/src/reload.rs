@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use octo_core::http::SharedRouter;
 
 use crate::config::{self, Config};
-use crate::gateway::build;
+use crate::gateway::build_with;
 use crate::ops::Ops;
 
 /// What identifies a version of the file on disk.
@@ -144,13 +144,16 @@ impl Reloader {
                 last = stamp(&path);
             }
             let source = path.display().to_string();
-            let outcome = config::load(&path).and_then(|c| build(&c, &source).map(|g| (c, g)));
+            let limiter = ops.as_ref().map(|o| o.limiter().clone());
+            let outcome = config::load(&path)
+                .and_then(|c| build_with(&c, &source, limiter.clone()).map(|g| (c, g)));
             let line = match outcome {
                 Ok((new_config, gateway)) => {
                     generation += 1;
                     let restart = restart_needed(&current, &new_config);
                     let mut next = gateway.router;
                     if let Some(ops) = &ops {
+                        ops.limiter().set_policy(gateway.policy.clone());
                         ops.reconfigure(&new_config);
                         ops.track(&gateway.endpoints);
                         next = ops.attach(next);

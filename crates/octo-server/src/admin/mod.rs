@@ -13,6 +13,7 @@
 
 pub mod actor;
 pub mod api;
+pub mod limits;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -144,6 +145,7 @@ async fn require_token(State(state): State<AdminState>, mut req: Request, next: 
 /// The admin routes over `state`.
 pub fn router(state: AdminState) -> Router {
     api::routes()
+        .merge(limits::routes())
         .fallback(|| async {
             ApiError::not_found("no such admin route; see docs/observability.md")
         })
