@@ -55,7 +55,9 @@ impl Drop for Restart<'_> {
     }
 }
 
-fn config(mock: &str, redis: &str, prefix: &str, on_error: &str) -> String {
+/// The config of every instance; `run` makes the budgeted key's name unique, since the shared
+/// request log keeps the spend of earlier runs (and budgets read it back).
+fn config(mock: &str, redis: &str, prefix: &str, on_error: &str, run: &str) -> String {
     format!(
         r#"
 listen: "127.0.0.1:0"
@@ -74,7 +76,7 @@ orgs:
   acme:
     api_keys:
       k: "sk-k-0123456789"
-      capped: {{key: "sk-capped-0123456789", budget: {{usd: 0.05, period: month}}}}
+      capped{run}: {{key: "sk-capped-0123456789", budget: {{usd: 0.05, period: month}}}}
 "#
     )
 }
@@ -110,7 +112,8 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
         .unwrap()
         .as_nanos();
     let prefix = format!("octollm-test-{}-{nanos}:", std::process::id());
-    let yaml = config(&mock.url(), &redis, &prefix, "allow");
+    let run = format!("{nanos}");
+    let yaml = config(&mock.url(), &redis, &prefix, "allow", &run);
     let a = start(&yaml, postgres.as_deref());
     let b = start(&yaml, postgres.as_deref());
 
@@ -187,7 +190,7 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
     assert!(errors >= 1.0);
 
     // `deny`: a third instance on the same dead Redis answers 503 in the client's shape.
-    let deny = start(&config(&mock.url(), &redis, &prefix, "deny"), None);
+    let deny = start(&config(&mock.url(), &redis, &prefix, "deny", &run), None);
     let r = send(&deny, &claude, "sk-k-0123456789").await;
     assert_eq!(r.status, 503);
     assert_eq!(r.json["type"], "error");
@@ -247,7 +250,7 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["name"] == "acme/capped")
+            .find(|s| s["name"] == format!("acme/capped{run}"))
             .cloned()
             .unwrap();
         if limits["store"] == "redis"

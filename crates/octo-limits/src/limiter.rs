@@ -298,7 +298,7 @@ impl Limiter {
             tracing::info!("redis is back: rate limits and budgets are shared again");
             *lock(&shared.down_until) = None;
             // A restarted Redis lost the budgets' spend: bring back what this instance knows
-            // (storage's spend at startup plus its own since), unless another instance did.
+            // (storage's spend at startup plus its own since); seeding never lowers a count.
             let me = self.clone();
             tokio::spawn(async move { me.reseed_redis().await });
         }
@@ -455,7 +455,7 @@ impl Limiter {
     }
 
     /// Brings a budget's spend in the current period up to `spent` (from the request log at
-    /// startup), here and, when shared, in Redis unless another instance already did.
+    /// startup), here and, when shared, in Redis (where it only ever raises the count).
     pub async fn seed(&self, check: &Check, spent: f64) {
         let now = now_ms();
         lock(&self.local).seed(now, check, spent);
@@ -475,7 +475,7 @@ impl Limiter {
                 continue;
             };
             let spent = match lock(&self.local).state(now, &check) {
-                CheckState::Spend(s) => s.spent,
+                CheckState::Spend(s) if s.spent > 0.0 => s.spent,
                 _ => continue,
             };
             let start = b.period.bounds(now).0;

@@ -12,7 +12,8 @@
 //!   lease's expiry. Leases are renewed while the request runs (`lua/renew.lua`), so the slot of
 //!   an instance that dies mid-request frees itself after [`LEASE`] instead of leaking.
 //! - **Budgets** are a hash per scope and period (`spent`, `reserved`), keyed by the period's
-//!   start, expiring a day after the period ends.
+//!   start, expiring a day after the period ends. Seeding (`lua/seed.lua`) only ever raises
+//!   `spent`.
 //!
 //! Keys: `{prefix}rpm:{scope}`, `{prefix}tpm:{scope}`, `{prefix}conc:{scope}`,
 //! `{prefix}budget:{scope}:{period start ms}`, with scopes `model:NAME`, `org:NAME`,
@@ -72,6 +73,7 @@ pub struct RedisStore {
     admit: std::sync::Arc<Script>,
     settle: std::sync::Arc<Script>,
     renew: std::sync::Arc<Script>,
+    seed: std::sync::Arc<Script>,
     prefix: String,
     timeout: Duration,
 }
@@ -129,6 +131,7 @@ impl RedisStore {
             admit: std::sync::Arc::new(Script::new(include_str!("lua/admit.lua"))),
             settle: std::sync::Arc::new(Script::new(include_str!("lua/settle.lua"))),
             renew: std::sync::Arc::new(Script::new(include_str!("lua/renew.lua"))),
+            seed: std::sync::Arc::new(Script::new(include_str!("lua/seed.lua"))),
             prefix: prefix.to_owned(),
             timeout,
         })
@@ -263,6 +266,7 @@ impl RedisStore {
             return Ok(());
         }
         let mut pipe = redis::pipe();
+        let mut commands = 0;
         for s in batch {
             let mut cmd = redis::cmd("EVALSHA");
             let mut keys = Vec::new();
@@ -295,11 +299,16 @@ impl RedisStore {
                 .arg(keys)
                 .arg(args);
             pipe.add_command(cmd).ignore();
+            commands += 1;
+        }
+        if commands == 0 {
+            // Only rpm limits: nothing to reconcile.
+            return Ok(());
         }
         let mut conn = self.conn.clone();
         let first: Result<(), StoreError> = self.bounded(pipe.query_async::<()>(&mut conn)).await;
         match first {
-            Err(e) if e.0.contains("NOSCRIPT") => {
+            Err(e) if e.0.to_ascii_lowercase().contains("noscript") => {
                 // Redis restarted (or flushed its scripts): load the script and send again.
                 self.bounded(self.settle.prepare_invoke().load_async(&mut conn))
                     .await?;
@@ -327,8 +336,9 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Sets a budget's `spent` in the period starting at `period_start` when it has none yet
-    /// (the first instance to start after a Redis restart brings back what storage recorded).
+    /// Raises a budget's `spent` in the period starting at `period_start` to `spent` unless Redis
+    /// already counted more (storage's spend at startup; an instance's own after Redis lost its
+    /// data).
     ///
     /// # Errors
     /// Redis failed or did not answer in time.
@@ -341,18 +351,11 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let key = self.key(check, period_start);
         let end = period.bounds(period_start).1;
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSETNX")
-            .arg(&key)
-            .arg("spent")
-            .arg(fmt_f64(spent))
-            .ignore()
-            .cmd("PEXPIREAT")
-            .arg(&key)
-            .arg(end + 86_400_000)
-            .ignore();
+        let mut inv = self.seed.prepare_invoke();
+        inv.key(key).arg(fmt_f64(spent)).arg(end + 86_400_000);
         let mut conn = self.conn.clone();
-        self.bounded(pipe.query_async::<()>(&mut conn)).await
+        self.bounded(inv.invoke_async::<Value>(&mut conn)).await?;
+        Ok(())
     }
 
     /// The state of each check, read in one pipelined round trip.

@@ -159,8 +159,8 @@ fn estimate_record(
 }
 
 /// Brings back the spend of every budget's current period from the request log (hour rollups,
-/// which the UTC periods start on), so a restart does not forget spend; with Redis, only where
-/// no instance has counted the period yet.
+/// which the UTC periods start on), so a restart does not forget spend; with Redis, it raises
+/// the count there when Redis has less.
 pub async fn seed(limiter: &Limiter, store: &Store) {
     let checks: Vec<_> = limiter
         .policy()
