@@ -4,9 +4,10 @@
 #
 #   format, clippy, rustdoc, cargo-deny (licences, bans, sources; installed once into target/tools),
 #   build, cargo test, then the Python suites (the official OpenAI / Anthropic / Google GenAI SDKs
-#   driven through the real gateway against the mock, and real coding agents (Claude Code, Codex
-#   CLI; installed with npm into target/agents, skipped with the reason printed when npm or the
-#   registry is unavailable)) in a venv at target/sdk-venv.
+#   driven through the real gateway against the mock, the official Node SDKs (npm ci into
+#   target/node-sdks), and real coding agents (Claude Code, Codex CLI, Gemini CLI; installed with
+#   npm into target/agents); the Node parts are skipped with the reason printed when npm or the
+#   registry is unavailable) in a venv at target/sdk-venv.
 #
 # The last line printed is pytest's summary (`N passed in Xs`). Any failing step fails the script.
 #
@@ -113,6 +114,12 @@ step "coding agents for tests/sdk/test_agents.py (npm install into target/agents
     || echo "warning: installing the coding agents failed; their tests will be skipped"
 # The fixture does not retry the install (an unreachable registry is waited for once).
 export OCTOLLM_AGENT_INSTALL=0
+
+step "Node SDKs for tests/sdk/test_node_sdks.py (npm ci into target/node-sdks)"
+# Never fails the run: without Node, npm or the registry the Node SDK tests skip, printing why.
+"$VENV/bin/python" tests/sdk/node_sdks.py install \
+    || echo "warning: installing the Node SDKs failed; their tests will be skipped"
+export OCTOLLM_NODE_SDKS_INSTALL=0
 
 step "pytest: SDK suite (tests/sdk) + price-snapshot script unit tests"
 export OCTOLLM_BIN_DIR="${OCTOLLM_BIN_DIR:-$ROOT/target/debug}"

@@ -66,6 +66,7 @@ pub mod auth;
 pub mod balance;
 pub mod breaker;
 pub mod convert;
+pub mod embeddings;
 pub mod endpoint;
 pub mod expr;
 pub mod limit;

@@ -17,7 +17,10 @@ use octo_limits::{Limiter, OnError, Policy, RedisSettings};
 use octo_prices::PriceBook;
 use octo_store::Store;
 
-use crate::config::{BudgetConfig, Config, KeySpec, RateLimitConfig, RedisOnError};
+use crate::config::limits::{
+    Budget as BudgetConfig, Period as PeriodConfig, RateLimit as RateLimitConfig,
+};
+use crate::config::{Config, KeySpec, RedisOnError};
 
 /// How long reading the current periods' spend from the request log may take at startup.
 const SEED_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,7 +36,11 @@ fn rate(r: Option<&RateLimitConfig>) -> RateLimit {
 fn budget(b: Option<&BudgetConfig>) -> Option<Budget> {
     b.map(|b| Budget {
         usd: b.usd,
-        period: b.period,
+        period: match b.period {
+            PeriodConfig::Day => Period::Day,
+            PeriodConfig::Week => Period::Week,
+            PeriodConfig::Month => Period::Month,
+        },
     })
 }
 
@@ -221,31 +228,16 @@ pub async fn seed(limiter: &Limiter, store: &Store) {
     }
 }
 
-/// Problems with the limits in `c`: `(key path, message)`.
+/// Problems with the models' and orgs' limits and the `redis` section: `(key path, message)`.
 pub(crate) fn validate(c: &Config, p: &mut Vec<(String, String)>) {
     let rate = |at: String, r: Option<&RateLimitConfig>, p: &mut Vec<(String, String)>| {
-        let Some(r) = r else { return };
-        for (k, v) in [
-            ("rpm", r.rpm),
-            ("tpm", r.tpm),
-            ("concurrency", r.concurrency),
-        ] {
-            if v == Some(0) {
-                p.push((
-                    format!("{at}.rate_limit.{k}"),
-                    "must be at least 1; remove the key for no limit".into(),
-                ));
-            }
+        if let Some(r) = r {
+            p.extend(r.validate(&format!("{at}.rate_limit")));
         }
     };
     let budget = |at: String, b: Option<&BudgetConfig>, p: &mut Vec<(String, String)>| {
-        if let Some(b) = b
-            && !(b.usd.is_finite() && b.usd >= 0.0)
-        {
-            p.push((
-                format!("{at}.budget.usd"),
-                "must be a number of US dollars, 0 or more".into(),
-            ));
+        if let Some(b) = b {
+            p.extend(b.validate(&format!("{at}.budget")));
         }
     };
     for (name, m) in &c.models {
@@ -254,13 +246,7 @@ pub(crate) fn validate(c: &Config, p: &mut Vec<(String, String)>) {
     for (org, o) in &c.orgs {
         rate(format!("orgs.{org}"), o.rate_limit.as_ref(), p);
         budget(format!("orgs.{org}"), o.budget.as_ref(), p);
-        for (key, spec) in &o.api_keys {
-            if let KeySpec::Detailed(d) = spec {
-                let at = format!("orgs.{org}.api_keys.{key}");
-                rate(at.clone(), d.rate_limit.as_ref(), p);
-                budget(at, d.budget.as_ref(), p);
-            }
-        }
+        // Keys' limits are checked with the rest of the key (`config::validate`).
     }
     if let Some(r) = &c.redis {
         if !(r.url.starts_with("redis://")

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use octo_core::http::{SharedRouter, shutdown_signal};
+use octo_core::http::shutdown_signal;
 use octo_server::admin::{self, Tokens};
 use octo_server::config::{Storage, StorageConfig};
+use octo_server::control::{ControlPlane, Startup};
 use octo_server::ops::Ops;
 use octo_server::{Config, ConfigError, build, config, demo, reload, run_shared};
 use octo_telemetry::logging::{LogFormat, init_logging};
@@ -140,22 +141,31 @@ fn main() -> ExitCode {
 }
 
 async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let (mock, mut config, source): (Option<DemoUpstream>, Config, String) = if cli.demo {
-        let (mock, config) = start_demo().await?;
-        (
-            Some(mock),
-            config,
-            "examples/demo.yaml (built in)".to_owned(),
-        )
-    } else {
-        let Some(path) = cli.config.clone() else {
-            return Err("give a config file with --config FILE (or try --demo)".into());
+    let (mock, mut config, source, document): (Option<DemoUpstream>, Config, String, _) =
+        if cli.demo {
+            let (mock, config) = start_demo().await?;
+            let label = "examples/demo.yaml (built in)".to_owned();
+            let url = mock.url();
+            let env = move |name: &str| {
+                if name == "OCTOLLM_DEMO_UPSTREAM" {
+                    Some(url.clone())
+                } else {
+                    std::env::var(name).ok()
+                }
+            };
+            let document = config::document(demo::DEMO_YAML, &label, &env)?;
+            (Some(mock), config, label, document)
+        } else {
+            let Some(path) = cli.config.clone() else {
+                return Err("give a config file with --config FILE (or try --demo)".into());
+            };
+            let source = path.display().to_string();
+            let document = config::load_document(&path)?;
+            let config = config::from_document(document.clone(), &source)?;
+            (None, config, source, document)
         };
-        let config = config::load(&path)?;
-        (None, config, path.display().to_string())
-    };
+    let gateway = build(&config, &source)?;
     if cli.check {
-        build(&config, &source)?;
         println!(
             "{source}: OK ({} backends, {} models)",
             config.backends.len(),
@@ -210,9 +220,18 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map_err(config_error)?,
     );
-    let gateway = octo_server::gateway::build_with(&config, &source, Some(ops.limiter().clone()))?;
-    ops.limiter().set_policy(gateway.policy.clone());
-    let admin = start_admin(&config, cli.demo, &state_dir, ops.clone())
+    drop(gateway);
+    let control = ControlPlane::start(
+        Startup {
+            file: cli.config.clone(),
+            label: source.clone(),
+            document,
+            state_dir: state_dir.clone(),
+        },
+        ops.clone(),
+    )
+    .await?;
+    let admin = start_admin(&config, cli.demo, &state_dir, ops.clone(), control.clone())
         .await
         .map_err(config_error)?;
     let listen = match cli.listen {
@@ -220,8 +239,8 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         None => config.listen,
     };
     let upstream = mock.as_ref().map(|m| m.url());
-    ops.track(&gateway.endpoints);
-    let router = SharedRouter::new(ops.attach(gateway.router));
+    let router = control.router();
+    let serve = control.serve_config();
     let reloader = match &cli.config {
         Some(path) => {
             let poll = match cli.watch_interval.as_str() {
@@ -231,17 +250,15 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         .map_err(|m| format!("--watch-interval: {m}"))?,
                 ),
             };
-            let reloader =
-                reload::Reloader::new(path.clone(), router.clone(), config.clone(), poll)
-                    .with_ops(ops.clone());
+            let reloader = reload::Reloader::new(path.clone(), control.clone(), poll);
             Some(tokio::spawn(reloader.run()))
         }
         None => None,
     };
-    let drain = gateway.serve.drain_timeout;
+    let drain = serve.drain_timeout;
     run_shared(
         router,
-        gateway.serve,
+        serve,
         listen,
         |addr| {
             let mut out = std::io::stdout().lock();
@@ -259,6 +276,7 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     // The listener has drained: write what the observers still hold, within the drain deadline.
+    control.flush_key_use().await;
     ops.shutdown(Instant::now() + drain).await;
     if let Some(task) = reloader {
         task.abort();
@@ -285,6 +303,7 @@ async fn start_admin(
     demo: bool,
     state_dir: &Path,
     ops: Arc<Ops>,
+    control: Arc<ControlPlane>,
 ) -> Result<Option<Admin>, (String, String)> {
     let explicit = config.admin.is_some();
     let settings = config.admin.clone().unwrap_or_default();
@@ -323,6 +342,7 @@ async fn start_admin(
         tokens: Arc::new(tokens),
         metrics_without_token: settings.metrics_without_token,
         ops,
+        control,
     };
     let app = admin::router(state);
     let task = tokio::spawn(async move {

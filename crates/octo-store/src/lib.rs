@@ -33,6 +33,7 @@
 //! ```
 
 mod config;
+pub mod control;
 mod db;
 mod error;
 mod query;
@@ -51,6 +52,9 @@ use octo_core::record::Record;
 
 pub use config::{
     Backend, DEFAULT_RETENTION, DEFAULT_URL, StoreConfig, parse_retention, resolve_url,
+};
+pub use control::{
+    AuditEntry, ControlState, ControlWrite, KeyActivity, NewAudit, StoredKey, StoredObject,
 };
 pub use error::{ErrorKind, StoreError};
 pub use query::{

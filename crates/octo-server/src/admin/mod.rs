@@ -13,7 +13,9 @@
 
 pub mod actor;
 pub mod api;
+pub mod health;
 pub mod limits;
+pub mod objects;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -94,6 +96,8 @@ pub struct AdminState {
     pub metrics_without_token: bool,
     /// The request log, statistics and metrics.
     pub ops: Arc<crate::ops::Ops>,
+    /// Config changes, keys, audit and backend state (`control.rs`).
+    pub control: Arc<crate::control::ControlPlane>,
 }
 
 async fn require_token(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
@@ -146,6 +150,8 @@ async fn require_token(State(state): State<AdminState>, mut req: Request, next: 
 pub fn router(state: AdminState) -> Router {
     api::routes()
         .merge(limits::routes())
+        .merge(objects::routes())
+        .merge(health::routes())
         .fallback(|| async {
             ApiError::not_found("no such admin route; see docs/observability.md")
         })

@@ -11,12 +11,13 @@
 mod de;
 mod duration;
 mod interpolate;
+pub mod limits;
 pub mod load;
 pub mod schema;
 pub mod validate;
 
 pub use duration::parse_duration;
-pub use load::{ConfigError, load, parse};
+pub use load::{ConfigError, document, from_document, load, load_document, parse};
 pub use schema::*;
 
 #[cfg(test)]

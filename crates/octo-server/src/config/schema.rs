@@ -57,32 +57,6 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
 }
 
-/// `rate_limit: {rpm, tpm, concurrency}` of a model, an org or a key; an absent field is not
-/// limited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// Requests per minute.
-    #[serde(default)]
-    pub rpm: Option<u64>,
-    /// Tokens (input and output) per minute.
-    #[serde(default)]
-    pub tpm: Option<u64>,
-    /// Requests in flight at once (a stream counts until it ends).
-    #[serde(default)]
-    pub concurrency: Option<u64>,
-}
-
-/// `budget: {usd, period}` of an org or a key.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BudgetConfig {
-    /// US dollars per period.
-    pub usd: f64,
-    /// `day`, `week` (from Monday) or `month`, in UTC.
-    pub period: octo_limits::period::Period,
-}
-
 /// What limited requests get when Redis fails or is slow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -464,9 +438,10 @@ pub struct ModelConfig {
     /// Concurrent requests (streams until they end) allowed for this model.
     #[serde(default)]
     pub max_concurrency: Option<usize>,
-    /// Requests, tokens and requests in flight allowed for this model, all callers together.
+    /// Requests, tokens and requests in flight allowed for this model, all callers together
+    /// (see [`super::limits`]).
     #[serde(default)]
-    pub rate_limit: Option<RateLimitConfig>,
+    pub rate_limit: Option<super::limits::RateLimit>,
 }
 
 /// One place a model is served.
@@ -556,12 +531,13 @@ pub struct OrgConfig {
     /// Models granted to this org (listing grants private models); may hold per-org rules.
     #[serde(default)]
     pub models: BTreeMap<String, Option<OrgModelConfig>>,
-    /// Requests, tokens and requests in flight allowed for all the org's keys together.
+    /// Requests, tokens and requests in flight allowed for all the org's keys together (see
+    /// [`super::limits`]).
     #[serde(default)]
-    pub rate_limit: Option<RateLimitConfig>,
+    pub rate_limit: Option<super::limits::RateLimit>,
     /// Spend allowed per period for all the org's keys together.
     #[serde(default)]
-    pub budget: Option<BudgetConfig>,
+    pub budget: Option<super::limits::Budget>,
 }
 
 /// A gateway API key: the key itself, or the key with limits.
@@ -586,12 +562,12 @@ pub struct DetailedKey {
     /// Models this key may use (default: all its org may use).
     #[serde(default)]
     pub models: Option<Vec<String>>,
-    /// Requests, tokens and requests in flight allowed for this key.
+    /// Request, token and concurrency caps of this key (see [`super::limits`]).
     #[serde(default)]
-    pub rate_limit: Option<RateLimitConfig>,
-    /// Spend allowed per period for this key.
+    pub rate_limit: Option<super::limits::RateLimit>,
+    /// Spend cap of this key per period (see [`super::limits`]).
     #[serde(default)]
-    pub budget: Option<BudgetConfig>,
+    pub budget: Option<super::limits::Budget>,
 }
 
 /// Per-org settings of one model.

@@ -128,6 +128,13 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
             let key = match spec {
                 KeySpec::Key(k) => k,
                 KeySpec::Detailed(d) => {
+                    let at = format!("orgs.{org}.api_keys.{key_name}");
+                    if let Some(r) = &d.rate_limit {
+                        p.extend(r.validate(&format!("{at}.rate_limit")));
+                    }
+                    if let Some(b) = &d.budget {
+                        p.extend(b.validate(&format!("{at}.budget")));
+                    }
                     for allowed in d.models.iter().flatten() {
                         if !c.models.contains_key(allowed) {
                             p.push((
