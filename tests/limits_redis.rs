@@ -168,6 +168,57 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
     let limits: Value = serde_json::from_str(&limits).unwrap();
     assert_eq!(limits["store"], "redis");
 
+    // A key created through the admin API of `a`, with an rpm of 2, works on `b` within a few
+    // seconds (the control plane's database sync), and its limit is shared by both.
+    if postgres.is_some() {
+        let url = format!("{}/api/v1/keys", a.admin_url.as_ref().unwrap());
+        let body = serde_json::json!({"org": "acme", "name": format!("made{run}"), "rate_limit": {"rpm": 2}});
+        let resp = client()
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let created: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        let key = created["key"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = send(&b, &chat, &key).await;
+            if r.status == 200 {
+                break;
+            }
+            assert_eq!(r.status, 401, "{:?}", r.json);
+            assert!(
+                Instant::now() < deadline,
+                "the key never reached the other instance"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(send(&a, &chat, &key).await.status, 200);
+        let r = send(&b, &chat, &key).await;
+        assert_eq!(r.status, 429, "{:?}", r.json);
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("key `acme/made{run}`"))
+        );
+        // The keys listing shows the key's limit state.
+        let keys: Value = serde_json::from_str(&admin_get(&b, "/api/v1/keys").await).unwrap();
+        let made = keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == format!("made{run}"))
+            .cloned()
+            .unwrap();
+        assert_eq!(made["rate_limit"]["rpm"], 2, "{made}");
+        assert_eq!(made["limits"]["requests"]["remaining"], 0, "{made}");
+    }
+
     // Redis goes away: `allow` falls back to each instance's own counts, says so, and answers.
     let mut restart = Restart(&control, true);
     ctl(&control, "stop");

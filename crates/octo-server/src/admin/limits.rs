@@ -19,14 +19,17 @@ pub(super) fn routes() -> Router<AdminState> {
     Router::new().route("/api/v1/limits", get(limits))
 }
 
-async fn limits(State(state): State<AdminState>) -> Response {
-    let limiter = state.ops.limiter();
+/// The state now of every limited scope: `(scope, its entry without `now`, now)`, and the store
+/// it was read from (`redis` or `local`).
+pub(super) async fn states(
+    limiter: &octo_limits::Limiter,
+) -> (Vec<(String, Map<String, Value>, Value)>, &'static str) {
     let policy = limiter.policy();
     let (states, store) = limiter.states().await;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
-    let mut scopes = Vec::new();
+    let mut out = Vec::new();
     for (scope, rate, budget) in policy.scopes() {
         let mut entry = Map::new();
         entry.insert("scope".into(), json!(scope.kind));
@@ -65,13 +68,25 @@ async fn limits(State(state): State<AdminState>) -> Response {
                 _ => {}
             }
         }
-        entry.insert("now".into(), Value::Object(now));
-        scopes.push(Value::Object(entry));
+        out.push((scope.id(), entry, Value::Object(now)));
     }
+    (out, store)
+}
+
+async fn limits(State(state): State<AdminState>) -> Response {
+    let limiter = state.ops.limiter();
+    let (scopes, store) = states(limiter).await;
+    let data: Vec<Value> = scopes
+        .into_iter()
+        .map(|(_, mut entry, now)| {
+            entry.insert("now".into(), now);
+            Value::Object(entry)
+        })
+        .collect();
     axum::Json(json!({
         "store": store,
         "redis_fallback": limiter.in_fallback(),
-        "data": scopes,
+        "data": data,
     }))
     .into_response()
 }
