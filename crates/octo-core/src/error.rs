@@ -503,6 +503,38 @@ mod tests {
     }
 
     #[test]
+    fn insufficient_quota_is_openais_type_and_extra_headers_are_rendered() {
+        let e = Error::rate_limited(
+            "budget of key `acme/ci` is spent",
+            Some(Duration::from_secs(90)),
+        )
+        .with_code(INSUFFICIENT_QUOTA)
+        .with_header("x-ratelimit-limit-requests", HeaderValue::from(5))
+        .with_header(header::RETRY_AFTER, HeaderValue::from(1));
+        let oa = e.render(Protocol::OpenAiChat);
+        assert_eq!(oa.status, 429);
+        assert_eq!(body(&oa)["error"]["type"], "insufficient_quota");
+        assert_eq!(body(&oa)["error"]["code"], "insufficient_quota");
+        assert_eq!(oa.headers["x-ratelimit-limit-requests"], "5");
+        // The error's own retry-after wins over an added one.
+        assert_eq!(oa.headers[header::RETRY_AFTER], "90");
+        assert_eq!(
+            body(&e.render(Protocol::Anthropic))["error"]["type"],
+            "rate_limit_error"
+        );
+        assert_eq!(
+            body(&e.render(Protocol::Gemini))["error"]["status"],
+            "RESOURCE_EXHAUSTED"
+        );
+        // Other 429s keep OpenAI's rate-limit type.
+        let plain = Error::rate_limited("slow down", None);
+        assert_eq!(
+            body(&plain.render(Protocol::OpenAiChat))["error"]["type"],
+            "rate_limit_error"
+        );
+    }
+
+    #[test]
     fn renders_each_protocol_shape() {
         let e = Error::bad_request("body is not valid JSON").with_code("invalid_json");
         let oa = body(&e.render(Protocol::OpenAiChat));
