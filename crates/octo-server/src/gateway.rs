@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! Router ─▶ AuthEngine (when `orgs` are configured) ─▶ ModelRouter (model name → model engine)
-//! model engine: ConcurrencyLimit? ─▶ RulesEngine? (org rules, then the model's) ─▶ TargetSet
+//! model engine: LimitEngine? (rate limits, budgets) ─▶ ConcurrencyLimit? ─▶ RulesEngine? (org rules, then the model's) ─▶ TargetSet
 //! TargetSet (strategy, retries, sticky) ─▶ Target per backend: BackendEngine
 //! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
@@ -63,6 +63,9 @@ pub struct Gateway {
     /// The backends this graph uses, to [`commit`](BackendRegistry::commit) to the registry
     /// once the graph is in force.
     pub backends: Backends,
+    /// The rate limits and budgets of the config, to hand to the process's limiter when this
+    /// graph is swapped in (see [`build_limited`]).
+    pub policy: octo_limits::Policy,
 }
 
 /// One backend, built once and shared by every model that targets it.
@@ -88,6 +91,35 @@ pub fn build_with(
     source: &str,
     registry: &BackendRegistry,
 ) -> Result<Gateway, ConfigError> {
+    build_limited(config, source, registry, None)
+}
+
+/// As [`build_with`], with `limiter` enforcing the config's rate limits and budgets (the
+/// process's limiter, whose counts outlive every rebuild; the caller gives it
+/// [`Gateway::policy`] when the graph is swapped in). Without one, a graph with limits gets a
+/// limiter of its own, counting in memory.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_limited(
+    config: &Config,
+    source: &str,
+    registry: &BackendRegistry,
+    limiter: Option<Arc<octo_limits::Limiter>>,
+) -> Result<Gateway, ConfigError> {
+    let policy = crate::limits::policy(config);
+    let limiter = match (policy.is_empty(), limiter) {
+        (true, _) => None,
+        (false, Some(l)) => Some(l),
+        (false, None) => {
+            let l = octo_limits::Limiter::new(None).map_err(|m| ConfigError {
+                source: source.to_owned(),
+                problems: vec![("redis".into(), m)],
+            })?;
+            l.set_policy(policy.clone());
+            Some(l)
+        }
+    };
     let fail = |errors: Vec<BuildError>| ConfigError {
         source: source.to_owned(),
         problems: errors
@@ -107,7 +139,7 @@ pub fn build_with(
     let mut models: BTreeMap<String, ArcEngine> = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, m) in &config.models {
-        match build_model(name, m, config, &backends) {
+        match build_model(name, m, config, &backends, limiter.as_ref()) {
             Ok(engine) => {
                 models.insert(name.clone(), engine);
             }
@@ -159,6 +191,9 @@ pub fn build_with(
                 list.clone(),
             );
     }
+    if let Some(l) = &limiter {
+        router = router.observe(l.clone());
+    }
     let serve = ServeConfig {
         header_read_timeout: limits.header_read_timeout,
         drain_timeout: limits.drain_timeout,
@@ -176,6 +211,7 @@ pub fn build_with(
         router,
         serve,
         endpoints,
+        policy,
         backends,
     })
 }
@@ -392,6 +428,7 @@ fn build_model(
     m: &ModelConfig,
     config: &Config,
     backends: &BTreeMap<&str, BuiltBackend>,
+    limiter: Option<&Arc<octo_limits::Limiter>>,
 ) -> Result<ArcEngine, Vec<BuildError>> {
     let at = |k: &str| format!("models.{name}.{k}");
     let policy = retry_policy(m);
@@ -456,7 +493,10 @@ fn build_model(
     let limit = m
         .max_concurrency
         .map(|max| ConcurrencyLimitLayer::new(name, max, OverLimit::Reject));
+    // Rate limits and budgets first: a refused request reaches neither rules nor upstreams.
+    let rate_limits = limiter.map(|l| octo_limits::LimitLayer::new(name, l.clone()));
     Ok(EngineBuilder::new()
+        .option_layer(rate_limits)
         .option_layer(limit)
         .option_layer(rules_layer)
         .engine(targets))

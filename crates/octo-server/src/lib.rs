@@ -11,6 +11,7 @@ pub mod control;
 pub mod count_tokens;
 pub mod demo;
 pub mod gateway;
+pub mod limits;
 pub mod model_router;
 pub mod models_list;
 pub mod ops;

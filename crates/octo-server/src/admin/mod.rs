@@ -20,6 +20,7 @@ pub mod auth;
 pub mod health;
 pub mod limiter;
 pub mod login;
+pub mod limits;
 pub mod objects;
 pub mod panel;
 pub mod password;
@@ -177,6 +178,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(login::routes())
         .merge(users::routes())
         .merge(panel::routes())
+        .merge(limits::routes())
         .merge(objects::routes())
         .merge(health::routes())
         .fallback(|| async {

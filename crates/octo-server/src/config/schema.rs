@@ -51,6 +51,46 @@ pub struct Config {
     /// An optional price list to sync from.
     #[serde(default)]
     pub price_sync: Option<octo_prices::PriceSyncConfig>,
+    /// A Redis shared by every instance for rate limits and budgets (absent: each instance
+    /// counts alone).
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+}
+
+/// What limited requests get when Redis fails or is slow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisOnError {
+    /// Each instance falls back to its own counts.
+    #[default]
+    Allow,
+    /// 503 in the client's protocol.
+    Deny,
+}
+
+/// The `redis` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// `allow` (default) or `deny`.
+    #[serde(default)]
+    pub on_error: RedisOnError,
+    /// How long one Redis call may take (default `100ms`).
+    #[serde(default = "default_redis_timeout", deserialize_with = "de::duration")]
+    pub timeout: Duration,
+    /// Prepended to every key (default `octollm:`), to share one Redis between deployments.
+    #[serde(default = "default_redis_prefix")]
+    pub key_prefix: String,
+}
+
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_redis_prefix() -> String {
+    "octollm:".to_owned()
 }
 
 /// The `storage` setting: `off`, or where the request log and statistics live.
@@ -398,6 +438,10 @@ pub struct ModelConfig {
     /// Concurrent requests (streams until they end) allowed for this model.
     #[serde(default)]
     pub max_concurrency: Option<usize>,
+    /// Requests, tokens and requests in flight allowed for this model, all callers together
+    /// (see [`super::limits`]).
+    #[serde(default)]
+    pub rate_limit: Option<super::limits::RateLimit>,
 }
 
 /// One place a model is served.
@@ -487,6 +531,13 @@ pub struct OrgConfig {
     /// Models granted to this org (listing grants private models); may hold per-org rules.
     #[serde(default)]
     pub models: BTreeMap<String, Option<OrgModelConfig>>,
+    /// Requests, tokens and requests in flight allowed for all the org's keys together (see
+    /// [`super::limits`]).
+    #[serde(default)]
+    pub rate_limit: Option<super::limits::RateLimit>,
+    /// Spend allowed per period for all the org's keys together.
+    #[serde(default)]
+    pub budget: Option<super::limits::Budget>,
 }
 
 /// A gateway API key: the key itself, or the key with limits.
