@@ -65,6 +65,7 @@ pub mod add_header;
 pub mod auth;
 pub mod balance;
 pub mod breaker;
+pub mod cache;
 pub mod convert;
 pub mod endpoint;
 pub mod expr;
