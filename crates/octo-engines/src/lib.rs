@@ -70,6 +70,7 @@ pub mod convert;
 pub mod endpoint;
 pub mod expr;
 pub mod limit;
+pub mod moderation;
 pub mod retry;
 pub mod rewrite;
 pub mod rules;

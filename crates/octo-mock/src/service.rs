@@ -37,6 +37,8 @@ enum Route {
     },
     /// Anthropic `count_tokens` or Gemini `countTokens`.
     CountTokens(Protocol),
+    /// OpenAI `POST /v1/moderations`.
+    Moderations,
     Models,
     NotFound,
     MethodNotAllowed(Method),
@@ -53,6 +55,7 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Route {
         "/v1/responses" => (Method::POST, llm(Protocol::OpenAiResponses)),
         "/v1/messages" => (Method::POST, llm(Protocol::Anthropic)),
         "/v1/messages/count_tokens" => (Method::POST, Route::CountTokens(Protocol::Anthropic)),
+        "/v1/moderations" => (Method::POST, Route::Moderations),
         "/v1/models" => (Method::GET, Route::Models),
         _ => match gemini_route(path, query) {
             Some(target) => (Method::POST, target),
@@ -129,6 +132,7 @@ pub(crate) async fn handle(
             .await
         }
         Route::CountTokens(protocol) => count_tokens(&state, protocol, &parts.headers, &body).await,
+        Route::Moderations => moderations(&state, &parts.headers, &body).await,
         Route::Models => Ok(json_response(StatusCode::OK, models())),
         Route::NotFound => Ok(not_found(&parts.method, path)),
         Route::MethodNotAllowed(allowed) => Ok(method_not_allowed(&parts.method, path, &allowed)),
@@ -204,6 +208,28 @@ async fn count_tokens(
         _ => json!({"input_tokens": tokens}),
     };
     Ok(json_response(StatusCode::OK, crate::sse::to_vec(&answer)))
+}
+
+/// `POST /v1/moderations` (see [`crate::moderation`]); only header directives apply.
+async fn moderations(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response<MockBody>, BoxError> {
+    let directives = Directives::parse(headers, b"");
+    let json = match prelude(state, Protocol::OpenAiChat, &directives, body).await {
+        Ok(json) => json,
+        Err(early) => return early,
+    };
+    match crate::moderation::answer(&json, state.next_id()) {
+        Ok(answer) => Ok(json_response(StatusCode::OK, crate::sse::to_vec(&answer))),
+        Err(message) => Ok(error_response(
+            Protocol::OpenAiChat,
+            StatusCode::BAD_REQUEST,
+            &format!("octo-mock: {message}"),
+            None,
+        )),
+    }
 }
 
 async fn llm(
