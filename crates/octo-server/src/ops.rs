@@ -132,6 +132,7 @@ impl Ops {
         let endpoints: Arc<Endpoints> = Arc::default();
         let states = endpoints.clone();
         metrics.register_fn(move |out| key_states(&states, out));
+        metrics.register_fn(crate::answer_layers::collect);
         Ok(Ops {
             endpoints,
             store,

@@ -8,6 +8,7 @@
 //!
 //! The schema here is the subset this release implements; see `docs/config.md`.
 
+pub mod cache;
 mod de;
 mod duration;
 mod interpolate;
@@ -15,6 +16,7 @@ pub mod load;
 pub mod schema;
 pub mod validate;
 
+pub use cache::{CacheConfig, CacheStoreKind, ModerationConfig, ModerationOn, ModerationOnError};
 pub use duration::parse_duration;
 pub use load::{ConfigError, load, parse};
 pub use schema::*;

@@ -51,6 +51,9 @@ pub struct Config {
     /// An optional price list to sync from.
     #[serde(default)]
     pub price_sync: Option<octo_prices::PriceSyncConfig>,
+    /// The response cache's store and lifetimes (used by models with `cache: true`).
+    #[serde(default)]
+    pub cache: Option<super::cache::CacheConfig>,
 }
 
 /// The `storage` setting: `off`, or where the request log and statistics live.
@@ -398,6 +401,12 @@ pub struct ModelConfig {
     /// Concurrent requests (streams until they end) allowed for this model.
     #[serde(default)]
     pub max_concurrency: Option<usize>,
+    /// Serve repeated requests from the response cache (`cache` section).
+    #[serde(default)]
+    pub cache: bool,
+    /// Check requests (and answers) with a moderation endpoint.
+    #[serde(default)]
+    pub moderation: Option<super::cache::ModerationConfig>,
 }
 
 /// One place a model is served.
