@@ -14,35 +14,59 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use octo_core::BuildError;
-use octo_engines::cache::{CacheLayer, CacheResult, CacheStore, MemoryStore};
+use octo_engines::cache::{CacheLayer, CacheResult, CacheStore, MemoryStore, RedisStore};
 use octo_engines::moderation::{ModerationLayer, Moderator, OnError, Outcome};
 use octo_telemetry::metrics::{Exposition, MetricKind};
 use sha2::{Digest, Sha256};
 
 use crate::config::{
-    CacheConfig, CacheStoreKind, Config, ModelConfig, ModerationOn, ModerationOnError,
+    CacheConfig, CacheStoreKind, Config, ModelConfig, ModerationOn, ModerationOnError, RedisConfig,
 };
 
-/// The memory store and the settings it was made with, kept for the process's lifetime so a
-/// reload that leaves `cache` alone keeps every entry.
-type Kept = Mutex<Option<(CacheConfig, Arc<MemoryStore>)>>;
+/// The store and the settings it was made with, kept for the process's lifetime so a reload that
+/// leaves `cache` (and `redis`) alone keeps every entry of the memory store and the Redis
+/// connection.
+type Kept = Mutex<Option<((CacheConfig, Option<RedisConfig>), Arc<dyn CacheStore>)>>;
 
 fn kept() -> &'static Kept {
     static K: OnceLock<Kept> = OnceLock::new();
     K.get_or_init(Kept::default)
 }
 
-/// The store for `config`: the one already made when its settings are the same, else a new one.
-fn store(config: &CacheConfig) -> Arc<dyn CacheStore> {
+/// The store for `config`: the one already made when its settings are the same (the TTL aside),
+/// else a new one.
+fn store(
+    config: &CacheConfig,
+    redis: Option<&RedisConfig>,
+) -> Result<Arc<dyn CacheStore>, BuildError> {
+    let redis = match config.store {
+        CacheStoreKind::Memory => None,
+        CacheStoreKind::Redis => Some(redis.cloned().ok_or_else(|| {
+            BuildError::invalid("`redis` needs a `redis` section").at("cache.store")
+        })?),
+    };
+    let settings = (
+        CacheConfig {
+            ttl: std::time::Duration::ZERO,
+            ..config.clone()
+        },
+        redis,
+    );
     let mut kept = kept().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((settings, store)) = kept.as_ref()
-        && settings.max_bytes == config.max_bytes
+    if let Some((s, store)) = kept.as_ref()
+        && *s == settings
     {
-        return store.clone();
+        return Ok(store.clone());
     }
-    let store = Arc::new(MemoryStore::new(config.max_bytes));
-    *kept = Some((config.clone(), store.clone()));
-    store
+    let store: Arc<dyn CacheStore> = match &settings.1 {
+        None => Arc::new(MemoryStore::new(config.max_bytes)),
+        Some(r) => Arc::new(
+            RedisStore::new(&r.url, &r.key_prefix, r.timeout, config.max_bytes)
+                .map_err(|e| e.at("redis.url"))?,
+        ),
+    };
+    *kept = Some((settings, store.clone()));
+    Ok(store)
 }
 
 /// A fingerprint of the model's settings: entries written under other settings are not read.
@@ -52,14 +76,22 @@ fn fingerprint(name: &str, m: &ModelConfig) -> String {
 }
 
 /// The cache layer of model `name`, when it has `cache: true`.
-pub(crate) fn cache_layer(name: &str, m: &ModelConfig, config: &Config) -> Option<CacheLayer> {
+///
+/// # Errors
+/// When the store cannot be made (a `redis` store without a usable `redis.url`).
+pub(crate) fn cache_layer(
+    name: &str,
+    m: &ModelConfig,
+    config: &Config,
+) -> Result<Option<CacheLayer>, BuildError> {
     if !m.cache {
-        return None;
+        return Ok(None);
     }
     let settings = config.cache.clone().unwrap_or_default();
-    // Validation refuses `redis` until it is built; memory is the only store here.
-    debug_assert_eq!(settings.store, CacheStoreKind::Memory);
-    Some(CacheLayer::new(name, store(&settings), settings.ttl).with_scope(fingerprint(name, m)))
+    let store = store(&settings, config.redis.as_ref())?;
+    Ok(Some(
+        CacheLayer::new(name, store, settings.ttl).with_scope(fingerprint(name, m)),
+    ))
 }
 
 /// The moderation layer of model `name`, when it has a `moderation` section.
@@ -133,18 +165,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_memory_store_survives_a_reload_with_the_same_size() {
+    fn the_store_survives_a_reload_with_the_same_settings() {
         let a = CacheConfig::default();
-        let s1 = store(&a);
-        let s2 = store(&CacheConfig {
-            ttl: std::time::Duration::from_secs(5),
-            ..a.clone()
-        });
+        let s1 = store(&a, None).unwrap();
+        let s2 = store(
+            &CacheConfig {
+                ttl: std::time::Duration::from_secs(5),
+                ..a.clone()
+            },
+            None,
+        )
+        .unwrap();
         assert!(Arc::ptr_eq(&s1, &s2), "a new ttl keeps the entries");
-        let s3 = store(&CacheConfig {
-            max_bytes: a.max_bytes * 2,
-            ..a
-        });
+        let s3 = store(
+            &CacheConfig {
+                max_bytes: a.max_bytes * 2,
+                ..a.clone()
+            },
+            None,
+        )
+        .unwrap();
         assert!(!Arc::ptr_eq(&s1, &s3));
+        let redis = CacheConfig {
+            store: CacheStoreKind::Redis,
+            ..a
+        };
+        assert!(store(&redis, None).is_err(), "redis needs its section");
     }
 }

@@ -364,7 +364,7 @@ fn build_model(
     let policy = retry_policy(m);
     // The response cache and moderation, in front of the model's targets and each rule's route.
     let guard = EngineBuilder::new()
-        .option_layer(answer_layers::cache_layer(name, m, config))
+        .option_layer(answer_layers::cache_layer(name, m, config).map_err(|e| vec![e])?)
         .option_layer(answer_layers::moderation_layer(name, m, config).map_err(|e| vec![e])?);
     let wrap = |engine: ArcEngine| guard.engine(engine);
     let targets = wrap(

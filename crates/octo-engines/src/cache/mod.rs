@@ -55,6 +55,7 @@
 mod entry;
 mod key;
 mod memory;
+mod redis;
 mod stats;
 mod store;
 
@@ -75,6 +76,7 @@ use serde_json::Value;
 pub use entry::{Answer, Entry, StoredEvent};
 pub use key::{Bypass, CacheKey, IGNORED_FIELDS, KeyScope, cache_key};
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use stats::{CacheCounters, CacheResult, counters, snapshot};
 pub use store::CacheStore;
 

@@ -143,11 +143,16 @@ pub(crate) fn validate(c: &Config, p: &mut Vec<(String, String)>) {
             "must be longer than 0s; set `cache: false` on the models instead".into(),
         ));
     }
-    if cache.store == CacheStoreKind::Redis && !c.models.values().all(|m| !m.cache) {
+    if cache.store == CacheStoreKind::Redis && c.redis.is_none() {
         p.push((
             "cache.store".into(),
-            "`redis` is not available in this build yet; use `memory`".into(),
+            "`redis` needs a `redis` section: add `redis: {url: \"redis://127.0.0.1:6379/0\"}`, or use `store: memory`".into(),
         ));
+    }
+    if let Some(r) = &c.redis
+        && let Err(e) = octo_engines::cache::RedisStore::check_url(&r.url)
+    {
+        p.push(("redis.url".into(), e.message().to_owned()));
     }
     for (name, m) in &c.models {
         let Some(md) = &m.moderation else {

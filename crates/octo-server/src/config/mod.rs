@@ -13,12 +13,14 @@ mod de;
 mod duration;
 mod interpolate;
 pub mod load;
+pub mod redis;
 pub mod schema;
 pub mod validate;
 
 pub use cache::{CacheConfig, CacheStoreKind, ModerationConfig, ModerationOn, ModerationOnError};
 pub use duration::parse_duration;
 pub use load::{ConfigError, load, parse};
+pub use redis::{RedisConfig, RedisOnError};
 pub use schema::*;
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub struct Config {
     /// The response cache's store and lifetimes (used by models with `cache: true`).
     #[serde(default)]
     pub cache: Option<super::cache::CacheConfig>,
+    /// A Redis shared by every instance (the cache's `redis` store).
+    #[serde(default)]
+    pub redis: Option<super::redis::RedisConfig>,
 }
 
 /// The `storage` setting: `off`, or where the request log and statistics live.
