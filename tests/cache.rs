@@ -275,9 +275,7 @@ async fn orgs_never_share_entries_and_labels_do_not_split_them() {
     );
     assert_eq!(generations(&mock), 2);
     // The same org with another `user` label and key order: the same entry.
-    let relabelled = format!(
-        r#"{{"messages":[{{"content":"shared question","role":"user"}}],"user":"u2","model":"c-openai_chat"}}"#
-    );
+    let relabelled = r#"{"messages":[{"content":"shared question","role":"user"}],"user":"u2","model":"c-openai_chat"}"#.to_owned();
     let again = send_body(&gw, path, relabelled, &[("authorization", &a)]).await;
     assert_eq!(again.cache.as_deref(), Some("hit"));
     assert_eq!(again.body, first.body);

@@ -8,6 +8,9 @@ use octo_core::{Body, Event, engine_fn};
 
 use super::*;
 
+/// What a test upstream answers to its n-th call.
+type Reply = dyn Fn(usize) -> Result<Response, Error> + Send + Sync;
+
 /// An upstream that counts calls and answers with what `reply` builds.
 fn upstream<F>(reply: F) -> (ArcEngine, Arc<AtomicUsize>)
 where
@@ -105,7 +108,7 @@ async fn a_complete_stream_is_replayed_as_the_same_events() {
 
 #[tokio::test]
 async fn cut_failed_errored_or_abandoned_streams_are_not_stored() {
-    let cases: Vec<Box<dyn Fn(usize) -> Result<Response, Error> + Send + Sync>> = vec![
+    let cases: Vec<Box<Reply>> = vec![
         // Ends without [DONE].
         Box::new(|n| Ok(Response::stream(EventStream::iter(chat_events(n, false))))),
         // Fails after an event.

@@ -260,12 +260,12 @@ pub fn event_text(protocol: Protocol, name: Option<&str>, data: &[u8]) -> String
                 push_str(&mut out, v.get("delta"));
             }
         }
-        Protocol::Anthropic => {
-            if v.get("type").and_then(Value::as_str) == Some("content_block_delta") {
-                let d = v.get("delta");
-                push_str(&mut out, d.and_then(|d| d.get("text")));
-                push_str(&mut out, d.and_then(|d| d.get("partial_json")));
-            }
+        Protocol::Anthropic
+            if v.get("type").and_then(Value::as_str) == Some("content_block_delta") =>
+        {
+            let d = v.get("delta");
+            push_str(&mut out, d.and_then(|d| d.get("text")));
+            push_str(&mut out, d.and_then(|d| d.get("partial_json")));
         }
         Protocol::Gemini => {
             for c in v
