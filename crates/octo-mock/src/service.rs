@@ -40,6 +40,8 @@ enum Route {
     CountTokens(Protocol),
     /// OpenAI `/v1/embeddings`, Gemini `embedContent` / `batchEmbedContents`.
     Embeddings(EmbedRoute),
+    /// OpenAI `POST /v1/moderations`.
+    Moderations,
     Models,
     GeminiModels,
     NotFound,
@@ -57,6 +59,7 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Route {
         "/v1/responses" => (Method::POST, llm(Protocol::OpenAiResponses)),
         "/v1/messages" => (Method::POST, llm(Protocol::Anthropic)),
         "/v1/messages/count_tokens" => (Method::POST, Route::CountTokens(Protocol::Anthropic)),
+        "/v1/moderations" => (Method::POST, Route::Moderations),
         "/v1/models" => (Method::GET, Route::Models),
         "/v1/embeddings" => (Method::POST, Route::Embeddings(EmbedRoute::OpenAi)),
         "/v1beta/models" | "/v1beta/models/" => (Method::GET, Route::GeminiModels),
@@ -146,6 +149,7 @@ pub(crate) async fn handle(
         Route::Models if parts.headers.contains_key("anthropic-version") => {
             Ok(json_response(StatusCode::OK, anthropic_models()))
         }
+        Route::Moderations => moderations(&state, &parts.headers, &body).await,
         Route::Models => Ok(json_response(StatusCode::OK, models())),
         Route::GeminiModels => Ok(json_response(StatusCode::OK, gemini_models())),
         Route::NotFound => Ok(not_found(&parts.method, path)),
@@ -250,6 +254,26 @@ async fn embed_answer(
             None,
         ),
     })
+/// `POST /v1/moderations` (see [`crate::moderation`]); only header directives apply.
+async fn moderations(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response<MockBody>, BoxError> {
+    let directives = Directives::parse(headers, b"");
+    let json = match prelude(state, Protocol::OpenAiChat, &directives, body).await {
+        Ok(json) => json,
+        Err(early) => return early,
+    };
+    match crate::moderation::answer(&json, state.next_id()) {
+        Ok(answer) => Ok(json_response(StatusCode::OK, crate::sse::to_vec(&answer))),
+        Err(message) => Ok(error_response(
+            Protocol::OpenAiChat,
+            StatusCode::BAD_REQUEST,
+            &format!("octo-mock: {message}"),
+            None,
+        )),
+    }
 }
 
 async fn llm(

@@ -170,6 +170,7 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
     }
+    super::cache::validate(c, &mut p);
     operations(c, &mut p);
     p
 }
