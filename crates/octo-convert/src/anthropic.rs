@@ -310,6 +310,28 @@ fn decode_block(block: &Value, param: &str) -> Result<Option<Part>, Error> {
 
 // ----------------------------------------------------------------------------------- request out
 
+/// Whether the request continues a tool loop whose assistant turn Anthropic could not accept with
+/// thinking on: with thinking enabled, the final assistant message, when it calls tools answered
+/// by the turn after it, must start with a `thinking` or `redacted_thinking` block, and only a
+/// signed (or redacted) block can be sent. A Chat client has no such blocks, so its
+/// `reasoning_effort` would make the request one Anthropic refuses; thinking is dropped instead
+/// (`docs/conversion.md`, "Histories one side cannot express").
+pub(crate) fn tool_turn_lacks_thinking(r: &CanonicalRequest) -> bool {
+    let Some(pos) = r.messages.iter().rposition(|m| m.role == Role::Assistant) else {
+        return false;
+    };
+    let last = &r.messages[pos];
+    let calls = last.parts.iter().any(|p| matches!(p, Part::ToolCall(_)));
+    let answered = r.messages[pos + 1..]
+        .iter()
+        .any(|m| m.parts.iter().any(|p| matches!(p, Part::ToolResult(_))));
+    let signed = last
+        .parts
+        .iter()
+        .any(|p| matches!(p, Part::Thinking(t) if t.redacted.is_some() || t.signature.is_some()));
+    calls && answered && !signed
+}
+
 /// Writes a Messages request.
 pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Result<Value, Error> {
     if r.n.is_some_and(|n| n > 1) {
@@ -378,6 +400,10 @@ pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Res
         if forced {
             tracing::debug!(
                 "dropping extended thinking: Anthropic refuses it with a forced tool choice"
+            );
+        } else if tool_turn_lacks_thinking(r) {
+            tracing::debug!(
+                "dropping extended thinking: the replayed tool turn has no signed thinking block, which Anthropic requires with thinking on"
             );
         } else if let Some(budget) = reasoning.budget_or_from_effort() {
             let budget = budget.max(1024);

@@ -9,6 +9,9 @@
 //! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
 //!
+//! `GET /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` and `DELETE /v1/responses/{id}`
+//! go to a [`ResponsesApi`] over the same [`ResponseState`] the backends store answers in.
+//!
 //! Anthropic `count_tokens` and Gemini `countTokens` go to a [`TokenCounter`] (behind the same
 //! `AuthEngine`) that knows each model's targets and their backends' `HttpEndpoint`s.
 //!
@@ -34,6 +37,7 @@ use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
 use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
 use octo_engines::endpoint::{EndpointConfig, HttpEndpoint, KeyPoolConfig, Timeouts};
 use octo_engines::limit::{ConcurrencyLimitLayer, OverLimit};
+use octo_engines::responses::{ResponseState, ResponsesApi};
 use octo_engines::retry::RetryPolicy;
 use octo_engines::rewrite::{
     RewriteConfig as EngineRewrite, RewriteLayer, RewritePolicy, RewritesConfig,
@@ -74,6 +78,19 @@ struct BuiltBackend {
 /// A [`ConfigError`] (labelled with `source`) when an engine refuses its settings, for example
 /// an expression that does not compile; each problem names its key path.
 pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
+    build_with(config, source, ResponseState::off())
+}
+
+/// [`build`], keeping Responses clients' answers in `responses` (`previous_response_id`,
+/// `GET`/`DELETE /v1/responses/{id}`) for backends that do not speak the Responses API.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_with(
+    config: &Config,
+    source: &str,
+    responses: ResponseState,
+) -> Result<Gateway, ConfigError> {
     let fail = |errors: Vec<BuildError>| ConfigError {
         source: source.to_owned(),
         problems: errors
@@ -84,7 +101,7 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
 
     let mut backends: BTreeMap<&str, BuiltBackend> = BTreeMap::new();
     for (name, b) in &config.backends {
-        let built = build_backend(name, b).map_err(|e| fail(vec![e]))?;
+        let built = build_backend(name, b, &responses).map_err(|e| fail(vec![e]))?;
         backends.insert(name, built);
     }
 
@@ -112,6 +129,7 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
     let auth = EngineBuilder::new().option_layer(authenticator.clone().map(AuthLayer::new));
     let engine = auth.engine(Arc::new(ModelRouter::new(models)));
     let counter = auth.engine(Arc::new(token_counter(config, &backends)));
+    let stored: ArcEngine = Arc::new(ResponsesApi::new(responses, authenticator.clone()));
     let list: ArcEngine = Arc::new(ModelList::new(names, authenticator));
 
     let limits = &config.limits;
@@ -129,6 +147,14 @@ pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
         .gemini_count_tokens(counter);
     for protocol in Protocol::CHAT_PROTOCOLS {
         router = router.engine(protocol, engine.clone());
+    }
+    for method in [Method::GET, Method::DELETE] {
+        router = router.engine_model_id(
+            method,
+            ResponsesApi::PREFIX,
+            Protocol::OpenAiResponses,
+            stored.clone(),
+        );
     }
     for path in ["/v1/models", "/v1beta/models"] {
         router = router
@@ -167,7 +193,11 @@ fn timeouts(t: &TimeoutsConfig) -> Timeouts {
     }
 }
 
-fn build_backend(name: &str, b: &BackendConfig) -> Result<BuiltBackend, BuildError> {
+fn build_backend(
+    name: &str,
+    b: &BackendConfig,
+    responses: &ResponseState,
+) -> Result<BuiltBackend, BuildError> {
     let at = |k: &str| format!("backends.{name}.{k}");
     let protocols = b.protocol.clone();
     let Some(&first) = protocols.first() else {
@@ -222,7 +252,10 @@ fn build_backend(name: &str, b: &BackendConfig) -> Result<BuiltBackend, BuildErr
         .conversion
         .as_ref()
         .map_or_else(ConvertOptions::default, convert_options);
-    let engine: ArcEngine = Arc::new(BackendEngine::new(name, protocols.clone(), inner, options));
+    let engine: ArcEngine = Arc::new(
+        BackendEngine::new(name, protocols.clone(), inner, options)
+            .with_responses(responses.clone()),
+    );
     Ok(BuiltBackend {
         endpoint,
         engine,

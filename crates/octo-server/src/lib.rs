@@ -14,6 +14,7 @@ pub mod model_router;
 pub mod models_list;
 pub mod ops;
 pub mod reload;
+pub mod stored_responses;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use octo_core::http::{ServeConfig, SharedRouter, serve};
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError};
-pub use gateway::{Gateway, build};
+pub use gateway::{Gateway, build, build_with};
 
 /// Binds `listen` and serves `gateway` until `shutdown` resolves. `on_bound` is called with the
 /// actual address once the socket is bound (useful with port 0).

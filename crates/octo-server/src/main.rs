@@ -210,6 +210,12 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map_err(config_error)?,
     );
+    // With a database, Responses clients' answers are kept there: rebuild with that state.
+    let gateway = if ops.responses().is_on() {
+        octo_server::build_with(&config, &source, ops.responses())?
+    } else {
+        gateway
+    };
     let admin = start_admin(&config, cli.demo, &state_dir, ops.clone())
         .await
         .map_err(config_error)?;

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use octo_core::http::SharedRouter;
 
 use crate::config::{self, Config};
-use crate::gateway::build;
+use crate::gateway::build_with;
 use crate::ops::Ops;
 
 /// What identifies a version of the file on disk.
@@ -144,7 +144,9 @@ impl Reloader {
                 last = stamp(&path);
             }
             let source = path.display().to_string();
-            let outcome = config::load(&path).and_then(|c| build(&c, &source).map(|g| (c, g)));
+            let responses = ops.as_ref().map(|o| o.responses()).unwrap_or_default();
+            let outcome = config::load(&path)
+                .and_then(|c| build_with(&c, &source, responses).map(|g| (c, g)));
             let line = match outcome {
                 Ok((new_config, gateway)) => {
                     generation += 1;
