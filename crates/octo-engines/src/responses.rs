@@ -72,6 +72,9 @@ pub struct ResponseState {
 /// What [`ResponseState::prepare`] learnt about a request, for [`ResponseState::finish`].
 #[derive(Debug)]
 pub struct Pending {
+    /// The id the client's answer gets: unique per request (upstream ids are not: they may repeat
+    /// across upstreams or restart with a mock), so a stored answer is never overwritten.
+    id: String,
     org: String,
     model: String,
     previous: Option<String>,
@@ -104,6 +107,22 @@ fn unavailable(e: impl fmt::Display) -> Error {
     )
     .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
     .with_retryable(false)
+}
+
+/// A response id unique to this request: from its record's id (a UUID) when it has one.
+fn fresh_id(req: &Request) -> String {
+    match req.extensions.get::<octo_core::record::RequestRecord>() {
+        Some(record) => format!("resp_{}", record.id().to_string().replace('-', "")),
+        None => {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!(
+                "resp_{:x}{}",
+                now_ms(),
+                item_hash("local", usize::try_from(n).unwrap_or(0))
+            )
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -186,6 +205,7 @@ impl ResponseState {
                 .with_code("unsupported_parameter"));
             }
             return Ok(Pending {
+                id: String::new(),
                 org,
                 model,
                 previous: None,
@@ -216,6 +236,7 @@ impl ResponseState {
             history = own;
         }
         Ok(Pending {
+            id: fresh_id(req),
             org,
             model,
             previous,
@@ -235,6 +256,7 @@ impl ResponseState {
         }
         let keep = Keep {
             store,
+            id: pending.id,
             org: pending.org,
             model: pending.model,
             previous: pending.previous,
@@ -261,6 +283,7 @@ impl ResponseState {
 #[derive(Clone)]
 struct Keep {
     store: Arc<dyn ResponseStore>,
+    id: String,
     org: String,
     model: String,
     previous: Option<String>,
@@ -268,9 +291,10 @@ struct Keep {
 }
 
 impl Keep {
-    /// Puts `previous_response_id` (and `store`) on the answer object.
+    /// Gives the answer object its gateway id and `previous_response_id` (and `store`).
     fn annotate(&self, response: &mut Value) {
         if let Some(o) = response.as_object_mut() {
+            o.insert("id".into(), self.id.clone().into());
             o.insert(
                 "previous_response_id".into(),
                 self.previous.clone().map_or(Value::Null, Value::String),
@@ -320,22 +344,34 @@ impl Keep {
                 let Ok(mut ev) = item else {
                     return item;
                 };
-                let final_answer = {
-                    let data = ev.data_mut();
-                    match data.json_mut() {
-                        Ok(v)
-                            if matches!(
+                // Only the events that carry the response object are parsed (`response.created`,
+                // `.in_progress`, `.completed`, `.incomplete`, `.failed`), not the deltas.
+                let carries_response = matches!(
+                    ev.name(),
+                    Some(
+                        "response.created"
+                            | "response.in_progress"
+                            | "response.completed"
+                            | "response.incomplete"
+                            | "response.failed"
+                    )
+                );
+                let final_answer = if carries_response {
+                    match ev.data_mut().json_mut() {
+                        Ok(v) => {
+                            let done = matches!(
                                 v.get("type").and_then(Value::as_str),
                                 Some("response.completed" | "response.incomplete")
-                            ) =>
-                        {
-                            v.get_mut("response").map(|r| {
+                            );
+                            v.get_mut("response").and_then(|r| {
                                 keep.annotate(r);
-                                r.clone()
+                                done.then(|| r.clone())
                             })
                         }
-                        _ => None,
+                        Err(_) => None,
                     }
+                } else {
+                    None
                 };
                 if let Some(answer) = final_answer {
                     keep.save(answer).await;
@@ -555,11 +591,22 @@ impl Engine for ResponsesApi {
             return Ok(Response::json(200, Body::from_json(found.response)));
         }
         let q = list_query(req.uri.query())?;
+        let mut seen = std::collections::HashSet::new();
         let mut all: Vec<Value> = found
             .input
             .iter()
             .enumerate()
-            .map(|(i, item)| listed_item(id, i, item))
+            .map(|(i, item)| {
+                let mut listed = listed_item(id, i, item);
+                // Ids are the list's cursor: a repeated one (a history replayed twice) gets its own.
+                let item_id = listed.get("id").and_then(Value::as_str).unwrap_or_default();
+                if !seen.insert(item_id.to_owned()) {
+                    let unique = format!("item_{}", item_hash(id, i));
+                    seen.insert(unique.clone());
+                    listed["id"] = unique.into();
+                }
+                listed
+            })
             .collect();
         if !q.ascending {
             all.reverse();
