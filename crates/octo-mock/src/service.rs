@@ -219,7 +219,16 @@ async fn llm(
         Ok(json) => json,
         Err(early) => return early,
     };
-    let summary = protocol.summarize(&json, path_model);
+    if let Some(message) = crate::rules::violation(protocol, &json) {
+        return Ok(error_response(
+            protocol,
+            StatusCode::BAD_REQUEST,
+            &message,
+            None,
+        ));
+    }
+    let mut summary = protocol.summarize(&json, path_model);
+    summary.output = crate::rules::output_format(protocol, &json);
     let mode = mode.unwrap_or(if summary.stream {
         Mode::Sse
     } else {
