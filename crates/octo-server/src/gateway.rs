@@ -34,7 +34,7 @@ use octo_core::{ArcEngine, BuildError, BuildErrorKind, Protocol};
 use octo_engines::auth::{Access, AuthConfig, AuthLayer, Authenticator, KeyConfig, OrgConfig};
 use octo_engines::balance::{StrategyKind, Target, TargetSet};
 use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
-use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
+use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningDialect, ReasoningMode};
 use octo_engines::endpoint::{EndpointConfig, HttpEndpoint, KeyPoolConfig, Timeouts};
 use octo_engines::limit::{ConcurrencyLimitLayer, OverLimit};
 use octo_engines::responses::{ResponseState, ResponsesApi};
@@ -47,8 +47,8 @@ use octo_engines::rules::{Action, Forward, Rule, RulesLayer};
 use crate::backend::BackendEngine;
 use crate::config::{
     AccessConfig, BackendConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig,
-    ReasoningPolicy, RewriteConfig, RuleConfig, StrategyConfig, TargetConfig, TimeoutsConfig,
-    schema,
+    ReasoningDialectConfig, ReasoningPolicy, RewriteConfig, RuleConfig, StrategyConfig,
+    TargetConfig, TimeoutsConfig, schema,
 };
 use crate::count_tokens::{CountUpstream, TokenCounter};
 use crate::model_router::ModelRouter;
@@ -272,6 +272,17 @@ fn convert_options(c: &crate::config::ConversionConfig) -> ConvertOptions {
         options = options.with_openai_max_tokens_field(match field {
             MaxTokensField::MaxTokens => OpenAiMaxTokens::MaxTokens,
             MaxTokensField::MaxCompletionTokens => OpenAiMaxTokens::MaxCompletionTokens,
+        });
+    }
+    if let Some(dialect) = c.reasoning_dialect {
+        options = options.with_reasoning_dialect(match dialect {
+            ReasoningDialectConfig::Auto => ReasoningDialect::Auto,
+            ReasoningDialectConfig::Litellm => ReasoningDialect::LiteLlm,
+            ReasoningDialectConfig::Deepseek => ReasoningDialect::DeepSeek,
+            ReasoningDialectConfig::Kimi => ReasoningDialect::Kimi,
+            ReasoningDialectConfig::Vllm => ReasoningDialect::Vllm,
+            ReasoningDialectConfig::Openrouter => ReasoningDialect::OpenRouter,
+            ReasoningDialectConfig::None => ReasoningDialect::None,
         });
     }
     if let Some(policy) = c.reasoning {
