@@ -272,3 +272,119 @@ fn openrouter_reasoning_details_are_read_with_their_signatures() {
     );
     assert!(text.contains("\"signature\":\"SIG\""), "{text}");
 }
+
+#[test]
+fn a_json_object_answer_toward_anthropic_is_asked_through_a_forced_tool() {
+    let body = json!({"model": "m", "response_format": {"type": "json_object"}, "reasoning_effort": "low",
+        "messages": [{"role": "user", "content": "as JSON"}]});
+    let v = convert(
+        Protocol::OpenAiChat,
+        Protocol::Anthropic,
+        body,
+        &ConvertOptions::default(),
+    );
+    assert_eq!(v["tools"][0]["name"], crate::tools::JSON_ANSWER_TOOL);
+    assert_eq!(
+        v["tool_choice"],
+        json!({"type": "tool", "name": crate::tools::JSON_ANSWER_TOOL})
+    );
+    // Anthropic refuses thinking with a forced tool.
+    assert!(v.get("thinking").is_none(), "{v}");
+    assert!(v.get("output_config").is_none(), "{v}");
+
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": crate::tools::JSON_ANSWER_TOOL, "input": {"a": 1}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 3, "output_tokens": 4}});
+    let converted = convert_request(
+        Protocol::OpenAiChat,
+        Protocol::Anthropic,
+        &json!({"model": "m", "response_format": {"type": "json_object"}, "messages": [{"role": "user", "content": "x"}]}),
+        &RouteParams::default(),
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    let v = converted.response.convert(&answer).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], r#"{"a":1}"#);
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(
+        v["choices"][0]["message"].get("tool_calls").is_none(),
+        "{v}"
+    );
+
+    // Streamed: the tool's input fragments are the text.
+    let frames = [
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "c", "content": [], "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": crate::tools::JSON_ANSWER_TOOL, "input": {}}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"a\":"}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "1}"}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    let events = frames.iter().map(|(name, data)| {
+        Ok(octo_core::Event::named(
+            *name,
+            bytes::Bytes::from(data.to_string()),
+        ))
+    });
+    let out = converted.response.stream().convert_all(events);
+    let text: String = out
+        .iter()
+        .map(|e| String::from_utf8(e.as_ref().unwrap().to_frame().to_vec()).unwrap())
+        .collect();
+    assert!(text.contains(r#""content":"{\"a\":""#), "{text}");
+    assert!(text.contains(r#""finish_reason":"stop""#), "{text}");
+    assert!(!text.contains("tool_calls"), "{text}");
+}
+
+#[test]
+fn anthropic_structured_outputs_are_read_in_both_shapes_and_objects_are_closed() {
+    let schema = json!({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": {"type": "string"}}}}});
+    for body in [
+        json!({"model": "m", "max_tokens": 64, "output_config": {"format": {"type": "json_schema", "schema": schema}},
+            "messages": [{"role": "user", "content": "x"}]}),
+        json!({"model": "m", "max_tokens": 64, "output_format": {"type": "json_schema", "schema": schema},
+            "messages": [{"role": "user", "content": "x"}]}),
+    ] {
+        let v = convert(
+            Protocol::Anthropic,
+            Protocol::OpenAiChat,
+            body,
+            &ConvertOptions::default(),
+        );
+        assert_eq!(v["response_format"]["type"], "json_schema", "{v}");
+        assert_eq!(v["response_format"]["json_schema"]["schema"], schema);
+    }
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}});
+    let v = convert(
+        Protocol::OpenAiChat,
+        Protocol::Anthropic,
+        chat,
+        &ConvertOptions::default(),
+    );
+    let sent = &v["output_config"]["format"]["schema"];
+    assert_eq!(sent["additionalProperties"], false, "{v}");
+    assert_eq!(
+        sent["properties"]["a"]["additionalProperties"], false,
+        "{v}"
+    );
+}

@@ -10,7 +10,7 @@ use crate::canonical::CanonicalRequest;
 use crate::codec::{ClientSide, Codec, codec};
 use crate::options::{ConvertOptions, ReasoningMode};
 use crate::response::ResponseConverter;
-use crate::tools::{NameMap, ToolMap};
+use crate::tools::{NameMap, ToolMap, ask_json_through_a_tool};
 use crate::util::{b, bad, s, unsupported};
 
 /// A request converted for the upstream, and what converts its answer back.
@@ -68,7 +68,9 @@ pub fn convert_request(
     if options.reasoning == ReasoningMode::Drop && canon.reasoning.take().is_some() {
         tracing::debug!(upstream = %upstream, "dropping the reasoning controls (conversion.reasoning: drop)");
     }
-    let names = NameMap::shorten(&mut canon);
+    // Anthropic has JSON schemas but no "any JSON object": that is asked through a tool.
+    let json_answer = upstream == Protocol::Anthropic && ask_json_through_a_tool(&mut canon);
+    let names = NameMap::shorten(&mut canon).with_json_answer(json_answer);
     let to = codec(upstream)?;
     let body = to.encode_request(&canon, options)?;
     let route = to.upstream_route(&canon);
