@@ -168,7 +168,11 @@ pub(crate) fn decode_request(
             ..ReasoningConfig::default()
         }),
     };
-    if let Some(format) = body.pointer("/output_config/format") {
+    // `output_config.format`, or the beta's `output_format` (`structured-outputs-2025-11-13`).
+    if let Some(format) = body
+        .pointer("/output_config/format")
+        .or_else(|| body.get("output_format"))
+    {
         if s(format, "type") == Some("json_schema") {
             r.response_format = Some(ResponseFormat::JsonSchema {
                 name: "response".to_owned(),
@@ -310,6 +314,47 @@ fn decode_block(block: &Value, param: &str) -> Result<Option<Part>, Error> {
 
 // ----------------------------------------------------------------------------------- request out
 
+/// Anthropic's structured outputs accept objects only with `additionalProperties: false`: every
+/// object schema that does not say otherwise gets it (OpenAI's strict schemas already have it).
+fn closed_objects(schema: &mut Value) {
+    match schema {
+        Value::Object(o) => {
+            let is_object = o.get("type").and_then(Value::as_str) == Some("object")
+                || o.contains_key("properties");
+            if is_object && !o.contains_key("additionalProperties") {
+                o.insert("additionalProperties".into(), false.into());
+            }
+            for v in o.values_mut() {
+                closed_objects(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(closed_objects),
+        _ => {}
+    }
+}
+
+/// Whether the request continues a tool loop whose assistant turn Anthropic could not accept with
+/// thinking on: with thinking enabled, the final assistant message, when it calls tools answered
+/// by the turn after it, must start with a `thinking` or `redacted_thinking` block, and only a
+/// signed (or redacted) block can be sent. A Chat client has no such blocks, so its
+/// `reasoning_effort` would make the request one Anthropic refuses; thinking is dropped instead
+/// (`docs/conversion.md`, "Histories one side cannot express").
+pub(crate) fn tool_turn_lacks_thinking(r: &CanonicalRequest) -> bool {
+    let Some(pos) = r.messages.iter().rposition(|m| m.role == Role::Assistant) else {
+        return false;
+    };
+    let last = &r.messages[pos];
+    let calls = last.parts.iter().any(|p| matches!(p, Part::ToolCall(_)));
+    let answered = r.messages[pos + 1..]
+        .iter()
+        .any(|m| m.parts.iter().any(|p| matches!(p, Part::ToolResult(_))));
+    let signed = last
+        .parts
+        .iter()
+        .any(|p| matches!(p, Part::Thinking(t) if t.redacted.is_some() || t.signature.is_some()));
+    calls && answered && !signed
+}
+
 /// Writes a Messages request.
 pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Result<Value, Error> {
     if r.n.is_some_and(|n| n > 1) {
@@ -378,6 +423,10 @@ pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Res
         if forced {
             tracing::debug!(
                 "dropping extended thinking: Anthropic refuses it with a forced tool choice"
+            );
+        } else if tool_turn_lacks_thinking(r) {
+            tracing::debug!(
+                "dropping extended thinking: the replayed tool turn has no signed thinking block, which Anthropic requires with thinking on"
             );
         } else if let Some(budget) = reasoning.budget_or_from_effort() {
             let budget = budget.max(1024);
@@ -483,10 +532,10 @@ pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Res
     }
     match &r.response_format {
         Some(ResponseFormat::JsonSchema { schema, .. }) => {
-            body.insert(
-                "output_config".into(),
-                json!({"format": {"type": "json_schema", "schema": schema}}),
-            );
+            let mut schema = schema.clone();
+            closed_objects(&mut schema);
+            let config = body.entry("output_config").or_insert_with(|| json!({}));
+            config["format"] = json!({"type": "json_schema", "schema": schema});
         }
         Some(ResponseFormat::JsonObject) => dropped("response_format.json_object", ME),
         _ => {}

@@ -89,7 +89,9 @@ mod tools;
 pub use octo_core::usage;
 mod util;
 
-pub use options::{ConvertOptions, DEFAULT_MAX_TOKENS, OpenAiMaxTokens, ReasoningMode};
+pub use options::{
+    ConvertOptions, DEFAULT_MAX_TOKENS, OpenAiMaxTokens, ReasoningDialect, ReasoningMode,
+};
 pub use request::{ConvertedRequest, convert_request};
 pub use response::{ResponseConverter, StreamCollector};
 pub use stream::StreamConverter;
@@ -164,6 +166,8 @@ mod testing {
     }
 }
 
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod reference_tests;
 

@@ -17,8 +17,8 @@ use crate::canonical::{
 use crate::codec::{ClientSide, Codec};
 use crate::ids;
 use crate::media::{data_uri, media_from_url, media_url};
-use crate::options::ConvertOptions;
 use crate::options::OpenAiMaxTokens;
+use crate::options::{ConvertOptions, ReasoningDialect};
 use crate::stream::{Decoder, Encoder};
 use crate::util;
 use crate::util::{arr, as_u64, b, bad, content_text, dropped, f, num, put, s, u, unsupported};
@@ -360,6 +360,29 @@ pub(crate) fn thinking_from_extensions(m: &Value) -> Vec<Thinking> {
             Some(_) => None,
         })
         .collect();
+    // OpenRouter's `reasoning_details`: text blocks with their signatures, encrypted blocks.
+    if blocks.is_empty() {
+        blocks = arr(m, "reasoning_details")
+            .iter()
+            .filter_map(|d| match s(d, "type") {
+                Some("reasoning.encrypted") => Some(Thinking {
+                    redacted: s(d, "data").map(str::to_owned),
+                    ..Thinking::default()
+                }),
+                Some("reasoning.text" | "reasoning.summary") => Some(Thinking {
+                    text: s(d, "text")
+                        .or_else(|| s(d, "summary"))
+                        .unwrap_or_default()
+                        .to_owned(),
+                    signature: s(d, "signature")
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_owned),
+                    redacted: None,
+                }),
+                _ => None,
+            })
+            .collect();
+    }
     // A block that lost its text in a stream gets the accumulated `reasoning_content`.
     let textless: Vec<usize> = blocks
         .iter()
@@ -420,6 +443,7 @@ fn assistant_parts(m: &Value, i: usize) -> Result<Vec<Part>, Error> {
 
 /// Writes a Chat Completions request.
 pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Result<Value, Error> {
+    let dialect = opts.reasoning_dialect.resolve(&r.model);
     let mut messages = Vec::with_capacity(r.messages.len() + 1);
     if !r.system.is_empty() {
         messages.push(json!({"role": "system", "content": r.system.join("\n\n")}));
@@ -427,7 +451,7 @@ pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Res
     for (i, m) in r.messages.iter().enumerate() {
         match m.role {
             Role::User => encode_user(m, i, &mut messages)?,
-            Role::Assistant => messages.push(encode_assistant(m)),
+            Role::Assistant => messages.push(encode_assistant(m, dialect)),
         }
     }
     let mut body = Map::new();
@@ -603,7 +627,7 @@ fn encode_user(m: &Message, i: usize, out: &mut Vec<Value>) -> Result<(), Error>
     Ok(())
 }
 
-fn encode_assistant(m: &Message) -> Value {
+fn encode_assistant(m: &Message, dialect: ReasoningDialect) -> Value {
     let mut content = Vec::new();
     let mut tool_calls = Vec::new();
     let mut reasoning = String::new();
@@ -632,17 +656,75 @@ fn encode_assistant(m: &Message) -> Value {
         },
     );
     put(&mut msg, "refusal", refusal);
-    if !tool_calls.is_empty() {
+    let calls_tools = !tool_calls.is_empty();
+    if calls_tools {
         msg.insert("tool_calls".into(), Value::Array(tool_calls));
     }
-    if !reasoning.is_empty() {
-        msg.insert("reasoning_content".into(), reasoning.into());
-    }
-    if !blocks.is_empty() {
-        msg.insert("thinking_blocks".into(), Value::Array(blocks));
-    }
+    write_reasoning(&mut msg, dialect, reasoning, blocks, calls_tools);
     Value::Object(msg)
 }
+
+/// Writes an assistant message's reasoning the way `dialect` wants it back (see
+/// [`ReasoningDialect`]); `blocks` are LiteLLM's `thinking_blocks` of the message.
+fn write_reasoning(
+    msg: &mut Map<String, Value>,
+    dialect: ReasoningDialect,
+    text: String,
+    blocks: Vec<Value>,
+    calls_tools: bool,
+) {
+    match dialect {
+        ReasoningDialect::DeepSeek => {
+            if calls_tools {
+                msg.insert("reasoning_content".into(), text.into());
+            }
+        }
+        ReasoningDialect::Kimi => {
+            if calls_tools && text.trim().is_empty() {
+                // Kimi refuses a tool-call turn without reasoning; a history from another
+                // protocol may have none.
+                msg.insert("reasoning_content".into(), KIMI_PLACEHOLDER.into());
+            } else if !text.is_empty() {
+                msg.insert("reasoning_content".into(), text.into());
+            }
+        }
+        ReasoningDialect::Vllm => {
+            if !text.is_empty() {
+                msg.insert("reasoning".into(), text.into());
+            }
+        }
+        ReasoningDialect::OpenRouter => {
+            if !text.is_empty() {
+                msg.insert("reasoning".into(), text.into());
+            }
+            let details: Vec<Value> = blocks
+                .iter()
+                .filter_map(|b| match s(b, "type") {
+                    Some("redacted_thinking") => {
+                        Some(json!({"type": "reasoning.encrypted", "data": s(b, "data")?}))
+                    }
+                    _ => Some(json!({"type": "reasoning.text", "text": s(b, "thinking").unwrap_or_default(),
+                        "signature": s(b, "signature")?})),
+                })
+                .collect();
+            if !details.is_empty() {
+                msg.insert("reasoning_details".into(), Value::Array(details));
+            }
+        }
+        ReasoningDialect::None => {}
+        _ => {
+            if !text.is_empty() {
+                msg.insert("reasoning_content".into(), text.into());
+            }
+            if !blocks.is_empty() {
+                msg.insert("thinking_blocks".into(), Value::Array(blocks));
+            }
+        }
+    }
+}
+
+/// The reasoning sent to Kimi on a tool-call turn that has none (it refuses an empty one).
+const KIMI_PLACEHOLDER: &str = ".";
 
 // ----------------------------------------------------------------------------------- response in
 

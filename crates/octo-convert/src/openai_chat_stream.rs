@@ -60,6 +60,9 @@ struct Delta<'a> {
     reasoning: Option<Value>,
     #[serde(default)]
     thinking_blocks: Option<Vec<Value>>,
+    /// OpenRouter's reasoning details (text with signature, encrypted data).
+    #[serde(default)]
+    reasoning_details: Option<Vec<Value>>,
     #[serde(borrow, default)]
     tool_calls: Option<Vec<ToolCallDelta<'a>>>,
 }
@@ -158,8 +161,37 @@ impl OpenAiChatDecoder {
             .reasoning_content
             .filter(|r| !r.is_empty())
             .or(fallback);
+        let had_text = reasoning.is_some();
         if let Some(r) = reasoning {
             out.push(StreamEvent::Thinking(r.into_owned()));
+        }
+        for detail in delta.reasoning_details.iter().flatten() {
+            match detail.get("type").and_then(Value::as_str) {
+                Some("reasoning.encrypted") => {
+                    if let Some(data) = detail.get("data").and_then(Value::as_str) {
+                        out.push(StreamEvent::RedactedThinking(data.to_owned()));
+                    }
+                }
+                Some("reasoning.text" | "reasoning.summary") => {
+                    // OpenRouter repeats the text in `reasoning`: taken once.
+                    let text = detail
+                        .get("text")
+                        .or_else(|| detail.get("summary"))
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty() && !had_text);
+                    if let Some(t) = text {
+                        out.push(StreamEvent::Thinking(t.to_owned()));
+                    }
+                    if let Some(sig) = detail
+                        .get("signature")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                    {
+                        out.push(StreamEvent::ThinkingSignature(sig.to_owned()));
+                    }
+                }
+                _ => {}
+            }
         }
         for block in delta.thinking_blocks.iter().flatten() {
             match block.get("type").and_then(Value::as_str) {

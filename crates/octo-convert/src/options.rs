@@ -32,6 +32,70 @@ pub enum ReasoningMode {
     Drop,
 }
 
+/// How an OpenAI-compatible upstream carries reasoning beside `content` in Chat messages and
+/// chunks, and wants it back in the history (`docs/conversion.md`, "Reasoning from
+/// OpenAI-compatible vendors").
+///
+/// Every dialect's reasoning is *read* (`reasoning_content`, `reasoning`, LiteLLM's
+/// `thinking_blocks`, OpenRouter's `reasoning_details`); the dialect decides what is *written*
+/// on replayed assistant messages.
+///
+/// ```
+/// use octo_convert::ReasoningDialect;
+///
+/// assert_eq!(ReasoningDialect::detect("deepseek-v4-pro"), ReasoningDialect::DeepSeek);
+/// assert_eq!(ReasoningDialect::detect("kimi-k2.5"), ReasoningDialect::Kimi);
+/// assert_eq!(ReasoningDialect::detect("gpt-4o"), ReasoningDialect::LiteLlm);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReasoningDialect {
+    /// Picked from the upstream model's name ([`ReasoningDialect::detect`]). The default.
+    #[default]
+    Auto,
+    /// `reasoning_content` and LiteLLM's `thinking_blocks` (with signatures): OpenAI-compatible
+    /// proxies in front of Anthropic (LiteLLM), and any server that ignores unknown fields.
+    LiteLlm,
+    /// DeepSeek: `reasoning_content` on every assistant message with tool calls (an empty string
+    /// when there was none; the API answers 400 without it), none on other messages (ignored there,
+    /// and refused by the older `deepseek-reasoner`).
+    DeepSeek,
+    /// Kimi (Moonshot): `reasoning_content` on every assistant message, never empty on one with
+    /// tool calls (400 "reasoning_content is missing in assistant tool call message").
+    Kimi,
+    /// vLLM ≥ 0.9 (and servers following it: Ollama, Groq): `reasoning`, which the chat template
+    /// renders for the turns after the last user message.
+    Vllm,
+    /// OpenRouter: `reasoning` and `reasoning_details` (text with its signature, encrypted data),
+    /// which OpenRouter needs back for Anthropic and Gemini models.
+    OpenRouter,
+    /// No reasoning in the history at all.
+    None,
+}
+
+impl ReasoningDialect {
+    /// The dialect of an upstream model name: `deepseek…` → DeepSeek, `kimi…` / `moonshot…` →
+    /// Kimi, anything else → LiteLLM's fields.
+    pub fn detect(model: &str) -> ReasoningDialect {
+        let m = model.to_ascii_lowercase();
+        if m.contains("deepseek") {
+            ReasoningDialect::DeepSeek
+        } else if m.contains("kimi") || m.contains("moonshot") {
+            ReasoningDialect::Kimi
+        } else {
+            ReasoningDialect::LiteLlm
+        }
+    }
+
+    /// This dialect, with [`ReasoningDialect::Auto`] resolved for `model`.
+    pub fn resolve(self, model: &str) -> ReasoningDialect {
+        match self {
+            ReasoningDialect::Auto => ReasoningDialect::detect(model),
+            other => other,
+        }
+    }
+}
+
 /// Conversion settings.
 ///
 /// ```
@@ -55,6 +119,9 @@ pub struct ConvertOptions {
     pub openai_max_tokens_field: OpenAiMaxTokens,
     /// Whether reasoning controls reach the upstream. Default [`ReasoningMode::Pass`].
     pub reasoning: ReasoningMode,
+    /// How reasoning is written into an OpenAI Chat upstream's history. Default
+    /// [`ReasoningDialect::Auto`].
+    pub reasoning_dialect: ReasoningDialect,
 }
 
 impl Default for ConvertOptions {
@@ -63,6 +130,7 @@ impl Default for ConvertOptions {
             default_max_tokens: DEFAULT_MAX_TOKENS,
             openai_max_tokens_field: OpenAiMaxTokens::default(),
             reasoning: ReasoningMode::default(),
+            reasoning_dialect: ReasoningDialect::default(),
         }
     }
 }
@@ -77,6 +145,12 @@ impl ConvertOptions {
     /// Sets [`ConvertOptions::openai_max_tokens_field`].
     pub fn with_openai_max_tokens_field(mut self, field: OpenAiMaxTokens) -> Self {
         self.openai_max_tokens_field = field;
+        self
+    }
+
+    /// Sets [`ConvertOptions::reasoning_dialect`].
+    pub fn with_reasoning_dialect(mut self, dialect: ReasoningDialect) -> Self {
+        self.reasoning_dialect = dialect;
         self
     }
 

@@ -10,8 +10,8 @@ use crate::canonical::CanonicalRequest;
 use crate::codec::{ClientSide, Codec, codec};
 use crate::options::{ConvertOptions, ReasoningMode};
 use crate::response::ResponseConverter;
-use crate::tools::{NameMap, ToolMap};
-use crate::util::{b, bad, s};
+use crate::tools::{NameMap, ToolMap, ask_json_through_a_tool};
+use crate::util::{b, bad, s, unsupported};
 
 /// A request converted for the upstream, and what converts its answer back.
 #[derive(Debug, Clone)]
@@ -62,12 +62,15 @@ pub fn convert_request(
     options: &ConvertOptions,
 ) -> Result<ConvertedRequest, Error> {
     let mut canon = decode_request(codec(client)?, body, route)?;
+    refuse_several_choices(client, upstream, &canon)?;
     canon.normalize();
     let tools = Arc::new(ToolMap::from_request(&canon));
     if options.reasoning == ReasoningMode::Drop && canon.reasoning.take().is_some() {
         tracing::debug!(upstream = %upstream, "dropping the reasoning controls (conversion.reasoning: drop)");
     }
-    let names = NameMap::shorten(&mut canon);
+    // Anthropic has JSON schemas but no "any JSON object": that is asked through a tool.
+    let json_answer = upstream == Protocol::Anthropic && ask_json_through_a_tool(&mut canon);
+    let names = NameMap::shorten(&mut canon).with_json_answer(json_answer);
     let to = codec(upstream)?;
     let body = to.encode_request(&canon, options)?;
     let route = to.upstream_route(&canon);
@@ -87,6 +90,29 @@ pub fn convert_request(
         route,
         response,
     })
+}
+
+/// Refuses `n` / `candidateCount` above 1: a converted answer carries one candidate, and cutting
+/// the others silently would change the answer (`docs/conversion.md`, "Several choices").
+fn refuse_several_choices(
+    client: Protocol,
+    upstream: Protocol,
+    canon: &CanonicalRequest,
+) -> Result<(), Error> {
+    let Some(n) = canon.n.filter(|n| *n > 1) else {
+        return Ok(());
+    };
+    let param = if client == Protocol::Gemini {
+        "generationConfig.candidateCount"
+    } else {
+        "n"
+    };
+    Err(unsupported(
+        param,
+        format!(
+            "`{param}` is {n}, but this model's upstream speaks {upstream}, and an answer converted from another protocol carries one candidate; ask for one (send several requests for several candidates) or use a backend that speaks {client}"
+        ),
+    ))
 }
 
 /// The prelude every protocol shares: the body must be a JSON object; `model` and `stream` are

@@ -142,7 +142,10 @@ impl StreamConverter {
 
     /// Runs the decoded events through the encoder; returns whether the stream has ended.
     fn pump(&mut self) -> bool {
-        for mut ev in self.canon.drain(..) {
+        for ev in self.canon.drain(..) {
+            let Some(mut ev) = self.names.answer_event(ev) else {
+                continue;
+            };
             if let StreamEvent::ToolCallStart { name, .. } = &mut ev {
                 self.names.restore(name);
             }

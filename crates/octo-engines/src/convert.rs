@@ -54,7 +54,9 @@ use octo_core::{
     ArcEngine, Body, Engine, Error, Event, EventStream, Protocol, Request, Response, ResponseBody,
 };
 
-pub use octo_convert::{ConvertOptions, DEFAULT_MAX_TOKENS, OpenAiMaxTokens, ReasoningMode};
+pub use octo_convert::{
+    ConvertOptions, DEFAULT_MAX_TOKENS, OpenAiMaxTokens, ReasoningDialect, ReasoningMode,
+};
 
 /// Serves clients of any chat protocol from an inner engine that speaks `upstream`.
 ///

@@ -25,6 +25,9 @@
 //!   that speaks another, streaming included (the IO around the sans-IO `octo-convert` crate);
 //!   [`usage::Usage`] (re-exported from `octo-convert`) is token usage normalised across protocols,
 //!   for conversion and accounting.
+//! - [`responses::ResponseState`] and [`responses::ResponsesApi`]: the Responses API's stored
+//!   answers (`previous_response_id`, `GET`/`DELETE /v1/responses/{id}`) for upstreams that keep
+//!   none, over a [`responses::ResponseStore`].
 //! - [`rewrite::RewriteEngine`]: `remove_keys`, `set_keys` and `set_keys_by_expr` on the request,
 //!   the non-stream response and each stream event.
 //!
@@ -72,6 +75,7 @@ pub mod endpoint;
 pub mod expr;
 pub mod limit;
 pub mod moderation;
+pub mod responses;
 pub mod retry;
 pub mod rewrite;
 pub mod rules;

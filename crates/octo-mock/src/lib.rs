@@ -55,6 +55,20 @@
 //! | `max_tokens` | answer text truncated for length (`length`, `max_tokens`, `MAX_TOKENS`, `incomplete`) |
 //! | `thinking` | the answer starts with reasoning, `"The mock thinks before it answers."`, signed in the protocol's own way: an Anthropic `thinking` block with `signature` (streamed as `thinking_delta` + `signature_delta`), OpenAI Chat `reasoning_content` + LiteLLM's `thinking_blocks[].signature` (streamed as two deltas), a Responses `reasoning` item with a `summary_text` and `encrypted_content` (streamed with the `reasoning_summary_*` events), a Gemini `thought: true` part with `thoughtSignature`. Each protocol has its own fixed signature, base64 of `mock-anthropic-signature`, `mock-chat-signature`, `mock-responses-encrypted-content`, `mock-gemini-thought-signature` |
 //!
+//! # Real-API rules, vendor dialects, structured output
+//!
+//! Requests the real APIs refuse get their 400 with the provider's message (module `rules`):
+//! Anthropic with thinking on (budget, forced tool choice, temperature, and a final assistant
+//! tool turn that does not start with a signed thinking block); DeepSeek and Kimi models (by
+//! name: `deepseek…`, `kimi…`/`moonshot…`) whose assistant tool-call messages lack
+//! `reasoning_content`. With the `thinking` directive a Chat model's reasoning comes in its
+//! vendor's field: `reasoning_content` without `thinking_blocks` for DeepSeek and Kimi,
+//! `reasoning` for `vllm…` models. A request for structured output (Chat `response_format`,
+//! Responses `text.format`, Anthropic `output_config.format` / `output_format`, Gemini
+//! `responseMimeType: application/json` with `responseJsonSchema` / `responseSchema`) is answered
+//! with JSON: `{"reply": "<the usual text>"}` for any object, else a deterministic value of the
+//! schema with every property filled.
+//!
 //! Flag directives accept `0`/`false`/`no`/`off` to switch them off (useful in a header to override
 //! the body). A forcing tool choice (`"required"`, a named function, Anthropic `any`/`tool`, Gemini
 //! mode `ANY`) also produces tool calls; a `none` choice prevents them, and so does a conversation
@@ -104,6 +118,7 @@ mod moderation;
 mod protocols;
 mod record;
 mod reply;
+mod rules;
 mod service;
 mod sse;
 

@@ -48,6 +48,8 @@ pub(crate) struct Summary {
     /// The protocol's stop sequences (OpenAI Chat `stop`, Anthropic `stop_sequences`, Gemini
     /// `generationConfig.stopSequences`; the Responses API has none).
     pub(crate) stop: Vec<String>,
+    /// The structured output asked for: the reply text is then JSON.
+    pub(crate) output: Option<crate::rules::OutputFormat>,
 }
 
 /// Why the reply ended.
@@ -126,7 +128,10 @@ impl Plan {
                     echo(text.as_deref().unwrap_or_default())
                 ),
             };
-            let mut text = text.trim_end().to_owned();
+            let mut text = match &summary.output {
+                Some(format) => crate::rules::answer_json(format, text.trim_end()),
+                None => text.trim_end().to_owned(),
+            };
             // The earliest stop sequence in the text cuts it (the sequence itself is not sent).
             if let Some((at, stop)) = summary
                 .stop

@@ -254,6 +254,8 @@ async fn embed_answer(
             None,
         ),
     })
+}
+
 /// `POST /v1/moderations` (see [`crate::moderation`]); only header directives apply.
 async fn moderations(
     state: &Arc<State>,
@@ -289,7 +291,16 @@ async fn llm(
         Ok(json) => json,
         Err(early) => return early,
     };
-    let summary = protocol.summarize(&json, path_model);
+    if let Some(message) = crate::rules::violation(protocol, &json) {
+        return Ok(error_response(
+            protocol,
+            StatusCode::BAD_REQUEST,
+            &message,
+            None,
+        ));
+    }
+    let mut summary = protocol.summarize(&json, path_model);
+    summary.output = crate::rules::output_format(protocol, &json);
     let mode = mode.unwrap_or(if summary.stream {
         Mode::Sse
     } else {

@@ -11,11 +11,15 @@
 //! refuses them with a 400 naming the backend. They skip the backend's rewrites (written for
 //! generation requests: a `set_keys: {temperature: …}` would make the embeddings API refuse the
 //! request) when the gateway gives the bare upstream client ([`BackendEngine::embeddings_via`]).
+//!
+//! A Responses client converted for another protocol gets the Responses API's stored answers from
+//! the gateway (`octo_engines::responses`).
 
 use async_trait::async_trait;
 use octo_core::{ArcEngine, Engine, Error, Protocol, Request, Response};
 use octo_engines::convert::{ConvertEngine, ConvertOptions};
 use octo_engines::embeddings::EmbeddingsEngine;
+use octo_engines::responses::ResponseState;
 
 /// One backend, passing through or converting per request.
 pub struct BackendEngine {
@@ -25,6 +29,8 @@ pub struct BackendEngine {
     convert: ConvertEngine,
     /// Passthrough or conversion of embeddings requests, when the backend has an embeddings API.
     embeddings: Option<EmbeddingsEngine>,
+    /// Stored answers for Responses clients when this backend does not speak the Responses API.
+    responses: ResponseState,
 }
 
 /// The embeddings API of a backend speaking `protocols`: the first one's provider's.
@@ -54,7 +60,15 @@ impl BackendEngine {
                 .map(|p| EmbeddingsEngine::new(inner.clone(), p)),
             protocols,
             inner,
+            responses: ResponseState::off(),
         }
+    }
+
+    /// Keeps Responses clients' answers in `state` (`previous_response_id` and the
+    /// `/v1/responses/{id}` routes) when this backend does not speak the Responses API.
+    pub fn with_responses(mut self, state: ResponseState) -> Self {
+        self.responses = state;
+        self
     }
 }
 
@@ -96,6 +110,11 @@ impl Engine for BackendEngine {
         }
         if self.protocols.contains(&req.protocol) {
             self.inner.process(req).await
+        } else if req.protocol == Protocol::OpenAiResponses {
+            let mut req = req;
+            let pending = self.responses.prepare(&mut req).await?;
+            let resp = self.convert.process(req).await?;
+            Ok(self.responses.finish(pending, resp).await)
         } else {
             self.convert.process(req).await
         }

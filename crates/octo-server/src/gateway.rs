@@ -11,6 +11,9 @@
 //! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
 //!
+//! `GET /v1/responses/{id}`, `GET /v1/responses/{id}/input_items` and `DELETE /v1/responses/{id}`
+//! go to a [`ResponsesApi`] over the same [`ResponseState`] the backends store answers in.
+//!
 //! Anthropic `count_tokens` and Gemini `countTokens` go to a [`TokenCounter`] (behind the same
 //! `AuthEngine`) that knows each model's targets and their backends' `HttpEndpoint`s.
 //!
@@ -33,9 +36,10 @@ use octo_core::{ArcEngine, BuildError, BuildErrorKind, Protocol};
 use octo_engines::auth::{Access, AuthConfig, AuthLayer, Authenticator, KeyConfig, OrgConfig};
 use octo_engines::balance::{StrategyKind, Target, TargetSet};
 use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
-use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningMode};
+use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningDialect, ReasoningMode};
 use octo_engines::endpoint::{EndpointConfig, HttpEndpoint, KeyPoolConfig, Timeouts};
 use octo_engines::limit::{ConcurrencyLimitLayer, OverLimit};
+use octo_engines::responses::{ResponseState, ResponsesApi};
 use octo_engines::retry::RetryPolicy;
 use octo_engines::rewrite::{
     RewriteConfig as EngineRewrite, RewriteLayer, RewritePolicy, RewritesConfig,
@@ -46,8 +50,8 @@ use crate::answer_layers;
 use crate::backend::BackendEngine;
 use crate::config::{
     AccessConfig, BackendConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig,
-    ReasoningPolicy, RewriteConfig, RuleConfig, StrategyConfig, TargetConfig, TimeoutsConfig,
-    schema,
+    ReasoningDialectConfig, ReasoningPolicy, RewriteConfig, RuleConfig, StrategyConfig,
+    TargetConfig, TimeoutsConfig, schema,
 };
 use crate::count_tokens::{CountUpstream, TokenCounter};
 use crate::model_router::ModelRouter;
@@ -134,7 +138,7 @@ pub fn build_limited(
     let mut backends: BTreeMap<&str, BuiltBackend> = BTreeMap::new();
     for (name, b) in &config.backends {
         let built = registry
-            .resolve(name, b, || build_backend(name, b))
+            .resolve(name, b, || build_backend(name, b, registry.responses()))
             .map_err(|e| fail(vec![e]))?;
         backends.insert(name, built);
     }
@@ -163,6 +167,10 @@ pub fn build_limited(
     let auth = EngineBuilder::new().option_layer(authenticator.clone().map(AuthLayer::new));
     let engine = auth.engine(Arc::new(ModelRouter::new(models)));
     let counter = auth.engine(Arc::new(token_counter(config, &backends)));
+    let stored: ArcEngine = Arc::new(ResponsesApi::new(
+        registry.responses().clone(),
+        authenticator.clone(),
+    ));
     let list: ArcEngine = Arc::new(ModelList::new(names, authenticator));
 
     let limits = &config.limits;
@@ -183,6 +191,14 @@ pub fn build_limited(
     }
     for protocol in [Protocol::OpenAiEmbeddings, Protocol::GeminiEmbeddings] {
         router = router.engine(protocol, engine.clone());
+    }
+    for method in [Method::GET, Method::DELETE] {
+        router = router.engine_model_id(
+            method,
+            ResponsesApi::PREFIX,
+            Protocol::OpenAiResponses,
+            stored.clone(),
+        );
     }
     for path in ["/v1/models", "/v1beta/models"] {
         router = router
@@ -233,6 +249,7 @@ fn timeouts(t: &TimeoutsConfig) -> Timeouts {
 fn build_backend(
     name: &str,
     b: &BackendConfig,
+    responses: &ResponseState,
 ) -> Result<(Arc<HttpEndpoint>, ArcEngine, Vec<Protocol>), BuildError> {
     let at = |k: &str| format!("backends.{name}.{k}");
     let protocols = b.protocol.clone();
@@ -297,7 +314,8 @@ fn build_backend(
         .map_or_else(ConvertOptions::default, convert_options);
     let engine: ArcEngine = Arc::new(
         BackendEngine::new(name, protocols.clone(), inner, options)
-            .embeddings_via(endpoint.clone()),
+            .embeddings_via(endpoint.clone())
+            .with_responses(responses.clone()),
     );
     Ok((endpoint, engine, protocols))
 }
@@ -311,6 +329,17 @@ fn convert_options(c: &crate::config::ConversionConfig) -> ConvertOptions {
         options = options.with_openai_max_tokens_field(match field {
             MaxTokensField::MaxTokens => OpenAiMaxTokens::MaxTokens,
             MaxTokensField::MaxCompletionTokens => OpenAiMaxTokens::MaxCompletionTokens,
+        });
+    }
+    if let Some(dialect) = c.reasoning_dialect {
+        options = options.with_reasoning_dialect(match dialect {
+            ReasoningDialectConfig::Auto => ReasoningDialect::Auto,
+            ReasoningDialectConfig::Litellm => ReasoningDialect::LiteLlm,
+            ReasoningDialectConfig::Deepseek => ReasoningDialect::DeepSeek,
+            ReasoningDialectConfig::Kimi => ReasoningDialect::Kimi,
+            ReasoningDialectConfig::Vllm => ReasoningDialect::Vllm,
+            ReasoningDialectConfig::Openrouter => ReasoningDialect::OpenRouter,
+            ReasoningDialectConfig::None => ReasoningDialect::None,
         });
     }
     if let Some(policy) = c.reasoning {

@@ -18,6 +18,7 @@ pub mod models_list;
 pub mod ops;
 pub mod registry;
 pub mod reload;
+pub mod stored_responses;
 
 use std::future::Future;
 use std::net::SocketAddr;

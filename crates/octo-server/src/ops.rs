@@ -23,7 +23,10 @@ use octo_telemetry::access::AccessLog;
 use octo_telemetry::metrics::Metrics;
 use octo_telemetry::otlp::{OtlpExporter, OtlpWorker};
 
+use octo_engines::responses::ResponseState;
+
 use crate::config::{Config, Storage};
+use crate::stored_responses::DbResponses;
 
 /// How long opening the database may take at startup before the server gives up with an error.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -199,6 +202,15 @@ impl Ops {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Where Responses clients' answers are kept: the request log's database, or nowhere when
+    /// storage is off.
+    pub fn responses(&self) -> ResponseState {
+        match &self.store {
+            Some(store) => ResponseState::new(Arc::new(DbResponses::new(store.clone()))),
+            None => ResponseState::off(),
+        }
     }
 
     /// The request log, when storage is on.

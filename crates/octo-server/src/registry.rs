@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use octo_core::{ArcEngine, BuildError, Protocol};
 use octo_engines::balance::LatencyAverage;
 use octo_engines::endpoint::HttpEndpoint;
+use octo_engines::responses::ResponseState;
 use sha2::{Digest, Sha256};
 
 use crate::config::BackendConfig;
@@ -76,6 +77,9 @@ pub type Backends = BTreeMap<String, Arc<BackendEntry>>;
 #[derive(Debug, Default)]
 pub struct BackendRegistry {
     entries: Mutex<Backends>,
+    /// Where Responses clients' answers are kept for backends that do not speak the Responses
+    /// API: the process's, shared by every graph built from this registry.
+    responses: ResponseState,
 }
 
 /// The digest of a backend's settings (its keys included, never kept in plaintext here).
@@ -84,6 +88,19 @@ fn fingerprint(name: &str, config: &BackendConfig) -> [u8; 32] {
 }
 
 impl BackendRegistry {
+    /// An empty registry whose backends keep Responses clients' answers in `responses`.
+    pub fn new(responses: ResponseState) -> Self {
+        BackendRegistry {
+            entries: Mutex::default(),
+            responses,
+        }
+    }
+
+    /// Where Responses clients' answers are kept (off without storage).
+    pub fn responses(&self) -> &ResponseState {
+        &self.responses
+    }
+
     /// The entry for backend `name` with settings `config`: the current one when its settings
     /// are the same, else a new one made by `build`.
     ///

@@ -38,6 +38,7 @@ pub mod control;
 mod db;
 mod error;
 mod query;
+pub mod responses;
 mod rollup;
 mod row;
 pub mod schema;
@@ -64,6 +65,7 @@ pub use query::{
     StatsBucket, StatsQuery,
 };
 pub use spend::SpendRow;
+pub use responses::StoredResponse;
 pub use writer::{LogWriter, WARN_EVERY, WriterStats};
 
 use crate::db::{Col, Pool, Sql, Value};
@@ -94,6 +96,8 @@ pub struct Pruned {
     pub log_rows: u64,
     /// Minute rollup rows.
     pub minute_rows: u64,
+    /// Stored Responses API answers ([`responses`]).
+    pub responses: u64,
 }
 
 impl Store {
@@ -230,7 +234,7 @@ impl Store {
         Ok(query::stats_from_rows(rows, query.group_by.is_some()))
     }
 
-    /// Deletes log rows and minute rollups older than `cutoff`, in small batches (each its own
+    /// Deletes log rows, minute rollups and stored Responses answers older than `cutoff`, in small batches (each its own
     /// statement, so writers are never blocked for long), then on SQLite returns the freed pages
     /// to the file system (`PRAGMA incremental_vacuum`). Hour and day rollups are kept.
     pub async fn prune(&self, cutoff: SystemTime) -> Result<Pruned, StoreError> {
@@ -274,7 +278,8 @@ impl Store {
                 tokio::task::yield_now().await;
             }
         }
-        if b == Backend::Sqlite && pruned.log_rows + pruned.minute_rows > 0 {
+        pruned.responses = self.prune_responses(cutoff).await?;
+        if b == Backend::Sqlite && pruned.log_rows + pruned.minute_rows + pruned.responses > 0 {
             let mut q = Sql::new(b);
             q.push("PRAGMA incremental_vacuum");
             self.pool.execute(q).await?;

@@ -7,6 +7,8 @@
 //! - `rollup_minute`, `rollup_hour`, `rollup_day`: sums per (bucket start in Unix ms, model,
 //!   backend, org, user, status), upserted in the same transaction as the log rows.
 //! - the control plane's tables (version 3): see [`crate::control`].
+//! - `stored_response` (version 5): Responses API answers kept for `previous_response_id`, per
+//!   org ([`crate::responses`]).
 //! - `octollm_schema`: the versions applied.
 //!
 //! A migration is never edited once released: a change is a new version.
@@ -237,10 +239,52 @@ const MIGRATIONS: &[Migration] = &[
         description: "admin users and panel sessions",
         statements: crate::admin::v4,
     },
+    Migration {
+        version: 5,
+        description: "stored Responses API answers (previous_response_id)",
+        statements: v5,
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// Version 5: `stored_response`, the Responses API answers the gateway keeps for clients whose
+/// upstream is not a Responses upstream (see [`crate::responses`]). Keyed by (org, id), so one
+/// org never reaches another's answers; `created_at` (Unix ms) indexed for retention.
+fn v5(b: Backend) -> Vec<String> {
+    let t = types(b);
+    // The input history and the answer can be as large as a request body (32 MiB by default).
+    let json = match b {
+        Backend::MySql => "LONGTEXT",
+        _ => t.text,
+    };
+    let mut cols = vec![
+        format!("org {} NOT NULL", t.key),
+        format!("id {} NOT NULL", t.id),
+        format!("created_at {} NOT NULL", t.int),
+        format!("model {} NOT NULL", t.text),
+        format!("input {json} NOT NULL"),
+        format!("response {json} NOT NULL"),
+        "PRIMARY KEY (org, id)".to_owned(),
+    ];
+    let mut out = Vec::new();
+    if b == Backend::MySql {
+        cols.push("KEY stored_response_created_at (created_at)".into());
+    }
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS stored_response ({}){}",
+        cols.join(", "),
+        t.table_suffix
+    ));
+    if b != Backend::MySql {
+        out.push(
+            "CREATE INDEX IF NOT EXISTS stored_response_created_at ON stored_response (created_at)"
+                .into(),
+        );
+    }
+    out
+}
 
 /// Applies the migrations the database has not seen; returns the versions applied.
 pub(crate) async fn migrate(pool: &Pool) -> Result<Vec<i64>, StoreError> {

@@ -476,6 +476,11 @@ impl Authenticator {
         self.authorize(identity, Some(model)).is_ok()
     }
 
+    /// Whether some model is public (anonymous callers may use the gateway at all).
+    pub fn any_public(&self) -> bool {
+        self.any_public
+    }
+
     /// Authenticates and authorizes a request: the key from its headers or query, the model from
     /// its path or body (not read for the model list, nor when the answer cannot depend on it).
     ///

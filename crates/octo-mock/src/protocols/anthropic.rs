@@ -61,6 +61,7 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         _ => ToolChoice::Auto,
     };
     Summary {
+        output: None,
         model: str_field(body, "model").unwrap_or(DEFAULT_MODEL).to_owned(),
         stream: wants_stream(body),
         include_usage: false,

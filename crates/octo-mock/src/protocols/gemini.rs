@@ -84,6 +84,7 @@ pub(crate) fn summarize(body: &Value, model: &str) -> Summary {
         tools.retain(|t| allowed.contains(&t.as_str()));
     }
     Summary {
+        output: None,
         model: if model.is_empty() {
             DEFAULT_MODEL
         } else {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Event, array_field, collect_text, str_field, wants_stream};
 use crate::reply::{CREATED, DEFAULT_MODEL, Finish, Plan, Summary, ToolChoice};
+use crate::rules::Dialect;
 use crate::sse;
 
 const FINGERPRINT: &str = "fp_octo_mock";
@@ -47,6 +48,7 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         })
         .collect();
     Summary {
+        output: None,
         model: str_field(body, "model").unwrap_or(DEFAULT_MODEL).to_owned(),
         stream: wants_stream(body),
         include_usage: body.pointer("/stream_options/include_usage") == Some(&Value::Bool(true)),
@@ -129,9 +131,15 @@ pub(crate) fn render_unary(plan: &Plan) -> Bytes {
         "annotations": [],
     });
     if let Some(thinking) = plan.thinking {
-        message["reasoning_content"] = thinking.into();
-        message["thinking_blocks"] =
-            json!([{"type": "thinking", "thinking": thinking, "signature": SIGNATURE}]);
+        match Dialect::of(&plan.model) {
+            Dialect::Vllm => message["reasoning"] = thinking.into(),
+            Dialect::DeepSeek | Dialect::Kimi => message["reasoning_content"] = thinking.into(),
+            Dialect::Default => {
+                message["reasoning_content"] = thinking.into();
+                message["thinking_blocks"] =
+                    json!([{"type": "thinking", "thinking": thinking, "signature": SIGNATURE}]);
+            }
+        }
     }
     if !plan.tool_calls.is_empty() {
         message["tool_calls"] = plan
@@ -216,10 +224,18 @@ pub(crate) fn render_stream(plan: &Plan) -> Vec<Event> {
     let mut events = Vec::with_capacity(plan.pieces.len() + 3 * plan.tool_calls.len() + 6);
     let thinking = |events: &mut Vec<Event>| {
         if let Some(thinking) = plan.thinking {
-            let text = json!({"reasoning_content": thinking});
+            let dialect = Dialect::of(&plan.model);
+            let field = if dialect == Dialect::Vllm {
+                "reasoning"
+            } else {
+                "reasoning_content"
+            };
+            let text = json!({ field: thinking });
             events.push(Event::content(chunks.delta(&sse::to_vec(&text))));
-            let sig = json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": SIGNATURE}]});
-            events.push(Event::content(chunks.delta(&sse::to_vec(&sig))));
+            if dialect == Dialect::Default {
+                let sig = json!({"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": SIGNATURE}]});
+                events.push(Event::content(chunks.delta(&sse::to_vec(&sig))));
+            }
         }
     };
     if plan.tool_calls.is_empty() {

@@ -51,6 +51,7 @@ pub(crate) fn summarize(body: &Value) -> Summary {
         })
         .collect();
     Summary {
+        output: None,
         model: str_field(body, "model").unwrap_or(DEFAULT_MODEL).to_owned(),
         stream: wants_stream(body),
         include_usage: false,

@@ -265,6 +265,31 @@ pub struct ConversionConfig {
     /// Whether the client's reasoning controls reach this backend (default `pass`).
     #[serde(default)]
     pub reasoning: Option<ReasoningPolicy>,
+    /// How an OpenAI Chat backend wants reasoning back in the history (default `auto`: from the
+    /// upstream model's name).
+    #[serde(default)]
+    pub reasoning_dialect: Option<ReasoningDialectConfig>,
+}
+
+/// The reasoning dialect of an OpenAI-compatible backend (`docs/conversion.md`, "Reasoning from
+/// OpenAI-compatible vendors").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningDialectConfig {
+    /// From the upstream model's name: `deepseek…`, `kimi…`/`moonshot…`, else `litellm`.
+    Auto,
+    /// `reasoning_content` and LiteLLM's `thinking_blocks`.
+    Litellm,
+    /// `reasoning_content` on tool-call turns only (DeepSeek requires it there).
+    Deepseek,
+    /// `reasoning_content`, never empty on tool-call turns (Kimi / Moonshot).
+    Kimi,
+    /// `reasoning` (vLLM ≥ 0.9, Ollama, Groq).
+    Vllm,
+    /// `reasoning` and `reasoning_details` (OpenRouter).
+    Openrouter,
+    /// No reasoning in the history.
+    None,
 }
 
 /// What a converted request does with the client's reasoning controls.

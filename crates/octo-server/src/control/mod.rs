@@ -433,7 +433,7 @@ impl ControlPlane {
         };
         let merged = merge(&document, &label, &objects, &keys).map_err(fail)?;
         let config = from_document(merged, &label)?;
-        let registry = BackendRegistry::default();
+        let registry = BackendRegistry::new(ops.responses());
         let gateway = build_limited(&config, &label, &registry, Some(ops.limiter().clone()))?;
         let serve = gateway.serve;
         ops.limiter().set_policy(gateway.policy.clone());

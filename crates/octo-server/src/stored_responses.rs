@@ -1,0 +1,74 @@
+//! The Responses API's stored answers in the request log's database: the
+//! [`ResponseStore`] the engines use, over `octo_store`'s `stored_response` table (schema version
+//! 5). Answers live as long as the log's retention keeps rows.
+
+use async_trait::async_trait;
+use octo_core::Error;
+use octo_engines::responses::{ResponseStore, StoredAnswer};
+use octo_store::{Store, StoredResponse};
+use serde_json::Value;
+
+/// [`ResponseStore`] over the server's database.
+#[derive(Debug, Clone)]
+pub struct DbResponses {
+    store: Store,
+}
+
+impl DbResponses {
+    /// Answers kept in `store`.
+    pub fn new(store: Store) -> Self {
+        DbResponses { store }
+    }
+}
+
+fn store_error(e: &octo_store::StoreError) -> Error {
+    Error::internal(format!("storage: {e}")).with_retryable(e.is_retryable())
+}
+
+#[async_trait]
+impl ResponseStore for DbResponses {
+    async fn load(&self, org: &str, id: &str) -> Result<Option<StoredAnswer>, Error> {
+        let Some(row) = self
+            .store
+            .response(org, id)
+            .await
+            .map_err(|e| store_error(&e))?
+        else {
+            return Ok(None);
+        };
+        let input: Vec<Value> = serde_json::from_str(&row.input)
+            .map_err(|e| Error::internal(format!("a stored response's input is not JSON: {e}")))?;
+        let response: Value = serde_json::from_str(&row.response)
+            .map_err(|e| Error::internal(format!("a stored response is not JSON: {e}")))?;
+        Ok(Some(StoredAnswer {
+            org: row.org,
+            id: row.id,
+            created_at_ms: row.created_at_ms,
+            model: row.model,
+            input,
+            response,
+        }))
+    }
+
+    async fn save(&self, answer: StoredAnswer) -> Result<(), Error> {
+        let row = StoredResponse {
+            org: answer.org,
+            id: answer.id,
+            created_at_ms: answer.created_at_ms,
+            model: answer.model,
+            input: Value::Array(answer.input).to_string(),
+            response: answer.response.to_string(),
+        };
+        self.store
+            .put_response(&row)
+            .await
+            .map_err(|e| store_error(&e))
+    }
+
+    async fn delete(&self, org: &str, id: &str) -> Result<bool, Error> {
+        self.store
+            .delete_response(org, id)
+            .await
+            .map_err(|e| store_error(&e))
+    }
+}
