@@ -140,6 +140,7 @@ async fn every_route_needs_the_token_and_file_objects_are_read_only() {
         ("GET", "/api/v1/backends/oa/health"),
         ("POST", "/api/v1/backends/oa/test"),
         ("POST", "/api/v1/backends/oa/models/sync"),
+        ("GET", "/api/v1/backends/oa/models"),
     ];
     for (method, path) in routes {
         let (s, v) = call(&gw, method, path, None, Some(json!({}))).await;
@@ -612,6 +613,25 @@ async fn test_request_and_model_sync() {
             assert_eq!(g4["exposed_as"], json!(["g4"]));
         }
     }
+    // The last list read is kept; a backend with `models_sync_interval` is read on its own.
+    let (s, v) = api(&gw, "GET", "/api/v1/backends/an/models", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["synced_at"].is_i64(), "{v}");
+    let (s, v) = api(&gw, "GET", "/api/v1/backends/oa/models", None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/backends",
+        Some(json!({"name": "auto", "base_url": mock.url(), "protocol": "openai_chat", "models_sync_interval": "1h"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    eventually("the interval sync ran", async || {
+        let (s, v) = api(&gw, "GET", "/api/v1/backends/auto/health", None).await;
+        s == 200 && v["models_sync"]["models"].as_u64().is_some_and(|n| n > 0)
+    })
+    .await;
     // What the mock received: each protocol's list call with its own auth header.
     let seen = mock.requests();
     let lists: Vec<_> = seen

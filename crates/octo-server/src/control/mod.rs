@@ -23,6 +23,7 @@
 //! ([`ControlPlane::sync_once`]) and rebuild when it moved and the stored state differs from
 //! theirs.
 
+pub mod model_sync;
 pub mod objects;
 pub mod secrets;
 
@@ -245,6 +246,7 @@ pub struct ControlPlane {
     sealer: Option<Sealer>,
     key_use: Arc<KeyUse>,
     seen_version: Mutex<i64>,
+    syncs: model_sync::SyncBook,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -462,7 +464,9 @@ impl ControlPlane {
             sealer,
             key_use,
             seen_version: Mutex::new(version),
+            syncs: model_sync::SyncBook::default(),
         });
+        cp.clone().spawn_model_sync();
         if cp.ops.store().is_some() {
             cp.clone().spawn_sync();
             cp.clone().spawn_key_use();
@@ -493,6 +497,58 @@ impl ControlPlane {
     /// The state in force (a snapshot; cheap).
     pub fn view(&self) -> Arc<State> {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The last model list read of each backend.
+    pub fn syncs(&self) -> &model_sync::SyncBook {
+        &self.syncs
+    }
+
+    /// Reads the model list of every backend with `models_sync_interval` whose last read is at
+    /// least that old (checked every second).
+    fn spawn_model_sync(self: Arc<Self>) {
+        let weak = Arc::downgrade(&self);
+        drop(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut running: std::collections::HashSet<String> = Default::default();
+            let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    Some(name) = done_rx.recv() => {
+                        running.remove(&name);
+                        continue;
+                    }
+                }
+                let Some(cp) = weak.upgrade() else { return };
+                let config = cp.view().config.clone();
+                cp.syncs.retain(&|b| config.backends.contains_key(b));
+                for (name, b) in &config.backends {
+                    let Some(every) = b.models_sync_interval else {
+                        continue;
+                    };
+                    let due = cp
+                        .syncs
+                        .get(name)
+                        .is_none_or(|s| s.at.elapsed().map_or(true, |age| age >= every));
+                    if !due || !running.insert(name.clone()) {
+                        continue;
+                    }
+                    let (cp, name, b, done) =
+                        (cp.clone(), name.clone(), b.clone(), done_tx.clone());
+                    tokio::spawn(async move {
+                        let synced = model_sync::fetch(&name, &b).await;
+                        if let Err(e) = &synced.result {
+                            tracing::warn!(backend = %name, error = %e, "model list not read");
+                        }
+                        cp.syncs.put(&name, synced);
+                        let _ = done.send(name);
+                    });
+                }
+            }
+        });
     }
 
     /// The config file's name in messages.
