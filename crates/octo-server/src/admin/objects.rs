@@ -299,6 +299,14 @@ async fn key_records(state: &AdminState) -> Vec<Value> {
             .and_then(Result::ok),
         None => Some(Default::default()),
     };
+    // Each limited key's rate limits and budget now (`GET /api/v1/limits` has every scope).
+    let limits: std::collections::HashMap<String, Value> =
+        super::limits::states(state.ops.limiter())
+            .await
+            .0
+            .into_iter()
+            .map(|(id, _, now)| (id, now))
+            .collect();
     let mut out = Vec::new();
     for (org, o) in &view.config.orgs {
         for (name, spec) in &o.api_keys {
@@ -347,6 +355,9 @@ async fn key_records(state: &AdminState) -> Vec<Value> {
             m.insert("last_used_at".into(), last);
             m.insert("spend_usd".into(), spend);
             m.insert("requests".into(), requests);
+            if let Some(now) = limits.get(&format!("key:{org}/{name}")) {
+                m.insert("limits".into(), now.clone());
+            }
             out.push(r);
         }
     }

@@ -41,7 +41,7 @@ use serde_yaml_ng::Value as Yaml;
 
 use crate::config::limits::{Budget, RateLimit};
 use crate::config::{Config, ConfigError, from_document};
-use crate::gateway::build_with;
+use crate::gateway::build_limited;
 use crate::ops::Ops;
 use crate::registry::BackendRegistry;
 
@@ -436,8 +436,9 @@ impl ControlPlane {
         let merged = merge(&document, &label, &objects, &keys).map_err(fail)?;
         let config = from_document(merged, &label)?;
         let registry = BackendRegistry::default();
-        let gateway = build_with(&config, &label, &registry)?;
+        let gateway = build_limited(&config, &label, &registry, Some(ops.limiter().clone()))?;
         let serve = gateway.serve;
+        ops.limiter().set_policy(gateway.policy.clone());
         ops.track(&gateway.endpoints);
         let key_use = Arc::new(KeyUse::default());
         let mut router = ops.attach(gateway.router);
@@ -557,6 +558,7 @@ impl ControlPlane {
     }
 
     fn install(&self, gateway: crate::Gateway, config: &Config) {
+        self.ops.limiter().set_policy(gateway.policy.clone());
         self.ops.reconfigure(config);
         self.ops.track(&gateway.endpoints);
         let mut router = self.ops.attach(gateway.router);
@@ -583,8 +585,13 @@ impl ControlPlane {
         })?;
         let config = from_document(merged, "the admin API change")
             .map_err(|e| ChangeError::Invalid(problems_text(&e)))?;
-        let gateway = build_with(&config, "the admin API change", &self.registry)
-            .map_err(|e| ChangeError::Invalid(problems_text(&e)))?;
+        let gateway = build_limited(
+            &config,
+            "the admin API change",
+            &self.registry,
+            Some(self.ops.limiter().clone()),
+        )
+        .map_err(|e| ChangeError::Invalid(problems_text(&e)))?;
         Ok((config, gateway))
     }
 
@@ -827,7 +834,12 @@ impl ControlPlane {
                 problems: p,
             })?;
             let config = from_document(merged, &source)?;
-            let gateway = build_with(&config, &source, &self.registry)?;
+            let gateway = build_limited(
+                &config,
+                &source,
+                &self.registry,
+                Some(self.ops.limiter().clone()),
+            )?;
             Ok((doc, config, gateway))
         });
         match outcome {
