@@ -893,6 +893,9 @@ impl ControlPlane {
         if version == *self.seen_version.lock().unwrap_or_else(|e| e.into_inner()) {
             return Ok(false);
         }
+        // Read under the lock `apply` holds while it writes: a state read before a change of
+        // this instance committed must not be applied after it (it would undo the change).
+        let mut st = self.state.lock().await;
         let stored = store.control_state().await.map_err(|e| e.to_string())?;
         let (objects, keys) = decode(&stored, sealer).map_err(|p| {
             problems_text(&ConfigError {
@@ -900,7 +903,6 @@ impl ControlPlane {
                 problems: p,
             })
         })?;
-        let mut st = self.state.lock().await;
         let changed = st.objects != objects || st.keys != keys;
         if changed {
             let (config, gateway) = self
