@@ -247,6 +247,8 @@ pub struct ControlPlane {
     key_use: Arc<KeyUse>,
     seen_version: Mutex<i64>,
     syncs: model_sync::SyncBook,
+    /// Set at shutdown: the background loops end.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -466,6 +468,7 @@ impl ControlPlane {
             key_use,
             seen_version: Mutex::new(version),
             syncs: model_sync::SyncBook::default(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         });
         cp.clone().spawn_model_sync();
         if cp.ops.store().is_some() {
@@ -500,6 +503,17 @@ impl ControlPlane {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Ends the background loops (database poll, key-use writes, model list reads); called at
+    /// shutdown, before the database is closed.
+    pub fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The last model list read of each backend.
     pub fn syncs(&self) -> &model_sync::SyncBook {
         &self.syncs
@@ -523,7 +537,9 @@ impl ControlPlane {
                         continue;
                     }
                 }
-                let Some(cp) = weak.upgrade() else { return };
+                let Some(cp) = weak.upgrade().filter(|cp| !cp.is_stopped()) else {
+                    return;
+                };
                 let config = cp.view().config.clone();
                 cp.syncs.retain(&|b| config.backends.contains_key(b));
                 for (name, b) in &config.backends {
@@ -929,7 +945,9 @@ impl ControlPlane {
             let mut warned = false;
             loop {
                 tick.tick().await;
-                let Some(cp) = weak.upgrade() else { return };
+                let Some(cp) = weak.upgrade().filter(|cp| !cp.is_stopped()) else {
+                    return;
+                };
                 match tokio::time::timeout(Duration::from_secs(10), cp.sync_once()).await {
                     Ok(Ok(_)) => warned = false,
                     Ok(Err(e)) if !warned => {
@@ -950,7 +968,9 @@ impl ControlPlane {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(cp) = weak.upgrade() else { return };
+                let Some(cp) = weak.upgrade().filter(|cp| !cp.is_stopped()) else {
+                    return;
+                };
                 cp.flush_key_use().await;
             }
         });
