@@ -39,8 +39,13 @@ backends:
     protocol: openai_chat
     api_keys: ["sk-upstream-one-0001", "sk-upstream-two-0002"]
     key_cooldown: 10m
+  brk:
+    base_url: "{mock}"
+    protocol: openai_chat
+    circuit_breaker: {{failures: 1, cooldown: 10m}}
 {extra_backends}models:
   chat: {{targets: [{{backend: oa, model: up-chat}}]}}
+  fragile: {{targets: [{{backend: brk, model: up-fragile}}], retry: {{max_attempts: 1}}}}
   secure: {{access: internal, targets: [{{backend: oa, model: up-secure}}]}}
 orgs:
   acme: {{api_keys: {{alice: "sk-acme-alice-key"}}}}
@@ -140,6 +145,7 @@ async fn every_route_needs_the_token_and_file_objects_are_read_only() {
         ("GET", "/api/v1/backends/oa/health"),
         ("POST", "/api/v1/backends/oa/test"),
         ("POST", "/api/v1/backends/oa/models/sync"),
+        ("GET", "/api/v1/backends/oa/models"),
     ];
     for (method, path) in routes {
         let (s, v) = call(&gw, method, path, None, Some(json!({}))).await;
@@ -234,7 +240,7 @@ async fn every_route_needs_the_token_and_file_objects_are_read_only() {
     }
     // Nothing of that was applied.
     let (_, v) = api(&gw, "GET", "/api/v1/models", None).await;
-    assert_eq!(v["data"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 3, "{v}");
 }
 
 #[tokio::test]
@@ -450,7 +456,17 @@ async fn backend_state_and_streams_survive_changes() {
     let d = dir("state");
     let gw = start(&d, &yaml(&mock.url(), ""));
 
-    // Both keys of `oa` answered 429: both rest (key_cooldown: 10m).
+    // A success first: `oa`'s key #1 (or #2) and the model's target learn a latency.
+    assert_eq!(chat(&gw, "chat", None).await, 200);
+    // `brk`'s breaker opens on one server error (failures: 1, cooldown: 10m).
+    let failing = Prompt::new(Protocol::OpenAiChat, "fragile", "[mock:status=500]");
+    assert_eq!(gw.send(&failing).await.status().as_u16(), 500);
+    let (_, brk) = api(&gw, "GET", "/api/v1/backends/brk/health", None).await;
+    assert_eq!(
+        brk["keys"][0]["models"][0]["breaker"]["state"], "open",
+        "{brk}"
+    );
+    // Both keys of `oa` answered 401: both rest (key_cooldown: 10m).
     let limited = Prompt::new(Protocol::OpenAiChat, "chat", "[mock:status=401]");
     let s = gw.send(&limited).await.status().as_u16();
     assert_eq!(s, 401);
@@ -523,12 +539,36 @@ async fn backend_state_and_streams_survive_changes() {
         "the change is in force"
     );
 
-    // `oa` did not change: its keys still rest.
+    // `oa` and `brk` did not change: keys still rest, the breaker is still open, the latency
+    // averages and recent errors are the same.
     let (_, after) = api(&gw, "GET", "/api/v1/backends/oa/health", None).await;
     assert_eq!(resting(&after), 2, "key cooldowns survive: {after}");
     assert_eq!(
         after["keys"][0]["recent_errors"],
         health["keys"][0]["recent_errors"]
+    );
+    assert!(
+        !health["latency"].as_array().unwrap().is_empty(),
+        "{health}"
+    );
+    assert_eq!(
+        after["latency"], health["latency"],
+        "latency averages survive"
+    );
+    let key_latency = |v: &Value| {
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["models"][0]["latency_ms"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(key_latency(&health).iter().any(Value::is_f64), "{health}");
+    assert_eq!(key_latency(&after), key_latency(&health));
+    let (_, brk_after) = api(&gw, "GET", "/api/v1/backends/brk/health", None).await;
+    assert_eq!(
+        brk_after["keys"][0]["models"][0]["breaker"]["state"], "open",
+        "the breaker survives: {brk_after}"
     );
     // An API backend replaced with new settings is in force.
     let (_, mut an) = api(&gw, "GET", "/api/v1/backends/an", None).await;
@@ -612,6 +652,25 @@ async fn test_request_and_model_sync() {
             assert_eq!(g4["exposed_as"], json!(["g4"]));
         }
     }
+    // The last list read is kept; a backend with `models_sync_interval` is read on its own.
+    let (s, v) = api(&gw, "GET", "/api/v1/backends/an/models", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["synced_at"].is_i64(), "{v}");
+    let (s, v) = api(&gw, "GET", "/api/v1/backends/oa/models", None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/backends",
+        Some(json!({"name": "auto", "base_url": mock.url(), "protocol": "openai_chat", "models_sync_interval": "1h"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    eventually("the interval sync ran", async || {
+        let (s, v) = api(&gw, "GET", "/api/v1/backends/auto/health", None).await;
+        s == 200 && v["models_sync"]["models"].as_u64().is_some_and(|n| n > 0)
+    })
+    .await;
     // What the mock received: each protocol's list call with its own auth header.
     let seen = mock.requests();
     let lists: Vec<_> = seen

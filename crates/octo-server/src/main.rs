@@ -332,6 +332,7 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     // The listener has drained: write what the observers still hold, within the drain deadline.
+    control.stop();
     control.flush_key_use().await;
     ops.shutdown(Instant::now() + drain).await;
     if let Some(task) = reloader {

@@ -84,7 +84,10 @@ pub struct BackendRegistry {
 
 /// The digest of a backend's settings (its keys included, never kept in plaintext here).
 fn fingerprint(name: &str, config: &BackendConfig) -> [u8; 32] {
-    Sha256::digest(format!("{name}\u{0}{config:?}").as_bytes()).into()
+    // Settings that do not shape the built backend leave it as it is.
+    let mut c = config.clone();
+    c.models_sync_interval = None;
+    Sha256::digest(format!("{name}\u{0}{c:?}").as_bytes()).into()
 }
 
 impl BackendRegistry {
@@ -146,5 +149,62 @@ impl BackendRegistry {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> BackendConfig {
+        crate::config::parse(
+            &format!("backends:\n  b: {{base_url: '{url}', protocol: openai_chat, api_key: k}}\n"),
+            "t.yaml",
+            &|_| None,
+        )
+        .unwrap()
+        .backends
+        .remove("b")
+        .unwrap()
+    }
+
+    fn build(
+        url: &str,
+    ) -> impl FnOnce() -> Result<(Arc<HttpEndpoint>, ArcEngine, Vec<Protocol>), BuildError> {
+        let url = url.to_owned();
+        move || {
+            let ep = Arc::new(HttpEndpoint::new(
+                octo_engines::endpoint::EndpointConfig::new("b", url, Protocol::OpenAiChat),
+            )?);
+            Ok((ep.clone(), ep as ArcEngine, vec![Protocol::OpenAiChat]))
+        }
+    }
+
+    #[test]
+    fn unchanged_settings_keep_the_entry_and_changed_ones_get_a_new_one() {
+        let r = BackendRegistry::default();
+        let a = config("http://127.0.0.1:1");
+        let first = r.resolve("b", &a, build("http://127.0.0.1:1")).unwrap();
+        first
+            .latency("m")
+            .observe(std::time::Duration::from_millis(5), 1.0);
+        // Not committed yet: a refused change leaves the registry as it was.
+        let again = r.resolve("b", &a, build("http://127.0.0.1:1")).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again));
+        r.commit(&BTreeMap::from([("b".to_owned(), first.clone())]));
+        let same = r.resolve("b", &a, || panic!("not rebuilt")).unwrap();
+        assert!(Arc::ptr_eq(&first, &same));
+        assert_eq!(same.latencies().len(), 1, "the latency average is kept");
+        let changed = r
+            .resolve(
+                "b",
+                &config("http://127.0.0.1:2"),
+                build("http://127.0.0.1:2"),
+            )
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &changed));
+        assert!(changed.latencies().is_empty());
+        r.commit(&BTreeMap::new());
+        assert!(r.get("b").is_none(), "removed backends are dropped");
     }
 }

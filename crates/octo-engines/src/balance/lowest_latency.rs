@@ -13,8 +13,10 @@
 //! never demoted failing URLs between checks). Client errors and skips are not samples.
 //!
 //! Each target's average is a [`LatencyAverage`] cell. A target that carries one
-//! ([`Target::with_latency`](super::Target::with_latency)) shares it: the server keeps one per
-//! (backend, upstream model) across config changes, so a rebuilt model keeps what was learnt.
+//! ([`Target::with_latency`](super::Target::with_latency)) shares it: the
+//! [`TargetSet`](super::TargetSet) feeds it whatever the strategy (so it is a health figure too),
+//! and the strategy only reads it; the server keeps one per (backend, upstream model) across
+//! config changes, so a rebuilt model keeps what was learnt.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,6 +62,17 @@ pub struct LatencyAverage {
 }
 
 impl LatencyAverage {
+    /// Feeds how an attempt ended, as [`LowestLatency`] counts it: a success's time, a retryable
+    /// failure as at least the failure penalty; client errors and skips are not samples.
+    pub fn record(&self, outcome: AttemptOutcome, elapsed: Duration) {
+        let c = LatencyConfig::default();
+        match outcome {
+            AttemptOutcome::Success => self.observe(elapsed, c.alpha),
+            AttemptOutcome::Failed => self.observe(elapsed.max(c.failure_penalty), c.alpha),
+            AttemptOutcome::Rejected | AttemptOutcome::Skipped => {}
+        }
+    }
+
     /// The average, once measured.
     pub fn get(&self) -> Option<Duration> {
         self.secs()
@@ -85,6 +98,8 @@ impl LatencyAverage {
 #[derive(Debug)]
 pub struct LowestLatency {
     averages: Vec<Arc<LatencyAverage>>,
+    /// Per target: whether this strategy feeds the average (false: the target set does).
+    feeds: Vec<bool>,
     config: LatencyConfig,
     rng: SplitMix64,
 }
@@ -102,6 +117,18 @@ impl LowestLatency {
         config: LatencyConfig,
         seed: u64,
     ) -> Self {
+        let feeds = vec![true; averages.len()];
+        Self::fed(averages, feeds, config, seed)
+    }
+
+    /// Like [`with_averages`](Self::with_averages), feeding only the averages marked in `feeds`
+    /// (the others are fed by whoever shares them).
+    pub(crate) fn fed(
+        averages: Vec<Arc<LatencyAverage>>,
+        feeds: Vec<bool>,
+        config: LatencyConfig,
+        seed: u64,
+    ) -> Self {
         let alpha = if config.alpha.is_finite() && config.alpha > 0.0 {
             config.alpha.min(1.0)
         } else {
@@ -109,6 +136,7 @@ impl LowestLatency {
         };
         LowestLatency {
             averages,
+            feeds,
             config: LatencyConfig { alpha, ..config },
             rng: SplitMix64::new(seed),
         }
@@ -159,6 +187,9 @@ impl Strategy for LowestLatency {
     }
 
     fn record(&self, _req: &Request, index: usize, outcome: AttemptOutcome, elapsed: Duration) {
+        if !self.feeds.get(index).copied().unwrap_or(true) {
+            return;
+        }
         match outcome {
             AttemptOutcome::Success => self.observe(index, elapsed),
             AttemptOutcome::Failed => self.observe(index, elapsed.max(self.config.failure_penalty)),
@@ -205,6 +236,35 @@ mod tests {
         assert_eq!(counts[2], 0, "{counts:?}");
         assert!(counts[0].abs_diff(2_000) < 150, "{counts:?}");
         assert!(counts[1].abs_diff(1_000) < 150, "{counts:?}");
+    }
+
+    #[tokio::test]
+    async fn shared_averages_are_fed_by_the_target_set_whatever_the_strategy() {
+        use crate::balance::{StrategyKind, Target, TargetSet};
+        use octo_core::{Body, Engine, Response, engine_fn};
+        for kind in [
+            StrategyKind::WeightedRoundRobin,
+            StrategyKind::LowestLatency,
+        ] {
+            let cell = Arc::new(LatencyAverage::default());
+            let ok = Arc::new(engine_fn(|_req| async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(Response::json(200, Body::from_static(b"{}")))
+            }));
+            let set =
+                TargetSet::builder("m", vec![Target::new("a", ok).with_latency(cell.clone())])
+                    .strategy(kind)
+                    .build()
+                    .unwrap();
+            set.process(req("m")).await.unwrap();
+            let first = cell.get().expect("fed by the target set");
+            assert!(first >= ms(20), "{kind}: {first:?}");
+        }
+        // The strategy leaves a shared average to the target set.
+        let cell = Arc::new(LatencyAverage::default());
+        let l = LowestLatency::fed(vec![cell.clone()], vec![false], LatencyConfig::default(), 1);
+        l.record(&req("m"), 0, AttemptOutcome::Success, ms(5));
+        assert_eq!(cell.get(), None);
     }
 
     #[test]

@@ -114,9 +114,10 @@ pub struct Target {
     pub engine: ArcEngine,
     /// A cheap "could this take a request now" check, consulted before each attempt.
     pub availability: Option<Arc<dyn Availability>>,
-    /// The target's latency average for `lowest_latency`, when shared with its owner (the
-    /// server keeps one per backend and upstream model across config changes); `None`: the
-    /// strategy keeps its own.
+    /// The target's latency average, when shared with its owner (the server keeps one per
+    /// backend and upstream model across config changes): the [`TargetSet`] feeds it on every
+    /// attempt, whatever the strategy, and `lowest_latency` reads it. `None`: `lowest_latency`
+    /// keeps its own.
     pub latency: Option<Arc<LatencyAverage>>,
 }
 
@@ -289,11 +290,13 @@ impl StrategyKind {
                 let priorities: Vec<i32> = targets.iter().map(|t| t.priority).collect();
                 Box::new(Failover::new(&priorities, &weights))
             }
-            StrategyKind::LowestLatency => Box::new(LowestLatency::with_averages(
+            StrategyKind::LowestLatency => Box::new(LowestLatency::fed(
                 targets
                     .iter()
                     .map(|t| t.latency.clone().unwrap_or_default())
                     .collect(),
+                // A shared average is fed by the target set.
+                targets.iter().map(|t| t.latency.is_none()).collect(),
                 LatencyConfig::default(),
                 seed,
             )),

@@ -420,6 +420,9 @@ impl Engine for TargetSet {
                 Err(_) => AttemptOutcome::Rejected,
             };
             self.strategy.record(&req, idx, outcome, elapsed);
+            if let Some(latency) = &target.latency {
+                latency.record(outcome, elapsed);
+            }
             attempts.push(AttemptRecord {
                 target: target.name.clone(),
                 model: target.model.clone(),

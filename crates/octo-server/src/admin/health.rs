@@ -5,6 +5,7 @@
 //! | `GET /api/v1/backends/{name}/health` | per key: cooldown, per model breaker state and latency average, recent errors; per upstream model the `lowest_latency` average |
 //! | `POST /api/v1/backends/{name}/test` | `{model?}` → a one-token request through the backend: `{ok, status, latency_ms, model, protocol, error?, reply?}` |
 //! | `POST /api/v1/backends/{name}/models/sync` | the upstream's model list (`GET /v1/models`, Gemini `GET /v1beta/models`) with which are exposed, and as which models |
+//! | `GET /api/v1/backends/{name}/models` | the last list read (by the route above or `models_sync_interval`) |
 //!
 //! Upstream keys never appear: keys are numbered (`#1`), and any key text in an error message is
 //! masked.
@@ -23,11 +24,11 @@ use serde_json::{Value, json};
 
 use super::{AdminState, ApiError};
 use crate::config::{BackendConfig, MaxTokensField};
-use crate::control::objects::mask;
+use crate::control::model_sync::{self, Synced, redact};
 use crate::registry::BackendEntry;
 
 /// How long a test request or a model list may take.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+const UPSTREAM_TIMEOUT: Duration = model_sync::TIMEOUT;
 
 /// The routes, before authentication is layered on.
 pub(super) fn routes() -> Router<AdminState> {
@@ -35,6 +36,7 @@ pub(super) fn routes() -> Router<AdminState> {
         .route("/api/v1/backends/{name}/health", get(health))
         .route("/api/v1/backends/{name}/test", post(test))
         .route("/api/v1/backends/{name}/models/sync", post(sync))
+        .route("/api/v1/backends/{name}/models", get(last_sync))
 }
 
 fn backend(
@@ -55,17 +57,6 @@ fn backend(
         )
     })?;
     Ok((config, entry))
-}
-
-/// `text` with every key of `config` masked.
-fn redact(text: &str, config: &BackendConfig) -> String {
-    let mut out = text.to_owned();
-    for k in config.keys() {
-        if k.len() >= 4 {
-            out = out.replace(&k, &mask(&k));
-        }
-    }
-    out
 }
 
 fn ms(d: Duration) -> f64 {
@@ -128,6 +119,11 @@ async fn health(
         "available": available,
         "keys": keys,
         "latency": latency,
+        "models_sync": state.control.syncs().get(&name).map(|s| json!({
+            "synced_at": unix_ms(s.at),
+            "models": s.result.as_ref().map(Vec::len).ok(),
+            "error": s.result.err(),
+        })),
     }))
     .into_response())
 }
@@ -262,84 +258,14 @@ async fn test(
     Ok(axum::Json(out).into_response())
 }
 
-/// The upstream's model ids from a list answer: OpenAI and Anthropic `data[].id`, Gemini
-/// `models[].name` without its `models/` prefix.
-fn model_ids(v: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = v
-        .get("data")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(a) = v.get("models").and_then(Value::as_array) {
-        ids.extend(a.iter().filter_map(|m| {
-            m.get("name")
-                .and_then(Value::as_str)
-                .map(|n| n.strip_prefix("models/").unwrap_or(n).to_owned())
-        }));
-    }
-    ids
-}
-
-async fn sync(
-    State(state): State<AdminState>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let (config, entry) = backend(&state, &name)?;
-    let protocol = entry.protocols[0];
-    let base = config.base_url.trim_end_matches('/');
-    let url = match protocol {
-        Protocol::Gemini => format!("{base}/v1beta/models"),
-        _ => format!("{base}/v1/models"),
-    };
-    let client = reqwest::Client::builder()
-        .timeout(UPSTREAM_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut req = client.get(&url).headers(config.headers.clone());
-    if let Some(key) = config.keys().first() {
-        req = match protocol {
-            Protocol::Anthropic => req
-                .header("x-api-key", key)
-                .header("anthropic-version", "2023-06-01"),
-            Protocol::Gemini => req.header("x-goog-api-key", key),
-            _ => req.bearer_auth(key),
-        };
-    } else if protocol == Protocol::Anthropic {
-        req = req.header("anthropic-version", "2023-06-01");
-    }
-    let fail = |status: StatusCode, msg: String| {
-        ApiError(
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "backend `{name}`: {url} answered {status}: {}",
-                redact(&msg, &config)
-            ),
-        )
-    };
-    let resp = req.send().await.map_err(|e| {
-        ApiError(
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "backend `{name}`: cannot read {url}: {}",
-                redact(&e.to_string(), &config)
-            ),
-        )
-    })?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(fail(status, text.chars().take(500).collect()));
-    }
-    let v: Value =
-        serde_json::from_str(&text).map_err(|e| fail(status, format!("not a model list: {e}")))?;
+/// The answer for one sync: ids with which are exposed, and as which models.
+fn sync_answer(state: &AdminState, name: &str, synced: &Synced) -> Value {
     let view = state.control.view();
-    let models: Vec<Value> = model_ids(&v)
-        .into_iter()
+    let models: Vec<Value> = synced
+        .result
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
         .map(|id| {
             let exposed_as: Vec<&String> = view
                 .config
@@ -355,20 +281,40 @@ async fn sync(
             json!({"id": id, "exposed": !exposed_as.is_empty(), "exposed_as": exposed_as})
         })
         .collect();
-    Ok(axum::Json(json!({"backend": name, "url": url, "models": models})).into_response())
+    let mut out = json!({
+        "backend": name,
+        "url": synced.url,
+        "synced_at": unix_ms(synced.at),
+        "models": models,
+    });
+    if let Err(e) = &synced.result {
+        out["error"] = Value::from(e.clone());
+    }
+    out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_ids_read_every_list_shape() {
-        let openai = json!({"object": "list", "data": [{"id": "gpt-4o"}, {"id": "o3"}]});
-        assert_eq!(model_ids(&openai), ["gpt-4o", "o3"]);
-        let anthropic = json!({"data": [{"id": "claude-x", "type": "model"}], "has_more": false});
-        assert_eq!(model_ids(&anthropic), ["claude-x"]);
-        let gemini = json!({"models": [{"name": "models/gemini-2.5-flash"}]});
-        assert_eq!(model_ids(&gemini), ["gemini-2.5-flash"]);
+async fn sync(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let (config, _) = backend(&state, &name)?;
+    let synced = model_sync::fetch(&name, &config).await;
+    state.control.syncs().put(&name, synced.clone());
+    if let Err(e) = &synced.result {
+        return Err(ApiError(StatusCode::BAD_GATEWAY, e.clone()));
     }
+    Ok(axum::Json(sync_answer(&state, &name, &synced)).into_response())
+}
+
+async fn last_sync(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    backend(&state, &name)?;
+    let synced = state.control.syncs().get(&name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "backend `{name}`'s model list was never read; `POST /api/v1/backends/{name}/models/sync`, or set `models_sync_interval`"
+        ))
+    })?;
+    Ok(axum::Json(sync_answer(&state, &name, &synced)).into_response())
 }

@@ -280,6 +280,9 @@ async fn delete_key(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// How long the key list waits for spend and last use.
+const ACTIVITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -287,9 +290,14 @@ fn rfc3339(t: std::time::SystemTime) -> String {
 /// Every key in force: the file's and the API's, with spend and last use when storage is on.
 async fn key_records(state: &AdminState) -> Vec<Value> {
     let view = state.control.view();
+    // A slow database delays this answer by at most a few seconds: spend and last use are then
+    // left out (null) rather than waited for.
     let activity = match state.control.store() {
-        Some(store) => store.key_activity().await.unwrap_or_default(),
-        None => Default::default(),
+        Some(store) => tokio::time::timeout(ACTIVITY_TIMEOUT, store.key_activity())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        None => Some(Default::default()),
     };
     // Each limited key's rate limits and budget now (`GET /api/v1/limits` has every scope).
     let limits: std::collections::HashMap<String, Value> =
@@ -332,17 +340,21 @@ async fn key_records(state: &AdminState) -> Vec<Value> {
                     }
                 }
             }
-            let a = activity.get(&(org.clone(), name.clone()));
-            m.insert(
-                "last_used_at".into(),
-                a.and_then(|a| a.last_used_at)
-                    .map_or(Value::Null, Value::from),
-            );
-            m.insert(
-                "spend_usd".into(),
-                Value::from(a.map_or(0.0, |a| a.spend_usd)),
-            );
-            m.insert("requests".into(), Value::from(a.map_or(0, |a| a.requests)));
+            let (last, spend, requests) = match &activity {
+                Some(all) => {
+                    let a = all.get(&(org.clone(), name.clone()));
+                    (
+                        a.and_then(|a| a.last_used_at)
+                            .map_or(Value::Null, Value::from),
+                        Value::from(a.map_or(0.0, |a| a.spend_usd)),
+                        Value::from(a.map_or(0, |a| a.requests)),
+                    )
+                }
+                None => (Value::Null, Value::Null, Value::Null),
+            };
+            m.insert("last_used_at".into(), last);
+            m.insert("spend_usd".into(), spend);
+            m.insert("requests".into(), requests);
             if let Some(now) = limits.get(&format!("key:{org}/{name}")) {
                 m.insert("limits".into(), now.clone());
             }

@@ -246,6 +246,10 @@ pub struct BackendConfig {
     /// (default `true`; `false` for upstreams that refuse `stream_options`).
     #[serde(default = "yes")]
     pub stream_usage: bool,
+    /// Read the upstream's model list on this interval (`GET /v1/models`, Gemini
+    /// `/v1beta/models`); the last result is shown by the admin API. Off when absent.
+    #[serde(default, deserialize_with = "de::opt_duration")]
+    pub models_sync_interval: Option<Duration>,
 }
 
 fn yes() -> bool {

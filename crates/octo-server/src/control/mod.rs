@@ -23,6 +23,7 @@
 //! ([`ControlPlane::sync_once`]) and rebuild when it moved and the stored state differs from
 //! theirs.
 
+pub mod model_sync;
 pub mod objects;
 pub mod secrets;
 
@@ -245,6 +246,9 @@ pub struct ControlPlane {
     sealer: Option<Sealer>,
     key_use: Arc<KeyUse>,
     seen_version: Mutex<i64>,
+    syncs: model_sync::SyncBook,
+    /// Set at shutdown: the background loops end.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -463,7 +467,10 @@ impl ControlPlane {
             sealer,
             key_use,
             seen_version: Mutex::new(version),
+            syncs: model_sync::SyncBook::default(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         });
+        cp.clone().spawn_model_sync();
         if cp.ops.store().is_some() {
             cp.clone().spawn_sync();
             cp.clone().spawn_key_use();
@@ -494,6 +501,71 @@ impl ControlPlane {
     /// The state in force (a snapshot; cheap).
     pub fn view(&self) -> Arc<State> {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Ends the background loops (database poll, key-use writes, model list reads); called at
+    /// shutdown, before the database is closed.
+    pub fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The last model list read of each backend.
+    pub fn syncs(&self) -> &model_sync::SyncBook {
+        &self.syncs
+    }
+
+    /// Reads the model list of every backend with `models_sync_interval` whose last read is at
+    /// least that old (checked every second).
+    fn spawn_model_sync(self: Arc<Self>) {
+        let weak = Arc::downgrade(&self);
+        drop(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut running: std::collections::HashSet<String> = Default::default();
+            let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    Some(name) = done_rx.recv() => {
+                        running.remove(&name);
+                        continue;
+                    }
+                }
+                let Some(cp) = weak.upgrade().filter(|cp| !cp.is_stopped()) else {
+                    return;
+                };
+                let config = cp.view().config.clone();
+                cp.syncs.retain(&|b| config.backends.contains_key(b));
+                for (name, b) in &config.backends {
+                    let Some(every) = b.models_sync_interval else {
+                        continue;
+                    };
+                    let due = cp
+                        .syncs
+                        .get(name)
+                        .is_none_or(|s| s.at.elapsed().map_or(true, |age| age >= every));
+                    if !due || !running.insert(name.clone()) {
+                        continue;
+                    }
+                    let (cp, name, b, done) =
+                        (cp.clone(), name.clone(), b.clone(), done_tx.clone());
+                    tokio::spawn(async move {
+                        let synced = model_sync::fetch(&name, &b).await;
+                        if let Err(e) = &synced.result {
+                            tracing::warn!(backend = %name, error = %e, "model list not read");
+                        }
+                        cp.syncs.put(&name, synced);
+                        let _ = done.send(name);
+                    });
+                }
+            }
+        });
     }
 
     /// The config file's name in messages.
@@ -837,6 +909,9 @@ impl ControlPlane {
         if version == *self.seen_version.lock().unwrap_or_else(|e| e.into_inner()) {
             return Ok(false);
         }
+        // Read under the lock `apply` holds while it writes: a state read before a change of
+        // this instance committed must not be applied after it (it would undo the change).
+        let mut st = self.state.lock().await;
         let stored = store.control_state().await.map_err(|e| e.to_string())?;
         let (objects, keys) = decode(&stored, sealer).map_err(|p| {
             problems_text(&ConfigError {
@@ -844,7 +919,6 @@ impl ControlPlane {
                 problems: p,
             })
         })?;
-        let mut st = self.state.lock().await;
         let changed = st.objects != objects || st.keys != keys;
         if changed {
             let (config, gateway) = self
@@ -871,7 +945,9 @@ impl ControlPlane {
             let mut warned = false;
             loop {
                 tick.tick().await;
-                let Some(cp) = weak.upgrade() else { return };
+                let Some(cp) = weak.upgrade().filter(|cp| !cp.is_stopped()) else {
+                    return;
+                };
                 match tokio::time::timeout(Duration::from_secs(10), cp.sync_once()).await {
                     Ok(Ok(_)) => warned = false,
                     Ok(Err(e)) if !warned => {
@@ -892,7 +968,9 @@ impl ControlPlane {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(cp) = weak.upgrade() else { return };
+                let Some(cp) = weak.upgrade().filter(|cp| !cp.is_stopped()) else {
+                    return;
+                };
                 cp.flush_key_use().await;
             }
         });
