@@ -713,5 +713,10 @@ async fn the_effective_config_masks_every_secret() {
     assert_eq!(config["backends"]["b"]["api_key"], "****");
     assert_eq!(config["models"]["m"]["source"], "file");
     assert_eq!(config["admin"]["users"][0]["name"], FILE_USER);
-    assert!(config["admin"]["tokens"][0].as_str().unwrap().starts_with("****"));
+    assert!(
+        config["admin"]["tokens"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("****")
+    );
 }
