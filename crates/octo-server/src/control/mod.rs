@@ -20,7 +20,7 @@
 //! returned once.
 //!
 //! Other instances on the same PostgreSQL/MySQL database poll the change counter every second
-//! ([`ControlPlane::spawn_sync`]) and rebuild when it moved and the stored state differs from
+//! (`ControlPlane::spawn_sync`) and rebuild when it moved and the stored state differs from
 //! theirs.
 
 pub mod objects;
