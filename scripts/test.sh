@@ -85,7 +85,7 @@ cargo build --workspace --bins
 step "cargo clippy -p octo-core -p octo-convert --no-default-features -- -D warnings"
 cargo clippy -p octo-core -p octo-convert --no-default-features -- -D warnings
 
-step "database servers for the storage tests (scripts/services.sh: PostgreSQL, MariaDB)"
+step "servers for the storage and limits tests (scripts/services.sh: PostgreSQL, MariaDB, Redis)"
 scripts/services.sh
 # shellcheck source=/dev/null
 source "$(scripts/services.sh env)"

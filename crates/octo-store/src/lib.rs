@@ -41,6 +41,7 @@ mod query;
 mod rollup;
 mod row;
 pub mod schema;
+mod spend;
 pub mod testing;
 pub mod writer;
 
@@ -62,6 +63,7 @@ pub use query::{
     Bucket, DEFAULT_LIMIT, Figures, GroupBy, LogPage, LogQuery, MAX_BUCKETS, MAX_LIMIT, Stats,
     StatsBucket, StatsQuery,
 };
+pub use spend::SpendRow;
 pub use writer::{LogWriter, WARN_EVERY, WriterStats};
 
 use crate::db::{Col, Pool, Sql, Value};

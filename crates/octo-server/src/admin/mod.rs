@@ -21,6 +21,7 @@ pub mod effective;
 pub mod health;
 pub mod limiter;
 pub mod login;
+pub mod limits;
 pub mod objects;
 pub mod panel;
 pub mod password;
@@ -179,6 +180,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(users::routes())
         .merge(panel::routes())
         .merge(effective::routes())
+        .merge(limits::routes())
         .merge(objects::routes())
         .merge(health::routes())
         .fallback(|| async {

@@ -291,6 +291,14 @@ async fn key_records(state: &AdminState) -> Vec<Value> {
         Some(store) => store.key_activity().await.unwrap_or_default(),
         None => Default::default(),
     };
+    // Each limited key's rate limits and budget now (`GET /api/v1/limits` has every scope).
+    let limits: std::collections::HashMap<String, Value> =
+        super::limits::states(state.ops.limiter())
+            .await
+            .0
+            .into_iter()
+            .map(|(id, _, now)| (id, now))
+            .collect();
     let mut out = Vec::new();
     for (org, o) in &view.config.orgs {
         for (name, spec) in &o.api_keys {
@@ -335,6 +343,9 @@ async fn key_records(state: &AdminState) -> Vec<Value> {
                 Value::from(a.map_or(0.0, |a| a.spend_usd)),
             );
             m.insert("requests".into(), Value::from(a.map_or(0, |a| a.requests)));
+            if let Some(now) = limits.get(&format!("key:{org}/{name}")) {
+                m.insert("limits".into(), now.clone());
+            }
             out.push(r);
         }
     }

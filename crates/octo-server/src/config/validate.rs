@@ -8,6 +8,7 @@ use super::schema::{AccessConfig, Config, KeySpec, RuleConfig, TargetConfig};
 /// Every cross-field problem in `c`, as `(key path, message with the fix)`.
 pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
     let mut p = Vec::new();
+    crate::limits::validate(c, &mut p);
     if c.limits.max_body_bytes == 0 {
         p.push(("limits.max_body_bytes".into(), "must be positive".into()));
     }
@@ -169,6 +170,7 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
     }
+    super::cache::validate(c, &mut p);
     operations(c, &mut p);
     p
 }

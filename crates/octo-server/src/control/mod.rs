@@ -20,7 +20,7 @@
 //! returned once.
 //!
 //! Other instances on the same PostgreSQL/MySQL database poll the change counter every second
-//! (`ControlPlane::spawn_sync`) and rebuild when it moved and the stored state differs from
+//! ([`ControlPlane::sync_once`]) and rebuild when it moved and the stored state differs from
 //! theirs.
 
 pub mod objects;
@@ -40,7 +40,7 @@ use serde_yaml_ng::Value as Yaml;
 
 use crate::config::limits::{Budget, RateLimit};
 use crate::config::{Config, ConfigError, from_document};
-use crate::gateway::build_with;
+use crate::gateway::build_limited;
 use crate::ops::Ops;
 use crate::registry::BackendRegistry;
 
@@ -434,11 +434,15 @@ impl ControlPlane {
         let merged = merge(&document, &label, &objects, &keys).map_err(fail)?;
         let config = from_document(merged, &label)?;
         let registry = BackendRegistry::default();
-        let gateway = build_with(&config, &label, &registry)?;
+        let gateway = build_limited(&config, &label, &registry, Some(ops.limiter().clone()))?;
         let serve = gateway.serve;
+        ops.limiter().set_policy(gateway.policy.clone());
         ops.track(&gateway.endpoints);
         let key_use = Arc::new(KeyUse::default());
-        let router = ops.attach(gateway.router).observe(key_use.clone());
+        let mut router = ops.attach(gateway.router);
+        if ops.store().is_some() {
+            router = router.observe(key_use.clone());
+        }
         registry.commit(&gateway.backends);
         let state = State {
             file_doc: document,
@@ -498,12 +502,14 @@ impl ControlPlane {
     }
 
     fn install(&self, gateway: crate::Gateway, config: &Config) {
+        self.ops.limiter().set_policy(gateway.policy.clone());
         self.ops.reconfigure(config);
         self.ops.track(&gateway.endpoints);
-        let router = self
-            .ops
-            .attach(gateway.router)
-            .observe(self.key_use.clone());
+        let mut router = self.ops.attach(gateway.router);
+        // Key use is only noted where it can be written.
+        if self.ops.store().is_some() {
+            router = router.observe(self.key_use.clone());
+        }
         self.router.store(router);
         self.registry.commit(&gateway.backends);
     }
@@ -523,8 +529,13 @@ impl ControlPlane {
         })?;
         let config = from_document(merged, "the admin API change")
             .map_err(|e| ChangeError::Invalid(problems_text(&e)))?;
-        let gateway = build_with(&config, "the admin API change", &self.registry)
-            .map_err(|e| ChangeError::Invalid(problems_text(&e)))?;
+        let gateway = build_limited(
+            &config,
+            "the admin API change",
+            &self.registry,
+            Some(self.ops.limiter().clone()),
+        )
+        .map_err(|e| ChangeError::Invalid(problems_text(&e)))?;
         Ok((config, gateway))
     }
 
@@ -767,7 +778,12 @@ impl ControlPlane {
                 problems: p,
             })?;
             let config = from_document(merged, &source)?;
-            let gateway = build_with(&config, &source, &self.registry)?;
+            let gateway = build_limited(
+                &config,
+                &source,
+                &self.registry,
+                Some(self.ops.limiter().clone()),
+            )?;
             Ok((doc, config, gateway))
         });
         match outcome {
