@@ -211,7 +211,13 @@ async fn the_panel_is_public_and_the_api_needs_a_token_or_a_session() {
         assert_eq!(r.status, 200, "{asset}");
         assert!(r.body.len() > 100, "{asset}");
     }
-    for path in ["/api/v1/logs", "/api/v1/users", "/api/v1/me", "/metrics"] {
+    for path in [
+        "/api/v1/logs",
+        "/api/v1/users",
+        "/api/v1/me",
+        "/api/v1/config",
+        "/metrics",
+    ] {
         let none = call(
             &gw,
             Req {
@@ -677,5 +683,40 @@ fn config_users_need_an_argon2_hash() {
     assert!(
         err.contains("admin.users[0].password") && err.contains("hash-password"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_effective_config_masks_every_secret() {
+    let up = mock().await;
+    let dir = TempDir::new();
+    let hash = hash_password(FILE_PASSWORD);
+    let gw = start(&up.url(), &dir, &file_user(&hash));
+    let r = call(
+        &gw,
+        Req {
+            method: "GET",
+            path: "/api/v1/config",
+            token: Some(ADMIN_TOKEN),
+            ..Req::default()
+        },
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for secret in [ADMIN_TOKEN, "sk-up\"", &hash[10..]] {
+        assert!(!r.body.contains(secret), "{secret} in {}", r.body);
+    }
+    let v = r.json();
+    assert!(v["source"].as_str().unwrap().ends_with(".yaml"), "{v}");
+    let config = &v["config"];
+    assert_eq!(config["backends"]["b"]["source"], "file");
+    assert_eq!(config["backends"]["b"]["api_key"], "****");
+    assert_eq!(config["models"]["m"]["source"], "file");
+    assert_eq!(config["admin"]["users"][0]["name"], FILE_USER);
+    assert!(
+        config["admin"]["tokens"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("****")
     );
 }

@@ -42,7 +42,7 @@ impl Lru {
     }
 }
 
-/// An LRU store bounded by bytes, with a TTL per entry; see the [`cache`](super) module docs.
+/// An LRU store bounded by bytes, with a TTL per entry; see the `cache::memory` module docs.
 pub struct MemoryStore {
     max_bytes: usize,
     lru: Mutex<Lru>,

@@ -18,7 +18,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::key::CacheKey;
 use super::store::CacheStore;
 
-/// A [`CacheStore`] in Redis; see the [`cache`](super) module docs.
+/// A [`CacheStore`] in Redis; see the `cache::redis` module docs.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,

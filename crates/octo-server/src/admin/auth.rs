@@ -118,15 +118,16 @@ impl Auth {
     }
 }
 
-/// Paths served without credentials: the panel's files and the sign-in routes.
+/// Paths served without credentials: the panel's files and the sign-in routes. Everything else,
+/// unknown paths included, needs a token or a session (a route added later is never public by
+/// accident).
 fn is_public(method: &Method, path: &str) -> bool {
-    if path == "/api/v1/login" {
-        return method == Method::POST;
+    match path {
+        "/api/v1/login" => method == Method::POST,
+        "/" | "/index.html" => true,
+        _ if path.starts_with("/assets/") => true,
+        _ => path.starts_with("/api/v1/login/once/") && method == Method::GET,
     }
-    if path.starts_with("/api/v1/login/once/") {
-        return method == Method::GET;
-    }
-    !(path.starts_with("/api/") || path == "/api" || path == "/metrics")
 }
 
 fn unauthorized(msg: &str) -> Response {
@@ -234,5 +235,7 @@ mod tests {
         assert!(!is_public(&Method::GET, "/api"));
         assert!(!is_public(&Method::GET, "/metrics"));
         assert!(!is_public(&Method::POST, "/api/v1/logout"));
+        assert!(!is_public(&Method::GET, "/debug/anything"));
+        assert!(is_public(&Method::GET, "/index.html"));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Attempts one address may make per [`ADDR_WINDOW`].
-pub const ADDR_ATTEMPTS: u32 = 20;
+pub const ADDR_ATTEMPTS: u32 = 30;
 /// The per-address window.
 pub const ADDR_WINDOW: Duration = Duration::from_secs(60);
 /// Failed attempts one user name may take per [`USER_WINDOW`].

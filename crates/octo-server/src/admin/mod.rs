@@ -17,6 +17,7 @@
 pub mod actor;
 pub mod api;
 pub mod auth;
+pub mod effective;
 pub mod health;
 pub mod limiter;
 pub mod limits;
@@ -178,6 +179,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(login::routes())
         .merge(users::routes())
         .merge(panel::routes())
+        .merge(effective::routes())
         .merge(limits::routes())
         .merge(objects::routes())
         .merge(health::routes())

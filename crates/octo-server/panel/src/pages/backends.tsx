@@ -70,12 +70,25 @@ export function Backends() {
     perBackend.set(k, t);
   }
 
-  const act = async (title: string, method: string, path: string) => {
+  const act = async (title: string, method: string, path: string, body?: unknown) => {
     setResult({ title, body: "…" });
     try {
-      setResult({ title, body: await api(method, path) });
+      setResult({ title, body: await api(method, path, body) });
     } catch (e) {
       setResult({ title, body: { error: (e as Error).message } });
+    }
+  };
+  // A test request needs a model: the one a model routes to the backend, else the one asked for.
+  const test = async (name: string) => {
+    const path = `/api/v1/backends/${encodeURIComponent(name)}/test`;
+    try {
+      setResult({ title: `Test ${name}`, body: "…" });
+      setResult({ title: `Test ${name}`, body: await api("POST", path, {}) });
+    } catch (e) {
+      const msg = (e as Error).message;
+      const model = /give the upstream model/.test(msg) ? prompt(`No model routes to ${name} yet. Which upstream model should the test request use?`) : null;
+      if (model) await act(`Test ${name}`, "POST", path, { model });
+      else setResult({ title: `Test ${name}`, body: { error: msg } });
     }
   };
 
@@ -133,7 +146,7 @@ export function Backends() {
                 <td class="n">{t?.req ? ms(t.dur / t.req) : "–"}</td>
                 {!backends.missing && (
                   <td class="actions">
-                    <button type="button" onClick={() => act(`Test ${name}`, "POST", `/api/v1/backends/${encodeURIComponent(name)}/test`)}>
+                    <button type="button" onClick={() => test(name)}>
                       Test
                     </button>
                     <button type="button" onClick={() => act(`Models of ${name}`, "POST", `/api/v1/backends/${encodeURIComponent(name)}/models/sync`)}>

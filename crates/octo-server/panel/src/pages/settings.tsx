@@ -12,6 +12,7 @@ export function Settings() {
   const users = useResource<unknown>("/api/v1/users");
   const config = useResource<unknown>("/api/v1/config");
   const audit = useResource<unknown>("/api/v1/audit", 10000);
+  const eff = config.data as { source: string; generation: number; config: unknown } | null;
   const [form, setForm] = useState({ name: "", password: "" });
   const [error, setError] = useState("");
   const create = async (e: Event) => {
@@ -90,7 +91,15 @@ export function Settings() {
       ) : (
         <>
           <ErrorText error={config.error} />
-          <pre class="config">{config.data === null ? "Loading…" : typeof config.data === "string" ? config.data : JSON.stringify(config.data, null, 2)}</pre>
+          {eff && (
+            <p class="muted small">
+              From {eff.source}, generation {eff.generation}; objects from the admin API are marked <code>"source": "api"</code>, secrets
+              are masked.
+            </p>
+          )}
+          <pre class="config" aria-label="Effective configuration">
+            {eff ? JSON.stringify(eff.config, null, 2) : "Loading…"}
+          </pre>
         </>
       )}
       <h2>Audit trail</h2>
