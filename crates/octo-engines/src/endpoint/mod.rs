@@ -60,7 +60,7 @@ use self::timed_body::TimedBody;
 use crate::add_header::{UpstreamHeaders, is_protected};
 use crate::balance::{Availability, Target};
 
-pub use self::keys::{KeyLease, KeyPool, KeyPoolConfig};
+pub use self::keys::{KeyError, KeyHealth, KeyLease, KeyPool, KeyPoolConfig, ModelHealth};
 
 /// Deadlines for one upstream exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -551,6 +551,7 @@ impl Engine for HttpEndpoint {
                 }
                 (r.elapsed_ms(), Instant::now(), span_id)
             });
+            let sent = Instant::now();
             let result = self
                 .send(
                     req.method.clone(),
@@ -562,6 +563,8 @@ impl Engine for HttpEndpoint {
                 )
                 .await;
             let key = lease.index() + 1;
+            self.keys
+                .note(lease.index(), model, sent.elapsed(), result.as_ref());
             let next_key = self.keys.finish(lease, result.as_ref());
             let result = match (&record, attempt) {
                 (Some(r), Some((offset_ms, started, span_id))) => {
