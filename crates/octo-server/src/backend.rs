@@ -108,6 +108,15 @@ impl Engine for BackendEngine {
                 .with_code("embeddings_unsupported")),
             };
         }
+        if req.protocol.is_chat() && !self.protocols.iter().any(|p| p.is_chat()) {
+            return Err(Error::bad_request(format!(
+                "backend `{}` speaks only {}, which cannot answer {}; route this model to a chat backend",
+                self.name,
+                octo_core::protocol_list(&self.protocols),
+                req.protocol
+            ))
+            .with_code("chat_unsupported"));
+        }
         if self.protocols.contains(&req.protocol) {
             self.inner.process(req).await
         } else if req.protocol == Protocol::OpenAiResponses {
@@ -118,5 +127,95 @@ impl Engine for BackendEngine {
         } else {
             self.convert.process(req).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use octo_core::{Body, engine_fn};
+
+    use super::*;
+
+    fn backend(protocols: Vec<Protocol>) -> BackendEngine {
+        let upstream: ArcEngine = Arc::new(engine_fn(|req: Request| async move {
+            Ok(Response::json(
+                200,
+                Body::from_json(serde_json::json!({"saw": req.protocol.config_name()})),
+            ))
+        }));
+        BackendEngine::new("b", protocols, upstream, ConvertOptions::default())
+    }
+
+    #[tokio::test]
+    async fn embeddings_need_an_embeddings_api_and_chat_a_chat_protocol() {
+        let embed = || {
+            Request::post(
+                Protocol::OpenAiEmbeddings,
+                "/v1/embeddings",
+                Body::from_static(br#"{"model":"m","input":"x"}"#),
+            )
+        };
+        let e = backend(vec![Protocol::Anthropic])
+            .process(embed())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status().as_u16(), e.code()),
+            (400, Some("embeddings_unsupported"))
+        );
+        let ok = backend(vec![Protocol::OpenAiResponses])
+            .process(embed())
+            .await
+            .unwrap();
+        assert_eq!(ok.status.as_u16(), 200);
+
+        let chat = Request::post(
+            Protocol::OpenAiChat,
+            "/v1/chat/completions",
+            Body::from_static(br#"{"model":"m","messages":[]}"#),
+        );
+        let e = backend(vec![Protocol::OpenAiEmbeddings])
+            .process(chat)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status().as_u16(), e.code()),
+            (400, Some("chat_unsupported"))
+        );
+    }
+
+    #[test]
+    fn configs_name_embeddings_protocols_and_paths() {
+        let yaml = r#"
+backends:
+  tei: {base_url: "http://127.0.0.1:9", protocol: openai_embeddings}
+  oa: {base_url: "http://127.0.0.1:9", protocol: openai_chat, paths: {openai_embeddings: "/e"}}
+  an: {base_url: "http://127.0.0.1:9", protocol: anthropic, paths: {gemini_embeddings: "/e"}}
+models:
+  e: {targets: [{backend: tei}]}
+"#;
+        let e = crate::config::parse(yaml, "e.yaml", &|_| None)
+            .unwrap_err()
+            .to_string();
+        // Only the Anthropic backend's path is refused: it has no embeddings API.
+        assert!(e.contains("backends.an.paths.gemini_embeddings"), "{e}");
+        assert!(
+            !e.contains("backends.oa") && !e.contains("backends.tei"),
+            "{e}"
+        );
+        let ok = yaml.replace(", paths: {gemini_embeddings: \"/e\"}", "");
+        let c = crate::config::parse(&ok, "e.yaml", &|_| None).unwrap();
+        assert_eq!(c.backends["tei"].protocol, [Protocol::OpenAiEmbeddings]);
+    }
+
+    #[test]
+    fn the_first_protocols_provider_gives_the_embeddings_api() {
+        assert_eq!(
+            embeddings_protocol(&[Protocol::Anthropic, Protocol::Gemini, Protocol::OpenAiChat]),
+            Some(Protocol::GeminiEmbeddings)
+        );
+        assert_eq!(embeddings_protocol(&[Protocol::Anthropic]), None);
     }
 }

@@ -17,7 +17,13 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::duration::parse_duration;
 
-const PROTOCOL_CHOICES: &str = "use openai_chat, openai_responses, anthropic or gemini";
+const PROTOCOL_CHOICES: &str =
+    "use openai_chat, openai_responses, anthropic, gemini, openai_embeddings or gemini_embeddings";
+
+/// A protocol a backend may speak: a chat protocol or an embeddings API.
+fn backend_protocol(p: Protocol) -> bool {
+    Protocol::CHAT_PROTOCOLS.contains(&p) || p.is_embeddings()
+}
 
 /// The text of a duration: a string (`500ms`, `5s`, `2m`, `1h`) or a bare number of seconds.
 struct DurationText;
@@ -104,7 +110,7 @@ pub(crate) fn http_version<'de, D: Deserializer<'de>>(d: D) -> Result<HttpVersio
 
 fn chat_protocol<E: de::Error>(name: &str) -> Result<Protocol, E> {
     match name.parse::<Protocol>() {
-        Ok(p) if Protocol::CHAT_PROTOCOLS.contains(&p) => Ok(p),
+        Ok(p) if backend_protocol(p) => Ok(p),
         _ => Err(E::custom(format!(
             "unknown protocol `{name}`; {PROTOCOL_CHOICES}"
         ))),
@@ -142,7 +148,7 @@ pub(crate) fn protocol_paths<'de, D: Deserializer<'de>>(
         .map(|(name, path)| {
             name.parse::<Protocol>()
                 .ok()
-                .filter(|p| Protocol::CHAT_PROTOCOLS.contains(p))
+                .filter(|p| backend_protocol(*p))
                 .map(|p| (p, path))
                 .ok_or_else(|| {
                     de::Error::custom(format!("`{name}` is not a protocol; {PROTOCOL_CHOICES}"))

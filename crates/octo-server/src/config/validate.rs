@@ -54,7 +54,9 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
         for (proto, path) in &b.paths {
-            if !protocols.contains(proto) {
+            // The embeddings API of the backend's provider comes with its chat protocols.
+            let implied = protocols.iter().find_map(|p| p.embeddings()) == Some(*proto);
+            if !protocols.contains(proto) && !implied {
                 p.push((
                     format!("backends.{name}.paths.{proto}"),
                     format!(
