@@ -229,15 +229,15 @@ impl LogWriter {
     /// [`spawn_opening`](Self::spawn_opening)).
     pub async fn opened(&self) -> Option<Store> {
         let mut rx = self.opened.clone();
-        let r = rx
+        let opened = rx
             .wait_for(|o| !matches!(o, Opened::Pending))
             .await
             .ok()
-            .and_then(|o| match &*o {
-                Opened::Open(s) => Some(s.clone()),
-                _ => None,
-            });
-        r
+            .map(|o| o.clone());
+        match opened {
+            Some(Opened::Open(s)) => Some(s),
+            _ => None,
+        }
     }
 
     /// Whether the database answered the last open attempt or write (the
