@@ -247,7 +247,7 @@ impl Store {
     /// Without a model, backend, org, user or status filter this reads the newest rows by id.
     /// With one, the log has no index on the filtered column (schema version 2 dropped them, to
     /// keep inserts cheap): the minutes that hold matching rows come from `rollup_dim_minute`
-    /// (indexed by dimension and value), newest first, [`CANDIDATE_MINUTES`] at a time, and the
+    /// (indexed by dimension and value), newest first, 64 at a time, and the
     /// log is read only within those minutes through its `started_at` index. A page therefore
     /// reads the rows of the minutes it needs, whatever the size of the log.
     pub async fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
