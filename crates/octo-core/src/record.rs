@@ -190,6 +190,56 @@ pub struct Record {
     /// The W3C trace context, when the request is traced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceContext>,
+    /// The request's body and its answer, cut to a size, when bodies are kept
+    /// ([`Router::log_bodies`](crate::http::Router::log_bodies)); flattened into the JSON as
+    /// `request_body`, `response_body`, `request_body_bytes`, `response_body_bytes`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub bodies: Option<Bodies>,
+}
+
+/// A request's body and its answer as kept with its [`Record`]: the first bytes of each (up to
+/// the configured size) and each one's full size. The answer is what the client received: the
+/// JSON of a unary answer, a stream's events as sent (SSE, or Gemini's JSON array).
+///
+/// In JSON the texts are strings (invalid UTF-8 replaced by U+FFFD); a text shorter than its
+/// `…_bytes` was cut.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Bodies {
+    /// The first bytes of the request body.
+    #[serde(rename = "request_body", with = "lossy_text")]
+    pub request: bytes::Bytes,
+    /// The request body's full size in bytes.
+    #[serde(rename = "request_body_bytes", default)]
+    pub request_size: u64,
+    /// The first bytes of the answer.
+    #[serde(rename = "response_body", with = "lossy_text")]
+    pub response: bytes::Bytes,
+    /// The answer's full size in bytes.
+    #[serde(rename = "response_body_bytes", default)]
+    pub response_size: u64,
+}
+
+/// Bytes as a JSON string (lossy UTF-8) and back.
+mod lossy_text {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(b))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        Ok(Bytes::from(String::deserialize(d)?))
+    }
+}
+
+/// What a record keeps of the bodies while its request runs.
+#[derive(Default)]
+struct BodyCapture {
+    request: bytes::Bytes,
+    request_size: u64,
+    response: Vec<u8>,
+    response_size: u64,
 }
 
 /// A request's place in a distributed trace (W3C Trace Context), decided when it starts so the
@@ -360,6 +410,7 @@ struct Fields {
     finish_reason: Option<String>,
     error: Option<String>,
     cache_hit: bool,
+    bodies: Option<BodyCapture>,
 }
 
 struct Shared {
@@ -374,6 +425,8 @@ struct Shared {
     done: AtomicBool,
     observers: Arc<Observers>,
     trace: Option<TraceContext>,
+    /// Bytes kept of each body, when bodies are kept.
+    body_limit: Option<usize>,
 }
 
 /// The record of a request in flight, shared by every clone of the request (an `Arc`).
@@ -421,7 +474,54 @@ impl RequestRecord {
             done: AtomicBool::new(false),
             observers,
             trace: None,
+            body_limit: None,
         }))
+    }
+
+    /// Keeps the first `max_bytes` of the request's body and of its answer (before it is
+    /// shared); see [`Bodies`].
+    pub fn with_bodies(mut self, max_bytes: usize) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.body_limit = Some(max_bytes);
+            shared
+                .fields
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .bodies = Some(BodyCapture::default());
+        }
+        self
+    }
+
+    /// Keeps the request body's first bytes, when bodies are kept. A body within the limit is
+    /// shared, not copied; a longer one's head is copied, so the record never holds more than
+    /// the limit.
+    pub fn set_request_body(&self, body: &bytes::Bytes) {
+        let Some(max) = self.0.body_limit else { return };
+        let head = if body.len() <= max {
+            body.clone()
+        } else {
+            bytes::Bytes::copy_from_slice(&body[..max])
+        };
+        self.with(|f| {
+            if let Some(b) = &mut f.bodies {
+                b.request = head;
+                b.request_size = body.len() as u64;
+            }
+        });
+    }
+
+    /// Appends to the answer kept, when bodies are kept: a unary answer once, a stream's
+    /// frames as they are sent (up to the limit; the size counts everything).
+    pub fn append_response_body(&self, chunk: &[u8]) {
+        let Some(max) = self.0.body_limit else { return };
+        self.with(|f| {
+            if let Some(b) = &mut f.bodies {
+                let room = max.saturating_sub(b.response.len());
+                b.response
+                    .extend_from_slice(&chunk[..chunk.len().min(room)]);
+                b.response_size += chunk.len() as u64;
+            }
+        });
     }
 
     /// Makes the record part of a trace (before it is shared).
@@ -583,6 +683,12 @@ impl RequestRecord {
             cache_hit: fields.cache_hit,
             overhead_ns: u64::try_from(overhead.as_nanos()).unwrap_or(u64::MAX),
             trace: s.trace.clone(),
+            bodies: fields.bodies.map(|b| Bodies {
+                request: b.request,
+                request_size: b.request_size,
+                response: b.response.into(),
+                response_size: b.response_size,
+            }),
         };
         s.observers.notify(record);
     }
@@ -811,6 +917,33 @@ mod tests {
         let back: Record = serde_json::from_value(json).unwrap();
         assert_eq!(back.id, rec.id);
         assert_eq!(back.started_at_ms(), rec.started_at_ms());
+    }
+
+    #[test]
+    fn bodies_are_kept_to_the_limit_only_when_asked() {
+        let (keep, observers) = observed();
+        let r = RequestRecord::start(Protocol::OpenAiChat, observers.clone()).with_bodies(8);
+        r.set_request_body(&bytes::Bytes::from_static(b"0123456789abc"));
+        r.append_response_body(b"hello");
+        r.append_response_body(b" world");
+        r.complete(200, None);
+        let off = RequestRecord::start(Protocol::OpenAiChat, observers);
+        off.set_request_body(&bytes::Bytes::from_static(b"{}"));
+        off.append_response_body(b"{}");
+        off.complete(200, None);
+        let got = keep.0.lock().unwrap();
+        let b = got[0].bodies.as_ref().unwrap();
+        assert_eq!((&b.request[..], b.request_size), (&b"01234567"[..], 13));
+        assert_eq!((&b.response[..], b.response_size), (&b"hello wo"[..], 11));
+        let json = serde_json::to_value(&*got[0]).unwrap();
+        assert_eq!(json["request_body"], "01234567");
+        assert_eq!(json["response_body_bytes"], 11);
+        let back: Record = serde_json::from_value(json).unwrap();
+        assert_eq!(back.bodies.as_ref(), Some(b));
+        assert_eq!(got[1].bodies, None);
+        let json = serde_json::to_value(&*got[1]).unwrap();
+        assert!(json.get("request_body").is_none());
+        assert_eq!(serde_json::from_value::<Record>(json).unwrap().bodies, None);
     }
 
     #[test]

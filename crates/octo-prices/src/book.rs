@@ -228,6 +228,7 @@ mod tests {
             cache_hit: false,
             overhead_ns: 0,
             trace: None,
+            bodies: None,
         }
     }
 

@@ -162,6 +162,7 @@ fn estimate_record(
         cache_hit: false,
         overhead_ns: 0,
         trace: None,
+        bodies: None,
     }
 }
 

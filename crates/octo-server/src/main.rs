@@ -374,7 +374,7 @@ async fn start_admin(
     let auth = admin::auth::Auth::new(
         settings.users.clone(),
         source.to_owned(),
-        ops.store().cloned(),
+        ops.store(),
         settings.session_ttl()?,
         settings.secure_cookies,
     );

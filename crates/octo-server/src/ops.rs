@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use octo_core::http::Router;
 use octo_engines::endpoint::HttpEndpoint;
 use octo_prices::PriceBook;
-use octo_store::{LogWriter, Store, StoreConfig};
+use octo_store::{Backend, LogWriter, Store, StoreConfig};
 use octo_telemetry::access::AccessLog;
 use octo_telemetry::metrics::Metrics;
 use octo_telemetry::otlp::{OtlpExporter, OtlpWorker};
@@ -28,8 +28,9 @@ use octo_engines::responses::ResponseState;
 use crate::config::{Config, Storage};
 use crate::stored_responses::DbResponses;
 
-/// How long opening the database may take at startup before the server gives up with an error.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long startup waits for a network database (PostgreSQL, MySQL) to answer before serving
+/// without it and opening it in the background.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often old log rows are pruned.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -40,8 +41,9 @@ type Endpoints = RwLock<Vec<(String, Arc<HttpEndpoint>)>>;
 pub struct Ops {
     /// The current graph's upstream clients, for the key-state metrics.
     endpoints: Arc<Endpoints>,
-    store: Option<Store>,
     writer: Option<Arc<LogWriter>>,
+    /// Bytes of each body kept in the log (`storage.log_bodies`).
+    log_bodies: Option<usize>,
     metrics: RwLock<Arc<Metrics>>,
     names: Mutex<(Vec<String>, Vec<String>)>,
     prices: Arc<PriceBook>,
@@ -55,7 +57,7 @@ pub struct Ops {
 impl std::fmt::Debug for Ops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ops")
-            .field("storage", &self.store.as_ref().map(Store::backend))
+            .field("storage", &self.writer.as_ref().map(|w| w.is_up()))
             .field("traces", &self.otlp.is_some())
             .finish_non_exhaustive()
     }
@@ -84,41 +86,44 @@ impl Ops {
             let settings = sync.settings().map_err(first)?;
             tasks.push(prices.spawn_sync(settings));
         }
-        let (store, writer) = match &config.storage {
-            Storage::Off => (None, None),
+        let writer = match &config.storage {
+            Storage::Off => None,
             Storage::On(s) => {
                 let url = octo_store::resolve_url(&s.url, base_dir);
                 let mut cfg = StoreConfig::with_url(url);
                 cfg.retention = s.retention;
-                let store = tokio::time::timeout(OPEN_TIMEOUT, Store::open(&cfg))
-                    .await
-                    .map_err(|_| {
-                        (
-                            "storage.url".to_owned(),
-                            format!(
-                                "the database did not answer within {OPEN_TIMEOUT:?}; check that it runs, or set `storage: off`"
-                            ),
-                        )
-                    })?
-                    .map_err(|e| {
-                        (
-                            "storage.url".to_owned(),
-                            format!("cannot open the request log: {}", e.message()),
-                        )
-                    })?;
+                cfg.redact = secrets(config);
+                let writer = open_log(&cfg).await?;
                 if !s.retention.is_zero() {
-                    tasks.push(store.spawn_retention(s.retention, RETENTION_EVERY));
+                    let w = writer.clone();
+                    let retention = s.retention;
+                    tasks.push(tokio::spawn(async move {
+                        if let Some(store) = w.opened().await {
+                            store.run_retention(retention, RETENTION_EVERY).await;
+                        }
+                    }));
                 }
-                let writer = LogWriter::spawn(store.clone(), &cfg);
-                (Some(store), Some(writer))
+                Some(writer)
             }
         };
         if let Some(w) = &writer {
-            let w = w.clone();
+            let w1 = w.clone();
             metrics.counter_fn(
                 "octollm_log_records_dropped_total",
                 "Finished requests the request log could not keep (queue or buffer full, refused).",
-                move || w.dropped(),
+                move || w1.dropped(),
+            );
+            let w2 = w.clone();
+            metrics.gauge_fn(
+                "octollm_log_database_up",
+                "1 when the request log's database answered the last open or write, 0 while it is unreachable.",
+                move || if w2.is_up() { 1.0 } else { 0.0 },
+            );
+            let w3 = w.clone();
+            metrics.gauge_fn(
+                "octollm_log_records_pending",
+                "Finished requests waiting to be written to the request log (queued or buffered).",
+                move || w3.pending() as f64,
             );
         }
         let protocols = config
@@ -140,13 +145,16 @@ impl Ops {
         let limiter = crate::limits::start(config)?;
         limiter.set_cost(crate::limits::cost_fn(prices.clone(), config));
         crate::limits::register_metrics(&limiter, &metrics);
-        if let Some(store) = &store {
-            crate::limits::seed(&limiter, store).await;
+        if let Some(store) = writer.as_ref().and_then(|w| w.store()) {
+            crate::limits::seed(&limiter, &store).await;
         }
         metrics.register_fn(crate::answer_layers::collect);
         Ok(Ops {
             endpoints,
-            store,
+            log_bodies: match &config.storage {
+                Storage::On(s) if writer.is_some() => s.log_bodies,
+                _ => None,
+            },
             writer,
             metrics: RwLock::new(Arc::new(metrics)),
             names: Mutex::new((models, backends)),
@@ -170,7 +178,7 @@ impl Ops {
             .observe(self.metrics())
             .observe(Arc::new(AccessLog));
         if let Some(w) = &self.writer {
-            router = router.observe(w.clone());
+            router = router.observe(w.clone()).log_bodies(self.log_bodies);
         }
         if let Some(o) = &self.otlp {
             router = router.observe(o.clone()).trace_requests(true);
@@ -205,17 +213,33 @@ impl Ops {
     }
 
     /// Where Responses clients' answers are kept: the request log's database, or nowhere when
-    /// storage is off.
+    /// storage is off (or its database was not open when the gateway started).
     pub fn responses(&self) -> ResponseState {
-        match &self.store {
-            Some(store) => ResponseState::new(Arc::new(DbResponses::new(store.clone()))),
+        match self.store() {
+            Some(store) => ResponseState::new(Arc::new(DbResponses::new(store))),
             None => ResponseState::off(),
         }
     }
 
-    /// The request log, when storage is on.
-    pub fn store(&self) -> Option<&Store> {
-        self.store.as_ref()
+    /// The request log, when storage is on and its database is open.
+    pub fn store(&self) -> Option<Store> {
+        self.writer.as_ref().and_then(|w| w.store())
+    }
+
+    /// Why [`store`](Self::store) is `None`, for an API answer.
+    pub fn store_unavailable(&self) -> String {
+        match &self.writer {
+            None => {
+                "storage is off (`storage: off`): there is no request log or statistics to read"
+                    .into()
+            }
+            Some(w) => format!(
+                "the request log's database is not available yet ({}); the gateway keeps retrying, and records wait in its buffer",
+                w.stats()
+                    .last_error
+                    .unwrap_or_else(|| "not opened yet".into())
+            ),
+        }
     }
 
     /// The price book.
@@ -250,10 +274,74 @@ impl Ops {
             t.abort();
         }
         self.limiter.shutdown();
-        if let Some(s) = &self.store {
+        if let Some(s) = self.store() {
             s.close().await;
         }
     }
+}
+
+/// Every credential the config holds in plain text (upstream keys and header values, gateway
+/// keys, admin tokens): kept bodies are redacted of them before they are written.
+fn secrets(config: &Config) -> octo_store::Secrets {
+    use crate::config::KeySpec;
+    let mut out: Vec<String> = Vec::new();
+    for b in config.backends.values() {
+        out.extend(b.keys());
+        out.extend(
+            b.headers
+                .values()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned),
+        );
+    }
+    for org in config.orgs.values() {
+        for spec in org.api_keys.values() {
+            let key = match spec {
+                KeySpec::Key(k) => k,
+                KeySpec::Detailed(d) => &d.key,
+            };
+            out.push(key.clone());
+        }
+    }
+    if let Some(admin) = &config.admin {
+        out.extend(admin.tokens.iter().cloned());
+    }
+    // Hashed keys are not the key; and very short values (a header set to `1`) would redact
+    // ordinary text.
+    out.retain(|s| !s.starts_with("sha256:") && s.len() >= 8);
+    octo_store::Secrets::new(out)
+}
+
+/// Opens the request log for `cfg` and starts its writer.
+///
+/// A SQLite file is local: failing to open it is a startup error. A network database
+/// (PostgreSQL, MySQL) that refuses the credentials or lacks the database, or whose schema
+/// migration fails, is a startup error too (the operator must act). One that does not answer
+/// within [`OPEN_TIMEOUT`] (down, restarting, unreachable) is not: the gateway serves at once,
+/// says so in one warning, and the writer opens the database in the background with backoff,
+/// holding records in its buffer meanwhile (`octollm_log_database_up` is 0 until it answers).
+async fn open_log(cfg: &StoreConfig) -> Result<Arc<LogWriter>, (String, String)> {
+    let key = || "storage.url".to_owned();
+    let backend = cfg.backend().map_err(|e| (key(), e.message().to_owned()))?;
+    let why = match tokio::time::timeout(OPEN_TIMEOUT, Store::open(cfg)).await {
+        Ok(Ok(store)) => return Ok(LogWriter::spawn(store, cfg)),
+        Ok(Err(e)) if backend == Backend::Sqlite || !e.is_retryable() => {
+            return Err((
+                key(),
+                format!("cannot open the request log: {}", e.message()),
+            ));
+        }
+        Ok(Err(e)) => e.message().to_owned(),
+        Err(_) => format!("no answer within {OPEN_TIMEOUT:?}"),
+    };
+    tracing::warn!(
+        backend = backend.name(),
+        buffer = cfg.buffer_capacity,
+        "storage: the request log's database (storage.url) is unreachable ({why}); serving without it: \
+         records wait in the writer's buffer and are written once it answers (retried with backoff; \
+         octollm_log_database_up is 0 until then)"
+    );
+    Ok(LogWriter::spawn_opening(cfg))
 }
 
 /// `octollm_backend_keys{backend,state}`: how many of each backend's keys are usable or resting

@@ -1,10 +1,14 @@
-//! The statistics query the admin dashboard runs most: hour buckets over 30 days grouped by
-//! model, on a SQLite request log of `OCTOLLM_BENCH_LOG_ROWS` rows (default 20,000) spread over
-//! those 30 days. Statistics read the rollups, so the time depends on the rollup rows in range
-//! (hours × distinct model/backend/org/user/status combinations), not on the log's size.
+//! The admin API's reads on a SQLite request log of `OCTOLLM_BENCH_LOG_ROWS` rows (default
+//! 20,000) spread over 30 days:
 //!
-//! The database is built once under the target directory (`octo-store-bench/stats-<N>.db`) and
-//! reused. Run with
+//! - `stats/<bucket>/<group_by>`: every bucket width and every `group_by` (and none): minutes
+//!   over the last day, hours and days over the 30 days. Statistics read the per-dimension
+//!   rollups, so the time depends on buckets × values of the grouped dimension, not on the log.
+//! - `logs/<filter>`: the newest page of 50 records, unfiltered and filtered by each column
+//!   (the filtered ones find their minutes in `rollup_dim_minute`).
+//!
+//! The database is built once under the target directory (`octo-store-bench/stats-v<schema
+//! version>-<N>.db`) and reused. Run with
 //! `OCTOLLM_BENCH_LOG_ROWS=10000000 cargo bench -p octo-store --bench stats`;
 //! `cargo test --benches` runs it once as a smoke test.
 
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use octo_store::testing::{SAMPLE_EPOCH_MS, sample_at};
-use octo_store::{Bucket, GroupBy, StatsQuery, Store, StoreConfig};
+use octo_store::{Bucket, GroupBy, LogQuery, StatsQuery, Store, StoreConfig};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -44,8 +48,9 @@ fn database(rt: &tokio::runtime::Runtime, n: u64) -> Store {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     let dir = target.join("octo-store-bench");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("stats-{n}.db"));
-    let done = dir.join(format!("stats-{n}.done"));
+    let v = octo_store::schema::SCHEMA_VERSION;
+    let path = dir.join(format!("stats-v{v}-{n}.db"));
+    let done = dir.join(format!("stats-v{v}-{n}.done"));
     rt.block_on(async {
         if !done.exists() {
             for suffix in ["", "-wal", "-shm"] {
@@ -85,22 +90,109 @@ fn stats(c: &mut Criterion) {
         .unwrap_or(20_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = database(&rt, n);
-    let since = UNIX_EPOCH + Duration::from_millis(SAMPLE_EPOCH_MS);
-    let query = StatsQuery {
-        since: Some(since),
-        until: Some(since + Duration::from_millis(30 * DAY_MS)),
-        bucket: Bucket::Hour,
-        group_by: Some(GroupBy::Model),
-    };
-    let s = rt.block_on(store.stats(&query)).unwrap();
-    assert_eq!(s.totals.requests, n);
-    eprintln!("{} hour×model buckets over 30 days", s.buckets.len());
+    let start = UNIX_EPOCH + Duration::from_millis(SAMPLE_EPOCH_MS);
+    let end = start + Duration::from_millis(30 * DAY_MS);
     let mut group = c.benchmark_group("stats");
     group.sample_size(20);
-    group.bench_function(
-        format!("hour_buckets_30d_group_by_model/{n}_log_rows"),
-        |b| b.iter(|| rt.block_on(store.stats(&query)).unwrap()),
-    );
+    group.measurement_time(Duration::from_secs(3));
+    for (bucket, since, name) in [
+        (
+            Bucket::Minute,
+            end - Duration::from_millis(DAY_MS),
+            "minute_1d",
+        ),
+        (Bucket::Hour, start, "hour_30d"),
+        (Bucket::Day, start, "day_30d"),
+    ] {
+        for group_by in [
+            None,
+            Some(GroupBy::Model),
+            Some(GroupBy::Backend),
+            Some(GroupBy::Org),
+            Some(GroupBy::User),
+            Some(GroupBy::Status),
+        ] {
+            let query = StatsQuery {
+                since: Some(since),
+                until: Some(end),
+                bucket,
+                group_by,
+            };
+            let s = rt.block_on(store.stats(&query)).unwrap();
+            if bucket != Bucket::Minute {
+                assert_eq!(s.totals.requests, n);
+            }
+            let by = group_by.map_or("none".to_owned(), |g| {
+                serde_json::to_value(g)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            });
+            eprintln!("stats {name} group_by {by}: {} buckets", s.buckets.len());
+            group.bench_function(format!("{name}/{by}/{n}_log_rows"), |b| {
+                b.iter(|| rt.block_on(store.stats(&query)).unwrap())
+            });
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("logs");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(3));
+    let filters: [(&str, LogQuery); 6] = [
+        ("none", LogQuery::default()),
+        (
+            "model",
+            LogQuery {
+                model: Some("model-3".into()),
+                ..LogQuery::default()
+            },
+        ),
+        (
+            "backend",
+            LogQuery {
+                backend: Some("backend-3-1".into()),
+                ..LogQuery::default()
+            },
+        ),
+        (
+            "org",
+            LogQuery {
+                org: Some("org-2".into()),
+                ..LogQuery::default()
+            },
+        ),
+        (
+            "user",
+            LogQuery {
+                user: Some("user-7".into()),
+                ..LogQuery::default()
+            },
+        ),
+        (
+            "status_500",
+            LogQuery {
+                status: Some(500),
+                ..LogQuery::default()
+            },
+        ),
+    ];
+    for (name, query) in filters {
+        let page = rt.block_on(store.logs(&query)).unwrap();
+        assert_eq!(page.data.len(), 50, "{name}");
+        // And the page after it, through the cursor.
+        let next = LogQuery {
+            before: page.next.clone(),
+            ..query.clone()
+        };
+        group.bench_function(format!("{name}/{n}_log_rows"), |b| {
+            b.iter(|| rt.block_on(store.logs(&query)).unwrap())
+        });
+        group.bench_function(format!("{name}_page_2/{n}_log_rows"), |b| {
+            b.iter(|| rt.block_on(store.logs(&next)).unwrap())
+        });
+    }
     group.finish();
 }
 

@@ -2,7 +2,9 @@
 //! queue and batch sizes, plus the rule that a relative SQLite path is relative to the config
 //! file's directory.
 
+use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::StoreError;
@@ -76,6 +78,56 @@ pub struct StoreConfig {
     pub batch_interval: Duration,
     /// The longest wait between retries while the database is unavailable.
     pub max_backoff: Duration,
+    /// Texts replaced by `[REDACTED]` wherever they occur in a kept body, before it is written.
+    pub redact: Secrets,
+}
+
+/// Texts that must never reach the database: the configured upstream keys, gateway keys and
+/// admin tokens. [`redact`](Self::redact) replaces every occurrence in a text with
+/// [`REDACTED`]; `Debug` shows only how many there are.
+///
+/// ```
+/// use octo_store::Secrets;
+/// let s = Secrets::new(["sk-upstream-123456", ""]);
+/// assert_eq!(s.redact("key sk-upstream-123456 here"), "key [REDACTED] here");
+/// assert_eq!(format!("{s:?}"), "Secrets(1)");
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(Arc<Vec<String>>);
+
+/// What a secret is replaced with.
+pub const REDACTED: &str = "[REDACTED]";
+
+impl Secrets {
+    /// The non-empty texts of `secrets`, longest first (so a key that contains another is
+    /// replaced whole).
+    pub fn new<S: Into<String>>(secrets: impl IntoIterator<Item = S>) -> Self {
+        let mut v: Vec<String> = secrets
+            .into_iter()
+            .map(Into::into)
+            .filter(|s| !s.is_empty())
+            .collect();
+        v.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        v.dedup();
+        Secrets(Arc::new(v))
+    }
+
+    /// `text` with every secret replaced by [`REDACTED`].
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for s in self.0.iter() {
+            if out.contains(s.as_str()) {
+                out = Cow::Owned(out.replace(s.as_str(), REDACTED));
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({})", self.0.len())
+    }
 }
 
 impl Default for StoreConfig {
@@ -88,6 +140,7 @@ impl Default for StoreConfig {
             batch_size: 500,
             batch_interval: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            redact: Secrets::default(),
         }
     }
 }

@@ -57,9 +57,29 @@ macro_rules! bind_all {
 }
 
 impl Pool {
-    /// Connects to `url` (creating a SQLite file if missing).
+    /// Connects to `url` (creating a SQLite file if missing). Credentials the server refuses
+    /// and a database it does not have are [`ErrorKind::Config`](crate::ErrorKind::Config)
+    /// errors (not retryable): waiting cannot fix them.
     pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Pool, StoreError> {
-        Ok(match Backend::from_url(url)? {
+        let backend = Backend::from_url(url)?;
+        Self::connect_inner(url, backend, max_connections)
+            .await
+            .map_err(|e| match e.as_database_error().and_then(|d| d.code()) {
+                Some(code) if code.starts_with("28") || code.starts_with("3D") => {
+                    StoreError::config(format!(
+                        "storage.url: the database refused the connection: {e}"
+                    ))
+                }
+                _ => StoreError::from(e),
+            })
+    }
+
+    async fn connect_inner(
+        url: &str,
+        backend: Backend,
+        max_connections: u32,
+    ) -> Result<Pool, sqlx::Error> {
+        Ok(match backend {
             Backend::Sqlite => {
                 let (path, query) = sqlite_path(url).unwrap_or(("", None));
                 let memory = path == ":memory:" || path.is_empty();

@@ -54,7 +54,8 @@ use octo_core::record::Record;
 
 pub use admin::{AdminUser, Session};
 pub use config::{
-    Backend, DEFAULT_RETENTION, DEFAULT_URL, StoreConfig, parse_retention, resolve_url,
+    Backend, DEFAULT_RETENTION, DEFAULT_URL, REDACTED, Secrets, StoreConfig, parse_retention,
+    resolve_url,
 };
 pub use control::{
     AuditEntry, ControlState, ControlWrite, KeyActivity, NewAudit, StoredKey, StoredObject,
@@ -73,8 +74,32 @@ use crate::schema::{LOG_COLUMNS, MAX_ID_LEN};
 
 /// Connections per pool for PostgreSQL, MySQL and SQLite files (one writer, a few readers).
 const MAX_CONNECTIONS: u32 = 4;
-/// Log rows per insert statement (31 values each: under every backend's parameter limit).
-const LOG_ROWS_PER_STATEMENT: usize = 200;
+/// Log rows per insert statement at most (31 values each: under every backend's parameter
+/// limit).
+const LOG_ROWS_PER_STATEMENT: usize = 128;
+/// Ids per existence check.
+const IDS_PER_STATEMENT: usize = 500;
+/// Candidate minutes read per step of a filtered log page.
+const CANDIDATE_MINUTES: i64 = 64;
+
+/// Statement sizes for `len` rows: powers of two, at most `max` (a power of two), largest first.
+/// Batches of every size then use a handful of distinct statements, which each connection
+/// prepares once and keeps (a statement per batch size would be prepared again and again).
+pub(crate) fn statement_rows(len: usize, max: usize) -> impl Iterator<Item = usize> {
+    let mut left = len;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = if left >= max {
+            max
+        } else {
+            1 << (usize::BITS - 1 - left.leading_zeros())
+        };
+        left -= n;
+        Some(n)
+    })
+}
 /// Log rows deleted per retention statement.
 const PRUNE_BATCH: i64 = 1000;
 
@@ -87,6 +112,7 @@ pub(crate) fn now_ms() -> i64 {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Arc<Pool>,
+    redact: Secrets,
 }
 
 /// What [`Store::prune`] deleted.
@@ -94,7 +120,7 @@ pub struct Store {
 pub struct Pruned {
     /// Log rows.
     pub log_rows: u64,
-    /// Minute rollup rows.
+    /// Minute rollup rows (`rollup_minute`; the per-dimension minute rows go with them).
     pub minute_rows: u64,
     /// Stored Responses API answers ([`responses`]).
     pub responses: u64,
@@ -108,6 +134,7 @@ impl Store {
         schema::migrate(&pool).await?;
         Ok(Store {
             pool: Arc::new(pool),
+            redact: config.redact.clone(),
         })
     }
 
@@ -125,32 +152,74 @@ impl Store {
     /// already in the log (a retried batch whose first commit succeeded) and repeated ids are
     /// skipped, so nothing is counted twice.
     pub async fn write(&self, records: &[Arc<Record>]) -> Result<(), StoreError> {
+        self.write_batch(records, true).await
+    }
+
+    /// [`write`](Self::write), checking the log for the records' ids first only when
+    /// `check_existing`: the writer skips the check for a batch's first attempt, whose ids are
+    /// fresh (a duplicate is then refused by the primary key, and the writer falls back to
+    /// checked writes of one record at a time).
+    pub(crate) async fn write_batch(
+        &self,
+        records: &[Arc<Record>],
+        check_existing: bool,
+    ) -> Result<(), StoreError> {
         let b = self.backend();
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::with_capacity(records.len());
         let mut fresh: Vec<&Record> = records
             .iter()
             .map(|r| &**r)
             .filter(|r| r.id.len() <= MAX_ID_LEN && seen.insert(r.id.as_str()))
             .collect();
-        if fresh.is_empty() {
-            return Ok(());
+        if check_existing && !fresh.is_empty() {
+            let existing = self.existing_ids(&fresh).await?;
+            fresh.retain(|r| !existing.contains(&r.id));
         }
-        let existing = self.existing_ids(&fresh).await?;
-        fresh.retain(|r| !existing.contains(&r.id));
         if fresh.is_empty() {
             return Ok(());
         }
         let cols: Vec<&str> = LOG_COLUMNS.iter().map(|(c, _)| *c).collect();
+        let head = format!("INSERT INTO request_log ({}) VALUES ", cols.join(", "));
         let mut stmts = Vec::new();
-        for chunk in fresh.chunks(LOG_ROWS_PER_STATEMENT) {
+        let mut rest = &fresh[..];
+        for n in statement_rows(fresh.len(), LOG_ROWS_PER_STATEMENT) {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
             let mut q = Sql::new(b);
-            q.push(&format!(
-                "INSERT INTO request_log ({}) VALUES ",
-                cols.join(", ")
-            ));
+            q.push(&head);
             for (n, r) in chunk.iter().enumerate() {
                 q.push(if n == 0 { "(" } else { ", (" });
                 for (i, v) in row::to_row(r).into_iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.bind(v);
+                }
+                q.push(")");
+            }
+            stmts.push(q);
+        }
+        let with_bodies: Vec<&Record> = fresh
+            .iter()
+            .copied()
+            .filter(|r| r.bodies.is_some())
+            .collect();
+        let mut rest = &with_bodies[..];
+        for n in statement_rows(with_bodies.len(), LOG_ROWS_PER_STATEMENT) {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut q = Sql::new(b);
+            q.push(&format!(
+                "INSERT INTO request_log_body ({}) VALUES ",
+                row::BODY_COLUMNS
+                    .iter()
+                    .map(|(c, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            for (n, r) in chunk.iter().enumerate() {
+                q.push(if n == 0 { "(" } else { ", (" });
+                for (i, v) in row::body_row(r, &self.redact).into_iter().enumerate() {
                     if i > 0 {
                         q.push(", ");
                     }
@@ -166,7 +235,7 @@ impl Store {
 
     async fn existing_ids(&self, records: &[&Record]) -> Result<HashSet<String>, StoreError> {
         let mut found = HashSet::new();
-        for chunk in records.chunks(LOG_ROWS_PER_STATEMENT) {
+        for chunk in records.chunks(IDS_PER_STATEMENT) {
             let mut q = Sql::new(self.backend());
             q.push("SELECT id FROM request_log WHERE id IN (");
             for (n, r) in chunk.iter().enumerate() {
@@ -186,13 +255,59 @@ impl Store {
     }
 
     /// A page of the request log, newest first.
+    ///
+    /// Without a model, backend, org, user or status filter this reads the newest rows by id.
+    /// With one, the log has no index on the filtered column (schema version 2 dropped them, to
+    /// keep inserts cheap): the minutes that hold matching rows come from `rollup_dim_minute`
+    /// (indexed by dimension and value), newest first, 64 at a time, and the
+    /// log is read only within those minutes through its `started_at` index. A page therefore
+    /// reads the rows of the minutes it needs, whatever the size of the log.
     pub async fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
         let limit = query::limit_of(query);
+        let b = self.backend();
         let cols: Vec<Col> = LOG_COLUMNS.iter().map(|(_, t)| *t).collect();
-        let rows = self
-            .pool
-            .fetch(query::logs_sql(self.backend(), query, limit), &cols)
-            .await?;
+        let rows = match query::driving_filter(query) {
+            // A name the gateway never records (absent names are NULL in the log).
+            Some((_, v)) if v.is_empty() => Vec::new(),
+            None => {
+                self.pool
+                    .fetch(query::logs_sql(b, query, limit, None), &cols)
+                    .await?
+            }
+            Some((dim, value)) => {
+                let minute = rollup::BUCKET_MS[0];
+                let mut upper = query.until.map_or(i64::MAX, query::ms);
+                if let Some(before) = &query.before
+                    && let Some(at) = self.started_at(before).await?
+                {
+                    upper = upper.min(rollup::bucket_start(at, minute) + minute);
+                }
+                let lower = query
+                    .since
+                    .map(|t| rollup::bucket_start(query::ms(t), minute));
+                let mut rows = Vec::new();
+                loop {
+                    let q = query::minutes_sql(b, dim, &value, lower, upper, CANDIDATE_MINUTES);
+                    let minutes: Vec<i64> = self
+                        .pool
+                        .fetch(q, &[Col::Int])
+                        .await?
+                        .into_iter()
+                        .filter_map(|r| r[0].int())
+                        .collect();
+                    let Some(&oldest) = minutes.last() else { break };
+                    let ranges = query::merge_minutes(&minutes, minute);
+                    let want = limit + 1 - rows.len() as u32;
+                    let q = query::logs_sql(b, query, want, Some(&ranges));
+                    rows.extend(self.pool.fetch(q, &cols).await?);
+                    if rows.len() > limit as usize || (minutes.len() as i64) < CANDIDATE_MINUTES {
+                        break;
+                    }
+                    upper = oldest;
+                }
+                rows
+            }
+        };
         let more = rows.len() > limit as usize;
         let data = rows
             .into_iter()
@@ -207,6 +322,19 @@ impl Store {
         Ok(LogPage { data, next })
     }
 
+    /// When the record `id` started (Unix ms), if it is in the log.
+    async fn started_at(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        let mut q = Sql::new(self.backend());
+        q.push("SELECT started_at FROM request_log WHERE id = ")
+            .bind(Value::Text(Some(id.to_owned())));
+        Ok(self
+            .pool
+            .fetch(q, &[Col::Int])
+            .await?
+            .first()
+            .and_then(|r| r[0].int()))
+    }
+
     /// One record by id.
     pub async fn log(&self, id: &str) -> Result<Option<Record>, StoreError> {
         let cols: Vec<&str> = LOG_COLUMNS.iter().map(|(c, _)| *c).collect();
@@ -218,7 +346,21 @@ impl Store {
         ))
         .bind(Value::Text(Some(id.to_owned())));
         let row = self.pool.fetch(q, &types).await?.into_iter().next();
-        row.map(row::from_row).transpose()
+        let Some(mut record) = row.map(row::from_row).transpose()? else {
+            return Ok(None);
+        };
+        let cols: Vec<&str> = row::BODY_COLUMNS.iter().map(|(c, _)| *c).collect();
+        let types: Vec<Col> = row::BODY_COLUMNS.iter().map(|(_, t)| *t).collect();
+        let mut q = Sql::new(self.backend());
+        q.push(&format!(
+            "SELECT {} FROM request_log_body WHERE id = ",
+            cols.join(", ")
+        ))
+        .bind(Value::Text(Some(id.to_owned())));
+        if let Some(body) = self.pool.fetch(q, &types).await?.into_iter().next() {
+            record.bodies = Some(row::bodies_from_row(body));
+        }
+        Ok(Some(record))
     }
 
     /// Statistics from the rollups, with a missing `until` meaning now.
@@ -234,7 +376,7 @@ impl Store {
         Ok(query::stats_from_rows(rows, query.group_by.is_some()))
     }
 
-    /// Deletes log rows, minute rollups and stored Responses answers older than `cutoff`, in small batches (each its own
+    /// Deletes log rows, minute rollups (both kinds) and stored Responses answers older than `cutoff`, in small batches (each its own
     /// statement, so writers are never blocked for long), then on SQLite returns the freed pages
     /// to the file system (`PRAGMA incremental_vacuum`). Hour and day rollups are kept.
     pub async fn prune(&self, cutoff: SystemTime) -> Result<Pruned, StoreError> {
@@ -242,21 +384,38 @@ impl Store {
         let cutoff = query::ms(cutoff);
         let mut pruned = Pruned::default();
         loop {
+            // The oldest ids first, then their bodies and rows by id (one statement shape on
+            // every backend: MySQL refuses LIMIT in an IN subquery).
             let mut q = Sql::new(b);
-            match b {
-                Backend::MySql => q
-                    .push("DELETE FROM request_log WHERE started_at < ")
-                    .bind(Value::Int(Some(cutoff)))
-                    .push(" ORDER BY started_at LIMIT ")
-                    .bind(Value::Int(Some(PRUNE_BATCH))),
-                _ => q
-                    .push("DELETE FROM request_log WHERE id IN (SELECT id FROM request_log WHERE started_at < ")
-                    .bind(Value::Int(Some(cutoff)))
-                    .push(" ORDER BY started_at LIMIT ")
-                    .bind(Value::Int(Some(PRUNE_BATCH)))
-                    .push(")"),
-            };
-            let n = self.pool.execute(q).await?;
+            q.push("SELECT id FROM request_log WHERE started_at < ")
+                .bind(Value::Int(Some(cutoff)))
+                .push(" ORDER BY started_at LIMIT ")
+                .bind(Value::Int(Some(PRUNE_BATCH)));
+            let ids: Vec<Value> = self
+                .pool
+                .fetch(q, &[Col::Text])
+                .await?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect();
+            if ids.is_empty() {
+                break;
+            }
+            let mut stmts = Vec::new();
+            for table in ["request_log_body", "request_log"] {
+                let mut q = Sql::new(b);
+                q.push(&format!("DELETE FROM {table} WHERE id IN ("));
+                for (n, id) in ids.iter().enumerate() {
+                    if n > 0 {
+                        q.push(", ");
+                    }
+                    q.bind(id.clone());
+                }
+                q.push(")");
+                stmts.push(q);
+            }
+            let n = ids.len() as u64;
+            self.pool.transaction(stmts).await?;
             pruned.log_rows += n;
             if n < PRUNE_BATCH as u64 {
                 break;
@@ -274,6 +433,10 @@ impl Store {
                 q.push("DELETE FROM rollup_minute WHERE bucket < ")
                     .bind(Value::Int(Some(to)));
                 pruned.minute_rows += self.pool.execute(q).await?;
+                let mut q = Sql::new(b);
+                q.push("DELETE FROM rollup_dim_minute WHERE bucket < ")
+                    .bind(Value::Int(Some(to)));
+                self.pool.execute(q).await?;
                 from = to;
                 tokio::task::yield_now().await;
             }
@@ -296,27 +459,49 @@ impl Store {
         every: Duration,
     ) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
-        tokio::spawn(async move {
-            if retention.is_zero() {
-                return;
+        tokio::spawn(async move { store.run_retention(retention, every).await })
+    }
+
+    /// What [`spawn_retention`](Self::spawn_retention) runs: prunes now and then every `every`,
+    /// forever (returns at once when `retention` is zero).
+    pub async fn run_retention(&self, retention: Duration, every: Duration) {
+        if retention.is_zero() {
+            return;
+        }
+        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let cutoff = SystemTime::now()
+                .checked_sub(retention)
+                .unwrap_or(UNIX_EPOCH);
+            match self.prune(cutoff).await {
+                Ok(p) if p.log_rows + p.minute_rows > 0 => tracing::info!(
+                    log_rows = p.log_rows,
+                    minute_rows = p.minute_rows,
+                    "storage: retention pruned old rows"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "storage: retention failed; will retry"),
             }
-            let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let cutoff = SystemTime::now()
-                    .checked_sub(retention)
-                    .unwrap_or(UNIX_EPOCH);
-                match store.prune(cutoff).await {
-                    Ok(p) if p.log_rows + p.minute_rows > 0 => tracing::info!(
-                        log_rows = p.log_rows,
-                        minute_rows = p.minute_rows,
-                        "storage: retention pruned old rows"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "storage: retention failed; will retry"),
-                }
-            }
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_rows;
+
+    #[test]
+    fn statement_sizes_are_powers_of_two_up_to_the_cap() {
+        let sizes: Vec<usize> = statement_rows(500, 128).collect();
+        assert_eq!(sizes, vec![128, 128, 128, 64, 32, 16, 4]);
+        assert_eq!(statement_rows(1, 128).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(statement_rows(0, 128).count(), 0);
+        for n in 0..600 {
+            let s: Vec<usize> = statement_rows(n, 128).collect();
+            assert_eq!(s.iter().sum::<usize>(), n);
+            assert!(s.iter().all(|k| k.is_power_of_two() && *k <= 128));
+        }
     }
 }

@@ -10,9 +10,9 @@ use octo_core::record::Record;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Backend;
-use crate::db::{Col, Sql, Value, i64_to_u64, int_type};
+use crate::db::{Col, Sql, Value, i64_to_u64};
 use crate::error::StoreError;
-use crate::rollup::{BUCKET_MS, Sums, bucket_start};
+use crate::rollup::{BUCKET_MS, Sums, bucket_start, key_text};
 
 /// Rows per page when the query names no `limit`.
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -112,12 +112,13 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
-    fn column(self) -> &'static str {
+    /// Its name in the per-dimension rollups' `dim` column.
+    fn dimension(self) -> &'static str {
         match self {
             GroupBy::Model => "model",
             GroupBy::Backend => "backend",
             GroupBy::Org => "org",
-            GroupBy::User => "user_name",
+            GroupBy::User => "user",
             GroupBy::Status => "status",
         }
     }
@@ -219,8 +220,63 @@ pub(crate) fn ms(t: SystemTime) -> i64 {
     }
 }
 
-/// The SQL of a log page (`limit + 1` rows, to know whether there is a next page).
-pub(crate) fn logs_sql(b: Backend, q: &LogQuery, limit: u32) -> Sql {
+/// The filter that picks a filtered page's minutes: its dimension in `rollup_dim_minute` and
+/// its value there (truncated as the rollups store it). The most selective kind of name wins:
+/// user, then org, model, backend, status. `None` when the query filters on none of them.
+pub(crate) fn driving_filter(q: &LogQuery) -> Option<(&'static str, String)> {
+    let named = [
+        ("user", &q.user),
+        ("org", &q.org),
+        ("model", &q.model),
+        ("backend", &q.backend),
+    ];
+    for (dim, v) in named {
+        if let Some(v) = v {
+            return Some((dim, key_text(Some(v)).to_owned()));
+        }
+    }
+    q.status.map(|s| ("status", s.to_string()))
+}
+
+/// The newest minutes before `upper` (and from `lower`) that hold rows of `dim = value`.
+pub(crate) fn minutes_sql(
+    b: Backend,
+    dim: &str,
+    value: &str,
+    lower: Option<i64>,
+    upper: i64,
+    limit: i64,
+) -> Sql {
+    let mut s = Sql::new(b);
+    s.push("SELECT bucket FROM rollup_dim_minute WHERE dim = ")
+        .bind(Value::Text(Some(dim.to_owned())))
+        .push(" AND value = ")
+        .bind(Value::Text(Some(value.to_owned())))
+        .push(" AND bucket < ")
+        .bind(Value::Int(Some(upper)));
+    if let Some(l) = lower {
+        s.push(" AND bucket >= ").bind(Value::Int(Some(l)));
+    }
+    s.push(" ORDER BY bucket DESC LIMIT ")
+        .bind(Value::Int(Some(limit)));
+    s
+}
+
+/// Minutes (bucket starts, newest first) as `[start, end)` ranges, adjacent minutes merged.
+pub(crate) fn merge_minutes(minutes: &[i64], width: i64) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &m in minutes {
+        match out.last_mut() {
+            Some((start, _)) if *start == m + width => *start = m,
+            _ => out.push((m, m + width)),
+        }
+    }
+    out
+}
+
+/// The SQL of a log page (`limit + 1` rows, to know whether there is a next page), within
+/// `ranges` of `started_at` when given.
+pub(crate) fn logs_sql(b: Backend, q: &LogQuery, limit: u32, ranges: Option<&[(i64, i64)]>) -> Sql {
     let cols: Vec<&str> = crate::schema::LOG_COLUMNS.iter().map(|(c, _)| *c).collect();
     let mut s = Sql::new(b);
     s.push(&format!(
@@ -250,6 +306,19 @@ pub(crate) fn logs_sql(b: Backend, q: &LogQuery, limit: u32) -> Sql {
     }
     if q.before.is_some() {
         s.push(" AND id < ").bind(text(&q.before));
+    }
+    if let Some(ranges) = ranges {
+        for (n, (from, to)) in ranges.iter().enumerate() {
+            s.push(if n == 0 { " AND (" } else { " OR " })
+                .push("(started_at >= ")
+                .bind(Value::Int(Some(*from)))
+                .push(" AND started_at < ")
+                .bind(Value::Int(Some(*to)))
+                .push(")");
+        }
+        if !ranges.is_empty() {
+            s.push(")");
+        }
     }
     s.push(" ORDER BY id DESC LIMIT ")
         .bind(Value::Int(Some(i64::from(limit) + 1)));
@@ -281,45 +350,36 @@ pub(crate) fn stats_range(q: &StatsQuery, now: SystemTime) -> Result<(i64, i64),
     Ok((since, until))
 }
 
-/// The columns a stats query returns: bucket, the sums, then the group when grouped.
+/// The columns a stats query returns: bucket, the sums, then the group's value. It reads the
+/// per-dimension rollup of the bucket width: one row per bucket and value of the grouped
+/// dimension (`all` without `group_by`), already in (bucket, value) order, nothing to
+/// aggregate.
 pub(crate) fn stats_sql(b: Backend, q: &StatsQuery, since: i64, until: i64) -> (Sql, Vec<Col>) {
-    let table = crate::schema::ROLLUP_TABLES[q.bucket.index()];
-    let int = int_type(b);
-    let mut cols = vec!["bucket".to_owned()];
+    let table = crate::schema::DIM_TABLES[q.bucket.index()];
+    let mut cols = vec!["bucket"];
     let mut types = vec![Col::Int];
     for c in crate::schema::ROLLUP_SUMS {
-        match *c {
-            "cost_usd" => {
-                cols.push("SUM(cost_usd)".into());
-                types.push(Col::Real);
-            }
-            c if c.ends_with("_max") => {
-                cols.push(format!("CAST(MAX({c}) AS {int})"));
-                types.push(Col::Int);
-            }
-            c => {
-                cols.push(format!("CAST(SUM({c}) AS {int})"));
-                types.push(Col::Int);
-            }
-        }
+        cols.push(c);
+        types.push(if *c == "cost_usd" {
+            Col::Real
+        } else {
+            Col::Int
+        });
     }
-    let group = q.group_by.map(GroupBy::column);
-    if let Some(g) = group {
-        cols.push(g.to_owned());
-        types.push(if g == "status" { Col::Int } else { Col::Text });
-    }
+    cols.push("value");
+    types.push(Col::Text);
+    let dim = q.group_by.map_or("all", GroupBy::dimension);
     let mut s = Sql::new(b);
     s.push(&format!(
-        "SELECT {} FROM {table} WHERE bucket >= ",
+        "SELECT {} FROM {table} WHERE dim = ",
         cols.join(", ")
     ))
+    .bind(Value::Text(Some(dim.to_owned())))
+    .push(" AND bucket >= ")
     .bind(Value::Int(Some(since)))
     .push(" AND bucket < ")
-    .bind(Value::Int(Some(until)));
-    match group {
-        Some(g) => s.push(&format!(" GROUP BY bucket, {g} ORDER BY bucket, {g}")),
-        None => s.push(" GROUP BY bucket ORDER BY bucket"),
-    };
+    .bind(Value::Int(Some(until)))
+    .push(" ORDER BY bucket, value");
     (s, types)
 }
 
@@ -348,7 +408,6 @@ pub(crate) fn stats_from_rows(rows: Vec<Vec<Value>>, grouped: bool) -> Stats {
         totals.add(&sums);
         let group = if grouped {
             match &row[15] {
-                Value::Int(Some(n)) => Some(n.to_string()),
                 Value::Text(Some(t)) if !t.is_empty() => Some(t.clone()),
                 _ => None,
             }
@@ -425,6 +484,36 @@ mod tests {
                 .unwrap();
         assert_eq!((s.bucket, s.group_by), (Bucket::Day, Some(GroupBy::User)));
         assert_eq!(StatsQuery::default().bucket, Bucket::Hour);
+    }
+
+    #[test]
+    fn filtered_pages_pick_a_dimension_and_merge_minutes() {
+        let q = LogQuery {
+            model: Some("m".into()),
+            user: Some("u".repeat(200)),
+            status: Some(200),
+            ..LogQuery::default()
+        };
+        let (dim, value) = driving_filter(&q).unwrap();
+        assert_eq!((dim, value.len()), ("user", crate::schema::MAX_KEY_LEN));
+        let q = LogQuery {
+            status: Some(429),
+            ..LogQuery::default()
+        };
+        assert_eq!(driving_filter(&q), Some(("status", "429".into())));
+        assert_eq!(driving_filter(&LogQuery::default()), None);
+        assert_eq!(
+            merge_minutes(&[300, 240, 120, 0], 60),
+            vec![(240, 360), (120, 180), (0, 60)]
+        );
+        let sql = logs_sql(Backend::Postgres, &q, 10, Some(&[(240, 360), (0, 60)]));
+        assert!(
+            sql.text.contains(
+                "AND ((started_at >= $2 AND started_at < $3) OR (started_at >= $4 AND started_at < $5)) ORDER BY id DESC"
+            ),
+            "{}",
+            sql.text
+        );
     }
 
     #[test]

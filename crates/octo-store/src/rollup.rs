@@ -1,15 +1,19 @@
 //! Rollups: per-minute, hour and day sums keyed on (bucket start, model, backend, org, user,
-//! status), folded in memory for a batch (so each key appears once per statement — PostgreSQL
-//! refuses an `ON CONFLICT` statement that touches a row twice) and upserted in the batch's
-//! transaction. Statistics read these tables only, never the log.
+//! status), and the same sums per single dimension (`rollup_dim_*`), folded in memory for a
+//! batch (so each key appears once per statement — PostgreSQL refuses an `ON CONFLICT` statement
+//! that touches a row twice) and upserted in the batch's transaction. Statistics read these
+//! tables only, never the log.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use octo_core::record::Record;
 
 use crate::config::Backend;
 use crate::db::{Sql, Value, u64_to_i64};
-use crate::schema::{MAX_KEY_LEN, ROLLUP_KEYS, ROLLUP_SUMS, ROLLUP_TABLES};
+use crate::schema::{
+    DIM_KEYS, DIM_TABLES, DIMENSIONS, MAX_KEY_LEN, ROLLUP_KEYS, ROLLUP_SUMS, ROLLUP_TABLES,
+};
 
 /// Milliseconds per bucket of each rollup table, in [`ROLLUP_TABLES`] order.
 pub(crate) const BUCKET_MS: [i64; 3] = [60_000, 3_600_000, 86_400_000];
@@ -22,18 +26,54 @@ fn addend(v: u64) -> i64 {
     u64_to_i64(v).min(MAX_ADDEND)
 }
 
-/// Rows per upsert statement (20 values each, well under every backend's parameter limit).
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per upsert statement at most, a power of two (20 values each, well under every
+/// backend's parameter limit).
+const ROWS_PER_STATEMENT: usize = 256;
 
-/// A rollup row's key. Absent names are stored as `''` (a `NULL` would never conflict).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Key {
+/// A rollup row's key, borrowing the record's names. Absent names are `''` (a `NULL` would
+/// never conflict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Key<'a> {
     pub(crate) bucket: i64,
-    pub(crate) model: String,
-    pub(crate) backend: String,
-    pub(crate) org: String,
-    pub(crate) user: String,
+    pub(crate) model: &'a str,
+    pub(crate) backend: &'a str,
+    pub(crate) org: &'a str,
+    pub(crate) user: &'a str,
     pub(crate) status: i64,
+}
+
+/// A per-dimension rollup row's key, in the table's key order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct DimKey<'a> {
+    pub(crate) dim: &'static str,
+    pub(crate) bucket: i64,
+    pub(crate) value: Cow<'a, str>,
+}
+
+impl<'a> Key<'a> {
+    /// The key's value for each of [`DIMENSIONS`], in that order.
+    fn dims(&self) -> [DimKey<'a>; 6] {
+        let k = |dim, value| DimKey {
+            dim,
+            bucket: self.bucket,
+            value,
+        };
+        [
+            k(DIMENSIONS[0].0, Cow::Borrowed("")),
+            k(DIMENSIONS[1].0, Cow::Borrowed(self.model)),
+            k(DIMENSIONS[2].0, Cow::Borrowed(self.backend)),
+            k(DIMENSIONS[3].0, Cow::Borrowed(self.org)),
+            k(DIMENSIONS[4].0, Cow::Borrowed(self.user)),
+            k(DIMENSIONS[5].0, Cow::Owned(self.status.to_string())),
+        ]
+    }
+}
+
+/// A batch's rollups, each key once, per table in [`ROLLUP_TABLES`] and [`DIM_TABLES`] order.
+#[derive(Debug, Default)]
+pub(crate) struct Folded<'a> {
+    pub(crate) full: [BTreeMap<Key<'a>, Sums>; 3],
+    pub(crate) dims: [BTreeMap<DimKey<'a>, Sums>; 3],
 }
 
 /// A rollup row's sums.
@@ -118,11 +158,14 @@ impl Sums {
 }
 
 /// A rollup key value: the name, truncated to [`MAX_KEY_LEN`] characters, or `''`.
-fn key_text(v: Option<&str>) -> String {
+pub(crate) fn key_text(v: Option<&str>) -> &str {
     let v = v.unwrap_or("");
+    if v.len() <= MAX_KEY_LEN {
+        return v; // at most MAX_KEY_LEN bytes, so at most as many characters
+    }
     match v.char_indices().nth(MAX_KEY_LEN) {
-        Some((cut, _)) => v[..cut].to_owned(),
-        None => v.to_owned(),
+        Some((cut, _)) => &v[..cut],
+        None => v,
     }
 }
 
@@ -131,63 +174,108 @@ pub(crate) fn bucket_start(ms: i64, bucket_ms: i64) -> i64 {
     ms - ms.rem_euclid(bucket_ms)
 }
 
-/// Folds records into one map per rollup table, each key once.
-pub(crate) fn fold<'a>(records: impl IntoIterator<Item = &'a Record>) -> [BTreeMap<Key, Sums>; 3] {
-    let mut maps: [BTreeMap<Key, Sums>; 3] = Default::default();
+/// Folds records into their rollup rows: each record is added once, to its minute key; the hour
+/// and day keys are folded from the minute ones, and each table's per-dimension rows from its
+/// keys, so the work per record is one map update whatever the number of tables.
+pub(crate) fn fold<'a>(records: impl IntoIterator<Item = &'a Record>) -> Folded<'a> {
+    let mut out = Folded::default();
     for r in records {
-        let ms = r.started_at_ms();
-        let sums = Sums::of(r);
-        let (model, backend, org, user) = (
-            key_text(r.model.as_deref()),
-            key_text(r.backend.as_deref()),
-            key_text(r.org.as_deref()),
-            key_text(r.user.as_deref()),
-        );
-        for (map, width) in maps.iter_mut().zip(BUCKET_MS) {
+        let key = Key {
+            bucket: bucket_start(r.started_at_ms(), BUCKET_MS[0]),
+            model: key_text(r.model.as_deref()),
+            backend: key_text(r.backend.as_deref()),
+            org: key_text(r.org.as_deref()),
+            user: key_text(r.user.as_deref()),
+            status: i64::from(r.status),
+        };
+        out.full[0].entry(key).or_default().add(&Sums::of(r));
+    }
+    for grain in 1..3 {
+        let (finer, coarser) = out.full.split_at_mut(grain);
+        for (k, s) in &finer[grain - 1] {
             let key = Key {
-                bucket: bucket_start(ms, width),
-                model: model.clone(),
-                backend: backend.clone(),
-                org: org.clone(),
-                user: user.clone(),
-                status: i64::from(r.status),
+                bucket: bucket_start(k.bucket, BUCKET_MS[grain]),
+                ..*k
             };
-            map.entry(key).or_default().add(&sums);
+            coarser[0].entry(key).or_default().add(s);
         }
     }
-    maps
-}
-
-/// The upsert statements for folded rollups (keys in order, so concurrent writers lock rows in
-/// the same order).
-pub(crate) fn upserts(b: Backend, maps: &[BTreeMap<Key, Sums>; 3]) -> Vec<Sql> {
-    let mut out = Vec::new();
-    for (table, map) in ROLLUP_TABLES.iter().zip(maps) {
-        let rows: Vec<(&Key, &Sums)> = map.iter().collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            out.push(upsert(b, table, chunk));
+    for (full, dims) in out.full.iter().zip(out.dims.iter_mut()) {
+        for (k, s) in full {
+            for d in k.dims() {
+                dims.entry(d).or_default().add(s);
+            }
         }
     }
     out
 }
 
-fn upsert(b: Backend, table: &str, rows: &[(&Key, &Sums)]) -> Sql {
+/// The upsert statements for folded rollups (keys in order, so concurrent writers lock rows in
+/// the same order).
+pub(crate) fn upserts(b: Backend, folded: &Folded<'_>) -> Vec<Sql> {
+    let mut out = Vec::new();
+    for (table, map) in ROLLUP_TABLES.iter().zip(&folded.full) {
+        let rows: Vec<([Value; 6], &Sums)> = map
+            .iter()
+            .map(|(k, s)| {
+                let keys = [
+                    Value::Int(Some(k.bucket)),
+                    Value::Text(Some(k.model.to_owned())),
+                    Value::Text(Some(k.backend.to_owned())),
+                    Value::Text(Some(k.org.to_owned())),
+                    Value::Text(Some(k.user.to_owned())),
+                    Value::Int(Some(k.status)),
+                ];
+                (keys, s)
+            })
+            .collect();
+        upsert_rows(b, table, ROLLUP_KEYS, rows, &mut out);
+    }
+    for (table, map) in DIM_TABLES.iter().zip(&folded.dims) {
+        let rows: Vec<([Value; 3], &Sums)> = map
+            .iter()
+            .map(|(k, s)| {
+                let keys = [
+                    Value::Text(Some(k.dim.to_owned())),
+                    Value::Int(Some(k.bucket)),
+                    Value::Text(Some(k.value.clone().into_owned())),
+                ];
+                (keys, s)
+            })
+            .collect();
+        upsert_rows(b, table, DIM_KEYS, rows, &mut out);
+    }
+    out
+}
+
+/// Appends the upserts of `rows` to `out`, in statements of [`statement_rows`] sizes.
+fn upsert_rows<const N: usize>(
+    b: Backend,
+    table: &str,
+    keys: &[&str],
+    rows: Vec<([Value; N], &Sums)>,
+    out: &mut Vec<Sql>,
+) {
+    let mut rows = rows.into_iter();
+    for n in crate::statement_rows(rows.len(), ROWS_PER_STATEMENT) {
+        out.push(upsert(b, table, keys, rows.by_ref().take(n)));
+    }
+}
+
+fn upsert<'s, const N: usize>(
+    b: Backend,
+    table: &str,
+    key_cols: &[&str],
+    rows: impl Iterator<Item = ([Value; N], &'s Sums)>,
+) -> Sql {
     let mut q = Sql::new(b);
     q.push(&format!(
         "INSERT INTO {table} ({}, {}) VALUES ",
-        ROLLUP_KEYS.join(", "),
+        key_cols.join(", "),
         ROLLUP_SUMS.join(", ")
     ));
-    for (n, (k, s)) in rows.iter().enumerate() {
+    for (n, (keys, s)) in rows.enumerate() {
         q.push(if n == 0 { "(" } else { ", (" });
-        let keys = [
-            Value::Int(Some(k.bucket)),
-            Value::Text(Some(k.model.clone())),
-            Value::Text(Some(k.backend.clone())),
-            Value::Text(Some(k.org.clone())),
-            Value::Text(Some(k.user.clone())),
-            Value::Int(Some(k.status)),
-        ];
         for (i, v) in keys.into_iter().chain(s.values()).enumerate() {
             if i > 0 {
                 q.push(", ");
@@ -212,7 +300,7 @@ fn upsert(b: Backend, table: &str, rows: &[(&Key, &Sums)]) -> Sql {
         Backend::MySql => q.push(" ON DUPLICATE KEY UPDATE "),
         _ => q.push(&format!(
             " ON CONFLICT ({}) DO UPDATE SET ",
-            ROLLUP_KEYS.join(", ")
+            key_cols.join(", ")
         )),
     };
     q.push(&sets.join(", "));
@@ -222,7 +310,7 @@ fn upsert(b: Backend, table: &str, rows: &[(&Key, &Sums)]) -> Sql {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::sample;
+    use crate::testing::{SAMPLE_EPOCH_MS, sample, sample_at};
 
     #[test]
     fn one_key_per_bucket_with_summed_values() {
@@ -232,8 +320,8 @@ mod tests {
         a.duration_ms = 10;
         b.duration_ms = 30;
         b.cost_usd = None;
-        let maps = fold([&a, &b]);
-        for map in &maps {
+        let folded = fold([&a, &b]);
+        for map in &folded.full {
             assert_eq!(map.len(), 1);
             let s = map.values().next().unwrap();
             assert_eq!(s.requests, 2);
@@ -242,10 +330,69 @@ mod tests {
             assert_eq!(s.cost_known, 1);
             assert_eq!(s.cost_usd, a.cost_usd.unwrap());
         }
-        let stmts = upserts(Backend::Postgres, &maps);
-        assert_eq!(stmts.len(), 3);
+        for map in &folded.dims {
+            assert_eq!(map.len(), DIMENSIONS.len());
+            assert!(
+                map.values()
+                    .all(|s| s.requests == 2 && s.duration_max == 30)
+            );
+        }
+        // One statement per full-key table; the six dimension rows in statements of 4 and 2.
+        let stmts = upserts(Backend::Postgres, &folded);
+        assert_eq!(stmts.len(), 3 + 3 * 2);
         assert!(stmts[0].text.contains("ON CONFLICT (bucket, model"));
         assert_eq!(stmts[0].vals.len(), 20);
+        assert!(stmts[3].text.contains("ON CONFLICT (dim, bucket, value)"));
+        assert_eq!(
+            stmts[3].vals.len() + stmts[4].vals.len(),
+            17 * DIMENSIONS.len()
+        );
+    }
+
+    #[test]
+    fn hours_and_days_are_folded_from_minutes() {
+        let records: Vec<Record> = (0..200)
+            .map(|i| sample_at(i, SAMPLE_EPOCH_MS + i * 45_000))
+            .collect();
+        let folded = fold(&records);
+        for (grain, width) in BUCKET_MS.iter().enumerate() {
+            let mut direct: BTreeMap<Key<'_>, Sums> = BTreeMap::new();
+            for r in &records {
+                let k = Key {
+                    bucket: bucket_start(r.started_at_ms(), *width),
+                    model: key_text(r.model.as_deref()),
+                    backend: key_text(r.backend.as_deref()),
+                    org: key_text(r.org.as_deref()),
+                    user: key_text(r.user.as_deref()),
+                    status: i64::from(r.status),
+                };
+                direct.entry(k).or_default().add(&Sums::of(r));
+            }
+            // The same keys and sums (the cost is summed in another order: compare it closely).
+            fn strip<'a>(m: &BTreeMap<Key<'a>, Sums>) -> Vec<(Key<'a>, Sums)> {
+                m.iter()
+                    .map(|(k, s)| {
+                        (
+                            *k,
+                            Sums {
+                                cost_usd: 0.0,
+                                ..*s
+                            },
+                        )
+                    })
+                    .collect()
+            }
+            assert_eq!(strip(&folded.full[grain]), strip(&direct), "grain {grain}");
+            for (a, b) in folded.full[grain].values().zip(direct.values()) {
+                assert!((a.cost_usd - b.cost_usd).abs() < 1e-12);
+            }
+            let total: i64 = folded.dims[grain]
+                .iter()
+                .filter(|(k, _)| k.dim == "user")
+                .map(|(_, s)| s.requests)
+                .sum();
+            assert_eq!(total, 200);
+        }
     }
 
     #[test]

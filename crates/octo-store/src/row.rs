@@ -5,10 +5,11 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use octo_core::Protocol;
-use octo_core::record::{Price, Record};
+use octo_core::record::{Bodies, Price, Record};
 use octo_core::usage::Usage;
 
-use crate::db::{Value, i64_to_u64, u64_to_i64};
+use crate::config::Secrets;
+use crate::db::{Col, Value, i64_to_u64, u64_to_i64};
 use crate::error::StoreError;
 #[cfg(test)]
 use crate::schema::LOG_COLUMNS;
@@ -166,6 +167,7 @@ pub(crate) fn from_row(row: Vec<Value>) -> Result<Record, StoreError> {
         cache_hit,
         overhead_ns: overhead_us.saturating_mul(1_000),
         trace,
+        bodies: None,
     })
 }
 
@@ -190,5 +192,83 @@ mod tests {
         row[4] = text("smoke-signals");
         let e = from_row(row).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Decode);
+    }
+}
+
+/// The `request_log_body` table's columns (schema version 2), in the order rows are written
+/// and read: one row per record that kept its bodies.
+pub(crate) const BODY_COLUMNS: &[(&str, Col)] = &[
+    ("id", Col::Text),
+    ("request_body", Col::Text),
+    ("request_body_bytes", Col::Int),
+    ("response_body", Col::Text),
+    ("response_body_bytes", Col::Int),
+];
+
+/// A kept body as stored text: UTF-8 (an incomplete character where the body was cut is left
+/// out, other invalid bytes become U+FFFD), with every secret redacted.
+fn body_text(b: &[u8], redact: &Secrets) -> String {
+    let valid = match std::str::from_utf8(b) {
+        Ok(_) => b,
+        // Cut inside a character: drop its first bytes.
+        Err(e) if e.error_len().is_none() => &b[..e.valid_up_to()],
+        Err(_) => b,
+    };
+    let text = String::from_utf8_lossy(valid);
+    redact.redact(&text).into_owned()
+}
+
+/// The `request_log_body` row of a record that kept its bodies.
+pub(crate) fn body_row(r: &Record, redact: &Secrets) -> Vec<Value> {
+    let b = r.bodies.clone().unwrap_or_default();
+    vec![
+        text(&r.id),
+        Value::Text(Some(body_text(&b.request, redact))),
+        opt_int(Some(b.request_size)),
+        Value::Text(Some(body_text(&b.response, redact))),
+        opt_int(Some(b.response_size)),
+    ]
+}
+
+/// The bodies of a `request_log_body` row.
+pub(crate) fn bodies_from_row(row: Vec<Value>) -> Bodies {
+    let mut it = row.into_iter().skip(1);
+    let mut next = || it.next().unwrap_or(Value::Int(None));
+    let request = next().into_text().unwrap_or_default();
+    let request_size = i64_to_u64(next().int().unwrap_or(0));
+    let response = next().into_text().unwrap_or_default();
+    let response_size = i64_to_u64(next().int().unwrap_or(0));
+    Bodies {
+        request: request.into(),
+        request_size,
+        response: response.into(),
+        response_size,
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_stored_as_redacted_text_cut_on_a_character() {
+        let secrets = Secrets::new(["sk-secret-1"]);
+        assert_eq!(
+            body_text(b"use sk-secret-1 now", &secrets),
+            "use [REDACTED] now"
+        );
+        // "é" is two bytes; a body cut after the first keeps the text before it.
+        assert_eq!(body_text(b"caf\xc3", &secrets), "caf");
+        assert_eq!(body_text(b"a\xffb", &secrets), "a\u{fffd}b");
+        let mut r = crate::testing::sample(0);
+        r.bodies = Some(Bodies {
+            request: "{\"k\":\"sk-secret-1\"}".into(),
+            request_size: 99,
+            response: "ok".into(),
+            response_size: 2,
+        });
+        let back = bodies_from_row(body_row(&r, &secrets));
+        assert_eq!(&back.request[..], b"{\"k\":\"[REDACTED]\"}");
+        assert_eq!((back.request_size, back.response_size), (99, 2));
     }
 }

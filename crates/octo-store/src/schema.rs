@@ -9,6 +9,13 @@
 //! - the control plane's tables (version 3): see [`crate::control`].
 //! - `stored_response` (version 5): Responses API answers kept for `previous_response_id`, per
 //!   org ([`crate::responses`]).
+//! - `rollup_dim_minute`, `rollup_dim_hour`, `rollup_dim_day` (version 2): the same sums per
+//!   (dimension, bucket start, value), one dimension at a time (`all` with value `''`, `model`,
+//!   `backend`, `org`, `user`, `status`), so a statistics query grouped by one dimension reads
+//!   buckets × values rows; `rollup_dim_minute` is also indexed by (dimension, value, bucket),
+//!   which tells a filtered log page which minutes to read.
+//! - `request_log_body` (version 2): the request and answer bodies of records that kept them
+//!   (`storage.log_bodies`), by id, with their full sizes.
 //! - `octollm_schema`: the versions applied.
 //!
 //! A migration is never edited once released: a change is a new version.
@@ -65,8 +72,9 @@ const LOG_NOT_NULL: &[&str] = &[
     "overhead_us",
 ];
 
-/// Log columns the admin API filters on; each gets an index `(column, id)` so a filtered page
-/// newest-first is an index range scan.
+/// Log columns the admin API filters on. Version 1 gave each an index `(column, id)`; version 2
+/// drops them (five b-trees updated per inserted row) and finds a filtered page's rows through
+/// `rollup_dim_minute` and the `started_at` index instead ([`crate::query`]).
 pub(crate) const LOG_FILTERS: &[&str] = &["model", "backend", "org", "user_name", "status"];
 
 /// The longest record id the log accepts (MySQL's indexed `VARCHAR(191)`); the gateway's ids are
@@ -101,6 +109,23 @@ pub(crate) const ROLLUP_SUMS: &[&str] = &[
 
 /// The rollup tables, finest first.
 pub(crate) const ROLLUP_TABLES: &[&str] = &["rollup_minute", "rollup_hour", "rollup_day"];
+
+/// The per-dimension rollup tables (version 2), finest first.
+pub(crate) const DIM_TABLES: &[&str] = &["rollup_dim_minute", "rollup_dim_hour", "rollup_dim_day"];
+
+/// The per-dimension rollups' key columns, in primary-key order.
+pub(crate) const DIM_KEYS: &[&str] = &["dim", "bucket", "value"];
+
+/// The dimensions of the per-dimension rollups: their name in the `dim` column and the
+/// `rollup_*` column their value comes from (`all` has one value, `''`: the bucket's totals).
+pub(crate) const DIMENSIONS: &[(&str, &str)] = &[
+    ("all", "''"),
+    ("model", "model"),
+    ("backend", "backend"),
+    ("org", "org"),
+    ("user", "user_name"),
+    ("status", "status"),
+];
 
 struct Types {
     id: &'static str,
@@ -216,11 +241,107 @@ fn v1(b: Backend) -> Vec<String> {
     out
 }
 
-/// A schema version: its number, what it does, and its statements for a backend.
+/// Version 2: the kept bodies' table (`request_log_body`, `storage.log_bodies`), per-dimension
+/// rollups filled from the existing rollups (so statistics over data written before the upgrade
+/// stay whole), and the five `(column, id)` log indexes of version 1 dropped
+/// ([`V2_DROPPED_INDEXES`], dropped by [`migrate`] where they exist).
+fn v2(b: Backend) -> Vec<String> {
+    let t = types(b);
+    let mut out = Vec::new();
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS request_log_body (id {} NOT NULL, request_body {}, \
+         request_body_bytes {}, response_body {}, response_body_bytes {}, PRIMARY KEY (id)){}",
+        t.id, t.text, t.int, t.text, t.int, t.table_suffix
+    ));
+    for (table, full) in DIM_TABLES.iter().zip(ROLLUP_TABLES) {
+        let mut cols = vec![
+            format!(
+                "dim {} NOT NULL",
+                if b == Backend::MySql {
+                    "VARCHAR(16)"
+                } else {
+                    t.key
+                }
+            ),
+            format!("bucket {} NOT NULL", t.int),
+            format!("value {} NOT NULL", t.key),
+        ];
+        for s in ROLLUP_SUMS {
+            let ty = if *s == "cost_usd" { t.real } else { t.int };
+            cols.push(format!("{s} {ty} NOT NULL"));
+        }
+        cols.push(format!("PRIMARY KEY ({})", DIM_KEYS.join(", ")));
+        let by_value = *table == DIM_TABLES[0];
+        if by_value && b == Backend::MySql {
+            cols.push(format!("KEY {table}_value (dim, value, bucket)"));
+        }
+        let suffix = match b {
+            Backend::Sqlite => " WITHOUT ROWID",
+            _ => t.table_suffix,
+        };
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {table} ({}){suffix}",
+            cols.join(", ")
+        ));
+        if by_value && b != Backend::MySql {
+            out.push(format!(
+                "CREATE INDEX IF NOT EXISTS {table}_value ON {table} (dim, value, bucket)"
+            ));
+        }
+        // The table is new; emptying it first makes the fill safe to run again on MySQL, whose
+        // DDL commits as it goes (a migration interrupted there is re-run whole).
+        out.push(format!("DELETE FROM {table}"));
+        let text = match b {
+            Backend::MySql => "CHAR",
+            _ => "TEXT",
+        };
+        for (dim, col) in DIMENSIONS {
+            let value = match *col {
+                "status" => format!("CAST(status AS {text})"),
+                c => c.to_owned(),
+            };
+            let sums: Vec<String> = ROLLUP_SUMS
+                .iter()
+                .map(|c| {
+                    if c.ends_with("_max") {
+                        format!("MAX({c})")
+                    } else {
+                        format!("SUM({c})")
+                    }
+                })
+                .collect();
+            let group = if *dim == "all" {
+                "bucket".to_owned()
+            } else {
+                format!("bucket, {col}")
+            };
+            out.push(format!(
+                "INSERT INTO {table} ({}, {}) SELECT '{dim}', bucket, {value}, {} FROM {full} GROUP BY {group}",
+                DIM_KEYS.join(", "),
+                ROLLUP_SUMS.join(", "),
+                sums.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// The request-log indexes version 2 drops: one per admin filter.
+pub(crate) const V2_DROPPED_INDEXES: &[&str] = &[
+    "request_log_model",
+    "request_log_backend",
+    "request_log_org",
+    "request_log_user_name",
+    "request_log_status",
+];
+
+/// A schema version: its number, what it does, its statements for a backend, and the indexes
+/// it drops from `request_log` (dropped last, where they exist).
 struct Migration {
     version: i64,
     description: &'static str,
     statements: fn(Backend) -> Vec<String>,
+    drop_indexes: &'static [&'static str],
 }
 
 const MIGRATIONS: &[Migration] = &[
@@ -228,21 +349,31 @@ const MIGRATIONS: &[Migration] = &[
         version: 1,
         description: "request log and minute, hour and day rollups",
         statements: v1,
+        drop_indexes: &[],
+    },
+    Migration {
+        version: 2,
+        description: "kept bodies, per-dimension rollups; the request log's five filter indexes dropped",
+        statements: v2,
+        drop_indexes: V2_DROPPED_INDEXES,
     },
     Migration {
         version: 3,
         description: "control plane: admin API objects, gateway keys, key usage, audit trail",
         statements: crate::control::v3,
+        drop_indexes: &[],
     },
     Migration {
         version: 4,
         description: "admin users and panel sessions",
         statements: crate::admin::v4,
+        drop_indexes: &[],
     },
     Migration {
         version: 5,
         description: "stored Responses API answers (previous_response_id)",
         statements: v5,
+        drop_indexes: &[],
     },
 ];
 
@@ -286,6 +417,46 @@ fn v5(b: Backend) -> Vec<String> {
     out
 }
 
+/// The statements that drop `names` from `request_log`. MySQL has no `DROP INDEX IF EXISTS`
+/// (MariaDB has), so there the indexes present are listed first.
+async fn drop_indexes(pool: &Pool, names: &[&str]) -> Result<Vec<Sql>, StoreError> {
+    let b = pool.backend();
+    let mut out = Vec::new();
+    if names.is_empty() {
+        return Ok(out);
+    }
+    if b == Backend::MySql {
+        let mut q = Sql::new(b);
+        q.push(
+            "SELECT DISTINCT index_name FROM information_schema.statistics \
+             WHERE table_schema = DATABASE() AND table_name = 'request_log'",
+        );
+        let present: Vec<String> = pool
+            .fetch(q, &[Col::Text])
+            .await?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().and_then(Value::into_text))
+            .collect();
+        let drops: Vec<String> = names
+            .iter()
+            .filter(|n| present.iter().any(|p| p == *n))
+            .map(|n| format!("DROP INDEX {n}"))
+            .collect();
+        if !drops.is_empty() {
+            let mut q = Sql::new(b);
+            q.push(&format!("ALTER TABLE request_log {}", drops.join(", ")));
+            out.push(q);
+        }
+    } else {
+        for n in names {
+            let mut q = Sql::new(b);
+            q.push(&format!("DROP INDEX IF EXISTS {n}"));
+            out.push(q);
+        }
+    }
+    Ok(out)
+}
+
 /// Applies the migrations the database has not seen; returns the versions applied.
 pub(crate) async fn migrate(pool: &Pool) -> Result<Vec<i64>, StoreError> {
     let b = pool.backend();
@@ -315,8 +486,21 @@ pub(crate) async fn migrate(pool: &Pool) -> Result<Vec<i64>, StoreError> {
             ),
         ));
     }
+    migrate_to(pool, current, SCHEMA_VERSION).await
+}
+
+/// Applies the migrations after `current` up to `target`; returns the versions applied.
+pub(crate) async fn migrate_to(
+    pool: &Pool,
+    current: i64,
+    target: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let b = pool.backend();
     let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current && m.version <= target)
+    {
         let mut stmts: Vec<Sql> = (m.statements)(b)
             .into_iter()
             .map(|s| {
@@ -325,6 +509,11 @@ pub(crate) async fn migrate(pool: &Pool) -> Result<Vec<i64>, StoreError> {
                 q
             })
             .collect();
+        stmts.extend(
+            drop_indexes(pool, m.drop_indexes)
+                .await
+                .map_err(migration_error)?,
+        );
         let mut record = Sql::new(b);
         record.push(match b {
             Backend::MySql => {
@@ -385,5 +574,25 @@ mod tests {
             }
         }
         assert!(v1(Backend::MySql)[0].contains("utf8mb4_bin"));
+    }
+
+    #[test]
+    fn v2_creates_fills_and_indexes_the_dimension_rollups() {
+        for b in [Backend::Sqlite, Backend::Postgres, Backend::MySql] {
+            let stmts = v2(b).join(";\n");
+            for t in DIM_TABLES {
+                assert!(stmts.contains(&format!("TABLE IF NOT EXISTS {t} ")));
+                for (dim, _) in DIMENSIONS {
+                    assert!(
+                        stmts.contains(&format!("SELECT '{dim}', bucket")),
+                        "{b:?} {t} {dim}"
+                    );
+                }
+            }
+            assert!(stmts.contains("rollup_dim_minute_value"));
+            assert!(stmts.contains("TABLE IF NOT EXISTS request_log_body "));
+            assert!(!stmts.contains("rollup_dim_hour_value"));
+        }
+        assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(SCHEMA_VERSION));
     }
 }

@@ -3,6 +3,11 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::config::Backend;
+use crate::db::{Col, Sql};
+use crate::error::StoreError;
+use crate::schema::{DIM_TABLES, LOG_FILTERS};
+
 use octo_core::Protocol;
 use octo_core::record::{Attempt, Price, Record, TraceContext};
 use octo_core::usage::Usage;
@@ -91,5 +96,73 @@ pub fn sample_at(i: u64, ms: u64) -> Record {
             parent_span_id: (i % 10 == 0).then(|| format!("{:016x}", i + 3)),
             sampled: i % 2 == 0,
         }),
+        bodies: None,
     }
+}
+
+/// Turns a database this build created back into what schema version 1 left: drops version 2's
+/// tables, recreates version 1's log indexes and forgets that version 2 was applied, so the next
+/// [`Store::open`](crate::Store::open) runs the version 2 migration over data as version 1 wrote
+/// it (version 1's tables are written identically by this build). For upgrade tests.
+pub async fn make_version_1(store: &crate::Store) -> Result<(), StoreError> {
+    let b = store.backend();
+    let mut stmts = Vec::new();
+    let mut push = |text: String| {
+        let mut q = Sql::new(b);
+        q.push(&text);
+        stmts.push(q);
+    };
+    for t in DIM_TABLES.iter().chain(&["request_log_body"]) {
+        push(format!("DROP TABLE {t}"));
+    }
+    for c in LOG_FILTERS {
+        push(match (b, *c) {
+            (Backend::MySql, "status") => {
+                "ALTER TABLE request_log ADD KEY request_log_status (status, id)".to_owned()
+            }
+            (Backend::MySql, c) => {
+                format!("ALTER TABLE request_log ADD KEY request_log_{c} ({c}(191), id)")
+            }
+            (_, c) => format!("CREATE INDEX request_log_{c} ON request_log ({c}, id)"),
+        });
+    }
+    push("DELETE FROM octollm_schema WHERE version > 1".to_owned());
+    for q in stmts {
+        store.pool.execute(q).await?;
+    }
+    Ok(())
+}
+
+/// The schema version a database is at, and the indexes on its `request_log` (names, sorted).
+pub async fn schema_state(store: &crate::Store) -> Result<(i64, Vec<String>), StoreError> {
+    let b = store.backend();
+    let mut q = Sql::new(b);
+    q.push("SELECT MAX(version) FROM octollm_schema");
+    let version = store.pool.fetch(q, &[Col::Int]).await?[0][0]
+        .int()
+        .unwrap_or(0);
+    let mut q = Sql::new(b);
+    q.push(match b {
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'request_log' \
+             AND name NOT LIKE 'sqlite_autoindex%'"
+        }
+        Backend::Postgres => {
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'request_log' \
+             AND schemaname = current_schema() AND indexname <> 'request_log_pkey'"
+        }
+        Backend::MySql => {
+            "SELECT DISTINCT index_name FROM information_schema.statistics \
+             WHERE table_schema = DATABASE() AND table_name = 'request_log' AND index_name <> 'PRIMARY'"
+        }
+    });
+    let mut names: Vec<String> = store
+        .pool
+        .fetch(q, &[Col::Text])
+        .await?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().and_then(|v| v.into_text()))
+        .collect();
+    names.sort();
+    Ok((version, names))
 }

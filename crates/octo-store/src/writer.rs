@@ -18,16 +18,22 @@
 //!   a deadline; [`shutdown`](LogWriter::shutdown) does the same and stops the task.
 //!
 //! Drops are logged at most once per [`WARN_EVERY`].
+//!
+//! [`LogWriter::spawn_opening`] starts the writer before the database has answered (a gateway
+//! starting during a database outage): the database is opened in the background, retried with
+//! the same backoff, and records wait in the buffer meanwhile, exactly as during an outage; a
+//! database that answers but refuses the schema migration stops the writer (records are then
+//! dropped and counted, and the error is logged).
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use octo_core::record::{Observer, Record};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::StoreConfig;
@@ -55,6 +61,8 @@ pub struct WriterStats {
 
 #[derive(Default)]
 struct State {
+    /// The database answered the last open or write (the `octollm_log_database_up` gauge).
+    up: AtomicBool,
     written: AtomicU64,
     dropped: AtomicU64,
     buffered: AtomicU64,
@@ -96,12 +104,23 @@ enum Control {
     },
 }
 
+/// Whether the writer's database is open yet.
+#[derive(Debug, Clone)]
+enum Opened {
+    /// Being opened (retried with backoff while it is unreachable).
+    Pending,
+    Open(Store),
+    /// It answered but cannot be used (the migration failed): the writer stops.
+    Failed,
+}
+
 /// Writes finished records to a [`Store`] in the background; see the [module docs](self).
 #[derive(Debug)]
 pub struct LogWriter {
     queue: mpsc::Sender<Arc<Record>>,
     control: mpsc::UnboundedSender<Control>,
     state: Arc<State>,
+    opened: watch::Receiver<Opened>,
 }
 
 impl std::fmt::Debug for State {
@@ -114,11 +133,75 @@ impl LogWriter {
     /// Starts the writer task (on the current Tokio runtime) with `config`'s queue, buffer and
     /// batch settings.
     pub fn spawn(store: Store, config: &StoreConfig) -> Arc<LogWriter> {
+        let (tx, opened) = watch::channel(Opened::Open(store));
+        let writer = Self::start(config, opened);
+        writer.state.up.store(true, Ordering::Relaxed);
+        drop(tx);
+        writer
+    }
+
+    /// Starts the writer now and opens `config`'s database in the background (on the current
+    /// Tokio runtime): an unreachable database is retried with exponential backoff (100 ms up
+    /// to [`max_backoff`](StoreConfig::max_backoff)) while records wait in the buffer, as during
+    /// an outage. A database that answers but refuses to open (its schema is newer than this
+    /// build, a migration fails) is logged as an error and stops the writer.
+    pub fn spawn_opening(config: &StoreConfig) -> Arc<LogWriter> {
+        let (tx, opened) = watch::channel(Opened::Pending);
+        let writer = Self::start(config, opened);
+        let state = writer.state.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            let mut backoff = MIN_BACKOFF;
+            let mut failures = 0u64;
+            loop {
+                let attempt = tokio::select! {
+                    r = Store::open(&config) => r,
+                    () = tx.closed() => return, // the writer has stopped
+                };
+                match attempt {
+                    Ok(store) => {
+                        state.set_error(None);
+                        state.up.store(true, Ordering::Relaxed);
+                        if failures > 0 {
+                            tracing::info!(
+                                backend = store.backend().name(),
+                                "storage: the request log's database answered; buffered records are being written"
+                            );
+                        }
+                        let _ = tx.send(Opened::Open(store));
+                        return;
+                    }
+                    Err(e) if e.is_retryable() => {
+                        failures += 1;
+                        state.set_error(Some(&e));
+                        tracing::debug!(error = %e, "storage: the request log's database is still unreachable");
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = tx.closed() => return,
+                        }
+                        backoff = (backoff * 2).min(config.max_backoff.max(MIN_BACKOFF));
+                    }
+                    Err(e) => {
+                        state.set_error(Some(&e));
+                        tracing::error!(
+                            error = %e,
+                            "storage: the request log's database cannot be used; records are dropped until the gateway is restarted"
+                        );
+                        let _ = tx.send(Opened::Failed);
+                        return;
+                    }
+                }
+            }
+        });
+        writer
+    }
+
+    fn start(config: &StoreConfig, opened: watch::Receiver<Opened>) -> Arc<LogWriter> {
         let (queue, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (control, ctl) = mpsc::unbounded_channel();
         let state = Arc::new(State::default());
         let task = Task {
-            store,
+            opened: opened.clone(),
             batch_size: config.batch_size.max(1),
             interval: config.batch_interval,
             buffer_capacity: config.buffer_capacity.max(config.batch_size.max(1)),
@@ -130,7 +213,37 @@ impl LogWriter {
             queue,
             control,
             state,
+            opened,
         })
+    }
+
+    /// The database, once it is open.
+    pub fn store(&self) -> Option<Store> {
+        match &*self.opened.borrow() {
+            Opened::Open(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits until the database is open; `None` when it cannot be used (see
+    /// [`spawn_opening`](Self::spawn_opening)).
+    pub async fn opened(&self) -> Option<Store> {
+        let mut rx = self.opened.clone();
+        let opened = rx
+            .wait_for(|o| !matches!(o, Opened::Pending))
+            .await
+            .ok()
+            .map(|o| o.clone());
+        match opened {
+            Some(Opened::Open(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether the database answered the last open attempt or write (the
+    /// `octollm_log_database_up` gauge).
+    pub fn is_up(&self) -> bool {
+        self.state.up.load(Ordering::Relaxed)
     }
 
     /// The counters now.
@@ -236,7 +349,7 @@ struct Done {
 type Writing = Pin<Box<dyn Future<Output = Done> + Send>>;
 
 struct Task {
-    store: Store,
+    opened: watch::Receiver<Opened>,
     batch_size: usize,
     interval: Duration,
     buffer_capacity: usize,
@@ -252,12 +365,16 @@ struct Waiter {
 
 impl Task {
     async fn run(
-        self,
+        mut self,
         mut rx: mpsc::Receiver<Arc<Record>>,
         mut ctl: mpsc::UnboundedReceiver<Control>,
     ) {
+        let mut store: Option<Store> = None;
         let mut buf: VecDeque<Arc<Record>> = VecDeque::new();
         let mut in_flight: Option<(usize, Writing)> = None;
+        // How many records at the front of `buf` were in a write that failed: that write may
+        // have committed (the answer was lost), so their next write checks the log first.
+        let mut unsure = 0usize;
         // When the oldest buffered record arrived (a batch is due `interval` later).
         let mut oldest: Option<Instant> = None;
         let mut retry_at: Option<Instant> = None;
@@ -266,10 +383,47 @@ impl Task {
         let mut incoming = Vec::with_capacity(self.batch_size);
         let mut receiving = true;
         loop {
+            if store.is_none() {
+                let opened = self.opened.borrow_and_update().clone();
+                match opened {
+                    Opened::Open(s) => store = Some(s),
+                    Opened::Failed => {
+                        rx.close();
+                        let mut left = buf.len();
+                        while rx.try_recv().is_ok() {
+                            left += 1;
+                        }
+                        self.state
+                            .drop_records(left as u64, "the request log's database cannot be used");
+                        self.state.buffered.store(0, Ordering::Relaxed);
+                        for w in waiters.drain(..) {
+                            let _ = w.reply.send(Err(StoreError::new(
+                                ErrorKind::Closed,
+                                false,
+                                "the request log's database cannot be used",
+                            )));
+                        }
+                        // Answer later flushes and drop later records until every handle is gone.
+                        while let Some(Control::Flush { reply, .. }) = ctl.recv().await {
+                            let _ = reply.send(Err(StoreError::new(
+                                ErrorKind::Closed,
+                                false,
+                                "the request log's database cannot be used",
+                            )));
+                        }
+                        return;
+                    }
+                    Opened::Pending => {}
+                }
+            }
             let flushing = !waiters.is_empty() || !receiving;
             // Start a write when one is due and none is running.
             let now = Instant::now();
-            if in_flight.is_none() && !buf.is_empty() && retry_at.is_none_or(|t| t <= now) {
+            if let Some(store) = &store
+                && in_flight.is_none()
+                && !buf.is_empty()
+                && retry_at.is_none_or(|t| t <= now)
+            {
                 let due = flushing
                     || retry_at.is_some()
                     || buf.len() >= self.batch_size
@@ -278,8 +432,10 @@ impl Task {
                     retry_at = None;
                     let n = buf.len().min(self.batch_size);
                     let batch: Vec<Arc<Record>> = buf.drain(..n).collect();
+                    let check = unsure > 0;
+                    unsure = unsure.saturating_sub(n);
                     oldest = (!buf.is_empty()).then_some(now);
-                    in_flight = Some((n, Box::pin(write(self.store.clone(), batch))));
+                    in_flight = Some((n, Box::pin(write(store.clone(), batch, check))));
                 }
             }
             // Answer flushes that are done or out of time.
@@ -323,6 +479,7 @@ impl Task {
             // The next write is due at the retry time, else when the oldest record has waited
             // long enough; while one is running, its completion wakes the loop instead.
             let next_write = match (&in_flight, retry_at) {
+                _ if store.is_none() => None,
                 (Some(_), _) => None,
                 (None, Some(t)) => Some(t),
                 (None, None) => oldest.map(|t| t + self.interval),
@@ -332,7 +489,9 @@ impl Task {
                 .flatten()
                 .min();
             let room = self.buffer_capacity.saturating_sub(buf.len()).max(1);
+            let opening = store.is_none();
             tokio::select! {
+                Ok(()) = self.opened.changed(), if opening => {}
                 Some(Control::Flush { deadline, reply, stop }) = ctl.recv() => {
                     if stop {
                         rx.close();
@@ -344,6 +503,7 @@ impl Task {
                     None => std::future::pending().await,
                 } } => {
                     in_flight = None;
+                    self.state.up.store(done.retry.is_empty(), Ordering::Relaxed);
                     self.state.written.fetch_add(done.written, Ordering::Relaxed);
                     self.state.drop_records(done.refused, "refused by the database");
                     if done.retry.is_empty() {
@@ -354,6 +514,7 @@ impl Task {
                     } else {
                         backoff = (backoff * 2).clamp(MIN_BACKOFF, self.max_backoff);
                         retry_at = Some(Instant::now() + backoff);
+                        unsure += done.retry.len();
                         for r in done.retry.into_iter().rev() {
                             buf.push_front(r);
                         }
@@ -385,10 +546,12 @@ impl Task {
     }
 }
 
-/// Writes a batch; on a refusal, writes its records one by one and drops only the refused.
-async fn write(store: Store, batch: Vec<Arc<Record>>) -> Done {
+/// Writes a batch (checking the log for its ids first when `check`: see
+/// [`Store::write_batch`]); on a refusal, writes its records one by one, checked, and drops only
+/// the refused.
+async fn write(store: Store, batch: Vec<Arc<Record>>, check: bool) -> Done {
     let n = batch.len() as u64;
-    match store.write(&batch).await {
+    match store.write_batch(&batch, check).await {
         Ok(()) => Done {
             written: n,
             refused: 0,

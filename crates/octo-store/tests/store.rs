@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{arcs, databases};
 use octo_core::record::Record;
+use octo_store::testing;
 use octo_store::testing::{SAMPLE_EPOCH_MS, sample, sample_at};
 use octo_store::{Bucket, GroupBy, LogQuery, StatsQuery};
 
@@ -401,6 +402,265 @@ async fn retention_deletes_only_old_log_rows_and_keeps_hour_rollups() {
         // Nothing more to prune.
         let again = store.prune(at(SAMPLE_EPOCH_MS + 10 * day)).await.unwrap();
         assert_eq!((again.log_rows, again.minute_rows), (0, 0));
+        store.close().await;
+    }
+}
+
+/// A database written by schema version 1 is upgraded in place: version 2's per-dimension
+/// rollups are filled from the old rollups (statistics over old data are whole), the five filter
+/// indexes are dropped, and filtered log pages find old rows.
+#[tokio::test]
+async fn upgrading_a_version_1_database_keeps_its_statistics_and_filters() {
+    for db in databases("upgrade_v1").await {
+        let store = db.open().await;
+        let records: Vec<Record> = (0..300)
+            .map(|i| sample_at(i, SAMPLE_EPOCH_MS + i * 37_000))
+            .collect();
+        store.write(&arcs(&records)).await.unwrap();
+        let now = at(SAMPLE_EPOCH_MS + 4 * 3_600_000);
+        let queries: Vec<StatsQuery> = [Bucket::Minute, Bucket::Hour, Bucket::Day]
+            .into_iter()
+            .flat_map(|bucket| {
+                [
+                    None,
+                    Some(GroupBy::Model),
+                    Some(GroupBy::Backend),
+                    Some(GroupBy::Org),
+                    Some(GroupBy::User),
+                    Some(GroupBy::Status),
+                ]
+                .into_iter()
+                .map(move |group_by| StatsQuery {
+                    since: Some(at(SAMPLE_EPOCH_MS)),
+                    until: None,
+                    bucket,
+                    group_by,
+                })
+            })
+            .collect();
+        let mut before = Vec::new();
+        for q in &queries {
+            before.push(store.stats_at(q, now).await.unwrap());
+        }
+        let filtered = LogQuery {
+            user: Some("user-1".into()),
+            limit: Some(1000),
+            ..LogQuery::default()
+        };
+        let page_before = store.logs(&filtered).await.unwrap();
+        assert!(!page_before.data.is_empty());
+
+        testing::make_version_1(&store).await.unwrap();
+        let (version, indexes) = testing::schema_state(&store).await.unwrap();
+        assert_eq!(version, 1, "{}", db.name);
+        assert_eq!(indexes.len(), 6, "{}: {indexes:?}", db.name);
+        store.close().await;
+
+        let store = db.open().await;
+        let (version, indexes) = testing::schema_state(&store).await.unwrap();
+        assert_eq!(version, octo_store::schema::SCHEMA_VERSION, "{}", db.name);
+        assert_eq!(
+            indexes,
+            vec!["request_log_started_at".to_owned()],
+            "{}",
+            db.name
+        );
+        for (q, expected) in queries.iter().zip(&before) {
+            let got = store.stats_at(q, now).await.unwrap();
+            assert_eq!(
+                got.buckets.len(),
+                expected.buckets.len(),
+                "{} {q:?}",
+                db.name
+            );
+            for (g, e) in got.buckets.iter().zip(&expected.buckets) {
+                assert_eq!(
+                    (g.start, &g.group),
+                    (e.start, &e.group),
+                    "{} {q:?}",
+                    db.name
+                );
+                assert_eq!(g.figures.requests, e.figures.requests);
+                assert_eq!(g.figures.max_duration_ms, e.figures.max_duration_ms);
+                assert_eq!(g.figures.input_tokens, e.figures.input_tokens);
+                let (gc, ec) = (g.figures.cost_usd, e.figures.cost_usd);
+                assert!(
+                    gc.zip(ec).map_or(gc == ec, |(a, b)| (a - b).abs() < 1e-9),
+                    "{} {q:?}: {gc:?} vs {ec:?}",
+                    db.name
+                );
+            }
+        }
+        assert_eq!(
+            store.logs(&filtered).await.unwrap(),
+            page_before,
+            "{}",
+            db.name
+        );
+        // Records written after the upgrade land in both kinds of rollups.
+        let late = sample_at(1000, SAMPLE_EPOCH_MS + 3 * 3_600_000);
+        store
+            .write(&arcs(std::slice::from_ref(&late)))
+            .await
+            .unwrap();
+        let q = StatsQuery {
+            since: Some(at(SAMPLE_EPOCH_MS)),
+            until: None,
+            bucket: Bucket::Day,
+            group_by: None,
+        };
+        assert_eq!(store.stats_at(&q, now).await.unwrap().totals.requests, 301);
+        store.close().await;
+    }
+}
+
+/// Filtered pages read the log only in the minutes the per-dimension rollups name: rows spread
+/// thinly over many hours (more than one step of candidate minutes) are all found, in order,
+/// with the cursor, and the bounds of `since`, `until` and `before` are honoured.
+#[tokio::test]
+async fn filtered_pages_over_sparse_minutes() {
+    for db in databases("sparse_filters").await {
+        let store = db.open().await;
+        // 400 records one every 7 minutes; the user `rare` only on every 5th.
+        let records: Vec<Record> = (0..400)
+            .map(|i| {
+                let mut r = sample_at(i, SAMPLE_EPOCH_MS + i * 420_000);
+                if i % 5 == 0 {
+                    r.user = Some("rare".into());
+                }
+                r
+            })
+            .collect();
+        store.write(&arcs(&records)).await.unwrap();
+        let expected = |f: &dyn Fn(&Record) -> bool| -> Vec<String> {
+            let mut v: Vec<String> = records
+                .iter()
+                .filter(|r| f(r))
+                .map(|r| r.id.clone())
+                .collect();
+            v.sort_by(|a, b| b.cmp(a));
+            v
+        };
+        let since = at(SAMPLE_EPOCH_MS + 50 * 420_000 + 1);
+        let until = at(SAMPLE_EPOCH_MS + 350 * 420_000);
+        type Case = (LogQuery, Box<dyn Fn(&Record) -> bool>);
+        let cases: Vec<Case> = vec![
+            (
+                LogQuery {
+                    user: Some("rare".into()),
+                    ..LogQuery::default()
+                },
+                Box::new(|r| r.user.as_deref() == Some("rare")),
+            ),
+            (
+                LogQuery {
+                    user: Some("rare".into()),
+                    status: Some(200),
+                    since: Some(since),
+                    until: Some(until),
+                    ..LogQuery::default()
+                },
+                Box::new(move |r| {
+                    r.user.as_deref() == Some("rare")
+                        && r.status == 200
+                        && r.started_at >= since
+                        && r.started_at < until
+                }),
+            ),
+            (
+                LogQuery {
+                    status: Some(499),
+                    ..LogQuery::default()
+                },
+                Box::new(|r| r.status == 499),
+            ),
+            (
+                LogQuery {
+                    model: Some("".into()),
+                    ..LogQuery::default()
+                },
+                Box::new(|_| false),
+            ),
+            (
+                LogQuery {
+                    org: Some("nobody".into()),
+                    ..LogQuery::default()
+                },
+                Box::new(|_| false),
+            ),
+        ];
+        for (q, f) in cases {
+            let want = expected(&*f);
+            let mut got = Vec::new();
+            let mut page_q = LogQuery {
+                limit: Some(9),
+                ..q.clone()
+            };
+            loop {
+                let page = store.logs(&page_q).await.unwrap();
+                got.extend(page.data.iter().map(|r| r.id.clone()));
+                match page.next {
+                    Some(next) => page_q.before = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(got, want, "{}: {q:?}", db.name);
+        }
+        store.close().await;
+    }
+}
+
+/// Kept bodies: written with their record (secrets redacted, text cut on a character), served
+/// by `log(id)` only (pages stay light), and pruned with their record.
+#[tokio::test]
+async fn bodies_are_kept_redacted_and_pruned_with_their_record() {
+    for db in databases("bodies").await {
+        let config = octo_store::StoreConfig {
+            redact: octo_store::Secrets::new(["sk-upstream-key-0123", "gw-key-4567"]),
+            ..db.config.clone()
+        };
+        let store = octo_store::Store::open(&config).await.unwrap();
+        let mut with = sample(1);
+        with.bodies = Some(octo_core::record::Bodies {
+            request:
+                r#"{"model":"m","messages":[{"role":"user","content":"my key is gw-key-4567 ü"}]}"#
+                    .into(),
+            request_size: 5000,
+            // Cut inside the two bytes of "é".
+            response: bytes::Bytes::copy_from_slice(
+                &"data: {\"x\":\"sk-upstream-key-0123\"}\n\ndata: caf\u{e9}".as_bytes()[..46],
+            ),
+            response_size: 70_000,
+        });
+        let without = sample(2);
+        store
+            .write(&arcs(&[with.clone(), without.clone()]))
+            .await
+            .unwrap();
+        let got = store.log(&with.id).await.unwrap().unwrap();
+        let b = got.bodies.as_ref().expect("bodies kept");
+        let request = std::str::from_utf8(&b.request).unwrap();
+        assert!(
+            request.contains("my key is [REDACTED] ü"),
+            "{}: {request}",
+            db.name
+        );
+        let response = std::str::from_utf8(&b.response).unwrap();
+        assert_eq!(
+            response, "data: {\"x\":\"[REDACTED]\"}\n\ndata: caf",
+            "{}",
+            db.name
+        );
+        assert_eq!((b.request_size, b.response_size), (5000, 70_000));
+        assert_eq!(store.log(&without.id).await.unwrap().unwrap().bodies, None);
+        let page = store.logs(&LogQuery::default()).await.unwrap();
+        assert!(page.data.iter().all(|r| r.bodies.is_none()));
+        let pruned = store.prune(at(SAMPLE_EPOCH_MS + 86_400_000)).await.unwrap();
+        assert_eq!(pruned.log_rows, 2);
+        assert!(store.log(&with.id).await.unwrap().is_none());
+        // The body row went with it: writing the record again works (no stale body row).
+        store.write(&arcs(&[with.clone()])).await.unwrap();
+        assert!(store.log(&with.id).await.unwrap().unwrap().bodies.is_some());
         store.close().await;
     }
 }

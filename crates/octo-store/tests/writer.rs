@@ -137,3 +137,80 @@ async fn a_refused_record_is_dropped_alone() {
         store.close().await;
     }
 }
+
+/// A writer started before its database answers (a SQLite file whose directory does not exist
+/// yet: opening fails as the database being unreachable does) holds the records, and writes
+/// them all once the database can be opened.
+#[tokio::test]
+async fn a_database_that_answers_late_gets_every_record() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("octo-store/late");
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = StoreConfig {
+        max_backoff: Duration::from_millis(100),
+        ..StoreConfig::with_url(format!("sqlite://{}/not-yet/log.db", dir.display()))
+    };
+    let writer = LogWriter::spawn_opening(&config);
+    let records: Vec<_> = (0..50).map(|i| Arc::new(sample(i))).collect();
+    for r in &records {
+        writer.on_complete(r);
+    }
+    // Nothing can be written yet: a flush runs out of time, saying how many wait.
+    let e = writer
+        .flush(Instant::now() + Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert!(e.message().starts_with("50 "), "{e}");
+    assert!(writer.store().is_none());
+    assert!(!writer.is_up());
+    assert!(writer.stats().last_error.is_some());
+
+    std::fs::create_dir_all(dir.join("not-yet")).unwrap();
+    let store = writer.opened().await.expect("the database opens");
+    writer.flush(deadline()).await.unwrap();
+    assert!(writer.is_up());
+    assert_eq!((writer.written(), writer.dropped()), (50, 0));
+    let page = store
+        .logs(&LogQuery {
+            limit: Some(100),
+            ..LogQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.data.len(), 50);
+    writer.shutdown(deadline()).await.unwrap();
+    store.close().await;
+}
+
+/// A database that answers but cannot be used (its schema is newer than this build) stops the
+/// writer: records are dropped and counted, flushes fail at once, nothing hangs.
+#[tokio::test]
+async fn a_database_that_cannot_be_used_stops_the_writer() {
+    let dbs = databases("writer_newer_schema").await;
+    let db = &dbs[0];
+    let store = db.open().await;
+    store.close().await;
+    {
+        use sqlx::Connection;
+        let url = db.config.url.clone();
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("INSERT INTO octollm_schema (version, description, applied_at) VALUES (999, 'future', 0)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    }
+    let writer = LogWriter::spawn_opening(&db.config);
+    assert!(writer.opened().await.is_none());
+    let e = writer.flush(deadline()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Closed);
+    writer.on_complete(&Arc::new(sample(0)));
+    assert_eq!(writer.dropped(), 1);
+    assert!(
+        writer
+            .stats()
+            .last_error
+            .unwrap()
+            .contains("newer than this build")
+    );
+}

@@ -69,6 +69,7 @@ fn record(model: &str, backend: &str) -> Record {
         cache_hit: false,
         overhead_ns: 180_000,
         trace: None,
+        bodies: None,
     }
 }
 

@@ -101,6 +101,8 @@ pub struct Router {
     overhead_only: Arc<Observers>,
     /// Whether requests join or start a W3C trace.
     trace: bool,
+    /// Keep this many bytes of each recorded request's body and answer with its record.
+    log_bodies: Option<usize>,
 }
 
 impl Default for Router {
@@ -140,7 +142,16 @@ impl Router {
             observers: overhead.clone(),
             overhead_only: overhead,
             trace: false,
+            log_bodies: None,
         }
+    }
+
+    /// Keeps the first `max_bytes` of every recorded request's body and of its answer (the
+    /// bytes the client received: a stream's events as sent) in its record
+    /// ([`Record::bodies`](crate::record::Record::bodies)); `None` keeps none (the default).
+    pub fn log_bodies(mut self, max_bytes: Option<usize>) -> Self {
+        self.log_bodies = max_bytes;
+        self
     }
 
     /// Adds an observer of every finished request to a recorded route (see
@@ -380,6 +391,9 @@ impl Router {
                 .and_then(|v| v.to_str().ok());
             record = record.with_trace(TraceContext::continue_or_start(parent));
         }
+        if recorded && let Some(max) = self.log_bodies {
+            record = record.with_bodies(max);
+        }
         let request_id = HeaderValue::from_str(&record.id().to_string()).ok();
         // Completes the record as 499 if this future is dropped (the client went away).
         let mut guard = CompleteOnDrop::new(record.clone());
@@ -396,6 +410,7 @@ impl Router {
                 return with_id(error_response(&e, format));
             }
         };
+        record.set_request_body(&bytes);
         let encoding = if params.stream == Some(true) && !query_has(parts.uri.query(), "alt", "sse")
         {
             StreamEncoding::JsonArray
@@ -504,8 +519,12 @@ impl Router {
                         HeaderValue::from_static("application/json"),
                     );
                 }
+                let bytes = body.into_bytes();
+                if let Some(r) = record.record() {
+                    r.append_response_body(&bytes);
+                }
                 record.complete(status, None);
-                http::Response::new(Either::Left(Full::new(body.into_bytes())))
+                http::Response::new(Either::Left(Full::new(bytes)))
             }
             ResponseBody::Stream(events) => {
                 let content_type = match encoding {

@@ -85,6 +85,13 @@ impl SseBody {
         }
     }
 
+    /// Keeps what the client is sent with the record, when it keeps bodies.
+    fn keep(&self, frame: &[u8]) {
+        if let Some(r) = self.record.as_ref().and_then(|(g, _)| g.record()) {
+            r.append_response_body(frame);
+        }
+    }
+
     fn array_piece(&mut self, data: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(data.len() + 1);
         out.extend_from_slice(if self.started { b"," } else { b"[" });
@@ -115,10 +122,10 @@ impl Body for SseBody {
                     StreamEncoding::Sse => event.to_frame(),
                     StreamEncoding::JsonArray => this.array_piece(&event.data_body().to_bytes()),
                 };
+                this.keep(&frame);
                 Poll::Ready(Some(Ok(Frame::data(frame))))
             }
             Poll::Ready(Some(Err(err))) => {
-                this.finish(Some(&err));
                 tracing::warn!(error = %err, "stream ended with an error");
                 let frame = match this.encoding {
                     StreamEncoding::Sse => err.render_stream_frame(this.format),
@@ -129,18 +136,22 @@ impl Body for SseBody {
                         piece.freeze()
                     }
                 };
+                this.keep(&frame);
+                this.finish(Some(&err));
                 Poll::Ready(Some(Ok(Frame::data(frame))))
             }
-            Poll::Ready(None) => {
-                this.finish(None);
-                match this.encoding {
-                    StreamEncoding::Sse => Poll::Ready(None),
-                    StreamEncoding::JsonArray => {
-                        let close: &'static [u8] = if this.started { b"]" } else { b"[]" };
-                        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(close)))))
-                    }
+            Poll::Ready(None) => match this.encoding {
+                StreamEncoding::Sse => {
+                    this.finish(None);
+                    Poll::Ready(None)
                 }
-            }
+                StreamEncoding::JsonArray => {
+                    let close: &'static [u8] = if this.started { b"]" } else { b"[]" };
+                    this.keep(close);
+                    this.finish(None);
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(close)))))
+                }
+            },
             Poll::Pending => {
                 let (Some(k), Some(sleep)) = (&this.keep_alive, this.sleep.as_mut()) else {
                     return Poll::Pending;

@@ -7,7 +7,8 @@
 //! | `GET /api/v1/stats?since=&until=&bucket=minute\|hour\|day&group_by=model\|backend\|org\|user\|status` | `{"buckets": [...], "totals": {...}}` |
 //! | `GET /metrics` | Prometheus text format |
 //!
-//! The log and statistics answer 503 when storage is off (`storage: off`).
+//! The log and statistics answer 503 when storage is off (`storage: off`) or its database has not
+//! answered yet (the gateway started during an outage).
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -28,11 +29,11 @@ pub(super) fn routes() -> Router<AdminState> {
         .route("/metrics", get(metrics))
 }
 
-fn store(state: &AdminState) -> Result<&Store, ApiError> {
+fn store(state: &AdminState) -> Result<Store, ApiError> {
     state.ops.store().ok_or_else(|| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
-            "storage is off (`storage: off`): there is no request log or statistics to read".into(),
+            state.ops.store_unavailable(),
         )
     })
 }

@@ -253,3 +253,38 @@ pub(super) fn retention<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::
     }
     d.deserialize_any(V)
 }
+
+/// `storage.log_bodies` when set to `true`: the first 64 KiB of each body.
+pub(crate) const DEFAULT_LOG_BODY_BYTES: usize = 64 * 1024;
+/// The largest `storage.log_bodies.max_bytes` (each body is one text value; MySQL's MEDIUMTEXT
+/// holds 16 MiB).
+pub(crate) const MAX_LOG_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// `storage.log_bodies`: `false` (none), `true` ([`DEFAULT_LOG_BODY_BYTES`]) or
+/// `{max_bytes: N}` (1 to [`MAX_LOG_BODY_BYTES`]).
+pub(super) fn log_bodies<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Flag(bool),
+        Sized(Sized),
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sized {
+        max_bytes: u64,
+    }
+    let hint = "write `log_bodies: true` (the first 64 KiB of each body), `log_bodies: {max_bytes: 65536}` or `log_bodies: false`";
+    match Raw::deserialize(d)
+        .map_err(|_| <D::Error as de::Error>::custom(format!("invalid value; {hint}")))?
+    {
+        Raw::Flag(false) => Ok(None),
+        Raw::Flag(true) => Ok(Some(DEFAULT_LOG_BODY_BYTES)),
+        Raw::Sized(Sized { max_bytes }) => match usize::try_from(max_bytes) {
+            Ok(n) if (1..=MAX_LOG_BODY_BYTES).contains(&n) => Ok(Some(n)),
+            _ => Err(<D::Error as de::Error>::custom(format!(
+                "max_bytes must be between 1 and {MAX_LOG_BODY_BYTES} (8 MiB), got {max_bytes}"
+            ))),
+        },
+    }
+}

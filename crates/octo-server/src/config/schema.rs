@@ -86,6 +86,10 @@ pub struct StorageConfig {
     /// How long log rows are kept (`30d` default; `0` or `forever` keeps them).
     #[serde(default = "default_retention", deserialize_with = "de::retention")]
     pub retention: Duration,
+    /// Keep each request's body and answer in the log, cut to this many bytes each: `false`
+    /// (default, none), `true` (the first 64 KiB) or `{max_bytes: N}`.
+    #[serde(default, deserialize_with = "de::log_bodies")]
+    pub log_bodies: Option<usize>,
 }
 
 impl Default for StorageConfig {
@@ -93,6 +97,7 @@ impl Default for StorageConfig {
         StorageConfig {
             url: default_storage_url(),
             retention: default_retention(),
+            log_bodies: None,
         }
     }
 }

@@ -494,7 +494,7 @@ impl ControlPlane {
     }
 
     /// The request log and statistics, when storage is on.
-    pub fn store(&self) -> Option<&Store> {
+    pub fn store(&self) -> Option<Store> {
         self.ops.store()
     }
 

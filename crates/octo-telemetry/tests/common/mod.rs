@@ -34,6 +34,7 @@ pub fn record(model: Option<&str>, backend: Option<&str>, status: u16) -> Record
         cache_hit: false,
         overhead_ns: 150_000,
         trace: None,
+        bodies: None,
     }
 }
 
