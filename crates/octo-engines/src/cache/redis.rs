@@ -18,7 +18,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::key::CacheKey;
 use super::store::CacheStore;
 
-/// A [`CacheStore`] in Redis; see the [module docs](self).
+/// A [`CacheStore`] in Redis: one key per entry, `{prefix}cache:{key hex}`, set with `SET … PX
+/// ttl` and read with `GET`, through a connection that re-makes itself after a failure.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
