@@ -67,6 +67,7 @@ pub mod balance;
 pub mod breaker;
 pub mod cache;
 pub mod convert;
+pub mod embeddings;
 pub mod endpoint;
 pub mod expr;
 pub mod limit;

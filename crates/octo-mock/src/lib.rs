@@ -12,6 +12,8 @@
 //! | `POST /{v1,v1beta}/models/{model}:streamGenerateContent[?alt=sse]` | Gemini, SSE or a JSON array |
 //! | `POST /v1/messages/count_tokens` | Anthropic token count: `{"input_tokens": N}` |
 //! | `POST /{v1,v1beta}/models/{model}:countTokens` | Gemini token count: `{"totalTokens": N, …}` |
+//! | `POST /v1/embeddings` | OpenAI embeddings: deterministic unit vectors (float or base64), `usage` |
+//! | `POST /{v1,v1beta}/models/{model}:embedContent`, `:batchEmbedContents` | Gemini embeddings: the same vectors, no usage |
 //! | `POST /v1/moderations` | OpenAI moderation: flags text containing `[[flag:CATEGORY]]` (e.g. `[[flag:violence]]`); only `x-mock-*` header directives apply |
 //! | `GET /v1/models` | OpenAI-shaped list of mock models |
 //! | `GET /_mock/requests`, `GET /_mock/stats`, `POST /_mock/reset` | introspection |
@@ -97,6 +99,7 @@
 
 mod body;
 mod directives;
+mod embeddings;
 mod moderation;
 mod protocols;
 mod record;

@@ -8,12 +8,15 @@ pub mod admin;
 pub mod answer_layers;
 pub mod backend;
 pub mod config;
+pub mod control;
 pub mod count_tokens;
 pub mod demo;
 pub mod gateway;
+pub mod limits;
 pub mod model_router;
 pub mod models_list;
 pub mod ops;
+pub mod registry;
 pub mod reload;
 
 use std::future::Future;
@@ -25,7 +28,7 @@ use octo_core::http::{ServeConfig, SharedRouter, serve};
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError};
-pub use gateway::{Gateway, build};
+pub use gateway::{Gateway, build, build_with};
 
 /// Binds `listen` and serves `gateway` until `shutdown` resolves. `on_bound` is called with the
 /// actual address once the socket is bound (useful with port 0).

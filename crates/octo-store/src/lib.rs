@@ -32,13 +32,16 @@
 //! # });
 //! ```
 
+pub mod admin;
 mod config;
+pub mod control;
 mod db;
 mod error;
 mod query;
 mod rollup;
 mod row;
 pub mod schema;
+mod spend;
 pub mod testing;
 pub mod writer;
 
@@ -48,14 +51,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use octo_core::record::Record;
 
+pub use admin::{AdminUser, Session};
 pub use config::{
     Backend, DEFAULT_RETENTION, DEFAULT_URL, StoreConfig, parse_retention, resolve_url,
+};
+pub use control::{
+    AuditEntry, ControlState, ControlWrite, KeyActivity, NewAudit, StoredKey, StoredObject,
 };
 pub use error::{ErrorKind, StoreError};
 pub use query::{
     Bucket, DEFAULT_LIMIT, Figures, GroupBy, LogPage, LogQuery, MAX_BUCKETS, MAX_LIMIT, Stats,
     StatsBucket, StatsQuery,
 };
+pub use spend::SpendRow;
 pub use writer::{LogWriter, WARN_EVERY, WriterStats};
 
 use crate::db::{Col, Pool, Sql, Value};

@@ -6,6 +6,7 @@
 //!   as five columns (exact floats); `attempts` and `trace` as JSON text.
 //! - `rollup_minute`, `rollup_hour`, `rollup_day`: sums per (bucket start in Unix ms, model,
 //!   backend, org, user, status), upserted in the same transaction as the log rows.
+//! - the control plane's tables (version 3): see [`crate::control`].
 //! - `octollm_schema`: the versions applied.
 //!
 //! A migration is never edited once released: a change is a new version.
@@ -220,14 +221,26 @@ struct Migration {
     statements: fn(Backend) -> Vec<String>,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "request log and minute, hour and day rollups",
-    statements: v1,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "request log and minute, hour and day rollups",
+        statements: v1,
+    },
+    Migration {
+        version: 3,
+        description: "control plane: admin API objects, gateway keys, key usage, audit trail",
+        statements: crate::control::v3,
+    },
+    Migration {
+        version: 4,
+        description: "admin users and panel sessions",
+        statements: crate::admin::v4,
+    },
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Applies the migrations the database has not seen; returns the versions applied.
 pub(crate) async fn migrate(pool: &Pool) -> Result<Vec<i64>, StoreError> {
