@@ -88,6 +88,12 @@ pub enum Bypass {
 
 /// The key of `req` within `scope`, or why it has none.
 ///
+/// In the key: a format version, the client protocol, the exposed model, stream or not, the org
+/// (`None` is the anonymous scope), the rule, `scope.scope`, the client's `anthropic-version`,
+/// `anthropic-beta` and `openai-beta` headers, and the body with its keys sorted at every depth,
+/// without whitespace and without the top-level [`IGNORED_FIELDS`]. OpenAI Responses requests
+/// with `background: true` or a `conversation` have no key ([`Bypass::ProviderState`]).
+///
 /// # Errors
 /// A 400 when the body is not JSON (the same error the request would get later).
 ///

@@ -42,7 +42,8 @@ impl Lru {
     }
 }
 
-/// An LRU store bounded by bytes, with a TTL per entry; see the `cache::memory` module docs.
+/// An LRU store bounded by bytes, with a TTL per entry: least recently used entries go first
+/// once `max_bytes` is reached; expired entries are dropped when looked up or evicted.
 pub struct MemoryStore {
     max_bytes: usize,
     lru: Mutex<Lru>,

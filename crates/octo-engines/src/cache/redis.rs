@@ -4,10 +4,15 @@
 //! `SET … PX ttl`, so Redis expires it; a lookup is one `GET`. The connection is made lazily and
 //! re-made by itself after a failure (redis-rs's connection manager); every call gives up after
 //! the configured timeout, and the cache engine treats a failure as a miss or a skipped write.
+//! After a failure the store rests for [`RedisStore::REST`]: lookups in that time are misses and writes are
+//! skipped at once, quietly (the failure was reported), instead of each waiting for the timeout,
+//! so requests do not slow down while Redis is away; the first call after the rest tries again.
 //! Memory is Redis's to bound (`maxmemory` with an eviction policy such as `allkeys-lru`); the
 //! store itself only refuses entries larger than `max_entry_bytes`.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,13 +23,17 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::key::CacheKey;
 use super::store::CacheStore;
 
-/// A [`CacheStore`] in Redis; see the `cache::redis` module docs.
+/// A [`CacheStore`] in Redis: one key per entry, `{prefix}cache:{key hex}`, set with `SET … PX
+/// ttl` and read with `GET`, through a connection that re-makes itself after a failure.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
     max_entry_bytes: usize,
+    /// Milliseconds since `epoch` until which Redis is not called.
+    rest_until: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -38,6 +47,9 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
+    /// How long the store skips Redis after a failed call.
+    pub const REST: Duration = Duration::from_secs(1);
+
     /// A store on `url` (`redis://[user:password@]host:port[/db]`), keys starting with `prefix`,
     /// each call bounded by `timeout`, entries up to `max_entry_bytes`. Connects on first use.
     ///
@@ -67,6 +79,8 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             timeout,
             max_entry_bytes,
+            rest_until: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
         })
     }
 
@@ -93,17 +107,26 @@ impl RedisStore {
         what: &str,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::upstream(format!(
-                "Redis {what} failed: {}",
-                e.kind_str()
-            ))),
-            Err(_) => Err(Error::timeout(format!(
+        let result = match tokio::time::timeout(self.timeout, f).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => Error::upstream(format!("Redis {what} failed: {}", e.kind_str())),
+            Err(_) => Error::timeout(format!(
                 "Redis {what} did not answer within {:?}",
                 self.timeout
-            ))),
-        }
+            )),
+        };
+        let until = self.now_ms() + u64::try_from(Self::REST.as_millis()).unwrap_or(u64::MAX);
+        self.rest_until.store(until, Ordering::Relaxed);
+        Err(result)
+    }
+
+    /// Whether Redis is skipped for now (a call failed less than [`Self::REST`] ago).
+    fn resting(&self) -> bool {
+        self.now_ms() < self.rest_until.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -125,6 +148,10 @@ impl KindStr for redis::RedisError {
 #[async_trait]
 impl CacheStore for RedisStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Bytes>, Error> {
+        if self.resting() {
+            // A miss, quietly: the failure that started the rest was reported.
+            return Ok(None);
+        }
         let mut conn = self.conn.clone();
         let k = self.redis_key(key);
         let v: Option<Vec<u8>> = self.bounded("GET", conn.get(k)).await?;
@@ -132,6 +159,9 @@ impl CacheStore for RedisStore {
     }
 
     async fn put(&self, key: &CacheKey, value: Bytes, ttl: Duration) -> Result<(), Error> {
+        if self.resting() {
+            return Ok(());
+        }
         let mut conn = self.conn.clone();
         let k = self.redis_key(key);
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -146,5 +176,36 @@ impl CacheStore for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn after_a_failure_the_store_rests_quietly() {
+        let url = octo_test::closed_port_url().replace("http://", "redis://");
+        let store = RedisStore::new(&url, "t:", Duration::from_secs(2), 1000).unwrap();
+        let key = CacheKey([1; 32]);
+        assert!(store.get(&key).await.is_err(), "Redis is not there");
+        // Within the rest: a miss and a skipped write, at once and without an error.
+        assert_eq!(store.get(&key).await.unwrap(), None);
+        store
+            .put(&key, Bytes::from_static(b"x"), Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(format!("{store:?}").contains("t:"));
+        assert!(
+            !format!("{store:?}").contains(&url),
+            "the URL is never shown"
+        );
+    }
+
+    #[test]
+    fn urls_are_checked_without_connecting() {
+        assert!(RedisStore::check_url("redis://127.0.0.1:6379/0").is_ok());
+        let e = RedisStore::check_url("http://user:secret@example.com").unwrap_err();
+        assert!(!e.message().contains("secret"), "{}", e.message());
     }
 }

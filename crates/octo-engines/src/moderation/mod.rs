@@ -17,8 +17,9 @@
 //!   check passes the held events are released in order; when it flags, the held events are
 //!   dropped, the upstream stream is closed and the stream ends with the protocol's in-band error
 //!   event (code `content_policy_violation`). What the client received before was checked.
-//!   The cost is latency: the first events wait for the first window (or the end of a short
-//!   answer) and one moderation call.
+//!   Events that add no answer text (a role, reasoning, usage) go out at once when nothing
+//!   unchecked is held before them. The cost is latency: the first answer text waits for the
+//!   first window (or the end of a short answer) and one moderation call.
 //! - **A failing moderation endpoint** (unreachable, timeout, error status, not a moderation
 //!   answer) follows `on_error`: `allow` lets the text through (and logs a warning), `deny`
 //!   refuses with a 503 `moderation_unavailable` (retryable), or ends a stream with that error.
@@ -261,6 +262,12 @@ struct Window {
 impl Window {
     fn hold(&mut self, ev: Event) {
         let text = event_text(self.protocol, ev.name(), &ev.data_body().to_bytes());
+        if text.is_empty() && self.held.is_empty() {
+            // Nothing unchecked comes before it and it adds no answer text (a role, usage or
+            // reasoning event): it goes out at once.
+            self.out.push_back(Ok(ev));
+            return;
+        }
         self.pending_chars += text.chars().count();
         self.pending.push_str(&text);
         self.held.push(ev);

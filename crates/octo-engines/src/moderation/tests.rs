@@ -238,3 +238,47 @@ async fn a_failing_moderation_endpoint_follows_on_error() {
     assert_eq!(err.code(), Some("moderation_unavailable"));
     mock.shutdown().await;
 }
+
+#[tokio::test]
+async fn events_without_answer_text_are_not_held_back() {
+    let mock = octo_test::mock().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Error>>(4);
+    let rx = Arc::new(std::sync::Mutex::new(Some(rx)));
+    let inner: ArcEngine = Arc::new(engine_fn(move |_req: Request| {
+        let rx = rx.lock().unwrap().take().expect("one call");
+        async move {
+            let s = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            });
+            Ok(Response::stream(EventStream::new(s)))
+        }
+    }));
+    let engine = ModerationLayer::new("m-role", moderator(&mock.url()))
+        .with_output(100)
+        .layer(inner);
+    let resp = engine.process(chat("hello")).await.unwrap();
+    let ResponseBody::Stream(mut s) = resp.body else {
+        panic!("a stream")
+    };
+    let role = serde_json::json!({"choices": [{"delta": {"role": "assistant"}}]});
+    tx.send(Ok(Event::data(Bytes::from(role.to_string()))))
+        .await
+        .unwrap();
+    // The upstream sends nothing more yet: the role event still arrives (a deadline, not a
+    // timing assertion: without the fix this waits forever).
+    let first = tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("the role event is released without waiting for text")
+        .unwrap()
+        .unwrap();
+    assert!(first.data_body().to_bytes().starts_with(b"{\"choices\""));
+    // Text is held until the stream ends (shorter than the window), then checked and released.
+    let text = serde_json::json!({"choices": [{"delta": {"content": "short"}}]});
+    tx.send(Ok(Event::data(Bytes::from(text.to_string()))))
+        .await
+        .unwrap();
+    drop(tx);
+    let rest: Vec<_> = s.collect().await;
+    assert_eq!(rest.len(), 1);
+    mock.shutdown().await;
+}
