@@ -565,4 +565,180 @@ async fn test_request_and_model_sync() {
     assert!(!models.is_empty(), "{v}");
     let (s, v) = api(&gw, "GET", "/api/v1/backends/nope/health", None).await;
     assert_eq!(s, 404, "{v}");
+
+    // Anthropic and Gemini list shapes; which ids are exposed, and as what.
+    for (name, protocol) in [("an", "anthropic"), ("gem", "gemini")] {
+        let (s, v) = api(
+            &gw,
+            "POST",
+            "/api/v1/backends",
+            Some(json!({"name": name, "base_url": mock.url(), "protocol": protocol, "api_key": "sk-upstream-list-key"})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/models",
+        Some(json!({"name": "g4", "targets": [{"backend": "gem", "model": "mock-gpt-4o"}]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    for name in ["an", "gem"] {
+        let (s, v) = api(
+            &gw,
+            "POST",
+            &format!("/api/v1/backends/{name}/models/sync"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let ids: Vec<&str> = v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        assert!(ids.contains(&"mock-claude-sonnet"), "{name}: {v}");
+        let g4 = v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == "mock-gpt-4o")
+            .unwrap();
+        assert_eq!(g4["exposed"], name == "gem", "{name}: {v}");
+        if name == "gem" {
+            assert_eq!(g4["exposed_as"], json!(["g4"]));
+        }
+    }
+    // What the mock received: each protocol's list call with its own auth header.
+    let seen = mock.requests();
+    let lists: Vec<_> = seen
+        .iter()
+        .filter(|r| r.path_and_query.ends_with("/models"))
+        .collect();
+    assert!(
+        lists
+            .iter()
+            .any(|r| r.path_and_query == "/v1beta/models"
+                && r.headers.get("x-goog-api-key").is_some())
+    );
+    assert!(lists.iter().any(|r| r.path_and_query == "/v1/models"
+        && r.headers.get("anthropic-version").is_some()
+        && r.headers.get("x-api-key").is_some()));
+}
+
+/// Polls `check` until it holds, for at most 10 s (other instances poll the change counter every
+/// second).
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The databases the two-instance test runs on: a SQLite file always; PostgreSQL (a fresh schema)
+/// and MySQL (a fresh database) when `scripts/services.sh` started them.
+async fn shared_databases(d: &Path) -> Vec<(&'static str, String)> {
+    use sqlx::Connection;
+    let mut out = vec![(
+        "sqlite",
+        format!("sqlite://{}", d.join("shared.db").display()),
+    )];
+    if let Ok(url) = std::env::var("OCTOLLM_TEST_POSTGRES_URL") {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP SCHEMA IF EXISTS cp_two CASCADE; CREATE SCHEMA cp_two")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        out.push((
+            "postgres",
+            format!("{url}{sep}options=-c%20search_path%3Dcp_two"),
+        ));
+    } else {
+        eprintln!("skipping PostgreSQL: OCTOLLM_TEST_POSTGRES_URL is not set");
+    }
+    if let Ok(url) = std::env::var("OCTOLLM_TEST_MYSQL_URL") {
+        let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP DATABASE IF EXISTS octollm_cp_two; CREATE DATABASE octollm_cp_two")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let (base, query) = url
+            .split_once('?')
+            .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+        let base = &base[..base.rfind('/').unwrap()];
+        out.push((
+            "mysql",
+            match query {
+                Some(q) => format!("{base}/octollm_cp_two?{q}"),
+                None => format!("{base}/octollm_cp_two"),
+            },
+        ));
+    } else {
+        eprintln!("skipping MySQL: OCTOLLM_TEST_MYSQL_URL is not set");
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_change_on_one_instance_reaches_another_on_the_same_database() {
+    let mock = mock().await;
+    let d = dir("two");
+    for (db, url) in shared_databases(&d).await {
+        two_instances(&mock.url(), &d.join(db), &url).await;
+    }
+}
+
+async fn two_instances(mock: &str, d: &Path, url: &str) {
+    let env = vec![
+        ("OCTOLLM_STORAGE".to_owned(), url.to_owned()),
+        ("OCTOLLM_SECRET_KEY".to_owned(), SECRET.to_owned()),
+    ];
+    let mut gateways = Vec::new();
+    for n in ["one", "two"] {
+        let dir = d.join(n);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.yaml");
+        std::fs::write(&path, yaml(mock, "")).unwrap();
+        // Same database, same sealing key, another process.
+        gateways.push(Gateway::start_file(&path, &env));
+    }
+    let (one, two) = (&gateways[0], &gateways[1]);
+
+    let (s, created) = api(
+        one,
+        "POST",
+        "/api/v1/keys",
+        Some(json!({"org": "acme", "name": "shared"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{url}: {created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    eventually("the key works on the other instance", async || {
+        chat(two, "secure", Some(&key)).await == 200
+    })
+    .await;
+    let (s, v) = api(
+        one,
+        "POST",
+        "/api/v1/backends",
+        Some(json!({"name": "an", "base_url": mock, "protocol": "anthropic", "api_key": "sk-upstream-shared-7777"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{url}: {v}");
+    eventually("the backend shows on the other instance", async || {
+        let (s, v) = api(two, "GET", "/api/v1/backends/an", None).await;
+        s == 200 && v["api_key"] == "****7777"
+    })
+    .await;
+    let (s, _) = api(one, "DELETE", "/api/v1/keys/acme/shared", None).await;
+    assert_eq!(s, 204);
+    eventually("the revocation reaches the other instance", async || {
+        chat(two, "secure", Some(&key)).await == 401
+    })
+    .await;
 }

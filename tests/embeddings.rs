@@ -54,7 +54,13 @@ backends:
   oa: {{base_url: "{mock}", protocol: openai_chat, api_key: "{OA_KEY}"}}
   gem: {{base_url: "{mock}", protocol: gemini, api_key: "{GEM_KEY}"}}
   an: {{base_url: "{mock}", protocol: anthropic, api_key: "sk-an"}}
+  oa-rw:
+    base_url: "{mock}"
+    protocol: openai_chat
+    api_key: "{OA_KEY}"
+    request_rewrites: {{set_keys: {{temperature: 0.5}}}}
 models:
+  rw-embed: {{targets: [{{backend: oa-rw, model: text-embedding-3-small}}], retry: {{max_attempts: 1}}}}
   oa-embed: {{targets: [{{backend: oa, model: text-embedding-3-small}}], retry: {{max_attempts: 1}}}}
   gem-embed: {{targets: [{{backend: gem, model: gemini-embedding-001}}], retry: {{max_attempts: 1}}}}
   an-embed: {{targets: [{{backend: an, model: claude-x}}], retry: {{max_attempts: 1}}}}
@@ -382,6 +388,59 @@ async fn refusals_and_upstream_errors_in_the_clients_shape() {
     )
     .await;
     assert_eq!(resp.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn more_texts_than_a_gemini_batch_takes_go_as_several_calls() {
+    let mock = mock().await;
+    let dir = TempDir::new();
+    let gw = start(&mock.url(), &dir);
+    let texts: Vec<String> = (0..230).map(|i| format!("text number {i}")).collect();
+    let (status, id, v) = send(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "gem-embed", "input": texts, "dimensions": 2}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 3, "batches of 100, 100 and 30");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 230);
+    for i in [0, 99, 100, 229] {
+        assert_eq!(data[i]["index"], i);
+        let want = mock_vector(&mock.url(), &texts[i], 2).await;
+        assert_vectors(&floats(&data[i]["embedding"]), &want, &format!("text {i}"));
+    }
+    let strs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let r = record(&gw, &id).await;
+    assert_eq!(r["usage"]["input_tokens"], estimate(&strs), "{r}");
+    assert_eq!(r["attempts"].as_array().unwrap().len(), 3, "{r}");
+}
+
+#[tokio::test]
+async fn backend_rewrites_are_for_generation_not_embeddings() {
+    let mock = mock().await;
+    let dir = TempDir::new();
+    let gw = start(&mock.url(), &dir);
+    let (status, _, v) = send(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "rw-embed", "input": "x"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let body: Value = serde_json::from_slice(&mock.requests()[0].body).unwrap();
+    assert!(body.get("temperature").is_none(), "{body}");
+    // Chat requests to the same backend do get it.
+    mock.reset();
+    let chat = json!({"model": "rw-embed", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, v) = send(&gw, "/v1/chat/completions", &chat, &[]).await;
+    assert_eq!(status, 200, "{v}");
+    let body: Value = serde_json::from_slice(&mock.requests()[0].body).unwrap();
+    assert_eq!(body["temperature"], 0.5, "{body}");
 }
 
 #[tokio::test]

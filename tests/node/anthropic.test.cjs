@@ -96,3 +96,17 @@ test("anthropic errors keep their type through conversion", async () => {
     );
   }
 });
+
+test("anthropic messages.countTokens passed through or estimated, and models.list", async () => {
+  for (const model of h.CHAT_MODELS) {
+    await h.mockReset();
+    const resp = await client.messages.countTokens({ model, messages: [{ role: "user", content: "count these tokens please" }] });
+    assert.ok(resp.input_tokens > 0, `${model}: ${JSON.stringify(resp)}`);
+    const upstream = (await h.mockRequests()).map((r) => r.path_and_query);
+    // Only a target speaking Anthropic answers itself; the others are estimated by the gateway.
+    assert.deepEqual(upstream, model === "claude-model" ? ["/v1/messages/count_tokens"] : [], model);
+  }
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.deepEqual(ids.sort(), Object.keys(h.MODELS).sort());
+});

@@ -101,3 +101,9 @@ test("genai embedContent passed through and converted to OpenAI embeddings, v1be
     }
   }
 });
+
+test("genai models.list shows every configured model", async () => {
+  const names = [];
+  for await (const m of await client("v1beta").models.list()) names.push(m.name);
+  assert.deepEqual(names.sort(), Object.keys(h.MODELS).map((m) => `models/${m}`).sort());
+});

@@ -127,3 +127,9 @@ test("openai embeddings.create (base64 by default, and float) passed through and
     }
   }
 });
+
+test("openai models.list shows every configured model", async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.deepEqual(ids.sort(), Object.keys(h.MODELS).sort());
+});

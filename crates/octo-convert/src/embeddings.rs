@@ -13,6 +13,10 @@
 //! | vectors | `data[].embedding` (floats, or base64 of little-endian `f32` with `encoding_format: "base64"`) | `embedding.values` / `embeddings[].values` |
 //! | usage | `usage.prompt_tokens` | none in the public API (`usageMetadata` read when given): estimated as the texts' characters / 4 |
 //!
+//! Toward Gemini, a request of more than [`GEMINI_MAX_BATCH`] texts (OpenAI allows 2048) is sent as
+//! several `batchEmbedContents` calls of at most that many ([`EmbeddingsConversion::upstream_bodies`])
+//! whose answers are joined in order ([`merge_gemini_answers`]).
+//!
 //! Refused with a 400 naming the field: token-id inputs toward Gemini (Gemini takes text), non-text
 //! parts toward OpenAI, different `outputDimensionality` values in one batch toward OpenAI.
 //! Dropped with a `debug` log: `user` toward Gemini, `taskType` and `title` toward OpenAI.
@@ -43,6 +47,10 @@ use octo_core::usage::Usage;
 use octo_core::{Error, Protocol};
 use serde_json::{Map, Value, json};
 
+/// The most requests one Gemini `batchEmbedContents` call accepts ("at most 100 requests can be in
+/// one batch").
+pub const GEMINI_MAX_BATCH: usize = 100;
+
 /// A converted embeddings request: the upstream body, the upstream path where the upstream
 /// protocol puts the model and action in it (Gemini), and how to convert the answer.
 #[derive(Debug, Clone)]
@@ -54,6 +62,45 @@ pub struct EmbeddingsConversion {
     pub path: Option<String>,
     /// Converts the upstream's answer.
     pub answer: EmbeddingsAnswer,
+}
+
+impl EmbeddingsConversion {
+    /// The upstream request bodies to send, in order: [`EmbeddingsConversion::body`] as one, or,
+    /// toward Gemini, split into batches of at most [`GEMINI_MAX_BATCH`] requests.
+    pub fn upstream_bodies(&self) -> Vec<Value> {
+        match self.body.get("requests").and_then(Value::as_array) {
+            Some(requests) if requests.len() > GEMINI_MAX_BATCH => requests
+                .chunks(GEMINI_MAX_BATCH)
+                .map(|chunk| json!({"requests": chunk}))
+                .collect(),
+            _ => vec![self.body.clone()],
+        }
+    }
+}
+
+/// Joins the answers of several Gemini `batchEmbedContents` calls (in the order they were sent) into
+/// one: the embeddings concatenated, `usageMetadata` token counts added up when every answer has
+/// them.
+pub fn merge_gemini_answers(answers: Vec<Value>) -> Value {
+    if answers.len() == 1 {
+        return answers.into_iter().next().unwrap_or(Value::Null);
+    }
+    let mut embeddings = Vec::new();
+    let mut tokens = Some(0u64);
+    for mut a in answers {
+        if let Some(Value::Array(list)) = a.get_mut("embeddings").map(Value::take) {
+            embeddings.extend(list);
+        }
+        tokens = tokens.and_then(|t| {
+            let n = a.get("usageMetadata")?.get("promptTokenCount")?.as_u64()?;
+            Some(t + n)
+        });
+    }
+    let mut out = json!({"embeddings": embeddings});
+    if let Some(t) = tokens {
+        out["usageMetadata"] = json!({"promptTokenCount": t, "totalTokenCount": t});
+    }
+    out
 }
 
 /// Converts an upstream embeddings answer into the client's shape.
@@ -623,6 +670,53 @@ mod tests {
             gemini_estimated_tokens(&json!({"content": {"parts": [{"text": "abc"}]}})),
             1
         );
+    }
+
+    #[test]
+    fn large_requests_are_split_into_gemini_batches_and_joined() {
+        let texts: Vec<String> = (0..250).map(|i| format!("t{i}")).collect();
+        let conv = convert(
+            Protocol::OpenAiEmbeddings,
+            Protocol::GeminiEmbeddings,
+            json!({"model": "m", "input": texts}),
+        )
+        .unwrap();
+        let bodies = conv.upstream_bodies();
+        let sizes: Vec<usize> = bodies
+            .iter()
+            .map(|b| b["requests"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        assert_eq!(
+            bodies[2]["requests"][49]["content"]["parts"][0]["text"],
+            "t249"
+        );
+        let answers = sizes
+            .iter()
+            .enumerate()
+            .map(|(b, n)| {
+                let list: Vec<Value> = (0..*n)
+                    .map(|i| json!({"values": [(b * 100 + i) as f64]}))
+                    .collect();
+                json!({"embeddings": list})
+            })
+            .collect();
+        let v = conv.answer.convert(&merge_gemini_answers(answers)).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 250);
+        assert_eq!(v["data"][249]["embedding"], json!([249.0]));
+        assert_eq!(v["data"][249]["index"], 249);
+        let small = convert(
+            Protocol::OpenAiEmbeddings,
+            Protocol::GeminiEmbeddings,
+            json!({"model": "m", "input": "one"}),
+        )
+        .unwrap();
+        assert_eq!(small.upstream_bodies(), vec![small.body.clone()]);
+        let merged = merge_gemini_answers(vec![
+            json!({"embeddings": [], "usageMetadata": {"promptTokenCount": 2}}),
+            json!({"embeddings": [], "usageMetadata": {"promptTokenCount": 3}}),
+        ]);
+        assert_eq!(merged["usageMetadata"]["promptTokenCount"], 5);
     }
 
     #[test]

@@ -39,6 +39,7 @@ use async_trait::async_trait;
 use http::header;
 use octo_convert::embeddings::{
     convert_embeddings_request, gemini_batch_set_model, gemini_estimated_tokens,
+    merge_gemini_answers,
 };
 use octo_core::record::RequestRecord;
 use octo_core::usage::Usage;
@@ -110,7 +111,6 @@ impl Engine for EmbeddingsEngine {
             return Ok(resp);
         }
         let conv = convert_embeddings_request(client, self.upstream, req.body.json()?, &model)?;
-        req.body = Body::from_json(conv.body);
         req.protocol = self.upstream;
         if let Some(path) = &conv.path {
             req.uri = path.parse().map_err(|e| {
@@ -122,18 +122,37 @@ impl Engine for EmbeddingsEngine {
             req.uri = http::Uri::from_static("/v1/embeddings");
             req.route = octo_core::RouteParams::default();
         }
-        let mut resp = self.inner.process(req).await?;
-        let ResponseBody::Full(mut body) = resp.body else {
-            return Err(Error::upstream(
-                "the upstream answered an embeddings request with a stream",
+        // Toward Gemini, more texts than one batch takes go as several calls, one after another.
+        let bodies = conv.upstream_bodies();
+        req.body = Body::empty();
+        let mut answers = Vec::with_capacity(bodies.len());
+        let mut last = None;
+        for body in bodies {
+            let mut part = req.clone();
+            part.body = Body::from_json(body);
+            let mut resp = self.inner.process(part).await?;
+            let ResponseBody::Full(mut body) =
+                std::mem::replace(&mut resp.body, ResponseBody::Full(Body::empty()))
+            else {
+                return Err(Error::upstream(
+                    "the upstream answered an embeddings request with a stream",
+                ));
+            };
+            let v = body.json_mut().map_err(|e| {
+                Error::upstream(format!(
+                    "the upstream answered with a body that is not JSON: {}",
+                    e.message()
+                ))
+            })?;
+            answers.push(v.take());
+            last = Some(resp);
+        }
+        let Some(mut resp) = last else {
+            return Err(Error::internal(
+                "an embeddings request made no upstream call",
             ));
         };
-        let v = body.json().map_err(|e| {
-            Error::upstream(format!(
-                "the upstream answered with a body that is not JSON: {}",
-                e.message()
-            ))
-        })?;
+        let v = &merge_gemini_answers(answers);
         if self.upstream == Protocol::GeminiEmbeddings && v.get("usageMetadata").is_none() {
             record_estimate(record.as_ref(), conv.answer.estimated_tokens());
         }

@@ -9,14 +9,17 @@
 //!
 //! OpenAI answers honour `encoding_format: "base64"` (little-endian `f32`, as the API sends) and
 //! report `usage.prompt_tokens` = Σ (text bytes / 4 + 1); token-id inputs are embedded as their
-//! JSON text. Gemini answers carry no usage, as the public API's do, and a batch whose
-//! `requests[].model` is not the path's `models/{model}` is refused with a 400, as the API does.
+//! JSON text. Gemini answers carry no usage, as the public API's do; a batch whose
+//! `requests[].model` is not the path's `models/{model}`, or of more than 100 requests, is refused
+//! with a 400, as the API does.
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 /// The dimension of a vector when the request names none.
 pub(crate) const DEFAULT_DIMENSIONS: usize = 8;
+/// The most requests in one Gemini batch (the API's limit).
+const MAX_BATCH: usize = 100;
 /// The largest dimension the mock makes.
 const MAX_DIMENSIONS: u64 = 4096;
 
@@ -150,6 +153,11 @@ fn gemini(model: &str, batch: bool, body: &Value) -> Result<Value, String> {
         .and_then(Value::as_array)
         .filter(|r| !r.is_empty())
         .ok_or("requests must be a non-empty list")?;
+    if requests.len() > MAX_BATCH {
+        return Err(format!(
+            "* BatchEmbedContentsRequest.requests: at most {MAX_BATCH} requests can be in one batch"
+        ));
+    }
     let want = format!("models/{model}");
     let mut out = Vec::with_capacity(requests.len());
     for (i, r) in requests.iter().enumerate() {
@@ -210,6 +218,14 @@ mod tests {
         let body =
             json!({"requests": [{"model": "models/other", "content": {"parts": [{"text": "x"}]}}]});
         assert!(gemini("g", true, &body).unwrap_err().contains("must match"));
+        let many: Vec<Value> = (0..101)
+            .map(|_| json!({"model": "models/g", "content": {"parts": [{"text": "x"}]}}))
+            .collect();
+        assert!(
+            gemini("g", true, &json!({"requests": many}))
+                .unwrap_err()
+                .contains("at most 100")
+        );
         let single = gemini("g", false, &json!({"content": {"parts": [{"text": "x"}]}})).unwrap();
         assert_eq!(single["embedding"]["values"].as_array().unwrap().len(), 8);
     }

@@ -40,7 +40,10 @@ enum Route {
     CountTokens(Protocol),
     /// OpenAI `/v1/embeddings`, Gemini `embedContent` / `batchEmbedContents`.
     Embeddings(EmbedRoute),
+    /// OpenAI `POST /v1/moderations`.
+    Moderations,
     Models,
+    GeminiModels,
     NotFound,
     MethodNotAllowed(Method),
 }
@@ -56,8 +59,10 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Route {
         "/v1/responses" => (Method::POST, llm(Protocol::OpenAiResponses)),
         "/v1/messages" => (Method::POST, llm(Protocol::Anthropic)),
         "/v1/messages/count_tokens" => (Method::POST, Route::CountTokens(Protocol::Anthropic)),
+        "/v1/moderations" => (Method::POST, Route::Moderations),
         "/v1/models" => (Method::GET, Route::Models),
         "/v1/embeddings" => (Method::POST, Route::Embeddings(EmbedRoute::OpenAi)),
+        "/v1beta/models" | "/v1beta/models/" => (Method::GET, Route::GeminiModels),
         _ => match gemini_route(path, query) {
             Some(target) => (Method::POST, target),
             None => return Route::NotFound,
@@ -140,7 +145,13 @@ pub(crate) async fn handle(
         }
         Route::CountTokens(protocol) => count_tokens(&state, protocol, &parts.headers, &body).await,
         Route::Embeddings(embed) => embed_answer(&state, &embed, &parts.headers, &body).await,
+        // Anthropic's SDKs and the gateway send `anthropic-version`: answer in its list shape.
+        Route::Models if parts.headers.contains_key("anthropic-version") => {
+            Ok(json_response(StatusCode::OK, anthropic_models()))
+        }
+        Route::Moderations => moderations(&state, &parts.headers, &body).await,
         Route::Models => Ok(json_response(StatusCode::OK, models())),
+        Route::GeminiModels => Ok(json_response(StatusCode::OK, gemini_models())),
         Route::NotFound => Ok(not_found(&parts.method, path)),
         Route::MethodNotAllowed(allowed) => Ok(method_not_allowed(&parts.method, path, &allowed)),
     }
@@ -243,6 +254,26 @@ async fn embed_answer(
             None,
         ),
     })
+/// `POST /v1/moderations` (see [`crate::moderation`]); only header directives apply.
+async fn moderations(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response<MockBody>, BoxError> {
+    let directives = Directives::parse(headers, b"");
+    let json = match prelude(state, Protocol::OpenAiChat, &directives, body).await {
+        Ok(json) => json,
+        Err(early) => return early,
+    };
+    match crate::moderation::answer(&json, state.next_id()) {
+        Ok(answer) => Ok(json_response(StatusCode::OK, crate::sse::to_vec(&answer))),
+        Err(message) => Ok(error_response(
+            Protocol::OpenAiChat,
+            StatusCode::BAD_REQUEST,
+            &format!("octo-mock: {message}"),
+            None,
+        )),
+    }
 }
 
 async fn llm(
@@ -314,6 +345,35 @@ fn error_response(
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
+}
+
+/// `GET /v1/models` with `anthropic-version`: Anthropic's list shape.
+fn anthropic_models() -> Vec<u8> {
+    let data: Vec<Value> = MODELS
+        .iter()
+        .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": "2025-01-01T00:00:00Z"}))
+        .collect();
+    crate::sse::to_vec(&json!({
+        "data": data,
+        "has_more": false,
+        "first_id": MODELS[0],
+        "last_id": MODELS[MODELS.len() - 1],
+    }))
+}
+
+/// `GET /v1beta/models`: Gemini's list shape.
+fn gemini_models() -> Vec<u8> {
+    let models: Vec<Value> = MODELS
+        .iter()
+        .map(|id| {
+            json!({
+                "name": format!("models/{id}"),
+                "displayName": id,
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+            })
+        })
+        .collect();
+    crate::sse::to_vec(&json!({"models": models}))
 }
 
 fn models() -> Vec<u8> {
@@ -421,6 +481,10 @@ mod tests {
             llm(Protocol::Anthropic, None, None)
         );
         assert_eq!(route(&Method::GET, "/v1/models", None), Route::Models);
+        assert_eq!(
+            route(&Method::GET, "/v1beta/models", None),
+            Route::GeminiModels
+        );
         assert_eq!(
             route(
                 &post,

@@ -8,7 +8,9 @@
 //! Embeddings requests go through an [`EmbeddingsEngine`] to the backend's embeddings API: the one
 //! of its protocols' provider (OpenAI protocols: `openai_embeddings`; Gemini: `gemini_embeddings`;
 //! the first listed wins), or an embeddings protocol listed itself. A backend with none (Anthropic)
-//! refuses them with a 400 naming the backend.
+//! refuses them with a 400 naming the backend. They skip the backend's rewrites (written for
+//! generation requests: a `set_keys: {temperature: …}` would make the embeddings API refuse the
+//! request) when the gateway gives the bare upstream client ([`BackendEngine::embeddings_via`]).
 
 use async_trait::async_trait;
 use octo_core::{ArcEngine, Engine, Error, Protocol, Request, Response};
@@ -56,6 +58,18 @@ impl BackendEngine {
     }
 }
 
+impl BackendEngine {
+    /// Sends embeddings requests through `upstream` (the backend's HTTP client without the
+    /// rewrites, which are written for generation requests) instead of the engine given to
+    /// [`BackendEngine::new`].
+    #[must_use]
+    pub fn embeddings_via(mut self, upstream: ArcEngine) -> Self {
+        self.embeddings =
+            embeddings_protocol(&self.protocols).map(|p| EmbeddingsEngine::new(upstream, p));
+        self
+    }
+}
+
 impl std::fmt::Debug for BackendEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendEngine")
@@ -69,6 +83,7 @@ impl std::fmt::Debug for BackendEngine {
 impl Engine for BackendEngine {
     async fn process(&self, req: Request) -> Result<Response, Error> {
         if req.protocol.is_embeddings() {
+            // Embeddings APIs take no generation fields: see the module docs.
             return match &self.embeddings {
                 Some(engine) => engine.process(req).await,
                 None => Err(Error::bad_request(format!(

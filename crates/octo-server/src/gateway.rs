@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! Router ─▶ AuthEngine (when `orgs` are configured) ─▶ ModelRouter (model name → model engine)
-//! model engine: LimitEngine? (rate limits, budgets) ─▶ ConcurrencyLimit? ─▶ RulesEngine? (org rules, then the model's) ─▶ TargetSet
+//! model engine: LimitEngine? (rate limits, budgets) ─▶ ConcurrencyLimit? ─▶ RulesEngine? (org rules,
+//!               then the model's) ─▶ CacheEngine? ─▶ ModerationEngine? ─▶ TargetSet (a rule's
+//!               route gets the same cache and moderation)
 //! TargetSet (strategy, retries, sticky) ─▶ Target per backend: BackendEngine
 //! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
@@ -40,6 +42,7 @@ use octo_engines::rewrite::{
 };
 use octo_engines::rules::{Action, Forward, Rule, RulesLayer};
 
+use crate::answer_layers;
 use crate::backend::BackendEngine;
 use crate::config::{
     AccessConfig, BackendConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig,
@@ -292,7 +295,10 @@ fn build_backend(
         .conversion
         .as_ref()
         .map_or_else(ConvertOptions::default, convert_options);
-    let engine: ArcEngine = Arc::new(BackendEngine::new(name, protocols.clone(), inner, options));
+    let engine: ArcEngine = Arc::new(
+        BackendEngine::new(name, protocols.clone(), inner, options)
+            .embeddings_via(endpoint.clone()),
+    );
     Ok((endpoint, engine, protocols))
 }
 
@@ -429,16 +435,23 @@ fn build_model(
 ) -> Result<ArcEngine, Vec<BuildError>> {
     let at = |k: &str| format!("models.{name}.{k}");
     let policy = retry_policy(m);
-    let targets = target_set(
-        &at("targets"),
-        name,
-        &m.targets,
-        strategy_kind(m.strategy),
-        policy,
-        m.sticky,
-        backends,
-    )
-    .map_err(|e| vec![e])?;
+    // The response cache and moderation, in front of the model's targets and each rule's route.
+    let guard = EngineBuilder::new()
+        .option_layer(answer_layers::cache_layer(name, m, config).map_err(|e| vec![e])?)
+        .option_layer(answer_layers::moderation_layer(name, m, config).map_err(|e| vec![e])?);
+    let wrap = |engine: ArcEngine| guard.engine(engine);
+    let targets = wrap(
+        target_set(
+            &at("targets"),
+            name,
+            &m.targets,
+            strategy_kind(m.strategy),
+            policy,
+            m.sticky,
+            backends,
+        )
+        .map_err(|e| vec![e])?,
+    );
 
     // Org rules first (each applies to its org only), then the model's own rules.
     let mut rules = Vec::new();
@@ -447,7 +460,7 @@ fn build_model(
         if let Some(Some(per_org)) = o.models.get(name) {
             for (i, r) in per_org.rules.iter().enumerate() {
                 let path = format!("orgs.{org}.models.{name}.rules[{i}]");
-                match build_rule(&path, name, r, policy, backends) {
+                match build_rule(&path, name, r, policy, backends, &wrap) {
                     Ok(rule) => rules.push((path, rule.for_org(org.clone()))),
                     Err(e) => problems.push(e),
                 }
@@ -456,7 +469,7 @@ fn build_model(
     }
     for (i, r) in m.rules.iter().enumerate() {
         let path = at(&format!("rules[{i}]"));
-        match build_rule(&path, name, r, policy, backends) {
+        match build_rule(&path, name, r, policy, backends, &wrap) {
             Ok(rule) => rules.push((path, rule)),
             Err(e) => problems.push(e),
         }
@@ -505,6 +518,7 @@ fn build_rule(
     r: &RuleConfig,
     policy: RetryPolicy,
     backends: &BTreeMap<&str, BuiltBackend>,
+    wrap: &dyn Fn(ArcEngine) -> ArcEngine,
 ) -> Result<Rule, BuildError> {
     let expr = r.matcher.clone().unwrap_or_default();
     if let Some(d) = &r.deny {
@@ -515,7 +529,7 @@ fn build_rule(
         ));
     }
     let route = match &r.route {
-        Some(targets) => Some(target_set(
+        Some(targets) => Some(wrap(target_set(
             &format!("{path}.route"),
             model,
             targets,
@@ -523,7 +537,7 @@ fn build_rule(
             policy,
             None,
             backends,
-        )?),
+        )?)),
         None => None,
     };
     let forward = Forward {

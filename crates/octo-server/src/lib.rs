@@ -5,6 +5,7 @@
 //! Embedders who want YAML-driven routing inside their own process can call these directly.
 
 pub mod admin;
+pub mod answer_layers;
 pub mod backend;
 pub mod config;
 pub mod control;

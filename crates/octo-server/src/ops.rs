@@ -140,6 +140,7 @@ impl Ops {
         if let Some(store) = &store {
             crate::limits::seed(&limiter, store).await;
         }
+        metrics.register_fn(crate::answer_layers::collect);
         Ok(Ops {
             endpoints,
             store,

@@ -32,6 +32,7 @@
 //! # });
 //! ```
 
+pub mod admin;
 mod config;
 pub mod control;
 mod db;
@@ -50,6 +51,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use octo_core::record::Record;
 
+pub use admin::{AdminUser, Session};
 pub use config::{
     Backend, DEFAULT_RETENTION, DEFAULT_URL, StoreConfig, parse_retention, resolve_url,
 };

@@ -232,10 +232,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "control plane: admin API objects, gateway keys, key usage, audit trail",
         statements: crate::control::v3,
     },
+    Migration {
+        version: 4,
+        description: "admin users and panel sessions",
+        statements: crate::admin::v4,
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Applies the migrations the database has not seen; returns the versions applied.
 pub(crate) async fn migrate(pool: &Pool) -> Result<Vec<i64>, StoreError> {

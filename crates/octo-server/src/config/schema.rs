@@ -51,46 +51,13 @@ pub struct Config {
     /// An optional price list to sync from.
     #[serde(default)]
     pub price_sync: Option<octo_prices::PriceSyncConfig>,
-    /// A Redis shared by every instance for rate limits and budgets (absent: each instance
-    /// counts alone).
+    /// The response cache's store and lifetimes (used by models with `cache: true`).
     #[serde(default)]
-    pub redis: Option<RedisConfig>,
-}
-
-/// What limited requests get when Redis fails or is slow.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RedisOnError {
-    /// Each instance falls back to its own counts.
-    #[default]
-    Allow,
-    /// 503 in the client's protocol.
-    Deny,
-}
-
-/// The `redis` section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
-    pub url: String,
-    /// `allow` (default) or `deny`.
+    pub cache: Option<super::cache::CacheConfig>,
+    /// A Redis shared by every instance for rate limits, budgets and the response cache's `redis`
+    /// store (absent: each instance counts and caches alone).
     #[serde(default)]
-    pub on_error: RedisOnError,
-    /// How long one Redis call may take (default `100ms`).
-    #[serde(default = "default_redis_timeout", deserialize_with = "de::duration")]
-    pub timeout: Duration,
-    /// Prepended to every key (default `octollm:`), to share one Redis between deployments.
-    #[serde(default = "default_redis_prefix")]
-    pub key_prefix: String,
-}
-
-fn default_redis_timeout() -> Duration {
-    Duration::from_millis(100)
-}
-
-fn default_redis_prefix() -> String {
-    "octollm:".to_owned()
+    pub redis: Option<super::redis::RedisConfig>,
 }
 
 /// The `storage` setting: `off`, or where the request log and statistics live.
@@ -442,6 +409,12 @@ pub struct ModelConfig {
     /// (see [`super::limits`]).
     #[serde(default)]
     pub rate_limit: Option<super::limits::RateLimit>,
+    /// Serve repeated requests from the response cache (`cache` section).
+    #[serde(default)]
+    pub cache: bool,
+    /// Check requests (and answers) with a moderation endpoint.
+    #[serde(default)]
+    pub moderation: Option<super::cache::ModerationConfig>,
 }
 
 /// One place a model is served.

@@ -170,6 +170,7 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
     }
+    super::cache::validate(c, &mut p);
     operations(c, &mut p);
     p
 }
@@ -257,6 +258,7 @@ fn operations(c: &Config, p: &mut Vec<(String, String)>) {
         if let Err((i, m)) = crate::admin::Tokens::parse(&a.tokens) {
             p.push((format!("admin.tokens[{i}]"), m));
         }
+        p.extend(a.auth_problems());
         if a.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push((
                 "admin.listen".into(),

@@ -20,7 +20,7 @@
 //! returned once.
 //!
 //! Other instances on the same PostgreSQL/MySQL database poll the change counter every second
-//! ([`ControlPlane::spawn_sync`]) and rebuild when it moved and the stored state differs from
+//! ([`ControlPlane::sync_once`]) and rebuild when it moved and the stored state differs from
 //! theirs.
 
 pub mod objects;
@@ -439,7 +439,10 @@ impl ControlPlane {
         ops.limiter().set_policy(gateway.policy.clone());
         ops.track(&gateway.endpoints);
         let key_use = Arc::new(KeyUse::default());
-        let router = ops.attach(gateway.router).observe(key_use.clone());
+        let mut router = ops.attach(gateway.router);
+        if ops.store().is_some() {
+            router = router.observe(key_use.clone());
+        }
         registry.commit(&gateway.backends);
         let state = State {
             file_doc: document,
@@ -502,10 +505,11 @@ impl ControlPlane {
         self.ops.limiter().set_policy(gateway.policy.clone());
         self.ops.reconfigure(config);
         self.ops.track(&gateway.endpoints);
-        let router = self
-            .ops
-            .attach(gateway.router)
-            .observe(self.key_use.clone());
+        let mut router = self.ops.attach(gateway.router);
+        // Key use is only noted where it can be written.
+        if self.ops.store().is_some() {
+            router = router.observe(self.key_use.clone());
+        }
         self.router.store(router);
         self.registry.commit(&gateway.backends);
     }
