@@ -254,6 +254,8 @@ async fn embed_answer(
             None,
         ),
     })
+}
+
 /// `POST /v1/moderations` (see [`crate::moderation`]); only header directives apply.
 async fn moderations(
     state: &Arc<State>,
