@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Throwaway database servers for the storage tests: a PostgreSQL cluster and a MariaDB server from
-# Debian's packages, each in a data directory under the target directory, on a free loopback port.
+# Throwaway servers for the storage and limits tests: a PostgreSQL cluster, a MariaDB server and a
+# Redis from Debian's packages, each in a data directory under the target directory, on a free loopback port.
 #
 #   scripts/services.sh          install what is missing, start what is not running, wait until
 #                                every server accepts connections, write the env file
@@ -13,6 +13,9 @@
 #                               test that takes the database away mid-run
 #   OCTOLLM_TEST_MYSQL_URL      mysql://octollm:octollm@127.0.0.1:<port>/octollm (the user may create
 #                               databases: tests use one each)
+#   OCTOLLM_TEST_REDIS_URL      redis://127.0.0.1:<port>/0 (no persistence)
+#   OCTOLLM_TEST_REDIS_CTL      a command taking `stop` or `start` (waits until done), used by the
+#                               tests that take Redis away mid-run
 #
 # Idempotent: a second call reuses running servers and rewrites the env file. Runs as root on a
 # fresh Debian machine (installs with apt-get); as another user the packages must be installed.
@@ -24,14 +27,14 @@
 # Environment:
 #   SERVICES_DIR   where data, sockets, logs and the env file live (default: $CARGO_TARGET_DIR or
 #                  ./target, then /services)
-#   SERVICES       the services to manage (default: "postgres mariadb")
+#   SERVICES       the services to manage (default: "postgres mariadb redis")
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 SERVICES_DIR="${SERVICES_DIR:-$TARGET/services}"
-SERVICES="${SERVICES:-postgres mariadb}"
+SERVICES="${SERVICES:-postgres mariadb redis}"
 ENV_FILE="$SERVICES_DIR/env.sh"
 READY_TIMEOUT=60
 
@@ -240,6 +243,69 @@ mariadb_stop() {
 
 mariadb_env() {
     echo "export OCTOLLM_TEST_MYSQL_URL='mysql://octollm:octollm@127.0.0.1:$(cat "$MY_DIR/port")/octollm'"
+}
+
+# ------------------------------------------------------------------------------------ Redis
+RD_DIR="$SERVICES_DIR/redis"
+
+redis_install() {
+    apt_install redis-server
+}
+
+redis_running() {
+    [ -f "$RD_DIR/redis.pid" ] && kill -0 "$(cat "$RD_DIR/redis.pid")" 2>/dev/null
+}
+
+redis_start() {
+    command -v redis-server >/dev/null || die "redis-server not found (is redis-server installed?)"
+    mkdir -p "$RD_DIR"
+    [ -f "$RD_DIR/port" ] || free_port >"$RD_DIR/port"
+    local port
+    port="$(cat "$RD_DIR/port")"
+    # The control command the tests use to take Redis away and bring it back (same port).
+    cat >"$RD_DIR/ctl" <<EOF
+#!/usr/bin/env bash
+# Usage: ctl stop|start — stops or starts the throwaway Redis and waits until done.
+set -euo pipefail
+case "\${1:-}" in
+  stop)
+    if [ -f "$RD_DIR/redis.pid" ] && kill -0 "\$(cat "$RD_DIR/redis.pid")" 2>/dev/null; then
+      pid="\$(cat "$RD_DIR/redis.pid")"; kill "\$pid"
+      while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done
+    fi ;;
+  start)
+    redis-server --port $port --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \\
+      --dir "$RD_DIR" --pidfile "$RD_DIR/redis.pid" --logfile "$RD_DIR/server.log" >/dev/null
+    for _ in \$(seq 1 300); do
+      redis-cli -p $port ping 2>/dev/null | grep -q PONG && exit 0; sleep 0.05
+    done
+    echo "redis did not start" >&2; exit 1 ;;
+  *) echo "usage: \$0 stop|start" >&2; exit 2 ;;
+esac
+EOF
+    chmod +x "$RD_DIR/ctl"
+    if ! redis_running; then
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            free_port >"$RD_DIR/port"
+            redis_start
+            return
+        fi
+        log "starting Redis on 127.0.0.1:$port"
+        "$RD_DIR/ctl" start || { tail -n 20 "$RD_DIR/server.log" >&2; die "Redis did not start"; }
+    fi
+    wait_until Redis redis-cli -p "$port" ping
+}
+
+redis_stop() {
+    if redis_running; then
+        "$RD_DIR/ctl" stop && log "Redis stopped"
+    fi
+    return 0
+}
+
+redis_env() {
+    echo "export OCTOLLM_TEST_REDIS_URL='redis://127.0.0.1:$(cat "$RD_DIR/port")/0'"
+    echo "export OCTOLLM_TEST_REDIS_CTL='$RD_DIR/ctl'"
 }
 
 # ------------------------------------------------------------------------------------ main

@@ -3,10 +3,13 @@
 # the Rust toolchain (rustup), Python 3.11 with pip, and Node:
 #
 #   format, clippy, rustdoc, cargo-deny (licences, bans, sources; installed once into target/tools),
-#   build, cargo test, then the Python suites (the official OpenAI / Anthropic / Google GenAI SDKs
-#   driven through the real gateway against the mock, and real coding agents (Claude Code, Codex
-#   CLI; installed with npm into target/agents, skipped with the reason printed when npm or the
-#   registry is unavailable)) in a venv at target/sdk-venv.
+#   the web panel's build checked against its committed output (npm ci), build, cargo test, then
+#   the Python suites (the official OpenAI / Anthropic / Google GenAI SDKs driven through the real
+#   gateway against the mock, the official Node SDKs (npm ci into target/node-sdks), the web panel
+#   in Debian's headless Chromium with Playwright (chromium installed with apt-get when missing),
+#   and real coding agents (Claude Code, Codex CLI, Gemini CLI; installed with npm into
+#   target/agents); the Node parts are skipped with the reason printed when npm or the registry is
+#   unavailable) in a venv at target/sdk-venv.
 #
 # The last line printed is pytest's summary (`N passed in Xs`). Any failing step fails the script.
 #
@@ -58,6 +61,23 @@ fi
 cargo fetch --locked
 "$CARGO_DENY" --offline check licenses bans sources
 
+# The web panel's built files are committed (crates/octo-server/panel/dist, embedded in the binary,
+# so building the server needs no Node). Rebuild them from the TypeScript sources with the locked
+# toolchain (npm ci: package-lock.json) into target/panel-build and fail when they differ from the
+# committed ones: the build is deterministic (fixed file names, no timestamps).
+step "web panel: npm ci, type check and build; compare with the committed panel/dist"
+PANEL="$ROOT/crates/octo-server/panel"
+if ! command -v npm >/dev/null 2>&1; then
+    echo "npm is missing: install Node.js 20.19+ (Debian: apt-get install nodejs npm) to check the panel build" >&2
+    exit 1
+fi
+(cd "$PANEL" && npm ci --no-audit --no-fund --loglevel=error && PANEL_OUT_DIR="$ROOT/target/panel-build" npm run --silent build >/dev/null)
+if ! diff -r "$PANEL/dist" "$ROOT/target/panel-build"; then
+    echo "crates/octo-server/panel/dist differs from a build of its sources: run 'npm ci && npm run build' in crates/octo-server/panel and commit dist/" >&2
+    exit 1
+fi
+echo "panel/dist matches its sources ($(cat "$PANEL"/dist/index.html "$PANEL"/dist/assets/* | wc -c) bytes)"
+
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
 
@@ -65,7 +85,7 @@ cargo build --workspace --bins
 step "cargo clippy -p octo-core -p octo-convert --no-default-features -- -D warnings"
 cargo clippy -p octo-core -p octo-convert --no-default-features -- -D warnings
 
-step "database servers for the storage tests (scripts/services.sh: PostgreSQL, MariaDB)"
+step "servers for the storage and limits tests (scripts/services.sh: PostgreSQL, MariaDB, Redis)"
 scripts/services.sh
 # shellcheck source=/dev/null
 source "$(scripts/services.sh env)"
@@ -113,6 +133,25 @@ step "coding agents for tests/sdk/test_agents.py (npm install into target/agents
     || echo "warning: installing the coding agents failed; their tests will be skipped"
 # The fixture does not retry the install (an unreachable registry is waited for once).
 export OCTOLLM_AGENT_INSTALL=0
+
+step "Node SDKs for tests/sdk/test_node_sdks.py (npm ci into target/node-sdks)"
+# Never fails the run: without Node, npm or the registry the Node SDK tests skip, printing why.
+"$VENV/bin/python" tests/sdk/node_sdks.py install \
+    || echo "warning: installing the Node SDKs failed; their tests will be skipped"
+export OCTOLLM_NODE_SDKS_INSTALL=0
+
+# The panel's browser tests (tests/sdk/test_panel.py) drive Debian's Chromium with Playwright for
+# Python (in the venv above; Playwright's own browser download is never used).
+step "chromium for the panel's browser tests"
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    fi
+fi
+chromium --version
+export OCTOLLM_REQUIRE_BROWSER=1
 
 step "pytest: SDK suite (tests/sdk) + price-snapshot script unit tests"
 export OCTOLLM_BIN_DIR="${OCTOLLM_BIN_DIR:-$ROOT/target/debug}"

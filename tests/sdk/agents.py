@@ -1,4 +1,4 @@
-"""The real coding agents the agent tests drive: Claude Code and Codex CLI, installed with npm into a
+"""The real coding agents the agent tests drive: Claude Code, Codex CLI and Gemini CLI, installed with npm into a
 cache directory under ``target/`` (never into the repository, never globally).
 
 ``python tests/sdk/agents.py install`` installs them (``scripts/test.sh`` runs it before pytest and
@@ -10,8 +10,8 @@ Environment:
     OCTOLLM_AGENTS_DIR      npm prefix of the install (default ``<repo>/target/agents``)
     OCTOLLM_AGENT_PACKAGES  space-separated npm specs (default: the versions below, pinned so that a
                             new agent release cannot break CI unnoticed; set e.g.
-                            ``@anthropic-ai/claude-code@latest @openai/codex@latest`` to try the
-                            newest)
+                            ``@anthropic-ai/claude-code@latest @openai/codex@latest
+                            @google/gemini-cli@latest`` to try the newest)
     OCTOLLM_AGENT_INSTALL_TIMEOUT  seconds allowed for ``npm install`` (default 600)
     OCTOLLM_AGENT_INSTALL   ``0``: the fixture does not run npm itself (``scripts/test.sh`` sets it
                             after its own install step, so an unreachable registry is waited for
@@ -32,11 +32,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 #: The versions the suite was written against. Claude Code 2.1.197 is the newest release that still
-#: runs on Node 20 (later ones declare `engines.node >= 22`).
-DEFAULT_PACKAGES = ("@anthropic-ai/claude-code@2.1.197", "@openai/codex@0.169.0")
+#: runs on Node 20 (later ones declare `engines.node >= 22`); Gemini CLI 0.61.0 (a self-contained
+#: bundle, `engines.node >= 20`) is the newest release.
+DEFAULT_PACKAGES = ("@anthropic-ai/claude-code@2.1.197", "@openai/codex@0.169.0", "@google/gemini-cli@0.61.0")
 
 #: npm package → the command it installs in `node_modules/.bin`.
-COMMANDS = {"@anthropic-ai/claude-code": "claude", "@openai/codex": "codex"}
+COMMANDS = {"@anthropic-ai/claude-code": "claude", "@openai/codex": "codex", "@google/gemini-cli": "gemini"}
 
 
 def agents_dir() -> Path:

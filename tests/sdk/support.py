@@ -57,6 +57,16 @@ MODELS = {
     "gemini-model": ("gem", "mock-gemini"),
 }
 
+#: Embeddings models: exposed name → (backend, upstream model). The OpenAI backends come with
+#: OpenAI's embeddings API, the Gemini backend with Gemini's (docs/conversion.md, "Embeddings").
+EMBED_MODELS = {
+    "embed-oa": ("oa-chat", "mock-embed"),
+    "embed-gem": ("gem", "mock-gemini-embed"),
+}
+
+#: Every model the session gateway lists.
+ALL_MODELS = {**MODELS, **EMBED_MODELS}
+
 #: Extra header configured on the OpenAI chat backend (checked upstream).
 CHAT_EXTRA_HEADER = ("x-octo-sdk-test", "chat-backend")
 
@@ -106,7 +116,7 @@ models:
 """
     # One attempt per request: these tests pin what each SDK sees of one upstream answer (a 429
     # passed through, not retried); retries and failover are tested in the Rust suites.
-    for exposed, (backend, upstream) in MODELS.items():
+    for exposed, (backend, upstream) in ALL_MODELS.items():
         text += (
             f"  {exposed}:\n    retry: {{max_attempts: 1}}\n"
             f"    targets:\n      - {{backend: {backend}, model: {upstream}}}\n"

@@ -3,7 +3,9 @@
 - Claude Code (`claude -p`, Anthropic Messages) through the gateway to an upstream that speaks only
   OpenAI Chat Completions;
 - Codex CLI (`codex exec`, OpenAI Responses) through the gateway to an upstream that speaks only
-  Anthropic Messages.
+  Anthropic Messages;
+- Gemini CLI (`gemini -p`, Gemini `streamGenerateContent`) through the gateway to an upstream that
+  speaks only OpenAI Chat and to one that speaks only Anthropic Messages.
 
 Both upstreams are the session's `octo-mock`. The prompt carries mock directives: `[mock:tool=NAME]`
 makes the mock call the agent's own shell tool (arguments built from the tool's schema, the command
@@ -64,6 +66,11 @@ AGENT_MODELS = {
     "claude-haiku-4-5": ("chat-only", "mock-gpt-agent-small"),
     "gpt-5-codex": ("anthropic-only", "mock-claude-agent"),
     "gpt-5.5": ("anthropic-only", "mock-claude-agent"),
+    # Gemini CLI: its main model per upstream (`-m`), and the small model it may use for side
+    # questions (routing, next-speaker checks).
+    "gemini-2.5-pro": ("chat-only", "mock-gpt-agent"),
+    "gemini-2.5-flash": ("anthropic-only", "mock-claude-agent"),
+    "gemini-2.5-flash-lite": ("chat-only", "mock-gpt-agent-small"),
 }
 
 
@@ -530,3 +537,113 @@ def codex_rollout_items(codex_home: Path) -> list[dict]:
                 if isinstance(payload, dict):
                     items.append(payload)
     return items
+
+
+# ------------------------------------------------------------------------------------------ Gemini CLI
+
+#: Gemini CLI's settings: API-key auth (Gemini CLI refuses to start without a selected auth type),
+#: no telemetry, usage statistics or update checks.
+GEMINI_SETTINGS = {
+    "security": {"auth": {"selectedType": "gemini-api-key"}},
+    "privacy": {"usageStatisticsEnabled": False},
+    "telemetry": {"enabled": False},
+    "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+}
+
+#: Gemini CLI's file-writing tool and what it is made to write (several lines, quotes, a
+#: backslash, brackets, non-ASCII).
+GEMINI_WRITE_TOOL = "write_file"
+GEMINI_FILE = "notes/gemini-written.md"
+GEMINI_CONTENT = '# Written by Gemini CLI\n\nline "two" with a \\ backslash\n[brackets], ünïcode\n'
+
+
+def run_gemini(gemini: Path, gateway_url: str, tmp_path: Path, model: str, prompt: str) -> tuple[Run, Path]:
+    """`gemini -p prompt -m model --yolo --output-format json` in `tmp_path/work`, pointed at the
+    gateway by `GOOGLE_GEMINI_BASE_URL` with the agent's key in `GEMINI_API_KEY`."""
+    home = tmp_path / "home"
+    settings = home / ".gemini" / "settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps(GEMINI_SETTINGS), encoding="utf-8")
+    env = base_env(home)
+    env.update(
+        {
+            "GOOGLE_GEMINI_BASE_URL": gateway_url,
+            "GEMINI_API_KEY": AGENT_KEY,
+            # A throwaway directory: trust it, so that the non-interactive run may use its tools.
+            "GEMINI_CLI_TRUST_WORKSPACE": "true",
+        }
+    )
+    work = tmp_path / "work"
+    argv = [gemini, "-p", prompt, "-m", model, "--yolo", "--output-format", "json"]
+    return run_agent(argv, env, work), work
+
+
+def gemini_result(run: Run, context: str) -> dict:
+    """Gemini CLI's `--output-format json` result, checked to hold no error."""
+    assert run.returncode == 0, context
+    start = run.stdout.find("{")
+    try:
+        result = json.loads(run.stdout[start:])
+    except ValueError:
+        pytest.fail(f"gemini --output-format json printed no JSON\n{context}")
+    assert not result.get("error"), context
+    return result
+
+
+@pytest.mark.parametrize(
+    "model, upstream",
+    [("gemini-2.5-pro", "openai_chat"), ("gemini-2.5-flash", "anthropic")],
+)
+def test_gemini_cli_writes_a_file(installed_agents, agent_gateway, mock, tmp_path, model, upstream):
+    """The mock calls Gemini CLI's `write_file` tool with an exact multi-line content: the call
+    reaches Gemini CLI as a Gemini `functionCall` converted from the upstream's protocol, Gemini CLI
+    writes the file, and its `functionResponse` goes back upstream as the tool result of the same
+    call (a `tool` message for OpenAI Chat, a `tool_result` block for Anthropic)."""
+    gemini = installed_agents.command("gemini")
+    target = tmp_path / "work" / GEMINI_FILE
+    args = {"file_path": str(target), "content": GEMINI_CONTENT}
+    prompt = f"Write the notes. [mock:tool={GEMINI_WRITE_TOOL}] {tool_args_directive(args)}"
+    run, _ = run_gemini(gemini, agent_gateway, tmp_path, model, prompt)
+    requests = mock.requests(body=True)
+    context = f"{run.report()}\n--- upstream requests ---\n{upstream_summary(requests)}"
+    result = gemini_result(run, context)
+    assert target.is_file(), f"{target} was not written\n{context}"
+    assert target.read_text(encoding="utf-8") == GEMINI_CONTENT, context
+    assert str(result.get("response", "")).startswith(FINAL_PREFIX), context
+
+    backend, upstream_model = AGENT_MODELS[model]
+    mine = [r for r in requests if r["body"].get("model") == upstream_model]
+    assert mine, context
+    if upstream == "openai_chat":
+        for r in mine:
+            assert r["path_and_query"] == "/v1/chat/completions", context
+        check_upstream_headers(mine, "authorization", f"Bearer {CHAT_KEY}", ("x-goog-api-key",))
+        turn, call, _, text = chat_tool_turn(mine, context)
+        assert GEMINI_WRITE_TOOL in tool_names(turn), context
+        assert call["function"]["name"] == GEMINI_WRITE_TOOL, context
+        assert json.loads(call["function"]["arguments"]) == args, context
+    else:
+        for r in mine:
+            assert r["path_and_query"] == "/v1/messages", context
+            assert r["body"]["max_tokens"] > 0, context
+        check_upstream_headers(mine, "x-api-key", ANTH_KEY, ("x-goog-api-key",))
+        turns = [
+            r["body"]
+            for r in mine
+            if any(
+                isinstance(b, dict) and b.get("type") == "tool_result"
+                for b in r["body"]["messages"][-1].get("content") or []
+            )
+        ]
+        assert len(turns) == 1, context
+        messages = turns[0]["messages"]
+        assert GEMINI_WRITE_TOOL in tool_names(turns[0]), context
+        (use,) = [b for b in messages[-2]["content"] if b.get("type") == "tool_use"]
+        assert use["name"] == GEMINI_WRITE_TOOL and use["input"] == args, context
+        (tool_result,) = [b for b in messages[-1]["content"] if b.get("type") == "tool_result"]
+        assert tool_result["tool_use_id"] == use["id"], context
+        content = tool_result["content"]
+        text = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+        # Gemini CLI's instructions became the Anthropic system prompt.
+        assert "Gemini CLI" in json.dumps(turns[0].get("system")), context
+    assert str(target) in text, f"tool result {text!r}\n{context}"

@@ -5,25 +5,25 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-from support import MODELS, assert_upstream_request
+from support import ALL_MODELS, assert_upstream_request
 
 
 def test_openai_lists_and_retrieves(openai_client):
     ids = [m.id for m in openai_client.models.list()]
-    assert sorted(ids) == sorted(MODELS)
+    assert sorted(ids) == sorted(ALL_MODELS)
     assert openai_client.models.retrieve("chat-model").id == "chat-model"
 
 
 def test_anthropic_lists_and_retrieves(anthropic_client):
     ids = [m.id for m in anthropic_client.models.list()]
-    assert sorted(ids) == sorted(MODELS)
+    assert sorted(ids) == sorted(ALL_MODELS)
     assert anthropic_client.models.retrieve("claude-model").id == "claude-model"
 
 
 def test_gemini_lists_and_gets(genai_client_factory):
     client = genai_client_factory("v1beta")
     names = [m.name for m in client.models.list()]
-    assert sorted(names) == sorted(f"models/{m}" for m in MODELS)
+    assert sorted(names) == sorted(f"models/{m}" for m in ALL_MODELS)
     assert client.models.get(model="gemini-model").name == "models/gemini-model"
 
 

@@ -12,7 +12,8 @@
 //!   producing the client's events, with a [`finish`](StreamConverter::finish) for EOF;
 //! - [`ResponseConverter::replay`] and [`ResponseConverter::collector`] for an upstream that did
 //!   not honour the client's `stream` flag;
-//! - [`usage::Usage`]: token usage normalised across the protocols.
+//! - [`usage::Usage`]: token usage normalised across the protocols;
+//! - [`embeddings`]: OpenAI embeddings ⇄ Gemini `embedContent` / `batchEmbedContents`.
 //!
 //! The engine that does the IO (`ConvertEngine`, which sends the converted request through an
 //! inner engine and runs its answer through these converters) lives in `octo-engines`: this crate
@@ -69,6 +70,7 @@ mod anthropic;
 mod anthropic_stream;
 mod canonical;
 mod codec;
+pub mod embeddings;
 mod gemini;
 mod gemini_stream;
 mod ids;

@@ -18,6 +18,10 @@ use serde_json::{Value, json};
 
 use crate::protocol::{ErrorFamily, Protocol};
 
+/// The code of a refusal for spent quota (a budget): OpenAI answers it as a 429 whose `type` is
+/// also `insufficient_quota`, which [`Error::render`] reproduces.
+pub const INSUFFICIENT_QUOTA: &str = "insufficient_quota";
+
 /// A boxed error usable as an [`Error`]'s source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -103,6 +107,7 @@ struct Inner {
     code: Option<String>,
     upstream: Option<UpstreamBody>,
     source: Option<BoxError>,
+    headers: Option<HeaderMap>,
 }
 
 impl Error {
@@ -124,6 +129,7 @@ impl Error {
                 code: None,
                 upstream: None,
                 source: None,
+                headers: None,
             }),
         }
     }
@@ -213,6 +219,33 @@ impl Error {
         self.inner.retryable = retryable;
         self
     }
+    /// Adds a header to the rendered answer (for example a rate limiter's
+    /// `x-ratelimit-remaining-requests`). Headers the rendering sets itself (`content-type`,
+    /// `retry-after`) win over one of the same name.
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use octo_core::{Error, Protocol};
+    ///
+    /// let e = Error::rate_limited("slow down", None)
+    ///     .with_header("x-ratelimit-limit-requests", HeaderValue::from(5));
+    /// assert_eq!(e.render(Protocol::Gemini).headers["x-ratelimit-limit-requests"], "5");
+    /// ```
+    pub fn with_header(
+        mut self,
+        name: impl http::header::IntoHeaderName,
+        value: HeaderValue,
+    ) -> Self {
+        self.inner
+            .headers
+            .get_or_insert_with(HeaderMap::new)
+            .append(name, value);
+        self
+    }
+    /// The headers added with [`Error::with_header`].
+    pub fn extra_headers(&self) -> Option<&HeaderMap> {
+        self.inner.headers.as_ref()
+    }
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(source.into());
@@ -254,7 +287,7 @@ impl Error {
 
     /// Renders the error as a full HTTP answer in `client`'s protocol.
     pub fn render(&self, client: Protocol) -> RenderedError {
-        let mut headers = HeaderMap::new();
+        let mut headers = self.inner.headers.clone().unwrap_or_default();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -336,7 +369,11 @@ impl Error {
             ErrorFamily::OpenAi => json!({
                 "error": {
                     "message": message,
-                    "type": openai_type(status),
+                    // OpenAI's out-of-quota answer is a 429 whose type is its code.
+                    "type": match self.inner.code.as_deref() {
+                        Some(INSUFFICIENT_QUOTA) => INSUFFICIENT_QUOTA,
+                        _ => openai_type(status),
+                    },
                     "param": self.inner.param,
                     "code": self.code_or_default(),
                 }
@@ -463,6 +500,38 @@ mod tests {
 
     fn body(r: &RenderedError) -> Value {
         serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn insufficient_quota_is_openais_type_and_extra_headers_are_rendered() {
+        let e = Error::rate_limited(
+            "budget of key `acme/ci` is spent",
+            Some(Duration::from_secs(90)),
+        )
+        .with_code(INSUFFICIENT_QUOTA)
+        .with_header("x-ratelimit-limit-requests", HeaderValue::from(5))
+        .with_header(header::RETRY_AFTER, HeaderValue::from(1));
+        let oa = e.render(Protocol::OpenAiChat);
+        assert_eq!(oa.status, 429);
+        assert_eq!(body(&oa)["error"]["type"], "insufficient_quota");
+        assert_eq!(body(&oa)["error"]["code"], "insufficient_quota");
+        assert_eq!(oa.headers["x-ratelimit-limit-requests"], "5");
+        // The error's own retry-after wins over an added one.
+        assert_eq!(oa.headers[header::RETRY_AFTER], "90");
+        assert_eq!(
+            body(&e.render(Protocol::Anthropic))["error"]["type"],
+            "rate_limit_error"
+        );
+        assert_eq!(
+            body(&e.render(Protocol::Gemini))["error"]["status"],
+            "RESOURCE_EXHAUSTED"
+        );
+        // Other 429s keep OpenAI's rate-limit type.
+        let plain = Error::rate_limited("slow down", None);
+        assert_eq!(
+            body(&plain.render(Protocol::OpenAiChat))["error"]["type"],
+            "rate_limit_error"
+        );
     }
 
     #[test]

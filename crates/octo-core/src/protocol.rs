@@ -21,6 +21,10 @@ pub enum Protocol {
     Gemini,
     /// A model listing (`GET /v1/models`).
     ModelList,
+    /// OpenAI embeddings (`POST /v1/embeddings`).
+    OpenAiEmbeddings,
+    /// Gemini embeddings (`models/{model}:embedContent` and `:batchEmbedContents`).
+    GeminiEmbeddings,
 }
 
 impl Protocol {
@@ -43,6 +47,34 @@ impl Protocol {
         )
     }
 
+    /// Whether this is one of the two embeddings protocols.
+    pub const fn is_embeddings(self) -> bool {
+        matches!(
+            self,
+            Protocol::OpenAiEmbeddings | Protocol::GeminiEmbeddings
+        )
+    }
+
+    /// The embeddings protocol of the provider API this protocol belongs to: OpenAI's chat
+    /// protocols come with `POST /v1/embeddings`, Gemini's `generateContent` with `embedContent`;
+    /// Anthropic has no embeddings API (`None`).
+    ///
+    /// ```
+    /// use octo_core::Protocol;
+    /// assert_eq!(Protocol::OpenAiResponses.embeddings(), Some(Protocol::OpenAiEmbeddings));
+    /// assert_eq!(Protocol::Gemini.embeddings(), Some(Protocol::GeminiEmbeddings));
+    /// assert_eq!(Protocol::Anthropic.embeddings(), None);
+    /// ```
+    pub const fn embeddings(self) -> Option<Protocol> {
+        match self {
+            Protocol::OpenAiChat | Protocol::OpenAiResponses | Protocol::OpenAiEmbeddings => {
+                Some(Protocol::OpenAiEmbeddings)
+            }
+            Protocol::Gemini | Protocol::GeminiEmbeddings => Some(Protocol::GeminiEmbeddings),
+            Protocol::Anthropic | Protocol::ModelList => None,
+        }
+    }
+
     /// The name used in configuration files (`openai_chat`, `openai_responses`, `anthropic`, `gemini`, …).
     pub const fn config_name(self) -> &'static str {
         match self {
@@ -51,6 +83,8 @@ impl Protocol {
             Protocol::Anthropic => "anthropic",
             Protocol::Gemini => "gemini",
             Protocol::ModelList => "model_list",
+            Protocol::OpenAiEmbeddings => "openai_embeddings",
+            Protocol::GeminiEmbeddings => "gemini_embeddings",
         }
     }
 
@@ -58,7 +92,7 @@ impl Protocol {
     pub const fn error_family(self) -> ErrorFamily {
         match self {
             Protocol::Anthropic => ErrorFamily::Anthropic,
-            Protocol::Gemini => ErrorFamily::Gemini,
+            Protocol::Gemini | Protocol::GeminiEmbeddings => ErrorFamily::Gemini,
             _ => ErrorFamily::OpenAi,
         }
     }
@@ -98,7 +132,7 @@ impl fmt::Display for UnknownProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown protocol `{}`; expected one of openai_chat, openai_responses, anthropic, gemini",
+            "unknown protocol `{}`; expected one of openai_chat, openai_responses, anthropic, gemini, openai_embeddings, gemini_embeddings",
             self.0
         )
     }
@@ -115,6 +149,8 @@ impl FromStr for Protocol {
             "openai_responses" => Protocol::OpenAiResponses,
             "anthropic" => Protocol::Anthropic,
             "gemini" => Protocol::Gemini,
+            "openai_embeddings" => Protocol::OpenAiEmbeddings,
+            "gemini_embeddings" => Protocol::GeminiEmbeddings,
             other => return Err(UnknownProtocol(other.to_owned())),
         })
     }
@@ -128,6 +164,10 @@ mod tests {
     fn config_names_round_trip() {
         for f in Protocol::CHAT_PROTOCOLS {
             assert_eq!(f.config_name().parse::<Protocol>().unwrap(), f);
+        }
+        for f in [Protocol::OpenAiEmbeddings, Protocol::GeminiEmbeddings] {
+            assert_eq!(f.config_name().parse::<Protocol>().unwrap(), f);
+            assert!(f.is_embeddings() && !f.is_chat());
         }
         assert!("openai".parse::<Protocol>().is_err());
     }

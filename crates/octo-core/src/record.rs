@@ -528,6 +528,13 @@ impl RequestRecord {
         self.with(|f| f.cache_hit = true);
     }
 
+    /// The usage and finish reason recorded so far (what the response cache stores beside an
+    /// answer, so that a hit reports the usage of the answer it replays).
+    pub fn usage(&self) -> (Option<Usage>, Option<String>) {
+        let f = self.0.fields.lock().unwrap_or_else(|e| e.into_inner());
+        (f.usage, f.finish_reason.clone())
+    }
+
     /// Records an error that did not end the request yet (a stream that failed after its head).
     pub fn set_error(&self, message: String) {
         self.with(|f| f.error = Some(message));

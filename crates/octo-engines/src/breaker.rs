@@ -398,6 +398,15 @@ impl<K: Hash + Eq> BreakerRegistry<K> {
         &self.config
     }
 
+    /// Every breaker's key and current state (for a health view).
+    pub fn states(&self) -> Vec<(K, BreakerState)>
+    where
+        K: Clone,
+    {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(k, b)| (k.clone(), b.state())).collect()
+    }
+
     /// How many breakers are closed, open and half-open now (for metrics).
     pub fn count_states(&self) -> BreakerCounts {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());

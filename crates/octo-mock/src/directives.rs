@@ -29,6 +29,8 @@ pub(crate) struct Directives {
     pub(crate) tool_arg: Option<String>,
     /// `tool_args=B64`: the exact arguments of every tool call, as compact JSON object text.
     pub(crate) tool_args: Option<String>,
+    /// `say=B64`: the exact reply text (instead of the echo).
+    pub(crate) say: Option<String>,
 }
 
 const HEADER_PREFIX: &str = "x-mock-";
@@ -95,6 +97,11 @@ impl Directives {
                     self.tool_args = Some(args);
                 }
             }
+            "say" => {
+                if let Some(v) = value {
+                    self.say = Some(decode_say(v));
+                }
+            }
             "timeout" => self.timeout = flag(value),
             "reset" => self.reset = flag(value),
             "max_tokens" => self.max_tokens = flag(value),
@@ -142,6 +149,14 @@ fn decode_tool_args(value: &str) -> Option<String> {
     }
 }
 
+/// The `say` value: base64 of UTF-8 text (standard or URL-safe alphabet, padding optional), or,
+/// when it is not that, the value itself (handy in a header).
+fn decode_say(value: &str) -> String {
+    decode_base64(value)
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| value.to_owned())
+}
+
 /// Decodes base64 in the standard (`+/`) or URL-safe (`-_`) alphabet, with or without `=`
 /// padding. `None` on any other character or an impossible length.
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
@@ -163,7 +178,7 @@ fn body_tokens(body: &[u8]) -> impl Iterator<Item = (&str, Option<&str>)> {
             let Some(after) = rest.strip_prefix(&BODY_PREFIX[1..]) else {
                 continue;
             };
-            let max = if after.starts_with(b"tool_args=") {
+            let max = if after.starts_with(b"tool_args=") || after.starts_with(b"say=") {
                 MAX_TOOL_ARGS_TOKEN_LEN
             } else {
                 MAX_TOKEN_LEN
@@ -224,6 +239,18 @@ mod tests {
         assert_eq!(d.tool_calls(), 0);
         assert!(!d.timeout);
         assert_eq!(d.midstream_error, Some(2));
+    }
+
+    #[test]
+    fn say_is_base64_or_plain() {
+        // base64 of "[[flag:violence]] ok"
+        let d = Directives::parse(
+            &HeaderMap::new(),
+            b"x [mock:say=W1tmbGFnOnZpb2xlbmNlXV0gb2s=] y",
+        );
+        assert_eq!(d.say.as_deref(), Some("[[flag:violence]] ok"));
+        let d = Directives::parse(&headers(&[("x-mock-say", "plain words!")]), b"");
+        assert_eq!(d.say.as_deref(), Some("plain words!"));
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! | `POST /{v1,v1beta}/models/{model}:streamGenerateContent[?alt=sse]` | Gemini, SSE or a JSON array |
 //! | `POST /v1/messages/count_tokens` | Anthropic token count: `{"input_tokens": N}` |
 //! | `POST /{v1,v1beta}/models/{model}:countTokens` | Gemini token count: `{"totalTokens": N, …}` |
+//! | `POST /v1/embeddings` | OpenAI embeddings: deterministic unit vectors (float or base64), `usage` |
+//! | `POST /{v1,v1beta}/models/{model}:embedContent`, `:batchEmbedContents` | Gemini embeddings: the same vectors, no usage |
+//! | `POST /v1/moderations` | OpenAI moderation: flags text containing `[[flag:CATEGORY]]` (e.g. `[[flag:violence]]`); only `x-mock-*` header directives apply |
 //! | `GET /v1/models` | OpenAI-shaped list of mock models |
 //! | `GET /_mock/requests`, `GET /_mock/stats`, `POST /_mock/reset` | introspection |
 //!
@@ -48,6 +51,7 @@
 //! | `tool=NAME` | call the defined tool `NAME` (any value but a flag word), with arguments built from its parameter schema: each required parameter gets the `tool_arg` text (strings), that text split on whitespace (arrays of strings), its `minimum` or 0 (numbers), `false`, its first `enum` value, or a filled object. An undefined `NAME` acts like `tool` |
 //! | `tool_arg=TEXT` | the text for `tool=NAME` (default `mock`), e.g. `[mock:tool=Bash] [mock:tool_arg=echo hi]` |
 //! | `tool_args=B64` | the exact arguments of every tool call: a JSON object, base64-encoded (standard or URL-safe alphabet, padding optional; up to 16 KiB in a body token, unlike the 64 bytes of the others), or as is in a header. Multi-line strings, quotes and `]` survive, e.g. `[mock:tool=Write] [mock:tool_args=eyJhIjoiYlxuYyJ9]` calls `Write` with `{"a":"b\nc"}`; `x-mock-tool-args: {"a":"b\nc"}` does the same. Wins over `tool_arg`; an invalid value is ignored |
+//! | `say=TEXT` | the reply text is exactly TEXT instead of the echo: base64 of UTF-8 text (standard or URL-safe alphabet, padding optional; up to 16 KiB in a body token), or the value as is when it is not base64 (e.g. in a header). A reply can so carry what the request does not, e.g. a moderation marker: `[mock:say=W1tmbGFnOnZpb2xlbmNlXV0=]` answers `[[flag:violence]]` |
 //! | `max_tokens` | answer text truncated for length (`length`, `max_tokens`, `MAX_TOKENS`, `incomplete`) |
 //! | `thinking` | the answer starts with reasoning, `"The mock thinks before it answers."`, signed in the protocol's own way: an Anthropic `thinking` block with `signature` (streamed as `thinking_delta` + `signature_delta`), OpenAI Chat `reasoning_content` + LiteLLM's `thinking_blocks[].signature` (streamed as two deltas), a Responses `reasoning` item with a `summary_text` and `encrypted_content` (streamed with the `reasoning_summary_*` events), a Gemini `thought: true` part with `thoughtSignature`. Each protocol has its own fixed signature, base64 of `mock-anthropic-signature`, `mock-chat-signature`, `mock-responses-encrypted-content`, `mock-gemini-thought-signature` |
 //!
@@ -109,6 +113,8 @@
 
 mod body;
 mod directives;
+mod embeddings;
+mod moderation;
 mod protocols;
 mod record;
 mod reply;

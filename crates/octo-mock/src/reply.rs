@@ -121,6 +121,7 @@ impl Plan {
         let mut stop_sequence = None;
         let pieces = if tool_calls.is_empty() {
             let text = match (&summary.tool_result, &summary.user_text) {
+                _ if directives.say.is_some() => directives.say.clone().unwrap_or_default(),
                 (Some(result), _) => format!("Hello from octo-mock. Tool result: {}", echo(result)),
                 (None, text) => format!(
                     "Hello from octo-mock. You said: {}",

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::body::{BoxError, MockBody, PendingGuard};
 use crate::directives::Directives;
+use crate::embeddings::{self, EmbedRoute};
 use crate::protocols::{Mode, Protocol, shape_stream};
 use crate::record::{RecordedRequest, State};
 use crate::reply::{CREATED, DEFAULT_MODEL, Plan};
@@ -37,7 +38,12 @@ enum Route {
     },
     /// Anthropic `count_tokens` or Gemini `countTokens`.
     CountTokens(Protocol),
+    /// OpenAI `/v1/embeddings`, Gemini `embedContent` / `batchEmbedContents`.
+    Embeddings(EmbedRoute),
+    /// OpenAI `POST /v1/moderations`.
+    Moderations,
     Models,
+    GeminiModels,
     NotFound,
     MethodNotAllowed(Method),
 }
@@ -53,7 +59,10 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Route {
         "/v1/responses" => (Method::POST, llm(Protocol::OpenAiResponses)),
         "/v1/messages" => (Method::POST, llm(Protocol::Anthropic)),
         "/v1/messages/count_tokens" => (Method::POST, Route::CountTokens(Protocol::Anthropic)),
+        "/v1/moderations" => (Method::POST, Route::Moderations),
         "/v1/models" => (Method::GET, Route::Models),
+        "/v1/embeddings" => (Method::POST, Route::Embeddings(EmbedRoute::OpenAi)),
+        "/v1beta/models" | "/v1beta/models/" => (Method::GET, Route::GeminiModels),
         _ => match gemini_route(path, query) {
             Some(target) => (Method::POST, target),
             None => return Route::NotFound,
@@ -81,6 +90,12 @@ fn gemini_route(path: &str, query: Option<&str>) -> Option<Route> {
         "streamGenerateContent" if sse => Mode::Sse,
         "streamGenerateContent" => Mode::JsonArray,
         "countTokens" => return Some(Route::CountTokens(Protocol::Gemini)),
+        "embedContent" | "batchEmbedContents" => {
+            return Some(Route::Embeddings(EmbedRoute::Gemini {
+                model: model.to_owned(),
+                batch: action == "batchEmbedContents",
+            }));
+        }
         _ => return None,
     };
     Some(Route::Llm {
@@ -129,7 +144,14 @@ pub(crate) async fn handle(
             .await
         }
         Route::CountTokens(protocol) => count_tokens(&state, protocol, &parts.headers, &body).await,
+        Route::Embeddings(embed) => embed_answer(&state, &embed, &parts.headers, &body).await,
+        // Anthropic's SDKs and the gateway send `anthropic-version`: answer in its list shape.
+        Route::Models if parts.headers.contains_key("anthropic-version") => {
+            Ok(json_response(StatusCode::OK, anthropic_models()))
+        }
+        Route::Moderations => moderations(&state, &parts.headers, &body).await,
         Route::Models => Ok(json_response(StatusCode::OK, models())),
+        Route::GeminiModels => Ok(json_response(StatusCode::OK, gemini_models())),
         Route::NotFound => Ok(not_found(&parts.method, path)),
         Route::MethodNotAllowed(allowed) => Ok(method_not_allowed(&parts.method, path, &allowed)),
     }
@@ -204,6 +226,56 @@ async fn count_tokens(
         _ => json!({"input_tokens": tokens}),
     };
     Ok(json_response(StatusCode::OK, crate::sse::to_vec(&answer)))
+}
+
+/// Embeddings (see [`crate::embeddings`]), after the same delays and injected faults as
+/// generation.
+async fn embed_answer(
+    state: &Arc<State>,
+    route: &EmbedRoute,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response<MockBody>, BoxError> {
+    let protocol = match route {
+        EmbedRoute::OpenAi => Protocol::OpenAiChat,
+        EmbedRoute::Gemini { .. } => Protocol::Gemini,
+    };
+    let directives = Directives::parse(headers, body);
+    let json = match prelude(state, protocol, &directives, body).await {
+        Ok(json) => json,
+        Err(early) => return early,
+    };
+    Ok(match embeddings::answer(route, &json) {
+        Ok(answer) => json_response(StatusCode::OK, crate::sse::to_vec(&answer)),
+        Err(message) => error_response(
+            protocol,
+            StatusCode::BAD_REQUEST,
+            &format!("octo-mock: {message}"),
+            None,
+        ),
+    })
+}
+
+/// `POST /v1/moderations` (see [`crate::moderation`]); only header directives apply.
+async fn moderations(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response<MockBody>, BoxError> {
+    let directives = Directives::parse(headers, b"");
+    let json = match prelude(state, Protocol::OpenAiChat, &directives, body).await {
+        Ok(json) => json,
+        Err(early) => return early,
+    };
+    match crate::moderation::answer(&json, state.next_id()) {
+        Ok(answer) => Ok(json_response(StatusCode::OK, crate::sse::to_vec(&answer))),
+        Err(message) => Ok(error_response(
+            Protocol::OpenAiChat,
+            StatusCode::BAD_REQUEST,
+            &format!("octo-mock: {message}"),
+            None,
+        )),
+    }
 }
 
 async fn llm(
@@ -284,6 +356,35 @@ fn error_response(
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
+}
+
+/// `GET /v1/models` with `anthropic-version`: Anthropic's list shape.
+fn anthropic_models() -> Vec<u8> {
+    let data: Vec<Value> = MODELS
+        .iter()
+        .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": "2025-01-01T00:00:00Z"}))
+        .collect();
+    crate::sse::to_vec(&json!({
+        "data": data,
+        "has_more": false,
+        "first_id": MODELS[0],
+        "last_id": MODELS[MODELS.len() - 1],
+    }))
+}
+
+/// `GET /v1beta/models`: Gemini's list shape.
+fn gemini_models() -> Vec<u8> {
+    let models: Vec<Value> = MODELS
+        .iter()
+        .map(|id| {
+            json!({
+                "name": format!("models/{id}"),
+                "displayName": id,
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+            })
+        })
+        .collect();
+    crate::sse::to_vec(&json!({"models": models}))
 }
 
 fn models() -> Vec<u8> {
@@ -392,6 +493,10 @@ mod tests {
         );
         assert_eq!(route(&Method::GET, "/v1/models", None), Route::Models);
         assert_eq!(
+            route(&Method::GET, "/v1beta/models", None),
+            Route::GeminiModels
+        );
+        assert_eq!(
             route(
                 &post,
                 "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
@@ -416,6 +521,17 @@ mod tests {
             Route::CountTokens(Protocol::Anthropic)
         );
         assert_eq!(route(&post, "/v1/models/g:embed", None), Route::NotFound);
+        assert_eq!(
+            route(&post, "/v1/embeddings", None),
+            Route::Embeddings(EmbedRoute::OpenAi)
+        );
+        assert_eq!(
+            route(&post, "/v1beta/models/e:batchEmbedContents", None),
+            Route::Embeddings(EmbedRoute::Gemini {
+                model: "e".into(),
+                batch: true
+            })
+        );
         assert_eq!(route(&post, "/v2/chat", None), Route::NotFound);
         assert_eq!(
             route(&Method::GET, "/v1/messages", None),

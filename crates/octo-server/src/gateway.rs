@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! Router ─▶ AuthEngine (when `orgs` are configured) ─▶ ModelRouter (model name → model engine)
-//! model engine: ConcurrencyLimit? ─▶ RulesEngine? (org rules, then the model's) ─▶ TargetSet
+//! model engine: LimitEngine? (rate limits, budgets) ─▶ ConcurrencyLimit? ─▶ RulesEngine? (org rules,
+//!               then the model's) ─▶ CacheEngine? ─▶ ModerationEngine? ─▶ TargetSet (a rule's
+//!               route gets the same cache and moderation)
 //! TargetSet (strategy, retries, sticky) ─▶ Target per backend: BackendEngine
 //! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
@@ -44,6 +46,7 @@ use octo_engines::rewrite::{
 };
 use octo_engines::rules::{Action, Forward, Rule, RulesLayer};
 
+use crate::answer_layers;
 use crate::backend::BackendEngine;
 use crate::config::{
     AccessConfig, BackendConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig,
@@ -53,6 +56,7 @@ use crate::config::{
 use crate::count_tokens::{CountUpstream, TokenCounter};
 use crate::model_router::ModelRouter;
 use crate::models_list::ModelList;
+use crate::registry::{BackendEntry, BackendRegistry, Backends};
 
 /// Everything `octollm-server` needs to serve a config.
 #[derive(Debug)]
@@ -63,34 +67,66 @@ pub struct Gateway {
     pub serve: ServeConfig,
     /// Each backend's upstream client, by name (for its key and breaker states).
     pub endpoints: Vec<(String, Arc<HttpEndpoint>)>,
+    /// The backends this graph uses, to [`commit`](BackendRegistry::commit) to the registry
+    /// once the graph is in force.
+    pub backends: Backends,
+    /// The rate limits and budgets of the config, to hand to the process's limiter when this
+    /// graph is swapped in (see [`build_limited`]).
+    pub policy: octo_limits::Policy,
 }
 
 /// One backend, built once and shared by every model that targets it.
-struct BuiltBackend {
-    endpoint: Arc<HttpEndpoint>,
-    engine: ArcEngine,
-    protocols: Vec<Protocol>,
-}
+type BuiltBackend = Arc<BackendEntry>;
 
-/// Builds the gateway for `config` (already validated by [`crate::config::parse`]).
+/// Builds the gateway for `config` (already validated by [`crate::config::parse`]), every
+/// backend new.
 ///
 /// # Errors
 /// A [`ConfigError`] (labelled with `source`) when an engine refuses its settings, for example
 /// an expression that does not compile; each problem names its key path.
 pub fn build(config: &Config, source: &str) -> Result<Gateway, ConfigError> {
-    build_with(config, source, ResponseState::off())
+    build_with(config, source, &BackendRegistry::default())
 }
 
-/// [`build`], keeping Responses clients' answers in `responses` (`previous_response_id`,
-/// `GET`/`DELETE /v1/responses/{id}`) for backends that do not speak the Responses API.
+/// Builds the gateway for `config`, taking from `registry` every backend whose settings did not
+/// change (their connection pools, key cooldowns, breakers and latency averages carry over).
 ///
 /// # Errors
 /// As [`build`].
 pub fn build_with(
     config: &Config,
     source: &str,
-    responses: ResponseState,
+    registry: &BackendRegistry,
 ) -> Result<Gateway, ConfigError> {
+    build_limited(config, source, registry, None)
+}
+
+/// As [`build_with`], with `limiter` enforcing the config's rate limits and budgets (the
+/// process's limiter, whose counts outlive every rebuild; the caller gives it
+/// [`Gateway::policy`] when the graph is swapped in). Without one, a graph with limits gets a
+/// limiter of its own, counting in memory.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_limited(
+    config: &Config,
+    source: &str,
+    registry: &BackendRegistry,
+    limiter: Option<Arc<octo_limits::Limiter>>,
+) -> Result<Gateway, ConfigError> {
+    let policy = crate::limits::policy(config);
+    let limiter = match (policy.is_empty(), limiter) {
+        (true, _) => None,
+        (false, Some(l)) => Some(l),
+        (false, None) => {
+            let l = octo_limits::Limiter::new(None).map_err(|m| ConfigError {
+                source: source.to_owned(),
+                problems: vec![("redis".into(), m)],
+            })?;
+            l.set_policy(policy.clone());
+            Some(l)
+        }
+    };
     let fail = |errors: Vec<BuildError>| ConfigError {
         source: source.to_owned(),
         problems: errors
@@ -101,14 +137,16 @@ pub fn build_with(
 
     let mut backends: BTreeMap<&str, BuiltBackend> = BTreeMap::new();
     for (name, b) in &config.backends {
-        let built = build_backend(name, b, &responses).map_err(|e| fail(vec![e]))?;
+        let built = registry
+            .resolve(name, b, || build_backend(name, b, registry.responses()))
+            .map_err(|e| fail(vec![e]))?;
         backends.insert(name, built);
     }
 
     let mut models: BTreeMap<String, ArcEngine> = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, m) in &config.models {
-        match build_model(name, m, config, &backends) {
+        match build_model(name, m, config, &backends, limiter.as_ref()) {
             Ok(engine) => {
                 models.insert(name.clone(), engine);
             }
@@ -129,7 +167,10 @@ pub fn build_with(
     let auth = EngineBuilder::new().option_layer(authenticator.clone().map(AuthLayer::new));
     let engine = auth.engine(Arc::new(ModelRouter::new(models)));
     let counter = auth.engine(Arc::new(token_counter(config, &backends)));
-    let stored: ArcEngine = Arc::new(ResponsesApi::new(responses, authenticator.clone()));
+    let stored: ArcEngine = Arc::new(ResponsesApi::new(
+        registry.responses().clone(),
+        authenticator.clone(),
+    ));
     let list: ArcEngine = Arc::new(ModelList::new(names, authenticator));
 
     let limits = &config.limits;
@@ -146,6 +187,9 @@ pub fn build_with(
         )
         .gemini_count_tokens(counter);
     for protocol in Protocol::CHAT_PROTOCOLS {
+        router = router.engine(protocol, engine.clone());
+    }
+    for protocol in [Protocol::OpenAiEmbeddings, Protocol::GeminiEmbeddings] {
         router = router.engine(protocol, engine.clone());
     }
     for method in [Method::GET, Method::DELETE] {
@@ -166,6 +210,9 @@ pub fn build_with(
                 list.clone(),
             );
     }
+    if let Some(l) = &limiter {
+        router = router.observe(l.clone());
+    }
     let serve = ServeConfig {
         header_read_timeout: limits.header_read_timeout,
         drain_timeout: limits.drain_timeout,
@@ -175,10 +222,16 @@ pub fn build_with(
         .iter()
         .map(|(name, b)| ((*name).to_owned(), b.endpoint.clone()))
         .collect();
+    let backends = backends
+        .into_iter()
+        .map(|(name, b)| (name.to_owned(), b))
+        .collect();
     Ok(Gateway {
         router,
         serve,
         endpoints,
+        policy,
+        backends,
     })
 }
 
@@ -197,7 +250,7 @@ fn build_backend(
     name: &str,
     b: &BackendConfig,
     responses: &ResponseState,
-) -> Result<BuiltBackend, BuildError> {
+) -> Result<(Arc<HttpEndpoint>, ArcEngine, Vec<Protocol>), BuildError> {
     let at = |k: &str| format!("backends.{name}.{k}");
     let protocols = b.protocol.clone();
     let Some(&first) = protocols.first() else {
@@ -208,6 +261,13 @@ fn build_backend(
     };
     let mut ep = EndpointConfig::new(name, b.base_url.clone(), first);
     ep.protocols = protocols.clone();
+    // The embeddings API of the backend's provider comes with it (`POST /v1/embeddings`,
+    // Gemini's `embedContent`).
+    if let Some(e) = crate::backend::embeddings_protocol(&protocols)
+        && !ep.protocols.contains(&e)
+    {
+        ep.protocols.push(e);
+    }
     ep.api_keys = b.keys();
     ep.timeouts = timeouts(&b.timeouts);
     ep.http_version = b.http_version;
@@ -254,13 +314,10 @@ fn build_backend(
         .map_or_else(ConvertOptions::default, convert_options);
     let engine: ArcEngine = Arc::new(
         BackendEngine::new(name, protocols.clone(), inner, options)
-            .with_responses(responses.clone()),
+            .with_responses(responses.clone())
+            .embeddings_via(endpoint.clone()),
     );
-    Ok(BuiltBackend {
-        endpoint,
-        engine,
-        protocols,
-    })
+    Ok((endpoint, engine, protocols))
 }
 
 fn convert_options(c: &crate::config::ConversionConfig) -> ConvertOptions {
@@ -376,10 +433,12 @@ fn target_set(
                     .at(format!("{path}[{i}].backend")),
             );
         };
+        let upstream_model = t.model.clone().unwrap_or_else(|| model.to_owned());
         built.push(
             Target::new(t.backend.clone(), b.engine.clone())
                 .with_availability(b.endpoint.clone())
-                .with_model(t.model.clone().unwrap_or_else(|| model.to_owned()))
+                .with_latency(b.latency(&upstream_model))
+                .with_model(upstream_model)
                 .with_weight(t.weight)
                 .with_priority(i32::try_from(t.priority).unwrap_or(i32::MAX)),
         );
@@ -401,19 +460,27 @@ fn build_model(
     m: &ModelConfig,
     config: &Config,
     backends: &BTreeMap<&str, BuiltBackend>,
+    limiter: Option<&Arc<octo_limits::Limiter>>,
 ) -> Result<ArcEngine, Vec<BuildError>> {
     let at = |k: &str| format!("models.{name}.{k}");
     let policy = retry_policy(m);
-    let targets = target_set(
-        &at("targets"),
-        name,
-        &m.targets,
-        strategy_kind(m.strategy),
-        policy,
-        m.sticky,
-        backends,
-    )
-    .map_err(|e| vec![e])?;
+    // The response cache and moderation, in front of the model's targets and each rule's route.
+    let guard = EngineBuilder::new()
+        .option_layer(answer_layers::cache_layer(name, m, config).map_err(|e| vec![e])?)
+        .option_layer(answer_layers::moderation_layer(name, m, config).map_err(|e| vec![e])?);
+    let wrap = |engine: ArcEngine| guard.engine(engine);
+    let targets = wrap(
+        target_set(
+            &at("targets"),
+            name,
+            &m.targets,
+            strategy_kind(m.strategy),
+            policy,
+            m.sticky,
+            backends,
+        )
+        .map_err(|e| vec![e])?,
+    );
 
     // Org rules first (each applies to its org only), then the model's own rules.
     let mut rules = Vec::new();
@@ -422,7 +489,7 @@ fn build_model(
         if let Some(Some(per_org)) = o.models.get(name) {
             for (i, r) in per_org.rules.iter().enumerate() {
                 let path = format!("orgs.{org}.models.{name}.rules[{i}]");
-                match build_rule(&path, name, r, policy, backends) {
+                match build_rule(&path, name, r, policy, backends, &wrap) {
                     Ok(rule) => rules.push((path, rule.for_org(org.clone()))),
                     Err(e) => problems.push(e),
                 }
@@ -431,7 +498,7 @@ fn build_model(
     }
     for (i, r) in m.rules.iter().enumerate() {
         let path = at(&format!("rules[{i}]"));
-        match build_rule(&path, name, r, policy, backends) {
+        match build_rule(&path, name, r, policy, backends, &wrap) {
             Ok(rule) => rules.push((path, rule)),
             Err(e) => problems.push(e),
         }
@@ -465,7 +532,10 @@ fn build_model(
     let limit = m
         .max_concurrency
         .map(|max| ConcurrencyLimitLayer::new(name, max, OverLimit::Reject));
+    // Rate limits and budgets first: a refused request reaches neither rules nor upstreams.
+    let rate_limits = limiter.map(|l| octo_limits::LimitLayer::new(name, l.clone()));
     Ok(EngineBuilder::new()
+        .option_layer(rate_limits)
         .option_layer(limit)
         .option_layer(rules_layer)
         .engine(targets))
@@ -477,6 +547,7 @@ fn build_rule(
     r: &RuleConfig,
     policy: RetryPolicy,
     backends: &BTreeMap<&str, BuiltBackend>,
+    wrap: &dyn Fn(ArcEngine) -> ArcEngine,
 ) -> Result<Rule, BuildError> {
     let expr = r.matcher.clone().unwrap_or_default();
     if let Some(d) = &r.deny {
@@ -487,7 +558,7 @@ fn build_rule(
         ));
     }
     let route = match &r.route {
-        Some(targets) => Some(target_set(
+        Some(targets) => Some(wrap(target_set(
             &format!("{path}.route"),
             model,
             targets,
@@ -495,7 +566,7 @@ fn build_rule(
             policy,
             None,
             backends,
-        )?),
+        )?)),
         None => None,
     };
     let forward = Forward {

@@ -5,14 +5,18 @@
 //! Embedders who want YAML-driven routing inside their own process can call these directly.
 
 pub mod admin;
+pub mod answer_layers;
 pub mod backend;
 pub mod config;
+pub mod control;
 pub mod count_tokens;
 pub mod demo;
 pub mod gateway;
+pub mod limits;
 pub mod model_router;
 pub mod models_list;
 pub mod ops;
+pub mod registry;
 pub mod reload;
 pub mod stored_responses;
 

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use octo_core::http::{SharedRouter, shutdown_signal};
+use octo_core::http::shutdown_signal;
 use octo_server::admin::{self, Tokens};
 use octo_server::config::{Storage, StorageConfig};
+use octo_server::control::{ControlPlane, Startup};
 use octo_server::ops::Ops;
 use octo_server::{Config, ConfigError, build, config, demo, reload, run_shared};
 use octo_telemetry::logging::{LogFormat, init_logging};
@@ -62,6 +63,8 @@ struct Cli {
 enum Command {
     /// Reads an admin token on stdin and prints its `sha256:<hex>` form for `admin.tokens`.
     HashToken,
+    /// Reads a password on stdin and prints its `argon2:` hash for `admin.users[].password`.
+    HashPassword,
 }
 
 #[cfg(feature = "demo")]
@@ -88,6 +91,15 @@ async fn start_demo() -> Result<(DemoUpstream, Config), Box<dyn std::error::Erro
     demo::start().await
 }
 
+/// The demo's own background traffic, so the panel's charts are not empty.
+#[cfg(feature = "demo")]
+fn start_demo_traffic(gateway: SocketAddr) {
+    tokio::spawn(demo::traffic(gateway));
+}
+
+#[cfg(not(feature = "demo"))]
+fn start_demo_traffic(_gateway: SocketAddr) {}
+
 /// `--demo` in a build without the `demo` feature: an error saying how to get one.
 #[cfg(not(feature = "demo"))]
 async fn start_demo() -> Result<(DemoUpstream, Config), Box<dyn std::error::Error>> {
@@ -105,6 +117,9 @@ fn main() -> ExitCode {
         println!("{}", octo_server::admin::tokens::hashed(token.trim()));
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
     let Ok(format) = cli.log_format.parse::<LogFormat>() else {
         eprintln!(
             "octollm-server: --log-format `{}`: use `text` or `json`",
@@ -112,7 +127,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    let filter = std::env::var("OCTOLLM_LOG").unwrap_or_else(|_| "info".to_owned());
+    // The demo sends traffic of its own (for the panel's charts): its access log would bury the
+    // banner, so the demo leaves it off unless OCTOLLM_LOG asks for it.
+    let default_filter = if cli.demo {
+        "info,octollm::access=off"
+    } else {
+        "info"
+    };
+    let filter = std::env::var("OCTOLLM_LOG").unwrap_or_else(|_| default_filter.to_owned());
     let _logging = match init_logging(format, &filter).or_else(|_| init_logging(format, "info")) {
         Ok(guard) => guard,
         Err(e) => {
@@ -139,21 +161,57 @@ fn main() -> ExitCode {
     }
 }
 
+/// `octollm-server hash-password`: the first line of stdin (without its line end) → `argon2:…`.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        eprintln!("octollm-server hash-password: cannot read stdin");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.chars().count() < admin::password::MIN_LEN {
+        eprintln!(
+            "octollm-server hash-password: write a password of at least {} characters on stdin",
+            admin::password::MIN_LEN
+        );
+        return ExitCode::FAILURE;
+    }
+    match admin::password::hash(password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("octollm-server hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let (mock, mut config, source): (Option<DemoUpstream>, Config, String) = if cli.demo {
-        let (mock, config) = start_demo().await?;
-        (
-            Some(mock),
-            config,
-            "examples/demo.yaml (built in)".to_owned(),
-        )
-    } else {
-        let Some(path) = cli.config.clone() else {
-            return Err("give a config file with --config FILE (or try --demo)".into());
+    let (mock, mut config, source, document): (Option<DemoUpstream>, Config, String, _) =
+        if cli.demo {
+            let (mock, config) = start_demo().await?;
+            let label = "examples/demo.yaml (built in)".to_owned();
+            let url = mock.url();
+            let env = move |name: &str| {
+                if name == "OCTOLLM_DEMO_UPSTREAM" {
+                    Some(url.clone())
+                } else {
+                    std::env::var(name).ok()
+                }
+            };
+            let document = config::document(demo::DEMO_YAML, &label, &env)?;
+            (Some(mock), config, label, document)
+        } else {
+            let Some(path) = cli.config.clone() else {
+                return Err("give a config file with --config FILE (or try --demo)".into());
+            };
+            let source = path.display().to_string();
+            let document = config::load_document(&path)?;
+            let config = config::from_document(document.clone(), &source)?;
+            (None, config, source, document)
         };
-        let config = config::load(&path)?;
-        (None, config, path.display().to_string())
-    };
     let gateway = build(&config, &source)?;
     if cli.check {
         println!(
@@ -210,22 +268,34 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .await
             .map_err(config_error)?,
     );
-    // With a database, Responses clients' answers are kept there: rebuild with that state.
-    let gateway = if ops.responses().is_on() {
-        octo_server::build_with(&config, &source, ops.responses())?
-    } else {
-        gateway
-    };
-    let admin = start_admin(&config, cli.demo, &state_dir, ops.clone())
-        .await
-        .map_err(config_error)?;
+    drop(gateway);
+    let control = ControlPlane::start(
+        Startup {
+            file: cli.config.clone(),
+            label: source.clone(),
+            document,
+            state_dir: state_dir.clone(),
+        },
+        ops.clone(),
+    )
+    .await?;
+    let admin = start_admin(
+        &config,
+        cli.demo,
+        &state_dir,
+        &source,
+        ops.clone(),
+        control.clone(),
+    )
+    .await
+    .map_err(config_error)?;
     let listen = match cli.listen {
         Some(addr) => addr,
         None => config.listen,
     };
     let upstream = mock.as_ref().map(|m| m.url());
-    ops.track(&gateway.endpoints);
-    let router = SharedRouter::new(ops.attach(gateway.router));
+    let router = control.router();
+    let serve = control.serve_config();
     let reloader = match &cli.config {
         Some(path) => {
             let poll = match cli.watch_interval.as_str() {
@@ -235,17 +305,15 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         .map_err(|m| format!("--watch-interval: {m}"))?,
                 ),
             };
-            let reloader =
-                reload::Reloader::new(path.clone(), router.clone(), config.clone(), poll)
-                    .with_ops(ops.clone());
+            let reloader = reload::Reloader::new(path.clone(), control.clone(), poll);
             Some(tokio::spawn(reloader.run()))
         }
         None => None,
     };
-    let drain = gateway.serve.drain_timeout;
+    let drain = serve.drain_timeout;
     run_shared(
         router,
-        gateway.serve,
+        serve,
         listen,
         |addr| {
             let mut out = std::io::stdout().lock();
@@ -255,6 +323,7 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let _ = writeln!(out, "octollm-server listening on http://{addr}");
             if let Some(upstream) = &upstream {
                 let _ = writeln!(out, "{}", demo::banner(addr, upstream));
+                start_demo_traffic(addr);
             }
             let _ = out.flush();
             tracing::info!(%addr, models = config.models.len(), "serving");
@@ -263,6 +332,7 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     // The listener has drained: write what the observers still hold, within the drain deadline.
+    control.flush_key_use().await;
     ops.shutdown(Instant::now() + drain).await;
     if let Some(task) = reloader {
         task.abort();
@@ -276,6 +346,9 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// How long the demo's one-time sign-in link stays valid.
+const DEMO_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// A running admin listener.
 struct Admin {
     /// What to print before the listening line: the URL, and a generated token once.
@@ -288,21 +361,33 @@ async fn start_admin(
     config: &Config,
     demo: bool,
     state_dir: &Path,
+    source: &str,
     ops: Arc<Ops>,
+    control: Arc<ControlPlane>,
 ) -> Result<Option<Admin>, (String, String)> {
     let explicit = config.admin.is_some();
     let settings = config.admin.clone().unwrap_or_default();
     let mut tokens =
         Tokens::parse(&settings.tokens).map_err(|(i, m)| (format!("admin.tokens[{i}]"), m))?;
     let configured = !tokens.is_empty();
-    let listener = match admin::bind(&settings, explicit, configured).await? {
+    let auth = admin::auth::Auth::new(
+        settings.users.clone(),
+        source.to_owned(),
+        ops.store().cloned(),
+        settings.session_ttl()?,
+        settings.secure_cookies,
+    );
+    auth.check_conflicts().await?;
+    let credentials = configured || !settings.users.is_empty();
+    let listener = match admin::bind(&settings, explicit, credentials).await? {
         admin::Bound::Listening(l) => l,
         admin::Bound::Skipped(_) => return Ok(None),
     };
     let addr = listener
         .local_addr()
         .map_err(|e| ("admin.listen".to_owned(), e.to_string()))?;
-    let mut banner = format!("octollm-server admin on http://{addr} (admin API, /metrics)");
+    let mut banner =
+        format!("octollm-server admin on http://{addr} (web panel, admin API, /metrics)");
     if !configured {
         let fresh = if demo {
             // The demo is ephemeral: a new token each run, never stored.
@@ -323,16 +408,42 @@ async fn start_admin(
             )),
         }
     }
+    if demo {
+        let once = auth
+            .once
+            .issue(admin::Actor::User("demo".into()), DEMO_LINK_TTL)
+            .map_err(|m| (String::new(), m))?;
+        banner.push_str(&format!(
+            "\nweb panel: open http://{addr}/api/v1/login/once/{once} (signs you in once)"
+        ));
+    } else if settings.users.is_empty() {
+        banner.push_str(&format!(
+            "\nweb panel: http://{addr}/ (sign in with an admin token, or add users: `admin.users` or POST /api/v1/users)"
+        ));
+    } else {
+        banner.push_str(&format!("\nweb panel: http://{addr}/"));
+    }
     let state = admin::AdminState {
         tokens: Arc::new(tokens),
         metrics_without_token: settings.metrics_without_token,
         ops,
+        control,
+        auth: auth.clone(),
     };
     let app = admin::router(state);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let pruner = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                auth.sessions.prune().await;
+            }
+        });
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
             tracing::error!(error = %e, "admin listener stopped");
         }
+        pruner.abort();
     });
     Ok(Some(Admin { banner, task }))
 }

@@ -48,6 +48,8 @@ pub struct Ops {
     otlp: Option<Arc<OtlpExporter>>,
     otlp_worker: Mutex<Option<OtlpWorker>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Rate limits and budgets (see `crate::limits`); kept across reloads like the rest.
+    limiter: Arc<octo_limits::Limiter>,
 }
 
 impl std::fmt::Debug for Ops {
@@ -135,6 +137,13 @@ impl Ops {
         let endpoints: Arc<Endpoints> = Arc::default();
         let states = endpoints.clone();
         metrics.register_fn(move |out| key_states(&states, out));
+        let limiter = crate::limits::start(config)?;
+        limiter.set_cost(crate::limits::cost_fn(prices.clone(), config));
+        crate::limits::register_metrics(&limiter, &metrics);
+        if let Some(store) = &store {
+            crate::limits::seed(&limiter, store).await;
+        }
+        metrics.register_fn(crate::answer_layers::collect);
         Ok(Ops {
             endpoints,
             store,
@@ -145,6 +154,7 @@ impl Ops {
             otlp,
             otlp_worker: Mutex::new(worker),
             tasks,
+            limiter,
         })
     }
 
@@ -175,6 +185,8 @@ impl Ops {
         if let Err(problems) = self.prices.set_overrides(&config.prices) {
             tracing::warn!(?problems, "price overrides not applied");
         }
+        self.limiter
+            .set_cost(crate::limits::cost_fn(self.prices.clone(), config));
         let next = names(config);
         let mut current = self.names.lock().unwrap_or_else(|e| e.into_inner());
         if *current != next {
@@ -211,6 +223,11 @@ impl Ops {
         &self.prices
     }
 
+    /// The rate limiter (limits and budgets, counted in memory or in Redis).
+    pub fn limiter(&self) -> &Arc<octo_limits::Limiter> {
+        &self.limiter
+    }
+
     /// Writes what is still queued (log records, spans) within `deadline`, then stops the
     /// background tasks. Called after the listener drained on SIGTERM.
     pub async fn shutdown(&self, deadline: Instant) {
@@ -232,6 +249,7 @@ impl Ops {
         for t in &self.tasks {
             t.abort();
         }
+        self.limiter.shutdown();
         if let Some(s) = &self.store {
             s.close().await;
         }

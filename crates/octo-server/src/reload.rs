@@ -1,7 +1,9 @@
 //! Config reload on SIGHUP and on file change.
 //!
-//! A reload reads and validates the file and builds a complete new engine graph before anything
-//! changes; only then is the new router swapped in ([`SharedRouter::store`]). Requests already
+//! A reload reads and validates the file (merged with the admin API's objects, through the
+//! [`ControlPlane`]) and builds a complete new engine graph before anything changes; only then is
+//! the new router swapped in (`SharedRouter::store`). Backends whose settings did not change keep
+//! their state ([`crate::registry`]). Requests already
 //! running keep the graph they started on (they hold an `Arc` to it), so nothing in flight is
 //! disturbed. An invalid file is refused and the previous config stays in force.
 //!
@@ -15,11 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use octo_core::http::SharedRouter;
-
-use crate::config::{self, Config};
-use crate::gateway::build_with;
-use crate::ops::Ops;
+use crate::config::Config;
+use crate::control::ControlPlane;
 
 /// What identifies a version of the file on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,40 +48,26 @@ pub struct Reloader {
     path: PathBuf,
     /// The file as it was when the reloader was made, so a change right after start is not missed.
     last: Option<Stamp>,
-    router: Arc<SharedRouter>,
-    current: Config,
+    control: Arc<ControlPlane>,
     poll: Option<Duration>,
-    ops: Option<Arc<Ops>>,
     #[cfg(unix)]
     hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Reloader {
-    /// Watches `path` (every `poll`, if given) and SIGHUP, swapping new routers into `router`.
+    /// Watches `path` (every `poll`, if given) and SIGHUP; each change goes through `control`
+    /// (validated with the admin API's objects, built, swapped in).
     ///
     /// Must be called inside a tokio runtime.
-    pub fn new(
-        path: PathBuf,
-        router: Arc<SharedRouter>,
-        initial: Config,
-        poll: Option<Duration>,
-    ) -> Self {
+    pub fn new(path: PathBuf, control: Arc<ControlPlane>, poll: Option<Duration>) -> Self {
         Reloader {
             last: stamp(&path),
             path,
-            router,
-            current: initial,
+            control,
             poll,
-            ops: None,
             #[cfg(unix)]
             hup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
         }
-    }
-
-    /// Attaches `ops` (observers, pricing) to every rebuilt router and follows the new config.
-    pub fn with_ops(mut self, ops: Arc<Ops>) -> Self {
-        self.ops = Some(ops);
-        self
     }
 
     /// Runs until the task is dropped.
@@ -90,17 +75,13 @@ impl Reloader {
         let Reloader {
             path,
             last,
-            router,
-            current,
+            control,
             poll,
-            ops,
             ..
         } = self;
         #[cfg(unix)]
         let mut hup = self.hup;
-        let mut current = current;
         let mut last = last;
-        let mut generation = 1u64;
         let mut ticker = poll.map(|p| {
             let mut t = tokio::time::interval(p);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,39 +124,7 @@ impl Reloader {
             if reason == "SIGHUP" {
                 last = stamp(&path);
             }
-            let source = path.display().to_string();
-            let responses = ops.as_ref().map(|o| o.responses()).unwrap_or_default();
-            let outcome = config::load(&path)
-                .and_then(|c| build_with(&c, &source, responses).map(|g| (c, g)));
-            let line = match outcome {
-                Ok((new_config, gateway)) => {
-                    generation += 1;
-                    let restart = restart_needed(&current, &new_config);
-                    let mut next = gateway.router;
-                    if let Some(ops) = &ops {
-                        ops.reconfigure(&new_config);
-                        ops.track(&gateway.endpoints);
-                        next = ops.attach(next);
-                    }
-                    router.store(next);
-                    current = new_config;
-                    tracing::info!(reason, generation, "config reloaded");
-                    let mut line = format!(
-                        "octollm-server reloaded {source} (generation {generation}, {reason})"
-                    );
-                    if !restart.is_empty() {
-                        line.push_str(&format!("; restart to apply {}", restart.join(", ")));
-                    }
-                    line
-                }
-                Err(e) => {
-                    tracing::error!(reason, "config reload refused:\n{e}");
-                    format!(
-                        "octollm-server kept the previous config ({reason}): {}",
-                        e.to_string().replace('\n', " ")
-                    )
-                }
-            };
+            let line = control.reload_file(reason).await;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
             let _ = out.flush();
@@ -183,7 +132,8 @@ impl Reloader {
     }
 }
 
-fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+/// The settings a reload cannot change in a running process, as written in messages.
+pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut keys = Vec::new();
     if old.listen != new.listen {
         keys.push("`listen`");

@@ -32,7 +32,9 @@
 //! # });
 //! ```
 
+pub mod admin;
 mod config;
+pub mod control;
 mod db;
 mod error;
 mod query;
@@ -40,6 +42,7 @@ pub mod responses;
 mod rollup;
 mod row;
 pub mod schema;
+mod spend;
 pub mod testing;
 pub mod writer;
 
@@ -49,8 +52,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use octo_core::record::Record;
 
+pub use admin::{AdminUser, Session};
 pub use config::{
     Backend, DEFAULT_RETENTION, DEFAULT_URL, StoreConfig, parse_retention, resolve_url,
+};
+pub use control::{
+    AuditEntry, ControlState, ControlWrite, KeyActivity, NewAudit, StoredKey, StoredObject,
 };
 pub use error::{ErrorKind, StoreError};
 pub use query::{
@@ -58,6 +65,7 @@ pub use query::{
     StatsBucket, StatsQuery,
 };
 pub use responses::StoredResponse;
+pub use spend::SpendRow;
 pub use writer::{LogWriter, WARN_EVERY, WriterStats};
 
 use crate::db::{Col, Pool, Sql, Value};

@@ -6,6 +6,7 @@
 //!   as five columns (exact floats); `attempts` and `trace` as JSON text.
 //! - `rollup_minute`, `rollup_hour`, `rollup_day`: sums per (bucket start in Unix ms, model,
 //!   backend, org, user, status), upserted in the same transaction as the log rows.
+//! - the control plane's tables (version 3): see [`crate::control`].
 //! - `stored_response` (version 5): Responses API answers kept for `previous_response_id`, per
 //!   org ([`crate::responses`]).
 //! - `octollm_schema`: the versions applied.
@@ -227,6 +228,16 @@ const MIGRATIONS: &[Migration] = &[
         version: 1,
         description: "request log and minute, hour and day rollups",
         statements: v1,
+    },
+    Migration {
+        version: 3,
+        description: "control plane: admin API objects, gateway keys, key usage, audit trail",
+        statements: crate::control::v3,
+    },
+    Migration {
+        version: 4,
+        description: "admin users and panel sessions",
+        statements: crate::admin::v4,
     },
     Migration {
         version: 5,

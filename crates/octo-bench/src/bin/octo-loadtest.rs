@@ -447,12 +447,30 @@ models:
 /// file, traces exported to `otlp` (every trace: `sample` defaults to 1).
 ///
 /// `OCTOLLM_BENCH_OPS=storage` or `=traces` turns on only that part, to split the cost.
+/// `OCTOLLM_BENCH_OPS=limits` measures rate limits instead: the "on" gateway has the request log
+/// and traces off like the other, and a Redis-backed rate limit (`rpm` and `tpm`, high enough
+/// never to refuse) on the passthrough model, on the Redis at `OCTOLLM_BENCH_REDIS_URL`
+/// (`scripts/services.sh` starts one).
 fn ops_on_config(mock: SocketAddr, otlp: &str) -> String {
     let storage = format!("storage:\n  url: \"sqlite://{OPS_DB}\"\n");
     let traces = format!("telemetry:\n  otlp_endpoint: \"{otlp}\"\n");
     let parts = match std::env::var("OCTOLLM_BENCH_OPS").as_deref() {
         Ok("storage") => storage,
         Ok("traces") => format!("storage: off\n{traces}"),
+        Ok("limits") => {
+            let redis = std::env::var("OCTOLLM_BENCH_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+            let limited = gateway_config(mock).replace(
+                &format!("  {PASSTHROUGH_MODEL}:\n    targets:\n      - {{backend: mock}}\n"),
+                &format!(
+                    "  {PASSTHROUGH_MODEL}:\n    targets:\n      - {{backend: mock}}\n    rate_limit: {{rpm: 100000000, tpm: 100000000000}}\n"
+                ),
+            );
+            return format!(
+                "{limited}storage: off\nredis: {{url: \"{redis}\", key_prefix: \"octollm-bench-{}:\"}}\n",
+                std::process::id()
+            );
+        }
         _ => format!("{storage}{traces}"),
     };
     format!("{}{parts}", gateway_config(mock))
@@ -1664,10 +1682,13 @@ impl OpsProcs {
             })
             .unwrap_or(0);
         let otlp_requests = self.sink.requests();
-        if otlp_requests == 0 {
+        let limits_only = std::env::var("OCTOLLM_BENCH_OPS").as_deref() == Ok("limits");
+        if limits_only {
+            notes.push("OCTOLLM_BENCH_OPS=limits: \"ops on\" is a Redis-backed rate limit (rpm and tpm) on the passthrough model; request log and traces are off in both".into());
+        } else if otlp_requests == 0 {
             notes.push("ops on: the OTLP sink received no export: traces were not exported".into());
         }
-        if db_bytes == 0 {
+        if db_bytes == 0 && !limits_only {
             notes.push("ops on: no SQLite request log was written".into());
         }
         let row = |name: &str| latency.iter().find(|r| r.target == name);

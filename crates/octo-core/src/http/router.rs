@@ -2,7 +2,8 @@
 //!
 //! [`Router`] knows the paths of the four protocols (`/v1/chat/completions`, `/v1/responses`,
 //! `/v1/messages`, and Gemini's `/{v1,v1beta}/models/{model}:generateContent` and
-//! `:streamGenerateContent`), answers 404 and 405 in the shape the path implies, enforces the body
+//! `:streamGenerateContent`) and of the two embeddings protocols (`/v1/embeddings`, Gemini's
+//! `:embedContent` and `:batchEmbedContents`), answers 404 and 405 in the shape the path implies, enforces the body
 //! limit (413) before buffering, and writes the engine's response with the engine's status. It never
 //! panics on client input and never answers a blanket 200.
 
@@ -65,6 +66,8 @@ enum Pattern {
     GeminiModels,
     /// `/{version}/models/{model}:countTokens`.
     GeminiCountTokens,
+    /// `/{version}/models/{model}:{embedContent|batchEmbedContents}`.
+    GeminiEmbed,
 }
 
 #[derive(Clone)]
@@ -121,6 +124,7 @@ pub fn default_path(format: Protocol) -> Option<&'static str> {
         Protocol::OpenAiChat => Some("/v1/chat/completions"),
         Protocol::OpenAiResponses => Some("/v1/responses"),
         Protocol::Anthropic => Some("/v1/messages"),
+        Protocol::OpenAiEmbeddings => Some("/v1/embeddings"),
         _ => None,
     }
 }
@@ -164,11 +168,13 @@ impl Router {
     /// Mounts `engine` on the protocol's standard route(s) for `POST`.
     ///
     /// Gemini is mounted on `/v1/models/{model}:…` and `/v1beta/models/{model}:…`, for both
-    /// `generateContent` and `streamGenerateContent` (SSE with `?alt=sse`, a JSON array without).
+    /// `generateContent` and `streamGenerateContent` (SSE with `?alt=sse`, a JSON array without);
+    /// Gemini embeddings on the same paths' `embedContent` and `batchEmbedContents`.
     pub fn engine(self, format: Protocol, engine: ArcEngine) -> Self {
-        let pattern = match default_path(format) {
-            Some(path) => Pattern::Exact(path.to_owned()),
-            None => Pattern::GeminiModels,
+        let pattern = match (default_path(format), format) {
+            (Some(path), _) => Pattern::Exact(path.to_owned()),
+            (None, Protocol::GeminiEmbeddings) => Pattern::GeminiEmbed,
+            (None, _) => Pattern::GeminiModels,
         };
         self.mount(pattern, Method::POST, format, engine, true)
     }
@@ -404,7 +410,7 @@ impl Router {
         }
         request.extensions.insert(upstream);
         if recorded {
-            if format.is_chat()
+            if (format.is_chat() || format.is_embeddings())
                 && let Ok(peek) = request.peek_ref()
             {
                 record.set_model(peek.model.unwrap_or_default(), peek.stream);
@@ -529,12 +535,18 @@ impl Pattern {
             Pattern::Exact(p) => (p == path).then(RouteParams::default),
             Pattern::ModelId(p) => {
                 let id = path.strip_prefix(p.as_str())?;
-                let gemini_action = [":generateContent", ":streamGenerateContent", ":countTokens"]
-                    .iter()
-                    .any(|action| id.ends_with(action));
+                let gemini_action = [
+                    ":generateContent",
+                    ":streamGenerateContent",
+                    ":countTokens",
+                    ":embedContent",
+                    ":batchEmbedContents",
+                ]
+                .iter()
+                .any(|action| id.ends_with(action));
                 (!id.is_empty() && !gemini_action).then(RouteParams::default)
             }
-            Pattern::GeminiModels | Pattern::GeminiCountTokens => {
+            Pattern::GeminiModels | Pattern::GeminiCountTokens | Pattern::GeminiEmbed => {
                 let rest = path
                     .strip_prefix("/v1beta/models/")
                     .or_else(|| path.strip_prefix("/v1/models/"))?;
@@ -545,7 +557,8 @@ impl Pattern {
                 let stream = match (self, action) {
                     (Pattern::GeminiModels, "generateContent") => false,
                     (Pattern::GeminiModels, "streamGenerateContent") => true,
-                    (Pattern::GeminiCountTokens, "countTokens") => false,
+                    (Pattern::GeminiCountTokens, "countTokens")
+                    | (Pattern::GeminiEmbed, "embedContent" | "batchEmbedContents") => false,
                     _ => return None,
                 };
                 Some(RouteParams {
@@ -567,6 +580,8 @@ fn guess_format(path: &str) -> Protocol {
         Protocol::Gemini
     } else if path.starts_with("/v1/responses") {
         Protocol::OpenAiResponses
+    } else if path.starts_with("/v1/embeddings") {
+        Protocol::OpenAiEmbeddings
     } else {
         Protocol::OpenAiChat
     }
@@ -704,6 +719,48 @@ mod tests {
         let (s, _, v) = call(&r, Method::POST, "/v1beta/models/g:countEverything", "{}").await;
         assert_eq!(s, 404);
         assert_eq!(v["error"]["status"], "NOT_FOUND");
+    }
+
+    #[tokio::test]
+    async fn embeddings_routes_carry_their_protocol_and_model() {
+        let seen: ArcEngine = Arc::new(engine_fn(|req: Request| async move {
+            let peek = req.peek()?;
+            let mut resp = Response::json(200, Body::from_static(b"{}"));
+            resp.headers.insert(
+                "x-seen",
+                HeaderValue::from_str(&format!(
+                    "{} {}",
+                    req.protocol,
+                    peek.model.unwrap_or_default()
+                ))
+                .unwrap(),
+            );
+            Ok(resp)
+        }));
+        let r = Router::new()
+            .engine(Protocol::Gemini, seen.clone())
+            .engine(Protocol::OpenAiEmbeddings, seen.clone())
+            .engine(Protocol::GeminiEmbeddings, seen);
+        let cases = [
+            ("/v1/embeddings", r#"{"model":"e"}"#, "openai_embeddings e"),
+            ("/v1beta/models/g:embedContent", "{}", "gemini_embeddings g"),
+            (
+                "/v1/models/g:batchEmbedContents",
+                "{}",
+                "gemini_embeddings g",
+            ),
+            ("/v1beta/models/g:generateContent", "{}", "gemini g"),
+        ];
+        for (path, body, want) in cases {
+            let (s, h, _) = call(&r, Method::POST, path, body).await;
+            assert_eq!((s, h["x-seen"].to_str().unwrap()), (StatusCode::OK, want));
+        }
+        let (s, _, v) = call(&r, Method::GET, "/v1beta/models/g:embedContent", "").await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(
+            v["error"]["status"].is_string(),
+            "a Gemini-shaped error: {v}"
+        );
     }
 
     #[tokio::test]

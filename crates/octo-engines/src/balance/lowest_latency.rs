@@ -11,8 +11,12 @@
 //! A retryable failure is recorded as a sample of at least [`LatencyConfig::failure_penalty`], so
 //! a failing target is demoted at once (Octopus measured latency with hourly `HEAD` requests and
 //! never demoted failing URLs between checks). Client errors and skips are not samples.
+//!
+//! Each target's average is a [`LatencyAverage`] cell. A target that carries one
+//! ([`Target::with_latency`](super::Target::with_latency)) shares it: the server keeps one per
+//! (backend, upstream model) across config changes, so a rebuilt model keeps what was learnt.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use octo_core::Request;
@@ -37,11 +41,50 @@ impl Default for LatencyConfig {
     }
 }
 
+/// One target's moving average of time to first byte, shareable between strategies (and kept
+/// across config changes by whoever holds it).
+///
+/// ```
+/// use std::time::Duration;
+/// use octo_engines::balance::LatencyAverage;
+/// let a = LatencyAverage::default();
+/// assert_eq!(a.get(), None);
+/// a.observe(Duration::from_millis(100), 0.3);
+/// a.observe(Duration::from_millis(200), 0.3);
+/// assert_eq!(a.get().unwrap().as_millis(), 130);
+/// ```
+#[derive(Debug, Default)]
+pub struct LatencyAverage {
+    /// Seconds; `None` until the first sample.
+    secs: Mutex<Option<f64>>,
+}
+
+impl LatencyAverage {
+    /// The average, once measured.
+    pub fn get(&self) -> Option<Duration> {
+        self.secs()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    }
+
+    fn secs(&self) -> Option<f64> {
+        *self.secs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Feeds one sample with weight `alpha` (in `(0, 1]`).
+    pub fn observe(&self, sample: Duration, alpha: f64) {
+        let s = sample.as_secs_f64();
+        let mut slot = self.secs.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(match *slot {
+            None => s,
+            Some(old) => alpha * s + (1.0 - alpha) * old,
+        });
+    }
+}
+
 /// EWMA + power of two choices; see the [module docs](self).
 #[derive(Debug)]
 pub struct LowestLatency {
-    /// Seconds; `None` until the first sample.
-    ewma: Mutex<Vec<Option<f64>>>,
+    averages: Vec<Arc<LatencyAverage>>,
     config: LatencyConfig,
     rng: SplitMix64,
 }
@@ -49,13 +92,23 @@ pub struct LowestLatency {
 impl LowestLatency {
     /// A balancer over `len` targets, none measured yet, choosing with a generator seeded by `seed`.
     pub fn new(len: usize, config: LatencyConfig, seed: u64) -> Self {
+        Self::with_averages((0..len).map(|_| Arc::default()).collect(), config, seed)
+    }
+
+    /// A balancer over targets whose averages are `averages` (one per target, in order), shared
+    /// with whoever else holds them.
+    pub fn with_averages(
+        averages: Vec<Arc<LatencyAverage>>,
+        config: LatencyConfig,
+        seed: u64,
+    ) -> Self {
         let alpha = if config.alpha.is_finite() && config.alpha > 0.0 {
             config.alpha.min(1.0)
         } else {
             LatencyConfig::default().alpha
         };
         LowestLatency {
-            ewma: Mutex::new(vec![None; len]),
+            averages,
             config: LatencyConfig { alpha, ..config },
             rng: SplitMix64::new(seed),
         }
@@ -63,22 +116,13 @@ impl LowestLatency {
 
     /// The current average time to first byte of target `index`, once measured.
     pub fn average(&self, index: usize) -> Option<Duration> {
-        let ewma = self.ewma.lock().unwrap_or_else(|e| e.into_inner());
-        ewma.get(index)
-            .copied()
-            .flatten()
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        self.averages.get(index)?.get()
     }
 
     /// Feeds one sample for `index` (what [`Strategy::record`] does for a success).
     pub fn observe(&self, index: usize, sample: Duration) {
-        let mut ewma = self.ewma.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = ewma.get_mut(index) {
-            let s = sample.as_secs_f64();
-            *slot = Some(match *slot {
-                None => s,
-                Some(old) => self.config.alpha * s + (1.0 - self.config.alpha) * old,
-            });
+        if let Some(a) = self.averages.get(index) {
+            a.observe(sample, self.config.alpha);
         }
     }
 
@@ -89,8 +133,7 @@ impl LowestLatency {
 
 impl Strategy for LowestLatency {
     fn pick(&self, candidates: &[usize], _req: &Request) -> Option<usize> {
-        let ewma = self.ewma.lock().unwrap_or_else(|e| e.into_inner());
-        let avg = |i: usize| ewma.get(i).copied().flatten();
+        let avg = |i: usize| self.averages.get(i).and_then(|a| a.secs());
         let untried: Vec<usize> = candidates
             .iter()
             .copied()

@@ -52,7 +52,7 @@ use crate::breaker::CircuitBreaker;
 pub use crate::retry::AttemptOutcome;
 
 pub use failover::Failover;
-pub use lowest_latency::{LatencyConfig, LowestLatency};
+pub use lowest_latency::{LatencyAverage, LatencyConfig, LowestLatency};
 pub use random::WeightedRandom;
 pub use rng::{SplitMix64, entropy_seed};
 pub use round_robin::RoundRobin;
@@ -114,6 +114,10 @@ pub struct Target {
     pub engine: ArcEngine,
     /// A cheap "could this take a request now" check, consulted before each attempt.
     pub availability: Option<Arc<dyn Availability>>,
+    /// The target's latency average for `lowest_latency`, when shared with its owner (the
+    /// server keeps one per backend and upstream model across config changes); `None`: the
+    /// strategy keeps its own.
+    pub latency: Option<Arc<LatencyAverage>>,
 }
 
 impl fmt::Debug for Target {
@@ -138,6 +142,7 @@ impl Target {
             model: None,
             engine,
             availability: None,
+            latency: None,
         }
     }
 
@@ -167,6 +172,12 @@ impl Target {
     /// Sets the upstream model name.
     pub fn with_model(mut self, model: impl Into<String>) -> Self {
         self.model = Some(model.into());
+        self
+    }
+
+    /// Shares `latency` as this target's average under `lowest_latency`.
+    pub fn with_latency(mut self, latency: Arc<LatencyAverage>) -> Self {
+        self.latency = Some(latency);
         self
     }
 
@@ -278,8 +289,11 @@ impl StrategyKind {
                 let priorities: Vec<i32> = targets.iter().map(|t| t.priority).collect();
                 Box::new(Failover::new(&priorities, &weights))
             }
-            StrategyKind::LowestLatency => Box::new(LowestLatency::new(
-                targets.len(),
+            StrategyKind::LowestLatency => Box::new(LowestLatency::with_averages(
+                targets
+                    .iter()
+                    .map(|t| t.latency.clone().unwrap_or_default())
+                    .collect(),
                 LatencyConfig::default(),
                 seed,
             )),

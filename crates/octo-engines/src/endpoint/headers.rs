@@ -45,7 +45,9 @@ pub(crate) fn forwarded_client_headers(format: Protocol, client: &HeaderMap, out
 pub(crate) fn auth_headers(format: Protocol, key: &str, out: &mut HeaderMap) -> Result<(), ()> {
     let (name, value) = match format {
         Protocol::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
-        Protocol::Gemini => (HeaderName::from_static("x-goog-api-key"), key.to_owned()),
+        Protocol::Gemini | Protocol::GeminiEmbeddings => {
+            (HeaderName::from_static("x-goog-api-key"), key.to_owned())
+        }
         _ => (header::AUTHORIZATION, format!("Bearer {key}")),
     };
     let mut value = HeaderValue::from_str(&value).map_err(|_| ())?;

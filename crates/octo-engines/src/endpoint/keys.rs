@@ -61,6 +61,61 @@ struct Slot {
     /// Auth headers for each protocol (sensitive values).
     auth: HeaderMap,
     cooling_until: Mutex<Option<Instant>>,
+    stats: Mutex<SlotStats>,
+}
+
+/// What a key's recent calls looked like (for the health view, never for routing).
+#[derive(Default)]
+struct SlotStats {
+    /// Model → moving average of the upstream's answer time, seconds.
+    latency: std::collections::HashMap<String, f64>,
+    /// The last errors, oldest first.
+    errors: std::collections::VecDeque<KeyError>,
+}
+
+/// How many recent errors each key keeps.
+pub const RECENT_ERRORS: usize = 5;
+
+/// The weight of a new sample in a key's latency average.
+const KEY_LATENCY_ALPHA: f64 = 0.3;
+
+/// One failed call of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    /// When it failed.
+    pub at: std::time::SystemTime,
+    /// The upstream model asked for.
+    pub model: String,
+    /// The status the gateway saw (the upstream's, or 502/504 for connect failures and
+    /// timeouts).
+    pub status: u16,
+    /// The error message (the gateway's own words; never a key).
+    pub message: String,
+}
+
+/// One key's state, as the health view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyHealth {
+    /// The key's position in the backend's list, from 0 (a keyless backend has one slot).
+    pub index: usize,
+    /// How long the key still rests after a 401, 403 or 429.
+    pub cooling_for: Option<Duration>,
+    /// Per model used: the breaker's state and the latency average.
+    pub models: Vec<ModelHealth>,
+    /// The last errors, newest first.
+    pub recent_errors: Vec<KeyError>,
+}
+
+/// One (key, model)'s state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelHealth {
+    /// The upstream model.
+    pub model: String,
+    /// Its breaker, when breakers are on and the pair was used.
+    pub breaker: Option<crate::breaker::BreakerState>,
+    /// The moving average of the upstream's answer time (the head of a stream, the whole body
+    /// otherwise).
+    pub latency: Option<Duration>,
 }
 
 impl Slot {
@@ -132,6 +187,7 @@ impl KeyPool {
             slots.push(Slot {
                 auth,
                 cooling_until: Mutex::new(None),
+                stats: Mutex::default(),
             });
         }
         let keyed = !slots.is_empty();
@@ -139,6 +195,7 @@ impl KeyPool {
             slots.push(Slot {
                 auth: HeaderMap::new(),
                 cooling_until: Mutex::new(None),
+                stats: Mutex::default(),
             });
         }
         let breakers = config
@@ -301,6 +358,91 @@ impl KeyPool {
             ),
             (None, None) => Error::upstream(format!("{what}: no key left to try")),
         }
+    }
+
+    /// Notes how a call of key `index` for `model` went, for [`health`](Self::health): its
+    /// answer time on success, the error otherwise.
+    pub fn note<T>(
+        &self,
+        index: usize,
+        model: &str,
+        elapsed: Duration,
+        result: Result<&T, &Error>,
+    ) {
+        let Some(slot) = self.slots.get(index) else {
+            return;
+        };
+        let mut stats = slot.stats.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(_) => {
+                let s = elapsed.as_secs_f64();
+                match stats.latency.get_mut(model) {
+                    Some(avg) => *avg = KEY_LATENCY_ALPHA * s + (1.0 - KEY_LATENCY_ALPHA) * *avg,
+                    None => {
+                        stats.latency.insert(model.to_owned(), s);
+                    }
+                }
+            }
+            Err(e) => {
+                if stats.errors.len() >= RECENT_ERRORS {
+                    stats.errors.pop_front();
+                }
+                stats.errors.push_back(KeyError {
+                    at: std::time::SystemTime::now(),
+                    model: model.to_owned(),
+                    status: e.status().as_u16(),
+                    message: e.message().to_owned(),
+                });
+            }
+        }
+    }
+
+    /// Every key's cooldown, breakers, latency averages and recent errors.
+    pub fn health(&self) -> Vec<KeyHealth> {
+        let now = Instant::now();
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let stats = slot.stats.lock().unwrap_or_else(|e| e.into_inner());
+                let mut models: std::collections::BTreeMap<String, ModelHealth> = stats
+                    .latency
+                    .iter()
+                    .map(|(m, s)| {
+                        (
+                            m.clone(),
+                            ModelHealth {
+                                model: m.clone(),
+                                breaker: None,
+                                latency: Duration::try_from_secs_f64(*s).ok(),
+                            },
+                        )
+                    })
+                    .collect();
+                for (m, state) in self
+                    .breakers
+                    .as_ref()
+                    .and_then(|r| r.get(i))
+                    .map(|r| r.states())
+                    .unwrap_or_default()
+                {
+                    models
+                        .entry(m.clone())
+                        .or_insert_with(|| ModelHealth {
+                            model: m,
+                            breaker: None,
+                            latency: None,
+                        })
+                        .breaker = Some(state);
+                }
+                KeyHealth {
+                    index: i,
+                    cooling_for: slot.cooling_for(now),
+                    models: models.into_values().collect(),
+                    recent_errors: stats.errors.iter().rev().cloned().collect(),
+                }
+            })
+            .collect()
     }
 
     /// The auth headers of the lease's key (all protocols; pick the one that applies).

@@ -24,6 +24,10 @@
 //! Headers an engine put in the request's [`UpstreamHeaders`] extension are added last (they
 //! replace the backend's configured value for the same name; protected names are ignored).
 //!
+//! Embeddings requests go to `POST /v1/embeddings` (OpenAI) or to Gemini's `embedContent` /
+//! `batchEmbedContents` action, the one the request's own path names (a converted request's path
+//! names the batch call).
+//!
 //! A request carrying the [`CountTokens`] extension goes to the protocol's token-counting call
 //! instead of generation: Anthropic's messages path + `/count_tokens`, Gemini's `countTokens`
 //! action. Other protocols have none (a 501).
@@ -56,7 +60,7 @@ use self::timed_body::TimedBody;
 use crate::add_header::{UpstreamHeaders, is_protected};
 use crate::balance::{Availability, Target};
 
-pub use self::keys::{KeyLease, KeyPool, KeyPoolConfig};
+pub use self::keys::{KeyError, KeyHealth, KeyLease, KeyPool, KeyPoolConfig, ModelHealth};
 
 /// Deadlines for one upstream exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +206,7 @@ pub fn default_upstream_path(format: Protocol) -> &'static str {
         Protocol::OpenAiResponses => "/v1/responses",
         Protocol::Anthropic => "/v1/messages",
         Protocol::ModelList => "/v1/models",
+        Protocol::OpenAiEmbeddings => "/v1/embeddings",
         _ => "/v1beta/models/{model}:{action}",
     }
 }
@@ -306,7 +311,7 @@ impl HttpEndpoint {
         })?;
         let mut fixed_urls = Vec::new();
         for &format in &config.protocols {
-            if format == Protocol::Gemini {
+            if matches!(format, Protocol::Gemini | Protocol::GeminiEmbeddings) {
                 continue;
             }
             let url = format!("{base_url}{}", path_template(&config.paths, format));
@@ -364,9 +369,34 @@ impl HttpEndpoint {
         let model = model.ok_or_else(|| {
             Error::bad_request("the request names no model").with_code("model_required")
         })?;
-        Ok(path_template(&self.config.paths, Protocol::Gemini)
+        // Embeddings use the Gemini path template unless they have their own.
+        let template = self
+            .config
+            .paths
+            .get(&Protocol::GeminiEmbeddings)
+            .filter(|_| matches!(action, "embedContent" | "batchEmbedContents"))
+            .map_or_else(
+                || path_template(&self.config.paths, Protocol::Gemini),
+                String::as_str,
+            );
+        Ok(template
             .replace("{model}", &encode_path_segment(model))
             .replace("{action}", action))
+    }
+
+    /// The URL of a Gemini embeddings request: the action its own path names
+    /// (`embedContent` or `batchEmbedContents`; the batch call when it names neither).
+    fn gemini_embed_url(&self, model: Option<&str>, path: &str) -> Result<reqwest::Url, Error> {
+        let action = if path.ends_with(":embedContent") {
+            "embedContent"
+        } else {
+            "batchEmbedContents"
+        };
+        self.parse_url(&format!(
+            "{}{}",
+            self.base_url,
+            self.gemini_path(model, action)?
+        ))
     }
 
     fn url_string(
@@ -494,6 +524,8 @@ impl Engine for HttpEndpoint {
         let peek = req.peek_ref()?;
         let url = if req.extensions.get::<CountTokens>().is_some() {
             self.count_tokens_url(format, peek.model)?
+        } else if format == Protocol::GeminiEmbeddings {
+            self.gemini_embed_url(peek.model, req.uri.path())?
         } else {
             self.url(format, peek.model, peek.stream)?
         };
@@ -519,6 +551,7 @@ impl Engine for HttpEndpoint {
                 }
                 (r.elapsed_ms(), Instant::now(), span_id)
             });
+            let sent = Instant::now();
             let result = self
                 .send(
                     req.method.clone(),
@@ -530,6 +563,8 @@ impl Engine for HttpEndpoint {
                 )
                 .await;
             let key = lease.index() + 1;
+            self.keys
+                .note(lease.index(), model, sent.elapsed(), result.as_ref());
             let next_key = self.keys.finish(lease, result.as_ref());
             let result = match (&record, attempt) {
                 (Some(r), Some((offset_ms, started, span_id))) => {
@@ -789,7 +824,7 @@ async fn collect_limited(
 fn header_applies(format: Protocol, name: &http::HeaderName) -> bool {
     let wanted: &[&str] = match format {
         Protocol::Anthropic => &["x-api-key"],
-        Protocol::Gemini => &["x-goog-api-key"],
+        Protocol::Gemini | Protocol::GeminiEmbeddings => &["x-goog-api-key"],
         _ => &["authorization"],
     };
     wanted.contains(&name.as_str())

@@ -14,6 +14,8 @@
 //! | OpenAI Responses | `response.usage` in `response.completed` / `.incomplete` / `.failed` | `response.status` |
 //! | Anthropic | `message.usage` in `message_start`, then `usage` snapshots in `message_delta` | `delta.stop_reason` |
 //! | Gemini | `usageMetadata` (cumulative, the last one wins) | `candidates[].finishReason` |
+//! | OpenAI embeddings | `usage` (`prompt_tokens`) | – |
+//! | Gemini embeddings | `usageMetadata` when given (the public API gives none: the embeddings engine estimates) | – |
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -85,6 +87,18 @@ impl Tapped {
                 self.finish(msg.get("stop_reason"));
                 if let Some(d) = v.get("delta") {
                     self.finish(d.get("stop_reason"));
+                }
+            }
+            Protocol::OpenAiEmbeddings => {
+                if let Some(u) = v.get("usage").filter(|u| u.is_object())
+                    && let Some(u) = Usage::from_openai_chat(u)
+                {
+                    self.merge(u, UsageFields::ALL);
+                }
+            }
+            Protocol::GeminiEmbeddings => {
+                if let Some(u) = v.get("usageMetadata").and_then(Usage::from_gemini) {
+                    self.merge(u, UsageFields::ALL);
                 }
             }
             Protocol::Gemini => {
@@ -300,6 +314,22 @@ mod tests {
             (6, 4, 3)
         );
         assert_eq!(t.finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn embeddings_usage() {
+        let t = read_full(
+            Protocol::OpenAiEmbeddings,
+            br#"{"object":"list","data":[],"usage":{"prompt_tokens":9,"total_tokens":9}}"#,
+        );
+        let u = t.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (9, 0));
+        assert_eq!(t.finish_reason, None);
+        let t = read_full(
+            Protocol::GeminiEmbeddings,
+            br#"{"embeddings":[{"values":[0.5]}]}"#,
+        );
+        assert_eq!(t.usage, None, "the public Gemini API reports none");
     }
 
     #[test]

@@ -10,17 +10,30 @@
 //!   start and printed once ([`tokens`]); binding a non-loopback address without configured tokens
 //!   is a startup error.
 //! - Errors are JSON `{"error": {"message": …}}` with the right status.
+//! - The web panel is served at `/` ([`panel`]); people sign in with a user name and password
+//!   (`admin.users` or `POST /api/v1/users`) and get a session cookie ([`login`], [`sessions`]);
+//!   [`auth`] decides who each request acts as.
 
 pub mod actor;
 pub mod api;
+pub mod auth;
+pub mod health;
+pub mod limiter;
+pub mod limits;
+pub mod login;
+pub mod objects;
+pub mod panel;
+pub mod password;
+pub mod sessions;
 pub mod tokens;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -42,6 +55,39 @@ pub struct AdminConfig {
     /// Serve `/metrics` without a token (for a Prometheus that cannot send one).
     #[serde(default)]
     pub metrics_without_token: bool,
+    /// Users who may sign in to the web panel (`argon2:` password hashes).
+    #[serde(default)]
+    pub users: Vec<users::UserConfig>,
+    /// How long a panel session lasts (`12h` by default).
+    #[serde(default)]
+    pub session_ttl: Option<String>,
+    /// Mark the session cookie `Secure` (set it when the admin listener is reached over HTTPS).
+    #[serde(default)]
+    pub secure_cookies: bool,
+}
+
+impl AdminConfig {
+    /// The session lifetime: `session_ttl`, or [`sessions::DEFAULT_TTL`].
+    ///
+    /// # Errors
+    /// A `(key path, message)` for an invalid duration.
+    pub fn session_ttl(&self) -> Result<std::time::Duration, (String, String)> {
+        match &self.session_ttl {
+            None => Ok(sessions::DEFAULT_TTL),
+            Some(t) => {
+                crate::config::parse_duration(t).map_err(|m| ("admin.session_ttl".to_owned(), m))
+            }
+        }
+    }
+
+    /// Problems with `users` and `session_ttl`, as `(key path, message)`.
+    pub fn auth_problems(&self) -> Vec<(String, String)> {
+        let mut p = users::problems(&self.users);
+        if let Err(e) = self.session_ttl() {
+            p.push(e);
+        }
+        p
+    }
 }
 
 impl Default for AdminConfig {
@@ -50,6 +96,9 @@ impl Default for AdminConfig {
             listen: default_listen(),
             tokens: Vec::new(),
             metrics_without_token: false,
+            users: Vec::new(),
+            session_ttl: None,
+            secure_cookies: false,
         }
     }
 }
@@ -93,57 +142,45 @@ pub struct AdminState {
     pub metrics_without_token: bool,
     /// The request log, statistics and metrics.
     pub ops: Arc<crate::ops::Ops>,
+    /// Panel users, sessions and sign-in limits.
+    pub auth: Arc<auth::Auth>,
+    /// Config changes, keys, audit and backend state (`control.rs`).
+    pub control: Arc<crate::control::ControlPlane>,
 }
 
 async fn require_token(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    if state.metrics_without_token && path == "/metrics" {
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
-    match presented {
-        Some(t) if let Some(i) = state.tokens.position(t.trim()) => {
-            req.extensions_mut().insert(Actor::Token(i));
+    match auth::authenticate(
+        &state.tokens,
+        state.metrics_without_token,
+        &state.auth,
+        &req.method().clone(),
+        req.uri().path(),
+        &req.headers().clone(),
+    )
+    .await
+    {
+        auth::Outcome::Pass(actor, session) => {
+            if let Some(actor) = actor {
+                req.extensions_mut().insert(actor);
+            }
+            if let Some(session) = session {
+                req.extensions_mut().insert(session);
+            }
             next.run(req).await
         }
-        Some(_) => {
-            let mut r = ApiError(
-                StatusCode::UNAUTHORIZED,
-                "the admin token is not valid".into(),
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            r
-        }
-        None => {
-            let mut r = ApiError(
-                StatusCode::UNAUTHORIZED,
-                "send `Authorization: Bearer <admin token>` (tokens are set in `admin.tokens`)"
-                    .into(),
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            r
-        }
+        auth::Outcome::Refuse(r) => r,
     }
 }
 
 /// The admin routes over `state`.
 pub fn router(state: AdminState) -> Router {
     api::routes()
+        .merge(login::routes())
+        .merge(users::routes())
+        .merge(panel::routes())
+        .merge(limits::routes())
+        .merge(objects::routes())
+        .merge(health::routes())
         .fallback(|| async {
             ApiError::not_found("no such admin route; see docs/observability.md")
         })

@@ -40,7 +40,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    fn one(source: &str, path: impl Into<String>, msg: impl Into<String>) -> Self {
+    /// One problem at `path` in `source`.
+    pub fn one(source: &str, path: impl Into<String>, msg: impl Into<String>) -> Self {
         ConfigError {
             source: source.to_owned(),
             problems: vec![(path.into(), msg.into())],
@@ -54,6 +55,17 @@ impl ConfigError {
 /// A [`ConfigError`] naming the file, the key path and the fix.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let source = path.display().to_string();
+    from_document(load_document(path)?, &source)
+}
+
+/// Reads the file at `path` as a YAML document with `${ENV}` interpolated from the process
+/// environment, not yet typed (the control plane merges admin API objects into it, then types
+/// and validates the whole with [`from_document`]).
+///
+/// # Errors
+/// A [`ConfigError`] when the file cannot be read, is not YAML, or names an unset variable.
+pub fn load_document(path: &Path) -> Result<Value, ConfigError> {
+    let source = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::one(
             &source,
@@ -61,7 +73,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             format!("cannot read the file: {e}; check the path given to --config"),
         )
     })?;
-    parse(&text, &source, &|name| std::env::var(name).ok())
+    document(&text, &source, &|name| std::env::var(name).ok())
 }
 
 /// Parses and validates config `text` (labelled `source` in errors) with `env` for `${VAR}`.
@@ -73,10 +85,19 @@ pub fn parse(
     source: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let fail = |problems| ConfigError {
-        source: source.to_owned(),
-        problems,
-    };
+    from_document(document(text, source, env)?, source)
+}
+
+/// Parses YAML `text` into a document (a mapping; an empty file is an empty one) and
+/// interpolates `${VAR}` in its string values with `env`.
+///
+/// # Errors
+/// A [`ConfigError`] for invalid YAML or an unset variable, with its key path.
+pub fn document(
+    text: &str,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Value, ConfigError> {
     let mut doc: Value = serde_yaml_ng::from_str(text)
         .map_err(|e| ConfigError::one(source, "", format!("not valid YAML: {e}")))?;
     if doc.is_null() {
@@ -84,9 +105,27 @@ pub fn parse(
     }
     let mut problems = Vec::new();
     interpolate_tree(&mut doc, &mut String::new(), env, &mut problems);
-    if !problems.is_empty() {
-        return Err(fail(problems));
+    if problems.is_empty() {
+        Ok(doc)
+    } else {
+        Err(ConfigError {
+            source: source.to_owned(),
+            problems,
+        })
     }
+}
+
+/// Types and validates a document (already interpolated): every problem with its key path, the
+/// same checks whether the document came from a file or merges admin API objects.
+///
+/// # Errors
+/// A [`ConfigError`] naming `source`, each key path and the fix.
+pub fn from_document(doc: Value, source: &str) -> Result<Config, ConfigError> {
+    let fail = |problems| ConfigError {
+        source: source.to_owned(),
+        problems,
+    };
+    let mut problems = Vec::new();
     let config = deserialize(doc, &mut problems);
     let Some(config) = config else {
         return Err(fail(problems));

@@ -8,15 +8,20 @@
 //!
 //! The schema here is the subset this release implements; see `docs/config.md`.
 
+pub mod cache;
 mod de;
 mod duration;
 mod interpolate;
+pub mod limits;
 pub mod load;
+pub mod redis;
 pub mod schema;
 pub mod validate;
 
+pub use cache::{CacheConfig, CacheStoreKind, ModerationConfig, ModerationOn, ModerationOnError};
 pub use duration::parse_duration;
-pub use load::{ConfigError, load, parse};
+pub use load::{ConfigError, document, from_document, load, load_document, parse};
+pub use redis::{RedisConfig, RedisOnError};
 pub use schema::*;
 
 #[cfg(test)]

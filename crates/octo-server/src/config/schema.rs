@@ -51,6 +51,13 @@ pub struct Config {
     /// An optional price list to sync from.
     #[serde(default)]
     pub price_sync: Option<octo_prices::PriceSyncConfig>,
+    /// The response cache's store and lifetimes (used by models with `cache: true`).
+    #[serde(default)]
+    pub cache: Option<super::cache::CacheConfig>,
+    /// A Redis shared by every instance for rate limits, budgets and the response cache's `redis`
+    /// store (absent: each instance counts and caches alone).
+    #[serde(default)]
+    pub redis: Option<super::redis::RedisConfig>,
 }
 
 /// The `storage` setting: `off`, or where the request log and statistics live.
@@ -423,6 +430,16 @@ pub struct ModelConfig {
     /// Concurrent requests (streams until they end) allowed for this model.
     #[serde(default)]
     pub max_concurrency: Option<usize>,
+    /// Requests, tokens and requests in flight allowed for this model, all callers together
+    /// (see [`super::limits`]).
+    #[serde(default)]
+    pub rate_limit: Option<super::limits::RateLimit>,
+    /// Serve repeated requests from the response cache (`cache` section).
+    #[serde(default)]
+    pub cache: bool,
+    /// Check requests (and answers) with a moderation endpoint.
+    #[serde(default)]
+    pub moderation: Option<super::cache::ModerationConfig>,
 }
 
 /// One place a model is served.
@@ -512,6 +529,13 @@ pub struct OrgConfig {
     /// Models granted to this org (listing grants private models); may hold per-org rules.
     #[serde(default)]
     pub models: BTreeMap<String, Option<OrgModelConfig>>,
+    /// Requests, tokens and requests in flight allowed for all the org's keys together (see
+    /// [`super::limits`]).
+    #[serde(default)]
+    pub rate_limit: Option<super::limits::RateLimit>,
+    /// Spend allowed per period for all the org's keys together.
+    #[serde(default)]
+    pub budget: Option<super::limits::Budget>,
 }
 
 /// A gateway API key: the key itself, or the key with limits.
@@ -536,6 +560,12 @@ pub struct DetailedKey {
     /// Models this key may use (default: all its org may use).
     #[serde(default)]
     pub models: Option<Vec<String>>,
+    /// Request, token and concurrency caps of this key (see [`super::limits`]).
+    #[serde(default)]
+    pub rate_limit: Option<super::limits::RateLimit>,
+    /// Spend cap of this key per period (see [`super::limits`]).
+    #[serde(default)]
+    pub budget: Option<super::limits::Budget>,
 }
 
 /// Per-org settings of one model.

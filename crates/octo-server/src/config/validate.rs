@@ -8,6 +8,7 @@ use super::schema::{AccessConfig, Config, KeySpec, RuleConfig, TargetConfig};
 /// Every cross-field problem in `c`, as `(key path, message with the fix)`.
 pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
     let mut p = Vec::new();
+    crate::limits::validate(c, &mut p);
     if c.limits.max_body_bytes == 0 {
         p.push(("limits.max_body_bytes".into(), "must be positive".into()));
     }
@@ -127,6 +128,13 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
             let key = match spec {
                 KeySpec::Key(k) => k,
                 KeySpec::Detailed(d) => {
+                    let at = format!("orgs.{org}.api_keys.{key_name}");
+                    if let Some(r) = &d.rate_limit {
+                        p.extend(r.validate(&format!("{at}.rate_limit")));
+                    }
+                    if let Some(b) = &d.budget {
+                        p.extend(b.validate(&format!("{at}.budget")));
+                    }
                     for allowed in d.models.iter().flatten() {
                         if !c.models.contains_key(allowed) {
                             p.push((
@@ -162,6 +170,7 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
     }
+    super::cache::validate(c, &mut p);
     operations(c, &mut p);
     p
 }
@@ -249,6 +258,7 @@ fn operations(c: &Config, p: &mut Vec<(String, String)>) {
         if let Err((i, m)) = crate::admin::Tokens::parse(&a.tokens) {
             p.push((format!("admin.tokens[{i}]"), m));
         }
+        p.extend(a.auth_problems());
         if a.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push((
                 "admin.listen".into(),

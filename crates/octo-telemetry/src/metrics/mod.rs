@@ -93,13 +93,15 @@ const TOKEN_TYPES: [&str; 5] = ["input", "cache_read", "cache_write", "output", 
 /// The `outcome` label values of `octollm_upstream_attempts_total`.
 const OUTCOMES: [&str; 3] = ["ok", "error", "skipped"];
 
-/// Client protocol slots: the five protocols, then `other` for variants added later.
-const PROTOCOLS: [&str; 6] = [
+/// Client protocol slots: the seven protocols, then `other` for variants added later.
+const PROTOCOLS: [&str; 8] = [
     Protocol::OpenAiChat.config_name(),
     Protocol::OpenAiResponses.config_name(),
     Protocol::Anthropic.config_name(),
     Protocol::Gemini.config_name(),
     Protocol::ModelList.config_name(),
+    Protocol::OpenAiEmbeddings.config_name(),
+    Protocol::GeminiEmbeddings.config_name(),
     OTHER,
 ];
 
@@ -110,7 +112,9 @@ fn protocol_index(p: Protocol) -> usize {
         Protocol::Anthropic => 2,
         Protocol::Gemini => 3,
         Protocol::ModelList => 4,
-        _ => 5,
+        Protocol::OpenAiEmbeddings => 5,
+        Protocol::GeminiEmbeddings => 6,
+        _ => 7,
     }
 }
 

@@ -86,15 +86,20 @@ pub const EVENT_ATTEMPT_SKIPPED: &str = "octollm.attempt.skipped";
 /// `gen_ai.provider.name` for an upstream spoken to in `protocol`.
 pub fn provider_name(protocol: Protocol) -> Option<&'static str> {
     match protocol {
-        Protocol::OpenAiChat | Protocol::OpenAiResponses => Some(PROVIDER_OPENAI),
+        Protocol::OpenAiChat | Protocol::OpenAiResponses | Protocol::OpenAiEmbeddings => {
+            Some(PROVIDER_OPENAI)
+        }
         Protocol::Anthropic => Some(PROVIDER_ANTHROPIC),
-        Protocol::Gemini => Some(PROVIDER_GCP_GEMINI),
+        Protocol::Gemini | Protocol::GeminiEmbeddings => Some(PROVIDER_GCP_GEMINI),
         _ => None,
     }
 }
 
 /// `gen_ai.operation.name` for a client speaking `protocol`.
-pub fn operation_name(_protocol: Protocol) -> &'static str {
-    // Every routed protocol generates chat; embeddings get `OPERATION_EMBEDDINGS` when routed.
-    OPERATION_CHAT
+pub fn operation_name(protocol: Protocol) -> &'static str {
+    if protocol.is_embeddings() {
+        OPERATION_EMBEDDINGS
+    } else {
+        OPERATION_CHAT
+    }
 }

@@ -1,0 +1,729 @@
+//! The process-wide limiter: admits requests against the [`Policy`], reconciles them when their
+//! record completes, and chooses the store — Redis when configured and answering, else this
+//! process's memory.
+//!
+//! ```text
+//! LimitEngine ──admit(model, caller, body)──▶ Limiter ──▶ RedisStore (one Lua round trip)
+//!                                               │            └─ failed/slow: on_error allow → LocalState
+//!                                               │                            on_error deny  → 503
+//!                                               └─ no Redis ─▶ LocalState
+//! record completes ──Observer──▶ Limiter::settle ──▶ LocalState, or the settle queue ─▶ one
+//!                                                    pipelined round trip for many requests
+//! ```
+//!
+//! A request is admitted on an [estimate](crate::estimate) of its tokens and of their cost, which
+//! is *reserved* in its budgets while it runs. When its record completes, the estimate is
+//! replaced by the real usage and cost: the record's usage when the upstream reported one; the
+//! estimate itself when the upstream answered but no usage came (a stream the client cut, a
+//! backend without stream usage); nothing when no answer came or it was an error, or the answer
+//! came from the response cache.
+//!
+//! Redis failures are bounded: every call has the configured timeout, and after a failure Redis is
+//! not asked again for [`RETRY_REDIS_AFTER`] (requests use the fallback meanwhile), so a dead
+//! Redis costs one timeout per second, not one per request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+use octo_core::record::{Observer, Record};
+use octo_core::{Error, ErrorKind};
+use tokio::sync::mpsc;
+
+use crate::estimate::{Estimate, estimate};
+use crate::local::{Admitted, CheckState, LocalState, Refused, Window};
+use crate::period::rfc3339;
+use crate::policy::{Check, Limit, Policy};
+use crate::redis::{LEASE, RedisStore, Settlement};
+
+/// After a Redis failure, requests use the fallback for this long before Redis is tried again.
+pub const RETRY_REDIS_AFTER: Duration = Duration::from_secs(1);
+/// Settlements waiting for Redis; beyond this they are dropped and counted.
+const SETTLE_QUEUE: usize = 65_536;
+/// Settlements sent in one pipelined round trip at most.
+const SETTLE_BATCH: usize = 512;
+
+/// What to do when Redis fails or is slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Fall back to this instance's own limits (default).
+    #[default]
+    Allow,
+    /// Refuse with 503.
+    Deny,
+}
+
+/// The shared store's settings.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// What to do when Redis fails.
+    pub on_error: OnError,
+    /// How long one call may take.
+    pub timeout: Duration,
+    /// Prepended to every key (default `octollm:`).
+    pub prefix: String,
+}
+
+/// Prices an estimate for a model: USD, or `None` when the model has no price.
+pub type CostFn = dyn Fn(&str, &Estimate) -> Option<f64> + Send + Sync;
+
+/// Where a request was admitted.
+#[derive(Debug, Clone)]
+enum Via {
+    Local,
+    Redis { periods: Vec<i64> },
+}
+
+/// An admitted request, until it is settled.
+#[derive(Debug)]
+struct Ticket {
+    checks: Arc<[Check]>,
+    estimated: (u64, f64),
+    via: Via,
+    member: String,
+}
+
+/// Counters for the metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    redis_errors: AtomicU64,
+    fallback: AtomicBool,
+    settle_dropped: AtomicU64,
+    refused: [AtomicU64; 4],
+}
+
+struct Shared {
+    store: RedisStore,
+    on_error: OnError,
+    down_until: Mutex<Option<Instant>>,
+    settle: mpsc::Sender<Settlement>,
+}
+
+/// The limiter; see the [module docs](self).
+pub struct Limiter {
+    policy: RwLock<Arc<Policy>>,
+    cost: RwLock<Option<Arc<CostFn>>>,
+    local: Mutex<LocalState>,
+    shared: Option<Shared>,
+    pending: Mutex<HashMap<String, Ticket>>,
+    counters: Counters,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("redis", &self.shared.as_ref().map(|s| &s.store))
+            .finish_non_exhaustive()
+    }
+}
+
+/// An admitted request, as the engine sees it.
+#[derive(Debug)]
+pub struct Admission {
+    /// The tightest windows it passed, for the `x-ratelimit-*` headers.
+    pub admitted: Admitted,
+    /// Settles the request when dropped, for requests without a record to settle them.
+    pub guard: Option<SettleOnDrop>,
+}
+
+/// Settles a request on its estimate when dropped (a request served without a record: an
+/// embedder calling engines directly).
+pub struct SettleOnDrop {
+    limiter: Arc<Limiter>,
+    id: String,
+}
+
+impl std::fmt::Debug for SettleOnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettleOnDrop")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl Drop for SettleOnDrop {
+    fn drop(&mut self) {
+        let ticket = self.limiter.take(&self.id);
+        if let Some(t) = ticket {
+            let est = t.estimated;
+            self.limiter.settle(t, est);
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+static MEMBERS: AtomicU64 = AtomicU64::new(0);
+
+impl Limiter {
+    /// A limiter with no limits yet ([`Limiter::set_policy`]), on Redis when `redis` is given.
+    /// With Redis, starts the settlement and lease-renewal tasks (must run inside a tokio
+    /// runtime).
+    ///
+    /// # Errors
+    /// The Redis URL is not valid.
+    pub fn new(redis: Option<&RedisSettings>) -> Result<Arc<Limiter>, String> {
+        let mut shared = None;
+        let mut rx = None;
+        if let Some(r) = redis {
+            let store = RedisStore::new(&r.url, r.timeout, &r.prefix)?;
+            let (tx, settle_rx) = mpsc::channel(SETTLE_QUEUE);
+            rx = Some(settle_rx);
+            shared = Some(Shared {
+                store,
+                on_error: r.on_error,
+                down_until: Mutex::new(None),
+                settle: tx,
+            });
+        }
+        let limiter = Arc::new(Limiter {
+            policy: RwLock::new(Arc::new(Policy::new())),
+            cost: RwLock::new(None),
+            local: Mutex::new(LocalState::new()),
+            shared,
+            pending: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        if let Some(rx) = rx {
+            let weak = Arc::downgrade(&limiter);
+            let settle = tokio::spawn(settle_worker(weak.clone(), rx));
+            let renew = tokio::spawn(renew_worker(weak));
+            lock(&limiter.tasks).extend([settle, renew]);
+        }
+        Ok(limiter)
+    }
+
+    /// Replaces the limits (a config reload); counters are kept.
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+
+    /// The current limits.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sets how estimates are priced (for budgets).
+    pub fn set_cost(&self, cost: Arc<CostFn>) {
+        *self.cost.write().unwrap_or_else(|e| e.into_inner()) = Some(cost);
+    }
+
+    /// Whether a Redis store is configured.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Redis calls that failed or timed out.
+    pub fn redis_errors(&self) -> u64 {
+        self.counters.redis_errors.load(Ordering::Relaxed)
+    }
+
+    /// Whether requests are using this instance's own limits because Redis failed.
+    pub fn in_fallback(&self) -> bool {
+        self.counters.fallback.load(Ordering::Relaxed)
+    }
+
+    /// Refusals per limit: rpm, tpm, concurrency, budget.
+    pub fn refused(&self) -> [(&'static str, u64); 4] {
+        let c = &self.counters.refused;
+        [
+            ("rpm", c[0].load(Ordering::Relaxed)),
+            ("tpm", c[1].load(Ordering::Relaxed)),
+            ("concurrency", c[2].load(Ordering::Relaxed)),
+            ("budget", c[3].load(Ordering::Relaxed)),
+        ]
+    }
+
+    /// Settlements dropped because Redis could not take them.
+    pub fn settle_dropped(&self) -> u64 {
+        self.counters.settle_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Requests admitted and not yet settled.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    fn take(&self, id: &str) -> Option<Ticket> {
+        lock(&self.pending).remove(id)
+    }
+
+    /// Whether Redis should be asked now (configured, and not failed within the last
+    /// [`RETRY_REDIS_AFTER`]).
+    fn redis_usable(&self) -> Option<&Shared> {
+        let shared = self.shared.as_ref()?;
+        let down = *lock(&shared.down_until);
+        match down {
+            Some(until) if Instant::now() < until => None,
+            _ => Some(shared),
+        }
+    }
+
+    fn redis_failed(&self, shared: &Shared, error: &str) {
+        self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
+        *lock(&shared.down_until) = Some(Instant::now() + RETRY_REDIS_AFTER);
+        if !self.counters.fallback.swap(true, Ordering::Relaxed) {
+            match shared.on_error {
+                OnError::Allow => tracing::warn!(
+                    %error,
+                    "redis unavailable: rate limits and budgets fall back to this instance's own counts (redis.on_error: allow)"
+                ),
+                OnError::Deny => tracing::warn!(
+                    %error,
+                    "redis unavailable: limited requests are refused with 503 (redis.on_error: deny)"
+                ),
+            }
+        }
+    }
+
+    fn redis_ok(self: &Arc<Self>, shared: &Shared) {
+        if self.counters.fallback.swap(false, Ordering::Relaxed) {
+            tracing::info!("redis is back: rate limits and budgets are shared again");
+            *lock(&shared.down_until) = None;
+            // A restarted Redis lost the budgets' spend: bring back what this instance knows
+            // (storage's spend at startup plus its own since); seeding never lowers a count.
+            let me = self.clone();
+            tokio::spawn(async move { me.reseed_redis().await });
+        }
+    }
+
+    /// Admits a request to `model` from `caller` (org, key) with body `body`, or refuses it with
+    /// a 429 (or a 503 when Redis fails and `on_error` is `deny`) in the client's shape.
+    /// `record_id` is the id of the request's record, whose completion settles it; without one
+    /// the returned guard settles it on the estimate when dropped. `Ok(None)`: no limit applies.
+    ///
+    /// # Errors
+    /// The refusal, ready to render.
+    pub async fn admit(
+        self: &Arc<Self>,
+        model: &str,
+        caller: Option<(&str, &str)>,
+        body: &[u8],
+        record_id: Option<&str>,
+    ) -> Result<Option<Admission>, Error> {
+        let policy = self.policy();
+        if policy.is_empty() {
+            return Ok(None);
+        }
+        let checks = policy.checks(model, caller);
+        if checks.is_empty() {
+            return Ok(None);
+        }
+        let needs_tokens = checks
+            .iter()
+            .any(|c| matches!(c.limit, Limit::Tpm(_) | Limit::Budget(_)));
+        let est = if needs_tokens {
+            estimate(body)
+        } else {
+            Estimate::default()
+        };
+        let cost = if checks.iter().any(|c| matches!(c.limit, Limit::Budget(_))) {
+            let f = self.cost.read().unwrap_or_else(|e| e.into_inner()).clone();
+            f.and_then(|f| f(model, &est)).unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let tokens = est.total();
+        let member = match record_id {
+            Some(id) => id.to_owned(),
+            None => format!("anon-{}", MEMBERS.fetch_add(1, Ordering::Relaxed)),
+        };
+        let now = now_ms();
+        let (outcome, via) = match self.redis_usable() {
+            Some(shared) => match shared
+                .store
+                .admit(&member, &checks, tokens, cost, now)
+                .await
+            {
+                Ok((outcome, periods)) => {
+                    self.redis_ok(shared);
+                    (outcome, Via::Redis { periods })
+                }
+                Err(e) => {
+                    self.redis_failed(shared, &e.0);
+                    self.fallback(shared, now, &checks, tokens, cost)?
+                }
+            },
+            None => match &self.shared {
+                Some(shared) => self.fallback(shared, now, &checks, tokens, cost)?,
+                None => (
+                    lock(&self.local).admit(now, &checks, tokens, cost),
+                    Via::Local,
+                ),
+            },
+        };
+        let admitted = match outcome {
+            Ok(a) => a,
+            Err(refused) => {
+                let c = &checks[refused.index];
+                let slot = match c.limit {
+                    Limit::Rpm(_) => 0,
+                    Limit::Tpm(_) => 1,
+                    Limit::Concurrency(_) => 2,
+                    Limit::Budget(_) => 3,
+                };
+                self.counters.refused[slot].fetch_add(1, Ordering::Relaxed);
+                return Err(refusal(c, &refused, tokens, now));
+            }
+        };
+        let ticket = Ticket {
+            checks: checks.into(),
+            estimated: (tokens, cost),
+            via,
+            member: member.clone(),
+        };
+        lock(&self.pending).insert(member.clone(), ticket);
+        let guard = match record_id {
+            Some(_) => None,
+            None => Some(SettleOnDrop {
+                limiter: self.clone(),
+                id: member,
+            }),
+        };
+        Ok(Some(Admission { admitted, guard }))
+    }
+
+    /// The local store's answer while Redis is unusable, or the 503 of `on_error: deny`.
+    fn fallback(
+        &self,
+        shared: &Shared,
+        now: i64,
+        checks: &[Check],
+        tokens: u64,
+        cost: f64,
+    ) -> Result<(Result<Admitted, Refused>, Via), Error> {
+        match shared.on_error {
+            OnError::Allow => Ok((
+                lock(&self.local).admit(now, checks, tokens, cost),
+                Via::Local,
+            )),
+            OnError::Deny => Err(Error::new(
+                ErrorKind::Upstream,
+                "rate limits cannot be checked: the shared limit store (Redis) is unavailable, and `redis.on_error` is `deny`; try again shortly",
+            )
+            .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+            .with_code("limits_unavailable")
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from(1))),
+        }
+    }
+
+    /// Settles the request whose record completed (the [`Observer`] calls this).
+    pub fn complete(&self, record: &Record) {
+        let Some(ticket) = self.take(&record.id) else {
+            return;
+        };
+        let actual = actual_usage(record, ticket.estimated);
+        self.settle(ticket, actual);
+    }
+
+    fn settle(&self, ticket: Ticket, actual: (u64, f64)) {
+        let now = now_ms();
+        match ticket.via {
+            Via::Local => lock(&self.local).settle(now, &ticket.checks, ticket.estimated, actual),
+            Via::Redis { periods } => {
+                lock(&self.local).add_spend(now, &ticket.checks, actual.1);
+                let Some(shared) = &self.shared else { return };
+                let s = Settlement {
+                    checks: ticket.checks,
+                    member: ticket.member,
+                    periods,
+                    estimated: ticket.estimated,
+                    actual,
+                };
+                if shared.settle.try_send(s).is_err() {
+                    self.counters.settle_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Brings a budget's spend in the current period up to `spent` (from the request log at
+    /// startup), here and, when shared, in Redis (where it only ever raises the count).
+    pub async fn seed(&self, check: &Check, spent: f64) {
+        let now = now_ms();
+        lock(&self.local).seed(now, check, spent);
+        if let (Some(shared), Limit::Budget(b)) = (&self.shared, check.limit) {
+            let start = b.period.bounds(now).0;
+            if let Err(e) = shared.store.seed(check, b.period, start, spent).await {
+                tracing::warn!(error = %e, budget = %check.scope, "could not seed the budget's spend in redis");
+            }
+        }
+    }
+
+    async fn reseed_redis(&self) {
+        let Some(shared) = &self.shared else { return };
+        let now = now_ms();
+        for check in self.policy().all_checks() {
+            let Limit::Budget(b) = check.limit else {
+                continue;
+            };
+            let spent = match lock(&self.local).state(now, &check) {
+                CheckState::Spend(s) if s.spent > 0.0 => s.spent,
+                _ => continue,
+            };
+            let start = b.period.bounds(now).0;
+            if shared
+                .store
+                .seed(&check, b.period, start, spent)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// The state of every limit: from Redis when shared and answering, else local.
+    pub async fn states(&self) -> (Vec<(Check, CheckState)>, &'static str) {
+        let checks = self.policy().all_checks();
+        let now = now_ms();
+        if let Some(shared) = self.redis_usable()
+            && let Ok(states) = shared.store.states(&checks, now).await
+        {
+            return (checks.into_iter().zip(states).collect(), "redis");
+        }
+        let mut local = lock(&self.local);
+        let states = checks
+            .iter()
+            .map(|c| local.state(now, c))
+            .collect::<Vec<_>>();
+        (checks.into_iter().zip(states).collect(), "local")
+    }
+
+    /// Leases of the requests admitted through Redis that hold a concurrency slot.
+    fn leases(&self) -> Vec<(String, String)> {
+        let Some(shared) = &self.shared else {
+            return Vec::new();
+        };
+        let pending = lock(&self.pending);
+        let mut out = Vec::new();
+        for t in pending.values() {
+            if let Via::Redis { periods } = &t.via {
+                for (c, start) in t.checks.iter().zip(periods) {
+                    if let Limit::Concurrency(_) = c.limit {
+                        out.push((shared.store.key(c, *start), t.member.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops the background tasks.
+    pub fn shutdown(&self) {
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Observer for Limiter {
+    fn on_complete(&self, record: &Arc<Record>) {
+        self.complete(record);
+    }
+}
+
+/// What a finished request really used (tokens, USD); see the [module docs](self).
+fn actual_usage(record: &Record, estimated: (u64, f64)) -> (u64, f64) {
+    if record.cache_hit {
+        return (0, 0.0);
+    }
+    if let Some(u) = record.usage {
+        return (
+            u.total_input_tokens() + u.output_tokens,
+            record.cost_usd.unwrap_or(0.0),
+        );
+    }
+    let answered = record.ttfb_ms.is_some();
+    if !answered || (record.status >= 400 && record.status != octo_core::record::CLIENT_CLOSED) {
+        return (0, 0.0);
+    }
+    estimated
+}
+
+/// A duration as OpenAI's `x-ratelimit-reset-*` headers write it: `250ms`, `12s`, `1m30s`.
+pub fn reset_text(ms: f64) -> String {
+    let ms = ms.max(0.0).ceil() as u64;
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms.div_ceil(1_000);
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m{}s", secs / 60, secs % 60)
+    }
+}
+
+/// The `x-ratelimit-*` headers of a window: `requests` or `tokens`.
+pub fn window_headers(kind: &str, w: &Window) -> [(String, HeaderValue); 3] {
+    let reset = HeaderValue::from_str(&reset_text(w.reset_after_ms))
+        .unwrap_or(HeaderValue::from_static("0s"));
+    [
+        (
+            format!("x-ratelimit-limit-{kind}"),
+            HeaderValue::from(w.limit),
+        ),
+        (
+            format!("x-ratelimit-remaining-{kind}"),
+            HeaderValue::from(w.remaining),
+        ),
+        (format!("x-ratelimit-reset-{kind}"), reset),
+    ]
+}
+
+fn with_window(mut e: Error, kind: &str, w: &Window) -> Error {
+    for (name, value) in window_headers(kind, w) {
+        if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+            e = e.with_header(name, value);
+        }
+    }
+    e
+}
+
+fn secs_text(ms: f64) -> String {
+    format!("{}s", (ms.max(0.0) / 1_000.0).ceil() as u64)
+}
+
+/// The refusal of `check` as the client sees it.
+fn refusal(check: &Check, r: &Refused, tokens: u64, now: i64) -> Error {
+    let scope = &check.scope;
+    let retry =
+        |ms: f64| (ms.is_finite() && ms > 0.0).then(|| Duration::from_millis(ms.ceil() as u64));
+    match check.limit {
+        Limit::Rpm(n) => {
+            let e = Error::rate_limited(
+                format!(
+                    "rate limit reached for {scope}: {n} requests per minute (rpm); try again in {}",
+                    secs_text(r.retry_after_ms)
+                ),
+                retry(r.retry_after_ms).or(Some(Duration::from_secs(1))),
+            )
+            .with_code("rate_limit_exceeded");
+            match &r.window {
+                Some(w) => with_window(e, "requests", w),
+                None => e,
+            }
+        }
+        Limit::Tpm(n) => {
+            let e = if r.retry_after_ms.is_infinite() {
+                Error::rate_limited(
+                    format!(
+                        "request too large for {scope}: it is estimated at {tokens} tokens (prompt and max output), more than its {n} tokens per minute (tpm) allow; lower the prompt or max_tokens"
+                    ),
+                    None,
+                )
+                .with_retryable(false)
+            } else {
+                Error::rate_limited(
+                    format!(
+                        "rate limit reached for {scope}: {n} tokens per minute (tpm), and this request is estimated at {tokens} tokens; try again in {}",
+                        secs_text(r.retry_after_ms)
+                    ),
+                    retry(r.retry_after_ms),
+                )
+            }
+            .with_code("rate_limit_exceeded");
+            match &r.window {
+                Some(w) => with_window(e, "tokens", w),
+                None => e,
+            }
+        }
+        Limit::Concurrency(n) => Error::rate_limited(
+            format!(
+                "concurrency limit reached for {scope}: {n} requests already in flight (concurrency); try again when one finishes"
+            ),
+            Some(Duration::from_secs(1)),
+        )
+        .with_code("concurrency_limit_exceeded"),
+        Limit::Budget(b) => {
+            let end = b.period.bounds(now).1;
+            Error::rate_limited(
+                format!(
+                    "budget exhausted for {scope}: ${:.4} of ${} per {} spent (UTC periods); it resets at {}",
+                    r.used,
+                    b.usd,
+                    b.period.name(),
+                    rfc3339(end)
+                ),
+                retry((end - now) as f64),
+            )
+            .with_code(octo_core::error::INSUFFICIENT_QUOTA)
+            .with_retryable(false)
+        }
+    }
+}
+
+/// Sends queued settlements to Redis, many per round trip.
+async fn settle_worker(limiter: std::sync::Weak<Limiter>, mut rx: mpsc::Receiver<Settlement>) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+    loop {
+        let Some(first) = rx.recv().await else { return };
+        batch.push(first);
+        while batch.len() < SETTLE_BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let Some(l) = limiter.upgrade() else { return };
+        let Some(shared) = &l.shared else { return };
+        if let Err(e) = shared.store.settle(&batch).await {
+            // Not retried: a timed-out pipeline may have been applied, and applying it twice
+            // would charge twice. The reservations stay (conservative) and the leases expire.
+            l.counters
+                .settle_dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            l.redis_failed(shared, &e.0);
+        }
+        batch.clear();
+    }
+}
+
+/// Renews the concurrency leases of requests in flight, every third of a lease.
+async fn renew_worker(limiter: std::sync::Weak<Limiter>) {
+    let mut tick = tokio::time::interval(LEASE / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(l) = limiter.upgrade() else { return };
+        let leases = l.leases();
+        if let Some(shared) = &l.shared
+            && let Err(e) = shared.store.renew(&leases).await
+        {
+            tracing::debug!(error = %e, "concurrency leases not renewed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_texts_look_like_openais() {
+        assert_eq!(reset_text(0.0), "0ms");
+        assert_eq!(reset_text(250.2), "251ms");
+        assert_eq!(reset_text(12_000.0), "12s");
+        assert_eq!(reset_text(12_001.0), "13s");
+        assert_eq!(reset_text(90_000.0), "1m30s");
+    }
+}

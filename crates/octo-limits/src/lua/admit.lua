@@ -1,0 +1,64 @@
+-- Admits one request against every limit that applies to it, atomically (see src/redis.rs).
+-- KEYS[i]: the i-th check's key. ARGV[1]: the request's member id, ARGV[2]: the concurrency
+-- lease in ms, then 4 values per check: kind (g = rate, c = concurrency, b = budget), limit,
+-- cost (units for a rate, USD for a budget), extra (a budget's period end, Unix ms).
+-- The clock is Redis's own (TIME), so instances with skewed clocks agree.
+-- Returns {1, now, out...} when admitted (out per check: a rate's reset-after ms, a
+-- concurrency's in-flight count, a budget's used USD) or {0, i, retry_after_ms, value}
+-- when check i refuses (value: a rate's ms until its TAT, in-flight count, used USD).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local member = ARGV[1]
+local lease = tonumber(ARGV[2])
+local n = (#ARGV - 2) / 4
+local tats = {}
+local out = {}
+for i = 1, n do
+  local b = 2 + (i - 1) * 4
+  local kind = ARGV[b + 1]
+  local limit = tonumber(ARGV[b + 2])
+  local cost = tonumber(ARGV[b + 3])
+  local key = KEYS[i]
+  if kind == 'g' then
+    local interval = 60000 / limit
+    local tat = tonumber(redis.call('GET', key)) or now
+    if tat < now then tat = now end
+    local nt = tat + cost * interval
+    if cost > limit or nt - 60000 > now + 0.001 then
+      return {0, i, tostring(nt - 60000 - now), tostring(tat - now)}
+    end
+    tats[i] = nt
+    out[i] = tostring(nt - now)
+  elseif kind == 'c' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    local c = redis.call('ZCARD', key)
+    if c >= limit then
+      return {0, i, '1000', tostring(c)}
+    end
+    out[i] = tostring(c + 1)
+  else
+    local v = redis.call('HMGET', key, 'spent', 'reserved')
+    local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
+    if used >= limit then
+      return {0, i, '0', tostring(used)}
+    end
+    out[i] = tostring(used + cost)
+  end
+end
+for i = 1, n do
+  local b = 2 + (i - 1) * 4
+  local kind = ARGV[b + 1]
+  local key = KEYS[i]
+  if kind == 'g' then
+    redis.call('SET', key, tostring(tats[i]), 'PX', math.max(1, math.ceil(tats[i] - now)))
+  elseif kind == 'c' then
+    redis.call('ZADD', key, now + lease, member)
+    redis.call('PEXPIRE', key, lease * 2)
+  else
+    redis.call('HINCRBYFLOAT', key, 'reserved', ARGV[b + 3])
+    redis.call('PEXPIREAT', key, math.floor(tonumber(ARGV[b + 4])) + 86400000)
+  end
+end
+local res = {1, tostring(now)}
+for i = 1, n do res[#res + 1] = out[i] end
+return res

@@ -1,0 +1,323 @@
+//! Limits shared by two gateway processes through one Redis (and one PostgreSQL for the request
+//! log, when `scripts/services.sh` started it): an rpm limit of 5 holds exactly across both, a
+//! key's budget spent through one stops the other; then Redis is stopped and started again, with
+//! `on_error: allow` (each instance falls back to its own counts, says so in a metric) and
+//! `on_error: deny` (503 in the client's shape), and nothing hangs.
+//!
+//! Needs `OCTOLLM_TEST_REDIS_URL` and `OCTOLLM_TEST_REDIS_CTL` (written by `scripts/services.sh`);
+//! skipped with the reason otherwise. Its own test binary with one test, because it stops Redis.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use octo_core::Protocol;
+use octo_test::{Gateway, Prompt, Reply, client, mock, post};
+use serde_json::Value;
+
+const TOKEN: &str = "a-test-admin-token-0123456789";
+
+async fn send(gw: &Gateway, prompt: &Prompt, key: &str) -> Reply {
+    let auth = format!("Bearer {key}");
+    Reply::read(
+        post(
+            &client(),
+            &format!("{}{}", gw.url, prompt.path()),
+            prompt.body(),
+            &[("authorization", auth.as_str())],
+        )
+        .await,
+    )
+    .await
+}
+
+async fn admin_get(gw: &Gateway, path: &str) -> String {
+    let url = format!("{}{path}", gw.admin_url.as_ref().expect("admin listener"));
+    let resp = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    resp.text().await.unwrap()
+}
+
+fn ctl(command: &str, action: &str) {
+    let status = Command::new(command)
+        .arg(action)
+        .status()
+        .expect("run the Redis control command");
+    assert!(status.success(), "{command} {action} failed");
+}
+
+/// Starts Redis again if the test fails while it is stopped.
+struct Restart<'a>(&'a str, bool);
+
+impl Drop for Restart<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            ctl(self.0, "start");
+        }
+    }
+}
+
+/// The config of every instance; `run` makes the budgeted key's name unique, since the shared
+/// request log keeps the spend of earlier runs (and budgets read it back).
+fn config(mock: &str, redis: &str, prefix: &str, on_error: &str, run: &str) -> String {
+    format!(
+        r#"
+listen: "127.0.0.1:0"
+admin: {{listen: "127.0.0.1:0", tokens: ["{TOKEN}"]}}
+redis: {{url: "{redis}", on_error: {on_error}, timeout: 200ms, key_prefix: "{prefix}"}}
+backends:
+  oa: {{base_url: "{mock}", protocol: openai_chat}}
+  an: {{base_url: "{mock}", protocol: anthropic}}
+models:
+  five: {{targets: [{{backend: oa}}], rate_limit: {{rpm: 5}}}}
+  chat: {{targets: [{{backend: oa}}]}}
+  claude: {{targets: [{{backend: an}}], rate_limit: {{rpm: 1000}}}}
+prices:
+  chat: {{input: 10000, output: 10000}}
+orgs:
+  acme:
+    api_keys:
+      k: "sk-k-0123456789"
+      capped{run}: {{key: "sk-capped-0123456789", budget: {{usd: 0.05, period: month}}}}
+"#
+    )
+}
+
+fn start(yaml: &str, storage: Option<&str>) -> Gateway {
+    match storage {
+        Some(url) => Gateway::start_with(yaml, &["--storage", url]),
+        None => Gateway::start(yaml),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_limits_and_survive_redis_going_away() {
+    let (Ok(redis), Ok(control)) = (
+        std::env::var("OCTOLLM_TEST_REDIS_URL"),
+        std::env::var("OCTOLLM_TEST_REDIS_CTL"),
+    ) else {
+        eprintln!(
+            "skipping: OCTOLLM_TEST_REDIS_URL / OCTOLLM_TEST_REDIS_CTL are not set (scripts/services.sh starts Redis)"
+        );
+        return;
+    };
+    let postgres = std::env::var("OCTOLLM_TEST_POSTGRES_URL").ok();
+    if postgres.is_none() {
+        eprintln!(
+            "note: OCTOLLM_TEST_POSTGRES_URL is not set: the two instances run without a shared request log"
+        );
+    }
+    let mock = mock().await;
+    // A fresh key prefix per run: Redis keeps counts between runs.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("octollm-test-{}-{nanos}:", std::process::id());
+    let run = format!("{nanos}");
+    let yaml = config(&mock.url(), &redis, &prefix, "allow", &run);
+    let a = start(&yaml, postgres.as_deref());
+    let b = start(&yaml, postgres.as_deref());
+
+    // rpm 5 across both, alternating: exactly five admitted (plus one per 12 s the loop took,
+    // as the limit refills; on a normal machine the loop takes well under a second).
+    let five = Prompt::new(Protocol::OpenAiChat, "five", "hi");
+    let started = Instant::now();
+    let mut admitted = 0;
+    for i in 0..12 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let r = send(gw, &five, "sk-k-0123456789").await;
+        match r.status {
+            200 => admitted += 1,
+            429 => {
+                assert!(
+                    r.json["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("model `five`")
+                );
+                assert_eq!(r.header("x-ratelimit-limit-requests"), Some("5"));
+            }
+            s => panic!("status {s}: {:?}", r.json),
+        }
+    }
+    let refills = (started.elapsed().as_secs_f64() / 12.0).floor() as usize;
+    assert!(
+        (5..=5 + refills).contains(&admitted),
+        "{admitted} admitted in {:?}",
+        started.elapsed()
+    );
+    if refills == 0 {
+        assert_eq!(admitted, 5);
+    }
+    let five_upstream = mock
+        .requests()
+        .iter()
+        .filter(|r| r.body_json().is_some_and(|j| j["model"] == "five"))
+        .count();
+    assert_eq!(
+        five_upstream, admitted,
+        "refused requests never reach the upstream"
+    );
+
+    // A key's budget spent through `a` stops `b` too.
+    let chat = Prompt::new(Protocol::OpenAiChat, "chat", "hi");
+    assert_eq!(send(&a, &chat, "sk-capped-0123456789").await.status, 200);
+    let r = send(&b, &chat, "sk-capped-0123456789").await;
+    assert_eq!(r.status, 429, "{:?}", r.json);
+    assert_eq!(r.json["error"]["code"], "insufficient_quota");
+    let limits = admin_get(&b, "/api/v1/limits").await;
+    let limits: Value = serde_json::from_str(&limits).unwrap();
+    assert_eq!(limits["store"], "redis");
+
+    // A key created through the admin API of `a`, with an rpm of 2, works on `b` within a few
+    // seconds (the control plane's database sync), and its limit is shared by both.
+    if postgres.is_some() {
+        let url = format!("{}/api/v1/keys", a.admin_url.as_ref().unwrap());
+        let body = serde_json::json!({"org": "acme", "name": format!("made{run}"), "rate_limit": {"rpm": 2}});
+        let resp = client()
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let created: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        let key = created["key"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = send(&b, &chat, &key).await;
+            if r.status == 200 {
+                break;
+            }
+            assert_eq!(r.status, 401, "{:?}", r.json);
+            assert!(
+                Instant::now() < deadline,
+                "the key never reached the other instance"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(send(&a, &chat, &key).await.status, 200);
+        let r = send(&b, &chat, &key).await;
+        assert_eq!(r.status, 429, "{:?}", r.json);
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("key `acme/made{run}`"))
+        );
+        // The keys listing shows the key's limit state.
+        let keys: Value = serde_json::from_str(&admin_get(&b, "/api/v1/keys").await).unwrap();
+        let made = keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == format!("made{run}"))
+            .cloned()
+            .unwrap();
+        assert_eq!(made["rate_limit"]["rpm"], 2, "{made}");
+        assert_eq!(made["limits"]["requests"]["remaining"], 0, "{made}");
+    }
+
+    // Redis goes away: `allow` falls back to each instance's own counts, says so, and answers.
+    let mut restart = Restart(&control, true);
+    ctl(&control, "stop");
+    let claude = Prompt::new(Protocol::Anthropic, "claude", "hi");
+    let t = Instant::now();
+    let r = send(&a, &claude, "sk-k-0123456789").await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "a dead Redis must not hang a request"
+    );
+    let metrics = admin_get(&a, "/metrics").await;
+    assert!(metrics.contains("octollm_limits_fallback 1"), "{metrics}");
+    let errors: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("octollm_redis_errors_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(errors >= 1.0);
+
+    // `deny`: a third instance on the same dead Redis answers 503 in the client's shape.
+    let deny = start(&config(&mock.url(), &redis, &prefix, "deny", &run), None);
+    let r = send(&deny, &claude, "sk-k-0123456789").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json["type"], "error");
+    assert_eq!(r.json["error"]["type"], "overloaded_error");
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Redis")
+    );
+    // Unlimited models do not need Redis.
+    assert_eq!(
+        send(
+            &deny,
+            &Prompt::new(Protocol::OpenAiChat, "chat", "hi"),
+            "sk-k-0123456789"
+        )
+        .await
+        .status,
+        200
+    );
+
+    // Redis is back: both modes return to shared counting (polling: the fallback retries Redis
+    // at most once a second).
+    ctl(&control, "start");
+    restart.1 = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = send(&deny, &claude, "sk-k-0123456789").await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503);
+        assert!(
+            Instant::now() < deadline,
+            "the deny instance never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    loop {
+        assert_eq!(send(&a, &claude, "sk-k-0123456789").await.status, 200);
+        let metrics = admin_get(&a, "/metrics").await;
+        if metrics.contains("octollm_limits_fallback 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the allow instance never left the fallback"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The budget survived the Redis restart: the instance that noticed seeded the month's spend
+    // back, and the other instance reads it.
+    loop {
+        let limits: Value = serde_json::from_str(&admin_get(&b, "/api/v1/limits").await).unwrap();
+        let capped = limits["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == format!("acme/capped{run}"))
+            .cloned()
+            .unwrap();
+        if limits["store"] == "redis"
+            && capped["now"]["budget"]["spent_usd"].as_f64().unwrap_or(0.0) > 0.05
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the budget's spend was not seeded back: {limits}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = send(&b, &chat, "sk-capped-0123456789").await;
+    assert_eq!(r.status, 429, "{:?}", r.json);
+    assert!(a.terminate());
+    assert!(b.terminate());
+    assert!(deny.terminate());
+}
