@@ -42,7 +42,7 @@ impl Lru {
     }
 }
 
-/// An LRU store bounded by bytes, with a TTL per entry; see the [module docs](self).
+/// An LRU store bounded by bytes, with a TTL per entry; see the module docs.
 pub struct MemoryStore {
     max_bytes: usize,
     lru: Mutex<Lru>,

@@ -2,7 +2,7 @@
 //! reaching the upstream.
 //!
 //! [`CacheEngine`] sits in front of a model's targets. For each request it computes a
-//! [`CacheKey`] ([`key`] lists what goes in and what is left out), looks it up in a
+//! [`CacheKey`] (`key` lists what goes in and what is left out), looks it up in a
 //! [`CacheStore`] and either replays the stored answer or sends the request on and stores what
 //! comes back:
 //!

@@ -18,7 +18,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::key::CacheKey;
 use super::store::CacheStore;
 
-/// A [`CacheStore`] in Redis; see the [module docs](self).
+/// A [`CacheStore`] in Redis; see the module docs.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,

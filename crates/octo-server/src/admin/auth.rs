@@ -1,5 +1,5 @@
 //! Who may call the admin listener, and how: bearer tokens (scripts, Prometheus) or a panel
-//! session cookie (people), checked by [`authenticate`] before every route but the panel's static
+//! session cookie (people), checked by `authenticate` before every route but the panel's static
 //! files and the sign-in routes.
 //!
 //! - `Authorization: Bearer <token>`: an `admin.tokens` entry; the request acts as
