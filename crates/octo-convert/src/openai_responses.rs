@@ -1,8 +1,10 @@
 //! OpenAI Responses: request and response codecs.
 //!
-//! The gateway is stateless: `previous_response_id`, `conversation`, `item_reference` and
-//! `background` are refused with a 400 naming the parameter, and requests to a Responses upstream
-//! are sent with `store: false` (the full history travels every turn, as Codex does).
+//! The converter is stateless: `previous_response_id`, `conversation`, `item_reference` and
+//! `background` are refused with a 400 naming the parameter (the gateway expands
+//! `previous_response_id` from its store before converting: `octo_engines::responses`), and
+//! requests to a Responses upstream are sent with `store: false` (the full history travels every
+//! turn, as Codex does).
 //!
 //! `custom` tools become functions with one string parameter `input` (their grammar in the
 //! description) and `namespace` tools functions named `<namespace>__<name>`; [`call_item`] renders

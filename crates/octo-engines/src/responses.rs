@@ -634,3 +634,217 @@ impl Engine for ResponsesApi {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use octo_core::Protocol;
+
+    use super::*;
+
+    /// Answers kept in memory.
+    #[derive(Debug, Default)]
+    struct Memory(Mutex<Vec<StoredAnswer>>);
+
+    #[async_trait]
+    impl ResponseStore for Memory {
+        async fn load(&self, org: &str, id: &str) -> Result<Option<StoredAnswer>, Error> {
+            let all = self.0.lock().unwrap();
+            Ok(all.iter().find(|a| a.org == org && a.id == id).cloned())
+        }
+        async fn save(&self, answer: StoredAnswer) -> Result<(), Error> {
+            self.0.lock().unwrap().push(answer);
+            Ok(())
+        }
+        async fn delete(&self, org: &str, id: &str) -> Result<bool, Error> {
+            let mut all = self.0.lock().unwrap();
+            let before = all.len();
+            all.retain(|a| !(a.org == org && a.id == id));
+            Ok(all.len() < before)
+        }
+    }
+
+    fn request(body: Value, org: Option<&str>) -> Request {
+        let mut req = Request::post(
+            Protocol::OpenAiResponses,
+            "/v1/responses",
+            Body::from_json(body),
+        );
+        if let Some(org) = org {
+            req.extensions.insert(Identity::new(org, "k"));
+        }
+        req
+    }
+
+    fn answer(text: &str) -> Response {
+        Response::json(
+            200,
+            Body::from_json(json!({"id": "resp_upstream", "object": "response",
+                "output": [{"type": "message", "role": "assistant", "id": "msg_1",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}]})),
+        )
+    }
+
+    async fn turn(
+        state: &ResponseState,
+        body: Value,
+        org: Option<&str>,
+        text: &str,
+    ) -> (Value, Value) {
+        let mut req = request(body, org);
+        let pending = state.prepare(&mut req).await.unwrap();
+        let sent = req.body.json().unwrap().clone();
+        let resp = state.finish(pending, answer(text)).await;
+        let ResponseBody::Full(mut b) = resp.body else {
+            panic!("a full body")
+        };
+        (sent, b.json().unwrap().clone())
+    }
+
+    #[tokio::test]
+    async fn previous_response_id_expands_per_org_and_store_false_keeps_nothing() {
+        let state = ResponseState::new(Arc::new(Memory::default()));
+        let (sent, first) = turn(
+            &state,
+            json!({"model": "m", "input": "one"}),
+            Some("acme"),
+            "A1",
+        )
+        .await;
+        assert_eq!(sent["input"], "one", "a first turn is sent as is");
+        let id = first["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("resp_") && id != "resp_upstream", "{id}");
+        assert_eq!(first["previous_response_id"], Value::Null);
+
+        let (sent, second) = turn(
+            &state,
+            json!({"model": "m", "input": "two", "previous_response_id": id}),
+            Some("acme"),
+            "A2",
+        )
+        .await;
+        assert!(sent.get("previous_response_id").is_none());
+        let input = sent["input"].as_array().unwrap();
+        assert_eq!(input.len(), 3);
+        assert_eq!(input[0]["content"], "one");
+        assert_eq!(input[1]["content"][0]["text"], "A1");
+        assert_eq!(input[2]["content"], "two");
+        assert_eq!(second["previous_response_id"], Value::String(id.clone()));
+
+        // Another org, or no org, does not find it.
+        for org in [Some("beta"), None] {
+            let mut req = request(
+                json!({"model": "m", "input": "x", "previous_response_id": id}),
+                org,
+            );
+            let e = state.prepare(&mut req).await.unwrap_err();
+            assert_eq!(e.status().as_u16(), 404);
+            assert_eq!(e.param(), Some("previous_response_id"));
+        }
+
+        // `store: false`: answered, not kept.
+        let (_, unstored) = turn(
+            &state,
+            json!({"model": "m", "input": "x", "store": false}),
+            Some("acme"),
+            "A3",
+        )
+        .await;
+        assert_eq!(unstored["store"], false);
+        let mut req = request(
+            json!({"model": "m", "input": "y", "previous_response_id": unstored["id"]}),
+            Some("acme"),
+        );
+        assert_eq!(
+            state.prepare(&mut req).await.unwrap_err().status().as_u16(),
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_store_previous_response_id_is_a_400_naming_storage() {
+        let state = ResponseState::off();
+        let mut req = request(
+            json!({"model": "m", "input": "x", "previous_response_id": "resp_1"}),
+            None,
+        );
+        let e = state.prepare(&mut req).await.unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+        assert!(e.message().contains("storage"), "{}", e.message());
+        // Without the id, nothing changes.
+        let mut req = request(json!({"model": "m", "input": "x"}), None);
+        assert!(state.prepare(&mut req).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_api_lists_pages_and_deletes_for_the_callers_org_only() {
+        let memory = Arc::new(Memory::default());
+        memory
+            .save(StoredAnswer {
+                org: String::new(),
+                id: "resp_1".into(),
+                created_at_ms: 1,
+                model: "m".into(),
+                input: (0..5)
+                    .map(|i| json!({"role": "user", "content": format!("t{i}")}))
+                    .collect(),
+                response: json!({"id": "resp_1", "object": "response"}),
+            })
+            .await
+            .unwrap();
+        let api = ResponsesApi::new(ResponseState::new(memory), None);
+        let call = |method: Method, uri: &str| {
+            let mut req = Request::new(
+                method,
+                uri.parse().unwrap(),
+                Protocol::OpenAiResponses,
+                Body::empty(),
+            );
+            req.route = octo_core::RouteParams::default();
+            api.process(req)
+        };
+        let body = |resp: Response| {
+            let ResponseBody::Full(mut b) = resp.body else {
+                panic!("full")
+            };
+            b.json().unwrap().clone()
+        };
+        let got = body(call(Method::GET, "/v1/responses/resp_1").await.unwrap());
+        assert_eq!(got["id"], "resp_1");
+        let page = body(
+            call(Method::GET, "/v1/responses/resp_1/input_items?limit=2")
+                .await
+                .unwrap(),
+        );
+        assert_eq!(page["data"][0]["content"][0]["text"], "t4", "newest first");
+        assert_eq!(page["has_more"], true);
+        let after = page["last_id"].as_str().unwrap().to_owned();
+        let next = body(
+            call(
+                Method::GET,
+                &format!("/v1/responses/resp_1/input_items?limit=2&after={after}"),
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(next["data"][0]["content"][0]["text"], "t2");
+        let asc = body(
+            call(Method::GET, "/v1/responses/resp_1/input_items?order=asc")
+                .await
+                .unwrap(),
+        );
+        assert_eq!(asc["data"][0]["content"][0]["type"], "input_text");
+        assert_eq!(asc["data"][0]["content"][0]["text"], "t0");
+        assert_eq!(asc["has_more"], false);
+        let e = call(Method::GET, "/v1/responses/resp_1/input_items?limit=0")
+            .await
+            .unwrap_err();
+        assert_eq!(e.param(), Some("limit"));
+        let deleted = body(call(Method::DELETE, "/v1/responses/resp_1").await.unwrap());
+        assert_eq!(deleted["deleted"], true);
+        let e = call(Method::GET, "/v1/responses/resp_1").await.unwrap_err();
+        assert_eq!(e.status().as_u16(), 404);
+        assert!(e.message().contains("resp_1"));
+    }
+}
