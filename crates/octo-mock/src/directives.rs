@@ -21,6 +21,8 @@ pub(crate) struct Directives {
     pub(crate) max_tokens: bool,
     /// `thinking`: the reply starts with reasoning carrying a signature.
     pub(crate) thinking: bool,
+    /// `echo_key`: injected errors (HTTP and mid-stream) quote the presented API key.
+    pub(crate) echo_key: bool,
     tool: Option<bool>,
     tools: Option<usize>,
     /// `tool=NAME`: the tool to call, by name (instead of cycling through the defined tools).
@@ -99,6 +101,7 @@ impl Directives {
             "reset" => self.reset = flag(value),
             "max_tokens" => self.max_tokens = flag(value),
             "thinking" => self.thinking = flag(value),
+            "echo_key" => self.echo_key = flag(value),
             _ => {}
         }
     }
