@@ -69,6 +69,9 @@ mod anthropic;
 mod anthropic_stream;
 mod canonical;
 mod codec;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gemini;
 mod gemini_stream;
 mod ids;

@@ -35,6 +35,7 @@
 //! |---|---|
 //! | `status=N` (400..=599) | answer HTTP N with the protocol's error body; 429 gets `retry-after` |
 //! | `retry_after=S` | `retry-after` value for `status` (default 1; sent for any status when given) |
+//! | `no_retry_after` | an injected 429 comes without `retry-after` |
 //! | `latency_ms=N` | delay before the response head (also before `status`/`reset`) |
 //! | `jitter_ms=N` | add a deterministic pseudo-random `0..=N` ms to the latency |
 //! | `interval_ms=N` | pause between two streamed events |

@@ -175,7 +175,10 @@ async fn prelude(
         );
         let retry_after = directives
             .retry_after
-            .or((status == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+            .or(
+                (status == StatusCode::TOO_MANY_REQUESTS && !directives.no_retry_after)
+                    .then_some(1),
+            );
         return Err(Ok(error_response(protocol, status, &message, retry_after)));
     }
     serde_json::from_slice(body).map_err(|e| {

@@ -19,7 +19,9 @@
 //! [`KeyRefused`](octo_core::ErrorKind::KeyRefused) error, a 502 naming the backend without the
 //! upstream's text, retryable so that the next key or a
 //! [`TargetSet`](crate::balance::TargetSet)'s next backend may serve. A redirect (3xx) is not
-//! followed (a key would go with it) and becomes a 502 naming the backend.
+//! followed (a key would go with it) and becomes a 502 naming the backend. A 2xx body that is
+//! not JSON, and a stream that ends before the upstream said it finished ([`stream_end`]), are
+//! retryable 502s too: never handed on as if they were answers.
 //!
 //! Keys: with several `api_keys`, a [`KeyPool`] picks one per request (round robin over the keys
 //! not resting), rests a key answered 401, 403 or 429 and tries the next key before the backend is
@@ -35,6 +37,7 @@
 mod headers;
 pub mod keys;
 mod redact;
+mod stream_end;
 mod timed_body;
 mod usage_tap;
 
@@ -58,6 +61,7 @@ use tokio::time::Instant;
 
 use self::headers::{copy_response_headers, forwarded_client_headers};
 use self::redact::Redactor;
+use self::stream_end::EndCheck;
 use self::timed_body::TimedBody;
 use crate::add_header::{UpstreamHeaders, is_protected};
 use crate::balance::{Availability, Target};
@@ -758,7 +762,7 @@ impl HttpEndpoint {
             ));
         }
         let body = if is_sse {
-            let events = SseDecoder::new(body);
+            let events = EndCheck::new(SseDecoder::new(body), format, name.clone());
             if self.redactor.is_empty() {
                 ResponseBody::Stream(EventStream::new(events))
             } else {
@@ -769,6 +773,14 @@ impl HttpEndpoint {
             }
         } else {
             let bytes = collect_limited(body, self.config.max_response_bytes, false).await?;
+            // Every answer of the protocols is JSON: anything else (an HTML page from a proxy,
+            // a cut-off body) is the upstream's failure, not an answer to hand on as a 200.
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                return Err(Error::upstream(format!(
+                    "backend `{name}` answered {} with a body that is not JSON ({e})",
+                    status.as_u16()
+                )));
+            }
             ResponseBody::Full(Body::from_bytes(bytes))
         };
         Ok(Response {
