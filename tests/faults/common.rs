@@ -35,13 +35,13 @@ pub(crate) fn mock_backends(mock: &str) -> String {
     protocol: [openai_chat, openai_responses, anthropic, gemini]
     api_key: "sk-fault-mock"
     circuit_breaker: {{failures: 0}}
-    timeouts: {{connect: 1s, first_byte: 3s, idle: 2s, total: 10s}}
+    timeouts: {{connect: 1s, first_byte: 60s, idle: 30s, total: 120s}}
   mock_chat:
     base_url: "{mock}"
     protocol: openai_chat
     api_key: "sk-fault-mock"
     circuit_breaker: {{failures: 0}}
-    timeouts: {{connect: 1s, first_byte: 3s, idle: 2s, total: 10s}}"#
+    timeouts: {{connect: 1s, first_byte: 60s, idle: 30s, total: 120s}}"#
     )
 }
 
