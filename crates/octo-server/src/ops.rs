@@ -108,12 +108,18 @@ impl Ops {
                 (Some(store), Some(writer))
             }
         };
-        if let Some(w) = &writer {
-            let w = w.clone();
+        if let Some(writer) = &writer {
+            let w = writer.clone();
             metrics.counter_fn(
                 "octollm_log_records_dropped_total",
                 "Finished requests the request log could not keep (queue or buffer full, refused).",
                 move || w.dropped(),
+            );
+            let w = writer.clone();
+            metrics.gauge_fn(
+                "octollm_log_records_pending",
+                "Finished requests queued or buffered for the request log, not yet written.",
+                move || w.pending() as f64,
             );
         }
         let protocols = config

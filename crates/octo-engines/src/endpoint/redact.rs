@@ -98,7 +98,7 @@ impl Redactor {
 
 /// An in-band error: an `error` or `response.failed` event (Anthropic, Responses), or data whose
 /// JSON starts with an `error` member (OpenAI Chat, Gemini). Errs on the side of searching.
-fn is_error_event(event: &Event) -> bool {
+pub(crate) fn is_error_event(event: &Event) -> bool {
     match event.name() {
         Some("error" | "response.failed") => true,
         Some(_) => false,

@@ -16,6 +16,9 @@
 //! | OpenAI Responses | `response.completed`, `response.incomplete` or `response.failed` |
 //! | Anthropic | a non-null `stop_reason` (`message_delta`), or `message_stop` |
 //! | Gemini | a `finishReason` |
+//!
+//! An in-band error event (`event: error`, data with an `"error"` member) counts as an ending:
+//! the client already has the upstream's reason, and a second error would only repeat it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -51,6 +54,10 @@ impl<S> EndCheck<S> {
 
 /// Whether `event` says generation is over in `protocol`.
 fn says_finished(protocol: Protocol, event: &Event) -> bool {
+    // An in-band error ends the answer too: the upstream said why it stopped.
+    if super::redact::is_error_event(event) {
+        return true;
+    }
     let data = event.data_body().to_bytes();
     let has = |needle: &[u8]| memmem::find(&data, needle).is_some();
     match protocol {
