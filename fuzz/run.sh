@@ -21,7 +21,10 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 # An explicit --target keeps build scripts and proc macros uninstrumented.
-nice -n 19 cargo build --release --target "$TRIPLE" --target-dir "$TARGET_DIR" --bins
+# The `config` target needs the gateway crate (`--features config`), much longer to build.
+FEATURES=()
+for t in "${TARGETS[@]}"; do [ "$t" = config ] && FEATURES=(--features config); done
+nice -n 19 cargo build --release --target "$TRIPLE" --target-dir "$TARGET_DIR" --bins "${FEATURES[@]}"
 python3 seed_corpus.py
 mkdir -p "$TARGET_DIR/logs"
 for t in "${TARGETS[@]}"; do

@@ -83,7 +83,7 @@ models:
     let gw = Gateway::start(&yaml);
     // Warm-up: every protocol, plain and streaming, passthrough and converted, so that the
     // baseline includes the pools, the runtime's threads and the allocator's first arenas.
-    for _ in 0..3 {
+    for _ in 0..2 {
         for protocol in Protocol::CHAT_PROTOCOLS {
             for model in ["passthrough", "converted"] {
                 for stream in [false, true] {
