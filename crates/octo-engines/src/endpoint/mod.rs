@@ -20,7 +20,7 @@
 //! upstream's text, retryable so that the next key or a
 //! [`TargetSet`](crate::balance::TargetSet)'s next backend may serve. A redirect (3xx) is not
 //! followed (a key would go with it) and becomes a 502 naming the backend. A 2xx body that is
-//! not JSON, and a stream that ends before the upstream said it finished ([`stream_end`]), are
+//! not JSON, and a stream that ends before the upstream said it finished (`endpoint/stream_end.rs`), are
 //! retryable 502s too: never handed on as if they were answers.
 //!
 //! Keys: with several `api_keys`, a [`KeyPool`] picks one per request (round robin over the keys
