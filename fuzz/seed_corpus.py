@@ -26,6 +26,9 @@ def write(target, data):
 
 
 def main():
+    # The config loader: every example config of the repository.
+    for path in sorted((ROOT.parent / "examples").glob("*.yaml")):
+        write("config", path.read_bytes())
     files = sorted(p for p in GOLDEN.rglob("*") if p.is_file() and p.suffix in (".json", ".sse"))
     for path in files:
         data = path.read_bytes()

@@ -431,7 +431,7 @@ pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Res
         } else if let Some(budget) = reasoning.budget_or_from_effort() {
             let budget = budget.max(1024);
             if max_tokens <= budget {
-                max_tokens += budget;
+                max_tokens = max_tokens.saturating_add(budget);
             }
             body.insert(
                 "thinking".into(),

@@ -71,6 +71,9 @@ mod anthropic_stream;
 mod canonical;
 mod codec;
 pub mod embeddings;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gemini;
 mod gemini_stream;
 mod ids;

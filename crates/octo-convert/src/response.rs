@@ -159,6 +159,16 @@ impl ResponseConverter {
     }
 
     fn decode(&self, body: &Value) -> Result<CanonicalResponse, Error> {
+        if !is_answer_of(self.upstream, body) {
+            // A body without the protocol's answer member (a wrong base URL or path serving
+            // another protocol, a proxy's JSON) would decode as an empty answer: the client
+            // would take it for the model's.
+            return Err(Error::upstream(format!(
+                "the upstream's answer is not a {} answer (its `{}` is missing)",
+                self.upstream,
+                answer_member(self.upstream)
+            )));
+        }
         let mut r = self.upstream_codec.decode_response(body)?;
         self.names.restore_response(&mut r);
         Ok(r)
@@ -172,12 +182,30 @@ impl ResponseConverter {
         self.client_codec.encode_response(&r, &self.side)
     }
 
-    fn encoder(&self) -> Box<dyn Encoder> {
+    pub(crate) fn encoder(&self) -> Box<dyn Encoder> {
         Box::new(ClientIds {
             client: self.client,
             inner: self.client_codec.stream_encoder(&self.side),
         })
     }
+}
+
+/// The member every complete answer of `protocol` has.
+fn answer_member(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::OpenAiChat => "choices",
+        Protocol::OpenAiResponses => "output",
+        Protocol::Anthropic => "content",
+        _ => "candidates",
+    }
+}
+
+/// Whether `body` has `protocol`'s answer member (Gemini: or the `promptFeedback` of a blocked
+/// prompt, which comes without candidates).
+fn is_answer_of(protocol: Protocol, body: &Value) -> bool {
+    body.get(answer_member(protocol)).is_some()
+        || (protocol == Protocol::Gemini
+            && (body.get("promptFeedback").is_some() || body.get("prompt_feedback").is_some()))
 }
 
 /// Collects an upstream stream into the client's complete answer; see

@@ -45,6 +45,11 @@ pub enum ErrorKind {
     RateLimited,
     /// The upstream failed: refused the connection, reset it, or answered non-2xx.
     Upstream,
+    /// An upstream refused the gateway's own API key for it (it answered 401 or 403). Clients'
+    /// credentials are never forwarded, so this is the gateway's failure, not the client's: a 502
+    /// naming the backend, never the upstream's text (providers echo the presented key in it).
+    /// Retryable: another key or backend may work.
+    KeyRefused,
     /// A deadline passed: connect, first byte, idle gap or total (504).
     Timeout,
     /// The gateway cannot do this yet (501).
@@ -63,7 +68,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Upstream | ErrorKind::KeyRefused => StatusCode::BAD_GATEWAY,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -116,7 +121,10 @@ impl Error {
         let status = kind.default_status();
         let retryable = matches!(
             kind,
-            ErrorKind::RateLimited | ErrorKind::Upstream | ErrorKind::Timeout
+            ErrorKind::RateLimited
+                | ErrorKind::Upstream
+                | ErrorKind::KeyRefused
+                | ErrorKind::Timeout
         );
         Error {
             inner: Box::new(Inner {
@@ -185,6 +193,21 @@ impl Error {
         e.inner.retry_after = retry_after;
         e.inner.upstream = Some(body);
         e
+    }
+    /// 502: an upstream refused the gateway's own key (see [`ErrorKind::KeyRefused`]); retryable.
+    ///
+    /// ```
+    /// use octo_core::{Error, ErrorKind, Protocol};
+    ///
+    /// let e = Error::key_refused("backend `oa` refused the gateway's API key (it answered 401)");
+    /// assert_eq!((e.kind(), e.status().as_u16()), (ErrorKind::KeyRefused, 502));
+    /// assert!(e.is_retryable());
+    /// let body: serde_json::Value =
+    ///     serde_json::from_slice(&e.render(Protocol::OpenAiChat).body).unwrap();
+    /// assert_eq!(body["error"]["code"], "upstream_key_refused");
+    /// ```
+    pub fn key_refused(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::KeyRefused, message)
     }
     /// 504: a deadline passed; retryable.
     pub fn timeout(message: impl Into<String>) -> Self {
@@ -347,6 +370,7 @@ impl Error {
             ErrorKind::PayloadTooLarge => "request_too_large",
             ErrorKind::RateLimited => "rate_limit_exceeded",
             ErrorKind::Upstream => "upstream_error",
+            ErrorKind::KeyRefused => "upstream_key_refused",
             ErrorKind::Timeout => "upstream_timeout",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Internal => "gateway_internal_error",

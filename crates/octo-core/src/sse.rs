@@ -46,6 +46,9 @@ pub struct SseParser {
     buf: BytesMut,
     /// Where the scan for the end of the current frame resumes (start of an unfinished line).
     scan_from: usize,
+    /// How far the unfinished line at `scan_from` is known to hold no line ending: a long line
+    /// arriving in many chunks is scanned once, not once per chunk (which was quadratic).
+    scanned: usize,
     max_event_bytes: usize,
 }
 
@@ -66,6 +69,7 @@ impl SseParser {
         SseParser {
             buf: BytesMut::new(),
             scan_from: 0,
+            scanned: 0,
             max_event_bytes: max,
         }
     }
@@ -93,6 +97,7 @@ impl SseParser {
             };
             let frame = self.buf.split_to(frame_end).freeze();
             self.scan_from = 0;
+            self.scanned = 0;
             if let Some(ev) = build_event(frame, true) {
                 return Ok(Some(ev));
             }
@@ -112,6 +117,7 @@ impl SseParser {
         }
         let frame = self.buf.split().freeze();
         self.scan_from = 0;
+        self.scanned = 0;
         Ok(build_event(frame, false))
     }
 
@@ -127,15 +133,19 @@ impl SseParser {
         let buf = &self.buf[..];
         let mut line_start = self.scan_from;
         loop {
-            let rel = buf[line_start..]
-                .iter()
-                .position(|&b| b == b'\n' || b == b'\r')?;
-            let end = line_start + rel;
+            let from = line_start.max(self.scanned);
+            let Some(rel) = memchr::memchr2(b'\n', b'\r', &buf[from..]) else {
+                self.scan_from = line_start;
+                self.scanned = buf.len();
+                return None;
+            };
+            let end = from + rel;
             let next = if buf[end] == b'\n' {
                 end + 1
             } else if end + 1 == buf.len() {
                 // A CR at the end of the buffer: its LF may be in the next chunk.
                 self.scan_from = line_start;
+                self.scanned = end;
                 return None;
             } else if buf[end + 1] == b'\n' {
                 end + 2
@@ -453,6 +463,26 @@ mod tests {
         let mut p = SseParser::with_max_event_bytes(1024);
         p.push(&[b'y'; 2048]);
         assert!(p.next_event().is_err());
+    }
+
+    #[test]
+    fn a_long_line_in_many_chunks_is_read_whole() {
+        let mut p = SseParser::new();
+        p.push(b"data: ");
+        for _ in 0..1000 {
+            p.push(b"xy");
+            assert!(p.next_event().unwrap().is_none());
+        }
+        p.push(b"\r");
+        assert!(p.next_event().unwrap().is_none());
+        p.push(b"\n\r\n");
+        let ev = p.next_event().unwrap().unwrap();
+        assert_eq!(ev.data_body().to_bytes().len(), 2000);
+        p.push(b"data: z\n\n");
+        assert_eq!(
+            &p.next_event().unwrap().unwrap().data_body().to_bytes()[..],
+            b"z"
+        );
     }
 
     #[test]

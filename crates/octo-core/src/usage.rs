@@ -55,12 +55,14 @@ pub struct Usage {
 impl Usage {
     /// All input tokens: uncached, cache reads and cache writes.
     pub fn total_input_tokens(&self) -> u64 {
-        self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+        self.input_tokens
+            .saturating_add(self.cache_read_tokens)
+            .saturating_add(self.cache_write_tokens)
     }
 
     /// Input and output tokens.
     pub fn total_tokens(&self) -> u64 {
-        self.total_input_tokens() + self.output_tokens
+        self.total_input_tokens().saturating_add(self.output_tokens)
     }
 
     /// Reads an OpenAI Chat `usage` object; `None` when `v` is not an object.
@@ -368,14 +370,17 @@ pub(crate) struct GeminiUsage {
 
 impl From<GeminiUsage> for Usage {
     fn from(u: GeminiUsage) -> Usage {
-        let prompt = u.prompt.unwrap_or(0) + u.tool_use_prompt.unwrap_or(0);
+        let prompt = u
+            .prompt
+            .unwrap_or(0)
+            .saturating_add(u.tool_use_prompt.unwrap_or(0));
         let cached = u.cached.unwrap_or(0);
         let thoughts = u.thoughts.unwrap_or(0);
         Usage {
             input_tokens: prompt.saturating_sub(cached),
             cache_read_tokens: cached,
             cache_write_tokens: 0,
-            output_tokens: u.candidates.unwrap_or(0) + thoughts,
+            output_tokens: u.candidates.unwrap_or(0).saturating_add(thoughts),
             reasoning_tokens: thoughts,
         }
     }
@@ -384,6 +389,18 @@ impl From<GeminiUsage> for Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_saturate_on_absurd_upstream_counts() {
+        let u = Usage {
+            input_tokens: u64::MAX,
+            cache_read_tokens: 5,
+            output_tokens: u64::MAX,
+            ..Usage::default()
+        };
+        assert_eq!(u.total_input_tokens(), u64::MAX);
+        assert_eq!(u.total_tokens(), u64::MAX);
+    }
 
     fn sample() -> Usage {
         Usage {

@@ -72,7 +72,9 @@ impl BreakerConfig {
 
 /// Whether `err` says the upstream is unhealthy (see the [module docs](self)).
 pub fn is_health_failure(err: &Error) -> bool {
-    err.is_retryable() && !matches!(err.status().as_u16(), 401 | 403 | 429)
+    err.is_retryable()
+        && err.kind() != octo_core::ErrorKind::KeyRefused
+        && !matches!(err.status().as_u16(), 401 | 403 | 429)
 }
 
 /// A breaker's state, for introspection and tests.

@@ -21,6 +21,10 @@ pub(crate) struct Directives {
     pub(crate) max_tokens: bool,
     /// `thinking`: the reply starts with reasoning carrying a signature.
     pub(crate) thinking: bool,
+    /// `echo_key`: injected errors (HTTP and mid-stream) quote the presented API key.
+    pub(crate) echo_key: bool,
+    /// `no_retry_after`: an injected 429 comes without `retry-after`.
+    pub(crate) no_retry_after: bool,
     tool: Option<bool>,
     tools: Option<usize>,
     /// `tool=NAME`: the tool to call, by name (instead of cycling through the defined tools).
@@ -106,6 +110,8 @@ impl Directives {
             "reset" => self.reset = flag(value),
             "max_tokens" => self.max_tokens = flag(value),
             "thinking" => self.thinking = flag(value),
+            "echo_key" => self.echo_key = flag(value),
+            "no_retry_after" => self.no_retry_after = flag(value),
             _ => {}
         }
     }
@@ -258,8 +264,9 @@ mod tests {
         let h = headers(&[("x-mock-reset", ""), ("x-mock-status", "abc")]);
         let d = Directives::parse(
             &h,
-            b"[mock:max_tokens] [mock:status=200] [mock:Bad=1] [mock:thinking]",
+            b"[mock:max_tokens] [mock:status=200] [mock:Bad=1] [mock:thinking] [mock:echo_key] [mock:no_retry_after]",
         );
+        assert!(d.echo_key && d.no_retry_after);
         assert!(d.reset);
         assert!(d.max_tokens);
         assert!(d.thinking);

@@ -38,6 +38,7 @@
 //! |---|---|
 //! | `status=N` (400..=599) | answer HTTP N with the protocol's error body; 429 gets `retry-after` |
 //! | `retry_after=S` | `retry-after` value for `status` (default 1; sent for any status when given) |
+//! | `no_retry_after` | an injected 429 comes without `retry-after` |
 //! | `latency_ms=N` | delay before the response head (also before `status`/`reset`) |
 //! | `jitter_ms=N` | add a deterministic pseudo-random `0..=N` ms to the latency |
 //! | `interval_ms=N` | pause between two streamed events |
@@ -52,6 +53,7 @@
 //! | `tool_arg=TEXT` | the text for `tool=NAME` (default `mock`), e.g. `[mock:tool=Bash] [mock:tool_arg=echo hi]` |
 //! | `tool_args=B64` | the exact arguments of every tool call: a JSON object, base64-encoded (standard or URL-safe alphabet, padding optional; up to 16 KiB in a body token, unlike the 64 bytes of the others), or as is in a header. Multi-line strings, quotes and `]` survive, e.g. `[mock:tool=Write] [mock:tool_args=eyJhIjoiYlxuYyJ9]` calls `Write` with `{"a":"b\nc"}`; `x-mock-tool-args: {"a":"b\nc"}` does the same. Wins over `tool_arg`; an invalid value is ignored |
 //! | `say=TEXT` | the reply text is exactly TEXT instead of the echo: base64 of UTF-8 text (standard or URL-safe alphabet, padding optional; up to 16 KiB in a body token), or the value as is when it is not base64 (e.g. in a header). A reply can so carry what the request does not, e.g. a moderation marker: `[mock:say=W1tmbGFnOnZpb2xlbmNlXV0=]` answers `[[flag:violence]]` |
+//! | `echo_key` | injected errors (`status`, `midstream_error`) quote the API key the request presented (`; Incorrect API key provided: KEY`), as providers do: for tests that the gateway never passes its keys on |
 //! | `max_tokens` | answer text truncated for length (`length`, `max_tokens`, `MAX_TOKENS`, `incomplete`) |
 //! | `thinking` | the answer starts with reasoning, `"The mock thinks before it answers."`, signed in the protocol's own way: an Anthropic `thinking` block with `signature` (streamed as `thinking_delta` + `signature_delta`), OpenAI Chat `reasoning_content` + LiteLLM's `thinking_blocks[].signature` (streamed as two deltas), a Responses `reasoning` item with a `summary_text` and `encrypted_content` (streamed with the `reasoning_summary_*` events), a Gemini `thought: true` part with `thoughtSignature`. Each protocol has its own fixed signature, base64 of `mock-anthropic-signature`, `mock-chat-signature`, `mock-responses-encrypted-content`, `mock-gemini-thought-signature` |
 //!

@@ -163,6 +163,7 @@ async fn prelude(
     state: &Arc<State>,
     protocol: Protocol,
     directives: &Directives,
+    headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Value, Result<Response<MockBody>, BoxError>> {
     // Until the head is ready, a dropped future means the client went away.
@@ -189,10 +190,17 @@ async fn prelude(
     }
     if let Some(status) = directives.error_status() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let message = format!("octo-mock: injected HTTP {}", status.as_u16());
+        let message = format!(
+            "octo-mock: injected HTTP {}{}",
+            status.as_u16(),
+            echoed_key(directives, headers)
+        );
         let retry_after = directives
             .retry_after
-            .or((status == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+            .or(
+                (status == StatusCode::TOO_MANY_REQUESTS && !directives.no_retry_after)
+                    .then_some(1),
+            );
         return Err(Ok(error_response(protocol, status, &message, retry_after)));
     }
     serde_json::from_slice(body).map_err(|e| {
@@ -206,6 +214,21 @@ async fn prelude(
     })
 }
 
+/// With the `echo_key` directive, `"; Incorrect API key provided: KEY"` naming the credential
+/// the request presented (`authorization: Bearer`, `x-api-key`, `x-goog-api-key`), as providers
+/// echo it in their error messages; otherwise nothing.
+fn echoed_key(directives: &Directives, headers: &HeaderMap) -> String {
+    if !directives.echo_key {
+        return String::new();
+    }
+    let key = ["authorization", "x-api-key", "x-goog-api-key"]
+        .into_iter()
+        .find_map(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
+        .unwrap_or("(none)");
+    format!("; Incorrect API key provided: {key}")
+}
+
 /// `count_tokens` / `countTokens`: `body_len / 4 + 1` input tokens (what a generation request of
 /// the same size reports), after the same delays and injected faults as generation.
 async fn count_tokens(
@@ -215,7 +238,7 @@ async fn count_tokens(
     body: &Bytes,
 ) -> Result<Response<MockBody>, BoxError> {
     let directives = Directives::parse(headers, body);
-    if let Err(early) = prelude(state, protocol, &directives, body).await {
+    if let Err(early) = prelude(state, protocol, &directives, headers, body).await {
         return early;
     }
     let tokens = body.len() as u64 / 4 + 1;
@@ -241,7 +264,7 @@ async fn embed_answer(
         EmbedRoute::Gemini { .. } => Protocol::Gemini,
     };
     let directives = Directives::parse(headers, body);
-    let json = match prelude(state, protocol, &directives, body).await {
+    let json = match prelude(state, protocol, &directives, headers, body).await {
         Ok(json) => json,
         Err(early) => return early,
     };
@@ -263,7 +286,7 @@ async fn moderations(
     body: &Bytes,
 ) -> Result<Response<MockBody>, BoxError> {
     let directives = Directives::parse(headers, b"");
-    let json = match prelude(state, Protocol::OpenAiChat, &directives, body).await {
+    let json = match prelude(state, Protocol::OpenAiChat, &directives, headers, body).await {
         Ok(json) => json,
         Err(early) => return early,
     };
@@ -287,7 +310,7 @@ async fn llm(
     body: &Bytes,
 ) -> Result<Response<MockBody>, BoxError> {
     let directives = Directives::parse(headers, body);
-    let json = match prelude(state, protocol, &directives, body).await {
+    let json = match prelude(state, protocol, &directives, headers, body).await {
         Ok(json) => json,
         Err(early) => return early,
     };
@@ -311,8 +334,9 @@ async fn llm(
         return Ok(json_response(StatusCode::OK, protocol.render_unary(&plan)));
     }
     let events = protocol.render_stream(&plan, mode);
-    let (frames, ending) =
-        shape_stream(events, &directives, |seq| protocol.stream_error(mode, seq));
+    let (frames, ending) = shape_stream(events, &directives, |seq| {
+        protocol.stream_error(mode, seq, &echoed_key(&directives, headers))
+    });
     let interval = directives
         .interval_ms
         .map_or(state.config.event_interval, Duration::from_millis);

@@ -61,6 +61,8 @@ pub struct Gateway {
     lines: mpsc::Receiver<String>,
     /// Whether `config_path` is a temp file of ours, deleted on drop.
     owned_config: bool,
+    /// Where the gateway's stderr (its logs) goes, when the test captures it.
+    log_path: Option<PathBuf>,
 }
 
 /// Forwards the rest of a gateway's stdout, line by line, from a thread.
@@ -101,6 +103,38 @@ impl Gateway {
         Self::launch(command, config_path, true)
     }
 
+    /// As [`Gateway::start_with`], with extra environment variables and the gateway's stderr (its
+    /// logs: the access log, warnings) captured in a temp file that [`Gateway::log`] reads.
+    pub fn start_logged(yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Gateway {
+        let config_path = temp_config("octollm-test", yaml);
+        let log_path = config_path.with_extension("log");
+        let log = std::fs::File::create(&log_path).expect("create the gateway's log file");
+        let mut command = server_command(&config_path);
+        command
+            .args(args)
+            .env_remove("OCTOLLM_LISTEN")
+            .envs(envs.iter().copied())
+            .stderr(log);
+        let mut gateway = Self::launch(command, config_path, true);
+        gateway.log_path = Some(log_path);
+        gateway
+    }
+
+    /// What the gateway wrote on stderr so far (empty unless started with
+    /// [`Gateway::start_logged`]).
+    pub fn log(&self) -> String {
+        self.log_path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The gateway's process id (to read its `/proc/<pid>` figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts the gateway on an existing config file (never deleted) with extra environment
     /// variables, listening on an ephemeral port through `OCTOLLM_LISTEN`.
     pub fn start_file(path: &Path, envs: &[(String, String)]) -> Gateway {
@@ -115,9 +149,9 @@ impl Gateway {
     /// Spawns `command` and returns once the gateway prints its listening line, noting the admin
     /// listener's URL from the banner printed before it; panics with what it printed instead.
     fn launch(mut command: Command, config_path: PathBuf, owned_config: bool) -> Gateway {
+        // stderr is inherited unless the caller redirected it (`start_logged`).
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn octollm-server");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
@@ -153,6 +187,7 @@ impl Gateway {
             config_path,
             lines: line_reader(stdout),
             owned_config,
+            log_path: None,
         }
     }
 
@@ -200,6 +235,9 @@ impl Drop for Gateway {
         let _ = self.child.wait();
         if self.owned_config {
             let _ = std::fs::remove_file(&self.config_path);
+        }
+        if let Some(log) = &self.log_path {
+            let _ = std::fs::remove_file(log);
         }
     }
 }

@@ -8,6 +8,9 @@
 //!   ([`Gateway`]), and the standard config with one backend per protocol ([`config`]).
 //! - [`request`]: a minimal valid request for each protocol ([`Prompt`]), as a path and body for
 //!   HTTP or as an [`octo_core::Request`] for engines.
+//! - [`fault`]: a raw-TCP upstream for byte-level faults ([`FaultServer`]).
+//! - [`process`]: a process's memory and open files, and waiting until they are back at a
+//!   baseline.
 //! - [`http`]: a reqwest client without proxies, a JSON `POST` and the answer read whole
 //!   ([`Reply`]).
 //! - [`sse`]: server-sent event bodies split into events, strictly ([`parse_sse`]) or as the
@@ -16,12 +19,15 @@
 //! The crate is not published; the workspace's crates take it as a dev-dependency. Its helpers
 //! panic with a message naming what failed, which is what a test wants.
 
+pub mod fault;
 pub mod gateway;
 pub mod http;
+pub mod process;
 pub mod request;
 pub mod sse;
 pub mod upstream;
 
+pub use fault::{Fault, FaultServer};
 pub use gateway::{Gateway, PROTOCOLS, config, start_fails};
 pub use http::{Reply, client, h2_client, post};
 pub use request::{Prompt, body_for, path_for, request_with_body};

@@ -449,7 +449,9 @@ impl Engine for TargetSet {
                         attempt = made,
                         "attempt failed"
                     );
-                    if matches!(e.status().as_u16(), 401 | 403) {
+                    if e.kind() == octo_core::ErrorKind::KeyRefused
+                        || matches!(e.status().as_u16(), 401 | 403)
+                    {
                         round.banned.set(idx);
                     }
                     if let Some(after) = e.retry_after() {

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use octo_core::{BuildError, Error, Protocol, UpstreamBody};
+use octo_core::{BuildError, Error, ErrorKind, Protocol, UpstreamBody};
 use tokio::time::Instant;
 
 use super::headers::auth_headers;
@@ -453,7 +453,8 @@ impl KeyPool {
     /// Records how the call with `lease` went; returns whether another key should be tried.
     ///
     /// - success → the breaker notes a success;
-    /// - 401 / 403 / 429 from the upstream → the key cools down (multi-key pools only) and, if
+    /// - a [refused key](octo_core::ErrorKind::KeyRefused) (or an upstream 401 / 403) or an
+    ///   upstream 429 → the key cools down (multi-key pools only) and, if
     ///   another key exists, `true`;
     /// - other errors → the breaker counts [health failures](crate::breaker::is_health_failure).
     pub fn finish<T>(&self, lease: KeyLease, result: Result<&T, &Error>) -> bool {
@@ -465,7 +466,10 @@ impl KeyPool {
             return false;
         };
         let status = e.status().as_u16();
-        if e.upstream_body().is_none() || !matches!(status, 401 | 403 | 429) {
+        let refused = e.kind() == ErrorKind::KeyRefused
+            || (e.upstream_body().is_some() && matches!(status, 401 | 403));
+        let limited = e.upstream_body().is_some() && status == 429;
+        if !refused && !limited {
             return false;
         }
         if self.slots.len() < 2 {
@@ -485,7 +489,7 @@ impl KeyPool {
         tracing::warn!(
             backend = %self.backend,
             key = index + 1,
-            status,
+            reason = if refused { "key refused (401/403)" } else { "rate-limited (429)" },
             cooldown = ?rest,
             "API key refused or rate-limited; resting it and trying the next key"
         );

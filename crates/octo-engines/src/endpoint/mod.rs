@@ -12,10 +12,16 @@
 //! body included). Each expiry is a 504 naming the backend and the deadline.
 //!
 //! A non-2xx answer becomes an upstream [`Error`] that keeps the status, the body (up to 1 MiB) and
-//! `retry-after`, so it can be passed through verbatim to a client of the same protocol. A 401 or
-//! 403 from the upstream refuses the *gateway's* key (client credentials are never forwarded), so
-//! it is marked retryable: a [`TargetSet`](crate::balance::TargetSet) may fail over to a backend with
-//! a working key.
+//! `retry-after`, so it can be passed through verbatim to a client of the same protocol; the
+//! backend's keys are removed from that body first, and from in-band error events of streams
+//! ([`REDACTED`]; providers echo the presented key). A 401 or 403 from the upstream refuses the
+//! *gateway's* key (client credentials are never forwarded): it becomes a
+//! [`KeyRefused`](octo_core::ErrorKind::KeyRefused) error, a 502 naming the backend without the
+//! upstream's text, retryable so that the next key or a
+//! [`TargetSet`](crate::balance::TargetSet)'s next backend may serve. A redirect (3xx) is not
+//! followed (a key would go with it) and becomes a 502 naming the backend. A 2xx body that is
+//! not JSON, and a stream that ends before the upstream said it finished (`endpoint/stream_end.rs`), are
+//! retryable 502s too: never handed on as if they were answers.
 //!
 //! Keys: with several `api_keys`, a [`KeyPool`] picks one per request (round robin over the keys
 //! not resting), rests a key answered 401, 403 or 429 and tries the next key before the backend is
@@ -34,6 +40,8 @@
 
 mod headers;
 pub mod keys;
+mod redact;
+mod stream_end;
 mod timed_body;
 mod usage_tap;
 
@@ -56,11 +64,14 @@ use octo_core::{
 use tokio::time::Instant;
 
 use self::headers::{copy_response_headers, forwarded_client_headers};
+use self::redact::Redactor;
+use self::stream_end::EndCheck;
 use self::timed_body::TimedBody;
 use crate::add_header::{UpstreamHeaders, is_protected};
 use crate::balance::{Availability, Target};
 
 pub use self::keys::{KeyError, KeyHealth, KeyLease, KeyPool, KeyPoolConfig, ModelHealth};
+pub use self::redact::REDACTED;
 
 /// Deadlines for one upstream exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +245,8 @@ pub struct HttpEndpoint {
     plain_urls: bool,
     client: reqwest::Client,
     keys: KeyPool,
+    /// Removes the backend's keys from upstream error text.
+    redactor: Redactor,
 }
 
 impl fmt::Debug for HttpEndpoint {
@@ -326,7 +339,9 @@ impl HttpEndpoint {
         }
         let plain_urls = reqwest::Url::parse(&base_url)
             .is_ok_and(|u| u.username().is_empty() && u.password().is_none());
+        let redactor = Redactor::new(&config.api_keys);
         Ok(HttpEndpoint {
+            redactor,
             config,
             base_url,
             fixed_urls,
@@ -746,28 +761,61 @@ impl HttpEndpoint {
 
         if !status.is_success() {
             let bytes = collect_limited(body, MAX_ERROR_BODY, true).await?;
-            tracing::debug!(backend = %name, status = status.as_u16(), "upstream error");
-            let err = Error::upstream_status(
+            // Providers echo the presented key in their error text: it never goes further.
+            let bytes = self.redactor.redact(bytes);
+            let code = status.as_u16();
+            tracing::debug!(backend = %name, status = code, "upstream error");
+            if matches!(code, 401 | 403) {
+                // The gateway's own key was refused (clients' credentials are never forwarded):
+                // the gateway's failure, told without the upstream's text. The operator gets that
+                // text (without keys) in the log.
+                tracing::warn!(
+                    backend = %name,
+                    status = code,
+                    upstream_message = %excerpt(&bytes),
+                    "the upstream refused the gateway's API key"
+                );
+                return Err(Error::key_refused(format!(
+                    "backend `{name}` refused the gateway's API key (it answered {code}); the gateway's operator must check the backend's api_key"
+                )));
+            }
+            if status.is_redirection() {
+                // Redirects are never followed with a key attached, and a 3xx without its
+                // location means nothing to the client.
+                return Err(Error::upstream(format!(
+                    "backend `{name}` answered a redirect ({code}), which the gateway does not follow; check the backend's base_url"
+                )));
+            }
+            return Err(Error::upstream_status(
                 status,
-                format!("backend `{name}` answered {}", status.as_u16()),
+                format!("backend `{name}` answered {code}"),
                 UpstreamBody {
                     protocol: Some(format),
                     body: bytes,
                 },
                 retry_after,
-            );
-            // 401/403 refuse the gateway's key, not the client: another backend may do.
-            let refused = matches!(status.as_u16(), 401 | 403);
-            return Err(if refused {
-                err.with_retryable(true)
-            } else {
-                err
-            });
+            ));
         }
         let body = if is_sse {
-            ResponseBody::Stream(EventStream::new(SseDecoder::new(body)))
+            let events = EndCheck::new(SseDecoder::new(body), format, name.clone());
+            if self.redactor.is_empty() {
+                ResponseBody::Stream(EventStream::new(events))
+            } else {
+                let redactor = self.redactor.clone();
+                ResponseBody::Stream(EventStream::new(
+                    events.map(move |item| redactor.item(item)),
+                ))
+            }
         } else {
             let bytes = collect_limited(body, self.config.max_response_bytes, false).await?;
+            // Every answer of the protocols is JSON: anything else (an HTML page from a proxy,
+            // a cut-off body) is the upstream's failure, not an answer to hand on as a 200.
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                return Err(Error::upstream(format!(
+                    "backend `{name}` answered {} with a body that is not JSON ({e})",
+                    status.as_u16()
+                )));
+            }
             ResponseBody::Full(Body::from_bytes(bytes))
         };
         Ok(Response {
@@ -855,6 +903,12 @@ fn encode_path_segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// The start of an upstream error body, as one line of text for a log.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Drops any query string from a URL before it goes into a message.
@@ -1093,11 +1147,13 @@ mod tests {
         extra.insert("x-mock-status", HeaderValue::from_static("401"));
         req.extensions.insert(UpstreamHeaders(extra));
         let e = ep.process(req).await.unwrap_err();
-        // The upstream's own 401, kept for pass-through, but retryable: the gateway's key was
-        // refused, so another backend may serve.
-        assert_eq!(e.status(), 401);
+        // The gateway's key was refused: a 502 naming the backend, without the upstream's text,
+        // and retryable, so another backend may serve.
+        assert_eq!(e.kind(), octo_core::ErrorKind::KeyRefused);
+        assert_eq!(e.status(), 502);
         assert!(e.is_retryable());
-        assert!(e.upstream_body().is_some());
+        assert!(e.upstream_body().is_none());
+        assert!(e.message().contains("backend `oa`"), "{}", e.message());
         let keys: Vec<String> = mock
             .requests()
             .iter()

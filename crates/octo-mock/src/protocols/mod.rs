@@ -94,13 +94,15 @@ impl Protocol {
     }
 
     /// The in-band error event sent by `midstream_error`, as the `seq`-th frame of the stream.
-    pub(crate) fn stream_error(self, mode: Mode, seq: usize) -> Bytes {
-        const MESSAGE: &str = "octo-mock: injected mid-stream error";
+    /// `suffix` is appended to its message (the `echo_key` directive's presented key).
+    pub(crate) fn stream_error(self, mode: Mode, seq: usize, suffix: &str) -> Bytes {
+        let message = format!("octo-mock: injected mid-stream error{suffix}");
+        let message = message.as_str();
         match self {
-            Protocol::OpenAiChat => openai_chat::stream_error(MESSAGE),
-            Protocol::OpenAiResponses => openai_responses::stream_error(MESSAGE, seq),
-            Protocol::Anthropic => anthropic::stream_error(MESSAGE),
-            Protocol::Gemini => gemini::stream_error(MESSAGE, mode, seq),
+            Protocol::OpenAiChat => openai_chat::stream_error(message),
+            Protocol::OpenAiResponses => openai_responses::stream_error(message, seq),
+            Protocol::Anthropic => anthropic::stream_error(message),
+            Protocol::Gemini => gemini::stream_error(message, mode, seq),
         }
     }
 
