@@ -65,8 +65,8 @@ pub use query::{
     Bucket, DEFAULT_LIMIT, Figures, GroupBy, LogPage, LogQuery, MAX_BUCKETS, MAX_LIMIT, Stats,
     StatsBucket, StatsQuery,
 };
-pub use spend::SpendRow;
 pub use responses::StoredResponse;
+pub use spend::SpendRow;
 pub use writer::{LogWriter, WARN_EVERY, WriterStats};
 
 use crate::db::{Col, Pool, Sql, Value};
