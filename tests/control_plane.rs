@@ -466,10 +466,11 @@ async fn backend_state_and_streams_survive_changes() {
         brk["keys"][0]["models"][0]["breaker"]["state"], "open",
         "{brk}"
     );
-    // Both keys of `oa` answered 401: both rest (key_cooldown: 10m).
+    // Both keys of `oa` answered 401: both rest (key_cooldown: 10m), and the client gets the
+    // gateway's 502 (its own key was fine).
     let limited = Prompt::new(Protocol::OpenAiChat, "chat", "[mock:status=401]");
     let s = gw.send(&limited).await.status().as_u16();
-    assert_eq!(s, 401);
+    assert_eq!(s, 502);
     let resting = |v: &Value| {
         v["keys"]
             .as_array()
@@ -482,7 +483,7 @@ async fn backend_state_and_streams_survive_changes() {
     assert_eq!(s, 200, "{health}");
     assert_eq!(resting(&health), 2, "{health}");
     assert_eq!(
-        health["keys"][0]["recent_errors"][0]["status"], 401,
+        health["keys"][0]["recent_errors"][0]["status"], 502,
         "{health}"
     );
     assert!(!health.to_string().contains("sk-upstream"), "{health}");

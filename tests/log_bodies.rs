@@ -166,12 +166,14 @@ async fn bodies_are_kept_for_every_protocol_stream_and_not() {
     // The upstream key is nowhere in the database file.
     assert!(gw.terminate(), "clean exit after SIGTERM");
     for f in std::fs::read_dir(&dir.0).unwrap() {
-        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        let path = f.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
         assert!(
             !bytes
                 .windows(UPSTREAM_KEY.len())
                 .any(|w| w == UPSTREAM_KEY.as_bytes()),
-            "the upstream key reached the database"
+            "the upstream key reached {}",
+            path.display()
         );
     }
 }

@@ -78,6 +78,18 @@ async fn requests_are_unaffected_and_records_kept_while_the_database_is_down() {
         );
         return;
     };
+    // A schema of its own: other tests leave admin API objects in the shared database's default
+    // schema, which would be merged into this gateway's config.
+    let url = {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP SCHEMA IF EXISTS storage_outage CASCADE; CREATE SCHEMA storage_outage")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-c%20search_path%3Dstorage_outage")
+    };
     let mock = mock().await;
     let yaml = format!(
         r#"

@@ -44,6 +44,8 @@ pub struct Ops {
     writer: Option<Arc<LogWriter>>,
     /// Bytes of each body kept in the log (`storage.log_bodies`).
     log_bodies: Option<usize>,
+    /// The configured credentials, redacted from stored Responses conversations.
+    secrets: octo_store::Secrets,
     metrics: RwLock<Arc<Metrics>>,
     names: Mutex<(Vec<String>, Vec<String>)>,
     prices: Arc<PriceBook>,
@@ -151,6 +153,7 @@ impl Ops {
         metrics.register_fn(crate::answer_layers::collect);
         Ok(Ops {
             endpoints,
+            secrets: secrets(config),
             log_bodies: match &config.storage {
                 Storage::On(s) if writer.is_some() => s.log_bodies,
                 _ => None,
@@ -216,7 +219,9 @@ impl Ops {
     /// storage is off (or its database was not open when the gateway started).
     pub fn responses(&self) -> ResponseState {
         match self.store() {
-            Some(store) => ResponseState::new(Arc::new(DbResponses::new(store))),
+            Some(store) => {
+                ResponseState::new(Arc::new(DbResponses::new(store, self.secrets.clone())))
+            }
             None => ResponseState::off(),
         }
     }

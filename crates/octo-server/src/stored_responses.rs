@@ -5,19 +5,28 @@
 use async_trait::async_trait;
 use octo_core::Error;
 use octo_engines::responses::{ResponseStore, StoredAnswer};
-use octo_store::{Store, StoredResponse};
+use octo_store::{Secrets, Store, StoredResponse};
 use serde_json::Value;
 
-/// [`ResponseStore`] over the server's database.
-#[derive(Debug, Clone)]
+/// [`ResponseStore`] over the server's database. Like kept log bodies, a stored conversation is
+/// written with every configured credential replaced by `[REDACTED]` (a client that types an
+/// upstream key into a prompt must not put it in the database).
+#[derive(Clone)]
 pub struct DbResponses {
     store: Store,
+    secrets: Secrets,
+}
+
+impl std::fmt::Debug for DbResponses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbResponses").finish_non_exhaustive()
+    }
 }
 
 impl DbResponses {
-    /// Answers kept in `store`.
-    pub fn new(store: Store) -> Self {
-        DbResponses { store }
+    /// Answers kept in `store`, with `secrets` redacted.
+    pub fn new(store: Store, secrets: Secrets) -> Self {
+        DbResponses { store, secrets }
     }
 }
 
@@ -56,8 +65,14 @@ impl ResponseStore for DbResponses {
             id: answer.id,
             created_at_ms: answer.created_at_ms,
             model: answer.model,
-            input: Value::Array(answer.input).to_string(),
-            response: answer.response.to_string(),
+            input: self
+                .secrets
+                .redact(&Value::Array(answer.input).to_string())
+                .into_owned(),
+            response: self
+                .secrets
+                .redact(&answer.response.to_string())
+                .into_owned(),
         };
         self.store
             .put_response(&row)
