@@ -155,8 +155,10 @@ pub fn first_start(file: &Path, tokens: &mut Tokens) -> Result<Option<String>, S
     Ok(Some(token))
 }
 
+/// Creates `path` (it must not exist) readable by its owner only (mode 0600 on Unix) and writes
+/// `contents`: for files that hold secrets (the generated admin token's digest, the sealing key).
 #[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -167,8 +169,9 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.write_all(contents.as_bytes())
 }
 
+/// See the Unix version: elsewhere, a plain new file.
 #[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
+use crate::admin::tokens::write_private;
+
 /// The environment variable holding the sealing key.
 pub const SECRET_KEY_ENV: &str = "OCTOLLM_SECRET_KEY";
 
@@ -127,23 +129,6 @@ impl Sealer {
 
 fn parse_key(s: &str) -> Option<[u8; 32]> {
     unhex(s)?.try_into().ok()
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
 }
 
 #[cfg(test)]
