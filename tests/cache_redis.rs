@@ -8,11 +8,11 @@
 //! `OCTOLLM_TEST_REDIS_CTL` (a command taking `stop` / `start`). Without them it prints why and
 //! passes.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
 use octo_test::http::text;
+use octo_test::service::ctl;
 use octo_test::{Gateway, Prompt, client, mock, post};
 
 const KEY_A: &str = "sk-gw-org-a-0123456789";
@@ -54,14 +54,6 @@ async fn send(gw: &Gateway, prompt: &Prompt, key: &str) -> (u16, Option<String>,
     tokio::time::timeout(Duration::from_secs(20), fut)
         .await
         .expect("the gateway answered within 20 s")
-}
-
-fn ctl(command: &str, action: &str) {
-    let status = Command::new(command)
-        .arg(action)
-        .status()
-        .unwrap_or_else(|e| panic!("run {command} {action}: {e}"));
-    assert!(status.success(), "{command} {action}");
 }
 
 #[tokio::test]

@@ -7,10 +7,10 @@
 //! Needs `OCTOLLM_TEST_REDIS_URL` and `OCTOLLM_TEST_REDIS_CTL` (written by `scripts/services.sh`);
 //! skipped with the reason otherwise. Its own test binary with one test, because it stops Redis.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
+use octo_test::service::{Restart, ctl};
 use octo_test::{Gateway, Prompt, Reply, client, mock, post};
 use serde_json::Value;
 
@@ -34,25 +34,6 @@ async fn admin_get(gw: &Gateway, path: &str) -> String {
     let url = format!("{}{path}", gw.admin_url.as_ref().expect("admin listener"));
     let resp = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
     resp.text().await.unwrap()
-}
-
-fn ctl(command: &str, action: &str) {
-    let status = Command::new(command)
-        .arg(action)
-        .status()
-        .expect("run the Redis control command");
-    assert!(status.success(), "{command} {action} failed");
-}
-
-/// Starts Redis again if the test fails while it is stopped.
-struct Restart<'a>(&'a str, bool);
-
-impl Drop for Restart<'_> {
-    fn drop(&mut self) {
-        if self.1 {
-            ctl(self.0, "start");
-        }
-    }
 }
 
 /// The config of every instance; `run` makes the budgeted key's name unique, since the shared

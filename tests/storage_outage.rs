@@ -5,32 +5,13 @@
 //! command taking `stop` / `start`, written by `scripts/services.sh`) are set; skipped with the
 //! reason otherwise. Its own test binary, so stopping the server disturbs no other test.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
+use octo_test::service::{Restart, ctl};
 use octo_test::{Gateway, Prompt, client, mock, post};
 
 const TOKEN: &str = "a-test-admin-token-0123456789";
-
-fn ctl(command: &str, action: &str) {
-    let status = Command::new(command)
-        .arg(action)
-        .status()
-        .expect("run the control command");
-    assert!(status.success(), "{command} {action} failed");
-}
-
-/// Starts the database again if the test fails while it is stopped.
-struct Restart<'a>(&'a str, bool);
-
-impl Drop for Restart<'_> {
-    fn drop(&mut self) {
-        if self.1 {
-            ctl(self.0, "start");
-        }
-    }
-}
 
 async fn send(gw: &Gateway) -> String {
     let prompt = Prompt::new(Protocol::OpenAiChat, "logged", "outage");

@@ -12,28 +12,10 @@ use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
 use octo_test::http::text;
+use octo_test::service::{Restart, ctl};
 use octo_test::{Gateway, Prompt, client, mock, post};
 
 const TOKEN: &str = "a-test-admin-token-0123456789";
-
-fn ctl(command: &str, action: &str) {
-    let status = Command::new(command)
-        .arg(action)
-        .status()
-        .expect("run the control command");
-    assert!(status.success(), "{command} {action} failed");
-}
-
-/// Starts the database again if the test fails while it is stopped.
-struct Restart<'a>(&'a str, bool);
-
-impl Drop for Restart<'_> {
-    fn drop(&mut self) {
-        if self.1 {
-            ctl(self.0, "start");
-        }
-    }
-}
 
 async fn send(gw: &Gateway) -> String {
     let prompt = Prompt::new(Protocol::OpenAiChat, "logged", "started while down");

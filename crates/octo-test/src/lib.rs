@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod http;
 pub mod process;
 pub mod request;
+pub mod service;
 pub mod sse;
 pub mod upstream;
 
