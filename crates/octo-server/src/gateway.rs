@@ -271,6 +271,7 @@ fn build_backend(
     ep.api_keys = b.keys();
     ep.timeouts = timeouts(&b.timeouts);
     ep.http_version = b.http_version;
+    ep.transport = b.transport;
     ep.stream_usage = b.stream_usage;
     ep.headers = b.headers.clone();
     ep.paths = b.paths.iter().map(|(p, path)| (*p, path.clone())).collect();

@@ -1,7 +1,9 @@
 //! The terminal engine: an HTTP client for one upstream backend.
 //!
-//! One [`HttpEndpoint`] per backend owns one pooled [`reqwest::Client`] (connections are reused
-//! across requests; HTTP/2 is used where the upstream offers it over TLS). A request goes out with
+//! One [`HttpEndpoint`] per backend owns one pooled HTTP client (connections are reused across
+//! requests; HTTP/2 is used where the upstream offers it over TLS, or by `http_version: h2c`):
+//! hyper-util's client for plain `http://` upstreams no proxy applies to, [`reqwest::Client`] for
+//! the rest ([`Transport`]; `endpoint/transport.rs` says why and what stays identical). A request goes out with
 //! a fresh header set: the protocol's auth header carrying the backend's key, a short allowlist of
 //! protocol headers from the client (`anthropic-version` and `anthropic-beta` toward Anthropic,
 //! `openai-beta` toward OpenAI), and the backend's configured extra headers. The client's own `Authorization`, `x-api-key`,
@@ -43,6 +45,7 @@ pub mod keys;
 mod redact;
 mod stream_end;
 mod timed_body;
+mod transport;
 mod usage_tap;
 
 use std::collections::HashMap;
@@ -66,12 +69,14 @@ use tokio::time::Instant;
 use self::headers::{copy_response_headers, forwarded_client_headers};
 use self::redact::Redactor;
 use self::stream_end::EndCheck;
-use self::timed_body::TimedBody;
+use self::timed_body::{BodyError, TimedBody};
+use self::transport::HyperClient;
 use crate::add_header::{UpstreamHeaders, is_protected};
 use crate::balance::{Availability, Target};
 
 pub use self::keys::{KeyError, KeyHealth, KeyLease, KeyPool, KeyPoolConfig, ModelHealth};
 pub use self::redact::REDACTED;
+pub use self::transport::Transport;
 
 /// Deadlines for one upstream exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +139,9 @@ pub struct EndpointConfig {
     pub key_pool: KeyPoolConfig,
     /// The HTTP version spoken to the upstream.
     pub http_version: HttpVersion,
+    /// The HTTP client used ([`Transport::Auto`]: hyper-util's for plain `http://` upstreams no
+    /// proxy applies to, reqwest otherwise).
+    pub transport: Transport,
     /// Ask an OpenAI Chat upstream for usage on streams the client did not ask it for
     /// (`stream_options.include_usage`), and remove that extra usage chunk from what the client
     /// receives; off for upstreams that refuse `stream_options`.
@@ -155,6 +163,7 @@ impl fmt::Debug for EndpointConfig {
             .field("timeouts", &self.timeouts)
             .field("key_pool", &self.key_pool)
             .field("http_version", &self.http_version)
+            .field("transport", &self.transport)
             .field("stream_usage", &self.stream_usage)
             .finish()
     }
@@ -174,6 +183,7 @@ impl EndpointConfig {
             max_response_bytes: 64 * 1024 * 1024,
             key_pool: KeyPoolConfig::default(),
             http_version: HttpVersion::Auto,
+            transport: Transport::Auto,
             stream_usage: true,
         }
     }
@@ -233,17 +243,51 @@ const H2_CONNECTION_WINDOW: u32 = 1 << 30;
 /// Cap on an upstream error body kept for pass-through.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 
+/// The request URL of a protocol whose path is fixed, parsed once: parsing a URL (host, IDNA,
+/// path) costs more than the rest of building a request.
+struct FixedUrl {
+    format: Protocol,
+    url: reqwest::Url,
+    /// The same as the hyper-util transport's request target (no `user:password@`).
+    uri: Option<http::Uri>,
+}
+
+/// Where one request goes: a fixed URL, or one built from the request (Gemini's model path).
+enum Dest<'a> {
+    Fixed(&'a FixedUrl),
+    Built(reqwest::Url),
+}
+
+impl Dest<'_> {
+    fn url(&self) -> &reqwest::Url {
+        match self {
+            Dest::Fixed(f) => &f.url,
+            Dest::Built(u) => u,
+        }
+    }
+}
+
+/// The HTTP client of an endpoint ([`Transport`]). One per backend, built once and never moved:
+/// the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum UpstreamClient {
+    Reqwest(reqwest::Client),
+    Hyper {
+        client: HyperClient,
+        /// `Authorization: Basic` from the base URL's `user:password@`.
+        basic_auth: Option<HeaderValue>,
+    },
+}
+
 /// Calls one upstream backend. See the [module docs](self).
 pub struct HttpEndpoint {
     config: EndpointConfig,
     base_url: String,
-    /// The request URL of each protocol whose path is fixed, parsed once: parsing a URL (host,
-    /// IDNA, path) costs more than the rest of building a request.
-    fixed_urls: Vec<(Protocol, reqwest::Url)>,
+    fixed_urls: Vec<FixedUrl>,
     /// Whether the base URL has no `user:password@` (which reqwest's request builder would turn
     /// into a basic-auth header); requests are then assembled without the builder.
     plain_urls: bool,
-    client: reqwest::Client,
+    client: UpstreamClient,
     keys: KeyPool,
     /// Removes the backend's keys from upstream error text.
     redactor: Redactor,
@@ -283,11 +327,18 @@ impl HttpEndpoint {
             &config.protocols,
             config.key_pool,
         )?;
+        let hyper = transport::use_hyper(config.transport, &parsed, &transport::env_proxies())
+            .map_err(|e| {
+                BuildError::new(
+                    BuildErrorKind::Conflict,
+                    format!("backend `{}`: {e}", config.name),
+                )
+            })?;
         let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(config.timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("octollm/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             // A gateway must not follow an upstream's redirect with a key attached; a 3xx is
             // handed back like any other answer.
             .redirect(reqwest::redirect::Policy::none())
@@ -316,12 +367,26 @@ impl HttpEndpoint {
             }
             builder = builder.http2_prior_knowledge();
         }
-        let client = builder.build().map_err(|e| {
-            BuildError::new(
-                BuildErrorKind::Resource,
-                format!("backend `{}`: HTTP client: {e}", config.name),
-            )
-        })?;
+        let client = if hyper {
+            UpstreamClient::Hyper {
+                client: transport::hyper_client(
+                    config.timeouts.connect,
+                    config.http_version == HttpVersion::H2c,
+                    H2_STREAM_WINDOW,
+                    H2_CONNECTION_WINDOW,
+                ),
+                basic_auth: reqwest::Url::parse(&base_url)
+                    .ok()
+                    .and_then(|u| transport::basic_auth(&u)),
+            }
+        } else {
+            UpstreamClient::Reqwest(builder.build().map_err(|e| {
+                BuildError::new(
+                    BuildErrorKind::Resource,
+                    format!("backend `{}`: HTTP client: {e}", config.name),
+                )
+            })?)
+        };
         let mut fixed_urls = Vec::new();
         for &format in &config.protocols {
             if matches!(format, Protocol::Gemini | Protocol::GeminiEmbeddings) {
@@ -335,7 +400,22 @@ impl HttpEndpoint {
                     redact_url(&url)
                 ))
             })?;
-            fixed_urls.push((format, parsed));
+            let uri = if hyper {
+                Some(transport::uri_of(&parsed).ok_or_else(|| {
+                    BuildError::invalid(format!(
+                        "backend `{}`: `{}` is not a valid request target",
+                        config.name,
+                        redact_url(&url)
+                    ))
+                })?)
+            } else {
+                None
+            };
+            fixed_urls.push(FixedUrl {
+                format,
+                url: parsed,
+                uri,
+            });
         }
         let plain_urls = reqwest::Url::parse(&base_url)
             .is_ok_and(|u| u.username().is_empty() && u.password().is_none());
@@ -356,16 +436,17 @@ impl HttpEndpoint {
         &self.config
     }
 
-    fn url(
-        &self,
-        format: Protocol,
-        model: Option<&str>,
-        stream: bool,
-    ) -> Result<reqwest::Url, Error> {
-        if let Some((_, url)) = self.fixed_urls.iter().find(|(f, _)| *f == format) {
-            return Ok(url.clone());
+    fn url(&self, format: Protocol, model: Option<&str>, stream: bool) -> Result<Dest<'_>, Error> {
+        if let Some(fixed) = self.fixed_urls.iter().find(|f| f.format == format) {
+            return Ok(Dest::Fixed(fixed));
         }
         self.parse_url(&self.url_string(format, model, stream)?)
+            .map(Dest::Built)
+    }
+
+    /// Whether requests go through the hyper-util transport.
+    pub fn uses_hyper(&self) -> bool {
+        matches!(self.client, UpstreamClient::Hyper { .. })
     }
 
     /// Parses a URL built from the request (a model name is part of Gemini's path).
@@ -538,9 +619,9 @@ impl Engine for HttpEndpoint {
         let body = req.body.bytes();
         let peek = req.peek_ref()?;
         let url = if req.extensions.get::<CountTokens>().is_some() {
-            self.count_tokens_url(format, peek.model)?
+            Dest::Built(self.count_tokens_url(format, peek.model)?)
         } else if format == Protocol::GeminiEmbeddings {
-            self.gemini_embed_url(peek.model, req.uri.path())?
+            Dest::Built(self.gemini_embed_url(peek.model, req.uri.path())?)
         } else {
             self.url(format, peek.model, peek.stream)?
         };
@@ -704,60 +785,74 @@ impl HttpEndpoint {
     async fn send(
         &self,
         method: http::Method,
-        url: &reqwest::Url,
+        dest: &Dest<'_>,
         headers: HeaderMap,
         body: Bytes,
         format: Protocol,
         upstream: Option<&UpstreamTime>,
     ) -> Result<Response, Error> {
         let name = &self.config.name;
-        let request = if self.plain_urls {
-            // The request reqwest's builder would make, without re-inserting every header into a
-            // new map: the URLs carry no credentials for the builder to turn into basic auth.
-            let mut request = reqwest::Request::new(method, url.clone());
-            *request.headers_mut() = headers;
-            *request.body_mut() = Some(body.into());
-            request
-        } else {
-            self.client
-                .request(method, url.clone())
-                .headers(headers)
-                .body(body)
-                .build()
-                .map_err(|e| {
-                    Error::internal(format!("backend `{name}`: building the request: {e}"))
-                })?
-        };
-
         let t = self.config.timeouts;
         let now = Instant::now();
         let deadline = now.checked_add(t.total).unwrap_or(now);
         let first_byte = t.first_byte.min(t.total);
         let head_deadline = now.checked_add(first_byte).unwrap_or(now);
-        let head = tokio::time::timeout_at(head_deadline, self.client.execute(request)).await;
-        if let Some(acc) = upstream {
-            acc.add(now.elapsed());
-        }
-        let resp = match head {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => return Err(self.map_send_error(&e, url.as_str())),
-            Err(_) => {
-                return Err(Error::timeout(format!(
-                    "backend `{name}` sent no response within {first_byte:?} (first_byte timeout)"
-                )));
+        let first_byte_timeout = || {
+            Error::timeout(format!(
+                "backend `{name}` sent no response within {first_byte:?} (first_byte timeout)"
+            ))
+        };
+        let (status, resp_headers, body) = match &self.client {
+            UpstreamClient::Reqwest(client) => {
+                let request = self.reqwest_request(client, method, dest.url(), headers, body)?;
+                let head = tokio::time::timeout_at(head_deadline, client.execute(request)).await;
+                if let Some(acc) = upstream {
+                    acc.add(now.elapsed());
+                }
+                let mut resp = match head {
+                    Ok(Ok(resp)) => resp,
+                    Ok(Err(e)) => return Err(self.map_send_error(&e, dest.url().as_str())),
+                    Err(_) => return Err(first_byte_timeout()),
+                };
+                let status = resp.status();
+                let headers = std::mem::take(resp.headers_mut());
+                let stream = resp.bytes_stream().map(|r| r.map_err(BodyError::from));
+                (
+                    status,
+                    headers,
+                    TimedBody::new(stream, name.clone(), t.idle, deadline),
+                )
+            }
+            UpstreamClient::Hyper { client, basic_auth } => {
+                let request =
+                    self.hyper_request(basic_auth.as_ref(), method, dest, headers, body)?;
+                let head = tokio::time::timeout_at(head_deadline, client.request(request)).await;
+                if let Some(acc) = upstream {
+                    acc.add(now.elapsed());
+                }
+                let resp = match head {
+                    Ok(Ok(resp)) => resp,
+                    Ok(Err(e)) => return Err(self.map_hyper_error(&e, dest.url().as_str())),
+                    Err(_) => return Err(first_byte_timeout()),
+                };
+                let (parts, incoming) = resp.into_parts();
+                let stream = http_body_util::BodyDataStream::new(incoming)
+                    .map(|r| r.map_err(BodyError::from));
+                (
+                    parts.status,
+                    parts.headers,
+                    TimedBody::new(stream, name.clone(), t.idle, deadline),
+                )
             }
         };
-        let status = resp.status();
+        let body = body.count_waits(upstream.cloned());
         let mut out_headers = HeaderMap::new();
-        copy_response_headers(resp.headers(), &mut out_headers);
-        let is_sse = resp
-            .headers()
+        copy_response_headers(&resp_headers, &mut out_headers);
+        let is_sse = resp_headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        let retry_after = retry_after(resp.headers());
-        let body = TimedBody::new(resp.bytes_stream(), name.clone(), t.idle, deadline)
-            .count_waits(upstream.cloned());
+        let retry_after = retry_after(&resp_headers);
 
         if !status.is_success() {
             let bytes = collect_limited(body, MAX_ERROR_BODY, true).await?;
@@ -825,7 +920,92 @@ impl HttpEndpoint {
             body,
         })
     }
+
+    /// The request for reqwest.
+    fn reqwest_request(
+        &self,
+        client: &reqwest::Client,
+        method: http::Method,
+        url: &reqwest::Url,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<reqwest::Request, Error> {
+        if self.plain_urls {
+            // The request reqwest's builder would make, without re-inserting every header into a
+            // new map: the URLs carry no credentials for the builder to turn into basic auth.
+            let mut request = reqwest::Request::new(method, url.clone());
+            *request.headers_mut() = headers;
+            *request.body_mut() = Some(body.into());
+            Ok(request)
+        } else {
+            client
+                .request(method, url.clone())
+                .headers(headers)
+                .body(body)
+                .build()
+                .map_err(|e| {
+                    Error::internal(format!(
+                        "backend `{}`: building the request: {e}",
+                        self.config.name
+                    ))
+                })
+        }
+    }
+
+    /// The request for the hyper-util client: what reqwest would send (its `User-Agent`, basic
+    /// auth from the base URL unless the key is an `Authorization` header).
+    fn hyper_request(
+        &self,
+        basic_auth: Option<&HeaderValue>,
+        method: http::Method,
+        dest: &Dest<'_>,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<http::Request<http_body_util::Full<Bytes>>, Error> {
+        let uri = match dest {
+            Dest::Fixed(FixedUrl { uri: Some(uri), .. }) => uri.clone(),
+            other => transport::uri_of(other.url()).ok_or_else(|| {
+                Error::bad_request(format!(
+                    "backend `{}`: the request makes an invalid upstream URL `{}`",
+                    self.config.name,
+                    redact_url(other.url().as_str())
+                ))
+            })?,
+        };
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        if let Some(auth) = basic_auth
+            && !headers.contains_key(header::AUTHORIZATION)
+        {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
+        let mut request = http::Request::new(http_body_util::Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+
+    /// A hyper-util client error as the gateway's error, worded as [`Self::map_send_error`]
+    /// words reqwest's.
+    fn map_hyper_error(&self, e: &hyper_util::client::legacy::Error, url: &str) -> Error {
+        let name = &self.config.name;
+        if e.is_connect() {
+            Error::upstream(format!(
+                "backend `{name}` could not be reached at {}: {}",
+                redact_url(url),
+                root_cause(e)
+            ))
+        } else {
+            Error::upstream(format!(
+                "backend `{name}` request failed: {}",
+                root_cause(e)
+            ))
+        }
+    }
 }
+
+/// The `User-Agent` of upstream requests.
+const USER_AGENT: &str = concat!("octollm/", env!("CARGO_PKG_VERSION"));
 
 /// Reads a whole body, up to `limit` bytes (truncating when `truncate`, failing otherwise).
 ///
@@ -935,12 +1115,14 @@ mod tests {
         assert_eq!(
             ep.url(Protocol::Gemini, Some("gemini-2.5-flash"), true)
                 .unwrap()
+                .url()
                 .as_str(),
             "http://h:1/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
         );
         assert_eq!(
             ep.url(Protocol::Gemini, Some("a/b c"), false)
                 .unwrap()
+                .url()
                 .as_str(),
             "http://h:1/v1beta/models/a%2Fb%20c:generateContent"
         );
@@ -980,12 +1162,16 @@ mod tests {
         let ep = HttpEndpoint::new(cfg).unwrap();
         assert_eq!(ep.fixed_urls.len(), 2);
         assert_eq!(
-            ep.url(Protocol::OpenAiChat, None, false).unwrap().as_str(),
+            ep.url(Protocol::OpenAiChat, None, false)
+                .unwrap()
+                .url()
+                .as_str(),
             "http://h:1/base/v1/chat/completions"
         );
         assert_eq!(
             ep.url(Protocol::Anthropic, Some("m"), true)
                 .unwrap()
+                .url()
                 .as_str(),
             "http://h:1/base/anthropic/v1/messages"
         );
@@ -1016,7 +1202,7 @@ mod tests {
     }
 
     fn timed(chunks: &[&'static str]) -> TimedBody {
-        let chunks: Vec<reqwest::Result<Bytes>> = chunks
+        let chunks: Vec<Result<Bytes, BodyError>> = chunks
             .iter()
             .map(|c| Ok(Bytes::from_static(c.as_bytes())))
             .collect();
@@ -1132,6 +1318,89 @@ mod tests {
         assert_eq!(seen.header("x-extra"), Some("1"));
         assert_ne!(seen.header("host"), Some("evil.example"));
         assert_eq!(seen.header("x-client"), None);
+    }
+
+    #[tokio::test]
+    async fn both_transports_send_the_same_request() {
+        let mock = mock().await;
+        for transport in [Transport::Hyper, Transport::Reqwest] {
+            let mut cfg =
+                EndpointConfig::new("oa", mock.url(), Protocol::OpenAiChat).api_key("sk-real");
+            cfg.protocols.push(Protocol::Gemini);
+            cfg.transport = transport;
+            let ep = HttpEndpoint::new(cfg).unwrap();
+            assert_eq!(ep.uses_hyper(), transport == Transport::Hyper);
+            let resp = ep.process(chat()).await.unwrap();
+            assert_eq!(resp.status, 200);
+            assert_eq!(
+                resp.headers.get(header::CONTENT_TYPE).unwrap(),
+                "application/json"
+            );
+            // A URL built per request (Gemini's model path).
+            let gemini = octo_test::Prompt::new(Protocol::Gemini, "g/1", "hi").request();
+            assert_eq!(ep.process(gemini).await.unwrap().status, 200);
+        }
+        let seen = mock.requests();
+        assert_eq!(seen.len(), 4);
+        for (hyper, reqwest) in [(&seen[0], &seen[2]), (&seen[1], &seen[3])] {
+            assert_eq!(hyper.path_and_query, reqwest.path_and_query);
+            assert_eq!(hyper.version, reqwest.version);
+            assert_eq!(hyper.body, reqwest.body);
+            let names = |r: &octo_mock::RecordedRequest| {
+                let mut n: Vec<String> = r.headers.keys().map(|k| k.to_string()).collect();
+                n.sort();
+                n
+            };
+            assert_eq!(names(hyper), names(reqwest));
+            for (k, v) in &hyper.headers {
+                assert_eq!(Some(v), reqwest.headers.get(k), "{k}");
+            }
+        }
+        assert_eq!(
+            seen[0].header("user-agent"),
+            Some(concat!("octollm/", env!("CARGO_PKG_VERSION")))
+        );
+        assert_eq!(
+            seen[1].path_and_query,
+            "/v1beta/models/g%2F1:generateContent"
+        );
+    }
+
+    #[tokio::test]
+    async fn basic_auth_from_the_base_url_on_both_transports() {
+        let mock = mock().await;
+        let url = mock.url().replacen("http://", "http://us%40er:pw@", 1);
+        for transport in [Transport::Hyper, Transport::Reqwest] {
+            // Anthropic's key is `x-api-key`: the URL's basic auth goes along.
+            let mut cfg = EndpointConfig::new("an", url.clone(), Protocol::Anthropic).api_key("k");
+            cfg.transport = transport;
+            let ep = HttpEndpoint::new(cfg).unwrap();
+            let req = octo_test::Prompt::new(Protocol::Anthropic, "m", "hi").request();
+            assert_eq!(ep.process(req).await.unwrap().status, 200);
+            // OpenAI's key is an `Authorization` header: it wins over the URL's.
+            let mut cfg = EndpointConfig::new("oa", url.clone(), Protocol::OpenAiChat).api_key("k");
+            cfg.transport = transport;
+            let ep = HttpEndpoint::new(cfg).unwrap();
+            assert_eq!(ep.process(chat()).await.unwrap().status, 200);
+        }
+        let seen = mock.requests();
+        let auth: Vec<Option<&str>> = seen.iter().map(|r| r.header("authorization")).collect();
+        // base64("us@er:pw")
+        let basic = Some("Basic dXNAZXI6cHc=");
+        assert_eq!(auth, [basic, Some("Bearer k"), basic, Some("Bearer k")]);
+        for r in &seen {
+            assert!(!r.header("host").unwrap().contains('@'));
+        }
+    }
+
+    #[test]
+    fn transport_hyper_needs_a_plain_http_base_url() {
+        let mut cfg = EndpointConfig::new("x", "https://h", Protocol::OpenAiChat);
+        cfg.transport = Transport::Hyper;
+        let e = HttpEndpoint::new(cfg).unwrap_err();
+        assert!(e.message().contains("http://"), "{}", e.message());
+        let tls = HttpEndpoint::new(EndpointConfig::new("x", "https://h", Protocol::OpenAiChat));
+        assert!(!tls.unwrap().uses_hyper(), "TLS upstreams use reqwest");
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! An upstream body stream with an idle deadline between chunks and an overall deadline.
 //!
-//! reqwest's own timeouts cover a whole request; a token stream needs a bound on the gap between
-//! events too, so that a stalled upstream is noticed in `idle` time, not after `total`.
+//! The HTTP clients' own timeouts cover a whole request; a token stream needs a bound on the gap
+//! between events too, so that a stalled upstream is noticed in `idle` time, not after `total`.
+//! Both transports (reqwest and hyper-util, `endpoint/transport.rs`) feed it the same way: a
+//! stream of chunks whose errors are [`BodyError`]s.
 //!
 //! It also adds the time the gateway spends waiting for the upstream's next chunk (from the first
 //! `Pending` to the chunk) to the request's [`UpstreamTime`], for the overhead histogram.
@@ -16,9 +18,35 @@ use octo_core::Error;
 use octo_core::overhead::UpstreamTime;
 use tokio::time::{Instant, Sleep};
 
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
 
-/// Wraps reqwest's byte stream; yields a timeout [`Error`] (and ends) when a deadline passes.
+/// A transport's failure while reading a body: whether it was the client's own timeout, and its
+/// text.
+#[derive(Debug)]
+pub(crate) struct BodyError {
+    pub(crate) timeout: bool,
+    pub(crate) text: String,
+}
+
+impl From<reqwest::Error> for BodyError {
+    fn from(e: reqwest::Error) -> Self {
+        BodyError {
+            timeout: e.is_timeout(),
+            text: e.to_string(),
+        }
+    }
+}
+
+impl From<hyper::Error> for BodyError {
+    fn from(e: hyper::Error) -> Self {
+        BodyError {
+            timeout: e.is_timeout(),
+            text: e.to_string(),
+        }
+    }
+}
+
+/// Wraps a transport's byte stream; yields a timeout [`Error`] (and ends) when a deadline passes.
 ///
 /// One timer serves both deadlines: it is set to the earlier of the idle deadline and the total
 /// one, and when it fires, which of the two it was tells the error apart (one timer entry and
@@ -39,7 +67,7 @@ pub(crate) struct TimedBody {
 
 impl TimedBody {
     pub(crate) fn new(
-        inner: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+        inner: impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static,
         backend: String,
         idle: Duration,
         deadline: Instant,
@@ -97,12 +125,12 @@ impl Stream for TimedBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.done = true;
-                let err = if e.is_timeout() {
+                let err = if e.timeout {
                     Error::timeout(format!("backend `{}` timed out mid-response", this.backend))
                 } else {
                     Error::upstream(format!(
-                        "backend `{}` broke off the response: {e}",
-                        this.backend
+                        "backend `{}` broke off the response: {}",
+                        this.backend, e.text
                     ))
                 };
                 return Poll::Ready(Some(Err(err)));
@@ -150,7 +178,7 @@ mod tests {
     use super::*;
     use futures::StreamExt;
 
-    fn chunk(s: &'static str) -> reqwest::Result<Bytes> {
+    fn chunk(s: &'static str) -> Result<Bytes, BodyError> {
         Ok(Bytes::from_static(s.as_bytes()))
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use octo_core::Protocol;
-use octo_engines::endpoint::HttpVersion;
+use octo_engines::endpoint::{HttpVersion, Transport};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -104,6 +104,18 @@ pub(crate) fn http_version<'de, D: Deserializer<'de>>(d: D) -> Result<HttpVersio
         Some("h2c") => Ok(HttpVersion::H2c),
         Some(other) => Err(de::Error::custom(format!(
             "unknown HTTP version setting `{other}`; use `h2c` (HTTP/2 without TLS, for an http:// upstream that speaks it) or `auto` (the default: HTTP/1.1 to http://, HTTP/2 by ALPN to https://)"
+        ))),
+    }
+}
+
+/// `auto` (or absent), `hyper` or `reqwest`.
+pub(crate) fn transport<'de, D: Deserializer<'de>>(d: D) -> Result<Transport, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("auto") => Ok(Transport::Auto),
+        Some("hyper") => Ok(Transport::Hyper),
+        Some("reqwest") => Ok(Transport::Reqwest),
+        Some(other) => Err(de::Error::custom(format!(
+            "unknown transport `{other}`; use `auto` (the default: hyper-util's client for http:// upstreams no proxy applies to, reqwest otherwise), `hyper` (http:// only, never through a proxy) or `reqwest`"
         ))),
     }
 }

@@ -254,6 +254,35 @@ orgs:
     }
 
     #[test]
+    fn transport_is_parsed_and_checked() {
+        use octo_engines::endpoint::Transport;
+        let c = parse(GOOD, "good.yaml", &env).unwrap();
+        assert_eq!(c.backends["oa"].transport, Transport::Auto);
+        let with = |t: &str| {
+            GOOD.replace(
+                "    protocol: openai_chat\n",
+                &format!("    protocol: openai_chat\n    transport: {t}\n"),
+            )
+        };
+        for (name, t) in [
+            ("auto", Transport::Auto),
+            ("hyper", Transport::Hyper),
+            ("reqwest", Transport::Reqwest),
+        ] {
+            let c = parse(&with(name), "t.yaml", &env).unwrap();
+            assert_eq!(c.backends["oa"].transport, t);
+        }
+        let e = err(&with("curl"));
+        assert!(e.contains("at `backends.oa.transport`"), "{e}");
+        assert!(e.contains("unknown transport `curl`"), "{e}");
+        let e = err(&with("hyper").replace("http://127.0.0.1:9001", "https://127.0.0.1:9001"));
+        assert!(e.contains("at `backends.oa.transport`"), "{e}");
+        assert!(e.contains("plain http:// upstreams only"), "{e}");
+        let tls = with("reqwest").replace("http://127.0.0.1:9001", "https://127.0.0.1:9001");
+        assert!(parse(&tls, "t.yaml", &env).is_ok());
+    }
+
+    #[test]
     fn yaml_syntax_errors_have_a_location() {
         let e = err("backends: [\n");
         assert!(e.contains("not valid YAML"), "{e}");

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 use octo_core::Protocol;
-use octo_engines::endpoint::HttpVersion;
+use octo_engines::endpoint::{HttpVersion, Transport};
 use serde::Deserialize;
 
 use super::de;
@@ -246,6 +246,10 @@ pub struct BackendConfig {
     /// by prior knowledge, for a plain `http://` upstream that speaks it).
     #[serde(default, deserialize_with = "de::http_version")]
     pub http_version: HttpVersion,
+    /// The HTTP client: `auto` (default: hyper-util's client for `http://` upstreams no proxy
+    /// from the environment applies to, reqwest otherwise), `hyper` or `reqwest`.
+    #[serde(default, deserialize_with = "de::transport")]
+    pub transport: Transport,
     /// Ask an OpenAI Chat upstream for usage on every stream (`stream_options.include_usage`)
     /// and remove it from what clients that did not ask receive, so the request log has usage
     /// (default `true`; `false` for upstreams that refuse `stream_options`).

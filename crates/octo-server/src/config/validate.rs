@@ -1,7 +1,7 @@
 //! Checks a deserialized [`Config`] for what no single value shows: references between sections
 //! (a target's backend, an org's models), settings that exclude each other, and limits.
 
-use octo_engines::endpoint::HttpVersion;
+use octo_engines::endpoint::{HttpVersion, Transport};
 
 use super::schema::{AccessConfig, Config, KeySpec, RuleConfig, TargetConfig};
 
@@ -71,6 +71,19 @@ pub(crate) fn validate(c: &Config) -> Vec<(String, String)> {
                     format!("`{path}` must start with `/`"),
                 ));
             }
+        }
+        if b.transport == Transport::Hyper
+            && b.base_url
+                .parse::<http::Uri>()
+                .ok()
+                .as_ref()
+                .and_then(http::Uri::scheme_str)
+                != Some("http")
+        {
+            p.push((at("transport"), format!(
+                "`hyper` serves plain http:// upstreams only, not `{}`; https:// upstreams use reqwest: remove `transport` (or set `auto`)",
+                b.base_url
+            )));
         }
         if b.http_version == HttpVersion::H2c
             && b.base_url
