@@ -336,8 +336,20 @@ pub struct ManyStreams {
     pub rss_before_kib: u64,
     /// Highest RSS seen while all streams were open, KiB.
     pub rss_open_kib: u64,
-    /// RSS a moment after every stream was closed, KiB.
+    /// RSS a moment (1 s) after every stream was closed, KiB.
     pub rss_after_kib: u64,
+    /// Open files of the watched process before opening.
+    pub fds_before: usize,
+    /// RSS once the process has settled after every stream was closed (see [`settle`]), KiB:
+    /// the "RSS after load" figure.
+    pub rss_settled_kib: u64,
+    /// Open files at that moment.
+    pub fds_settled: usize,
+    /// Seconds from the last stream's close until the figure settled (or the bound passed).
+    pub settle_secs: f64,
+    /// Whether it settled within the bound ([`SETTLE_LIMIT`]); if not, `rss_settled_kib` is the
+    /// last sample.
+    pub settled: bool,
     /// `(rss_open - rss_before) / open`, bytes per stream.
     pub bytes_per_stream: f64,
     /// How long opening took, seconds.
@@ -383,6 +395,7 @@ pub async fn many_streams_holding(
 ) -> ManyStreams {
     let rss = || crate::procs::rss_kib(pid).unwrap_or(0);
     let rss_before = rss();
+    let fds_before = crate::procs::fd_count(pid).unwrap_or(0);
     let started = Instant::now();
     let deadline = started + time_limit;
     let opened = Arc::new(AtomicUsize::new(0));
@@ -478,8 +491,16 @@ pub async fn many_streams_holding(
     for t in tasks {
         let _ = t.await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = rss();
+    let closed = Instant::now();
+    let mut after_1s = None;
+    let settle = settle(pid, fds_before, |elapsed, rss| {
+        if after_1s.is_none() && elapsed >= Duration::from_secs(1) {
+            after_1s = Some(rss);
+        }
+    })
+    .await;
+    let rss_after = after_1s.unwrap_or(settle.rss_kib);
+    let settle_secs = closed.elapsed().as_secs_f64();
     ManyStreams {
         transport,
         upstream_h2c: false,
@@ -490,11 +511,70 @@ pub async fn many_streams_holding(
         rss_before_kib: rss_before,
         rss_open_kib: rss_open,
         rss_after_kib: rss_after,
+        fds_before,
+        rss_settled_kib: settle.rss_kib,
+        fds_settled: settle.fds,
+        settle_secs,
+        settled: settle.settled,
         bytes_per_stream: if open > 0 {
             (rss_open.saturating_sub(rss_before) as f64 * 1024.0) / open as f64
         } else {
             0.0
         },
         open_secs,
+    }
+}
+
+/// How long [`settle`] waits at most for a process's RSS to settle after load.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(45);
+
+/// What [`settle`] saw last.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    /// RSS, KiB.
+    pub rss_kib: u64,
+    /// Open files.
+    pub fds: usize,
+    /// Whether the condition held before [`SETTLE_LIMIT`].
+    pub settled: bool,
+}
+
+/// Waits until process `pid` has let go of a load that just ended, polling `/proc` every 200 ms
+/// (at least 2 s, at most [`SETTLE_LIMIT`]): settled once its open files are back to
+/// `fds_baseline` (+ 8: every connection of the load closed) and its RSS has stopped falling —
+/// the last 3 s of samples lie within 1% (at least 256 KiB) of each other. An allocator that
+/// returns memory gradually (jemalloc's decay, a periodic trim) is followed to its end; one that
+/// keeps it settles at once. `each` sees every sample (time since the start, RSS in KiB).
+pub async fn settle(
+    pid: u32,
+    fds_baseline: usize,
+    mut each: impl FnMut(Duration, u64),
+) -> Settled {
+    const EVERY: Duration = Duration::from_millis(200);
+    const WINDOW: usize = 15; // 3 s of samples
+    let started = Instant::now();
+    let mut window: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let rss = crate::procs::rss_kib(pid).unwrap_or(0);
+        let fds = crate::procs::fd_count(pid).unwrap_or(0);
+        let elapsed = started.elapsed();
+        each(elapsed, rss);
+        window.push_back(rss);
+        if window.len() > WINDOW {
+            window.pop_front();
+        }
+        let (lo, hi) = window
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let flat = window.len() == WINDOW && hi - lo <= (hi / 100).max(256);
+        let closed = fds <= fds_baseline + 8;
+        if (flat && closed) || elapsed >= SETTLE_LIMIT {
+            return Settled {
+                rss_kib: rss,
+                fds,
+                settled: flat && closed,
+            };
+        }
     }
 }

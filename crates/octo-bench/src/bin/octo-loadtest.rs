@@ -1383,7 +1383,7 @@ fn sides(m: &ManyStreams) -> &'static str {
 
 fn print_many(m: &ManyStreams) {
     println!(
-        "  {} open ({} failed) in {:.1} s, {} file descriptors: RSS {:.1} → {:.1} MiB ({:.1} KiB per stream), {:.1} MiB after closing",
+        "  {} open ({} failed) in {:.1} s, {} file descriptors: RSS {:.1} → {:.1} MiB ({:.1} KiB per stream), {:.1} MiB 1 s after closing, {:.1} MiB after load ({}in {:.1} s, {} fds)",
         m.open,
         m.failed,
         m.open_secs,
@@ -1391,7 +1391,11 @@ fn print_many(m: &ManyStreams) {
         m.rss_before_kib as f64 / 1024.0,
         m.rss_open_kib as f64 / 1024.0,
         m.bytes_per_stream / 1024.0,
-        m.rss_after_kib as f64 / 1024.0
+        m.rss_after_kib as f64 / 1024.0,
+        m.rss_settled_kib as f64 / 1024.0,
+        if m.settled { "settled " } else { "not settled " },
+        m.settle_secs,
+        m.fds_settled,
     );
 }
 
@@ -1565,6 +1569,9 @@ fn throughput_and_memory(
             m.rss_after_kib as f64 / 1024.0
         );
     }
+    if !memory.is_empty() {
+        after_load_table(out, memory);
+    }
     let _ = writeln!(
         out,
         "\nidle RSS at start: gateway {:.1} MiB, floor {:.1} MiB; gateway after the run: {:.1} MiB",
@@ -1593,6 +1600,34 @@ fn throughput_and_memory(
                 Some(false) => "**no**",
                 None => "n/a",
             }
+        );
+    }
+}
+
+/// The "RSS after load" table: each process's RSS once every stream of its many-streams row has
+/// closed and the figure has settled (`scenario::settle`), against its RSS before the row.
+fn after_load_table(out: &mut String, memory: &[(String, ManyStreams)]) {
+    let _ = writeln!(
+        out,
+        "\n### RSS after load (every stream closed, RSS settled)\n\n\
+         | process | client → proxy → upstream | before the load | peak with streams open | 1 s after closing | after load | settled in | of the load's growth kept | proxy's fds after |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (name, m) in memory {
+        let grown = m.rss_open_kib.saturating_sub(m.rss_before_kib).max(1) as f64;
+        let kept = m.rss_settled_kib.saturating_sub(m.rss_before_kib) as f64 / grown;
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | **{:.1} MiB** | {:.1} s{} | {:.0}% | {} |",
+            sides(m),
+            m.rss_before_kib as f64 / 1024.0,
+            m.rss_open_kib as f64 / 1024.0,
+            m.rss_after_kib as f64 / 1024.0,
+            m.rss_settled_kib as f64 / 1024.0,
+            m.settle_secs,
+            if m.settled { "" } else { " (not settled)" },
+            kept * 100.0,
+            m.fds_settled,
         );
     }
 }
