@@ -351,8 +351,14 @@ fn scan_error(bytes: &[u8], e: scan::ScanError) -> Error {
     let (what, detail, at) = match e {
         scan::ScanError::Syntax(detail, at) => ("request body is not valid JSON", detail, at),
         scan::ScanError::Shape(detail, at) => ("request body has the wrong shape", detail, at),
-        scan::ScanError::ModelType => return model_type_error(),
-        scan::ScanError::StreamType => return stream_type_error(),
+        // The scan stops at a wrongly typed first copy; a later duplicate is the clearer error.
+        scan::ScanError::ModelType | scan::ScanError::StreamType => {
+            return match scan::duplicate_routing_key(bytes) {
+                Err(other) => scan_error(bytes, other),
+                Ok(()) if matches!(e, scan::ScanError::ModelType) => model_type_error(),
+                Ok(()) => stream_type_error(),
+            };
+        }
     };
     let before = &bytes[..at.min(bytes.len())];
     let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
@@ -903,6 +909,14 @@ mod tests {
         );
         let e = Body::from_static(br#"{"model":7}"#).peek().unwrap_err();
         assert_eq!(e.message(), "`model` must be a string");
+        // The duplicate is named even when its first copy has the wrong type.
+        let e = Body::from_static(br#"{"model":7,"model":"m"}"#)
+            .peek()
+            .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "request body has the wrong shape: duplicate field `model` at line 1 column 11"
+        );
         let e = Body::from_static(b"").peek().unwrap_err();
         assert!(e.message().contains("not valid JSON"), "{}", e.message());
     }

@@ -18,7 +18,9 @@
 //! - keys are compared after decoding escapes (`"mod\u0065l"` is `model`), as serde does;
 //! - a duplicate top-level `model` or `stream` is refused, as the serde scan it replaces did
 //!   ("duplicate field"): a later copy could route the request one way while an upstream that
-//!   reads the first copy serves another model. (`Body::json` would keep the last copy, like
+//!   reads the first copy serves another model. The duplicate is named even when the first copy
+//!   has the wrong type (`{"model":1,"model":"m"}`): a type error is only reported once the
+//!   object has been read to its end without a duplicate. (`Body::json` would keep the last copy, like
 //!   serde_json's `Value`; refusing here means the two never disagree on a routed request.)
 //!
 //! Left to the upstream (or to a full parse, for an engine that needs the document): the contents
@@ -52,8 +54,64 @@ pub(super) enum ScanError {
 }
 
 /// Scans `bytes` for the top-level `model` and `stream`. See the [module docs](self).
+///
+/// A wrongly typed `model`/`stream` stops the scan where it is met ([`ScanError::ModelType`],
+/// [`ScanError::StreamType`]); a duplicate of it later in the body is the clearer error, which
+/// the caller finds with [`duplicate_routing_key`] on that error path (so the hot path is
+/// unchanged).
 pub(super) fn scan(bytes: &[u8]) -> Result<Scalars<'_>, ScanError> {
     Scanner { b: bytes, i: 0 }.object()
+}
+
+/// Reads the whole object for a second top-level `model` or `stream` (the error naming it), or
+/// a malformed body (its syntax error); `Ok` when there is neither.
+#[cold]
+pub(super) fn duplicate_routing_key(bytes: &[u8]) -> Result<(), ScanError> {
+    let mut s = Scanner { b: bytes, i: 0 };
+    s.open_object()?;
+    if s.peek() == Some(b'}') {
+        s.i += 1;
+        return s.end(());
+    }
+    let (mut seen_model, mut seen_stream) = (false, false);
+    loop {
+        s.whitespace();
+        s.member_key_start()?;
+        let key_at = s.i;
+        // Not `Scanner::key` (a second caller would take it out of line on the hot path).
+        let (raw, escaped) = s.string()?;
+        let decoded;
+        let name: &[u8] = if escaped {
+            decoded = decode(&s.b[key_at..s.i]).ok_or(ScanError::Syntax(
+                "invalid escape or character in a key",
+                key_at,
+            ))?;
+            decoded.as_bytes()
+        } else {
+            raw
+        };
+        let key = match name {
+            b"model" => Key::Model,
+            b"stream" => Key::Stream,
+            _ => Key::Other,
+        };
+        s.colon()?;
+        match key {
+            Key::Model if seen_model => {
+                return Err(ScanError::Shape("duplicate field `model`", key_at));
+            }
+            Key::Stream if seen_stream => {
+                return Err(ScanError::Shape("duplicate field `stream`", key_at));
+            }
+            Key::Model => seen_model = true,
+            Key::Stream => seen_stream = true,
+            Key::Other => {}
+        }
+        s.skip_value()?;
+        if s.after_member()? {
+            return s.end(());
+        }
+    }
 }
 
 /// The byte range of the value of top-level `key` in `bytes` (the last one when repeated, as a
@@ -537,6 +595,35 @@ mod tests {
         for s in ["[1]", "\"s\"", "1", "null", "true"] {
             assert!(matches!(err(s), ScanError::Shape(..)), "{s}");
         }
+        // A duplicate is named even when the first copy has the wrong type (found by the `peek`
+        // fuzz target: a reader keeping the last copy reads a string there).
+        let err = |s: &str| match scan(s.as_bytes()).expect_err(s) {
+            e @ (ScanError::ModelType | ScanError::StreamType) => {
+                duplicate_routing_key(s.as_bytes()).err().unwrap_or(e)
+            }
+            e => e,
+        };
+        assert_eq!(
+            err("{\"model\":2,\n\"model\":\"\",\"\":{}\n}"),
+            ScanError::Shape("duplicate field `model`", 12)
+        );
+        for s in [
+            r#"{"model":[1,"x"],"model":"m"}"#,
+            r#"{"model":true,"a":{"b":[]},"model":null}"#,
+            r#"{"stream":"yes","stream":true}"#,
+            r#"{"stream":{"a":1},"stream":false}"#,
+            r#"{"model":1,"stream":2,"stream":true}"#,
+        ] {
+            assert!(
+                matches!(err(s), ScanError::Shape(d, _) if d.starts_with("duplicate field")),
+                "{s}"
+            );
+        }
+        // Without a duplicate the type error stands, after the rest of the object is checked.
+        assert_eq!(err(r#"{"model":[1],"x":"y"}"#), ScanError::ModelType);
+        assert_eq!(err(r#"{"model":1,"stream":"s"}"#), ScanError::ModelType);
+        assert_eq!(err(r#"{"stream":0,"model":1}"#), ScanError::StreamType);
+        assert!(matches!(err(r#"{"model":1,"x":}"#), ScanError::Syntax(..)));
     }
 
     #[test]
