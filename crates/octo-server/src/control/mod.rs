@@ -540,8 +540,12 @@ impl ControlPlane {
                 let Some(cp) = weak.upgrade().filter(|cp| !cp.is_stopped()) else {
                     return;
                 };
+                // The view is read inside `retain` (under the book's lock): a snapshot taken
+                // before it could miss a backend created meanwhile and drop the list its
+                // `models/sync` call just put.
+                cp.syncs
+                    .retain(&|b| cp.view().config.backends.contains_key(b));
                 let config = cp.view().config.clone();
-                cp.syncs.retain(&|b| config.backends.contains_key(b));
                 for (name, b) in &config.backends {
                     let Some(every) = b.models_sync_interval else {
                         continue;
@@ -1176,5 +1180,72 @@ mod tests {
             p[0].1.contains("f.yaml") && p[0].1.contains("admin API"),
             "{p:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod race_tests {
+    use super::*;
+
+    /// The database poll must never put back a state read before a change of this instance
+    /// committed: the poll runs back to back here while each change depends on the one before
+    /// (a model on the backend just created). Reading the state before taking the apply lock
+    /// (the bug behind the flaky `test_request_and_model_sync`) fails this within a few rounds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_poll_never_undoes_a_change_of_this_instance() {
+        let dir = std::env::temp_dir().join(format!("octo-cp-poll-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!(
+            "storage: {{url: 'sqlite://{}'}}\nbackends:\n  a: {{base_url: 'http://127.0.0.1:9', protocol: openai_chat}}\n",
+            dir.join("cp.db").display()
+        );
+        let document = crate::config::document(&text, "f.yaml", &|_| None).unwrap();
+        let config = from_document(document.clone(), "f.yaml").unwrap();
+        let ops = Arc::new(Ops::start(&config, &dir).await.unwrap());
+        let cp = ControlPlane::start(
+            Startup {
+                file: None,
+                label: "f.yaml".into(),
+                document,
+                state_dir: dir.clone(),
+            },
+            ops.clone(),
+        )
+        .await
+        .unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let poller = {
+            let (cp, stop) = (cp.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    cp.sync_once().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        for i in 0..30 {
+            let backend = Change::Create {
+                kind: Kind::Backends,
+                name: format!("b{i}"),
+                body: serde_json::json!({"base_url": "http://127.0.0.1:9", "protocol": "anthropic"}),
+            };
+            cp.apply(backend, "test").await.unwrap();
+            let model = Change::Create {
+                kind: Kind::Models,
+                name: format!("m{i}"),
+                body: serde_json::json!({"targets": [{"backend": format!("b{i}")}]}),
+            };
+            cp.apply(model, "test")
+                .await
+                .unwrap_or_else(|e| panic!("round {i}: the backend was undone: {e}"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        poller.await.unwrap();
+        assert_eq!(cp.view().objects.len(), 60);
+        cp.stop();
+        ops.shutdown(std::time::Instant::now() + Duration::from_secs(5))
+            .await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
