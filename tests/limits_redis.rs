@@ -1,6 +1,8 @@
 //! Limits shared by two gateway processes through one Redis (and one PostgreSQL for the request
-//! log, when `scripts/services.sh` started it): an rpm limit of 5 holds exactly across both, a
-//! key's budget spent through one stops the other; then Redis is stopped and started again, with
+//! log, when `scripts/services.sh` started it, in a schema of this test's own): an rpm limit of 5
+//! holds exactly across both, sticky sessions pinned on one are pinned on the other, a key's
+//! budget spent through one stops the other, a key created through one's admin API works (with
+//! its limit) on the other; then Redis is stopped and started again, with
 //! `on_error: allow` (each instance falls back to its own counts, says so in a metric) and
 //! `on_error: deny` (503 in the client's shape), and nothing hangs.
 //!
@@ -51,6 +53,10 @@ models:
   five: {{targets: [{{backend: oa}}], rate_limit: {{rpm: 5}}}}
   chat: {{targets: [{{backend: oa}}]}}
   claude: {{targets: [{{backend: an}}], rate_limit: {{rpm: 1000}}}}
+  pinned:
+    targets: [{{backend: oa, model: up-a}}, {{backend: oa, model: up-b}}]
+    strategy: round_robin
+    sticky: 5m
 prices:
   chat: {{input: 10000, output: 10000}}
 orgs:
@@ -60,6 +66,68 @@ orgs:
       capped{run}: {{key: "sk-capped-0123456789", budget: {{usd: 0.05, period: month}}}}
 "#
     )
+}
+
+/// A fresh schema of this test's own on the shared PostgreSQL (other tests leave admin API
+/// objects in the default schema, which the control plane would merge into this config).
+async fn own_schema(url: &str) -> String {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql("DROP SCHEMA IF EXISTS limits_redis CASCADE; CREATE SCHEMA limits_redis")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3Dlimits_redis")
+}
+
+/// Sends `prompt` with the sticky session `session` and returns the upstream model that served it.
+async fn served(
+    gw: &Gateway,
+    mock: &octo_mock::MockServer,
+    prompt: &Prompt,
+    session: &str,
+) -> String {
+    let r = Reply::read(
+        post(
+            &client(),
+            &format!("{}{}", gw.url, prompt.path()),
+            prompt.body(),
+            &[
+                ("authorization", "Bearer sk-k-0123456789"),
+                ("x-session-id", session),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let last = mock.requests().pop().unwrap().body_json().unwrap();
+    last["model"].as_str().unwrap().to_owned()
+}
+
+/// Waits until Redis holds `n` sticky sessions under `prefix` (a pin is written in the background
+/// after the answer, so the next request on another instance could otherwise overtake it).
+async fn wait_sessions(redis: &str, prefix: &str, n: usize) {
+    let client = redis::Client::open(redis).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}sticky:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if keys.len() >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} sessions in Redis, not {n}",
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn start(yaml: &str, storage: Option<&str>) -> Gateway {
@@ -80,7 +148,10 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
         );
         return;
     };
-    let postgres = std::env::var("OCTOLLM_TEST_POSTGRES_URL").ok();
+    let postgres = match std::env::var("OCTOLLM_TEST_POSTGRES_URL") {
+        Ok(url) => Some(own_schema(&url).await),
+        Err(_) => None,
+    };
     if postgres.is_none() {
         eprintln!(
             "note: OCTOLLM_TEST_POSTGRES_URL is not set: the two instances run without a shared request log"
@@ -138,6 +209,24 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
         five_upstream, admitted,
         "refused requests never reach the upstream"
     );
+
+    // Sticky sessions are shared: sessions pinned on `a` (round robin: `warm` on up-a, `s1` on
+    // up-b) keep their targets on `b`, whose own rotation would start at up-a.
+    let pinned = Prompt::new(Protocol::OpenAiChat, "pinned", "hi");
+    let warm = served(&a, &mock, &pinned, "warm").await;
+    let s1 = served(&a, &mock, &pinned, "s1").await;
+    assert_ne!(warm, s1, "round robin moved on");
+    wait_sessions(&redis, &prefix, 2).await;
+    for _ in 0..3 {
+        assert_eq!(served(&b, &mock, &pinned, "s1").await, s1);
+        assert_eq!(served(&b, &mock, &pinned, "warm").await, warm);
+    }
+    // A new session pinned on `b` holds on `a`.
+    let s2 = served(&b, &mock, &pinned, "s2").await;
+    wait_sessions(&redis, &prefix, 3).await;
+    for _ in 0..3 {
+        assert_eq!(served(&a, &mock, &pinned, "s2").await, s2);
+    }
 
     // A key's budget spent through `a` stops `b` too.
     let chat = Prompt::new(Protocol::OpenAiChat, "chat", "hi");
@@ -211,6 +300,11 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
         t.elapsed() < Duration::from_secs(10),
         "a dead Redis must not hang a request"
     );
+    // Sticky sessions carry on in each instance's own memory (round robin would alternate).
+    let s3 = served(&a, &mock, &pinned, "s3").await;
+    for _ in 0..3 {
+        assert_eq!(served(&a, &mock, &pinned, "s3").await, s3);
+    }
     let metrics = admin_get(&a, "/metrics").await;
     assert!(metrics.contains("octollm_limits_fallback 1"), "{metrics}");
     let errors: f64 = metrics

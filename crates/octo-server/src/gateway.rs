@@ -7,7 +7,7 @@
 //! model engine: LimitEngine? (rate limits, budgets) ─▶ ConcurrencyLimit? ─▶ RulesEngine? (org rules,
 //!               then the model's) ─▶ CacheEngine? ─▶ ModerationEngine? ─▶ TargetSet (a rule's
 //!               route gets the same cache and moderation)
-//! TargetSet (strategy, retries, sticky) ─▶ Target per backend: BackendEngine
+//! TargetSet (strategy, retries, sticky — its sessions in Redis with `redis`) ─▶ Target per backend: BackendEngine
 //! BackendEngine: passthrough, or ConvertEngine to the backend's first protocol ─▶ RewriteEngine? ─▶ HttpEndpoint
 //! ```
 //!
@@ -34,7 +34,7 @@ use octo_core::http::{Router, ServeConfig};
 use octo_core::layer::EngineBuilder;
 use octo_core::{ArcEngine, BuildError, BuildErrorKind, Protocol};
 use octo_engines::auth::{Access, AuthConfig, AuthLayer, Authenticator, KeyConfig, OrgConfig};
-use octo_engines::balance::{StrategyKind, Target, TargetSet};
+use octo_engines::balance::{RedisSessions, SessionStore, StrategyKind, Target, TargetSet};
 use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
 use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningDialect, ReasoningMode};
 use octo_engines::endpoint::{EndpointConfig, HttpEndpoint, KeyPoolConfig, Timeouts};
@@ -50,8 +50,8 @@ use crate::answer_layers;
 use crate::backend::BackendEngine;
 use crate::config::{
     AccessConfig, BackendConfig, Config, ConfigError, KeySpec, MaxTokensField, ModelConfig,
-    ReasoningDialectConfig, ReasoningPolicy, RewriteConfig, RuleConfig, StrategyConfig,
-    TargetConfig, TimeoutsConfig, schema,
+    ReasoningDialectConfig, ReasoningPolicy, RedisConfig, RewriteConfig, RuleConfig,
+    StrategyConfig, TargetConfig, TimeoutsConfig, schema,
 };
 use crate::count_tokens::{CountUpstream, TokenCounter};
 use crate::model_router::ModelRouter;
@@ -423,7 +423,7 @@ fn target_set(
     targets: &[TargetConfig],
     strategy: StrategyKind,
     policy: RetryPolicy,
-    sticky: Option<Duration>,
+    sticky: Option<(Duration, Option<Arc<dyn SessionStore>>)>,
     backends: &BTreeMap<&str, BuiltBackend>,
 ) -> Result<ArcEngine, BuildError> {
     let mut built = Vec::new();
@@ -447,13 +447,38 @@ fn target_set(
     let mut builder = TargetSet::builder(model, built)
         .strategy(strategy)
         .retry(policy);
-    if let Some(ttl) = sticky {
+    if let Some((ttl, sessions)) = sticky {
         builder = builder.sticky(ttl);
+        if let Some(store) = sessions {
+            builder = builder.session_store(store);
+        }
     }
     builder
         .build()
         .map(|set| Arc::new(set) as ArcEngine)
         .map_err(|e| e.at(path))
+}
+
+/// The sticky sessions' store for the `redis` section: made once and kept while the section is
+/// the same (a reload keeps the connection), shared by every sticky model.
+fn session_store(redis: &RedisConfig) -> Result<Arc<dyn SessionStore>, BuildError> {
+    type Kept = std::sync::Mutex<Option<(RedisConfig, Arc<dyn SessionStore>)>>;
+    static KEPT: std::sync::OnceLock<Kept> = std::sync::OnceLock::new();
+    let mut kept = KEPT
+        .get_or_init(Kept::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some((r, store)) = kept.as_ref()
+        && r == redis
+    {
+        return Ok(store.clone());
+    }
+    let store: Arc<dyn SessionStore> = Arc::new(
+        RedisSessions::new(&redis.url, &redis.key_prefix, redis.timeout)
+            .map_err(|e| e.at("redis.url"))?,
+    );
+    *kept = Some((redis.clone(), store.clone()));
+    Ok(store)
 }
 
 fn build_model(
@@ -477,7 +502,18 @@ fn build_model(
             &m.targets,
             strategy_kind(m.strategy),
             policy,
-            m.sticky,
+            match m.sticky {
+                Some(ttl) => Some((
+                    ttl,
+                    config
+                        .redis
+                        .as_ref()
+                        .map(session_store)
+                        .transpose()
+                        .map_err(|e| vec![e])?,
+                )),
+                None => None,
+            },
             backends,
         )
         .map_err(|e| vec![e])?,

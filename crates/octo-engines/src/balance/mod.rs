@@ -19,7 +19,8 @@
 //! | `lowest_latency` | [`LowestLatency`] | power of two choices on the EWMA of time to first byte |
 //!
 //! [`Sticky`] wraps any of them: a client (its [`StickyKey`], else its `x-session-id` header) keeps
-//! the target that last served it that model, for a TTL.
+//! the target that last served it that model, for a TTL; with a [`SessionStore`] (e.g.
+//! [`RedisSessions`]) that memory is shared by every gateway instance using the store.
 //!
 //! # Weights
 //!
@@ -35,6 +36,7 @@
 pub mod failover;
 pub mod lowest_latency;
 pub mod random;
+pub mod redis_sessions;
 pub mod rng;
 pub mod round_robin;
 pub mod smooth_wrr;
@@ -54,10 +56,11 @@ pub use crate::retry::AttemptOutcome;
 pub use failover::Failover;
 pub use lowest_latency::{LatencyAverage, LatencyConfig, LowestLatency};
 pub use random::WeightedRandom;
+pub use redis_sessions::RedisSessions;
 pub use rng::{SplitMix64, entropy_seed};
 pub use round_robin::RoundRobin;
 pub use smooth_wrr::SmoothWeightedRoundRobin;
-pub use sticky::{STICKY_HEADER, Sticky, StickyKey};
+pub use sticky::{Remembered, STICKY_HEADER, SessionStore, SharedSessions, Sticky, StickyKey};
 pub use target_set::{TargetSet, TargetSetBuilder};
 
 /// Whether something behind a target can take a request right now, without sending one.

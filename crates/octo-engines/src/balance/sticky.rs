@@ -14,12 +14,29 @@
 //!   the remembered target forgets it, so the retry and later requests move on.
 //! - Expired entries are dropped lazily; the table is capped at 100 000 sessions (beyond that, new
 //!   sessions are simply not remembered until old ones expire).
+//!
+//! # Shared by several instances
+//!
+//! Behind a load balancer, a client's next request may land on another gateway instance, whose
+//! memory does not know the session. With a [`SessionStore`] ([`SharedSessions`], e.g. the
+//! [`RedisSessions`](super::redis_sessions::RedisSessions) of the `redis` section) every instance
+//! reads and writes the same memory: the [`TargetSet`](super::TargetSet) looks the session up
+//! once per request before picking (bounded by the store's short timeout), and a success or a
+//! failure updates it in the background (never on the request's path). The store keeps the
+//! target's **index and name**, so instances with the same config agree on the target.
+//!
+//! A store that fails or is slow is not a reason to refuse or delay a request: the instance uses
+//! its own memory (which it keeps as well), as it would without a store. The pin is a preference
+//! (an upstream prompt cache), not a limit, so `redis.on_error` does not apply to it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use octo_core::Request;
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::{AttemptOutcome, Strategy};
@@ -56,12 +73,111 @@ impl StickyKey {
     }
 }
 
+/// What a [`SessionStore`] knows of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remembered {
+    /// The session is pinned to this value (written by [`SessionStore::put`]).
+    Value(String),
+    /// The store has no (unexpired) pin for the session.
+    Nothing,
+    /// The store failed, is slow or is resting after a failure: use the local memory.
+    Unknown,
+}
+
+/// A memory of sticky sessions shared by several gateway instances; see the
+/// [module docs](self#shared-by-several-instances).
+///
+/// `key` is an opaque, fixed-length key of the session (the balancer's scope, the model and the
+/// client's sticky key, hashed); the value is opaque to the store.
+#[async_trait]
+pub trait SessionStore: Send + Sync + fmt::Debug {
+    /// The session's pin, within the store's own short timeout; never an error for the caller.
+    async fn get(&self, key: &str) -> Remembered;
+    /// Pins the session to `value` for `ttl`, in the background (returns at once).
+    fn put(&self, key: String, value: String, ttl: Duration);
+    /// Forgets the session if it is still pinned to `value`, in the background.
+    fn forget(&self, key: String, value: String);
+}
+
+/// A [`SessionStore`] as one balancer uses it: its scope (the model, say) and its targets' names.
+#[derive(Debug)]
+pub struct SharedSessions {
+    store: Arc<dyn SessionStore>,
+    scope: String,
+    names: Vec<String>,
+}
+
+/// The target a [`SessionStore`] remembered for this request (a request extension the
+/// [`TargetSet`](super::TargetSet) inserts before picking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SharedPin(pub(crate) usize);
+
+impl SharedSessions {
+    /// `store` as used by the balancer `scope` (the same on every instance: the model's name)
+    /// over targets named `names` (in configuration order).
+    pub fn new(store: Arc<dyn SessionStore>, scope: impl Into<String>, names: Vec<String>) -> Self {
+        SharedSessions {
+            store,
+            scope: scope.into(),
+            names,
+        }
+    }
+
+    /// The store key of a session: SHA-256 of scope, model and client key (fixed length, whatever
+    /// the client's `x-session-id`).
+    fn key(&self, (client, model): &(String, String)) -> String {
+        let mut h = Sha256::new();
+        for part in [self.scope.as_str(), model.as_str(), client.as_str()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn value(&self, index: usize) -> String {
+        format!(
+            "{index}:{}",
+            self.names.get(index).map_or("", String::as_str)
+        )
+    }
+
+    /// The target a stored value names: its index when the name there matches, else the first
+    /// target of that name (configs that differ in order), else none.
+    fn resolve(&self, value: &str) -> Option<usize> {
+        let (i, name) = value.split_once(':')?;
+        if let Ok(i) = i.parse::<usize>()
+            && self.names.get(i).is_some_and(|n| n == name)
+        {
+            return Some(i);
+        }
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Looks the request's session up in the store; `None` when the request is not sticky, the
+    /// store has no pin, or it failed (the local memory decides then).
+    pub(crate) async fn lookup(&self, req: &Request) -> Option<SharedPin> {
+        let session = session_of(req)?;
+        match self.store.get(&self.key(&session)).await {
+            Remembered::Value(v) => self.resolve(&v).map(SharedPin),
+            Remembered::Nothing | Remembered::Unknown => None,
+        }
+    }
+}
+
 /// Session stickiness around any strategy; see the [module docs](self).
 #[derive(Debug)]
 pub struct Sticky<S> {
     inner: S,
     ttl: Duration,
     sessions: Mutex<HashMap<(String, String), (usize, Instant)>>,
+    shared: Option<Arc<SharedSessions>>,
+}
+
+/// The session of a request: (sticky key, model), or `None` when it is not sticky.
+fn session_of(req: &Request) -> Option<(String, String)> {
+    let key = StickyKey::of(req)?;
+    let model = req.peek().ok().and_then(|p| p.model).unwrap_or_default();
+    Some((key, model))
 }
 
 impl<S: Strategy> Sticky<S> {
@@ -71,7 +187,15 @@ impl<S: Strategy> Sticky<S> {
             inner,
             ttl,
             sessions: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// Also remembers sessions in `shared` (read by the [`TargetSet`](super::TargetSet) before
+    /// each pick, written here after each attempt).
+    pub fn with_shared(mut self, shared: Arc<SharedSessions>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// The wrapped strategy.
@@ -85,14 +209,18 @@ impl<S: Strategy> Sticky<S> {
     }
 
     fn session(req: &Request) -> Option<(String, String)> {
-        let key = StickyKey::of(req)?;
-        let model = req.peek().ok().and_then(|p| p.model).unwrap_or_default();
-        Some((key, model))
+        session_of(req)
     }
 }
 
 impl<S: Strategy> Strategy for Sticky<S> {
     fn pick(&self, candidates: &[usize], req: &Request) -> Option<usize> {
+        // The shared memory first: another instance may have served the session since.
+        if let Some(&SharedPin(i)) = req.extensions.get::<SharedPin>()
+            && candidates.binary_search(&i).is_ok()
+        {
+            return Some(i);
+        }
         if let Some(session) = Self::session(req) {
             let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             match map.get(&session) {
@@ -115,6 +243,23 @@ impl<S: Strategy> Strategy for Sticky<S> {
         let Some(session) = Self::session(req) else {
             return;
         };
+        if let Some(shared) = &self.shared {
+            match outcome {
+                AttemptOutcome::Success => {
+                    shared
+                        .store
+                        .put(shared.key(&session), shared.value(index), self.ttl);
+                }
+                AttemptOutcome::Failed
+                    if req.extensions.get::<SharedPin>() == Some(&SharedPin(index)) =>
+                {
+                    shared
+                        .store
+                        .forget(shared.key(&session), shared.value(index));
+                }
+                _ => {}
+            }
+        }
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
             AttemptOutcome::Success => {

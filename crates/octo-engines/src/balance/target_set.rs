@@ -57,8 +57,10 @@ use octo_core::{
 };
 use tokio::time::Instant;
 
+use super::sticky::SharedSessions;
 use super::{
-    Availability, Sticky, Strategy, StrategyKind, Target, effective_weights, entropy_seed,
+    Availability, SessionStore, Sticky, Strategy, StrategyKind, Target, effective_weights,
+    entropy_seed,
 };
 use crate::retry::{AttemptOutcome, AttemptRecord, Attempts, RetryPolicy};
 
@@ -69,6 +71,7 @@ pub struct TargetSetBuilder {
     kind: StrategyKind,
     custom: Option<Box<dyn Strategy>>,
     sticky: Option<Duration>,
+    sessions: Option<std::sync::Arc<dyn SessionStore>>,
     policy: RetryPolicy,
     seed: Option<u64>,
 }
@@ -80,6 +83,7 @@ impl fmt::Debug for TargetSetBuilder {
             .field("targets", &self.targets)
             .field("kind", &self.kind)
             .field("sticky", &self.sticky)
+            .field("sessions", &self.sessions)
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
@@ -102,6 +106,14 @@ impl TargetSetBuilder {
     /// Makes sessions sticky for `ttl` (see [`Sticky`]).
     pub fn sticky(mut self, ttl: Duration) -> Self {
         self.sticky = Some(ttl);
+        self
+    }
+
+    /// Keeps sticky sessions (when [`sticky`](Self::sticky) is set) in `store` too, shared with
+    /// every other instance using it, under this set's name; see
+    /// [`sticky`](super::sticky#shared-by-several-instances).
+    pub fn session_store(mut self, store: std::sync::Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(store);
         self
     }
 
@@ -141,8 +153,18 @@ impl TargetSetBuilder {
             Some(s) => s,
             None => self.kind.build(&self.targets, seed),
         };
+        let mut shared = None;
         let strategy: Box<dyn Strategy> = match self.sticky {
-            Some(ttl) if !ttl.is_zero() => Box::new(Sticky::new(inner, ttl)),
+            Some(ttl) if !ttl.is_zero() => {
+                let mut sticky = Sticky::new(inner, ttl);
+                if let Some(store) = self.sessions {
+                    let names = self.targets.iter().map(|t| t.name.clone()).collect();
+                    let s = std::sync::Arc::new(SharedSessions::new(store, &self.name, names));
+                    sticky = sticky.with_shared(s.clone());
+                    shared = Some(s);
+                }
+                Box::new(sticky)
+            }
             _ => inner,
         };
         Ok(TargetSet {
@@ -150,6 +172,7 @@ impl TargetSetBuilder {
             targets: self.targets,
             eligible,
             strategy,
+            shared,
             policy: self.policy,
         })
     }
@@ -184,6 +207,8 @@ pub struct TargetSet {
     /// Not drained (weight 0 next to non-zero weights).
     eligible: Vec<bool>,
     strategy: Box<dyn Strategy>,
+    /// The shared sticky sessions, looked up before the first pick.
+    shared: Option<std::sync::Arc<SharedSessions>>,
     policy: RetryPolicy,
 }
 
@@ -207,6 +232,7 @@ impl TargetSet {
             kind: StrategyKind::default(),
             custom: None,
             sticky: None,
+            sessions: None,
             policy: RetryPolicy::default(),
             seed: None,
         }
@@ -333,6 +359,13 @@ impl Engine for TargetSet {
                 a
             }
         };
+        // A session another instance served since lands on the same target (bounded by the
+        // store's own timeout; a failure leaves the choice to this instance's memory).
+        if let Some(shared) = &self.shared
+            && let Some(pin) = shared.lookup(&req).await
+        {
+            req.extensions.insert(pin);
+        }
         let mut request_model: Option<Option<&str>> = None;
         let n = self.targets.len();
         let mut round = Round {
@@ -1087,6 +1120,99 @@ mod tests {
         s.process(req("m")).await.unwrap();
         s.process(req("m")).await.unwrap();
         assert_eq!((scripts[1].calls(), scripts[2].calls()), (1, 1));
+    }
+
+    /// A [`SessionStore`] in memory, shared by two "instances" (two sets) in one test; `down`
+    /// makes it answer [`Remembered::Unknown`] and drop writes, as a failing Redis does.
+    #[derive(Debug, Default)]
+    struct MemSessions {
+        map: Mutex<std::collections::HashMap<String, String>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl SessionStore for MemSessions {
+        async fn get(&self, key: &str) -> crate::balance::Remembered {
+            if self.down.load(Ordering::SeqCst) {
+                return crate::balance::Remembered::Unknown;
+            }
+            match self.map.lock().unwrap().get(key) {
+                Some(v) => crate::balance::Remembered::Value(v.clone()),
+                None => crate::balance::Remembered::Nothing,
+            }
+        }
+        fn put(&self, key: String, value: String, _ttl: Duration) {
+            if !self.down.load(Ordering::SeqCst) {
+                self.map.lock().unwrap().insert(key, value);
+            }
+        }
+        fn forget(&self, key: String, value: String) {
+            let mut map = self.map.lock().unwrap();
+            if map.get(&key) == Some(&value) {
+                map.remove(&key);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sticky_sessions_are_shared_through_a_session_store() {
+        let store = Arc::new(MemSessions::default());
+        let instance = |answers: Vec<Vec<Answer>>| {
+            let scripts: Vec<Arc<Script>> = answers.into_iter().map(Script::new).collect();
+            let set = TargetSet::builder(
+                "m",
+                scripts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, sc)| target(&format!("t{i}"), sc))
+                    .collect(),
+            )
+            .strategy(StrategyKind::RoundRobin)
+            .sticky(Duration::from_secs(300))
+            .session_store(store.clone())
+            .build()
+            .unwrap();
+            (set, scripts)
+        };
+        let ok = || vec![Answer::Ok];
+        let (one, one_scripts) = instance(vec![ok(), ok(), ok()]);
+        let (two, two_scripts) = instance(vec![ok(), vec![Answer::Refused, Answer::Ok], ok()]);
+        let session = |key: &str| {
+            let mut r = req("m");
+            r.extensions.insert(crate::balance::StickyKey(key.into()));
+            r
+        };
+        // On the first instance: `warm` is pinned to t0, `alice` to t1 (round robin).
+        one.process(session("warm")).await.unwrap();
+        one.process(session("alice")).await.unwrap();
+        assert_eq!(store.map.lock().unwrap().len(), 2);
+        // The second instance, whose own rotation would start at t0, serves alice on t1 too.
+        // Its first attempt there fails: the shared pin is forgotten and alice moves on (to t0,
+        // this instance's rotation), pinned there for both instances.
+        two.process(session("alice")).await.unwrap();
+        assert_eq!(two_scripts[1].calls(), 1, "alice went to her pinned target");
+        assert_eq!(two_scripts[0].calls(), 1, "and failed over to another");
+        for _ in 0..3 {
+            two.process(session("alice")).await.unwrap();
+        }
+        assert_eq!(two_scripts[0].calls(), 4);
+        // The first instance follows the move, though its own memory still says t1.
+        one.process(session("alice")).await.unwrap();
+        assert_eq!(one_scripts[0].calls(), 2);
+        let (three, three_scripts) = instance(vec![ok(), ok(), ok()]);
+        three.process(session("warm")).await.unwrap();
+        three.process(session("alice")).await.unwrap();
+        assert_eq!(
+            three_scripts.iter().map(|s| s.calls()).collect::<Vec<_>>(),
+            [2, 0, 0],
+            "a third instance reads both pins"
+        );
+        // The store fails: each instance keeps using its own memory of the session.
+        store.down.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            three.process(session("alice")).await.unwrap();
+        }
+        assert_eq!(three_scripts[0].calls(), 5);
     }
 
     #[tokio::test(start_paused = true)]
