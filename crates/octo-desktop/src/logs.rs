@@ -16,18 +16,29 @@ use tracing_subscriber::fmt::MakeWriter;
 /// Lines kept for a log window opened later.
 pub const BACKLOG: usize = 2000;
 
+/// One log line and its number (1, 2, … in publishing order), so that a reader that took the
+/// backlog and then receives live lines can drop those it already has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Its place in the stream.
+    pub seq: u64,
+    /// The text, without colour codes or line end.
+    pub text: String,
+}
+
 /// The log line stream; see the [module docs](self).
 #[derive(Debug)]
 pub struct LogHub {
-    tx: broadcast::Sender<String>,
-    backlog: Mutex<VecDeque<String>>,
+    tx: broadcast::Sender<Line>,
+    /// The recent lines and the last number given.
+    backlog: Mutex<(VecDeque<Line>, u64)>,
 }
 
 impl Default for LogHub {
     fn default() -> Self {
         LogHub {
             tx: broadcast::channel(1024).0,
-            backlog: Mutex::new(VecDeque::with_capacity(BACKLOG)),
+            backlog: Mutex::new((VecDeque::with_capacity(BACKLOG), 0)),
         }
     }
 }
@@ -40,24 +51,25 @@ impl LogHub {
 
     /// Publishes one line (terminal colour codes removed, trailing newline trimmed).
     pub fn publish(&self, line: &str) {
-        let line = strip_ansi(line.trim_end_matches(['\n', '\r']));
-        {
-            let mut b = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
-            if b.len() == BACKLOG {
-                b.pop_front();
-            }
-            b.push_back(line.clone());
+        let text = strip_ansi(line.trim_end_matches(['\n', '\r']));
+        let mut b = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        b.1 += 1;
+        let line = Line { seq: b.1, text };
+        if b.0.len() == BACKLOG {
+            b.0.pop_front();
         }
+        b.0.push_back(line.clone());
+        // Sent under the lock, so lines arrive in number order.
         let _ = self.tx.send(line);
     }
 
     /// The recent lines, oldest first, and a receiver of every line published after them.
-    pub fn subscribe(&self) -> (Vec<String>, broadcast::Receiver<String>) {
+    pub fn subscribe(&self) -> (Vec<Line>, broadcast::Receiver<Line>) {
         let b = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
         // Subscribing under the backlog's lock: no line is both in the backlog and received,
         // and none is missed.
         let rx = self.tx.subscribe();
-        (b.iter().cloned().collect(), rx)
+        (b.0.iter().cloned().collect(), rx)
     }
 
     /// Installs the process's tracing subscriber (`filter` as in `OCTOLLM_LOG`), writing to
@@ -171,9 +183,12 @@ mod tests {
         }
         let (backlog, mut rx) = hub.subscribe();
         assert_eq!(backlog.len(), BACKLOG);
-        assert_eq!(backlog[0], "line 5");
+        assert_eq!(backlog[0].text, "line 5");
+        assert_eq!(backlog[0].seq, 6);
         hub.publish("live");
-        assert_eq!(rx.try_recv().unwrap(), "live");
+        let live = rx.try_recv().unwrap();
+        assert_eq!(live.text, "live");
+        assert_eq!(live.seq, BACKLOG as u64 + 6);
     }
 
     #[test]
@@ -191,6 +206,6 @@ mod tests {
         tracing::subscriber::with_default(sub, || tracing::info!(answer = 42, "hello hub"));
         let (lines, _) = hub.subscribe();
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].contains("hello hub") && lines[0].contains("answer=42"));
+        assert!(lines[0].text.contains("hello hub") && lines[0].text.contains("answer=42"));
     }
 }

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use octo_desktop::logs::Line;
 use octo_desktop::menu::{self, Action, App, Effect, MenuItem};
 use octo_desktop::{Gateway, LogHub, Paths, Status, icon};
 use tao::event::{Event, StartCause, WindowEvent};
@@ -36,7 +37,7 @@ enum UserEvent {
     /// An action finished and the UI must show something.
     Effect(Effect),
     /// New log lines for the log window.
-    Log(Vec<String>),
+    Log(Vec<Line>),
     /// The panel window finished loading this URL.
     PanelLoaded(String),
 }
@@ -57,6 +58,8 @@ struct Ui {
     status_item: Option<TrayItem>,
     panel: Option<View>,
     logs: Option<View>,
+    /// The number of the last line the log window shows.
+    logs_seen: u64,
     /// First run: send the panel to the onboarding page once signed in.
     onboarding: bool,
     /// Windows to open once the gateway runs (`OCTOLLM_DESKTOP_OPEN`).
@@ -134,6 +137,7 @@ fn run(hub: Arc<LogHub>) -> Result<(), Box<dyn std::error::Error>> {
         status_item: None,
         panel: None,
         logs: None,
+        logs_seen: 0,
         onboarding: first_run,
         open_at_start,
         last_status: None,
@@ -182,7 +186,8 @@ fn spawn_watchers(rt: &tokio::runtime::Runtime, app: &App, proxy: &EventLoopProx
             let mut batch = match rx.recv().await {
                 Ok(line) => vec![line],
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    vec![format!("… {n} lines skipped (the view fell behind)")]
+                    tracing::debug!(skipped = n, "the log window fell behind");
+                    Vec::new()
                 }
                 Err(_) => return,
             };
@@ -250,8 +255,21 @@ impl Ui {
             UserEvent::Effect(effect) => self.apply(effect, target, flow),
             UserEvent::Log(lines) => {
                 if let Some(v) = &self.logs {
-                    let js = format!("append({})", json_strings(&lines));
-                    let _ = v.webview.evaluate_script(&js);
+                    // Lines the window got with its backlog are skipped.
+                    let seen = self.logs_seen;
+                    if let Some(last) = lines.last() {
+                        self.logs_seen = self.logs_seen.max(last.seq);
+                    }
+                    let fresh: Vec<String> = lines
+                        .into_iter()
+                        .filter(|l| l.seq > seen)
+                        .map(|l| l.text)
+                        .collect();
+                    if !fresh.is_empty() {
+                        let _ = v
+                            .webview
+                            .evaluate_script(&format!("append({})", json_strings(&fresh)));
+                    }
                 }
             }
             UserEvent::PanelLoaded(url) => {
@@ -341,7 +359,9 @@ impl Ui {
                     return;
                 }
                 let (backlog, _) = self.app.logs.subscribe();
-                let html = LOG_HTML.replace("/*BACKLOG*/[]", &json_strings(&backlog));
+                self.logs_seen = backlog.last().map_or(0, |l| l.seq);
+                let texts: Vec<String> = backlog.into_iter().map(|l| l.text).collect();
+                let html = LOG_HTML.replace("/*BACKLOG*/[]", &json_strings(&texts));
                 let builder = WebViewBuilder::new().with_html(html);
                 match open_window(
                     target,

@@ -44,14 +44,16 @@ backends:
     protocol: [openai_chat, openai_responses, anthropic, gemini]
     api_key: "mock-upstream-key"
 
+# The mock's models have names of their own, so that the real models you add in the panel
+# (gpt-4.1, claude-sonnet-4-5, …) never clash with them; delete these once you have real ones.
 models:
-  gpt-4o-mini:
+  mock-gpt:
     targets:
       - {backend: mock, model: mock-gpt-4o-mini}
-  claude-sonnet-4-5:
+  mock-claude:
     targets:
       - {backend: mock, model: mock-claude}
-  gemini-2.5-flash:
+  mock-gemini:
     targets:
       - {backend: mock, model: mock-gemini}
 

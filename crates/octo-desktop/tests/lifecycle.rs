@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use octo_desktop::logs::Line;
 use octo_desktop::menu::{Action, App, Effect, items};
 use octo_desktop::{Gateway, LogHub, Paths, Status};
 
@@ -60,7 +61,7 @@ async fn chat(addr: SocketAddr, text: &str) -> serde_json::Value {
         .bearer_auth("sk-anything")
         .header("user-agent", "OpenAI/Python 1.0 (test)")
         .json(&serde_json::json!({
-            "model": "gpt-4o-mini",
+            "model": "mock-gpt",
             "messages": [{"role": "user", "content": text}],
         }))
         .send()
@@ -71,11 +72,11 @@ async fn chat(addr: SocketAddr, text: &str) -> serde_json::Value {
 }
 
 /// Waits (bounded) for a published log line containing `needle`.
-async fn wait_line(rx: &mut tokio::sync::broadcast::Receiver<String>, needle: &str) -> String {
+async fn wait_line(rx: &mut tokio::sync::broadcast::Receiver<Line>, needle: &str) -> String {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match rx.recv().await {
-                Ok(line) if line.contains(needle) => return line,
+                Ok(line) if line.text.contains(needle) => return line.text,
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(e) => panic!("log stream closed: {e}"),
             }
@@ -112,7 +113,7 @@ async fn start_request_logs_panel_stop_and_today() {
     // The access log line of that request reaches the log stream.
     let line = wait_line(&mut rx, "octollm::access").await;
     assert!(
-        line.contains("gpt-4o-mini") && line.contains("status=200"),
+        line.contains("mock-gpt") && line.contains("status=200"),
         "{line}"
     );
 
@@ -174,7 +175,7 @@ async fn restart_drains_a_stream_in_flight() {
     let res = reqwest::Client::new()
         .post(format!("http://{addr}/v1/chat/completions"))
         .json(&serde_json::json!({
-            "model": "gpt-4o-mini", "stream": true,
+            "model": "mock-gpt", "stream": true,
             "messages": [{"role": "user", "content": "slow [mock:events=20] [mock:interval_ms=40]"}],
         }))
         .send()
@@ -219,7 +220,7 @@ async fn a_failing_config_shows_its_error_and_recovers() {
     let Status::Failing(error) = &status else {
         panic!("{status:?}")
     };
-    assert!(error.contains("models.claude-sonnet-4-5"), "{error}");
+    assert!(error.contains("models.mock-claude"), "{error}");
     assert!(error.contains("nowhere"), "{error}");
     wait_line(&mut rx, "the gateway did not start").await;
     let menu = items(&status, None);
