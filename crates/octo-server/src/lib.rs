@@ -2,7 +2,8 @@
 //!
 //! The library behind the `octollm-server` binary: the YAML [`config`] schema and loader, the
 //! [`gateway`] builder that turns a config into engines and routes, and [`run`], which serves it.
-//! Embedders who want YAML-driven routing inside their own process can call these directly.
+//! Embedders who want YAML-driven routing inside their own process can call these directly, and
+//! [`embed`] runs the whole server (request log, control plane, admin panel) with a stop handle.
 
 pub mod admin;
 pub mod answer_layers;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod count_tokens;
 pub mod demo;
+pub mod embed;
 pub mod gateway;
 pub mod limits;
 pub mod model_router;

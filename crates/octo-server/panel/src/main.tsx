@@ -11,6 +11,7 @@ import { Models } from "./pages/models";
 import { Keys } from "./pages/keys";
 import { Prices } from "./pages/prices";
 import { Settings } from "./pages/settings";
+import { Welcome } from "./pages/welcome";
 
 const PAGES = [
   { id: "overview", title: "Overview", view: Overview },
@@ -20,6 +21,7 @@ const PAGES = [
   { id: "keys", title: "Keys and orgs", view: Keys },
   { id: "prices", title: "Prices", view: Prices },
   { id: "settings", title: "Settings", view: Settings },
+  { id: "welcome", title: "Get started", view: Welcome },
 ] as const;
 
 function route(): { page: string; params: URLSearchParams } {
