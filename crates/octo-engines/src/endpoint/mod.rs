@@ -205,6 +205,8 @@ struct Tap<'a> {
     protocol: Protocol,
     model: &'a str,
     strip_usage: bool,
+    /// What a full answer said (read while checking it is JSON).
+    tapped: Option<usage_tap::Tapped>,
 }
 
 /// Request extension: send the request to the upstream's token-counting call (Anthropic
@@ -648,7 +650,7 @@ impl Engine for HttpEndpoint {
                 (r.elapsed_ms(), Instant::now(), span_id)
             });
             let sent = Instant::now();
-            let result = self
+            let (result, tapped) = match self
                 .send(
                     req.method.clone(),
                     &url,
@@ -656,8 +658,13 @@ impl Engine for HttpEndpoint {
                     body.clone(),
                     format,
                     upstream.as_ref(),
+                    record.is_some(),
                 )
-                .await;
+                .await
+            {
+                Ok((resp, tapped)) => (Ok(resp), tapped),
+                Err(e) => (Err(e), None),
+            };
             let key = lease.index() + 1;
             self.keys
                 .note(lease.index(), model, sent.elapsed(), result.as_ref());
@@ -673,6 +680,7 @@ impl Engine for HttpEndpoint {
                         protocol: format,
                         model,
                         strip_usage,
+                        tapped,
                     };
                     self.record_attempt(tap, result)
                 }
@@ -705,6 +713,7 @@ impl HttpEndpoint {
             protocol,
             model,
             strip_usage,
+            tapped,
         } = tap;
         let name = self.config.name.as_str();
         let (status, error) = match &result {
@@ -729,7 +738,9 @@ impl HttpEndpoint {
         resp.body = match resp.body {
             ResponseBody::Full(body) => {
                 record.mark_first_byte();
-                usage_tap::record_full(record, protocol, &body.to_bytes());
+                if let Some(t) = &tapped {
+                    usage_tap::record_full(record, t);
+                }
                 ResponseBody::Full(body)
             }
             ResponseBody::Stream(events) => ResponseBody::Stream(EventStream::new(
@@ -781,7 +792,9 @@ impl HttpEndpoint {
         headers
     }
 
-    /// One upstream exchange with a fixed header set.
+    /// One upstream exchange with a fixed header set. With `tap`, a full answer's usage and
+    /// finish reason are read in the pass that checks it is JSON.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         method: http::Method,
@@ -790,7 +803,8 @@ impl HttpEndpoint {
         body: Bytes,
         format: Protocol,
         upstream: Option<&UpstreamTime>,
-    ) -> Result<Response, Error> {
+        tap: bool,
+    ) -> Result<(Response, Option<usage_tap::Tapped>), Error> {
         let name = &self.config.name;
         let t = self.config.timeouts;
         let now = Instant::now();
@@ -891,6 +905,7 @@ impl HttpEndpoint {
                 retry_after,
             ));
         }
+        let mut tapped = None;
         let body = if is_sse {
             let events = EndCheck::new(SseDecoder::new(body), format, name.clone());
             if self.redactor.is_empty() {
@@ -905,7 +920,12 @@ impl HttpEndpoint {
             let bytes = collect_limited(body, self.config.max_response_bytes, false).await?;
             // Every answer of the protocols is JSON: anything else (an HTML page from a proxy,
             // a cut-off body) is the upstream's failure, not an answer to hand on as a 200.
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            let checked = if tap {
+                usage_tap::read_full_checked(format, &bytes).map(|t| tapped = Some(t))
+            } else {
+                serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map(drop)
+            };
+            if let Err(e) = checked {
                 return Err(Error::upstream(format!(
                     "backend `{name}` answered {} with a body that is not JSON ({e})",
                     status.as_u16()
@@ -913,12 +933,13 @@ impl HttpEndpoint {
             }
             ResponseBody::Full(Body::from_bytes(bytes))
         };
-        Ok(Response {
+        let resp = Response {
             status,
             headers: out_headers,
             extensions: http::Extensions::new(),
             body,
-        })
+        };
+        Ok((resp, tapped))
     }
 
     /// The request for reqwest.

@@ -2,9 +2,12 @@
 //!
 //! The upstream client knows the protocol it spoke, so one tap here serves passthrough and
 //! converted requests alike: what the upstream reported is the truth the request log, metrics,
-//! limits and cost are built on. A full body is deserialised into a few typed fields (the rest of
-//! the document is skipped by serde, nothing is allocated for it, and the body handed on is the
-//! same `Bytes`). A stream is read event by event; only events that can carry usage or a finish
+//! limits and cost are built on. A full body is deserialised into the few members a protocol
+//! reports usage and finish reasons in ([`read_full_checked`]): the rest of the document (the
+//! answer's content, the bulk of it) is skipped by serde without building anything, in the same
+//! pass that checks the body is JSON, and the body handed on is the same `Bytes` (building the
+//! whole document as a `serde_json::Value` cost a quarter of the gateway's instructions per
+//! request, `docs/performance.md`). A stream is read event by event; only events that can carry usage or a finish
 //! reason (found by a byte search) are parsed, and the events themselves pass on untouched, raw
 //! frames included.
 //!
@@ -121,7 +124,114 @@ impl Tapped {
     }
 }
 
-/// Reads a full (non-stream) answer body.
+/// A member kept as it is, `null` included (`Some(Value::Null)`); absent is `None`. Keeps the
+/// typed reading's answer the same as [`Tapped::read`]'s on the whole document.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// An element of `choices` / `candidates`: only its finish reason.
+#[derive(serde::Deserialize)]
+struct Finish {
+    #[serde(default, deserialize_with = "present")]
+    finish_reason: Option<Value>,
+    #[serde(default, deserialize_with = "present", rename = "finishReason")]
+    finish_reason_camel: Option<Value>,
+}
+
+/// The members of a full answer that carry usage or a finish reason, in any protocol; every
+/// other member is skipped unread (serde's ignored values are checked for syntax, not built).
+#[derive(serde::Deserialize)]
+struct FullAnswer {
+    #[serde(default, deserialize_with = "present")]
+    usage: Option<Value>,
+    #[serde(default, deserialize_with = "present", rename = "usageMetadata")]
+    usage_metadata_camel: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    usage_metadata: Option<Value>,
+    #[serde(default)]
+    choices: Option<Vec<Finish>>,
+    #[serde(default)]
+    candidates: Option<Vec<Finish>>,
+    #[serde(default, deserialize_with = "present")]
+    response: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    message: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    object: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    status: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    stop_reason: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    delta: Option<Value>,
+}
+
+impl FullAnswer {
+    /// The document with only these members, for [`Tapped::read`].
+    fn into_value(self) -> Value {
+        fn finishes(list: Option<Vec<Finish>>) -> Option<Value> {
+            list.map(|list| {
+                Value::Array(
+                    list.into_iter()
+                        .map(|f| {
+                            let mut o = serde_json::Map::new();
+                            if let Some(v) = f.finish_reason {
+                                o.insert("finish_reason".to_owned(), v);
+                            }
+                            if let Some(v) = f.finish_reason_camel {
+                                o.insert("finishReason".to_owned(), v);
+                            }
+                            Value::Object(o)
+                        })
+                        .collect(),
+                )
+            })
+        }
+        let mut m = serde_json::Map::new();
+        let members = [
+            ("usage", self.usage),
+            ("usageMetadata", self.usage_metadata_camel),
+            ("usage_metadata", self.usage_metadata),
+            ("choices", finishes(self.choices)),
+            ("candidates", finishes(self.candidates)),
+            ("response", self.response),
+            ("message", self.message),
+            ("object", self.object),
+            ("status", self.status),
+            ("stop_reason", self.stop_reason),
+            ("delta", self.delta),
+        ];
+        for (k, v) in members {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), v);
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// Reads a full (non-stream) answer body and checks that it is JSON, in one pass: `Err` when it
+/// is not JSON. An answer whose members have unexpected shapes (or duplicate names) is read again
+/// as a whole document, so the answer is [`read_full`]'s in every case.
+pub(crate) fn read_full_checked(
+    protocol: Protocol,
+    body: &[u8],
+) -> Result<Tapped, serde_json::Error> {
+    match serde_json::from_slice::<FullAnswer>(body) {
+        Ok(doc) => {
+            let mut t = Tapped::default();
+            t.read(protocol, &doc.into_value());
+            Ok(t)
+        }
+        Err(_) => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body)?;
+            Ok(read_full(protocol, body))
+        }
+    }
+}
+
+/// Reads a full (non-stream) answer body as a whole document.
 pub(crate) fn read_full(protocol: Protocol, body: &[u8]) -> Tapped {
     let mut t = Tapped::default();
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
@@ -277,8 +387,7 @@ fn is_usage_only_chunk(v: &Value) -> bool {
 }
 
 /// Records what a full answer said.
-pub(crate) fn record_full(record: &RequestRecord, protocol: Protocol, body: &[u8]) {
-    let t = read_full(protocol, body);
+pub(crate) fn record_full(record: &RequestRecord, t: &Tapped) {
     if t.usage.is_some() || t.finish_reason.is_some() {
         t.record(record);
     }
@@ -431,6 +540,49 @@ mod tests {
         assert!(!is_usage_only_chunk(
             &serde_json::json!({"choices": [{"delta": {}}], "usage": {"prompt_tokens": 1}})
         ));
+    }
+
+    #[test]
+    fn the_typed_reading_agrees_with_the_whole_document() {
+        let docs = [
+            r#"{"choices":[{"message":{"content":"x"},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+            r#"{"choices":[{"finish_reason":null},{"finish_reason":"stop"}],"usage":null}"#,
+            r#"{"choices":"odd","usage":{"prompt_tokens":1}}"#,
+            r#"{"choices":[1,2],"usage":{"prompt_tokens":1}}"#,
+            r#"{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":7}}"#,
+            r#"{"type":"message","content":[{"type":"text","text":"hi"}],"stop_reason":"max_tokens","usage":{"input_tokens":3,"output_tokens":2,"cache_read_input_tokens":1}}"#,
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":20}}}"#,
+            r#"{"delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":4}}"#,
+            r#"{"object":"response","status":"incomplete","output":[{"type":"message"}],"usage":{"input_tokens":1,"output_tokens":1}}"#,
+            r#"{"response":{"object":"response","status":"completed","usage":{"input_tokens":2,"output_tokens":3}}}"#,
+            r#"{"response":null,"object":"response","status":"completed"}"#,
+            r#"{"candidates":[{"content":{"parts":[{"text":"b"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":6}}"#,
+            r#"{"candidates":[{"finish_reason":"MAX_TOKENS"}],"usage_metadata":{"promptTokenCount":2,"candidatesTokenCount":1}}"#,
+            r#"{"object":"list","data":[{"embedding":[0.1,0.2]}],"usage":{"prompt_tokens":9,"total_tokens":9}}"#,
+            r#"{"embeddings":[{"values":[0.5]}],"usageMetadata":{"promptTokenCount":4}}"#,
+            r#"[1,2,3]"#,
+            r#"{}"#,
+        ];
+        for doc in docs {
+            for protocol in [
+                Protocol::OpenAiChat,
+                Protocol::OpenAiResponses,
+                Protocol::Anthropic,
+                Protocol::Gemini,
+                Protocol::OpenAiEmbeddings,
+                Protocol::GeminiEmbeddings,
+            ] {
+                assert_eq!(
+                    read_full_checked(protocol, doc.as_bytes()).unwrap(),
+                    read_full(protocol, doc.as_bytes()),
+                    "{protocol}: {doc}"
+                );
+            }
+        }
+        for bad in [&b"not json"[..], b"{\"usage\":1", b"{} x", b"{\"a\":\"\\q\"}"] {
+            assert!(read_full_checked(Protocol::OpenAiChat, bad).is_err());
+            assert!(serde_json::from_slice::<serde::de::IgnoredAny>(bad).is_err());
+        }
     }
 
     #[test]
