@@ -292,6 +292,48 @@ async fn database_slow(url: &str, row: &str) {
     assert!(gw.terminate(), "{row}: clean exit after SIGTERM");
 }
 
+/// The row "database slow" for SQLite (the default backend): another process holds the
+/// database's write lock (`BEGIN EXCLUSIVE`). The writer's batch waits out SQLite's busy timeout
+/// (5 s), then counts as unavailable (`octollm_log_database_up` 0) and is retried with backoff;
+/// requests are answered as usual meanwhile; once the lock is let go every record is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_locked() {
+    use sqlx::{Connection, Executor};
+    let row = "database slow (SQLite, write lock held)";
+    let dir = std::env::temp_dir().join(format!("octollm-faults-sqlite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("log.db");
+    let (gw, baseline, _mock) = logged_gateway(&format!("sqlite://{}", file.display()), row).await;
+    let mut lock = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(&file),
+    )
+    .await
+    .unwrap();
+    lock.execute("BEGIN EXCLUSIVE").await.unwrap();
+    let dropped = metric(&gw, "octollm_log_records_dropped_total").await;
+    let mut answers = Vec::new();
+    for model in ["passthrough", "converted"] {
+        answers.extend(all_answered(&gw, &prompts(model, "while locked"), row).await);
+    }
+    wait_metric(&gw, "octollm_log_database_up", |v| v == 0.0, row).await;
+    let pending = metric(&gw, "octollm_log_records_pending").await;
+    assert!(pending >= answers.len() as f64, "{row}: {pending} pending");
+    lock.execute("COMMIT").await.unwrap();
+    drop(lock);
+    wait_metric(&gw, "octollm_log_records_pending", |v| v == 0.0, row).await;
+    assert_eq!(metric(&gw, "octollm_log_database_up").await, 1.0, "{row}");
+    assert_eq!(
+        metric(&gw, "octollm_log_records_dropped_total").await,
+        dropped,
+        "{row}: no record dropped"
+    );
+    all_logged(&gw, &answers, row).await;
+    wait_back(gw.pid(), baseline, Tolerance::default(), SETTLE, row).await;
+    assert!(gw.terminate(), "{row}: clean exit after SIGTERM");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_slow() {
     let Ok(url) = std::env::var("OCTOLLM_TEST_POSTGRES_URL") else {
