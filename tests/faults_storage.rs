@@ -8,15 +8,16 @@
 //! open files return to their baseline.
 //!
 //! "Slow" is a [`Relay`] in front of the server that stops every byte on a switch (a database
-//! stuck behind a lock or a congested link, for exactly as long as the row says); "refusing
-//! writes" is a trigger raising the error a full disk, a read-only server or a revoked
-//! privilege raises (PostgreSQL), and `maxmemory` with `noeviction` (Redis: every write is
-//! refused with `OOM`, reads still work).
+//! stuck behind a lock or a congested link, for exactly as long as the row says), or, for
+//! SQLite, another connection holding the file's write lock; "refusing writes" is a trigger
+//! raising the error a full disk, a read-only server or a revoked privilege raises
+//! (PostgreSQL), and `maxmemory` with `noeviction` (Redis: every write is refused with `OOM`,
+//! reads still work).
 //!
-//! Needs the servers of `scripts/services.sh` (`OCTOLLM_TEST_POSTGRES_URL`,
-//! `OCTOLLM_TEST_MYSQL_URL`, `OCTOLLM_TEST_REDIS_URL`); each row without its server prints why
-//! and passes. Its own test binary: the Redis row changes that server's settings while it runs
-//! (and puts them back).
+//! The SQLite row needs nothing; the others need the servers of `scripts/services.sh`
+//! (`OCTOLLM_TEST_POSTGRES_URL`, `OCTOLLM_TEST_MYSQL_URL`, `OCTOLLM_TEST_REDIS_URL`); each row
+//! without its server prints why and passes. Its own test binary: the Redis row changes that
+//! server's settings while it runs (and puts them back).
 
 #[path = "faults/common.rs"]
 mod common;
