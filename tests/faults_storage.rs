@@ -606,6 +606,16 @@ async fn redis_slow_and_refusing_writes() {
     redis_recovered(&allow, &deny, row).await;
 
     let row = "Redis refusing writes";
+    // The cache store rests a second after a failure (lookups are misses meanwhile): wait until
+    // it reads again, so that the hit below is the store reading under `OOM`.
+    let deadline = Instant::now() + RECOVER;
+    while send(&allow, &cached, row).await.cache.as_deref() != Some("hit") {
+        assert!(
+            Instant::now() < deadline,
+            "{row}: the cache never read again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let restore = RedisMemory {
         port: &port,
         maxmemory: redis_cli(&port, &["CONFIG", "GET", "maxmemory"])
@@ -627,7 +637,7 @@ async fn redis_slow_and_refusing_writes() {
     );
     let errors = metric(&allow, "octollm_redis_errors_total").await;
     // The cache still reads: an entry stored before is a hit (asked first: after a failed write
-    // the store rests a moment, its lookups misses).
+    // the store rests a second, its lookups misses).
     let a = send(&allow, &cached, row).await;
     assert_eq!((a.status, a.cache.as_deref()), (200, Some("hit")), "{row}");
     for model in ["passthrough", "converted"] {
