@@ -7,6 +7,9 @@
 #
 # Binaries go to target/fuzz (inside the main target directory); corpora to fuzz/corpus/<target>,
 # crashes to fuzz/artifacts/<target>/, a log per target to target/fuzz/logs/<target>.log.
+#
+# FUZZ_NO_BUILD=1 skips the build (a second run.sh in parallel with a first that built every
+# target, `config` included, e.g. to fit two lanes of targets into a deadline).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 SECONDS_EACH="${1:?usage: fuzz/run.sh SECONDS [TARGET...]}"
@@ -24,7 +27,9 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 # The `config` target needs the gateway crate (`--features config`), much longer to build.
 FEATURES=()
 for t in "${TARGETS[@]}"; do [ "$t" = config ] && FEATURES=(--features config); done
-nice -n 19 cargo build --release --target "$TRIPLE" --target-dir "$TARGET_DIR" --bins "${FEATURES[@]}"
+if [ -z "${FUZZ_NO_BUILD:-}" ]; then
+    nice -n 19 cargo build --release --target "$TRIPLE" --target-dir "$TARGET_DIR" --bins "${FEATURES[@]}"
+fi
 python3 seed_corpus.py
 mkdir -p "$TARGET_DIR/logs"
 for t in "${TARGETS[@]}"; do

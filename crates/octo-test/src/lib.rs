@@ -11,6 +11,8 @@
 //! - [`fault`]: a raw-TCP upstream for byte-level faults ([`FaultServer`]).
 //! - [`process`]: a process's memory and open files, and waiting until they are back at a
 //!   baseline.
+//! - [`relay`]: a TCP relay in front of a service that can be made to stall ([`Relay`]), for the
+//!   "slow database / slow Redis" faults.
 //! - [`http`]: a reqwest client without proxies, a JSON `POST` and the answer read whole
 //!   ([`Reply`]).
 //! - [`sse`]: server-sent event bodies split into events, strictly ([`parse_sse`]) or as the
@@ -23,6 +25,7 @@ pub mod fault;
 pub mod gateway;
 pub mod http;
 pub mod process;
+pub mod relay;
 pub mod request;
 pub mod service;
 pub mod sse;
@@ -31,6 +34,7 @@ pub mod upstream;
 pub use fault::{Fault, FaultServer};
 pub use gateway::{Gateway, PROTOCOLS, config, start_fails};
 pub use http::{Reply, client, h2_client, post};
+pub use relay::Relay;
 pub use request::{Prompt, body_for, path_for, request_with_body};
 pub use sse::{Sse, events, parse_sse};
 pub use upstream::{Upstream, closed_port_url, mock, mock_with};
