@@ -142,6 +142,7 @@ async fn every_route_needs_the_token_and_file_objects_are_read_only() {
         ("POST", "/api/v1/keys"),
         ("DELETE", "/api/v1/keys/acme/alice"),
         ("GET", "/api/v1/audit"),
+        ("GET", "/api/v1/health"),
         ("GET", "/api/v1/backends/oa/health"),
         ("POST", "/api/v1/backends/oa/test"),
         ("POST", "/api/v1/backends/oa/models/sync"),
@@ -749,11 +750,13 @@ async fn a_change_on_one_instance_reaches_another_on_the_same_database() {
     let mock = mock().await;
     let d = dir("two");
     for (db, url) in shared_databases(&d).await {
-        two_instances(&mock.url(), &d.join(db), &url).await;
+        two_instances(&mock.url(), &d.join(db), &url, db == "postgres").await;
     }
 }
 
-async fn two_instances(mock: &str, d: &Path, url: &str) {
+/// On PostgreSQL a change reaches the other instance by notification (LISTEN/NOTIFY; the counter
+/// is still polled as the fallback); MySQL and SQLite poll.
+async fn two_instances(mock: &str, d: &Path, url: &str, notify: bool) {
     let env = vec![
         ("OCTOLLM_STORAGE".to_owned(), url.to_owned()),
         ("OCTOLLM_SECRET_KEY".to_owned(), SECRET.to_owned()),
@@ -768,6 +771,14 @@ async fn two_instances(mock: &str, d: &Path, url: &str) {
         gateways.push(Gateway::start_file(&path, &env));
     }
     let (one, two) = (&gateways[0], &gateways[1]);
+    let way = if notify { "notify" } else { "poll" };
+    for gw in [one, two] {
+        eventually("the instance follows the database", async || {
+            let (s, v) = api(gw, "GET", "/api/v1/health", None).await;
+            s == 200 && v["control_plane"]["follow"] == way
+        })
+        .await;
+    }
 
     let (s, created) = api(
         one,
@@ -782,6 +793,18 @@ async fn two_instances(mock: &str, d: &Path, url: &str) {
         chat(two, "secure", Some(&key)).await == 200
     })
     .await;
+    let (_, health) = api(two, "GET", "/api/v1/health", None).await;
+    assert_eq!(health["control_plane"]["api_objects"], "loaded", "{health}");
+    if notify {
+        // The notification arrived (whether it or the fallback poll applied the change first).
+        eventually("the other instance was notified", async || {
+            let (_, v) = api(two, "GET", "/api/v1/health", None).await;
+            v["control_plane"]["notifications"].as_u64() >= Some(1)
+        })
+        .await;
+    } else {
+        assert_eq!(health["control_plane"]["notifications"], 0, "{health}");
+    }
     let (s, v) = api(
         one,
         "POST",
@@ -801,4 +824,14 @@ async fn two_instances(mock: &str, d: &Path, url: &str) {
         chat(two, "secure", Some(&key)).await == 401
     })
     .await;
+    let (_, health) = api(two, "GET", "/api/v1/health", None).await;
+    let applied = &health["control_plane"]["applied"];
+    if notify {
+        // Three changes, each applied at once on notification unless the 5 s fallback poll
+        // happened to run in the instant between the commit and the notification.
+        assert!(applied["notify"].as_u64() >= Some(1), "{health}");
+    } else {
+        assert_eq!(applied["notify"], 0, "{health}");
+        assert!(applied["poll"].as_u64() >= Some(1), "{health}");
+    }
 }
