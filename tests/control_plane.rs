@@ -835,3 +835,120 @@ async fn two_instances(mock: &str, d: &Path, url: &str, notify: bool) {
         assert!(applied["poll"].as_u64() >= Some(1), "{health}");
     }
 }
+
+/// `octollm-server --check` with the same environment as the gateway in `dir`: exit status,
+/// stdout, stderr.
+fn check(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(server_bin())
+        .arg("--config")
+        .arg(dir.join("gateway.yaml"))
+        .arg("--check")
+        .args(extra)
+        .envs(envs(dir))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn check_validates_the_file_with_the_objects_stored_through_the_api() {
+    let mock = mock().await;
+    let d = dir("check");
+    // No database yet: the file alone, and nothing is created.
+    std::fs::write(d.join("gateway.yaml"), yaml(&mock.url(), "")).unwrap();
+    let (code, out, err) = check(&d, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("OK (2 backends, 3 models) with 0 objects and 0 keys"),
+        "{out}"
+    );
+    assert!(!d.join("octollm.db").exists(), "--check made the database");
+
+    let gw = start(&d, &yaml(&mock.url(), ""));
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/backends",
+        Some(json!({"name": "an", "base_url": mock.url(), "protocol": "anthropic", "api_key": "sk-upstream-check-0001"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/models",
+        Some(json!({"name": "claude", "targets": [{"backend": "an"}]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/keys",
+        Some(json!({"org": "acme", "name": "ci"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(gw.terminate());
+    let db = std::fs::read(d.join("octollm.db")).unwrap();
+
+    // The merged config: the file's objects and the stored ones.
+    let (code, out, err) = check(&d, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(
+            "OK (3 backends, 4 models) with 2 objects and 1 keys stored through the admin API"
+        ),
+        "{out}"
+    );
+
+    // A name in both places: refused, naming the key path and both places.
+    std::fs::write(
+        d.join("gateway.yaml"),
+        yaml(
+            &mock.url(),
+            &format!(
+                "  an: {{base_url: \"{}\", protocol: anthropic}}\n",
+                mock.url()
+            ),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = check(&d, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("backends.an"), "{err}");
+    assert!(
+        err.contains("gateway.yaml") && err.contains("admin API"),
+        "{err}"
+    );
+
+    // A file change that breaks a stored key: its org is gone.
+    std::fs::write(
+        d.join("gateway.yaml"),
+        yaml(&mock.url(), "").replace("orgs:\n  acme:", "orgs:\n  other:"),
+    )
+    .unwrap();
+    let (code, _, err) = check(&d, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("orgs.acme.api_keys.ci"), "{err}");
+
+    // The database does not answer: the file alone, said so, exit status 3.
+    std::fs::write(d.join("gateway.yaml"), yaml(&mock.url(), "")).unwrap();
+    let (code, out, err) = check(&d, &["--storage", "postgres://octollm@127.0.0.1:1/none"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(
+        out.contains("OK (2 backends, 3 models) (the file alone)"),
+        "{out}"
+    );
+    // `--storage off`: the file alone on purpose.
+    let (code, out, err) = check(&d, &["--storage", "off"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // Nothing was changed in the database.
+    assert_eq!(std::fs::read(d.join("octollm.db")).unwrap(), db);
+}

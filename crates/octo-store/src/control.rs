@@ -440,6 +440,52 @@ impl Store {
         self.pool.transaction(stmts).await
     }
 
+    /// The control-plane state of the database at `url`, read without changing anything (no
+    /// migration; a SQLite file is opened read-only and never created): `None` when the database
+    /// holds no control-plane tables yet (a SQLite file that does not exist, a schema older
+    /// than version 3). For `octollm-server --check`.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or read, or its schema is newer than this build's.
+    pub async fn read_control_state(url: &str) -> Result<Option<ControlState>, StoreError> {
+        let Some(pool) = crate::db::Pool::connect_read_only(url).await? else {
+            return Ok(None);
+        };
+        let mut q = Sql::new(pool.backend());
+        q.push("SELECT MAX(version) FROM octollm_schema");
+        // No schema table: a database this gateway never opened.
+        let version = match pool.fetch(q, &[Col::Int]).await {
+            Ok(rows) => rows.first().and_then(|r| r[0].int()).unwrap_or(0),
+            Err(e) if e.is_retryable() => {
+                pool.close().await;
+                return Err(e);
+            }
+            Err(_) => 0,
+        };
+        if version > crate::schema::SCHEMA_VERSION {
+            pool.close().await;
+            return Err(StoreError::new(
+                ErrorKind::Migration,
+                false,
+                format!(
+                    "the database's schema is version {version}, newer than this build's {}: upgrade OctoLLM",
+                    crate::schema::SCHEMA_VERSION
+                ),
+            ));
+        }
+        if version < 3 {
+            pool.close().await;
+            return Ok(None);
+        }
+        let store = Store {
+            pool: std::sync::Arc::new(pool),
+            redact: Default::default(),
+        };
+        let state = store.control_state().await;
+        store.close().await;
+        state.map(Some)
+    }
+
     /// A listener for other instances' changes: on PostgreSQL, a connection of its own that
     /// `LISTEN`s on [`CONTROL_CHANNEL`]; `None` on MySQL and SQLite (they poll).
     ///

@@ -1222,6 +1222,84 @@ impl ControlPlane {
     }
 }
 
+/// Why [`check_stored`] could not check the merged config.
+#[derive(Debug)]
+pub enum CheckError {
+    /// The database could not be read (down, unreachable, refused): only the file was checked.
+    Unreachable(String),
+    /// The file with the stored objects does not validate: each problem with its key path (a
+    /// name in both places names both).
+    Invalid(ConfigError),
+}
+
+/// What [`check_stored`] found: the merged config and how many objects and keys the database
+/// added to the file's.
+#[derive(Debug)]
+pub struct Checked {
+    /// The file's config with the stored objects and keys merged in.
+    pub config: Config,
+    /// Objects stored through the admin API.
+    pub objects: usize,
+    /// Keys stored through the admin API.
+    pub keys: usize,
+}
+
+/// `octollm-server --check` with storage on: reads the objects and keys stored through the
+/// admin API from the database at `url` (without changing it: no migration, no file made),
+/// merges them into the file's `document` as a start would, and validates the whole. A database
+/// with no control-plane tables yet adds nothing.
+///
+/// # Errors
+/// See [`CheckError`].
+pub async fn check_stored(
+    document: &Yaml,
+    label: &str,
+    url: &str,
+    state_dir: &std::path::Path,
+) -> Result<Checked, CheckError> {
+    let fail = |problems| {
+        CheckError::Invalid(ConfigError {
+            source: label.to_owned(),
+            problems,
+        })
+    };
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        octo_store::Store::read_control_state(url),
+    )
+    .await;
+    let stored = match read {
+        Ok(Ok(Some(stored))) => stored,
+        Ok(Ok(None)) => Default::default(),
+        Ok(Err(e)) if !e.is_retryable() => {
+            return Err(fail(vec![(
+                "storage.url".into(),
+                format!("cannot read the admin API's objects: {}", e.message()),
+            )]));
+        }
+        Ok(Err(e)) => return Err(CheckError::Unreachable(e.message().to_owned())),
+        Err(_) => return Err(CheckError::Unreachable("no answer within 5s".into())),
+    };
+    let sealer = match secrets::Sealer::from_env_or_existing_file(state_dir) {
+        Ok(Some(s)) => s,
+        // No key to open sealed upstream keys with: objects holding one are reported.
+        Ok(None) => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| fail(vec![(String::new(), e.to_string())]))?;
+            secrets::Sealer::new(key)
+        }
+        Err(m) => return Err(fail(vec![(String::new(), m)])),
+    };
+    let (objects, keys) = decode(&stored, &sealer).map_err(fail)?;
+    let merged = merge(document, label, &objects, &keys).map_err(fail)?;
+    let config = from_document(merged, label).map_err(CheckError::Invalid)?;
+    Ok(Checked {
+        config,
+        objects: objects.len(),
+        keys: keys.len(),
+    })
+}
+
 /// Decodes stored objects and keys (secrets opened); problems name the object.
 #[allow(clippy::type_complexity)]
 fn decode(
