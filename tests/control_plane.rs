@@ -142,10 +142,31 @@ async fn every_route_needs_the_token_and_file_objects_are_read_only() {
         ("POST", "/api/v1/keys"),
         ("DELETE", "/api/v1/keys/acme/alice"),
         ("GET", "/api/v1/audit"),
+        ("GET", "/api/v1/health"),
         ("GET", "/api/v1/backends/oa/health"),
         ("POST", "/api/v1/backends/oa/test"),
         ("POST", "/api/v1/backends/oa/models/sync"),
         ("GET", "/api/v1/backends/oa/models"),
+        ("GET", "/api/v1/models/chat"),
+        ("PUT", "/api/v1/models/chat"),
+        ("DELETE", "/api/v1/models/chat"),
+        ("GET", "/api/v1/orgs"),
+        ("POST", "/api/v1/orgs"),
+        ("PUT", "/api/v1/orgs/acme"),
+        ("DELETE", "/api/v1/orgs/acme"),
+        ("GET", "/api/v1/prices/p"),
+        ("PUT", "/api/v1/prices/p"),
+        ("DELETE", "/api/v1/prices/p"),
+        ("GET", "/api/v1/logs"),
+        ("GET", "/api/v1/logs/some-id"),
+        ("GET", "/api/v1/stats"),
+        ("GET", "/api/v1/limits"),
+        ("GET", "/api/v1/config"),
+        ("GET", "/api/v1/users"),
+        ("POST", "/api/v1/users"),
+        ("DELETE", "/api/v1/users/ada"),
+        ("GET", "/api/v1/me"),
+        ("GET", "/metrics"),
     ];
     for (method, path) in routes {
         let (s, v) = call(&gw, method, path, None, Some(json!({}))).await;
@@ -749,11 +770,13 @@ async fn a_change_on_one_instance_reaches_another_on_the_same_database() {
     let mock = mock().await;
     let d = dir("two");
     for (db, url) in shared_databases(&d).await {
-        two_instances(&mock.url(), &d.join(db), &url).await;
+        two_instances(&mock.url(), &d.join(db), &url, db == "postgres").await;
     }
 }
 
-async fn two_instances(mock: &str, d: &Path, url: &str) {
+/// On PostgreSQL a change reaches the other instance by notification (LISTEN/NOTIFY; the counter
+/// is still polled as the fallback); MySQL and SQLite poll.
+async fn two_instances(mock: &str, d: &Path, url: &str, notify: bool) {
     let env = vec![
         ("OCTOLLM_STORAGE".to_owned(), url.to_owned()),
         ("OCTOLLM_SECRET_KEY".to_owned(), SECRET.to_owned()),
@@ -768,6 +791,14 @@ async fn two_instances(mock: &str, d: &Path, url: &str) {
         gateways.push(Gateway::start_file(&path, &env));
     }
     let (one, two) = (&gateways[0], &gateways[1]);
+    let way = if notify { "notify" } else { "poll" };
+    for gw in [one, two] {
+        eventually("the instance follows the database", async || {
+            let (s, v) = api(gw, "GET", "/api/v1/health", None).await;
+            s == 200 && v["control_plane"]["follow"] == way
+        })
+        .await;
+    }
 
     let (s, created) = api(
         one,
@@ -782,6 +813,18 @@ async fn two_instances(mock: &str, d: &Path, url: &str) {
         chat(two, "secure", Some(&key)).await == 200
     })
     .await;
+    let (_, health) = api(two, "GET", "/api/v1/health", None).await;
+    assert_eq!(health["control_plane"]["api_objects"], "loaded", "{health}");
+    if notify {
+        // The notification arrived (whether it or the fallback poll applied the change first).
+        eventually("the other instance was notified", async || {
+            let (_, v) = api(two, "GET", "/api/v1/health", None).await;
+            v["control_plane"]["notifications"].as_u64() >= Some(1)
+        })
+        .await;
+    } else {
+        assert_eq!(health["control_plane"]["notifications"], 0, "{health}");
+    }
     let (s, v) = api(
         one,
         "POST",
@@ -801,4 +844,131 @@ async fn two_instances(mock: &str, d: &Path, url: &str) {
         chat(two, "secure", Some(&key)).await == 401
     })
     .await;
+    let (_, health) = api(two, "GET", "/api/v1/health", None).await;
+    let applied = &health["control_plane"]["applied"];
+    if notify {
+        // Three changes, each applied at once on notification unless the 5 s fallback poll
+        // happened to run in the instant between the commit and the notification.
+        assert!(applied["notify"].as_u64() >= Some(1), "{health}");
+    } else {
+        assert_eq!(applied["notify"], 0, "{health}");
+        assert!(applied["poll"].as_u64() >= Some(1), "{health}");
+    }
+}
+
+/// `octollm-server --check` with the same environment as the gateway in `dir`: exit status,
+/// stdout, stderr.
+fn check(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(server_bin())
+        .arg("--config")
+        .arg(dir.join("gateway.yaml"))
+        .arg("--check")
+        .args(extra)
+        .envs(envs(dir))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn check_validates_the_file_with_the_objects_stored_through_the_api() {
+    let mock = mock().await;
+    let d = dir("check");
+    // No database yet: the file alone, and nothing is created.
+    std::fs::write(d.join("gateway.yaml"), yaml(&mock.url(), "")).unwrap();
+    let (code, out, err) = check(&d, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("OK (2 backends, 3 models) with 0 objects and 0 keys"),
+        "{out}"
+    );
+    assert!(!d.join("octollm.db").exists(), "--check made the database");
+
+    let gw = start(&d, &yaml(&mock.url(), ""));
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/backends",
+        Some(json!({"name": "an", "base_url": mock.url(), "protocol": "anthropic", "api_key": "sk-upstream-check-0001"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/models",
+        Some(json!({"name": "claude", "targets": [{"backend": "an"}]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/keys",
+        Some(json!({"org": "acme", "name": "ci"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(gw.terminate());
+    let db = std::fs::read(d.join("octollm.db")).unwrap();
+
+    // The merged config: the file's objects and the stored ones.
+    let (code, out, err) = check(&d, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(
+            "OK (3 backends, 4 models) with 2 objects and 1 keys stored through the admin API"
+        ),
+        "{out}"
+    );
+
+    // A name in both places: refused, naming the key path and both places.
+    std::fs::write(
+        d.join("gateway.yaml"),
+        yaml(
+            &mock.url(),
+            &format!(
+                "  an: {{base_url: \"{}\", protocol: anthropic}}\n",
+                mock.url()
+            ),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = check(&d, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("backends.an"), "{err}");
+    assert!(
+        err.contains("gateway.yaml") && err.contains("admin API"),
+        "{err}"
+    );
+
+    // A file change that breaks a stored key: its org is gone.
+    std::fs::write(
+        d.join("gateway.yaml"),
+        yaml(&mock.url(), "").replace("orgs:\n  acme:", "orgs:\n  other:"),
+    )
+    .unwrap();
+    let (code, _, err) = check(&d, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("orgs.acme.api_keys.ci"), "{err}");
+
+    // The database does not answer: the file alone, said so, exit status 3.
+    std::fs::write(d.join("gateway.yaml"), yaml(&mock.url(), "")).unwrap();
+    let (code, out, err) = check(&d, &["--storage", "postgres://octollm@127.0.0.1:1/none"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(err.contains("did not answer"), "{err}");
+    assert!(
+        out.contains("OK (2 backends, 3 models) (the file alone)"),
+        "{out}"
+    );
+    // `--storage off`: the file alone on purpose.
+    let (code, out, err) = check(&d, &["--storage", "off"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // Nothing was changed in the database.
+    assert_eq!(std::fs::read(d.join("octollm.db")).unwrap(), db);
 }

@@ -1,7 +1,8 @@
 //! Starting the gateway while its request log's database is down: it serves at once, says so,
 //! exports `octollm_log_database_up 0`, answers the admin log routes with 503, keeps the records,
-//! and writes every one once the database is back. A SQLite file that cannot be opened is a
-//! startup error naming `storage.url`.
+//! and writes every one once the database is back. The control plane meanwhile serves the file's
+//! objects only, says so, and applies the objects and keys stored through the admin API once the
+//! database answers. A SQLite file that cannot be opened is a startup error naming `storage.url`.
 //!
 //! The PostgreSQL part runs when `OCTOLLM_TEST_POSTGRES_URL` and `OCTOLLM_TEST_POSTGRES_CTL`
 //! (written by `scripts/services.sh`) are set, and is skipped with the reason otherwise. Its own
@@ -64,6 +65,7 @@ async fn a_gateway_started_while_the_database_is_down_serves_and_keeps_its_recor
         );
         return;
     };
+    let _one = SERVER.lock().await;
     let mock = mock().await;
     let yaml = format!(
         r#"
@@ -139,4 +141,164 @@ fn a_sqlite_file_that_cannot_be_opened_fails_startup_naming_storage_url() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("storage.url"), "{stderr}");
+}
+
+/// Tests here stop and start the one PostgreSQL server: one at a time.
+static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const SECRET: &str = "0202020202020202020202020202020202020202020202020202020202020202";
+
+/// An admin API call: status and JSON answer.
+async fn api(gw: &Gateway, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let url = format!("{}{path}", gw.admin_url.as_ref().unwrap());
+    let mut req = client()
+        .request(method.parse().unwrap(), &url)
+        .bearer_auth(TOKEN);
+    if !body.is_empty() {
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = text(resp).await;
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+async fn chat(gw: &Gateway, key: &str) -> u16 {
+    let prompt = Prompt::new(Protocol::OpenAiChat, "secure", "hi");
+    let resp = client()
+        .post(format!("{}{}", gw.url, prompt.path()))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(prompt.body())
+        .send()
+        .await
+        .unwrap();
+    resp.status().as_u16()
+}
+
+/// A gateway started while PostgreSQL is down serves the file's objects and keys, says that the
+/// admin API's are not in force (health `degraded`, `api_objects: pending`, the metric at 0),
+/// refuses changes with 503, and applies the stored objects and keys once PostgreSQL answers: a
+/// key made through the admin API before the outage then works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_objects_stored_before_an_outage_apply_once_the_database_answers() {
+    let (Ok(url), Ok(control)) = (
+        std::env::var("OCTOLLM_TEST_POSTGRES_URL"),
+        std::env::var("OCTOLLM_TEST_POSTGRES_CTL"),
+    ) else {
+        eprintln!(
+            "skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)"
+        );
+        return;
+    };
+    let _one = SERVER.lock().await;
+    // A schema of its own.
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("DROP SCHEMA IF EXISTS startup_cp CASCADE; CREATE SCHEMA startup_cp")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}options=-c%20search_path%3Dstartup_cp");
+    let mock = mock().await;
+    let dir = std::env::temp_dir().join(format!("octollm-startup-cp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+listen: "127.0.0.1:0"
+admin: {{listen: "127.0.0.1:0", tokens: ["{TOKEN}"]}}
+backends:
+  up: {{base_url: "{}", protocol: openai_chat}}
+models:
+  secure: {{access: internal, targets: [{{backend: up}}]}}
+orgs:
+  acme: {{api_keys: {{file: "sk-acme-file-key-0001"}}}}
+"#,
+            mock.url()
+        ),
+    )
+    .unwrap();
+    let env = vec![
+        ("OCTOLLM_STORAGE".to_owned(), url.clone()),
+        ("OCTOLLM_SECRET_KEY".to_owned(), SECRET.to_owned()),
+    ];
+
+    // With the database up: a key made through the admin API.
+    let gw = Gateway::start_file(&path, &env);
+    let (s, created) = api(
+        &gw,
+        "POST",
+        "/api/v1/keys",
+        r#"{"org": "acme", "name": "ci"}"#,
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(chat(&gw, &key).await, 200);
+    let (_, health) = api(&gw, "GET", "/api/v1/health", "").await;
+    assert_eq!(health["control_plane"]["api_objects"], "loaded", "{health}");
+    assert!(gw.terminate());
+
+    // Started while it is down: the file's key works, the API's does not yet, and it says so.
+    ctl(&control, "stop");
+    let mut restart = Restart(&control, true);
+    let gw = Gateway::start_file(&path, &env);
+    assert_eq!(chat(&gw, "sk-acme-file-key-0001").await, 200);
+    assert_eq!(chat(&gw, &key).await, 401);
+    let (s, health) = api(&gw, "GET", "/api/v1/health", "").await;
+    assert_eq!(s, 200, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(
+        health["control_plane"]["api_objects"], "pending",
+        "{health}"
+    );
+    assert_eq!(health["storage"]["open"], false, "{health}");
+    assert_eq!(metric(&gw, "octollm_config_api_objects_loaded").await, 0.0);
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/keys",
+        r#"{"org": "acme", "name": "ci2"}"#,
+    )
+    .await;
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in force yet"),
+        "{v}"
+    );
+
+    // The database answers: the stored key applies without a restart.
+    ctl(&control, "start");
+    restart.1 = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while chat(&gw, &key).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the stored key was not applied after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, health) = api(&gw, "GET", "/api/v1/health", "").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["control_plane"]["api_objects"], "loaded", "{health}");
+    assert_eq!(health["control_plane"]["follow"], "notify", "{health}");
+    assert_eq!(metric(&gw, "octollm_config_api_objects_loaded").await, 1.0);
+    // And changes are taken again.
+    let (s, v) = api(&gw, "DELETE", "/api/v1/keys/acme/ci", "").await;
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(chat(&gw, &key).await, 401);
+    assert!(gw.terminate());
+    let _ = std::fs::remove_dir_all(&dir);
 }

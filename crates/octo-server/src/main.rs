@@ -166,7 +166,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(real_main(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("octollm-server: {e}");
             ExitCode::FAILURE
@@ -201,7 +201,11 @@ fn hash_password() -> ExitCode {
     }
 }
 
-async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+/// `--check`'s exit status when the file is valid but the database holding the admin API's
+/// objects did not answer, so only the file was checked (1 is an invalid config; clap uses 2).
+const CHECK_FILE_ONLY: u8 = 3;
+
+async fn real_main(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (mock, mut config, source, document): (Option<DemoUpstream>, Config, String, _) =
         if cli.demo {
             let (mock, config) = start_demo().await?;
@@ -226,14 +230,6 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             (None, config, source, document)
         };
     let gateway = build(&config, &source)?;
-    if cli.check {
-        println!(
-            "{source}: OK ({} backends, {} models)",
-            config.backends.len(),
-            config.models.len()
-        );
-        return Ok(());
-    }
     if let Some(storage) = &cli.storage {
         config.storage = match storage.as_str() {
             "off" => Storage::Off,
@@ -257,7 +253,7 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         problems: vec![(path, msg)],
     };
     // Where relative SQLite paths and the generated admin token live: beside the config file; for
-    // the demo, a directory of its own under the system's temp dir.
+    // the demo, a directory of its own under the system's temp dir (none for `--check`).
     let state_dir = match &cli.config {
         Some(path) => path
             .parent()
@@ -272,10 +268,15 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             .to_path_buf(),
         None => {
             let dir = std::env::temp_dir().join(format!("octollm-demo-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
+            if !cli.check {
+                std::fs::create_dir_all(&dir)?;
+            }
             dir
         }
     };
+    if cli.check {
+        return check(&config, &source, &document, &state_dir, cli.demo).await;
+    }
     let ops = Arc::new(
         Ops::start(&config, &state_dir)
             .await
@@ -357,7 +358,49 @@ async fn real_main(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(mock) = mock {
         mock.shutdown().await;
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--check`: the file is valid (checked by the caller); with storage on, the objects and keys
+/// stored through the admin API are read (nothing is changed) and the merged config validated
+/// as a start would. Exit status: 0 valid, 1 invalid (each problem with its key path, a name in
+/// both places naming both), [`CHECK_FILE_ONLY`] when the database did not answer and only the
+/// file was checked.
+async fn check(
+    config: &Config,
+    source: &str,
+    document: &serde_yaml_ng::Value,
+    state_dir: &Path,
+    demo: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let summary = |c: &Config| format!("{} backends, {} models", c.backends.len(), c.models.len());
+    let url = match &config.storage {
+        Storage::On(s) if !demo => octo_store::resolve_url(&s.url, state_dir),
+        _ => {
+            println!("{source}: OK ({})", summary(config));
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    match octo_server::control::check_stored(document, source, &url, state_dir).await {
+        Ok(checked) => {
+            build(&checked.config, source)?;
+            println!(
+                "{source}: OK ({}) with {} objects and {} keys stored through the admin API",
+                summary(&checked.config),
+                checked.objects,
+                checked.keys
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(octo_server::control::CheckError::Invalid(e)) => Err(e.into()),
+        Err(octo_server::control::CheckError::Unreachable(why)) => {
+            eprintln!(
+                "octollm-server --check: the database (storage.url) did not answer ({why}): checked {source} alone, not the objects and keys stored through the admin API (exit status {CHECK_FILE_ONLY}; `--storage off` checks the file alone on purpose)"
+            );
+            println!("{source}: OK ({}) (the file alone)", summary(config));
+            Ok(ExitCode::from(CHECK_FILE_ONLY))
+        }
+    }
 }
 
 /// How long the demo's one-time sign-in link stays valid.

@@ -231,6 +231,20 @@ impl Ops {
         self.writer.as_ref().and_then(|w| w.store())
     }
 
+    /// Whether storage is configured (on), opened or not yet.
+    pub fn storage_configured(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Waits until the database is open; `None` when storage is off or the database answered
+    /// but cannot be used (see `LogWriter::spawn_opening`).
+    pub async fn store_opened(&self) -> Option<Store> {
+        match &self.writer {
+            Some(w) => w.opened().await,
+            None => None,
+        }
+    }
+
     /// Why [`store`](Self::store) is `None`, for an API answer.
     pub fn store_unavailable(&self) -> String {
         match &self.writer {

@@ -14,11 +14,53 @@
 //! | `key_usage` | (org, name) | last_used_at (Unix ms; only ever moves forward) |
 //! | `audit_log` | id (ascending) | at, actor, kind, name, action, detail (JSON) |
 //! | `config_version` | id = 1 | version (bumped by every change) |
+//!
+//! On PostgreSQL every change also sends `NOTIFY octollm_config` from its transaction (delivered
+//! at commit, never for a rolled-back change): instances that [listen](Store::control_listener)
+//! re-read at once instead of waiting for their next poll of the counter. The notification only
+//! says "look"; the counter and the tables stay the truth, so a lost notification (a dropped
+//! listener connection, a pooler that does not pass them on) costs only the poll's delay.
 
 use crate::config::Backend;
 use crate::db::{Col, Sql, Value};
 use crate::error::{ErrorKind, StoreError};
 use crate::{Store, now_ms};
+
+/// The PostgreSQL notification channel of control-plane changes.
+pub const CONTROL_CHANNEL: &str = "octollm_config";
+
+/// Other instances' change notifications (PostgreSQL `LISTEN`); see
+/// [`Store::control_listener`].
+pub struct ControlListener(sqlx::postgres::PgListener);
+
+impl std::fmt::Debug for ControlListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlListener")
+    }
+}
+
+/// What [`ControlListener::recv`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// A change was committed (by any instance, this one included).
+    Changed,
+    /// The connection was lost and made again: notifications sent meanwhile are lost, so the
+    /// state must be re-read.
+    Reconnected,
+}
+
+impl ControlListener {
+    /// Waits for the next notification.
+    ///
+    /// # Errors
+    /// When the connection is lost and cannot be made again (the caller falls back to polling).
+    pub async fn recv(&mut self) -> Result<Heard, StoreError> {
+        Ok(match self.0.try_recv().await? {
+            Some(_) => Heard::Changed,
+            None => Heard::Reconnected,
+        })
+    }
+}
 
 /// An object written through the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,7 +432,79 @@ impl Store {
         }
         stmts.push(bump(b));
         stmts.push(audit_insert(b, audit, now_ms()));
+        if b == Backend::Postgres {
+            let mut n = Sql::new(b);
+            n.push(&format!("NOTIFY {CONTROL_CHANNEL}"));
+            stmts.push(n);
+        }
         self.pool.transaction(stmts).await
+    }
+
+    /// The control-plane state of the database at `url`, read without changing anything (no
+    /// migration; a SQLite file is opened read-only and never created): `None` when the database
+    /// holds no control-plane tables yet (a SQLite file that does not exist, a schema older
+    /// than version 3). For `octollm-server --check`.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or read, or its schema is newer than this build's.
+    pub async fn read_control_state(url: &str) -> Result<Option<ControlState>, StoreError> {
+        let Some(pool) = crate::db::Pool::connect_read_only(url).await? else {
+            return Ok(None);
+        };
+        let mut q = Sql::new(pool.backend());
+        q.push("SELECT MAX(version) FROM octollm_schema");
+        // No schema table: a database this gateway never opened.
+        let version = match pool.fetch(q, &[Col::Int]).await {
+            Ok(rows) => rows.first().and_then(|r| r[0].int()).unwrap_or(0),
+            Err(e) if e.is_retryable() => {
+                pool.close().await;
+                return Err(e);
+            }
+            Err(_) => 0,
+        };
+        if version > crate::schema::SCHEMA_VERSION {
+            pool.close().await;
+            return Err(StoreError::new(
+                ErrorKind::Migration,
+                false,
+                format!(
+                    "the database's schema is version {version}, newer than this build's {}: upgrade OctoLLM",
+                    crate::schema::SCHEMA_VERSION
+                ),
+            ));
+        }
+        if version < 3 {
+            pool.close().await;
+            return Ok(None);
+        }
+        let store = Store {
+            pool: std::sync::Arc::new(pool),
+            redact: Default::default(),
+        };
+        let state = store.control_state().await;
+        store.close().await;
+        state.map(Some)
+    }
+
+    /// A listener for other instances' changes: on PostgreSQL, a connection of its own that
+    /// `LISTEN`s on [`CONTROL_CHANNEL`]; `None` on MySQL and SQLite (they poll).
+    ///
+    /// # Errors
+    /// When the listening connection cannot be made (retryable: the caller polls meanwhile).
+    pub async fn control_listener(&self) -> Result<Option<ControlListener>, StoreError> {
+        let crate::db::Pool::Postgres(pool) = &*self.pool else {
+            return Ok(None);
+        };
+        // Its own one-connection pool (as `PgListener::connect` makes), so the log writer and
+        // the admin API keep every connection of the store's; it reconnects through it.
+        let own = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
+        listener.listen(CONTROL_CHANNEL).await?;
+        Ok(Some(ControlListener(listener)))
     }
 
     /// Writes an audit entry alone (a file reload, which changes nothing stored).

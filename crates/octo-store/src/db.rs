@@ -145,6 +145,29 @@ impl Pool {
         })
     }
 
+    /// One connection to `url` that changes nothing: no migration, and a SQLite file opened
+    /// read-only (never created: `None` when it does not exist). For `octollm-server --check`.
+    pub(crate) async fn connect_read_only(url: &str) -> Result<Option<Pool>, StoreError> {
+        let backend = Backend::from_url(url)?;
+        if backend != Backend::Sqlite {
+            return Self::connect(url, 1).await.map(Some);
+        }
+        let (path, _) = sqlite_path(url).unwrap_or(("", None));
+        if path.is_empty() || path == ":memory:" || !std::path::Path::new(path).exists() {
+            return Ok(None);
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(opts)
+            .await?;
+        Ok(Some(Pool::Sqlite(pool)))
+    }
+
     pub(crate) fn backend(&self) -> Backend {
         match self {
             Pool::Sqlite(_) => Backend::Sqlite,

@@ -58,7 +58,8 @@ pub use config::{
     resolve_url,
 };
 pub use control::{
-    AuditEntry, ControlState, ControlWrite, KeyActivity, NewAudit, StoredKey, StoredObject,
+    AuditEntry, CONTROL_CHANNEL, ControlListener, ControlState, ControlWrite, Heard, KeyActivity,
+    NewAudit, StoredKey, StoredObject,
 };
 pub use error::{ErrorKind, StoreError};
 pub use query::{

@@ -2,6 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
+//! | `GET /api/v1/health` | the instance: `status` (`ok`, or `degraded` while the admin API's stored objects are not in force), `storage` (`configured`, `open`), `control_plane` (`api_objects`: `loaded` \| `pending` \| `off`; `follow`: how other instances' changes arrive, `notify` \| `poll` \| `off`; `notifications`; `applied` by way) |
 //! | `GET /api/v1/backends/{name}/health` | per key: cooldown, per model breaker state and latency average, recent errors; per upstream model the `lowest_latency` average |
 //! | `POST /api/v1/backends/{name}/test` | `{model?}` → a one-token request through the backend: `{ok, status, latency_ms, model, protocol, error?, reply?}` |
 //! | `POST /api/v1/backends/{name}/models/sync` | the upstream's model list (`GET /v1/models`, Gemini `GET /v1beta/models`) with which are exposed, and as which models |
@@ -33,10 +34,35 @@ const UPSTREAM_TIMEOUT: Duration = model_sync::TIMEOUT;
 /// The routes, before authentication is layered on.
 pub(super) fn routes() -> Router<AdminState> {
     Router::new()
+        .route("/api/v1/health", get(instance))
         .route("/api/v1/backends/{name}/health", get(health))
         .route("/api/v1/backends/{name}/test", post(test))
         .route("/api/v1/backends/{name}/models/sync", post(sync))
         .route("/api/v1/backends/{name}/models", get(last_sync))
+}
+
+/// `GET /api/v1/health`: see the [module docs](self).
+async fn instance(State(state): State<AdminState>) -> Response {
+    let follow = state.control.follow();
+    let configured = state.ops.storage_configured();
+    let api_objects = match (configured, follow.loaded()) {
+        (false, _) => "off",
+        (true, true) => "loaded",
+        (true, false) => "pending",
+    };
+    let (notify, poll) = follow.applied();
+    axum::Json(json!({
+        "status": if api_objects == "pending" { "degraded" } else { "ok" },
+        "generation": state.control.view().generation,
+        "storage": {"configured": configured, "open": state.ops.store().is_some()},
+        "control_plane": {
+            "api_objects": api_objects,
+            "follow": follow.mechanism(),
+            "notifications": follow.notifications(),
+            "applied": {"notify": notify, "poll": poll},
+        },
+    }))
+    .into_response()
 }
 
 fn backend(

@@ -19,9 +19,20 @@
 //! digest and merged as `orgs.ORG.api_keys.NAME: {key: "sha256:…", …}`; the key itself is
 //! returned once.
 //!
-//! Other instances on the same PostgreSQL/MySQL database poll the change counter every second
-//! ([`ControlPlane::sync_once`]) and rebuild when it moved and the stored state differs from
-//! theirs.
+//! Other instances on the same database follow changes ([`ControlPlane::sync_once`]: read the
+//! change counter, and when it moved, the state, and rebuild if it differs from theirs). On
+//! PostgreSQL a change sends `NOTIFY octollm_config` and every instance `LISTEN`s, so it is in
+//! force everywhere at once; the counter is still polled as the fallback (every
+//! [`NOTIFIED_POLL_EVERY`] while the listener is up: a notification lost with a dropped
+//! connection or swallowed by a pooler costs only that delay). MySQL and SQLite have no
+//! notification: they poll every [`SYNC_EVERY`]. `GET /api/v1/health` and the metrics say which
+//! way is in use ([`Follow`]).
+//!
+//! A PostgreSQL/MySQL database that does not answer at startup does not stop the gateway
+//! (`crate::ops` opens it in the background): the control plane then serves the config file's
+//! objects only, says so (a warning, `octollm_config_api_objects_loaded` 0, the health answer's
+//! `api_objects: "pending"`), refuses admin API changes with 503, and applies the stored objects
+//! and keys as soon as the database answers.
 
 pub mod model_sync;
 pub mod objects;
@@ -48,8 +59,13 @@ use crate::registry::BackendRegistry;
 pub use objects::Kind;
 use secrets::Sealer;
 
-/// How often other instances' changes are looked for.
+/// How often other instances' changes are looked for when no notification comes (MySQL,
+/// SQLite, or PostgreSQL while its listener is down).
 pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How often the counter is still read while PostgreSQL notifications arrive (the fallback).
+pub const NOTIFIED_POLL_EVERY: Duration = Duration::from_secs(5);
+/// How long to wait before trying to listen again after the listener failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(10);
 /// How often key use is written to the database.
 const KEY_USE_EVERY: Duration = Duration::from_secs(2);
 /// The longest object or key name.
@@ -220,6 +236,90 @@ fn section<'a>(doc: &'a Yaml, name: &str) -> Option<&'a serde_yaml_ng::Mapping> 
     doc.as_mapping()?.get(name)?.as_mapping()
 }
 
+/// How this instance follows the stored API objects: whether they are in force, and how other
+/// instances' changes reach it (the health answer and the `octollm_config_*` metrics).
+#[derive(Debug, Default)]
+pub struct Follow {
+    /// The stored objects and keys are in force (always true with storage off).
+    loaded: std::sync::atomic::AtomicBool,
+    /// 0: storage off, 1: polling, 2: PostgreSQL notifications (and the fallback poll).
+    mechanism: std::sync::atomic::AtomicU8,
+    /// Change notifications received.
+    notifications: std::sync::atomic::AtomicU64,
+    /// Other instances' changes applied after a notification.
+    applied_notify: std::sync::atomic::AtomicU64,
+    /// Other instances' changes applied by the poll.
+    applied_poll: std::sync::atomic::AtomicU64,
+}
+
+impl Follow {
+    /// Whether the stored API objects and keys are in force.
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `off`, `poll` or `notify`.
+    pub fn mechanism(&self) -> &'static str {
+        match self.mechanism.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => "off",
+            1 => "poll",
+            _ => "notify",
+        }
+    }
+
+    /// Change notifications received so far.
+    pub fn notifications(&self) -> u64 {
+        self.notifications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Other instances' changes applied so far: (after a notification, by the poll).
+    pub fn applied(&self) -> (u64, u64) {
+        (
+            self.applied_notify
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.applied_poll.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn set_mechanism(&self, m: u8) {
+        self.mechanism
+            .store(m, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn register(self: &Arc<Self>, metrics: &octo_telemetry::metrics::Metrics) {
+        let f = self.clone();
+        metrics.gauge_fn(
+            "octollm_config_api_objects_loaded",
+            "1 when the objects and keys made through the admin API (stored in the database) are in force; 0 while the gateway serves the config file's only (the database has not answered since startup).",
+            move || if f.loaded() { 1.0 } else { 0.0 },
+        );
+        let f = self.clone();
+        metrics.gauge_fn(
+            "octollm_config_follow_notify",
+            "1 while other instances' changes arrive by PostgreSQL notification (LISTEN/NOTIFY); 0 when they are only polled for (MySQL, SQLite, a listener down) or storage is off.",
+            move || if f.mechanism() == "notify" { 1.0 } else { 0.0 },
+        );
+        let f = self.clone();
+        metrics.counter_fn(
+            "octollm_config_notifications_total",
+            "Change notifications received from the database (PostgreSQL NOTIFY on octollm_config).",
+            move || f.notifications(),
+        );
+        let f = self.clone();
+        metrics.register_fn(move |out| {
+            let (notify, poll) = f.applied();
+            let mut family = out.family(
+                "octollm_config_changes_applied_total",
+                "Changes made through another instance's admin API applied here, by how they were noticed.",
+                octo_telemetry::metrics::MetricKind::Counter,
+            );
+            family.sample_u64(&[("via", "notify")], notify);
+            family.sample_u64(&[("via", "poll")], poll);
+        });
+    }
+}
+
 /// How the process started the control plane.
 #[derive(Debug)]
 pub struct Startup {
@@ -246,6 +346,7 @@ pub struct ControlPlane {
     sealer: Option<Sealer>,
     key_use: Arc<KeyUse>,
     seen_version: Mutex<i64>,
+    follow: Arc<Follow>,
     syncs: model_sync::SyncBook,
     /// Set at shutdown: the background loops end.
     stopped: std::sync::atomic::AtomicBool,
@@ -416,12 +517,12 @@ impl ControlPlane {
             source: label.clone(),
             problems,
         };
-        let sealer = match ops.store() {
-            Some(_) => Some(
-                Sealer::from_env_or_file(&state_dir).map_err(|m| fail(vec![(String::new(), m)]))?,
-            ),
-            None => None,
+        let sealer = if ops.storage_configured() {
+            Some(Sealer::from_env_or_file(&state_dir).map_err(|m| fail(vec![(String::new(), m)]))?)
+        } else {
+            None
         };
+        let follow = Arc::new(Follow::default());
         let (objects, keys, version) = match (ops.store(), &sealer) {
             (Some(store), Some(sealer)) => {
                 let stored = store.control_state().await.map_err(|e| {
@@ -431,10 +532,27 @@ impl ControlPlane {
                     )])
                 })?;
                 let (o, k) = decode(&stored, sealer).map_err(fail)?;
+                follow
+                    .loaded
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                follow.set_mechanism(1);
                 (o, k, stored.version)
             }
-            _ => (BTreeMap::new(), BTreeMap::new(), 0),
+            (None, Some(_)) => {
+                tracing::warn!(
+                    "control plane: the database is unreachable; serving the config file's objects only: the backends, models, orgs, prices and keys made through the admin API apply once it answers (octollm_config_api_objects_loaded is 0 until then; admin API changes answer 503)"
+                );
+                follow.set_mechanism(1);
+                (BTreeMap::new(), BTreeMap::new(), 0)
+            }
+            _ => {
+                follow
+                    .loaded
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                (BTreeMap::new(), BTreeMap::new(), 0)
+            }
         };
+        follow.register(&ops.metrics());
         let merged = merge(&document, &label, &objects, &keys).map_err(fail)?;
         let config = from_document(merged, &label)?;
         let registry = BackendRegistry::new(ops.responses());
@@ -444,7 +562,7 @@ impl ControlPlane {
         ops.track(&gateway.endpoints);
         let key_use = Arc::new(KeyUse::default());
         let mut router = ops.attach(gateway.router);
-        if ops.store().is_some() {
+        if ops.storage_configured() {
             router = router.observe(key_use.clone());
         }
         registry.commit(&gateway.backends);
@@ -467,11 +585,12 @@ impl ControlPlane {
             sealer,
             key_use,
             seen_version: Mutex::new(version),
+            follow,
             syncs: model_sync::SyncBook::default(),
             stopped: std::sync::atomic::AtomicBool::new(false),
         });
         cp.clone().spawn_model_sync();
-        if cp.ops.store().is_some() {
+        if cp.ops.storage_configured() {
             cp.clone().spawn_sync();
             cp.clone().spawn_key_use();
         }
@@ -496,6 +615,11 @@ impl ControlPlane {
     /// The request log and statistics, when storage is on.
     pub fn store(&self) -> Option<Store> {
         self.ops.store()
+    }
+
+    /// Whether the stored objects are in force and how changes of other instances arrive.
+    pub fn follow(&self) -> &Follow {
+        &self.follow
     }
 
     /// The state in force (a snapshot; cheap).
@@ -583,7 +707,7 @@ impl ControlPlane {
         self.ops.track(&gateway.endpoints);
         let mut router = self.ops.attach(gateway.router);
         // Key use is only noted where it can be written.
-        if self.ops.store().is_some() {
+        if self.ops.storage_configured() {
             router = router.observe(self.key_use.clone());
         }
         self.router.store(router);
@@ -621,10 +745,16 @@ impl ControlPlane {
     /// # Errors
     /// See [`ChangeError`]: nothing changed.
     pub async fn apply(&self, change: Change, actor: &str) -> Result<Applied, ChangeError> {
-        let Some(store) = self.ops.store() else {
-            return Err(ChangeError::Unavailable(
-                "storage is off (`storage: off`): objects and keys made through the admin API live in the database; turn storage on, or edit the config file".into(),
-            ));
+        let Some(store) = self.ops.store().filter(|_| self.follow.loaded()) else {
+            if !self.ops.storage_configured() {
+                return Err(ChangeError::Unavailable(
+                    "storage is off (`storage: off`): objects and keys made through the admin API live in the database; turn storage on, or edit the config file".into(),
+                ));
+            }
+            return Err(ChangeError::Unavailable(format!(
+                "the database has not answered since the gateway started, so the objects and keys stored through the admin API are not in force yet and nothing can be changed; the gateway serves the config file's objects meanwhile and applies the stored ones once it answers ({})",
+                self.ops.store_unavailable()
+            )));
         };
         let sealer = self
             .sealer
@@ -904,13 +1034,16 @@ impl ControlPlane {
     }
 
     /// Looks for changes other instances wrote: reads the counter, and when it moved reads the
-    /// state and applies it if it differs from this instance's.
+    /// state and applies it if it differs from this instance's. The first call after the
+    /// database answered (when it was down at startup) reads and applies the stored state
+    /// whatever the counter says.
     pub async fn sync_once(&self) -> Result<bool, String> {
         let (Some(store), Some(sealer)) = (self.ops.store(), &self.sealer) else {
             return Ok(false);
         };
+        let loading = !self.follow.loaded();
         let version = store.control_version().await.map_err(|e| e.to_string())?;
-        if version == *self.seen_version.lock().unwrap_or_else(|e| e.into_inner()) {
+        if !loading && version == *self.seen_version.lock().unwrap_or_else(|e| e.into_inner()) {
             return Ok(false);
         }
         // Read under the lock `apply` holds while it writes: a state read before a change of
@@ -934,29 +1067,119 @@ impl ControlPlane {
             st.config = Arc::new(config);
             st.generation += 1;
             *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(st.clone());
-            tracing::info!(version, "applied changes made by another instance");
+            if !loading {
+                tracing::info!(version, "applied changes made by another instance");
+            }
         }
         *self.seen_version.lock().unwrap_or_else(|e| e.into_inner()) = stored.version;
+        if loading {
+            self.follow
+                .loaded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                objects = st.objects.len(),
+                keys = st.keys.len(),
+                "control plane: the database answered; the objects and keys made through the admin API are in force"
+            );
+            return Ok(false);
+        }
         Ok(changed)
     }
 
+    /// Follows the database: waits until it is open (it may have been down at startup), then
+    /// applies other instances' changes, noticed by PostgreSQL notification when it can listen
+    /// and by polling the counter otherwise (and as the fallback); see the [module docs](self).
     fn spawn_sync(self: Arc<Self>) {
         let weak = Arc::downgrade(&self);
+        let ops = self.ops.clone();
         drop(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SYNC_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let Some(store) = ops.store_opened().await else {
+                return;
+            };
+            drop(ops);
+            let mut listener: Option<octo_store::ControlListener> = None;
+            let mut can_listen = store.backend() == octo_store::Backend::Postgres;
+            let mut listen_at = tokio::time::Instant::now();
+            let mut poll_at = tokio::time::Instant::now();
             let mut warned = false;
             loop {
-                tick.tick().await;
+                let mut via_notify = false;
+                match listener.as_mut() {
+                    Some(l) => tokio::select! {
+                        heard = l.recv() => match heard {
+                            Ok(octo_store::Heard::Changed) => {
+                                via_notify = true;
+                                if let Some(cp) = weak.upgrade() {
+                                    cp.follow.notifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                            }
+                            // Notifications sent while it was away are lost: read the state.
+                            Ok(octo_store::Heard::Reconnected) => via_notify = true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "control plane: stopped listening for other instances' changes; polling every {SYNC_EVERY:?} until listening again");
+                                listener = None;
+                                listen_at = tokio::time::Instant::now() + LISTEN_RETRY;
+                                if let Some(cp) = weak.upgrade() {
+                                    cp.follow.set_mechanism(1);
+                                }
+                            }
+                        },
+                        () = tokio::time::sleep_until(poll_at) => {}
+                    },
+                    None => tokio::time::sleep_until(poll_at).await,
+                }
                 let Some(cp) = weak.upgrade().filter(|cp| !cp.is_stopped()) else {
                     return;
                 };
+                // Listen before reading the state, so no change falls between the two.
+                if listener.is_none() && can_listen && tokio::time::Instant::now() >= listen_at {
+                    match tokio::time::timeout(Duration::from_secs(10), store.control_listener())
+                        .await
+                    {
+                        Ok(Ok(Some(l))) => {
+                            listener = Some(l);
+                            cp.follow.set_mechanism(2);
+                            tracing::debug!(
+                                "control plane: listening for other instances' changes (PostgreSQL NOTIFY)"
+                            );
+                        }
+                        Ok(Ok(None)) => can_listen = false,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "control plane: cannot listen for changes yet; polling");
+                            listen_at = tokio::time::Instant::now() + LISTEN_RETRY;
+                        }
+                        Err(_) => listen_at = tokio::time::Instant::now() + LISTEN_RETRY,
+                    }
+                }
+                let now = tokio::time::Instant::now();
+                if !via_notify || now >= poll_at {
+                    poll_at = now
+                        + if listener.is_some() {
+                            NOTIFIED_POLL_EVERY
+                        } else {
+                            SYNC_EVERY
+                        };
+                }
                 match tokio::time::timeout(Duration::from_secs(10), cp.sync_once()).await {
-                    Ok(Ok(_)) => warned = false,
+                    Ok(Ok(changed)) => {
+                        warned = false;
+                        if changed {
+                            let counter = if via_notify {
+                                &cp.follow.applied_notify
+                            } else {
+                                &cp.follow.applied_poll
+                            };
+                            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                     Ok(Err(e)) if !warned => {
                         warned = true;
-                        tracing::warn!(error = %e, "cannot follow changes made by other instances; retrying");
+                        if cp.follow.loaded() {
+                            tracing::warn!(error = %e, "cannot follow changes made by other instances; retrying");
+                        } else {
+                            tracing::error!(error = %e, "control plane: the objects and keys stored through the admin API cannot be applied; serving the config file's only, retrying");
+                        }
                     }
                     _ => {}
                 }
@@ -986,13 +1209,95 @@ impl ControlPlane {
         if uses.is_empty() {
             return;
         }
-        if let Some(store) = self.ops.store()
-            && let Err(e) = store.touch_keys(&uses).await
-        {
-            tracing::debug!(error = %e, "key use not written; keeping it for the next try");
-            self.key_use.restore(uses);
+        match self.ops.store() {
+            Some(store) => {
+                if let Err(e) = store.touch_keys(&uses).await {
+                    tracing::debug!(error = %e, "key use not written; keeping it for the next try");
+                    self.key_use.restore(uses);
+                }
+            }
+            // Not open yet (down at startup): kept for when it is.
+            None => self.key_use.restore(uses),
         }
     }
+}
+
+/// Why [`check_stored`] could not check the merged config.
+#[derive(Debug)]
+pub enum CheckError {
+    /// The database could not be read (down, unreachable, refused): only the file was checked.
+    Unreachable(String),
+    /// The file with the stored objects does not validate: each problem with its key path (a
+    /// name in both places names both).
+    Invalid(ConfigError),
+}
+
+/// What [`check_stored`] found: the merged config and how many objects and keys the database
+/// added to the file's.
+#[derive(Debug)]
+pub struct Checked {
+    /// The file's config with the stored objects and keys merged in.
+    pub config: Config,
+    /// Objects stored through the admin API.
+    pub objects: usize,
+    /// Keys stored through the admin API.
+    pub keys: usize,
+}
+
+/// `octollm-server --check` with storage on: reads the objects and keys stored through the
+/// admin API from the database at `url` (without changing it: no migration, no file made),
+/// merges them into the file's `document` as a start would, and validates the whole. A database
+/// with no control-plane tables yet adds nothing.
+///
+/// # Errors
+/// See [`CheckError`].
+pub async fn check_stored(
+    document: &Yaml,
+    label: &str,
+    url: &str,
+    state_dir: &std::path::Path,
+) -> Result<Checked, CheckError> {
+    let fail = |problems| {
+        CheckError::Invalid(ConfigError {
+            source: label.to_owned(),
+            problems,
+        })
+    };
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        octo_store::Store::read_control_state(url),
+    )
+    .await;
+    let stored = match read {
+        Ok(Ok(Some(stored))) => stored,
+        Ok(Ok(None)) => Default::default(),
+        Ok(Err(e)) if !e.is_retryable() => {
+            return Err(fail(vec![(
+                "storage.url".into(),
+                format!("cannot read the admin API's objects: {}", e.message()),
+            )]));
+        }
+        Ok(Err(e)) => return Err(CheckError::Unreachable(e.message().to_owned())),
+        Err(_) => return Err(CheckError::Unreachable("no answer within 5s".into())),
+    };
+    let sealer = match secrets::Sealer::from_env_or_existing_file(state_dir) {
+        Ok(Some(s)) => s,
+        // No key to open sealed upstream keys with: objects holding one are reported.
+        Ok(None) => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| fail(vec![(String::new(), e.to_string())]))?;
+            secrets::Sealer::new(key)
+        }
+        Err(m) => return Err(fail(vec![(String::new(), m)])),
+    };
+    let (objects, keys) = decode(&stored, &sealer).map_err(fail)?;
+    let merged = merge(document, label, &objects, &keys).map_err(fail)?;
+    let config = from_document(merged, label).map_err(CheckError::Invalid)?;
+    Ok(Checked {
+        config,
+        objects: objects.len(),
+        keys: keys.len(),
+    })
 }
 
 /// Decodes stored objects and keys (secrets opened); problems name the object.

@@ -88,6 +88,18 @@ impl Sealer {
         }
     }
 
+    /// The key from `OCTOLLM_SECRET_KEY` or the existing `.octollm-secret-key` in `dir`, never
+    /// making one (`None` when there is neither): for `--check`, which changes nothing.
+    ///
+    /// # Errors
+    /// As [`from_env_or_file`](Self::from_env_or_file), for a malformed key.
+    pub fn from_env_or_existing_file(dir: &Path) -> Result<Option<Sealer>, String> {
+        if std::env::var_os(SECRET_KEY_ENV).is_some() || dir.join(".octollm-secret-key").exists() {
+            return Self::from_env_or_file(dir).map(Some);
+        }
+        Ok(None)
+    }
+
     /// Seals `plain`.
     pub fn seal(&self, plain: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
