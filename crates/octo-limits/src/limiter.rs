@@ -7,8 +7,9 @@
 //!                                               │            └─ failed/slow: on_error allow → LocalState
 //!                                               │                            on_error deny  → 503
 //!                                               └─ no Redis ─▶ LocalState
-//! record completes ──Observer──▶ Limiter::settle ──▶ LocalState, or the settle queue ─▶ one
-//!                                                    pipelined round trip for many requests
+//! record completes ──Observer──▶ Limiter::settle ──▶ LocalState, or the settle queue, carried
+//!                                                    by the next admission's round trip (or
+//!                                                    sent alone after SETTLE_AFTER)
 //! ```
 //!
 //! A request is admitted on an [estimate](crate::estimate) of its tokens and of their cost, which
@@ -30,7 +31,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 use octo_core::record::{Observer, Record};
 use octo_core::{Error, ErrorKind};
-use tokio::sync::mpsc;
 
 use crate::estimate::{Estimate, estimate};
 use crate::local::{Admitted, CheckState, LocalState, Refused, Window};
@@ -42,8 +42,12 @@ use crate::redis::{LEASE, RedisStore, Settlement};
 pub const RETRY_REDIS_AFTER: Duration = Duration::from_secs(1);
 /// Settlements waiting for Redis; beyond this they are dropped and counted.
 const SETTLE_QUEUE: usize = 65_536;
-/// Settlements sent in one pipelined round trip at most.
-const SETTLE_BATCH: usize = 512;
+/// Settlements one admission carries at most (they run before it, on its path).
+const CARRY: usize = 16;
+/// How long a settlement waits for an admission to carry it before it is sent alone: long enough
+/// for the next request of a busy instance, short enough that the reconciliation (tpm, budgets,
+/// a concurrency slot) is prompt.
+pub const SETTLE_AFTER: Duration = Duration::from_millis(2);
 
 /// What to do when Redis fails or is slow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,7 +104,22 @@ struct Shared {
     store: RedisStore,
     on_error: OnError,
     down_until: Mutex<Option<Instant>>,
-    settle: mpsc::Sender<Settlement>,
+    /// Settlements waiting for a round trip (an admission's, else the settle task's).
+    queue: Mutex<Vec<Settlement>>,
+    /// Wakes the settle task when the queue stops being empty.
+    queued: Arc<tokio::sync::Notify>,
+}
+
+impl Shared {
+    /// Up to `max` queued settlements, oldest first.
+    fn take(&self, max: usize) -> Vec<Settlement> {
+        let mut q = lock(&self.queue);
+        if q.len() <= max {
+            std::mem::take(&mut *q)
+        } else {
+            q.drain(..max).collect()
+        }
+    }
 }
 
 /// The limiter; see the [module docs](self).
@@ -177,16 +196,14 @@ impl Limiter {
     /// The Redis URL is not valid.
     pub fn new(redis: Option<&RedisSettings>) -> Result<Arc<Limiter>, String> {
         let mut shared = None;
-        let mut rx = None;
         if let Some(r) = redis {
             let store = RedisStore::new(&r.url, r.timeout, &r.prefix)?;
-            let (tx, settle_rx) = mpsc::channel(SETTLE_QUEUE);
-            rx = Some(settle_rx);
             shared = Some(Shared {
                 store,
                 on_error: r.on_error,
                 down_until: Mutex::new(None),
-                settle: tx,
+                queue: Mutex::new(Vec::new()),
+                queued: Arc::new(tokio::sync::Notify::new()),
             });
         }
         let limiter = Arc::new(Limiter {
@@ -198,9 +215,9 @@ impl Limiter {
             counters: Counters::default(),
             tasks: Mutex::new(Vec::new()),
         });
-        if let Some(rx) = rx {
+        if let Some(shared) = &limiter.shared {
             let weak = Arc::downgrade(&limiter);
-            let settle = tokio::spawn(settle_worker(weak.clone(), rx));
+            let settle = tokio::spawn(settle_worker(weak.clone(), shared.queued.clone()));
             let renew = tokio::spawn(renew_worker(weak));
             lock(&limiter.tasks).extend([settle, renew]);
         }
@@ -347,20 +364,28 @@ impl Limiter {
         };
         let now = now_ms();
         let (outcome, via) = match self.redis_usable() {
-            Some(shared) => match shared
-                .store
-                .admit(&member, &checks, tokens, cost, now)
-                .await
-            {
-                Ok((outcome, periods)) => {
-                    self.redis_ok(shared);
-                    (outcome, Via::Redis { periods })
+            Some(shared) => {
+                // The settlements of requests finished since ride along (one round trip).
+                let carried = shared.take(CARRY);
+                match shared
+                    .store
+                    .admit(&member, &checks, tokens, cost, now, &carried)
+                    .await
+                {
+                    Ok((outcome, periods)) => {
+                        self.redis_ok(shared);
+                        (outcome, Via::Redis { periods })
+                    }
+                    Err(e) => {
+                        // Not retried, as in the settle task: they may have been applied.
+                        self.counters
+                            .settle_dropped
+                            .fetch_add(carried.len() as u64, Ordering::Relaxed);
+                        self.redis_failed(shared, &e.0);
+                        self.fallback(shared, now, &checks, tokens, cost)?
+                    }
                 }
-                Err(e) => {
-                    self.redis_failed(shared, &e.0);
-                    self.fallback(shared, now, &checks, tokens, cost)?
-                }
-            },
+            }
             None => match &self.shared {
                 Some(shared) => self.fallback(shared, now, &checks, tokens, cost)?,
                 None => (
@@ -440,6 +465,14 @@ impl Limiter {
             Via::Redis { periods } => {
                 lock(&self.local).add_spend(now, &ticket.checks, actual.1);
                 let Some(shared) = &self.shared else { return };
+                // rpm alone has nothing to reconcile.
+                if ticket
+                    .checks
+                    .iter()
+                    .all(|c| matches!(c.limit, Limit::Rpm(_)))
+                {
+                    return;
+                }
                 let s = Settlement {
                     checks: ticket.checks,
                     member: ticket.member,
@@ -447,8 +480,14 @@ impl Limiter {
                     estimated: ticket.estimated,
                     actual,
                 };
-                if shared.settle.try_send(s).is_err() {
+                let mut q = lock(&shared.queue);
+                if q.len() >= SETTLE_QUEUE {
                     self.counters.settle_dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                q.push(s);
+                if q.len() == 1 {
+                    shared.queued.notify_one();
                 }
             }
         }
@@ -671,29 +710,26 @@ fn refusal(check: &Check, r: &Refused, tokens: u64, now: i64) -> Error {
     }
 }
 
-/// Sends queued settlements to Redis, many per round trip.
-async fn settle_worker(limiter: std::sync::Weak<Limiter>, mut rx: mpsc::Receiver<Settlement>) {
-    let mut batch = Vec::with_capacity(SETTLE_BATCH);
+/// Sends the settlements no admission carried within [`SETTLE_AFTER`], many per round trip.
+async fn settle_worker(limiter: std::sync::Weak<Limiter>, queued: Arc<tokio::sync::Notify>) {
     loop {
-        let Some(first) = rx.recv().await else { return };
-        batch.push(first);
-        while batch.len() < SETTLE_BATCH {
-            match rx.try_recv() {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
-            }
-        }
+        // Notified each time the queue stops being empty (a permit is kept if this task is busy).
+        queued.notified().await;
+        tokio::time::sleep(SETTLE_AFTER).await;
         let Some(l) = limiter.upgrade() else { return };
         let Some(shared) = &l.shared else { return };
+        let batch = shared.take(SETTLE_QUEUE);
+        if batch.is_empty() {
+            continue;
+        }
         if let Err(e) = shared.store.settle(&batch).await {
-            // Not retried: a timed-out pipeline may have been applied, and applying it twice
-            // would charge twice. The reservations stay (conservative) and the leases expire.
+            // Not retried: a timed-out call may have been applied, and applying it twice would
+            // charge twice. The reservations stay (conservative) and the leases expire.
             l.counters
                 .settle_dropped
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             l.redis_failed(shared, &e.0);
         }
-        batch.clear();
     }
 }
 

@@ -2,12 +2,15 @@
 //! enforces the same limits together.
 //!
 //! - **Admission** is one round trip: one Lua script (`lua/admit.lua`, sent once and then called
-//!   by its SHA) checks every limit that applies to the request and, only when all pass, counts
-//!   it in all of them — atomically, so two instances can never both take the last slot. Rates
-//!   follow [`crate::gcra`]'s rules, with Redis's own clock (`TIME`), so instances with skewed
-//!   clocks agree.
-//! - **Reconciliation** (`lua/settle.lua`) runs when the request's record completes; the
-//!   settlements of many requests go in one pipelined round trip (see [`crate::limiter`]).
+//!   by its SHA with `EVALSHA`) checks every limit that applies to the request and, only when all
+//!   pass, counts it in all of them — atomically, so two instances can never both take the last
+//!   slot. Rates follow [`crate::gcra`]'s rules, with Redis's own clock (`TIME`), so instances
+//!   with skewed clocks agree.
+//! - **Reconciliation** rides along: the same script first applies the settlements of requests
+//!   finished since the last call (their real usage replacing the estimate, their concurrency
+//!   slots freed), so a busy instance pays no round trip of its own for them; the limiter sends
+//!   what no admission carried within a few milliseconds (see [`crate::limiter`]). A settlement is
+//!   applied whether the admission it rides with passes or not.
 //! - **Concurrency** is a sorted set per scope: one member per request in flight, scored by its
 //!   lease's expiry. Leases are renewed while the request runs (`lua/renew.lua`), so the slot of
 //!   an instance that dies mid-request frees itself after [`LEASE`] instead of leaking.
@@ -34,6 +37,9 @@ use crate::policy::{Check, Limit};
 
 /// How long a concurrency slot is held without renewal.
 pub const LEASE: Duration = Duration::from_secs(60);
+/// Settlements applied by one script call at most (Redis runs one script at a time: a long one
+/// delays every other client).
+pub const SETTLE_CHUNK: usize = 128;
 
 /// A Redis failure or timeout.
 #[derive(Debug)]
@@ -71,7 +77,6 @@ pub struct Settlement {
 pub struct RedisStore {
     conn: ConnectionManager,
     admit: std::sync::Arc<Script>,
-    settle: std::sync::Arc<Script>,
     renew: std::sync::Arc<Script>,
     seed: std::sync::Arc<Script>,
     prefix: String,
@@ -129,7 +134,6 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             admit: std::sync::Arc::new(Script::new(include_str!("lua/admit.lua"))),
-            settle: std::sync::Arc::new(Script::new(include_str!("lua/settle.lua"))),
             renew: std::sync::Arc::new(Script::new(include_str!("lua/renew.lua"))),
             seed: std::sync::Arc::new(Script::new(include_str!("lua/seed.lua"))),
             prefix: prefix.to_owned(),
@@ -160,12 +164,40 @@ impl RedisStore {
         }
     }
 
+    /// Adds the keys and arguments of `batch`'s settlements to `inv` (after its admission
+    /// checks); rpm checks need none.
+    fn carry(&self, inv: &mut redis::ScriptInvocation<'_>, batch: &[Settlement]) {
+        for s in batch {
+            for (c, start) in s.checks.iter().zip(&s.periods) {
+                match c.limit {
+                    Limit::Tpm(n) => inv
+                        .arg(&s.member)
+                        .arg("t")
+                        .arg(n)
+                        .arg(s.estimated.0)
+                        .arg(s.actual.0),
+                    Limit::Concurrency(n) => inv.arg(&s.member).arg("c").arg(n).arg(0).arg(0),
+                    Limit::Budget(b) => inv
+                        .arg(&s.member)
+                        .arg("b")
+                        .arg(fmt_f64(b.usd))
+                        .arg(fmt_f64(s.estimated.1))
+                        .arg(fmt_f64(s.actual.1)),
+                    Limit::Rpm(_) => continue,
+                };
+                inv.key(self.key(c, *start));
+            }
+        }
+    }
+
     /// Admits a request (see [`crate::local::LocalState::admit`] for the rules) in one round
-    /// trip; `now_ms` (this instance's clock) only picks the budget periods. Returns the budget
-    /// period starts used, for the settlement.
+    /// trip, applying the settlements `carried` first (whatever the admission's outcome);
+    /// `now_ms` (this instance's clock) only picks the budget periods. Returns the budget period
+    /// starts used, for the settlement.
     ///
     /// # Errors
-    /// Redis failed or did not answer in time.
+    /// Redis failed or did not answer in time (the carried settlements may or may not have been
+    /// applied).
     pub async fn admit(
         &self,
         member: &str,
@@ -173,9 +205,12 @@ impl RedisStore {
         tokens: u64,
         cost: f64,
         now_ms: i64,
+        carried: &[Settlement],
     ) -> Result<(Result<Admitted, Refused>, Vec<i64>), StoreError> {
         let mut inv = self.admit.prepare_invoke();
-        inv.arg(member).arg(LEASE.as_millis() as u64);
+        inv.arg(member)
+            .arg(LEASE.as_millis() as u64)
+            .arg(checks.len());
         let mut periods = Vec::with_capacity(checks.len());
         for c in checks {
             let (start, end) = match c.limit {
@@ -191,6 +226,7 @@ impl RedisStore {
                 Limit::Budget(b) => inv.arg("b").arg(fmt_f64(b.usd)).arg(fmt_f64(cost)).arg(end),
             };
         }
+        self.carry(&mut inv, carried);
         let mut conn = self.conn.clone();
         let reply: Vec<Value> = self.bounded(inv.invoke_async(&mut conn)).await?;
         let ok = num(reply.first()) == 1.0;
@@ -257,7 +293,8 @@ impl RedisStore {
         Ok((Ok(admitted), periods))
     }
 
-    /// Settles many requests in one pipelined round trip.
+    /// Settles requests no admission carried: one script call (the admission script admitting
+    /// nothing) per [`SETTLE_CHUNK`] of them.
     ///
     /// # Errors
     /// Redis failed or did not answer in time (nothing is known to be applied).
@@ -265,57 +302,14 @@ impl RedisStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        let mut commands = 0;
-        for s in batch {
-            let mut cmd = redis::cmd("EVALSHA");
-            let mut keys = Vec::new();
-            let mut args: Vec<String> = vec![s.member.clone()];
-            for (c, start) in s.checks.iter().zip(&s.periods) {
-                let (kind, limit, est, act) = match c.limit {
-                    Limit::Tpm(n) => (
-                        "t",
-                        n.to_string(),
-                        s.estimated.0.to_string(),
-                        s.actual.0.to_string(),
-                    ),
-                    Limit::Concurrency(n) => ("c", n.to_string(), "0".into(), "0".into()),
-                    Limit::Budget(b) => (
-                        "b",
-                        fmt_f64(b.usd),
-                        fmt_f64(s.estimated.1),
-                        fmt_f64(s.actual.1),
-                    ),
-                    Limit::Rpm(_) => continue,
-                };
-                keys.push(self.key(c, *start));
-                args.extend([kind.to_owned(), limit, est, act]);
-            }
-            if keys.is_empty() {
-                continue;
-            }
-            cmd.arg(self.settle.get_hash())
-                .arg(keys.len())
-                .arg(keys)
-                .arg(args);
-            pipe.add_command(cmd).ignore();
-            commands += 1;
-        }
-        if commands == 0 {
-            // Only rpm limits: nothing to reconcile.
-            return Ok(());
-        }
         let mut conn = self.conn.clone();
-        let first: Result<(), StoreError> = self.bounded(pipe.query_async::<()>(&mut conn)).await;
-        match first {
-            Err(e) if e.0.to_ascii_lowercase().contains("noscript") => {
-                // Redis restarted (or flushed its scripts): load the script and send again.
-                self.bounded(self.settle.prepare_invoke().load_async(&mut conn))
-                    .await?;
-                self.bounded(pipe.query_async::<()>(&mut conn)).await
-            }
-            other => other,
+        for chunk in batch.chunks(SETTLE_CHUNK) {
+            let mut inv = self.admit.prepare_invoke();
+            inv.arg("").arg(LEASE.as_millis() as u64).arg(0);
+            self.carry(&mut inv, chunk);
+            self.bounded(inv.invoke_async::<Value>(&mut conn)).await?;
         }
+        Ok(())
     }
 
     /// Renews the concurrency leases of requests still in flight: `(key, member)` pairs.

@@ -1,20 +1,60 @@
--- Admits one request against every limit that applies to it, atomically (see src/redis.rs).
--- KEYS[i]: the i-th check's key. ARGV[1]: the request's member id, ARGV[2]: the concurrency
--- lease in ms, then 4 values per check: kind (g = rate, c = concurrency, b = budget), limit,
--- cost (units for a rate, USD for a budget), extra (a budget's period end, Unix ms).
+-- Settles the finished requests carried along, then admits one request against every limit that
+-- applies to it, atomically (see src/redis.rs): one round trip per admitted request, with the
+-- reconciliation of the requests before it.
+-- KEYS: the n admission checks' keys, then the m settlement keys.
+-- ARGV[1]: the request's member id (empty when only settling), ARGV[2]: the concurrency lease in
+-- ms, ARGV[3]: n; then 4 values per admission check: kind (g = rate, c = concurrency,
+-- b = budget), limit, cost (units for a rate, USD for a budget), extra (a budget's period end,
+-- Unix ms); then 5 values per settlement: member, kind (t = tpm, c = concurrency, b = budget),
+-- limit, estimated, actual (tokens for tpm, USD for a budget).
 -- The clock is Redis's own (TIME), so instances with skewed clocks agree.
 -- Returns {1, now, out...} when admitted (out per check: a rate's reset-after ms, a
 -- concurrency's in-flight count, a budget's used USD) or {0, i, retry_after_ms, value}
--- when check i refuses (value: a rate's ms until its TAT, in-flight count, used USD).
+-- when check i refuses (value: a rate's ms until its TAT, in-flight count, used USD); the
+-- settlements are applied either way.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local member = ARGV[1]
 local lease = tonumber(ARGV[2])
-local n = (#ARGV - 2) / 4
+local n = tonumber(ARGV[3])
+local first = 4 + n * 4
+local m = (#ARGV - first + 1) / 5
+for j = 1, m do
+  local b = first + (j - 1) * 5
+  local who = ARGV[b]
+  local kind = ARGV[b + 1]
+  local key = KEYS[n + j]
+  if kind == 't' then
+    local interval = 60000 / tonumber(ARGV[b + 2])
+    local delta = tonumber(ARGV[b + 4]) - tonumber(ARGV[b + 3])
+    local tat = tonumber(redis.call('GET', key)) or now
+    if tat < now then tat = now end
+    local nt = tat + delta * interval
+    if nt <= now then
+      redis.call('DEL', key)
+    else
+      redis.call('SET', key, tostring(nt), 'PX', math.max(1, math.ceil(nt - now)))
+    end
+  elseif kind == 'c' then
+    redis.call('ZREM', key, who)
+  else
+    if redis.call('EXISTS', key) == 1 then
+      local left = tonumber(redis.call('HINCRBYFLOAT', key, 'reserved', '-' .. ARGV[b + 3]))
+      if left < 0 then redis.call('HSET', key, 'reserved', '0') end
+    end
+    redis.call('HINCRBYFLOAT', key, 'spent', ARGV[b + 4])
+    if redis.call('PTTL', key) < 0 then
+      redis.call('PEXPIRE', key, 32 * 86400000)
+    end
+  end
+end
+if n == 0 then
+  return {1, tostring(now)}
+end
 local tats = {}
 local out = {}
 for i = 1, n do
-  local b = 2 + (i - 1) * 4
+  local b = 3 + (i - 1) * 4
   local kind = ARGV[b + 1]
   local limit = tonumber(ARGV[b + 2])
   local cost = tonumber(ARGV[b + 3])
@@ -46,7 +86,7 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  local b = 2 + (i - 1) * 4
+  local b = 3 + (i - 1) * 4
   local kind = ARGV[b + 1]
   local key = KEYS[i]
   if kind == 'g' then
