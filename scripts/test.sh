@@ -17,6 +17,7 @@
 #   PYTHON            interpreter used to create the venv (default: python3.11, else python3)
 #   OCTOLLM_BIN_DIR   where the SDK suite finds octollm-server and octo-mock (default target/debug)
 #   SDK_PYTEST_ARGS   extra arguments for the final pytest run (e.g. "-x -k anthropic")
+#   OCTOLLM_SKIP_DESKTOP  1 skips the desktop app's step (its apt packages, build, tests, Xvfb run)
 #   OCTOLLM_AGENT_PACKAGES  npm specs of the coding agents (default: the pinned versions in
 #                     tests/sdk/agents.py; e.g. "@anthropic-ai/claude-code@latest @openai/codex@latest")
 set -euo pipefail
@@ -40,11 +41,13 @@ rustc --version
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+# The desktop app (crates/octo-desktop) needs GTK and WebKitGTK: it is left out here and checked,
+# built and tested in its own step below, after its Debian packages are installed.
+step "cargo clippy --workspace --exclude octo-desktop --all-targets -- -D warnings"
+cargo clippy --workspace --exclude octo-desktop --all-targets -- -D warnings
 
-step "cargo doc --workspace --no-deps (RUSTDOCFLAGS=-D warnings)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+step "cargo doc --workspace --exclude octo-desktop --no-deps (RUSTDOCFLAGS=-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude octo-desktop --no-deps
 
 # cargo-deny, pinned, built once into target/tools and reused while its version matches. It is
 # built without optimisation (`--debug`): the check runs for seconds either way, and an optimised
@@ -78,8 +81,8 @@ if ! diff -r "$PANEL/dist" "$ROOT/target/panel-build"; then
 fi
 echo "panel/dist matches its sources ($(cat "$PANEL"/dist/index.html "$PANEL"/dist/assets/* | wc -c) bytes)"
 
-step "cargo build --workspace --bins"
-cargo build --workspace --bins
+step "cargo build --workspace --exclude octo-desktop --bins"
+cargo build --workspace --exclude octo-desktop --bins
 
 # The engine model builds without the hyper front (docs/architecture.md, "What the core holds").
 step "cargo clippy -p octo-core -p octo-convert --no-default-features -- -D warnings"
@@ -90,11 +93,11 @@ scripts/services.sh
 # shellcheck source=/dev/null
 source "$(scripts/services.sh env)"
 
-step "cargo test --workspace"
-cargo test --workspace
+step "cargo test --workspace --exclude octo-desktop"
+cargo test --workspace --exclude octo-desktop
 
 step "benchmarks, each run once as a smoke test (cargo test --benches)"
-cargo test --workspace --benches
+cargo test --workspace --exclude octo-desktop --benches
 
 step "load harness smoke run (octo-loadtest --smoke on the debug binaries; never asserts a timing)"
 mkdir -p target/loadtest
@@ -162,6 +165,22 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version
 export OCTOLLM_REQUIRE_BROWSER=1
+
+# The desktop tray app (docs/desktop.md): its Debian packages (GTK, WebKitGTK, and Xvfb, trayer,
+# scrot for the end-to-end run; apt-get when missing), clippy, rustdoc and tests, then
+# scripts/desktop_e2e.sh: the app under Xvfb with a tray host, official-SDK requests through it,
+# screenshots in target/desktop-screenshots/. OCTOLLM_SKIP_DESKTOP=1 skips it, saying so.
+if [ "${OCTOLLM_SKIP_DESKTOP:-0}" = 1 ]; then
+    step "desktop app: skipped (OCTOLLM_SKIP_DESKTOP=1)"
+else
+    step "desktop app: packages, clippy, rustdoc, tests (crates/octo-desktop)"
+    scripts/desktop_e2e.sh --install-only
+    cargo clippy -p octo-desktop --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc -p octo-desktop --no-deps
+    cargo test -p octo-desktop
+    step "desktop app end to end under Xvfb (scripts/desktop_e2e.sh)"
+    scripts/desktop_e2e.sh
+fi
 
 step "pytest: SDK suite (tests/sdk) + price-snapshot script unit tests"
 export OCTOLLM_BIN_DIR="${OCTOLLM_BIN_DIR:-$ROOT/target/debug}"

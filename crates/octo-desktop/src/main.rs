@@ -113,6 +113,14 @@ fn run(hub: Arc<LogHub>) -> Result<(), Box<dyn std::error::Error>> {
     }
     spawn_watchers(&runtime, &app, &proxy);
     {
+        // SIGINT / SIGTERM quit like the menu's Quit: the gateway drains first.
+        let proxy = proxy.clone();
+        runtime.spawn(async move {
+            quit_signal().await;
+            let _ = proxy.send_event(UserEvent::Menu(Action::Quit.id().into()));
+        });
+    }
+    {
         let gateway = app.gateway.clone();
         runtime.spawn(async move {
             gateway.start().await;
@@ -159,6 +167,29 @@ fn run(hub: Arc<LogHub>) -> Result<(), Box<dyn std::error::Error>> {
             _ => {}
         }
     })
+}
+
+/// Resolves on SIGINT or SIGTERM (Ctrl-C on Windows).
+async fn quit_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Redraws the tray on every status change and every few seconds (today's figures), and
@@ -273,8 +304,8 @@ impl Ui {
                 }
             }
             UserEvent::PanelLoaded(url) => {
+                tracing::debug!(%url, "panel loaded");
                 if self.onboarding
-                    && !url.contains("/login/")
                     && let Some(v) = &self.panel
                 {
                     self.onboarding = false;
@@ -314,6 +345,14 @@ impl Ui {
             }
             self.last_status = Some(status);
         }
+        if let Some(line) = items.first()
+            && self
+                .status_item
+                .as_ref()
+                .is_some_and(|e| e.text() != line.label)
+        {
+            println!("octollm-desktop: status: {}", line.label);
+        }
         for item in items {
             let entry = match item.action {
                 None => self.status_item.as_ref(),
@@ -348,7 +387,7 @@ impl Ui {
                             let _ = proxy.send_event(UserEvent::PanelLoaded(url));
                         }
                     });
-                match open_window(target, "OctoLLM", (1180.0, 800.0), (40.0, 60.0), builder) {
+                match open_window(target, "OctoLLM", (1200.0, 800.0), (20.0, 50.0), builder) {
                     Ok(v) => self.panel = Some(v),
                     Err(e) => tracing::error!(error = %e, "cannot open the panel window"),
                 }
@@ -363,13 +402,12 @@ impl Ui {
                 let texts: Vec<String> = backlog.into_iter().map(|l| l.text).collect();
                 let html = LOG_HTML.replace("/*BACKLOG*/[]", &json_strings(&texts));
                 let builder = WebViewBuilder::new().with_html(html);
-                match open_window(
-                    target,
-                    "OctoLLM logs",
-                    (900.0, 420.0),
-                    (300.0, 560.0),
-                    builder,
-                ) {
+                // Beside the panel on a wide screen, else over it.
+                let wide = target
+                    .primary_monitor()
+                    .is_some_and(|m| m.size().to_logical::<f64>(m.scale_factor()).width >= 1900.0);
+                let pos = if wide { (1240.0, 50.0) } else { (80.0, 120.0) };
+                match open_window(target, "OctoLLM logs", (660.0, 800.0), pos, builder) {
                     Ok(v) => self.logs = Some(v),
                     Err(e) => tracing::error!(error = %e, "cannot open the log window"),
                 }
@@ -382,6 +420,7 @@ impl Ui {
                 }
             }
             Effect::Quit => {
+                println!("octollm-desktop: quit (the gateway has drained)");
                 self.panel = None;
                 self.logs = None;
                 self.tray = None;
