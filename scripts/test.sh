@@ -36,6 +36,15 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 fi
 cargo --version
 rustc --version
+# The gateway binary's allocator (tikv-jemalloc-sys) builds jemalloc from source with its
+# configure script and make; a C compiler is already needed (aws-lc-sys), make may be missing.
+if ! command -v make >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends make >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends make >/dev/null
+    fi
+fi
 
 # ------------------------------------------------------------------------------------ Rust checks
 step "cargo fmt --all -- --check"

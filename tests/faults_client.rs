@@ -440,17 +440,11 @@ async fn a_million_keys_and_duplicate_keys() {
             &text[..text.len().min(300)]
         );
     }
-    // A million-member map is a million small allocations: glibc keeps most of the freed memory
-    // in its arenas (about 280 MiB here), so RSS does not return to the baseline; what is
-    // asserted is the bound (docs/reliability.md, "Known gaps").
-    s.settles_within(
-        row,
-        Tolerance {
-            rss: 512 << 20,
-            fds: 4,
-        },
-    )
-    .await;
+    // A million-member map is a million small allocations. With glibc's malloc most of the freed
+    // memory stayed in its arenas (about 280 MiB over the baseline); the gateway binary's
+    // jemalloc purges it in the background within its 10 s decay, so the row asserts the default
+    // tolerance like every other (measured: 1 MiB over the baseline after 15 s).
+    s.settles(row).await;
 }
 
 #[tokio::test]

@@ -74,6 +74,11 @@ struct Args {
     /// allocator with `LD_PRELOAD=…`).
     #[arg(long, value_name = "KEY=VALUE")]
     gateway_env: Vec<String>,
+    /// Extra environment for the floor process, `KEY=VALUE` (repeatable; e.g. the gateway's
+    /// allocator preloaded into the floor, to tell the allocator's share of a memory figure from
+    /// the gateway's own).
+    #[arg(long, value_name = "KEY=VALUE")]
+    floor_env: Vec<String>,
     /// Only drive load: send `--drive-requests` requests one at a time to a server already
     /// listening at this address (for profiling a gateway started by hand), then exit.
     #[arg(long, value_name = "HOST:PORT")]
@@ -542,6 +547,16 @@ fn start_litellm(
     Err("litellm did not become ready within 120 s".into())
 }
 
+/// `KEY=VALUE` arguments as pairs (others are ignored).
+fn env_pairs(kvs: &[String]) -> Vec<(String, String)> {
+    kvs.iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
 fn run(args: &Args) -> Result<(), String> {
     let plan = Plan::new(args.quick, args.smoke);
     let mode = match (args.quick, args.smoke) {
@@ -608,7 +623,7 @@ fn run(args: &Args) -> Result<(), String> {
             "--upstream".into(),
             format!("http://{}", mock.addr),
         ],
-        env: vec![],
+        env: env_pairs(&args.floor_env),
         cpu: proxy_cpu,
         banner: "octo-floor listening on ".into(),
         timeout,
@@ -630,10 +645,7 @@ fn run(args: &Args) -> Result<(), String> {
             "off".into(),
         ],
         env: std::iter::once(("OCTOLLM_LOG".to_owned(), "warn".to_owned()))
-            .chain(args.gateway_env.iter().filter_map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            }))
+            .chain(env_pairs(&args.gateway_env))
             .collect(),
         cpu: proxy_cpu,
         banner: "octollm-server listening on ".into(),
