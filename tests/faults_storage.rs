@@ -11,7 +11,7 @@
 //! stuck behind a lock or a congested link, for exactly as long as the row says), or, for
 //! SQLite, another connection holding the file's write lock; "refusing writes" is a trigger
 //! raising the error a full disk, a read-only server or a revoked privilege raises
-//! (PostgreSQL), and `maxmemory` with `noeviction` (Redis: every write is refused with `OOM`,
+//! (PostgreSQL; a full disk on MariaDB), and `maxmemory` with `noeviction` (Redis: every write is refused with `OOM`,
 //! reads still work).
 //!
 //! The SQLite row needs nothing; the others need the servers of `scripts/services.sh`
@@ -432,6 +432,62 @@ async fn postgres_refusing_writes() {
             }
         }
     }
+    wait_back(
+        gw.pid(),
+        baseline,
+        Tolerance {
+            fds: Tolerance::default().fds + POOL_FDS,
+            ..Tolerance::default()
+        },
+        SETTLE,
+        row,
+    )
+    .await;
+    assert!(gw.terminate(), "{row}: clean exit after SIGTERM");
+}
+
+/// The row "database refusing writes", MariaDB: a trigger on the log table signals a full disk
+/// (`HY000`, error 1021, as InnoDB's "The table is full" / "Disk full"). Unavailability, as on
+/// PostgreSQL: requests answered as usual, the records kept (`octollm_log_database_up` 0) and
+/// all written once the trigger is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_refusing_writes() {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var("OCTOLLM_TEST_MYSQL_URL") else {
+        eprintln!("skipping: OCTOLLM_TEST_MYSQL_URL is not set (scripts/services.sh)");
+        return;
+    };
+    let url = mysql_database(&base, "faults_my_refuse").await;
+    let row = "database refusing writes (MariaDB): disk full";
+    let (gw, baseline, _mock) = logged_gateway(&url, row).await;
+    let mut admin_db = sqlx::MySqlConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TRIGGER refuse BEFORE INSERT ON request_log FOR EACH ROW \
+         SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1021, MESSAGE_TEXT = 'simulated: disk full'",
+    )
+    .execute(&mut admin_db)
+    .await
+    .unwrap();
+    let dropped = metric(&gw, "octollm_log_records_dropped_total").await;
+    let mut answers = Vec::new();
+    for model in ["passthrough", "converted"] {
+        answers.extend(all_answered(&gw, &prompts(model, "disk full"), row).await);
+    }
+    wait_metric(&gw, "octollm_log_database_up", |v| v == 0.0, row).await;
+    let pending = metric(&gw, "octollm_log_records_pending").await;
+    assert!(pending >= answers.len() as f64, "{row}: {pending} pending");
+    sqlx::raw_sql("DROP TRIGGER refuse")
+        .execute(&mut admin_db)
+        .await
+        .unwrap();
+    wait_metric(&gw, "octollm_log_records_pending", |v| v == 0.0, row).await;
+    assert_eq!(metric(&gw, "octollm_log_database_up").await, 1.0, "{row}");
+    assert_eq!(
+        metric(&gw, "octollm_log_records_dropped_total").await,
+        dropped,
+        "{row}: no record dropped"
+    );
+    all_logged(&gw, &answers, row).await;
     wait_back(
         gw.pid(),
         baseline,
