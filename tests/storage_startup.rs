@@ -146,6 +146,8 @@ fn a_sqlite_file_that_cannot_be_opened_fails_startup_naming_storage_url() {
 /// Tests here stop and start the one PostgreSQL server: one at a time.
 static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+const USER: &str = r#"{"name": "ops", "password": "a long enough password"}"#;
+
 const SECRET: &str = "0202020202020202020202020202020202020202020202020202020202020202";
 
 /// An admin API call: status and JSON answer.
@@ -181,7 +183,8 @@ async fn chat(gw: &Gateway, key: &str) -> u16 {
 /// A gateway started while PostgreSQL is down serves the file's objects and keys, says that the
 /// admin API's are not in force (health `degraded`, `api_objects: pending`, the metric at 0),
 /// refuses changes with 503, and applies the stored objects and keys once PostgreSQL answers: a
-/// key made through the admin API before the outage then works.
+/// key made through the admin API before the outage then works, and a panel user made through it
+/// signs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_objects_stored_before_an_outage_apply_once_the_database_answers() {
     let (Ok(url), Ok(control)) = (
@@ -246,6 +249,10 @@ orgs:
     assert_eq!(chat(&gw, &key).await, 200);
     let (_, health) = api(&gw, "GET", "/api/v1/health", "").await;
     assert_eq!(health["control_plane"]["api_objects"], "loaded", "{health}");
+    // And a panel user made through the API.
+    let (s, v) = api(&gw, "POST", "/api/v1/users", USER).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(api(&gw, "POST", "/api/v1/login", USER).await.0, 200);
     assert!(gw.terminate());
 
     // Started while it is down: the file's key works, the API's does not yet, and it says so.
@@ -263,6 +270,7 @@ orgs:
     );
     assert_eq!(health["storage"]["open"], false, "{health}");
     assert_eq!(metric(&gw, "octollm_config_api_objects_loaded").await, 0.0);
+    assert_eq!(api(&gw, "POST", "/api/v1/login", USER).await.0, 401);
     let (s, v) = api(
         &gw,
         "POST",
@@ -295,6 +303,20 @@ orgs:
     assert_eq!(health["control_plane"]["api_objects"], "loaded", "{health}");
     assert_eq!(health["control_plane"]["follow"], "notify", "{health}");
     assert_eq!(metric(&gw, "octollm_config_api_objects_loaded").await, 1.0);
+    // The user table is taken by the sign-in code when the database opens, as the objects are
+    // (two tasks woken by the same event): the key working says it has opened.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = api(&gw, "POST", "/api/v1/login", USER).await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API user cannot sign in after the database answered: {s} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // And changes are taken again.
     let (s, v) = api(&gw, "DELETE", "/api/v1/keys/acme/ci", "").await;
     assert_eq!(s, 204, "{v}");

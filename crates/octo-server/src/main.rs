@@ -435,6 +435,15 @@ async fn start_admin(
         settings.secure_cookies,
     );
     auth.check_conflicts().await?;
+    if ops.storage_configured() && ops.store().is_none() {
+        // The database did not answer at startup: users and sessions move there once it does.
+        let (auth, ops) = (auth.clone(), ops.clone());
+        tokio::spawn(async move {
+            if let Some(store) = ops.store_opened().await {
+                auth.database_opened(store).await;
+            }
+        });
+    }
     let credentials = configured || !settings.users.is_empty();
     let listener = match admin::bind(&settings, explicit, credentials).await? {
         admin::Bound::Listening(l) => l,

@@ -29,8 +29,8 @@ pub struct Auth {
     pub file_users: Vec<UserConfig>,
     /// The config file's name, for errors about file users.
     pub source: String,
-    /// The database holding API users and sessions (when storage is on).
-    pub store: Option<Store>,
+    /// The database holding API users and sessions (when storage is on and it has answered).
+    pub store: super::sessions::StoreCell,
     /// Open sessions.
     pub sessions: Sessions,
     /// One-time sign-in links.
@@ -48,6 +48,7 @@ impl Auth {
         ttl: std::time::Duration,
         secure_cookies: bool,
     ) -> Arc<Self> {
+        let store = super::sessions::StoreCell::new(store);
         Arc::new(Auth {
             file_users,
             source,
@@ -63,15 +64,25 @@ impl Auth {
         self.file_users.iter().position(|u| u.name == name)
     }
 
-    /// The store, or a 503 saying storage is off.
+    /// The store, or a 503 saying storage is off or not open yet.
     pub(super) fn store_or_503(&self) -> Result<&Store, ApiError> {
-        self.store.as_ref().ok_or_else(|| {
+        self.store.get().ok_or_else(|| {
             ApiError(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "storage is off (`storage: off`): users can only be configured in `admin.users`"
+                "users made through the API live in the database, which is off (`storage: off`: users can only be configured in `admin.users`) or has not answered since the gateway started (try again once it does)"
                     .into(),
             )
         })
+    }
+
+    /// Takes the database that did not answer at startup, once it does: API users can sign in
+    /// and sessions are kept there from then on (a name both in `admin.users` and in the
+    /// database is logged as an error; the file's user wins, as at sign-in).
+    pub async fn database_opened(&self, store: Store) {
+        self.store.set(store);
+        if let Err((at, m)) = self.check_conflicts().await {
+            tracing::error!("admin users: at `{at}`: {m}");
+        }
     }
 
     /// Startup check: a name both in `admin.users` and in the database is an error naming both.
@@ -79,7 +90,7 @@ impl Auth {
     /// # Errors
     /// `(key path, message)`.
     pub async fn check_conflicts(&self) -> Result<(), (String, String)> {
-        let Some(store) = &self.store else {
+        let Some(store) = self.store.get() else {
             return Ok(());
         };
         let stored = store.users().await.map_err(|e| {
@@ -107,7 +118,7 @@ impl Auth {
         if let Some(i) = self.file_user(name) {
             return Ok(Some(self.file_users[i].password.clone()));
         }
-        match &self.store {
+        match self.store.get() {
             Some(store) => Ok(store
                 .user(name)
                 .await

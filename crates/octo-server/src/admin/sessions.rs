@@ -12,7 +12,7 @@
 //! that opens a session and redirects to the panel.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
@@ -111,10 +111,38 @@ pub enum Refused {
     Expired,
 }
 
-/// The session table: database-backed when storage is on, in memory otherwise.
+/// The database of API users and sessions: set at startup when it is open, or later, when a
+/// database that did not answer at startup does (until then users and sessions work as with
+/// storage off: file users, sessions in memory).
+#[derive(Debug, Clone, Default)]
+pub struct StoreCell(Arc<std::sync::OnceLock<Store>>);
+
+impl StoreCell {
+    /// A cell holding `store` when given.
+    pub fn new(store: Option<Store>) -> Self {
+        let cell = StoreCell::default();
+        if let Some(s) = store {
+            cell.set(s);
+        }
+        cell
+    }
+
+    /// The database, once open.
+    pub fn get(&self) -> Option<&Store> {
+        self.0.get()
+    }
+
+    /// Sets the database (once; later calls are ignored).
+    pub fn set(&self, store: Store) {
+        let _ = self.0.set(store);
+    }
+}
+
+/// The session table: database-backed when storage is on, in memory otherwise (and while the
+/// database has not answered since startup: those sessions stay valid after it does).
 #[derive(Debug)]
 pub struct Sessions {
-    store: Option<Store>,
+    store: StoreCell,
     memory: Mutex<HashMap<String, octo_store::Session>>,
     ttl: Duration,
     secure: bool,
@@ -123,7 +151,7 @@ pub struct Sessions {
 impl Sessions {
     /// Sessions lasting `ttl`, kept in `store` when given; `secure` adds the cookie's `Secure`
     /// attribute (for an admin listener behind TLS).
-    pub fn new(store: Option<Store>, ttl: Duration, secure: bool) -> Self {
+    pub fn new(store: StoreCell, ttl: Duration, secure: bool) -> Self {
         Sessions {
             store,
             memory: Mutex::default(),
@@ -160,7 +188,7 @@ impl Sessions {
         created_at: i64,
         expires_at: i64,
     ) -> Result<(), String> {
-        match &self.store {
+        match self.store.get() {
             Some(store) => store
                 .create_session(id_hash, actor, created_at, expires_at)
                 .await
@@ -201,18 +229,20 @@ impl Sessions {
     /// database fails.
     pub async fn find(&self, id: &str) -> Result<Found, Result<Refused, String>> {
         let key = sha256_hex(id);
-        let row = match &self.store {
+        let stored = match self.store.get() {
             Some(store) => store
                 .session(&key)
                 .await
                 .map_err(|e| Err(format!("cannot read the session: {}", e.message())))?,
-            None => self
-                .memory
+            None => None,
+        };
+        let row = stored.or_else(|| {
+            self.memory
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&key)
-                .cloned(),
-        };
+                .cloned()
+        });
         let Some(row) = row else {
             return Err(Ok(Refused::Unknown));
         };
@@ -238,18 +268,16 @@ impl Sessions {
     }
 
     async fn delete_hash(&self, key: &str) -> Result<(), String> {
-        match &self.store {
+        self.memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        match self.store.get() {
             Some(store) => store
                 .delete_session(key)
                 .await
                 .map_err(|e| format!("cannot end the session: {}", e.message())),
-            None => {
-                self.memory
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(key);
-                Ok(())
-            }
+            None => Ok(()),
         }
     }
 
@@ -265,17 +293,14 @@ impl Sessions {
     /// Deletes expired sessions (run now and then).
     pub async fn prune(&self) {
         let now = Store::now_ms();
-        match &self.store {
-            Some(store) => {
-                if let Err(e) = store.prune_sessions(now).await {
-                    tracing::warn!(error = %e, "admin: pruning expired sessions failed");
-                }
-            }
-            None => self
-                .memory
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|_, s| s.expires_at > now),
+        self.memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| s.expires_at > now);
+        if let Some(store) = self.store.get()
+            && let Err(e) = store.prune_sessions(now).await
+        {
+            tracing::warn!(error = %e, "admin: pruning expired sessions failed");
         }
     }
 
@@ -341,7 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn in_memory_sessions_open_find_and_close() {
-        let s = Sessions::new(None, Duration::from_secs(60), false);
+        let s = Sessions::new(StoreCell::default(), Duration::from_secs(60), false);
         let new = s.open(&Actor::User("ada".into())).await.unwrap();
         assert_eq!(new.id.len(), 64);
         assert_eq!(new.csrf_token, csrf_token(&new.id));
@@ -362,7 +387,7 @@ mod tests {
 
     #[test]
     fn cookie_attributes_and_parsing() {
-        let s = Sessions::new(None, Duration::from_secs(3600), true);
+        let s = Sessions::new(StoreCell::default(), Duration::from_secs(3600), true);
         let c = s.cookie("abc");
         let c = c.to_str().unwrap();
         for attr in [

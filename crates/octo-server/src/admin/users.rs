@@ -117,7 +117,7 @@ async fn list(State(state): State<AdminState>) -> Result<Response, ApiError> {
             created_by: None,
         })
         .collect();
-    if let Some(store) = &state.auth.store {
+    if let Some(store) = state.auth.store.get() {
         let stored = store
             .users()
             .await
