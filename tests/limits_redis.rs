@@ -1,6 +1,7 @@
 //! Limits shared by two gateway processes through one Redis (and one PostgreSQL for the request
 //! log, when `scripts/services.sh` started it, in a schema of this test's own): an rpm limit of 5
-//! holds exactly across both, sticky sessions pinned on one are pinned on the other, a key's
+//! holds exactly across both, so do a tpm and a concurrency limit (a stream held open on one),
+//! sticky sessions pinned on one are pinned on the other, a key's
 //! budget spent through one stops the other, a key created through one's admin API works (with
 //! its limit) on the other; then Redis is stopped and started again, with
 //! `on_error: allow` (each instance falls back to its own counts, says so in a metric) and
@@ -53,6 +54,7 @@ models:
   five: {{targets: [{{backend: oa}}], rate_limit: {{rpm: 5}}}}
   chat: {{targets: [{{backend: oa}}]}}
   claude: {{targets: [{{backend: an}}], rate_limit: {{rpm: 1000}}}}
+  held: {{targets: [{{backend: an}}], rate_limit: {{tpm: 3000, concurrency: 1}}}}
   pinned:
     targets: [{{backend: oa, model: up-a}}, {{backend: oa, model: up-b}}]
     strategy: round_robin
@@ -226,6 +228,51 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
     wait_sessions(&redis, &prefix, 3).await;
     for _ in 0..3 {
         assert_eq!(served(&a, &mock, &pinned, "s2").await, s2);
+    }
+
+    // Tokens and requests in flight are shared: a long stream on `a` (estimated at ~2,000
+    // tokens, the one slot of `held`) makes `b` refuse by concurrency, and a request whose
+    // estimate does not fit beside it by tpm; once the stream's client leaves, `a`'s settlement
+    // frees the slot for `b`.
+    let slow = Prompt::new(
+        Protocol::Anthropic,
+        "held",
+        "hi [mock:interval_ms=100] [mock:events=600]",
+    )
+    .stream(true)
+    .max_tokens(2000);
+    let mut stream = post(
+        &client(),
+        &format!("{}{}", a.url, slow.path()),
+        slow.body(),
+        &[("authorization", "Bearer sk-k-0123456789")],
+    )
+    .await;
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.chunk().await.unwrap().is_some(),
+        "the stream started"
+    );
+    let small = Prompt::new(Protocol::Anthropic, "held", "hi").max_tokens(10);
+    let r = send(&b, &small, "sk-k-0123456789").await;
+    assert_eq!(r.status, 429, "{:?}", r.json);
+    let message = r.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("concurrency limit reached"), "{message}");
+    let large = Prompt::new(Protocol::Anthropic, "held", "hi").max_tokens(1500);
+    let r = send(&b, &large, "sk-k-0123456789").await;
+    assert_eq!(r.status, 429, "{:?}", r.json);
+    let message = r.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("tokens per minute"), "{message}");
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = send(&b, &small, "sk-k-0123456789").await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 429, "{:?}", r.json);
+        assert!(Instant::now() < deadline, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // A key's budget spent through `a` stops `b` too.

@@ -365,7 +365,9 @@ impl Limiter {
         let now = now_ms();
         let (outcome, via) = match self.redis_usable() {
             Some(shared) => {
-                // The settlements of requests finished since ride along (one round trip).
+                // The settlements of requests finished since ride along (one round trip). The
+                // call is handed to the connection on its first poll (when connected), so a
+                // request cancelled while it waits (its client left) does not lose them.
                 let carried = shared.take(CARRY);
                 match shared
                     .store
