@@ -1,3 +1,5 @@
+// A release build on Windows is a GUI program: no console window next to the tray icon.
+#![cfg_attr(all(windows, not(debug_assertions)), windows_subsystem = "windows")]
 //! `octollm-desktop`: OctoLLM in the system tray, the gateway in-process, the web panel in a
 //! window. Everything that is not drawing lives in the library (`octo_desktop`): this file
 //! turns its menu model into a tray menu, its status into an icon, and its effects into windows.

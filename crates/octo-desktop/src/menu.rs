@@ -1,7 +1,7 @@
 //! The tray menu as data, and what each item does.
 //!
 //! [`items`] computes the menu from the gateway's [`Status`] and [`Today`]'s figures: a status
-//! line (listen address, requests today, cost today; or "Stopped"; or "Failing: <error>"), then
+//! line (listen address, requests today, cost today; or "Stopped"; or "Failing: " and the error), then
 //! Start, Stop, Restart, Open Panel, View Logs, Open Config and Quit with their enabled states.
 //! The tray redraws from it; the tests check it without a display. [`App::dispatch`] performs an
 //! action: the lifecycle ones on the in-process gateway, the others answer an [`Effect`] for the
@@ -101,7 +101,7 @@ pub struct MenuItem {
 pub const MAX_ERROR_CHARS: usize = 90;
 
 /// The status line: `Running on 127.0.0.1:8080 · 12 requests today · $0.04`, `Stopped`, or
-/// `Failing: <error>` (shortened to [`MAX_ERROR_CHARS`]).
+/// `Failing: ` and the error (shortened to [`MAX_ERROR_CHARS`]).
 pub fn status_line(status: &Status, today: Option<&Today>) -> String {
     match status {
         Status::Stopped => "Stopped".into(),
