@@ -1,6 +1,6 @@
 """Measures how long the web panel's Overview takes to load and paint on a given request log.
 
-    cargo run -p octo-store --example fill_log -- target/panel-big.db 1000000
+    cargo build --release -p octo-bench && target/release/octo-fill-log target/panel-big.db 1000000
     target/sdk-venv/bin/python scripts/panel_paint.py target/panel-big.db
 
 Starts `target/debug/octollm-server` (or $OCTOLLM_BIN_DIR's) on that SQLite file with a panel user,

@@ -11,35 +11,24 @@
 //! version>-<N>.db`) and reused. Run with
 //! `OCTOLLM_BENCH_LOG_ROWS=10000000 cargo bench -p octo-store --bench stats`;
 //! `cargo test --benches` runs it once as a smoke test.
+//!
+//! `OCTOLLM_BENCH_DB=path.db` measures an existing SQLite log instead, such as one filled by
+//! `target/release/octo-fill-log path.db 10000000` (crate octo-bench; records over the
+//! 30 days before it ran): the ranges then end now, as the panel's do.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use octo_store::testing::{SAMPLE_EPOCH_MS, sample_at};
+use octo_store::testing::{self, SAMPLE_EPOCH_MS};
 use octo_store::{Bucket, GroupBy, LogQuery, StatsQuery, Store, StoreConfig};
 
 const DAY_MS: u64 = 86_400_000;
 
-/// Record `i` of `n`: spread evenly over 30 days; 16 users in 4 orgs, each using 2 of 8 models
-/// on one of 2 backends; 97% status 200, 2% 429, 1% 500.
+/// Record `i` of `n`, over 30 days from [`SAMPLE_EPOCH_MS`] ([`testing::spread`]).
 fn record(i: u64, n: u64) -> octo_core::record::Record {
-    let ms = SAMPLE_EPOCH_MS + i * (30 * DAY_MS) / n;
-    let mut r = sample_at(i, ms);
-    let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-    let user = h % 16;
-    let model = (user + 3 * (h / 16 % 2)) % 8;
-    r.user = Some(format!("user-{user}"));
-    r.org = Some(format!("org-{}", user % 4));
-    r.model = Some(format!("model-{model}"));
-    r.backend = Some(format!("backend-{}-{}", model, h / 32 % 2));
-    r.status = match h / 64 % 100 {
-        0..=1 => 429,
-        2 => 500,
-        _ => 200,
-    };
-    r
+    testing::spread(i, n, SAMPLE_EPOCH_MS)
 }
 
 fn database(rt: &tokio::runtime::Runtime, n: u64) -> Store {
@@ -89,9 +78,29 @@ fn stats(c: &mut Criterion) {
         .and_then(|v| v.replace('_', "").parse().ok())
         .unwrap_or(20_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let store = database(&rt, n);
-    let start = UNIX_EPOCH + Duration::from_millis(SAMPLE_EPOCH_MS);
-    let end = start + Duration::from_millis(30 * DAY_MS);
+    let external = std::env::var_os("OCTOLLM_BENCH_DB");
+    let (store, start, end) = match &external {
+        Some(path) => {
+            let url = format!("sqlite://{}", PathBuf::from(path).display());
+            let store = rt
+                .block_on(Store::open(&StoreConfig::with_url(url)))
+                .unwrap();
+            let end = std::time::SystemTime::now();
+            (store, end - Duration::from_millis(30 * DAY_MS), end)
+        }
+        None => {
+            let start = UNIX_EPOCH + Duration::from_millis(SAMPLE_EPOCH_MS);
+            (
+                database(&rt, n),
+                start,
+                start + Duration::from_millis(30 * DAY_MS),
+            )
+        }
+    };
+    let n_label = match &external {
+        Some(_) => "external".to_owned(),
+        None => n.to_string(),
+    };
     let mut group = c.benchmark_group("stats");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(3));
@@ -119,7 +128,7 @@ fn stats(c: &mut Criterion) {
                 group_by,
             };
             let s = rt.block_on(store.stats(&query)).unwrap();
-            if bucket != Bucket::Minute {
+            if bucket != Bucket::Minute && external.is_none() {
                 assert_eq!(s.totals.requests, n);
             }
             let by = group_by.map_or("none".to_owned(), |g| {
@@ -129,8 +138,12 @@ fn stats(c: &mut Criterion) {
                     .unwrap()
                     .to_owned()
             });
-            eprintln!("stats {name} group_by {by}: {} buckets", s.buckets.len());
-            group.bench_function(format!("{name}/{by}/{n}_log_rows"), |b| {
+            eprintln!(
+                "stats {name} group_by {by}: {} buckets, {} requests",
+                s.buckets.len(),
+                s.totals.requests
+            );
+            group.bench_function(format!("{name}/{by}/{n_label}_log_rows"), |b| {
                 b.iter(|| rt.block_on(store.stats(&query)).unwrap())
             });
         }
@@ -186,10 +199,10 @@ fn stats(c: &mut Criterion) {
             before: page.next.clone(),
             ..query.clone()
         };
-        group.bench_function(format!("{name}/{n}_log_rows"), |b| {
+        group.bench_function(format!("{name}/{n_label}_log_rows"), |b| {
             b.iter(|| rt.block_on(store.logs(&query)).unwrap())
         });
-        group.bench_function(format!("{name}_page_2/{n}_log_rows"), |b| {
+        group.bench_function(format!("{name}_page_2/{n_label}_log_rows"), |b| {
             b.iter(|| rt.block_on(store.logs(&next)).unwrap())
         });
     }

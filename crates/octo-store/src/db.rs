@@ -3,7 +3,9 @@
 //! runs the same body against whichever pool is open (each arm compiles against its concrete
 //! driver, so there is no `Any` driver and no type erasure).
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sqlx::Row;
@@ -321,41 +323,138 @@ fn read_row<R: ReadCol>(row: &R, cols: &[Col]) -> Result<Vec<Value>, StoreError>
         .collect()
 }
 
-/// SQL text for one dialect with its bound values, built left to right.
+/// SQL text for one dialect with its bound values, built left to right, or a text shared from
+/// the [statement-text cache](cached_text) with its values.
 #[derive(Debug, Clone)]
 pub(crate) struct Sql {
     backend: Backend,
-    pub(crate) text: String,
+    pub(crate) text: Text,
     pub(crate) vals: Vec<Value>,
+}
+
+/// A statement's text: built for it, or shared (see [`cached_text`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Text {
+    Owned(String),
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Text::Owned(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
 }
 
 impl Sql {
     pub(crate) fn new(backend: Backend) -> Self {
         Sql {
             backend,
-            text: String::new(),
+            text: Text::Owned(String::new()),
             vals: Vec::new(),
+        }
+    }
+
+    /// A statement with a shared text (from [`cached_text`]) holding `vals`' placeholders.
+    pub(crate) fn shared(backend: Backend, text: Arc<str>, vals: Vec<Value>) -> Self {
+        Sql {
+            backend,
+            text: Text::Shared(text),
+            vals,
+        }
+    }
+
+    fn text_mut(&mut self) -> &mut String {
+        if let Text::Shared(s) = &self.text {
+            self.text = Text::Owned(s.to_string());
+        }
+        match &mut self.text {
+            Text::Owned(s) => s,
+            Text::Shared(_) => unreachable!("made owned above"),
         }
     }
 
     /// Appends SQL text.
     pub(crate) fn push(&mut self, s: &str) -> &mut Self {
-        self.text.push_str(s);
+        self.text_mut().push_str(s);
         self
     }
 
     /// Appends a placeholder for `v` (`$n` on PostgreSQL, `?` elsewhere).
     pub(crate) fn bind(&mut self, v: Value) -> &mut Self {
         self.vals.push(v);
-        match self.backend {
-            Backend::Postgres => {
-                self.text.push('$');
-                self.text.push_str(&self.vals.len().to_string());
-            }
-            _ => self.text.push('?'),
+        let n = self.vals.len();
+        let postgres = self.backend == Backend::Postgres;
+        let text = self.text_mut();
+        if postgres {
+            text.push('$');
+            text.push_str(&n.to_string());
+        } else {
+            text.push('?');
         }
         self
     }
+}
+
+/// Which multi-row statement a cached text is: the table it writes and its rows.
+type TextKey = (Backend, &'static str, usize);
+
+/// Texts of the writer's multi-row statements, which depend only on the dialect, the table and
+/// the number of rows (a power of two, see [`statement_rows`](crate::statement_rows)): built
+/// once per process instead of once per batch (formatting a 256-row upsert is tens of thousands
+/// of instructions, and the writer runs several per batch). At most a few hundred entries.
+static TEXTS: OnceLock<Mutex<HashMap<TextKey, Arc<str>>>> = OnceLock::new();
+
+/// The cached text for `(backend, table, rows)`, built by `build` the first time.
+pub(crate) fn cached_text(
+    backend: Backend,
+    table: &'static str,
+    rows: usize,
+    build: impl FnOnce() -> String,
+) -> Arc<str> {
+    let texts = TEXTS.get_or_init(Mutex::default);
+    let key = (backend, table, rows);
+    if let Some(t) = texts.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return t.clone();
+    }
+    let text: Arc<str> = build().into();
+    texts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_insert(text)
+        .clone()
+}
+
+/// `INSERT INTO table (cols) VALUES (…), …` with `rows` rows of placeholders, then `tail`.
+pub(crate) fn insert_text(
+    backend: Backend,
+    table: &str,
+    cols: &[&str],
+    rows: usize,
+    tail: &str,
+) -> String {
+    let mut q = Sql::new(backend);
+    q.push("INSERT INTO ")
+        .push(table)
+        .push(" (")
+        .push(&cols.join(", "))
+        .push(") VALUES ");
+    for n in 0..rows {
+        q.push(if n == 0 { "(" } else { ", (" });
+        for i in 0..cols.len() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.bind(Value::Int(None));
+        }
+        q.push(")");
+    }
+    q.push(tail);
+    q.text.to_string()
 }
 
 /// The SQL type of an integer aggregate cast back to a 64-bit integer (`SUM` is `NUMERIC` on
@@ -388,11 +487,39 @@ mod tests {
             .bind(Value::Int(Some(1)))
             .push(" AND b = ")
             .bind(Value::Text(None));
-        assert_eq!(s.text, "a = $1 AND b = $2");
+        assert_eq!(&*s.text, "a = $1 AND b = $2");
         let mut s = Sql::new(Backend::MySql);
         s.push("a = ").bind(Value::Int(Some(1)));
-        assert_eq!(s.text, "a = ?");
+        assert_eq!(&*s.text, "a = ?");
         assert_eq!(u64_to_i64(u64::MAX), i64::MAX);
         assert_eq!(i64_to_u64(-1), 0);
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn insert_texts_are_built_once_per_dialect_table_and_rows() {
+        let t = insert_text(Backend::Postgres, "t", &["a", "b"], 2, " TAIL");
+        assert_eq!(t, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) TAIL");
+        let t = insert_text(Backend::Sqlite, "t", &["a"], 3, "");
+        assert_eq!(t, "INSERT INTO t (a) VALUES (?), (?), (?)");
+        let mut built = 0;
+        let a = cached_text(Backend::MySql, "text_tests", 4, || {
+            built += 1;
+            "x".into()
+        });
+        let b = cached_text(Backend::MySql, "text_tests", 4, || {
+            built += 1;
+            "y".into()
+        });
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(built, 1);
+        // A shared text becomes the statement's own when something is appended.
+        let mut s = Sql::shared(Backend::Postgres, a, vec![Value::Int(Some(1))]);
+        s.push(" AND c = ").bind(Value::Int(Some(2)));
+        assert_eq!(&*s.text, "x AND c = $2");
     }
 }

@@ -179,26 +179,20 @@ impl Store {
         if fresh.is_empty() {
             return Ok(());
         }
-        let cols: Vec<&str> = LOG_COLUMNS.iter().map(|(c, _)| *c).collect();
-        let head = format!("INSERT INTO request_log ({}) VALUES ", cols.join(", "));
         let mut stmts = Vec::new();
         let mut rest = &fresh[..];
         for n in statement_rows(fresh.len(), LOG_ROWS_PER_STATEMENT) {
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let mut q = Sql::new(b);
-            q.push(&head);
-            for (n, r) in chunk.iter().enumerate() {
-                q.push(if n == 0 { "(" } else { ", (" });
-                for (i, v) in row::to_row(r).into_iter().enumerate() {
-                    if i > 0 {
-                        q.push(", ");
-                    }
-                    q.bind(v);
-                }
-                q.push(")");
+            let text = db::cached_text(b, "request_log", n, || {
+                let cols: Vec<&str> = LOG_COLUMNS.iter().map(|(c, _)| *c).collect();
+                db::insert_text(b, "request_log", &cols, n, "")
+            });
+            let mut vals = Vec::with_capacity(n * LOG_COLUMNS.len());
+            for r in chunk {
+                vals.extend(row::to_row(r));
             }
-            stmts.push(q);
+            stmts.push(Sql::shared(b, text, vals));
         }
         let with_bodies: Vec<&Record> = fresh
             .iter()
@@ -209,26 +203,15 @@ impl Store {
         for n in statement_rows(with_bodies.len(), LOG_ROWS_PER_STATEMENT) {
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
-            let mut q = Sql::new(b);
-            q.push(&format!(
-                "INSERT INTO request_log_body ({}) VALUES ",
-                row::BODY_COLUMNS
-                    .iter()
-                    .map(|(c, _)| *c)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            for (n, r) in chunk.iter().enumerate() {
-                q.push(if n == 0 { "(" } else { ", (" });
-                for (i, v) in row::body_row(r, &self.redact).into_iter().enumerate() {
-                    if i > 0 {
-                        q.push(", ");
-                    }
-                    q.bind(v);
-                }
-                q.push(")");
+            let text = db::cached_text(b, "request_log_body", n, || {
+                let cols: Vec<&str> = row::BODY_COLUMNS.iter().map(|(c, _)| *c).collect();
+                db::insert_text(b, "request_log_body", &cols, n, "")
+            });
+            let mut vals = Vec::with_capacity(n * row::BODY_COLUMNS.len());
+            for r in chunk {
+                vals.extend(row::body_row(r, &self.redact));
             }
-            stmts.push(q);
+            stmts.push(Sql::shared(b, text, vals));
         }
         stmts.extend(rollup::upserts(b, &rollup::fold(fresh.iter().copied())));
         self.pool.transaction(stmts).await
@@ -372,8 +355,16 @@ impl Store {
     /// Statistics from the rollups, with a missing `until` meaning `now`.
     pub async fn stats_at(&self, query: &StatsQuery, now: SystemTime) -> Result<Stats, StoreError> {
         let (since, until) = query::stats_range(query, now)?;
-        let (sql, cols) = query::stats_sql(self.backend(), query, since, until);
+        let b = self.backend();
+        let (sql, cols) = query::stats_sql(b, query, since, until);
         let rows = self.pool.fetch(sql, &cols).await?;
+        let rows = match b {
+            Backend::MySql => query::stats_rows(rows),
+            _ => {
+                let json = rows.into_iter().next().and_then(|r| r.into_iter().next());
+                query::stats_from_json(json.as_ref().and_then(Value::text))?
+            }
+        };
         Ok(query::stats_from_rows(rows, query.group_by.is_some()))
     }
 

@@ -350,71 +350,161 @@ pub(crate) fn stats_range(q: &StatsQuery, now: SystemTime) -> Result<(i64, i64),
     Ok((since, until))
 }
 
-/// The columns a stats query returns: bucket, the sums, then the group's value. It reads the
-/// per-dimension rollup of the bucket width: one row per bucket and value of the grouped
-/// dimension (`all` without `group_by`), already in (bucket, value) order, nothing to
-/// aggregate.
+/// One row of a statistics answer: bucket start, sums, the group's value (`''` for none).
+pub(crate) type StatsRow = (i64, Sums, String);
+
+/// The SQL of a statistics query. It reads the per-dimension rollup of the bucket width: one
+/// row per bucket and value of the grouped dimension (`all` without `group_by`), already in
+/// (bucket, value) order, nothing to aggregate.
+///
+/// On SQLite and PostgreSQL the rows come back as **one value**, a JSON array of arrays
+/// (`json_group_array` / `json_agg`), read by [`stats_from_json`]: the database driver then
+/// moves one value instead of thousands of rows of 16 columns (sqlx hands a SQLite row across
+/// threads as owned values, several microseconds a row: 11,520 rows, an hour × user query over
+/// 30 days, were most of that query's time). The cost travels as text with 17 significant
+/// digits, which reads back as the same `f64` (a JSON number would be cut to 15 digits by
+/// SQLite). MySQL and MariaDB return rows ([`stats_from_rows`]): their `JSON_ARRAYAGG` differs
+/// between the two and across versions.
 pub(crate) fn stats_sql(b: Backend, q: &StatsQuery, since: i64, until: i64) -> (Sql, Vec<Col>) {
     let table = crate::schema::DIM_TABLES[q.bucket.index()];
-    let mut cols = vec!["bucket"];
-    let mut types = vec![Col::Int];
-    for c in crate::schema::ROLLUP_SUMS {
-        cols.push(c);
-        types.push(if *c == "cost_usd" {
-            Col::Real
-        } else {
-            Col::Int
-        });
-    }
-    cols.push("value");
-    types.push(Col::Text);
     let dim = q.group_by.map_or("all", GroupBy::dimension);
     let mut s = Sql::new(b);
-    s.push(&format!(
-        "SELECT {} FROM {table} WHERE dim = ",
-        cols.join(", ")
-    ))
-    .bind(Value::Text(Some(dim.to_owned())))
-    .push(" AND bucket >= ")
-    .bind(Value::Int(Some(since)))
-    .push(" AND bucket < ")
-    .bind(Value::Int(Some(until)))
-    .push(" ORDER BY bucket, value");
+    let sums = crate::schema::ROLLUP_SUMS;
+    let types = match b {
+        Backend::Sqlite | Backend::Postgres => {
+            let cols: Vec<String> = sums
+                .iter()
+                .map(|c| match (*c, b) {
+                    ("cost_usd", Backend::Sqlite) => "printf('%!.17g', cost_usd)".to_owned(),
+                    ("cost_usd", _) => "cost_usd::text".to_owned(),
+                    _ => (*c).to_owned(),
+                })
+                .collect();
+            let (array, agg, cast) = match b {
+                Backend::Sqlite => ("json_array", "json_group_array", ""),
+                _ => ("json_build_array", "json_agg", "::text"),
+            };
+            s.push(&format!(
+                "SELECT {agg}({array}(bucket, {}, value)){cast} FROM {table} WHERE dim = ",
+                cols.join(", ")
+            ));
+            vec![Col::Text]
+        }
+        Backend::MySql => {
+            s.push(&format!(
+                "SELECT bucket, {}, value FROM {table} WHERE dim = ",
+                sums.join(", ")
+            ));
+            let mut types = vec![Col::Int];
+            types.extend(sums.iter().map(|c| {
+                if *c == "cost_usd" {
+                    Col::Real
+                } else {
+                    Col::Int
+                }
+            }));
+            types.push(Col::Text);
+            types
+        }
+    };
+    s.bind(Value::Text(Some(dim.to_owned())))
+        .push(" AND bucket >= ")
+        .bind(Value::Int(Some(since)))
+        .push(" AND bucket < ")
+        .bind(Value::Int(Some(until)));
+    if b == Backend::MySql {
+        s.push(" ORDER BY bucket, value");
+    }
     (s, types)
 }
 
-/// Builds the statistics from the rows of [`stats_sql`].
-pub(crate) fn stats_from_rows(rows: Vec<Vec<Value>>, grouped: bool) -> Stats {
+/// The rows of a statistics answer from [`stats_sql`]'s one JSON value (SQLite, PostgreSQL),
+/// in (bucket, value) order. `None` (no rows: SQL `NULL` from `json_agg`) is no rows.
+pub(crate) fn stats_from_json(json: Option<&str>) -> Result<Vec<StatsRow>, StoreError> {
+    /// bucket, seven sums, the cost as text, six sums, the value ([`stats_sql`]'s order).
+    type Raw<'a> = (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        &'a str,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        String,
+    );
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let bad = |e: &dyn std::fmt::Display| StoreError::decode(format!("statistics: {e}"));
+    let raw: Vec<Raw<'_>> = serde_json::from_str(json).map_err(|e| bad(&e))?;
+    let mut rows = Vec::with_capacity(raw.len());
+    for r in raw {
+        let sums = Sums {
+            requests: r.1,
+            errors: r.2,
+            input_tokens: r.3,
+            cache_read_tokens: r.4,
+            cache_write_tokens: r.5,
+            output_tokens: r.6,
+            reasoning_tokens: r.7,
+            cost_usd: r.8.parse().map_err(|e| bad(&e))?,
+            cost_known: r.9,
+            duration_sum: r.10,
+            duration_max: r.11,
+            ttfb_sum: r.12,
+            ttfb_count: r.13,
+            ttfb_max: r.14,
+        };
+        rows.push((r.0, sums, r.15));
+    }
+    // In key order already on SQLite; `json_agg` promises no order. Values compare as bytes, as
+    // the rollups' keys do.
+    rows.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+    Ok(rows)
+}
+
+/// The rows of a statistics answer from [`stats_sql`]'s rows (MySQL).
+pub(crate) fn stats_rows(rows: Vec<Vec<Value>>) -> Vec<StatsRow> {
+    rows.into_iter()
+        .map(|row| {
+            let i = |n: usize| row[n].int().unwrap_or(0);
+            let sums = Sums {
+                requests: i(1),
+                errors: i(2),
+                input_tokens: i(3),
+                cache_read_tokens: i(4),
+                cache_write_tokens: i(5),
+                output_tokens: i(6),
+                reasoning_tokens: i(7),
+                cost_usd: row[8].real().unwrap_or(0.0),
+                cost_known: i(9),
+                duration_sum: i(10),
+                duration_max: i(11),
+                ttfb_sum: i(12),
+                ttfb_count: i(13),
+                ttfb_max: i(14),
+            };
+            let value = row[15].text().unwrap_or("").to_owned();
+            (i(0), sums, value)
+        })
+        .collect()
+}
+
+/// Builds the statistics from the rows of a statistics answer.
+pub(crate) fn stats_from_rows(rows: Vec<StatsRow>, grouped: bool) -> Stats {
     let mut totals = Sums::default();
     let mut buckets = Vec::with_capacity(rows.len());
-    for row in rows {
-        let i = |n: usize| row[n].int().unwrap_or(0);
-        let sums = Sums {
-            requests: i(1),
-            errors: i(2),
-            input_tokens: i(3),
-            cache_read_tokens: i(4),
-            cache_write_tokens: i(5),
-            output_tokens: i(6),
-            reasoning_tokens: i(7),
-            cost_usd: row[8].real().unwrap_or(0.0),
-            cost_known: i(9),
-            duration_sum: i(10),
-            duration_max: i(11),
-            ttfb_sum: i(12),
-            ttfb_count: i(13),
-            ttfb_max: i(14),
-        };
+    for (start, sums, value) in rows {
         totals.add(&sums);
-        let group = if grouped {
-            match &row[15] {
-                Value::Text(Some(t)) if !t.is_empty() => Some(t.clone()),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let start = i(0);
+        let group = (grouped && !value.is_empty()).then_some(value);
         buckets.push(StatsBucket {
             start: UNIX_EPOCH + Duration::from_millis(i64_to_u64(start)),
             group,
@@ -512,7 +602,7 @@ mod tests {
                 "AND ((started_at >= $2 AND started_at < $3) OR (started_at >= $4 AND started_at < $5)) ORDER BY id DESC"
             ),
             "{}",
-            sql.text
+            &*sql.text
         );
     }
 

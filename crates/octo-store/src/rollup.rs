@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use octo_core::record::Record;
 
 use crate::config::Backend;
-use crate::db::{Sql, Value, u64_to_i64};
+use crate::db::{Sql, Value, cached_text, insert_text, u64_to_i64};
 use crate::schema::{
     DIM_KEYS, DIM_TABLES, DIMENSIONS, MAX_KEY_LEN, ROLLUP_KEYS, ROLLUP_SUMS, ROLLUP_TABLES,
 };
@@ -249,41 +249,31 @@ pub(crate) fn upserts(b: Backend, folded: &Folded<'_>) -> Vec<Sql> {
 }
 
 /// Appends the upserts of `rows` to `out`, in statements of [`statement_rows`] sizes.
+///
+/// [`statement_rows`]: crate::statement_rows
 fn upsert_rows<const N: usize>(
     b: Backend,
-    table: &str,
+    table: &'static str,
     keys: &[&str],
     rows: Vec<([Value; N], &Sums)>,
     out: &mut Vec<Sql>,
 ) {
     let mut rows = rows.into_iter();
     for n in crate::statement_rows(rows.len(), ROWS_PER_STATEMENT) {
-        out.push(upsert(b, table, keys, rows.by_ref().take(n)));
+        let text = cached_text(b, table, n, || upsert_text(b, table, keys, n));
+        let mut vals = Vec::with_capacity(n * (N + ROLLUP_SUMS.len()));
+        for (k, s) in rows.by_ref().take(n) {
+            vals.extend(k);
+            vals.extend(s.values());
+        }
+        out.push(Sql::shared(b, text, vals));
     }
 }
 
-fn upsert<'s, const N: usize>(
-    b: Backend,
-    table: &str,
-    key_cols: &[&str],
-    rows: impl Iterator<Item = ([Value; N], &'s Sums)>,
-) -> Sql {
-    let mut q = Sql::new(b);
-    q.push(&format!(
-        "INSERT INTO {table} ({}, {}) VALUES ",
-        key_cols.join(", "),
-        ROLLUP_SUMS.join(", ")
-    ));
-    for (n, (keys, s)) in rows.enumerate() {
-        q.push(if n == 0 { "(" } else { ", (" });
-        for (i, v) in keys.into_iter().chain(s.values()).enumerate() {
-            if i > 0 {
-                q.push(", ");
-            }
-            q.bind(v);
-        }
-        q.push(")");
-    }
+/// The text of an upsert of `rows` rows into `table` (built once per process: see
+/// [`cached_text`]).
+fn upsert_text(b: Backend, table: &str, key_cols: &[&str], rows: usize) -> String {
+    let cols: Vec<&str> = key_cols.iter().chain(ROLLUP_SUMS).copied().collect();
     let is_max = |c: &str| c.ends_with("_max");
     let sets: Vec<String> = ROLLUP_SUMS
         .iter()
@@ -296,15 +286,15 @@ fn upsert<'s, const N: usize>(
             _ => format!("{c} = {table}.{c} + excluded.{c}"),
         })
         .collect();
-    match b {
-        Backend::MySql => q.push(" ON DUPLICATE KEY UPDATE "),
-        _ => q.push(&format!(
-            " ON CONFLICT ({}) DO UPDATE SET ",
-            key_cols.join(", ")
-        )),
+    let tail = match b {
+        Backend::MySql => format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", ")),
+        _ => format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            key_cols.join(", "),
+            sets.join(", ")
+        ),
     };
-    q.push(&sets.join(", "));
-    q
+    insert_text(b, table, &cols, rows, &tail)
 }
 
 #[cfg(test)]

@@ -100,6 +100,29 @@ pub fn sample_at(i: u64, ms: u64) -> Record {
     }
 }
 
+/// Record `i` of `n` for a large log (the statistics bench, `octo-fill-log` in octo-bench): spread
+/// evenly over the 30 days from `start_ms`; 16 users (`user-0` … `user-15`) in 4 orgs, each
+/// using 2 of 8 models (`model-0` …) on one of 2 backends per model (`backend-<model>-<0|1>`),
+/// 97% status 200, 2% 429, 1% 500; the other fields as [`sample_at`].
+pub fn spread(i: u64, n: u64, start_ms: u64) -> Record {
+    const DAY_MS: u64 = 86_400_000;
+    let ms = start_ms + i * (30 * DAY_MS) / n.max(1);
+    let mut r = sample_at(i, ms);
+    let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    let user = h % 16;
+    let model = (user + 3 * (h / 16 % 2)) % 8;
+    r.user = Some(format!("user-{user}"));
+    r.org = Some(format!("org-{}", user % 4));
+    r.model = Some(format!("model-{model}"));
+    r.backend = Some(format!("backend-{}-{}", model, h / 32 % 2));
+    r.status = match h / 64 % 100 {
+        0..=1 => 429,
+        2 => 500,
+        _ => 200,
+    };
+    r
+}
+
 /// Turns a database this build created back into what schema version 1 left: drops version 2's
 /// tables, recreates version 1's log indexes and forgets that version 2 was applied, so the next
 /// [`Store::open`](crate::Store::open) runs the version 2 migration over data as version 1 wrote

@@ -664,3 +664,58 @@ async fn bodies_are_kept_redacted_and_pruned_with_their_record() {
         store.close().await;
     }
 }
+
+/// Statistics come back from SQLite and PostgreSQL as one JSON value: costs read back as the
+/// same `f64` the rollups hold (not cut to 15 digits), group names with quotes, backslashes and
+/// non-ASCII characters survive, and groups are in byte order within a bucket.
+#[tokio::test]
+async fn stats_keep_exact_costs_and_odd_names() {
+    for db in databases("stats_exact").await {
+        let store = db.open().await;
+        let costs = [0.1 + 0.2, 1.0 / 3.0, 1e6 / 7.0, 2.5e-10 / 3.0, 1e-9 / 7.0];
+        let names = ["zeta", "Ünïcödé 🐙", "quote\"s", "back\\slash", "a,b;c"];
+        let records: Vec<Record> = costs
+            .iter()
+            .zip(names)
+            .enumerate()
+            .map(|(i, (c, n))| {
+                let mut r = sample_at(i as u64, SAMPLE_EPOCH_MS + i as u64 * 3_600_000);
+                r.cost_usd = Some(*c);
+                r.model = Some(n.to_owned());
+                r
+            })
+            .collect();
+        store.write(&arcs(&records)).await.unwrap();
+        let q = StatsQuery {
+            since: Some(at(SAMPLE_EPOCH_MS)),
+            until: Some(at(SAMPLE_EPOCH_MS + 86_400_000)),
+            bucket: Bucket::Hour,
+            group_by: Some(GroupBy::Model),
+        };
+        let stats = store.stats(&q).await.unwrap();
+        let got: Vec<(Option<String>, Option<f64>)> = stats
+            .buckets
+            .iter()
+            .map(|b| (b.group.clone(), b.figures.cost_usd))
+            .collect();
+        let want: Vec<(Option<String>, Option<f64>)> = names
+            .iter()
+            .zip(costs)
+            .map(|(n, c)| (Some((*n).to_owned()), Some(c)))
+            .collect();
+        assert_eq!(got, want, "{}", db.name);
+        // Two groups in one bucket: in byte order.
+        let mut late = sample_at(99, SAMPLE_EPOCH_MS + 10);
+        late.model = Some("B".into());
+        let mut early = sample_at(98, SAMPLE_EPOCH_MS + 20);
+        early.model = Some("a".into());
+        store.write(&arcs(&[late, early])).await.unwrap();
+        let stats = store.stats(&q).await.unwrap();
+        let first: Vec<Option<&str>> = stats.buckets[..3]
+            .iter()
+            .map(|b| b.group.as_deref())
+            .collect();
+        assert_eq!(first, [Some("B"), Some("a"), Some("zeta")], "{}", db.name);
+        store.close().await;
+    }
+}
