@@ -347,7 +347,7 @@ async fn objects_and_keys_apply_at_once_survive_a_restart_and_are_audited() {
     )
     .await;
     assert_eq!(s, 409, "{v}");
-    // Last use is written in batches: poll the list with a deadline.
+    // Last use and spend are written in batches: poll the list with a deadline.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, v) = api(&gw, "GET", "/api/v1/keys", None).await;
@@ -359,7 +359,9 @@ async fn objects_and_keys_apply_at_once_survive_a_restart_and_are_audited() {
             .find(|k| k["name"] == "ci")
             .cloned()
             .unwrap();
-        if ci["last_used_at"].is_i64() {
+        // Last use and the request count (from the log's rollups, written in batches too).
+        if ci["last_used_at"].is_i64() && ci["requests"].as_u64() >= Some(1) {
+            assert!(ci["spend_usd"].is_number(), "{ci}");
             assert_eq!(ci["org"], "beta");
             assert_eq!(ci["expires"], "2099-01-01T00:00:00Z");
             break;

@@ -180,6 +180,26 @@ async fn chat(gw: &Gateway, key: &str) -> u16 {
     resp.status().as_u16()
 }
 
+/// A Responses API request (to a Chat backend: the gateway keeps the conversation) continuing
+/// `previous`: status and the answer's id.
+async fn respond(gw: &Gateway, previous: Option<&str>) -> (u16, String) {
+    let mut body = serde_json::json!({"model": "secure", "input": "hi"});
+    if let Some(p) = previous {
+        body["previous_response_id"] = p.into();
+    }
+    let resp = client()
+        .post(format!("{}/v1/responses", gw.url))
+        .bearer_auth("sk-acme-file-key-0001")
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let v: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap_or_default();
+    (status, v["id"].as_str().unwrap_or_default().to_owned())
+}
+
 /// A gateway started while PostgreSQL is down serves the file's objects and keys, says that the
 /// admin API's are not in force (health `degraded`, `api_objects: pending`, the metric at 0),
 /// refuses changes with 503, and applies the stored objects and keys once PostgreSQL answers: a
@@ -271,6 +291,9 @@ orgs:
     assert_eq!(health["storage"]["open"], false, "{health}");
     assert_eq!(metric(&gw, "octollm_config_api_objects_loaded").await, 0.0);
     assert_eq!(api(&gw, "POST", "/api/v1/login", USER).await.0, 401);
+    // Responses answers cannot be kept or found yet: a continuation is a retryable 503.
+    assert_eq!(respond(&gw, None).await.0, 200);
+    assert_eq!(respond(&gw, Some("resp_0123")).await.0, 503);
     let (s, v) = api(
         &gw,
         "POST",
@@ -303,6 +326,10 @@ orgs:
     assert_eq!(health["control_plane"]["api_objects"], "loaded", "{health}");
     assert_eq!(health["control_plane"]["follow"], "notify", "{health}");
     assert_eq!(metric(&gw, "octollm_config_api_objects_loaded").await, 1.0);
+    // Responses answers are kept in it again.
+    let (s, id) = respond(&gw, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(respond(&gw, Some(&id)).await.0, 200);
     // The user table is taken by the sign-in code when the database opens, as the objects are
     // (two tasks woken by the same event): the key working says it has opened.
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -215,14 +215,18 @@ impl Ops {
             .clone()
     }
 
-    /// Where Responses clients' answers are kept: the request log's database, or nowhere when
-    /// storage is off (or its database was not open when the gateway started).
+    /// Where Responses clients' answers are kept: the request log's database (also one that
+    /// is still being opened: it is used once it answers), or nowhere when storage is off.
     pub fn responses(&self) -> ResponseState {
-        match self.store() {
-            Some(store) => {
+        match (self.store(), &self.writer) {
+            (Some(store), _) => {
                 ResponseState::new(Arc::new(DbResponses::new(store, self.secrets.clone())))
             }
-            None => ResponseState::off(),
+            (None, Some(w)) => ResponseState::new(Arc::new(DbResponses::opening(
+                w.clone(),
+                self.secrets.clone(),
+            ))),
+            (None, None) => ResponseState::off(),
         }
     }
 

@@ -1,11 +1,13 @@
 //! The Responses API's stored answers in the request log's database: the
 //! [`ResponseStore`] the engines use, over `octo_store`'s `stored_response` table (schema version
-//! 5). Answers live as long as the log's retention keeps rows.
+//! 5). Answers live as long as the log's retention keeps rows. A PostgreSQL/MySQL database that did
+//! not answer at startup is used as soon as it does; until then loading or saving an answer is a
+//! retryable 503.
 
 use async_trait::async_trait;
 use octo_core::Error;
 use octo_engines::responses::{ResponseStore, StoredAnswer};
-use octo_store::{Secrets, Store, StoredResponse};
+use octo_store::{LogWriter, Secrets, Store, StoredResponse};
 use serde_json::Value;
 
 /// [`ResponseStore`] over the server's database. Like kept log bodies, a stored conversation is
@@ -13,8 +15,15 @@ use serde_json::Value;
 /// upstream key into a prompt must not put it in the database).
 #[derive(Clone)]
 pub struct DbResponses {
-    store: Store,
+    store: Source,
     secrets: Secrets,
+}
+
+/// Where the database comes from: open, or the log writer that opens it in the background.
+#[derive(Clone)]
+enum Source {
+    Open(Store),
+    Opening(std::sync::Arc<LogWriter>),
 }
 
 impl std::fmt::Debug for DbResponses {
@@ -26,7 +35,31 @@ impl std::fmt::Debug for DbResponses {
 impl DbResponses {
     /// Answers kept in `store`, with `secrets` redacted.
     pub fn new(store: Store, secrets: Secrets) -> Self {
-        DbResponses { store, secrets }
+        DbResponses {
+            store: Source::Open(store),
+            secrets,
+        }
+    }
+
+    /// Answers kept in the database `writer` opens (it did not answer at startup).
+    pub fn opening(writer: std::sync::Arc<LogWriter>, secrets: Secrets) -> Self {
+        DbResponses {
+            store: Source::Opening(writer),
+            secrets,
+        }
+    }
+
+    fn store(&self) -> Result<Store, Error> {
+        match &self.store {
+            Source::Open(s) => Ok(s.clone()),
+            Source::Opening(w) => w.store().ok_or_else(|| {
+                Error::internal(
+                    "storage: the database keeping Responses API answers has not answered since the gateway started; try again",
+                )
+                .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+                .with_retryable(true)
+            }),
+        }
     }
 }
 
@@ -38,7 +71,7 @@ fn store_error(e: &octo_store::StoreError) -> Error {
 impl ResponseStore for DbResponses {
     async fn load(&self, org: &str, id: &str) -> Result<Option<StoredAnswer>, Error> {
         let Some(row) = self
-            .store
+            .store()?
             .response(org, id)
             .await
             .map_err(|e| store_error(&e))?
@@ -74,14 +107,14 @@ impl ResponseStore for DbResponses {
                 .redact(&answer.response.to_string())
                 .into_owned(),
         };
-        self.store
+        self.store()?
             .put_response(&row)
             .await
             .map_err(|e| store_error(&e))
     }
 
     async fn delete(&self, org: &str, id: &str) -> Result<bool, Error> {
-        self.store
+        self.store()?
             .delete_response(org, id)
             .await
             .map_err(|e| store_error(&e))
