@@ -9,7 +9,9 @@
 #   in Debian's headless Chromium with Playwright (chromium installed with apt-get when missing),
 #   and real coding agents (Claude Code, Codex CLI, Gemini CLI; installed with npm into
 #   target/agents); the Node parts are skipped with the reason printed when npm or the registry is
-#   unavailable) in a venv at target/sdk-venv.
+#   unavailable) in a venv at target/sdk-venv. The desktop tray app (crates/octo-desktop) is
+#   checked, built and tested with the workspace after its Debian packages (GTK, WebKitGTK, Xvfb,
+#   trayer; apt-get when missing), and run end to end under Xvfb (scripts/desktop_e2e.sh).
 #
 # The last line printed is pytest's summary (`N passed in Xs`). Any failing step fails the script.
 #
@@ -17,7 +19,7 @@
 #   PYTHON            interpreter used to create the venv (default: python3.11, else python3)
 #   OCTOLLM_BIN_DIR   where the SDK suite finds octollm-server and octo-mock (default target/debug)
 #   SDK_PYTEST_ARGS   extra arguments for the final pytest run (e.g. "-x -k anthropic")
-#   OCTOLLM_SKIP_DESKTOP  1 skips the desktop app's step (its apt packages, build, tests, Xvfb run)
+#   OCTOLLM_SKIP_DESKTOP  1 leaves the desktop app out (its apt packages, build, tests, Xvfb run)
 #   OCTOLLM_AGENT_PACKAGES  npm specs of the coding agents (default: the pinned versions in
 #                     tests/sdk/agents.py; e.g. "@anthropic-ai/claude-code@latest @openai/codex@latest")
 set -euo pipefail
@@ -50,13 +52,26 @@ fi
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-# The desktop app (crates/octo-desktop) needs GTK and WebKitGTK: it is left out here and checked,
-# built and tested in its own step below, after its Debian packages are installed.
-step "cargo clippy --workspace --exclude octo-desktop --all-targets -- -D warnings"
-cargo clippy --workspace --exclude octo-desktop --all-targets -- -D warnings
+# The desktop tray app (crates/octo-desktop, docs/desktop.md) builds against GTK and WebKitGTK:
+# their Debian packages first (apt-get when missing; with Xvfb, trayer and scrot for its
+# end-to-end run below). It is then checked, built and tested with the rest of the workspace, in
+# the same cargo runs: a separate `-p octo-desktop` run would resolve other features for shared
+# crates (tokio, serde, reqwest) and rebuild the whole graph a second time.
+# OCTOLLM_SKIP_DESKTOP=1 leaves it out of every step (saying so).
+if [ "${OCTOLLM_SKIP_DESKTOP:-0}" = 1 ]; then
+    step "desktop app: skipped (OCTOLLM_SKIP_DESKTOP=1): --exclude octo-desktop everywhere"
+    DESKTOP_EXCLUDE=(--exclude octo-desktop)
+else
+    step "desktop app: Debian packages (scripts/desktop_e2e.sh --install-only)"
+    scripts/desktop_e2e.sh --install-only
+    DESKTOP_EXCLUDE=()
+fi
 
-step "cargo doc --workspace --exclude octo-desktop --no-deps (RUSTDOCFLAGS=-D warnings)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude octo-desktop --no-deps
+step "cargo clippy --workspace ${DESKTOP_EXCLUDE[*]} --all-targets -- -D warnings"
+cargo clippy --workspace "${DESKTOP_EXCLUDE[@]}" --all-targets -- -D warnings
+
+step "cargo doc --workspace ${DESKTOP_EXCLUDE[*]} --no-deps (RUSTDOCFLAGS=-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace "${DESKTOP_EXCLUDE[@]}" --no-deps
 
 # cargo-deny, pinned, built once into target/tools and reused while its version matches. It is
 # built without optimisation (`--debug`): the check runs for seconds either way, and an optimised
@@ -90,8 +105,8 @@ if ! diff -r "$PANEL/dist" "$ROOT/target/panel-build"; then
 fi
 echo "panel/dist matches its sources ($(cat "$PANEL"/dist/index.html "$PANEL"/dist/assets/* | wc -c) bytes)"
 
-step "cargo build --workspace --exclude octo-desktop --bins"
-cargo build --workspace --exclude octo-desktop --bins
+step "cargo build --workspace ${DESKTOP_EXCLUDE[*]} --bins"
+cargo build --workspace "${DESKTOP_EXCLUDE[@]}" --bins
 
 # The engine model builds without the hyper front (docs/architecture.md, "What the core holds").
 step "cargo clippy -p octo-core -p octo-convert --no-default-features -- -D warnings"
@@ -102,11 +117,11 @@ scripts/services.sh
 # shellcheck source=/dev/null
 source "$(scripts/services.sh env)"
 
-step "cargo test --workspace --exclude octo-desktop"
-cargo test --workspace --exclude octo-desktop
+step "cargo test --workspace ${DESKTOP_EXCLUDE[*]}"
+cargo test --workspace "${DESKTOP_EXCLUDE[@]}"
 
 step "benchmarks, each run once as a smoke test (cargo test --benches)"
-cargo test --workspace --exclude octo-desktop --benches
+cargo test --workspace "${DESKTOP_EXCLUDE[@]}" --benches
 
 step "load harness smoke run (octo-loadtest --smoke on the debug binaries; never asserts a timing)"
 mkdir -p target/loadtest
@@ -175,20 +190,11 @@ fi
 chromium --version
 export OCTOLLM_REQUIRE_BROWSER=1
 
-# The desktop tray app (docs/desktop.md): its Debian packages (GTK, WebKitGTK, and Xvfb, trayer,
-# scrot for the end-to-end run; apt-get when missing), clippy, rustdoc and tests, then
-# scripts/desktop_e2e.sh: the app under Xvfb with a tray host, official-SDK requests through it,
-# screenshots in target/desktop-screenshots/. OCTOLLM_SKIP_DESKTOP=1 skips it, saying so.
-if [ "${OCTOLLM_SKIP_DESKTOP:-0}" = 1 ]; then
-    step "desktop app: skipped (OCTOLLM_SKIP_DESKTOP=1)"
-else
-    step "desktop app: packages, clippy, rustdoc, tests (crates/octo-desktop)"
-    scripts/desktop_e2e.sh --install-only
-    cargo clippy -p octo-desktop --all-targets -- -D warnings
-    RUSTDOCFLAGS="-D warnings" cargo doc -p octo-desktop --no-deps
-    cargo test -p octo-desktop
+# The desktop tray app end to end (docs/desktop.md): the binary built above, under Xvfb with a
+# tray host, official-SDK requests through it, screenshots in target/desktop-screenshots/.
+if [ "${OCTOLLM_SKIP_DESKTOP:-0}" != 1 ]; then
     step "desktop app end to end under Xvfb (scripts/desktop_e2e.sh)"
-    scripts/desktop_e2e.sh
+    OCTOLLM_DESKTOP_BIN="$ROOT/target/debug/octollm-desktop" scripts/desktop_e2e.sh
 fi
 
 step "pytest: SDK suite (tests/sdk) + price-snapshot script unit tests"

@@ -478,3 +478,28 @@ def test_add_a_backend_and_a_model_then_send_a_request_through_them(page, panel_
     assert ALICE_KEY not in config.inner_text()
     assert ADMIN_TOKEN not in config.inner_text()
     shot(page, "15-settings-audit")
+
+
+def test_get_started_adds_a_first_backend_and_its_models(page, panel_gw, mock):
+    """The onboarding page (the desktop app opens it on first run): one form, a backend and its
+    models through the admin API, usable at once from an SDK."""
+    import openai
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Get started").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Get started")
+    form = page.get_by_role("form", name="Add a backend")
+    form.get_by_label("Provider").select_option("other")
+    form.get_by_label("Backend name").fill("onboarded")
+    form.get_by_label("Base URL").fill(mock.url)
+    form.get_by_label("API key").fill("sk-onboarding-upstream-key")
+    form.get_by_label("Models to expose").fill("onboarded-a, onboarded-b")
+    form.get_by_role("button", name="Add backend").click()
+    expect(page.get_by_role("status")).to_contain_text("Backend onboarded added with onboarded-a, onboarded-b", timeout=WAIT_MS)
+    assert "sk-onboarding-upstream-key" not in page.content()
+    shot(page, "16-get-started")
+
+    client = openai.OpenAI(api_key=ALICE_KEY, base_url=f"{panel_gw.url}/v1", max_retries=0)
+    done = client.chat.completions.create(model="onboarded-b", messages=[{"role": "user", "content": "after onboarding"}])
+    client.close()
+    assert done.choices[0].message.content.endswith("after onboarding")

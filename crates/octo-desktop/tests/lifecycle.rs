@@ -268,3 +268,67 @@ async fn menu_actions_dispatch() {
     assert_eq!(app.dispatch(Action::Quit).await, Effect::Quit);
     assert_eq!(gw.status(), Status::Stopped);
 }
+
+/// What the panel's Get started page does: a real backend and a model on it through the admin
+/// API; requests route to it at once, and it is still there after a Restart (stored, key sealed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_adds_a_backend_that_survives_restart() {
+    let app = app("onboarding");
+    let gw = &app.gateway;
+    let (_, admin) = running(&gw.start().await);
+    // A second mock stands in for the provider the user has a key for.
+    let provider = octo_mock::MockServer::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        octo_mock::MockConfig::default(),
+    )
+    .await
+    .unwrap();
+    let token = gw.admin_token().await.unwrap();
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("http://{admin}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let res = post(
+        "/api/v1/backends",
+        serde_json::json!({"name": "openai", "base_url": provider.url(),
+            "protocol": "openai_chat", "api_keys": ["sk-real-provider-key"]}),
+    )
+    .await
+    .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let res = post(
+        "/api/v1/models",
+        serde_json::json!({"name": "gpt-4.1", "targets": [{"backend": "openai", "model": "gpt-4.1"}]}),
+    )
+    .await
+    .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+
+    let ask = |addr: SocketAddr| async move {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .json(&serde_json::json!({"model": "gpt-4.1",
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let (addr, _) = running(&gw.status());
+    assert_eq!(ask(addr).await, 200);
+    assert_eq!(provider.requests().len(), 1);
+    // The upstream key is sealed with a key file in the data directory, not stored in clear.
+    assert!(gw.paths().dir.join(".octollm-secret-key").exists());
+    let config = std::fs::read_to_string(&gw.paths().config).unwrap();
+    assert!(!config.contains("sk-real-provider-key"), "the file is not rewritten");
+
+    let (addr, _) = running(&gw.restart().await);
+    assert_eq!(ask(addr).await, 200);
+    assert_eq!(provider.requests().len(), 2);
+    gw.shutdown().await;
+    provider.shutdown().await;
+}

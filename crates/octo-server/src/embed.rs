@@ -44,8 +44,9 @@ pub struct EmbedOptions {
     pub admin_listen: Option<String>,
 }
 
-/// A running gateway; see the [module docs](self). Drop without [`shutdown`](Self::shutdown)
-/// aborts it (nothing is drained).
+/// A running gateway; see the [module docs](self). Dropping it without
+/// [`shutdown`](Self::shutdown) aborts the listeners (nothing is drained, the request log's queue
+/// is not written out): always shut it down.
 pub struct Embedded {
     addr: SocketAddr,
     admin: Option<(SocketAddr, Arc<Auth>, String)>,
@@ -135,9 +136,10 @@ impl Embedded {
                 return Err(stop_parts(e).await);
             }
         };
-        let addr = listener
-            .local_addr()
-            .map_err(|e| fail(&label, "listen", e.to_string()))?;
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => return Err(stop_parts(fail(&label, "listen", e.to_string())).await),
+        };
         let (admin, admin_task) =
             match start_admin(&config, &label, ops.clone(), control.clone()).await {
                 Ok(Some((addr, auth, token, task))) => (Some((addr, auth, token)), Some(task)),
