@@ -9,6 +9,7 @@
 #                        [--requests N] [--stream] [--model bench-model|bench-convert]
 #
 # Without --transport the config has no `transport` key (a build from before it existed).
+# CALLGRIND_KEEP=FILE keeps the profile (for callgrind_annotate).
 # Prints one line: instructions and malloc/calloc/realloc calls per request. Needs valgrind and
 # the release binaries (cargo build --release -p octo-server -p octo-bench -p octo-mock).
 set -euo pipefail
@@ -93,6 +94,7 @@ callgrind_control -d "$vg" >/dev/null
 kill "$vg"
 wait "$vg" 2>/dev/null || true
 dump=$(ls "$work"/cg.out.* | head -1)
+if [ -n "${CALLGRIND_KEEP:-}" ]; then cp "$dump" "$CALLGRIND_KEEP"; fi
 python3 - "$dump" "$requests" "$transport" "$bytes" "$model" <<'EOF'
 import re, sys
 path, n = sys.argv[1], int(sys.argv[2])
@@ -101,12 +103,13 @@ alloc_fns = {"malloc", "calloc", "realloc"}
 for line in open(path, errors="replace"):
     if line.startswith("summary:") or line.startswith("totals:"):
         total = max(total, int(line.split()[1]))
-    m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
+    m = re.match(r"(c?)fn=\((\d+)\)(?: (.*))?", line)
     if m:
-        i, name = m.group(1), m.group(2)
+        called, i, name = m.group(1), m.group(2), m.group(3)
         if name:
             names[i] = name.strip()
-        cfn = names.get(i)
+        if called:
+            cfn = names.get(i)
         continue
     if line.startswith("calls=") and cfn in alloc_fns:
         allocs += int(line[6:].split()[0])

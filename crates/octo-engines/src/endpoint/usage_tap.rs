@@ -579,7 +579,12 @@ mod tests {
                 );
             }
         }
-        for bad in [&b"not json"[..], b"{\"usage\":1", b"{} x", b"{\"a\":\"\\q\"}"] {
+        for bad in [
+            &b"not json"[..],
+            b"{\"usage\":1",
+            b"{} x",
+            b"{\"a\":\"\\q\"}",
+        ] {
             assert!(read_full_checked(Protocol::OpenAiChat, bad).is_err());
             assert!(serde_json::from_slice::<serde::de::IgnoredAny>(bad).is_err());
         }
