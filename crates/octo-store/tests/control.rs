@@ -156,3 +156,96 @@ async fn key_use_moves_forward_and_spend_comes_from_rollups() {
         store.close().await;
     }
 }
+
+/// On PostgreSQL a committed change wakes a listener (`NOTIFY octollm_config` from its
+/// transaction); MySQL and SQLite have no listener (they poll the counter).
+#[tokio::test]
+async fn postgres_notifies_listeners_of_every_change() {
+    for db in databases("control_notify").await {
+        let store = db.open().await;
+        let listener = store.control_listener().await.unwrap();
+        if db.name != "postgres" {
+            assert!(listener.is_none(), "{}", db.name);
+            continue;
+        }
+        let mut listener = listener.expect("a listener on PostgreSQL");
+        store
+            .control_write(
+                &ControlWrite::PutObject(object("n", "{}")),
+                &audit("create", "n"),
+            )
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(30), listener.recv())
+            .await
+            .expect("a notification")
+            .unwrap();
+        assert_eq!(heard, octo_store::Heard::Changed);
+        // A key, a refused duplicate (rolled back: PostgreSQL drops its NOTIFY), a delete.
+        let key = StoredKey {
+            org: "acme".into(),
+            name: "dup".into(),
+            key_hash: "sha256:00".into(),
+            body: "{}".into(),
+            created_at: 1,
+            created_by: "token:0".into(),
+        };
+        store
+            .control_write(&ControlWrite::PutKey(key.clone()), &audit("create", "k"))
+            .await
+            .unwrap();
+        assert_eq!(listener.recv().await.unwrap(), octo_store::Heard::Changed);
+        assert!(
+            store
+                .control_write(&ControlWrite::PutKey(key), &audit("create", "k"))
+                .await
+                .is_err()
+        );
+        let version = store.control_version().await.unwrap();
+        store
+            .control_write(
+                &ControlWrite::DeleteObject {
+                    kind: "backends".into(),
+                    name: "n".into(),
+                },
+                &audit("delete", "n"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(listener.recv().await.unwrap(), octo_store::Heard::Changed);
+        assert_eq!(store.control_version().await.unwrap(), version + 1);
+    }
+}
+
+/// `--check` reads the control state without changing the database: nothing is created for a
+/// SQLite file that does not exist, and a database the gateway never opened has no state.
+#[tokio::test]
+async fn the_control_state_is_read_without_changes() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("octo-store");
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("control-read-missing.db");
+    let _ = std::fs::remove_file(&missing);
+    let url = format!("sqlite://{}", missing.display());
+    assert_eq!(
+        octo_store::Store::read_control_state(&url).await.unwrap(),
+        None
+    );
+    assert!(!missing.exists(), "the file was created");
+    for db in databases("control_read").await {
+        let store = db.open().await;
+        store
+            .control_write(
+                &ControlWrite::PutObject(object("r", "{}")),
+                &audit("create", "r"),
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        let state = octo_store::Store::read_control_state(&db.config.url)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{}: no state", db.name));
+        assert_eq!(state.objects.len(), 1, "{}", db.name);
+        assert_eq!(state.version, 1, "{}", db.name);
+    }
+}
