@@ -974,3 +974,47 @@ async fn check_validates_the_file_with_the_objects_stored_through_the_api() {
     // Nothing was changed in the database.
     assert_eq!(std::fs::read(d.join("octollm.db")).unwrap(), db);
 }
+
+#[tokio::test]
+async fn the_budget_of_a_key_made_through_the_api_survives_a_restart() {
+    let mock = mock().await;
+    let d = dir("budget");
+    let gw = start(&d, &yaml(&mock.url(), ""));
+    // One token costs a cent: one request spends far more than the $0.05 budget.
+    let (s, v) = api(
+        &gw,
+        "POST",
+        "/api/v1/prices",
+        Some(json!({"name": "chat", "input": 10000, "output": 10000})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, created) = api(
+        &gw,
+        "POST",
+        "/api/v1/keys",
+        Some(json!({"org": "acme", "name": "capped", "budget": {"usd": 0.05, "period": "day"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(chat(&gw, "chat", Some(&key)).await, 200);
+    assert_eq!(
+        chat(&gw, "chat", Some(&key)).await,
+        429,
+        "the budget is spent"
+    );
+    // Once the request is in the log, a restart reads the day's spend back.
+    eventually("the record is written", async || {
+        let (s, v) = api(&gw, "GET", "/api/v1/logs?user=capped", None).await;
+        s == 200 && v["data"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    assert!(gw.terminate());
+    let gw = start(&d, &yaml(&mock.url(), ""));
+    assert_eq!(
+        chat(&gw, "chat", Some(&key)).await,
+        429,
+        "the spend was forgotten"
+    );
+}

@@ -559,6 +559,14 @@ impl ControlPlane {
         let gateway = build_limited(&config, &label, &registry, Some(ops.limiter().clone()))?;
         let serve = gateway.serve;
         ops.limiter().set_policy(gateway.policy.clone());
+        // The budgets of keys made through the admin API are in this policy, not in the file's
+        // that `Ops::start` seeded: bring their period's spend back too (seeding keeps the
+        // larger of two counts, so the file's are unchanged).
+        if let Some(store) = ops.store()
+            && !keys.is_empty()
+        {
+            crate::limits::seed(ops.limiter(), &store).await;
+        }
         ops.track(&gateway.endpoints);
         let key_use = Arc::new(KeyUse::default());
         let mut router = ops.attach(gateway.router);
@@ -1073,6 +1081,8 @@ impl ControlPlane {
         }
         *self.seen_version.lock().unwrap_or_else(|e| e.into_inner()) = stored.version;
         if loading {
+            // The database was down at startup: no budget's spend was read back yet.
+            crate::limits::seed(self.ops.limiter(), &store).await;
             self.follow
                 .loaded
                 .store(true, std::sync::atomic::Ordering::Relaxed);
