@@ -491,6 +491,8 @@ pub async fn many_streams_holding(
     for t in tasks {
         let _ = t.await;
     }
+    // Close the load generator's HTTP/2 connections too: every connection of the load is gone.
+    drop(h2_conns);
     let closed = Instant::now();
     let mut after_1s = None;
     let settle = settle(pid, fds_before, |elapsed, rss| {
