@@ -22,9 +22,14 @@ mkdir -p "$OUT"
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(off sqlite)
 
-wait_line() { # file prefix -> the rest of the first line starting with prefix
-    local f=$1 p=$2 i
+wait_line() { # file prefix [pid] -> the rest of the first line starting with prefix
+    local f=$1 p=$2 pid=${3:-} i
     for i in $(seq 1 3000); do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            echo "the process exited before printing '$p':" >&2
+            cat "$f" "${f%.out}.err" >&2 2>/dev/null
+            return 1
+        fi
         if grep -q "^$p" "$f" 2>/dev/null; then
             grep -m1 "^$p" "$f" | sed "s|^$p||"
             return 0
@@ -53,7 +58,7 @@ for mode in "${modes[@]}"; do
     esac
     cat >"$dir/gateway.yaml" <<EOF
 listen: "127.0.0.1:0"
-admin: {listen: "127.0.0.1:0", tokens: ["callgrind-token"]}
+admin: {listen: "127.0.0.1:0", tokens: ["callgrind-storage-token"]}
 backends:
   mock: {base_url: "$mock", protocol: openai_chat, api_key: "sk-bench"}
 models:
@@ -66,7 +71,7 @@ EOF
         >"$dir/gateway.out" 2>"$dir/gateway.err" &
     gw=$!
     pids+=($gw)
-    addr=$(wait_line "$dir/gateway.out" "octollm-server listening on http://")
+    addr=$(wait_line "$dir/gateway.out" "octollm-server listening on http://" "$gw")
     "$BIN/octo-loadtest" --drive "$addr" --drive-requests 200 >/dev/null
     callgrind_control -z "$gw" >/dev/null
     "$BIN/octo-loadtest" --drive "$addr" --drive-requests "$REQUESTS"
