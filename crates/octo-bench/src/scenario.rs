@@ -547,11 +547,7 @@ pub struct Settled {
 /// the last 3 s of samples lie within 1% (at least 256 KiB) of each other. An allocator that
 /// returns memory gradually (jemalloc's decay, a periodic trim) is followed to its end; one that
 /// keeps it settles at once. `each` sees every sample (time since the start, RSS in KiB).
-pub async fn settle(
-    pid: u32,
-    fds_baseline: usize,
-    mut each: impl FnMut(Duration, u64),
-) -> Settled {
+pub async fn settle(pid: u32, fds_baseline: usize, mut each: impl FnMut(Duration, u64)) -> Settled {
     const EVERY: Duration = Duration::from_millis(200);
     const WINDOW: usize = 15; // 3 s of samples
     let started = Instant::now();
