@@ -1405,7 +1405,11 @@ fn print_many(m: &ManyStreams) {
         m.bytes_per_stream / 1024.0,
         m.rss_after_kib as f64 / 1024.0,
         m.rss_settled_kib as f64 / 1024.0,
-        if m.settled { "settled " } else { "not settled " },
+        if m.settled {
+            "settled "
+        } else {
+            "not settled "
+        },
         m.settle_secs,
         m.fds_settled,
     );
