@@ -527,6 +527,9 @@ pub async fn many_streams_holding(
     }
 }
 
+/// How long [`settle`] watches at least: longer than jemalloc's default `dirty_decay_ms` (10 s).
+pub const SETTLE_MIN: Duration = Duration::from_secs(11);
+
 /// How long [`settle`] waits at most for a process's RSS to settle after load.
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(45);
 
@@ -542,11 +545,12 @@ pub struct Settled {
 }
 
 /// Waits until process `pid` has let go of a load that just ended, polling `/proc` every 200 ms
-/// (at least 2 s, at most [`SETTLE_LIMIT`]): settled once its open files are back to
+/// (at least [`SETTLE_MIN`], at most [`SETTLE_LIMIT`]): settled once its open files are back to
 /// `fds_baseline` (+ 8: every connection of the load closed) and its RSS has stopped falling —
 /// the last 3 s of samples lie within 1% (at least 256 KiB) of each other. An allocator that
-/// returns memory gradually (jemalloc's decay, a periodic trim) is followed to its end; one that
-/// keeps it settles at once. `each` sees every sample (time since the start, RSS in KiB).
+/// returns memory gradually (jemalloc's decay, a periodic trim) is followed to its end; the
+/// minimum covers jemalloc's default decay period (10 s), whose first seconds purge little.
+/// `each` sees every sample (time since the start, RSS in KiB).
 pub async fn settle(pid: u32, fds_baseline: usize, mut each: impl FnMut(Duration, u64)) -> Settled {
     const EVERY: Duration = Duration::from_millis(200);
     const WINDOW: usize = 15; // 3 s of samples
@@ -567,7 +571,7 @@ pub async fn settle(pid: u32, fds_baseline: usize, mut each: impl FnMut(Duration
             .fold((u64::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         let flat = window.len() == WINDOW && hi - lo <= (hi / 100).max(256);
         let closed = fds <= fds_baseline + 8;
-        if (flat && closed) || elapsed >= SETTLE_LIMIT {
+        if (flat && closed && elapsed >= SETTLE_MIN) || elapsed >= SETTLE_LIMIT {
             return Settled {
                 rss_kib: rss,
                 fds,
