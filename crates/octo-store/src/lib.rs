@@ -356,15 +356,24 @@ impl Store {
     pub async fn stats_at(&self, query: &StatsQuery, now: SystemTime) -> Result<Stats, StoreError> {
         let (since, until) = query::stats_range(query, now)?;
         let b = self.backend();
-        let (sql, cols) = query::stats_sql(b, query, since, until);
-        let rows = self.pool.fetch(sql, &cols).await?;
-        let rows = match b {
-            Backend::MySql => query::stats_rows(rows),
-            _ => {
+        if b != Backend::MySql {
+            let (sql, cols) = query::stats_sql(b, query, since, until, true);
+            let json = self.pool.fetch(sql, &cols).await.and_then(|rows| {
                 let json = rows.into_iter().next().and_then(|r| r.into_iter().next());
-                query::stats_from_json(json.as_ref().and_then(Value::text))?
+                query::stats_from_json(json.as_ref().and_then(Value::text))
+            });
+            match json {
+                Ok(rows) => return Ok(query::stats_from_rows(rows, query.group_by.is_some())),
+                // An answer too large for one value (SQLite and PostgreSQL cap a value at 1 GB:
+                // millions of buckets × groups) is read as rows below.
+                Err(e) if !e.is_retryable() => {
+                    tracing::debug!(error = %e, "statistics as one value failed; reading rows")
+                }
+                Err(e) => return Err(e),
             }
-        };
+        }
+        let (sql, cols) = query::stats_sql(b, query, since, until, false);
+        let rows = query::stats_rows(self.pool.fetch(sql, &cols).await?);
         Ok(query::stats_from_rows(rows, query.group_by.is_some()))
     }
 
@@ -482,7 +491,42 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::statement_rows;
+    use super::*;
+    use crate::testing::{SAMPLE_EPOCH_MS, spread};
+
+    /// The one-value answer and the rows fallback give the same statistics.
+    #[tokio::test]
+    async fn statistics_as_one_value_equal_the_rows() {
+        let store = Store::open(&StoreConfig::with_url("sqlite::memory:"))
+            .await
+            .unwrap();
+        let records: Vec<Arc<Record>> = (0..3000)
+            .map(|i| Arc::new(spread(i, 3000, SAMPLE_EPOCH_MS)))
+            .collect();
+        store.write(&records).await.unwrap();
+        let start = UNIX_EPOCH + Duration::from_millis(SAMPLE_EPOCH_MS);
+        for bucket in [Bucket::Minute, Bucket::Hour, Bucket::Day] {
+            for group_by in [None, Some(GroupBy::User), Some(GroupBy::Status)] {
+                let days = if bucket == Bucket::Minute { 1 } else { 30 };
+                let q = StatsQuery {
+                    since: Some(start),
+                    until: Some(start + Duration::from_secs(days * 86_400)),
+                    bucket,
+                    group_by,
+                };
+                let json = store.stats(&q).await.unwrap();
+                let (since, until) = query::stats_range(&q, SystemTime::now()).unwrap();
+                let (sql, cols) = query::stats_sql(Backend::Sqlite, &q, since, until, false);
+                let rows = query::stats_rows(store.pool.fetch(sql, &cols).await.unwrap());
+                let rows = query::stats_from_rows(rows, group_by.is_some());
+                assert_eq!(json, rows, "{bucket:?} {group_by:?}");
+                assert!(!json.buckets.is_empty());
+                if bucket != Bucket::Minute {
+                    assert_eq!(json.totals.requests, 3000);
+                }
+            }
+        }
+    }
 
     #[test]
     fn statement_sizes_are_powers_of_two_up_to_the_cap() {

@@ -363,15 +363,23 @@ pub(crate) type StatsRow = (i64, Sums, String);
 /// threads as owned values, several microseconds a row: 11,520 rows, an hour × user query over
 /// 30 days, were most of that query's time). The cost travels as text with 17 significant
 /// digits, which reads back as the same `f64` (a JSON number would be cut to 15 digits by
-/// SQLite). MySQL and MariaDB return rows ([`stats_from_rows`]): their `JSON_ARRAYAGG` differs
-/// between the two and across versions.
-pub(crate) fn stats_sql(b: Backend, q: &StatsQuery, since: i64, until: i64) -> (Sql, Vec<Col>) {
+/// SQLite). MySQL and MariaDB return rows ([`stats_rows`]): their `JSON_ARRAYAGG` differs
+/// between the two and across versions. `json: false` asks for rows on every database (the
+/// fallback for an answer too large for one value).
+pub(crate) fn stats_sql(
+    b: Backend,
+    q: &StatsQuery,
+    since: i64,
+    until: i64,
+    json: bool,
+) -> (Sql, Vec<Col>) {
     let table = crate::schema::DIM_TABLES[q.bucket.index()];
     let dim = q.group_by.map_or("all", GroupBy::dimension);
     let mut s = Sql::new(b);
     let sums = crate::schema::ROLLUP_SUMS;
+    let json = json && b != Backend::MySql;
     let types = match b {
-        Backend::Sqlite | Backend::Postgres => {
+        _ if json => {
             let cols: Vec<String> = sums
                 .iter()
                 .map(|c| match (*c, b) {
@@ -390,7 +398,7 @@ pub(crate) fn stats_sql(b: Backend, q: &StatsQuery, since: i64, until: i64) -> (
             ));
             vec![Col::Text]
         }
-        Backend::MySql => {
+        _ => {
             s.push(&format!(
                 "SELECT bucket, {}, value FROM {table} WHERE dim = ",
                 sums.join(", ")
@@ -412,7 +420,7 @@ pub(crate) fn stats_sql(b: Backend, q: &StatsQuery, since: i64, until: i64) -> (
         .bind(Value::Int(Some(since)))
         .push(" AND bucket < ")
         .bind(Value::Int(Some(until)));
-    if b == Backend::MySql {
+    if !json {
         s.push(" ORDER BY bucket, value");
     }
     (s, types)
@@ -471,7 +479,7 @@ pub(crate) fn stats_from_json(json: Option<&str>) -> Result<Vec<StatsRow>, Store
     Ok(rows)
 }
 
-/// The rows of a statistics answer from [`stats_sql`]'s rows (MySQL).
+/// The rows of a statistics answer from [`stats_sql`]'s rows (MySQL, and the fallback).
 pub(crate) fn stats_rows(rows: Vec<Vec<Value>>) -> Vec<StatsRow> {
     rows.into_iter()
         .map(|row| {
