@@ -378,42 +378,39 @@ pub(crate) fn stats_sql(
     let mut s = Sql::new(b);
     let sums = crate::schema::ROLLUP_SUMS;
     let json = json && b != Backend::MySql;
-    let types = match b {
-        _ if json => {
-            let cols: Vec<String> = sums
-                .iter()
-                .map(|c| match (*c, b) {
-                    ("cost_usd", Backend::Sqlite) => "printf('%!.17g', cost_usd)".to_owned(),
-                    ("cost_usd", _) => "cost_usd::text".to_owned(),
-                    _ => (*c).to_owned(),
-                })
-                .collect();
-            let (array, agg, cast) = match b {
-                Backend::Sqlite => ("json_array", "json_group_array", ""),
-                _ => ("json_build_array", "json_agg", "::text"),
-            };
-            s.push(&format!(
-                "SELECT {agg}({array}(bucket, {}, value)){cast} FROM {table} WHERE dim = ",
-                cols.join(", ")
-            ));
-            vec![Col::Text]
-        }
-        _ => {
-            s.push(&format!(
-                "SELECT bucket, {}, value FROM {table} WHERE dim = ",
-                sums.join(", ")
-            ));
-            let mut types = vec![Col::Int];
-            types.extend(sums.iter().map(|c| {
-                if *c == "cost_usd" {
-                    Col::Real
-                } else {
-                    Col::Int
-                }
-            }));
-            types.push(Col::Text);
-            types
-        }
+    let types = if json {
+        let cols: Vec<String> = sums
+            .iter()
+            .map(|c| match (*c, b) {
+                ("cost_usd", Backend::Sqlite) => "printf('%!.17g', cost_usd)".to_owned(),
+                ("cost_usd", _) => "cost_usd::text".to_owned(),
+                _ => (*c).to_owned(),
+            })
+            .collect();
+        let (array, agg, cast) = match b {
+            Backend::Sqlite => ("json_array", "json_group_array", ""),
+            _ => ("json_build_array", "json_agg", "::text"),
+        };
+        s.push(&format!(
+            "SELECT {agg}({array}(bucket, {}, value)){cast} FROM {table} WHERE dim = ",
+            cols.join(", ")
+        ));
+        vec![Col::Text]
+    } else {
+        s.push(&format!(
+            "SELECT bucket, {}, value FROM {table} WHERE dim = ",
+            sums.join(", ")
+        ));
+        let mut types = vec![Col::Int];
+        types.extend(sums.iter().map(|c| {
+            if *c == "cost_usd" {
+                Col::Real
+            } else {
+                Col::Int
+            }
+        }));
+        types.push(Col::Text);
+        types
     };
     s.bind(Value::Text(Some(dim.to_owned())))
         .push(" AND bucket >= ")
