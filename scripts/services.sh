@@ -67,10 +67,15 @@ apt_install() {
 }
 
 # A TCP port on 127.0.0.1 nobody listens on.
+# Ports are picked below the kernel's ephemeral range (ip_local_port_range, 32768 by default): a
+# port inside it can be taken by an outgoing connection's local end while a service is stopped by
+# a test, and the service then fails to bind it again ("Address already in use").
 free_port() {
-    local p
+    local p low
+    low="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+    [ "$low" -gt 12000 ] 2>/dev/null || low=32768
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((10000 + RANDOM % (low - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0
