@@ -5,8 +5,9 @@
 //! thread on, which hands freed memory back to the system after `dirty_decay_ms` (10 s by
 //! default). glibc's malloc keeps what a burst of connections freed in its arenas: after 10,000
 //! HTTP/1.1 streams had closed, the gateway still held 98% of what they had taken (374 MiB,
-//! idle 15 MiB); with jemalloc it settles at 29 MiB within 15 s, and executes about 10% fewer
-//! instructions per request (docs/performance.md, "RSS after load"). Operators tune it with
+//! idle 15 MiB); with jemalloc it settles at 32 MiB within 14 s, and executes about 14% fewer
+//! instructions per request. The price: about 15–30% more RSS while 10,000 connections are open
+//! (jemalloc's size classes; docs/performance.md, "RSS after load"). Operators tune it with
 //! `_RJEM_MALLOC_CONF` (e.g. `dirty_decay_ms:1000`).
 
 use std::io::Write;
