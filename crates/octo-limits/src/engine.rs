@@ -96,9 +96,7 @@ impl Engine for LimitEngine {
         for (kind, w) in [("requests", a.requests), ("tokens", a.tokens)] {
             if let Some(w) = w {
                 for (name, value) in window_headers(kind, &w) {
-                    if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
-                        resp.headers.insert(name, value);
-                    }
+                    resp.headers.insert(name, value);
                 }
             }
         }

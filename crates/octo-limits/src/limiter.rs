@@ -613,28 +613,38 @@ pub fn reset_text(ms: f64) -> String {
     }
 }
 
-/// The `x-ratelimit-*` headers of a window: `requests` or `tokens`.
-pub fn window_headers(kind: &str, w: &Window) -> [(String, HeaderValue); 3] {
+/// The `x-ratelimit-*` headers of a window: `requests` or `tokens` (static names: every admitted
+/// answer carries them, so no name is formatted or parsed per request).
+pub fn window_headers(kind: &str, w: &Window) -> [(http::HeaderName, HeaderValue); 3] {
+    use http::HeaderName;
     let reset = HeaderValue::from_str(&reset_text(w.reset_after_ms))
         .unwrap_or(HeaderValue::from_static("0s"));
+    let [limit, remaining, reset_name] = if kind == "tokens" {
+        [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ]
+    } else {
+        [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ]
+    };
     [
+        (HeaderName::from_static(limit), HeaderValue::from(w.limit)),
         (
-            format!("x-ratelimit-limit-{kind}"),
-            HeaderValue::from(w.limit),
-        ),
-        (
-            format!("x-ratelimit-remaining-{kind}"),
+            HeaderName::from_static(remaining),
             HeaderValue::from(w.remaining),
         ),
-        (format!("x-ratelimit-reset-{kind}"), reset),
+        (HeaderName::from_static(reset_name), reset),
     ]
 }
 
 fn with_window(mut e: Error, kind: &str, w: &Window) -> Error {
     for (name, value) in window_headers(kind, w) {
-        if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
-            e = e.with_header(name, value);
-        }
+        e = e.with_header(name, value);
     }
     e
 }
