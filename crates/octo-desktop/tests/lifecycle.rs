@@ -324,7 +324,10 @@ async fn onboarding_adds_a_backend_that_survives_restart() {
     // The upstream key is sealed with a key file in the data directory, not stored in clear.
     assert!(gw.paths().dir.join(".octollm-secret-key").exists());
     let config = std::fs::read_to_string(&gw.paths().config).unwrap();
-    assert!(!config.contains("sk-real-provider-key"), "the file is not rewritten");
+    assert!(
+        !config.contains("sk-real-provider-key"),
+        "the file is not rewritten"
+    );
 
     let (addr, _) = running(&gw.restart().await);
     assert_eq!(ask(addr).await, 200);
