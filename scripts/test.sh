@@ -86,7 +86,9 @@ if [ "$("$CARGO_DENY" --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION
 fi
 # Every platform's crates are in the graph; fetch them once so the check itself needs no network.
 cargo fetch --locked
-"$CARGO_DENY" --offline check licenses bans sources
+# --workspace: every member is a root of the graph (without it cargo-deny starts from the root
+# package `octollm` alone and never sees octo-bench or octo-desktop).
+"$CARGO_DENY" --offline --workspace check licenses bans sources
 
 # The web panel's built files are committed (crates/octo-server/panel/dist, embedded in the binary,
 # so building the server needs no Node). Rebuild them from the TypeScript sources with the locked
