@@ -142,12 +142,7 @@ async fn admin(gw: &Gateway, path: &str) -> (u16, String) {
 async fn metric(gw: &Gateway, name: &str) -> f64 {
     let (status, body) = admin(gw, "/metrics").await;
     assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
-        .trim()
-        .parse()
-        .unwrap()
+    octo_test::http::metric_sample(&body, name)
 }
 
 /// Polls `/metrics` until `name` satisfies `ok`, for at most [`RECOVER`].
@@ -279,6 +274,12 @@ async fn database_slow(url: &str, row: &str) {
     let after = all_answered(&gw, &prompts("passthrough", "after the stall"), row).await;
     wait_metric(&gw, "octollm_log_records_pending", |v| v == 0.0, row).await;
     all_logged(&gw, &after, row).await;
+    back_and_stop(gw, baseline, row).await;
+}
+
+/// Waits until the gateway's memory and open files are back at `baseline` (its database pool's
+/// connections allowed for), then stops it and asserts a clean exit.
+async fn back_and_stop(gw: Gateway, baseline: Usage, row: &str) {
     wait_back(
         gw.pid(),
         baseline,
@@ -432,18 +433,7 @@ async fn postgres_refusing_writes() {
             }
         }
     }
-    wait_back(
-        gw.pid(),
-        baseline,
-        Tolerance {
-            fds: Tolerance::default().fds + POOL_FDS,
-            ..Tolerance::default()
-        },
-        SETTLE,
-        row,
-    )
-    .await;
-    assert!(gw.terminate(), "{row}: clean exit after SIGTERM");
+    back_and_stop(gw, baseline, row).await;
 }
 
 /// The row "database refusing writes", MariaDB: a trigger on the log table signals a full disk
@@ -488,18 +478,7 @@ async fn mysql_refusing_writes() {
         "{row}: no record dropped"
     );
     all_logged(&gw, &answers, row).await;
-    wait_back(
-        gw.pid(),
-        baseline,
-        Tolerance {
-            fds: Tolerance::default().fds + POOL_FDS,
-            ..Tolerance::default()
-        },
-        SETTLE,
-        row,
-    )
-    .await;
-    assert!(gw.terminate(), "{row}: clean exit after SIGTERM");
+    back_and_stop(gw, baseline, row).await;
 }
 
 /// Runs `redis-cli -p PORT args…` against the test Redis; returns its output.

@@ -46,12 +46,7 @@ async fn admin(gw: &Gateway, path: &str) -> (u16, String) {
 async fn metric(gw: &Gateway, name: &str) -> f64 {
     let (status, body) = admin(gw, "/metrics").await;
     assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
-        .trim()
-        .parse()
-        .unwrap()
+    octo_test::http::metric_sample(&body, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

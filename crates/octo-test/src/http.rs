@@ -101,6 +101,22 @@ pub async fn json(response: reqwest::Response) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
 
+/// The value of the unlabelled sample `name` in a Prometheus text exposition (`GET /metrics`);
+/// panics, showing the page, when it is missing or not a number.
+///
+/// ```
+/// let page = "# TYPE octollm_up gauge\noctollm_up 1\n";
+/// assert_eq!(octo_test::http::metric_sample(page, "octollm_up"), 1.0);
+/// ```
+pub fn metric_sample(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{page}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} in /metrics is not a number ({e}):\n{page}"))
+}
+
 /// A JSON answer read whole: status, headers and body.
 #[derive(Debug)]
 pub struct Reply {
