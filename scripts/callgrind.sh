@@ -7,7 +7,14 @@
 #
 #   scripts/callgrind.sh [--bin-dir DIR] [--transport auto|hyper|reqwest] [--bytes N]
 #                        [--requests N] [--stream] [--model bench-model|bench-convert]
+#                        [--protocol chat|anthropic]
 #
+# --protocol is the client's: OpenAI Chat (`/v1/chat/completions`) or Anthropic Messages
+# (`/v1/messages`). It defaults to anthropic with `--model bench-convert` (whose backend speaks
+# only OpenAI Chat, so the request is converted: the harness's conversion row; `--stream` then
+# measures the converted stream) and to chat otherwise. `--protocol anthropic --model bench-model`
+# is the passthrough the harness compares conversion with (the backend speaks Anthropic).
+# The run fails if any driven request fails.
 # Without --transport the config has no `transport` key (a build from before it existed).
 # CALLGRIND_KEEP=FILE keeps the profile (for callgrind_annotate).
 # Prints one line: instructions and malloc/calloc/realloc calls per request. Needs valgrind and
@@ -21,6 +28,7 @@ requests=2000
 warmup=200
 stream=()
 model=bench-model
+protocol=
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin-dir) bin=$2; shift 2 ;;
@@ -29,9 +37,18 @@ while [ $# -gt 0 ]; do
     --requests) requests=$2; shift 2 ;;
     --stream) stream=(--drive-stream); shift ;;
     --model) model=$2; shift 2 ;;
+    --protocol) protocol=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+if [ -z "$protocol" ]; then
+  if [ "$model" = bench-convert ]; then protocol=anthropic; else protocol=chat; fi
+fi
+case "$protocol" in
+  chat) anthropic=() ;;
+  anthropic) anthropic=(--drive-anthropic) ;;
+  *) echo "--protocol must be chat or anthropic, not $protocol" >&2; exit 2 ;;
+esac
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -85,7 +102,11 @@ pids+=($vg)
 gw=$(wait_line "$work/gw.out" "octollm-server listening on ")
 drive() {
   "$bin/octo-loadtest" --drive "$gw" --drive-requests "$1" --drive-bytes "$bytes" \
-    --drive-model "$model" "${stream[@]}" >/dev/null
+    --drive-model "$model" "${stream[@]}" "${anthropic[@]}" >"$work/drive.out"
+  if ! grep -q "errors 0$" "$work/drive.out"; then
+    echo "driven requests failed: $(cat "$work/drive.out")" >&2
+    exit 1
+  fi
 }
 drive "$warmup"
 callgrind_control -z "$vg" >/dev/null
@@ -95,11 +116,13 @@ kill "$vg"
 wait "$vg" 2>/dev/null || true
 dump=$(ls "$work"/cg.out.* | head -1)
 if [ -n "${CALLGRIND_KEEP:-}" ]; then cp "$dump" "$CALLGRIND_KEEP"; fi
-python3 - "$dump" "$requests" "$transport" "$bytes" "$model" <<'EOF'
+python3 - "$dump" "$requests" "$transport" "$bytes" "$model" "$protocol" <<'EOF'
 import re, sys
 path, n = sys.argv[1], int(sys.argv[2])
 names, total, allocs, cfn = {}, 0, 0, None
-alloc_fns = {"malloc", "calloc", "realloc"}
+# The system allocator's entry points, and jemalloc's (the release server's allocator).
+alloc_fns = {"malloc", "calloc", "realloc", "_rjem_malloc", "_rjem_calloc", "_rjem_realloc",
+             "_rjem_mallocx", "_rjem_rallocx"}
 for line in open(path, errors="replace"):
     if line.startswith("summary:") or line.startswith("totals:"):
         total = max(total, int(line.split()[1]))
@@ -113,6 +136,7 @@ for line in open(path, errors="replace"):
         continue
     if line.startswith("calls=") and cfn in alloc_fns:
         allocs += int(line[6:].split()[0])
-print(f"transport={sys.argv[3] or 'default'} model={sys.argv[5]} bytes={sys.argv[4]}: "
+print(f"transport={sys.argv[3] or 'default'} model={sys.argv[5]} protocol={sys.argv[6]} "
+      f"bytes={sys.argv[4]}: "
       f"{total / n / 1000:.1f}k instructions, {allocs / n:.1f} allocations per request ({n} requests)")
 EOF

@@ -103,6 +103,11 @@ struct Args {
     /// The model `--drive` requests name.
     #[arg(long, default_value = PASSTHROUGH_MODEL)]
     drive_model: String,
+    /// Send Anthropic Messages requests (`/v1/messages`) with `--drive` instead of OpenAI Chat
+    /// (with `--drive-model bench-convert`: the conversion path, Anthropic client → OpenAI-chat
+    /// upstream).
+    #[arg(long)]
+    drive_anthropic: bool,
     /// Also measure the operations half: a gateway with the request log (SQLite in a temp dir),
     /// metrics and traces (OTLP to an in-harness sink) on, against one with them off, at 160 B:
     /// added latency at c=1 and the highest rate with p99 < 50 ms.
@@ -330,13 +335,23 @@ fn drive(addr: SocketAddr, args: &Args) -> Result<(), String> {
     } else {
         ""
     };
-    let body = payload::chat(
-        args.drive_bytes,
-        &args.drive_model,
-        args.drive_stream,
-        directives,
-    );
-    let spec = RequestSpec::post(CHAT_PATH, body);
+    let spec = if args.drive_anthropic {
+        let body = payload::anthropic(
+            args.drive_bytes,
+            &args.drive_model,
+            args.drive_stream,
+            directives,
+        );
+        RequestSpec::post(MESSAGES_PATH, body).header("anthropic-version", "2023-06-01")
+    } else {
+        let body = payload::chat(
+            args.drive_bytes,
+            &args.drive_model,
+            args.drive_stream,
+            directives,
+        );
+        RequestSpec::post(CHAT_PATH, body)
+    };
     let target = Target {
         name: "driven".into(),
         addr,
