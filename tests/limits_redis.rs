@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
-use octo_test::service::{Restart, ctl};
+use octo_test::service::{self, Restart, ctl};
 use octo_test::{Gateway, Prompt, Reply, client, mock, post};
 
 const TOKEN: &str = "a-test-admin-token-0123456789";
@@ -134,13 +134,7 @@ fn start(yaml: &str, storage: Option<&str>) -> Gateway {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_limits_and_survive_redis_going_away() {
-    let (Ok(redis), Ok(control)) = (
-        std::env::var("OCTOLLM_TEST_REDIS_URL"),
-        std::env::var("OCTOLLM_TEST_REDIS_CTL"),
-    ) else {
-        eprintln!(
-            "skipping: OCTOLLM_TEST_REDIS_URL / OCTOLLM_TEST_REDIS_CTL are not set (scripts/services.sh starts Redis)"
-        );
+    let Some((redis, control)) = service::redis() else {
         return;
     };
     let postgres = match std::env::var("OCTOLLM_TEST_POSTGRES_URL") {

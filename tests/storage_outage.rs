@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
-use octo_test::service::{Restart, ctl};
+use octo_test::service::{self, Restart, ctl};
 use octo_test::{Gateway, Prompt, mock};
 
 const TOKEN: &str = "a-test-admin-token-0123456789";
@@ -36,13 +36,7 @@ async fn wait_for(gw: &Gateway, id: &str, deadline: Instant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_unaffected_and_records_kept_while_the_database_is_down() {
-    let (Ok(url), Ok(control)) = (
-        std::env::var("OCTOLLM_TEST_POSTGRES_URL"),
-        std::env::var("OCTOLLM_TEST_POSTGRES_CTL"),
-    ) else {
-        eprintln!(
-            "skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)"
-        );
+    let Some((url, control)) = service::postgres() else {
         return;
     };
     // A schema of its own: other tests leave admin API objects in the shared database's default

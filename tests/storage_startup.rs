@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
 use octo_test::http::text;
-use octo_test::service::{Restart, ctl};
+use octo_test::service::{self, Restart, ctl};
 use octo_test::{Gateway, Prompt, client, mock};
 
 const TOKEN: &str = "a-test-admin-token-0123456789";
@@ -29,13 +29,7 @@ async fn send(gw: &Gateway) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_started_while_the_database_is_down_serves_and_keeps_its_records() {
-    let (Ok(url), Ok(control)) = (
-        std::env::var("OCTOLLM_TEST_POSTGRES_URL"),
-        std::env::var("OCTOLLM_TEST_POSTGRES_CTL"),
-    ) else {
-        eprintln!(
-            "skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)"
-        );
+    let Some((url, control)) = service::postgres() else {
         return;
     };
     let _one = SERVER.lock().await;
@@ -182,13 +176,7 @@ async fn respond(gw: &Gateway, previous: Option<&str>) -> (u16, String) {
 /// signs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_objects_stored_before_an_outage_apply_once_the_database_answers() {
-    let (Ok(url), Ok(control)) = (
-        std::env::var("OCTOLLM_TEST_POSTGRES_URL"),
-        std::env::var("OCTOLLM_TEST_POSTGRES_CTL"),
-    ) else {
-        eprintln!(
-            "skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)"
-        );
+    let Some((url, control)) = service::postgres() else {
         return;
     };
     let _one = SERVER.lock().await;
