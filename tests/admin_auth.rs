@@ -9,40 +9,14 @@
 //! ephemeral port.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use octo_test::http::text;
-use octo_test::{Gateway, client, mock};
+use octo_test::{AdminReply, Gateway, TempDir, client, mock};
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "an-admin-token-for-auth-tests-0123";
 const FILE_USER: &str = "ada";
 const FILE_PASSWORD: &str = "correct horse battery staple";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("octollm-auth-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-
-    fn storage(&self) -> String {
-        format!("sqlite://{}", self.0.join("log.db").display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `octollm-server hash-password` on `password`.
 fn hash_password(password: &str) -> String {
@@ -83,33 +57,22 @@ models:
 }
 
 fn start(mock: &str, dir: &TempDir, users: &str) -> Gateway {
-    let gw = Gateway::start_with(&yaml(mock, users), &["--storage", &dir.storage()]);
+    let gw = Gateway::start_with(&yaml(mock, users), &["--storage", &dir.sqlite_url()]);
     assert!(gw.admin_url.is_some(), "no admin listener");
     gw
 }
 
-/// One admin request: method, path, JSON body, bearer token, cookie, CSRF header.
-#[derive(Default)]
-struct Req<'a> {
-    method: &'a str,
-    path: &'a str,
-    body: Option<Value>,
-    token: Option<&'a str>,
-    cookie: Option<&'a str>,
-    csrf: Option<&'a str>,
+/// What these tests read from an admin answer besides its status and body.
+trait AuthReply {
+    /// The error's message.
+    fn message(&self) -> String;
+    /// The `Set-Cookie` header (empty when none).
+    fn set_cookie(&self) -> String;
+    /// The session id from `Set-Cookie`.
+    fn session(&self) -> String;
 }
 
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-
+impl AuthReply for AdminReply {
     fn message(&self) -> String {
         self.json()["error"]["message"]
             .as_str()
@@ -118,14 +81,9 @@ impl Resp {
     }
 
     fn set_cookie(&self) -> String {
-        self.headers
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
+        self.header("set-cookie").unwrap_or_default().to_owned()
     }
 
-    /// The session id from `Set-Cookie`.
     fn session(&self) -> String {
         let c = self.set_cookie();
         let v = c
@@ -135,45 +93,11 @@ impl Resp {
     }
 }
 
-async fn call(gw: &Gateway, r: Req<'_>) -> Resp {
-    let url = format!("{}{}", gw.admin_url.as_ref().unwrap(), r.path);
-    let method = reqwest::Method::from_bytes(r.method.as_bytes()).unwrap();
-    let mut req = client().request(method, &url);
-    if let Some(b) = r.body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    if let Some(t) = r.token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(c) = r.cookie {
-        req = req.header("cookie", format!("octollm_session={c}"));
-    }
-    if let Some(c) = r.csrf {
-        req = req.header("x-octollm-csrf", c);
-    }
-    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    Resp {
-        status,
-        headers,
-        body: text(resp).await,
-    }
-}
-
-async fn login(gw: &Gateway, name: &str, password: &str) -> Resp {
-    call(
-        gw,
-        Req {
-            method: "POST",
-            path: "/api/v1/login",
-            body: Some(json!({"name": name, "password": password})),
-            ..Req::default()
-        },
-    )
-    .await
+async fn login(gw: &Gateway, name: &str, password: &str) -> AdminReply {
+    gw.admin("POST", "/api/v1/login")
+        .json(&json!({"name": name, "password": password}))
+        .send()
+        .await
 }
 
 fn file_user(hash: &str) -> String {
@@ -183,31 +107,15 @@ fn file_user(hash: &str) -> String {
 #[tokio::test]
 async fn the_panel_is_public_and_the_api_needs_a_token_or_a_session() {
     let up = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let gw = start(&up.url(), &dir, "");
-    let page = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/",
-            ..Req::default()
-        },
-    )
-    .await;
+    let page = gw.admin("GET", "/").send().await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("/assets/app.js"), "{}", page.body);
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"));
     for asset in ["/assets/app.js", "/assets/app.css"] {
-        let r = call(
-            &gw,
-            Req {
-                method: "GET",
-                path: asset,
-                ..Req::default()
-            },
-        )
-        .await;
+        let r = gw.admin("GET", asset).send().await;
         assert_eq!(r.status, 200, "{asset}");
         assert!(r.body.len() > 100, "{asset}");
     }
@@ -218,66 +126,34 @@ async fn the_panel_is_public_and_the_api_needs_a_token_or_a_session() {
         "/api/v1/config",
         "/metrics",
     ] {
-        let none = call(
-            &gw,
-            Req {
-                method: "GET",
-                path,
-                ..Req::default()
-            },
-        )
-        .await;
+        let none = gw.admin("GET", path).send().await;
         assert_eq!(none.status, 401, "{path}: {}", none.body);
         assert!(none.message().contains("sign in"), "{}", none.body);
-        let wrong = call(
-            &gw,
-            Req {
-                method: "GET",
-                path,
-                token: Some("not-the-admin-token-at-all"),
-                ..Req::default()
-            },
-        )
-        .await;
+        let wrong = gw
+            .admin("GET", path)
+            .token("not-the-admin-token-at-all")
+            .send()
+            .await;
         assert_eq!(wrong.status, 401, "{path}");
-        let forged = call(
-            &gw,
-            Req {
-                method: "GET",
-                path,
-                cookie: Some("0123456789abcdef"),
-                ..Req::default()
-            },
-        )
-        .await;
+        let forged = gw
+            .admin("GET", path)
+            .session("0123456789abcdef")
+            .send()
+            .await;
         assert_eq!(forged.status, 401, "{path}");
         assert!(
             forged.set_cookie().contains("Max-Age=0"),
             "a dead cookie is cleared"
         );
-        let right = call(
-            &gw,
-            Req {
-                method: "GET",
-                path,
-                token: Some(ADMIN_TOKEN),
-                ..Req::default()
-            },
-        )
-        .await;
+        let right = gw.admin("GET", path).token(ADMIN_TOKEN).send().await;
         assert_eq!(right.status, 200, "{path}: {}", right.body);
     }
-    let me = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/me",
-            token: Some(ADMIN_TOKEN),
-            ..Req::default()
-        },
-    )
-    .await
-    .json();
+    let me = gw
+        .admin("GET", "/api/v1/me")
+        .token(ADMIN_TOKEN)
+        .send()
+        .await
+        .json();
     assert_eq!(me["actor"], "token:0");
     assert_eq!(me["via"], "token");
     assert!(me.get("csrf_token").is_none());
@@ -286,7 +162,7 @@ async fn the_panel_is_public_and_the_api_needs_a_token_or_a_session() {
 #[tokio::test]
 async fn sessions_carry_csrf_tokens_and_end() {
     let up = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let gw = start(&up.url(), &dir, &file_user(&hash_password(FILE_PASSWORD)));
 
     // A sign-in must be JSON.
@@ -315,143 +191,89 @@ async fn sessions_carry_csrf_tokens_and_end() {
     let csrf = ok.json()["csrf_token"].as_str().unwrap().to_owned();
     assert_eq!(ok.json()["actor"], "user:ada");
 
-    let me = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/me",
-            cookie: Some(&session),
-            ..Req::default()
-        },
-    )
-    .await;
+    let me = gw.admin("GET", "/api/v1/me").session(&session).send().await;
     assert_eq!(me.status, 200);
     assert_eq!(me.json()["via"], "session");
     assert_eq!(me.json()["csrf_token"], csrf.as_str());
-    let logs = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/logs",
-            cookie: Some(&session),
-            ..Req::default()
-        },
-    )
-    .await;
+    let logs = gw
+        .admin("GET", "/api/v1/logs")
+        .session(&session)
+        .send()
+        .await;
     assert_eq!(logs.status, 200, "reads need no CSRF token");
 
     // Changes with a session need its CSRF token; with a bearer token they do not.
-    let new_user = || Some(json!({"name": "bo", "password": "another long password"}));
-    let missing = call(
-        &gw,
-        Req {
-            method: "POST",
-            path: "/api/v1/users",
-            body: new_user(),
-            cookie: Some(&session),
-            ..Req::default()
-        },
-    )
-    .await;
+    let new_user = json!({"name": "bo", "password": "another long password"});
+    let missing = gw
+        .admin("POST", "/api/v1/users")
+        .session(&session)
+        .json(&new_user)
+        .send()
+        .await;
     assert_eq!(missing.status, 403);
     assert!(
         missing.message().contains("missing CSRF token"),
         "{}",
         missing.body
     );
-    let wrong = call(
-        &gw,
-        Req {
-            method: "POST",
-            path: "/api/v1/users",
-            body: new_user(),
-            cookie: Some(&session),
-            csrf: Some("0000000000000000000000000000000000000000000000000000000000000000"),
-            ..Req::default()
-        },
-    )
-    .await;
+    let wrong = gw
+        .admin("POST", "/api/v1/users")
+        .session(&session)
+        .csrf("0000000000000000000000000000000000000000000000000000000000000000")
+        .json(&new_user)
+        .send()
+        .await;
     assert_eq!(wrong.status, 403);
     assert!(wrong.message().contains("wrong CSRF token"));
-    let created = call(
-        &gw,
-        Req {
-            method: "POST",
-            path: "/api/v1/users",
-            body: new_user(),
-            cookie: Some(&session),
-            csrf: Some(&csrf),
-            ..Req::default()
-        },
-    )
-    .await;
+    let created = gw
+        .admin("POST", "/api/v1/users")
+        .session(&session)
+        .csrf(&csrf)
+        .json(&new_user)
+        .send()
+        .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.json()["created_by"], "user:ada");
-    let by_token = call(
-        &gw,
-        Req {
-            method: "POST",
-            path: "/api/v1/users",
-            body: Some(json!({"name": "cy", "password": "a third long password"})),
-            token: Some(ADMIN_TOKEN),
-            ..Req::default()
-        },
-    )
-    .await;
+    let by_token = gw
+        .admin("POST", "/api/v1/users")
+        .token(ADMIN_TOKEN)
+        .json(&json!({"name": "cy", "password": "a third long password"}))
+        .send()
+        .await;
     assert_eq!(by_token.status, 201, "{}", by_token.body);
 
     // Bo signs in; deleting bo ends the session at once.
     let bo = login(&gw, "bo", "another long password").await;
     assert_eq!(bo.status, 200);
     let bo_session = bo.session();
-    let gone = call(
-        &gw,
-        Req {
-            method: "DELETE",
-            path: "/api/v1/users/bo",
-            cookie: Some(&session),
-            csrf: Some(&csrf),
-            ..Req::default()
-        },
-    )
-    .await;
+    let gone = gw
+        .admin("DELETE", "/api/v1/users/bo")
+        .session(&session)
+        .csrf(&csrf)
+        .send()
+        .await;
     assert_eq!(gone.status, 204, "{}", gone.body);
-    let after = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/me",
-            cookie: Some(&bo_session),
-            ..Req::default()
-        },
-    )
-    .await;
+    let after = gw
+        .admin("GET", "/api/v1/me")
+        .session(&bo_session)
+        .send()
+        .await;
     assert_eq!(after.status, 401);
 
     // Signing out ends the session.
-    let out = call(
-        &gw,
-        Req {
-            method: "POST",
-            path: "/api/v1/logout",
-            cookie: Some(&session),
-            csrf: Some(&csrf),
-            ..Req::default()
-        },
-    )
-    .await;
+    let out = gw
+        .admin("POST", "/api/v1/logout")
+        .session(&session)
+        .csrf(&csrf)
+        .send()
+        .await;
     assert_eq!(out.status, 204);
     assert!(out.set_cookie().contains("Max-Age=0"));
-    let ended = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/logs",
-            cookie: Some(&session),
-            ..Req::default()
-        },
-    )
-    .await;
+    let ended = gw
+        .admin("GET", "/api/v1/logs")
+        .session(&session)
+        .send()
+        .await;
     assert_eq!(ended.status, 401);
     assert!(ended.message().contains("sign in again"), "{}", ended.body);
 }
@@ -459,10 +281,10 @@ async fn sessions_carry_csrf_tokens_and_end() {
 #[tokio::test]
 async fn an_expired_session_is_refused() {
     let up = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let gw = start(&up.url(), &dir, "");
     // A session whose expiry has passed, written where the gateway keeps its sessions.
-    let store = octo_store::Store::open(&octo_store::StoreConfig::with_url(dir.storage()))
+    let store = octo_store::Store::open(&octo_store::StoreConfig::with_url(dir.sqlite_url()))
         .await
         .unwrap();
     let id = "an-expired-session-id-0123456789abcdef";
@@ -487,29 +309,11 @@ async fn an_expired_session_is_refused() {
         .await
         .unwrap();
     store.close().await;
-    let r = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/logs",
-            cookie: Some(id),
-            ..Req::default()
-        },
-    )
-    .await;
+    let r = gw.admin("GET", "/api/v1/logs").session(id).send().await;
     assert_eq!(r.status, 401);
     assert!(r.message().contains("expired"), "{}", r.body);
     assert!(r.set_cookie().contains("Max-Age=0"));
-    let ok = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/me",
-            cookie: Some(live),
-            ..Req::default()
-        },
-    )
-    .await;
+    let ok = gw.admin("GET", "/api/v1/me").session(live).send().await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.json()["actor"], "user:ada");
 }
@@ -517,7 +321,7 @@ async fn an_expired_session_is_refused() {
 #[tokio::test]
 async fn sign_in_attempts_are_rate_limited_per_user() {
     let up = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let gw = start(&up.url(), &dir, &file_user(&hash_password(FILE_PASSWORD)));
     for _ in 0..5 {
         assert_eq!(login(&gw, FILE_USER, "guess").await.status, 401);
@@ -532,38 +336,27 @@ async fn sign_in_attempts_are_rate_limited_per_user() {
         .unwrap();
     assert!(retry > 0 && retry <= 300, "{retry}");
     // Scripts with a token are not affected.
-    let r = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/users",
-            token: Some(ADMIN_TOKEN),
-            ..Req::default()
-        },
-    )
-    .await;
+    let r = gw
+        .admin("GET", "/api/v1/users")
+        .token(ADMIN_TOKEN)
+        .send()
+        .await;
     assert_eq!(r.status, 200);
 }
 
 #[tokio::test]
 async fn file_users_are_read_only_and_api_users_are_validated() {
     let up = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let gw = start(&up.url(), &dir, &file_user(&hash_password(FILE_PASSWORD)));
     let post = |body: Value| {
         let gw = &gw;
         async move {
-            call(
-                gw,
-                Req {
-                    method: "POST",
-                    path: "/api/v1/users",
-                    body: Some(body),
-                    token: Some(ADMIN_TOKEN),
-                    ..Req::default()
-                },
-            )
-            .await
+            gw.admin("POST", "/api/v1/users")
+                .token(ADMIN_TOKEN)
+                .json(&body)
+                .send()
+                .await
         }
     };
     let dup = post(json!({"name": FILE_USER, "password": "a long enough password"})).await;
@@ -573,16 +366,11 @@ async fn file_users_are_read_only_and_api_users_are_validated() {
         "{}",
         dup.body
     );
-    let del = call(
-        &gw,
-        Req {
-            method: "DELETE",
-            path: "/api/v1/users/ada",
-            token: Some(ADMIN_TOKEN),
-            ..Req::default()
-        },
-    )
-    .await;
+    let del = gw
+        .admin("DELETE", "/api/v1/users/ada")
+        .token(ADMIN_TOKEN)
+        .send()
+        .await;
     assert_eq!(del.status, 409);
     assert!(del.message().contains("admin.users[0]"));
     let short = post(json!({"name": "bo", "password": "short"})).await;
@@ -600,16 +388,11 @@ async fn file_users_are_read_only_and_api_users_are_validated() {
     assert_eq!(login(&gw, "bo", "bo's own password").await.status, 200);
     let again = post(json!({"name": "bo", "password": "a long enough password"})).await;
     assert_eq!(again.status, 409);
-    let users = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/users",
-            token: Some(ADMIN_TOKEN),
-            ..Req::default()
-        },
-    )
-    .await;
+    let users = gw
+        .admin("GET", "/api/v1/users")
+        .token(ADMIN_TOKEN)
+        .send()
+        .await;
     let users = users.json();
     let list: Vec<(&str, &str)> = users["data"]
         .as_array()
@@ -619,38 +402,28 @@ async fn file_users_are_read_only_and_api_users_are_validated() {
         .collect();
     assert_eq!(list, [("ada", "file"), ("bo", "api")]);
     assert!(!users.to_string().contains("argon2"), "no hash is shown");
-    let missing = call(
-        &gw,
-        Req {
-            method: "DELETE",
-            path: "/api/v1/users/zed",
-            token: Some(ADMIN_TOKEN),
-            ..Req::default()
-        },
-    )
-    .await;
+    let missing = gw
+        .admin("DELETE", "/api/v1/users/zed")
+        .token(ADMIN_TOKEN)
+        .send()
+        .await;
     assert_eq!(missing.status, 404);
 }
 
 #[tokio::test]
 async fn a_user_both_in_the_file_and_the_database_stops_the_start() {
     let up = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let gw = start(&up.url(), &dir, "");
-    let created = call(
-        &gw,
-        Req {
-            method: "POST",
-            path: "/api/v1/users",
-            body: Some(json!({"name": FILE_USER, "password": "a long enough password"})),
-            token: Some(ADMIN_TOKEN),
-            ..Req::default()
-        },
-    )
-    .await;
+    let created = gw
+        .admin("POST", "/api/v1/users")
+        .token(ADMIN_TOKEN)
+        .json(&json!({"name": FILE_USER, "password": "a long enough password"}))
+        .send()
+        .await;
     assert_eq!(created.status, 201);
     assert!(gw.terminate());
-    let config = dir.0.join("both.yaml");
+    let config = dir.path().join("both.yaml");
     std::fs::write(
         &config,
         yaml(&up.url(), &file_user(&hash_password(FILE_PASSWORD))),
@@ -659,7 +432,7 @@ async fn a_user_both_in_the_file_and_the_database_stops_the_start() {
     let out = Command::new(octo_test::gateway::server_bin())
         .arg("--config")
         .arg(&config)
-        .args(["--storage", &dir.storage()])
+        .args(["--storage", &dir.sqlite_url()])
         .env("OCTOLLM_LOG", "warn")
         .output()
         .unwrap();
@@ -689,19 +462,14 @@ fn config_users_need_an_argon2_hash() {
 #[tokio::test]
 async fn the_effective_config_masks_every_secret() {
     let up = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let hash = hash_password(FILE_PASSWORD);
     let gw = start(&up.url(), &dir, &file_user(&hash));
-    let r = call(
-        &gw,
-        Req {
-            method: "GET",
-            path: "/api/v1/config",
-            token: Some(ADMIN_TOKEN),
-            ..Req::default()
-        },
-    )
-    .await;
+    let r = gw
+        .admin("GET", "/api/v1/config")
+        .token(ADMIN_TOKEN)
+        .send()
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     for secret in [ADMIN_TOKEN, "sk-up\"", &hash[10..]] {
         assert!(!r.body.contains(secret), "{secret} in {}", r.body);

@@ -4,42 +4,15 @@
 //! cost; orgs never sharing entries; errors, cut, failed and in-band-error streams never stored;
 //! `cache-control` opt-outs; and the hit/miss counters on `/metrics`.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
 use octo_test::http::text;
-use octo_test::{Gateway, Prompt, client, mock, post};
-use serde_json::Value;
+use octo_test::{Gateway, Prompt, TempDir, client, mock, post};
 
 const ADMIN_TOKEN: &str = "a-test-admin-token-0123456789";
 const KEY_A: &str = "sk-gw-org-a-0123456789";
 const KEY_B: &str = "sk-gw-org-b-0123456789";
-
-/// A fresh temp directory holding one gateway's SQLite file; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("octollm-cache-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-
-    fn storage(&self) -> String {
-        format!("sqlite://{}", self.0.join("log.db").display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn backend(p: Protocol) -> &'static str {
     match p {
@@ -90,7 +63,7 @@ orgs:
 }
 
 fn start(mock: &str, dir: &TempDir) -> Gateway {
-    Gateway::start_with(&config(mock), &["--storage", &dir.storage()])
+    Gateway::start_with(&config(mock), &["--storage", &dir.sqlite_url()])
 }
 
 /// One answer, read whole.
@@ -129,34 +102,6 @@ fn auth(key: &str) -> String {
     format!("Bearer {key}")
 }
 
-async fn admin_get(gw: &Gateway, path: &str) -> (u16, String) {
-    let url = format!(
-        "{}{path}",
-        gw.admin_url.as_ref().expect("an admin listener")
-    );
-    let resp = client()
-        .get(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, text(resp).await)
-}
-
-/// The logged record `id`, polled until the log writer has written it (20 s at most).
-async fn record(gw: &Gateway, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = admin_get(gw, &format!("/api/v1/logs/{id}")).await;
-        match status {
-            200 => return serde_json::from_str(&body).expect("a record is JSON"),
-            404 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
-            _ => panic!("GET /api/v1/logs/{id}: {status} {body}"),
-        }
-    }
-}
-
 /// Generation requests the mock has seen (moderation and introspection aside).
 fn generations(mock: &octo_mock::MockServer) -> usize {
     mock.requests().len()
@@ -165,7 +110,7 @@ fn generations(mock: &octo_mock::MockServer) -> usize {
 #[tokio::test]
 async fn every_protocol_misses_then_hits_stream_and_not() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("cache");
     let gw = start(&mock.url(), &dir);
     let key = auth(KEY_A);
     let headers = [("authorization", key.as_str())];
@@ -203,7 +148,10 @@ async fn every_protocol_misses_then_hits_stream_and_not() {
                     );
                 }
 
-                let (m_rec, h_rec) = (record(&gw, &miss.id).await, record(&gw, &hit.id).await);
+                let (m_rec, h_rec) = (
+                    gw.logged_record(ADMIN_TOKEN, &miss.id).await,
+                    gw.logged_record(ADMIN_TOKEN, &hit.id).await,
+                );
                 assert_eq!(m_rec["cache_hit"], false, "{what}: {m_rec}");
                 assert_eq!(h_rec["cache_hit"], true, "{what}: {h_rec}");
                 assert!(m_rec["usage"].is_object(), "{what}: {m_rec}");
@@ -238,7 +186,10 @@ async fn every_protocol_misses_then_hits_stream_and_not() {
     .await;
     assert_eq!((plain.status, plain.cache), (200, None));
     // The counters.
-    let (status, metrics) = admin_get(&gw, "/metrics").await;
+    let (status, metrics) = gw
+        .admin_get("/metrics", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     assert_eq!(status, 200);
     for p in Protocol::CHAT_PROTOCOLS {
         for result in ["hit", "miss"] {
@@ -256,7 +207,7 @@ async fn every_protocol_misses_then_hits_stream_and_not() {
 #[tokio::test]
 async fn orgs_never_share_entries_and_labels_do_not_split_them() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("cache");
     let gw = start(&mock.url(), &dir);
     let (a, b) = (auth(KEY_A), auth(KEY_B));
     let body = |user: &str| {
@@ -312,7 +263,7 @@ async fn orgs_never_share_entries_and_labels_do_not_split_them() {
 #[tokio::test]
 async fn errors_and_cut_or_failed_streams_are_never_stored() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("cache");
     let gw = start(&mock.url(), &dir);
     let key = auth(KEY_A);
     let headers = [("authorization", key.as_str())];
@@ -345,7 +296,10 @@ async fn errors_and_cut_or_failed_streams_are_never_stored() {
             );
         }
     }
-    let (_, metrics) = admin_get(&gw, "/metrics").await;
+    let (_, metrics) = gw
+        .admin_get("/metrics", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     assert!(
         !metrics.contains("result=\"hit\"} 1"),
         "no hit was counted: {metrics}"

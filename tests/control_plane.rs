@@ -77,29 +77,13 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let url = format!(
-        "{}{path}",
-        gw.admin_url.as_ref().expect("an admin listener")
-    );
-    let mut req = client().request(method.parse().unwrap(), &url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&b).unwrap());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap();
-    let v = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {bytes:?}"))
-    };
-    (status, v)
+    let reply = gw
+        .admin(method, path)
+        .maybe_token(token)
+        .maybe_json(body.as_ref())
+        .send()
+        .await;
+    (reply.status, reply.json_or_null())
 }
 
 async fn api(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

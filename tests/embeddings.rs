@@ -7,14 +7,12 @@
 //! refusals (an Anthropic backend, token ids toward Gemini), an upstream error in the client's
 //! shape, `/v1/models`, and the golden fixtures of `tests/golden_embeddings`.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use octo_convert::embeddings::{convert_embeddings_request, decode_base64_vector};
 use octo_core::Protocol;
 use octo_test::http::text;
-use octo_test::{Gateway, client, mock, post};
+use octo_test::{Gateway, TempDir, client, mock, post};
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "an-embeddings-admin-token-0123456789";
@@ -23,25 +21,6 @@ const GEM_KEY: &str = "sk-upstream-embed-gem";
 const CLIENT_KEY: &str = "sk-client-embed";
 /// USD per million input tokens of every embeddings model here.
 const PRICE: f64 = 0.5;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("octollm-embed-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// An OpenAI backend and a Gemini backend (each with the embeddings API of its provider), an
 /// Anthropic one (none); a model on each, priced.
@@ -69,8 +48,7 @@ prices:
   gem-embed: {{input: {PRICE}, output: 0}}
 "#
     );
-    let storage = format!("sqlite://{}", dir.0.join("log.db").display());
-    let gw = Gateway::start_with(&yaml, &["--storage", &storage]);
+    let gw = Gateway::start_with(&yaml, &["--storage", &dir.sqlite_url()]);
     assert!(gw.admin_url.is_some(), "no admin listener was printed");
     gw
 }
@@ -97,27 +75,6 @@ async fn send(
     let v =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}"));
     (status, id, v)
-}
-
-/// The record `id` from the admin API, polled until the log writer has written it.
-async fn record(gw: &Gateway, id: &str) -> Value {
-    let url = format!("{}/api/v1/logs/{id}", gw.admin_url.as_ref().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let resp = client()
-            .get(&url)
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body = text(resp).await;
-        match status {
-            200 => return serde_json::from_str(&body).unwrap(),
-            404 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
-            _ => panic!("GET {url}: {status} {body}"),
-        }
-    }
 }
 
 /// The mock's vector for `text` at `dims` dimensions, asked of the mock directly.
@@ -173,7 +130,7 @@ const TEXTS: [&str; 2] = ["embed this sentence, please", "and this ünïcode one
 #[tokio::test]
 async fn every_pair_through_the_binary_with_usage_and_cost_recorded() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("embed");
     let gw = start(&mock.url(), &dir);
     let mut want = Vec::new();
     for t in TEXTS {
@@ -257,7 +214,7 @@ async fn every_pair_through_the_binary_with_usage_and_cost_recorded() {
                 "{what}"
             );
 
-            let r = record(&gw, &id).await;
+            let r = gw.logged_record(ADMIN_TOKEN, &id).await;
             assert_eq!(
                 r["client_protocol"],
                 client_protocol.config_name(),
@@ -286,7 +243,7 @@ async fn every_pair_through_the_binary_with_usage_and_cost_recorded() {
 #[tokio::test]
 async fn gemini_single_embed_content_both_ways() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("embed");
     let gw = start(&mock.url(), &dir);
     let want = mock_vector(&mock.url(), "one text", 8).await;
     for model in ["oa-embed", "gem-embed"] {
@@ -310,7 +267,7 @@ async fn gemini_single_embed_content_both_ways() {
 #[tokio::test]
 async fn refusals_and_upstream_errors_in_the_clients_shape() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("embed");
     let gw = start(&mock.url(), &dir);
 
     // No embeddings API behind an Anthropic backend.
@@ -393,7 +350,7 @@ async fn refusals_and_upstream_errors_in_the_clients_shape() {
 #[tokio::test]
 async fn more_texts_than_a_gemini_batch_takes_go_as_several_calls() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("embed");
     let gw = start(&mock.url(), &dir);
     let texts: Vec<String> = (0..230).map(|i| format!("text number {i}")).collect();
     let (status, id, v) = send(
@@ -414,7 +371,7 @@ async fn more_texts_than_a_gemini_batch_takes_go_as_several_calls() {
         assert_vectors(&floats(&data[i]["embedding"]), &want, &format!("text {i}"));
     }
     let strs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let r = record(&gw, &id).await;
+    let r = gw.logged_record(ADMIN_TOKEN, &id).await;
     assert_eq!(r["usage"]["input_tokens"], estimate(&strs), "{r}");
     assert_eq!(r["attempts"].as_array().unwrap().len(), 3, "{r}");
 }
@@ -422,7 +379,7 @@ async fn more_texts_than_a_gemini_batch_takes_go_as_several_calls() {
 #[tokio::test]
 async fn backend_rewrites_are_for_generation_not_embeddings() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("embed");
     let gw = start(&mock.url(), &dir);
     let (status, _, v) = send(
         &gw,
@@ -446,7 +403,7 @@ async fn backend_rewrites_are_for_generation_not_embeddings() {
 #[tokio::test]
 async fn embeddings_models_are_listed() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("embed");
     let gw = start(&mock.url(), &dir);
     let resp = client()
         .get(format!("{}/v1/models", gw.url))

@@ -31,13 +31,9 @@ async fn send(gw: &Gateway, prompt: &Prompt, key: Option<&str>) -> Reply {
 }
 
 async fn limits(gw: &Gateway) -> Value {
-    let url = format!(
-        "{}/api/v1/limits",
-        gw.admin_url.as_ref().expect("admin listener")
-    );
-    let resp = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+    let reply = gw.admin_get("/api/v1/limits", TOKEN).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
 }
 
 /// The `now` state of the scope named `name` in `GET /api/v1/limits`.
@@ -364,10 +360,8 @@ orgs:
     );
     // The record reaches the request log; a restarted gateway reads the day's spend back.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let logs = format!("{}/api/v1/logs?user=capped", gw.admin_url.as_ref().unwrap());
     loop {
-        let resp = client().get(&logs).bearer_auth(TOKEN).send().await.unwrap();
-        let page: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        let page = gw.admin_get("/api/v1/logs?user=capped", TOKEN).await.json();
         if page["data"].as_array().is_some_and(|d| !d.is_empty()) {
             break;
         }

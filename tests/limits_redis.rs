@@ -13,9 +13,8 @@
 use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
-use octo_test::service::{Restart, ctl};
+use octo_test::service::{self, Restart, ctl};
 use octo_test::{Gateway, Prompt, Reply, client, mock, post};
-use serde_json::Value;
 
 const TOKEN: &str = "a-test-admin-token-0123456789";
 
@@ -31,12 +30,6 @@ async fn send(gw: &Gateway, prompt: &Prompt, key: &str) -> Reply {
         .await,
     )
     .await
-}
-
-async fn admin_get(gw: &Gateway, path: &str) -> String {
-    let url = format!("{}{path}", gw.admin_url.as_ref().expect("admin listener"));
-    let resp = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
-    resp.text().await.unwrap()
 }
 
 /// The config of every instance; `run` makes the budgeted key's name unique, since the shared
@@ -141,13 +134,7 @@ fn start(yaml: &str, storage: Option<&str>) -> Gateway {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_limits_and_survive_redis_going_away() {
-    let (Ok(redis), Ok(control)) = (
-        std::env::var("OCTOLLM_TEST_REDIS_URL"),
-        std::env::var("OCTOLLM_TEST_REDIS_CTL"),
-    ) else {
-        eprintln!(
-            "skipping: OCTOLLM_TEST_REDIS_URL / OCTOLLM_TEST_REDIS_CTL are not set (scripts/services.sh starts Redis)"
-        );
+    let Some((redis, control)) = service::redis() else {
         return;
     };
     let postgres = match std::env::var("OCTOLLM_TEST_POSTGRES_URL") {
@@ -281,25 +268,21 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
     let r = send(&b, &chat, "sk-capped-0123456789").await;
     assert_eq!(r.status, 429, "{:?}", r.json);
     assert_eq!(r.json["error"]["code"], "insufficient_quota");
-    let limits = admin_get(&b, "/api/v1/limits").await;
-    let limits: Value = serde_json::from_str(&limits).unwrap();
+    let limits = b.admin_get("/api/v1/limits", TOKEN).await.json();
     assert_eq!(limits["store"], "redis");
 
     // A key created through the admin API of `a`, with an rpm of 2, works on `b` within a few
     // seconds (the control plane's database sync), and its limit is shared by both.
     if postgres.is_some() {
-        let url = format!("{}/api/v1/keys", a.admin_url.as_ref().unwrap());
         let body = serde_json::json!({"org": "acme", "name": format!("made{run}"), "rate_limit": {"rpm": 2}});
-        let resp = client()
-            .post(&url)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(body.to_string())
+        let reply = a
+            .admin("POST", "/api/v1/keys")
+            .token(TOKEN)
+            .json(&body)
             .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        let created: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let created = reply.json();
         let key = created["key"].as_str().unwrap().to_owned();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -324,7 +307,7 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
                 .contains(&format!("key `acme/made{run}`"))
         );
         // The keys listing shows the key's limit state.
-        let keys: Value = serde_json::from_str(&admin_get(&b, "/api/v1/keys").await).unwrap();
+        let keys = b.admin_get("/api/v1/keys", TOKEN).await.json();
         let made = keys["data"]
             .as_array()
             .unwrap()
@@ -352,7 +335,7 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
     for _ in 0..3 {
         assert_eq!(served(&a, &mock, &pinned, "s3").await, s3);
     }
-    let metrics = admin_get(&a, "/metrics").await;
+    let metrics = a.admin_get("/metrics", TOKEN).await.body;
     assert!(metrics.contains("octollm_limits_fallback 1"), "{metrics}");
     let errors: f64 = metrics
         .lines()
@@ -405,7 +388,7 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
     }
     loop {
         assert_eq!(send(&a, &claude, "sk-k-0123456789").await.status, 200);
-        let metrics = admin_get(&a, "/metrics").await;
+        let metrics = a.admin_get("/metrics", TOKEN).await.body;
         if metrics.contains("octollm_limits_fallback 0") {
             break;
         }
@@ -418,7 +401,7 @@ async fn two_instances_share_limits_and_survive_redis_going_away() {
     // The budget survived the Redis restart: the instance that noticed seeded the month's spend
     // back, and the other instance reads it.
     loop {
-        let limits: Value = serde_json::from_str(&admin_get(&b, "/api/v1/limits").await).unwrap();
+        let limits = b.admin_get("/api/v1/limits", TOKEN).await.json();
         let capped = limits["data"]
             .as_array()
             .unwrap()

@@ -5,35 +5,11 @@
 //! are redacted; bodies are cut at `max_bytes`; pages of the log and gateways without the
 //! setting keep none.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
 use octo_core::Protocol;
-use octo_test::http::text;
-use octo_test::{Gateway, Prompt, client, mock, post};
-use serde_json::Value;
+use octo_test::{Gateway, Prompt, TempDir, client, mock, post};
 
 const ADMIN_TOKEN: &str = "a-test-admin-token-0123456789";
 const UPSTREAM_KEY: &str = "sk-upstream-secret-bodies-xyz";
-
-/// A fresh temp directory for one gateway's SQLite file; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("octollm-bodies-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn backend(p: Protocol) -> String {
     format!("b-{}", p.config_name())
@@ -54,7 +30,7 @@ fn start(mock: &str, dir: &TempDir, log_bodies: &str) -> Gateway {
             backend(p)
         ));
     }
-    let url = format!("sqlite://{}", dir.0.join("log.db").display());
+    let url = dir.sqlite_url();
     let yaml = format!(
         r#"
 listen: "127.0.0.1:0"
@@ -86,31 +62,10 @@ async fn send(gw: &Gateway, prompt: &Prompt) -> (String, String, bytes::Bytes) {
     (id, body, bytes)
 }
 
-/// `GET /api/v1/logs/{id}`, polled until the writer has written it.
-async fn record(gw: &Gateway, id: &str) -> Value {
-    let url = format!("{}/api/v1/logs/{id}", gw.admin_url.as_ref().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let resp = client()
-            .get(&url)
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body = text(resp).await;
-        match status {
-            200 => return serde_json::from_str(&body).unwrap(),
-            404 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
-            _ => panic!("GET {url}: {status} {body}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn bodies_are_kept_for_every_protocol_stream_and_not() {
     let mock = mock().await;
-    let dir = TempDir::new("all");
+    let dir = TempDir::new("bodies");
     let gw = start(&mock.url(), &dir, ", log_bodies: true");
     let text_with_key = format!("please ignore {UPSTREAM_KEY} in this prompt é");
     for client_protocol in Protocol::CHAT_PROTOCOLS {
@@ -122,7 +77,7 @@ async fn bodies_are_kept_for_every_protocol_stream_and_not() {
                 let model = format!("m-{}", upstream.config_name());
                 let prompt = Prompt::new(client_protocol, &model, &text_with_key).stream(stream);
                 let (id, sent, received) = send(&gw, &prompt).await;
-                let r = record(&gw, &id).await;
+                let r = gw.logged_record(ADMIN_TOKEN, &id).await;
                 let expected_request = sent.replace(UPSTREAM_KEY, "[REDACTED]");
                 assert_eq!(r["request_body"], expected_request.as_str(), "{what}");
                 assert_eq!(r["request_body_bytes"], sent.len(), "{what}");
@@ -142,19 +97,10 @@ async fn bodies_are_kept_for_every_protocol_stream_and_not() {
         }
     }
     // Pages of the log stay light: no bodies there.
-    let url = format!("{}/api/v1/logs?limit=100", gw.admin_url.as_ref().unwrap());
-    let page: Value = serde_json::from_str(
-        &text(
-            client()
-                .get(&url)
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await,
-    )
-    .unwrap();
+    let page = gw
+        .admin_get("/api/v1/logs?limit=100", ADMIN_TOKEN)
+        .await
+        .json();
     assert_eq!(page["data"].as_array().unwrap().len(), 16);
     assert!(
         page["data"]
@@ -165,7 +111,7 @@ async fn bodies_are_kept_for_every_protocol_stream_and_not() {
     );
     // The upstream key is nowhere in the database file.
     assert!(gw.terminate(), "clean exit after SIGTERM");
-    for f in std::fs::read_dir(&dir.0).unwrap() {
+    for f in std::fs::read_dir(dir.path()).unwrap() {
         let path = f.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         assert!(
@@ -181,13 +127,13 @@ async fn bodies_are_kept_for_every_protocol_stream_and_not() {
 #[tokio::test]
 async fn bodies_are_cut_at_max_bytes_and_absent_when_off() {
     let mock = mock().await;
-    let dir = TempDir::new("cut");
+    let dir = TempDir::new("bodies");
     let gw = start(&mock.url(), &dir, ", log_bodies: {max_bytes: 100}");
     for stream in [false, true] {
         let long = "ü".repeat(300);
         let prompt = Prompt::new(Protocol::OpenAiChat, "m-openai_chat", &long).stream(stream);
         let (id, sent, received) = send(&gw, &prompt).await;
-        let r = record(&gw, &id).await;
+        let r = gw.logged_record(ADMIN_TOKEN, &id).await;
         let kept = r["request_body"].as_str().unwrap();
         assert!(kept.len() <= 100 && kept.len() >= 99, "{}", kept.len());
         assert!(sent.starts_with(kept));
@@ -203,11 +149,11 @@ async fn bodies_are_cut_at_max_bytes_and_absent_when_off() {
         assert!(received.len() > 100);
     }
     drop(gw);
-    let dir = TempDir::new("off");
+    let dir = TempDir::new("bodies");
     let gw = start(&mock.url(), &dir, "");
     let prompt = Prompt::new(Protocol::Anthropic, "m-anthropic", "no bodies");
     let (id, _, _) = send(&gw, &prompt).await;
-    let r = record(&gw, &id).await;
+    let r = gw.logged_record(ADMIN_TOKEN, &id).await;
     assert!(
         r.get("request_body").is_none() && r.get("response_body").is_none(),
         "{r}"

@@ -188,7 +188,10 @@ async fn flagged_requests_are_refused_in_each_protocol_and_never_sent() {
             assert_eq!(generations(&mock), before + 1, "{what}");
         }
     }
-    let (_, metrics) = admin_get(&gw, "/metrics").await;
+    let (_, metrics) = gw
+        .admin_get("/metrics", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     for p in Protocol::CHAT_PROTOCOLS {
         for (outcome, n) in [("flagged_input", 2), ("allowed", 2)] {
             let line = format!(
@@ -249,7 +252,10 @@ async fn flagged_answers_are_withheld_and_flagged_streams_end_with_the_error_eve
             assert!(!body.contains("content_policy_violation"), "{p}: {body}");
         }
     }
-    let (_, metrics) = admin_get(&gw, "/metrics").await;
+    let (_, metrics) = gw
+        .admin_get("/metrics", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     let line = "octollm_moderation_total{model=\"out-anthropic\",outcome=\"flagged_output\"} 2\n";
     assert!(metrics.contains(line), "{line} in {metrics}");
     mock.shutdown().await;
@@ -290,7 +296,10 @@ async fn a_moderation_endpoint_that_is_down_follows_on_error() {
             );
         }
     }
-    let (_, metrics) = admin_get(&gw, "/metrics").await;
+    let (_, metrics) = gw
+        .admin_get("/metrics", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     for (model, outcome) in [
         ("allow-gemini", "error_allowed"),
         ("deny-gemini", "error_denied"),
@@ -325,19 +334,4 @@ models:
     );
     assert!(e.contains("models.m.moderation.backend"), "{e}");
     assert!(e.contains("unknown backend `nope`"), "{e}");
-}
-
-async fn admin_get(gw: &Gateway, path: &str) -> (u16, String) {
-    let url = format!(
-        "{}{path}",
-        gw.admin_url.as_ref().expect("an admin listener")
-    );
-    let resp = client()
-        .get(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, text(resp).await)
 }

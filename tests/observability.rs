@@ -9,12 +9,10 @@
 //! ephemeral port.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
 use octo_test::http::text;
-use octo_test::{Gateway, Prompt, client, mock, post, start_fails};
+use octo_test::{Gateway, Prompt, TempDir, client, mock, post, start_fails};
 use serde_json::{Value, json};
 
 /// The admin token every test gateway accepts.
@@ -23,31 +21,6 @@ const ADMIN_TOKEN: &str = "a-test-admin-token-0123456789";
 const UPSTREAM_KEY: &str = "sk-upstream-secret-xyz";
 /// The user text of every prompt.
 const TEXT: &str = "hello observability";
-
-/// A fresh temp directory holding one gateway's SQLite file; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("octollm-obs-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-
-    /// `--storage sqlite:///…/log.db`.
-    fn storage(&self) -> String {
-        format!("sqlite://{}", self.0.join("log.db").display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The backend speaking `protocol` in [`obs_config`].
 fn backend(protocol: Protocol) -> &'static str {
@@ -105,7 +78,7 @@ prices:
 
 /// Starts a gateway on [`obs_config`] with its request log in `dir`.
 fn start(mock: &str, dir: &TempDir, extra: &str) -> Gateway {
-    let gw = Gateway::start_with(&obs_config(mock, extra), &["--storage", &dir.storage()]);
+    let gw = Gateway::start_with(&obs_config(mock, extra), &["--storage", &dir.sqlite_url()]);
     assert!(gw.admin_url.is_some(), "no admin listener was printed");
     gw
 }
@@ -133,45 +106,11 @@ async fn send(gw: &Gateway, prompt: &Prompt, headers: &[(&str, &str)]) -> Answer
     Answer { status, id, body }
 }
 
-/// GETs `path` on the admin listener, with `Authorization: Bearer <token>` when given.
-async fn admin_get(gw: &Gateway, path: &str, token: Option<&str>) -> (u16, String) {
-    let url = format!(
-        "{}{path}",
-        gw.admin_url.as_ref().expect("an admin listener")
-    );
-    let mut req = client().get(&url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, text(resp).await)
-}
-
 /// GETs `path` on the admin API with the right token, expecting 200 and JSON.
 async fn admin_json(gw: &Gateway, path: &str) -> Value {
-    let (status, body) = admin_get(gw, path, Some(ADMIN_TOKEN)).await;
-    assert_eq!(status, 200, "GET {path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
-}
-
-/// The record `id` from `GET /api/v1/logs/{id}`, polled until the log writer (which batches
-/// every 100 ms) has written it; panics after 20 s.
-async fn record(gw: &Gateway, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = admin_get(gw, &format!("/api/v1/logs/{id}"), Some(ADMIN_TOKEN)).await;
-        match status {
-            200 => return serde_json::from_str(&body).expect("a record is JSON"),
-            404 if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            _ => panic!("GET /api/v1/logs/{id}: {status} {body}"),
-        }
-    }
+    let reply = gw.admin_get(path, ADMIN_TOKEN).await;
+    assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+    reply.json()
 }
 
 /// The output tokens the mock reports for a reply to [`TEXT`] (it depends on the text only).
@@ -221,7 +160,7 @@ fn assert_close(actual: &Value, expected: f64, what: &str) {
 #[tokio::test]
 async fn every_protocol_passthrough_and_converted_is_recorded_with_usage_and_cost() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let gw = start(&mock.url(), &dir, "");
     let output = mock_output_tokens(&mock).await;
     for client_protocol in Protocol::CHAT_PROTOCOLS {
@@ -233,7 +172,7 @@ async fn every_protocol_passthrough_and_converted_is_recorded_with_usage_and_cos
                 let answer = send(&gw, &prompt, &[]).await;
                 assert_eq!(answer.status, 200, "{what}: {:?}", answer.body);
                 let input = last_mock_input_tokens(&mock);
-                let r = record(&gw, &answer.id).await;
+                let r = gw.logged_record(ADMIN_TOKEN, &answer.id).await;
                 assert_eq!(r["id"], answer.id.as_str(), "{what}: {r}");
                 assert_eq!(
                     r["client_protocol"],
@@ -281,7 +220,7 @@ async fn every_protocol_passthrough_and_converted_is_recorded_with_usage_and_cos
 #[tokio::test]
 async fn the_usage_tap_leaves_the_clients_bytes_alone_with_storage_on() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let gw = start(&mock.url(), &dir, "");
     for protocol in Protocol::CHAT_PROTOCOLS {
         let model = model_on(protocol);
@@ -318,7 +257,7 @@ async fn the_usage_tap_leaves_the_clients_bytes_alone_with_storage_on() {
                     String::from_utf8_lossy(&direct),
                     "{what}"
                 );
-                let r = record(&gw, &via.id).await;
+                let r = gw.logged_record(ADMIN_TOKEN, &via.id).await;
                 assert!(r["usage"]["output_tokens"].is_u64(), "{what}: {r}");
             }
         }
@@ -328,7 +267,7 @@ async fn the_usage_tap_leaves_the_clients_bytes_alone_with_storage_on() {
 #[tokio::test]
 async fn the_openai_chat_usage_chunk_is_injected_and_removed_unless_turned_off() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let gw = start(&mock.url(), &dir, "");
     let output = mock_output_tokens(&mock).await;
 
@@ -345,7 +284,7 @@ async fn the_openai_chat_usage_chunk_is_injected_and_removed_unless_turned_off()
         "usage reached the client: {body}"
     );
     assert!(body.contains("[DONE]"), "{body}");
-    let r = record(&gw, &answer.id).await;
+    let r = gw.logged_record(ADMIN_TOKEN, &answer.id).await;
     assert_eq!(r["usage"]["input_tokens"], input, "{r}");
     assert_eq!(r["usage"]["output_tokens"], output, "{r}");
     assert_close(&r["cost_usd"], cost(input, output), "injected usage");
@@ -356,7 +295,7 @@ async fn the_openai_chat_usage_chunk_is_injected_and_removed_unless_turned_off()
     assert_eq!(answer.status, 200);
     let sent = mock.requests().pop().unwrap().body_json().unwrap();
     assert!(sent.get("stream_options").is_none(), "{sent}");
-    let r = record(&gw, &answer.id).await;
+    let r = gw.logged_record(ADMIN_TOKEN, &answer.id).await;
     assert_eq!(r["backend"], "quiet", "{r}");
     assert!(r["usage"].is_null(), "{r}");
     assert!(r["cost_usd"].is_null(), "{r}");
@@ -366,14 +305,14 @@ async fn the_openai_chat_usage_chunk_is_injected_and_removed_unless_turned_off()
 #[tokio::test]
 async fn errors_are_recorded_and_carry_the_request_id() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let gw = start(&mock.url(), &dir, "");
     for protocol in Protocol::CHAT_PROTOCOLS {
         let what = format!("{protocol}");
         let unknown = Prompt::new(protocol, "no-such-model", TEXT);
         let answer = send(&gw, &unknown, &[]).await;
         assert_eq!(answer.status, 404, "{what}");
-        let r = record(&gw, &answer.id).await;
+        let r = gw.logged_record(ADMIN_TOKEN, &answer.id).await;
         assert_eq!(r["status"], 404, "{what}: {r}");
         assert_eq!(r["client_protocol"], protocol.config_name(), "{what}: {r}");
         assert_eq!(r["model"], "no-such-model", "{what}: {r}");
@@ -393,7 +332,7 @@ async fn errors_are_recorded_and_carry_the_request_id() {
             .stream(stream);
             let answer = send(&gw, &failing, &[]).await;
             assert!(answer.status >= 500, "{what}: {}", answer.status);
-            let r = record(&gw, &answer.id).await;
+            let r = gw.logged_record(ADMIN_TOKEN, &answer.id).await;
             assert_eq!(r["status"], answer.status, "{what}: {r}");
             assert!(
                 r["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -421,29 +360,43 @@ fn admin_error(body: &str) -> String {
 #[tokio::test]
 async fn the_admin_listener_needs_a_token_and_names_bad_queries() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let gw = start(&mock.url(), &dir, "");
     for path in ["/api/v1/logs", "/api/v1/stats", "/metrics"] {
-        let (status, body) = admin_get(&gw, path, None).await;
+        let (status, body) = gw.admin("GET", path).send().await.status_and_body();
         assert_eq!(status, 401, "{path} without a token: {body}");
         assert!(!admin_error(&body).is_empty());
-        let (status, body) = admin_get(&gw, path, Some("not-the-token")).await;
+        let (status, body) = gw
+            .admin("GET", path)
+            .token("not-the-token")
+            .send()
+            .await
+            .status_and_body();
         assert_eq!(status, 401, "{path} with a wrong token: {body}");
         assert!(!admin_error(&body).is_empty());
-        let (status, body) = admin_get(&gw, path, Some(ADMIN_TOKEN)).await;
+        let (status, body) = gw.admin_get(path, ADMIN_TOKEN).await.status_and_body();
         assert_eq!(status, 200, "{path} with the token: {body}");
     }
-    let (status, body) = admin_get(&gw, "/api/v1/logs?limit=abc", Some(ADMIN_TOKEN)).await;
+    let (status, body) = gw
+        .admin_get("/api/v1/logs?limit=abc", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     assert_eq!(status, 400, "{body}");
     assert!(admin_error(&body).contains("limit"), "{body}");
-    let (status, body) = admin_get(&gw, "/api/v1/stats?bucket=week", Some(ADMIN_TOKEN)).await;
+    let (status, body) = gw
+        .admin_get("/api/v1/stats?bucket=week", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     assert_eq!(status, 400, "{body}");
     let message = admin_error(&body);
     assert!(
         message.contains("week") && message.contains("bucket"),
         "{body}"
     );
-    let (status, body) = admin_get(&gw, "/api/v1/logs/no-such-id", Some(ADMIN_TOKEN)).await;
+    let (status, body) = gw
+        .admin_get("/api/v1/logs/no-such-id", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     assert_eq!(status, 404, "{body}");
     assert!(!admin_error(&body).is_empty());
     // The admin API is not served on the proxy listener.
@@ -457,14 +410,18 @@ async fn the_admin_listener_needs_a_token_and_names_bad_queries() {
     drop(gw);
 
     // `metrics_without_token` opens `/metrics` only.
-    let open = TempDir::new();
+    let open = TempDir::new("obs");
     let yaml =
         obs_config(&mock.url(), "").replace("tokens: [", "metrics_without_token: true, tokens: [");
-    let gw = Gateway::start_with(&yaml, &["--storage", &open.storage()]);
-    let (status, body) = admin_get(&gw, "/metrics", None).await;
+    let gw = Gateway::start_with(&yaml, &["--storage", &open.sqlite_url()]);
+    let (status, body) = gw.admin("GET", "/metrics").send().await.status_and_body();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("octollm_requests_total"), "{body}");
-    let (status, _) = admin_get(&gw, "/api/v1/logs", None).await;
+    let (status, _) = gw
+        .admin("GET", "/api/v1/logs")
+        .send()
+        .await
+        .status_and_body();
     assert_eq!(status, 401);
     drop(gw);
 
@@ -485,7 +442,7 @@ async fn send_mix(gw: &Gateway, mix: &[(Protocol, &str, bool, usize)]) -> Vec<Va
     for &(protocol, model, stream, n) in mix {
         for _ in 0..n {
             let answer = send(gw, &Prompt::new(protocol, model, TEXT).stream(stream), &[]).await;
-            records.push(record(gw, &answer.id).await);
+            records.push(gw.logged_record(ADMIN_TOKEN, &answer.id).await);
         }
     }
     records
@@ -526,10 +483,13 @@ const MIX: [(Protocol, &str, bool, usize); 4] = [
 #[tokio::test]
 async fn metrics_count_every_request_by_configured_names() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let gw = start(&mock.url(), &dir, "");
     let records = send_mix(&gw, &MIX).await;
-    let (status, body) = admin_get(&gw, "/metrics", Some(ADMIN_TOKEN)).await;
+    let (status, body) = gw
+        .admin_get("/metrics", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     assert_eq!(status, 200);
     let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
         .expect("Prometheus text format");
@@ -622,7 +582,7 @@ async fn metrics_count_every_request_by_configured_names() {
 #[tokio::test]
 async fn stats_by_model_total_what_was_sent() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let gw = start(&mock.url(), &dir, "");
     let records = send_mix(&gw, &MIX).await;
     let stats = admin_json(&gw, "/api/v1/stats?bucket=minute&group_by=model").await;
@@ -679,7 +639,7 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[tokio::test]
 async fn a_sigterm_restart_loses_no_record() {
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let gw = start(&mock.url(), &dir, "");
     let mut ids = Vec::new();
     for (i, protocol) in Protocol::CHAT_PROTOCOLS.into_iter().enumerate() {
@@ -697,7 +657,10 @@ async fn a_sigterm_restart_loses_no_record() {
     );
     let gw = start(&mock.url(), &dir, "");
     for id in &ids {
-        let (status, body) = admin_get(&gw, &format!("/api/v1/logs/{id}"), Some(ADMIN_TOKEN)).await;
+        let (status, body) = gw
+            .admin_get(&format!("/api/v1/logs/{id}"), ADMIN_TOKEN)
+            .await
+            .status_and_body();
         assert_eq!(status, 200, "record {id} lost over the restart: {body}");
     }
     let page = admin_json(&gw, "/api/v1/logs?limit=100").await;
@@ -711,7 +674,7 @@ async fn no_secret_reaches_the_log_the_metrics_or_the_database() {
     const GATEWAY_KEY: &str = "gw-secret-key-4242-abcdef";
     const WRONG_KEY: &str = "gw-wrong-key-9999-zzzzzz";
     let mock = mock().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("obs");
     let orgs = format!("orgs:\n  acme:\n    api_keys:\n      ci: \"{GATEWAY_KEY}\"\n");
     let gw = start(&mock.url(), &dir, &orgs);
     let auth = format!("Bearer {GATEWAY_KEY}");
@@ -738,7 +701,7 @@ async fn no_secret_reaches_the_log_the_metrics_or_the_database() {
     let secrets = [UPSTREAM_KEY, GATEWAY_KEY, WRONG_KEY, ADMIN_TOKEN];
     let mut seen = String::new();
     for id in &ids {
-        let r = record(&gw, id).await;
+        let r = gw.logged_record(ADMIN_TOKEN, id).await;
         if r["status"] == 200 {
             assert_eq!(r["org"], "acme", "{r}");
             assert_eq!(r["user"], "ci", "{r}");
@@ -751,19 +714,22 @@ async fn no_secret_reaches_the_log_the_metrics_or_the_database() {
             .await
             .to_string(),
     );
-    let (_, metrics) = admin_get(&gw, "/metrics", Some(ADMIN_TOKEN)).await;
+    let (_, metrics) = gw
+        .admin_get("/metrics", ADMIN_TOKEN)
+        .await
+        .status_and_body();
     seen.push_str(&metrics);
     for secret in secrets {
         assert!(!seen.contains(secret), "{secret} leaked: {seen}");
     }
     assert!(gw.terminate());
-    let files = files(&dir.0);
+    let files = files(dir.path());
     assert!(
         files
             .iter()
             .any(|(p, b)| p.ends_with("log.db") && !b.is_empty()),
         "no database file in {}",
-        dir.0.display()
+        dir.path().display()
     );
     for (path, bytes) in &files {
         for secret in secrets {

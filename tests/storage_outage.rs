@@ -8,41 +8,27 @@
 use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
-use octo_test::service::{Restart, ctl};
-use octo_test::{Gateway, Prompt, client, mock, post};
+use octo_test::service::{self, Restart, ctl};
+use octo_test::{Gateway, Prompt, mock};
 
 const TOKEN: &str = "a-test-admin-token-0123456789";
 
 async fn send(gw: &Gateway) -> String {
-    let prompt = Prompt::new(Protocol::OpenAiChat, "logged", "outage");
-    let resp = post(
-        &client(),
-        &format!("{}{}", gw.url, prompt.path()),
-        prompt.body(),
-        &[],
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    let id = resp.headers()["x-octollm-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    resp.bytes().await.unwrap();
-    id
+    gw.send_for_id(&Prompt::new(Protocol::OpenAiChat, "logged", "outage"))
+        .await
 }
 
 /// Polls the admin API until the record `id` is in the log (the writer retries with backoff).
 async fn wait_for(gw: &Gateway, id: &str, deadline: Instant) {
-    let url = format!("{}/api/v1/logs/{id}", gw.admin_url.as_ref().unwrap());
+    let path = format!("/api/v1/logs/{id}");
     loop {
-        let resp = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
-        if resp.status() == 200 {
+        let status = gw.admin_get(&path, TOKEN).await.status;
+        if status == 200 {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "record {id} not written: last answer {}",
-            resp.status()
+            "record {id} not written: last answer {status}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -50,13 +36,7 @@ async fn wait_for(gw: &Gateway, id: &str, deadline: Instant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_unaffected_and_records_kept_while_the_database_is_down() {
-    let (Ok(url), Ok(control)) = (
-        std::env::var("OCTOLLM_TEST_POSTGRES_URL"),
-        std::env::var("OCTOLLM_TEST_POSTGRES_CTL"),
-    ) else {
-        eprintln!(
-            "skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)"
-        );
+    let Some((url, control)) = service::postgres() else {
         return;
     };
     // A schema of its own: other tests leave admin API objects in the shared database's default

@@ -13,51 +13,23 @@ use std::time::{Duration, Instant};
 
 use octo_core::Protocol;
 use octo_test::http::text;
-use octo_test::service::{Restart, ctl};
-use octo_test::{Gateway, Prompt, client, mock, post};
+use octo_test::service::{self, Restart, ctl};
+use octo_test::{Gateway, Prompt, client, mock};
 
 const TOKEN: &str = "a-test-admin-token-0123456789";
 
 async fn send(gw: &Gateway) -> String {
-    let prompt = Prompt::new(Protocol::OpenAiChat, "logged", "started while down");
-    let resp = post(
-        &client(),
-        &format!("{}{}", gw.url, prompt.path()),
-        prompt.body(),
-        &[],
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    let id = resp.headers()["x-octollm-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    resp.bytes().await.unwrap();
-    id
-}
-
-async fn admin(gw: &Gateway, path: &str) -> (u16, String) {
-    let url = format!("{}{path}", gw.admin_url.as_ref().unwrap());
-    let resp = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
-    (resp.status().as_u16(), text(resp).await)
-}
-
-/// The value of an unlabelled sample in `/metrics`.
-async fn metric(gw: &Gateway, name: &str) -> f64 {
-    let (status, body) = admin(gw, "/metrics").await;
-    assert_eq!(status, 200);
-    octo_test::http::metric_sample(&body, name)
+    gw.send_for_id(&Prompt::new(
+        Protocol::OpenAiChat,
+        "logged",
+        "started while down",
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_started_while_the_database_is_down_serves_and_keeps_its_records() {
-    let (Ok(url), Ok(control)) = (
-        std::env::var("OCTOLLM_TEST_POSTGRES_URL"),
-        std::env::var("OCTOLLM_TEST_POSTGRES_CTL"),
-    ) else {
-        eprintln!(
-            "skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)"
-        );
+    let Some((url, control)) = service::postgres() else {
         return;
     };
     let _one = SERVER.lock().await;
@@ -81,9 +53,9 @@ models:
     for _ in 0..3 {
         ids.push(send(&gw).await);
     }
-    assert_eq!(metric(&gw, "octollm_log_database_up").await, 0.0);
-    assert_eq!(metric(&gw, "octollm_log_records_pending").await, 3.0);
-    let (status, body) = admin(&gw, "/api/v1/logs").await;
+    assert_eq!(gw.metric(TOKEN, "octollm_log_database_up").await, 0.0);
+    assert_eq!(gw.metric(TOKEN, "octollm_log_records_pending").await, 3.0);
+    let (status, body) = gw.admin_get("/api/v1/logs", TOKEN).await.status_and_body();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("not available yet"), "{body}");
 
@@ -92,7 +64,10 @@ models:
     let deadline = Instant::now() + Duration::from_secs(60);
     for id in &ids {
         loop {
-            let (status, _) = admin(&gw, &format!("/api/v1/logs/{id}")).await;
+            let (status, _) = gw
+                .admin_get(&format!("/api/v1/logs/{id}"), TOKEN)
+                .await
+                .status_and_body();
             if status == 200 {
                 break;
             }
@@ -103,8 +78,11 @@ models:
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    assert_eq!(metric(&gw, "octollm_log_database_up").await, 1.0);
-    assert_eq!(metric(&gw, "octollm_log_records_dropped_total").await, 0.0);
+    assert_eq!(gw.metric(TOKEN, "octollm_log_database_up").await, 1.0);
+    assert_eq!(
+        gw.metric(TOKEN, "octollm_log_records_dropped_total").await,
+        0.0
+    );
     assert!(gw.terminate(), "clean exit after SIGTERM");
 }
 
@@ -147,19 +125,15 @@ const SECRET: &str = "0202020202020202020202020202020202020202020202020202020202
 
 /// An admin API call: status and JSON answer.
 async fn api(gw: &Gateway, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let url = format!("{}{path}", gw.admin_url.as_ref().unwrap());
-    let mut req = client()
-        .request(method.parse().unwrap(), &url)
-        .bearer_auth(TOKEN);
+    let mut call = gw.admin(method, path).token(TOKEN);
     if !body.is_empty() {
-        req = req
-            .header("content-type", "application/json")
-            .body(body.to_owned());
+        call = call.json(&serde_json::from_str(body).expect("a JSON body"));
     }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = text(resp).await;
-    (status, serde_json::from_str(&text).unwrap_or_default())
+    let reply = call.send().await;
+    (
+        reply.status,
+        serde_json::from_str(&reply.body).unwrap_or_default(),
+    )
 }
 
 async fn chat(gw: &Gateway, key: &str) -> u16 {
@@ -202,13 +176,7 @@ async fn respond(gw: &Gateway, previous: Option<&str>) -> (u16, String) {
 /// signs in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_objects_stored_before_an_outage_apply_once_the_database_answers() {
-    let (Ok(url), Ok(control)) = (
-        std::env::var("OCTOLLM_TEST_POSTGRES_URL"),
-        std::env::var("OCTOLLM_TEST_POSTGRES_CTL"),
-    ) else {
-        eprintln!(
-            "skipping: OCTOLLM_TEST_POSTGRES_URL / OCTOLLM_TEST_POSTGRES_CTL are not set (scripts/services.sh starts PostgreSQL)"
-        );
+    let Some((url, control)) = service::postgres() else {
         return;
     };
     let _one = SERVER.lock().await;
@@ -284,7 +252,10 @@ orgs:
         "{health}"
     );
     assert_eq!(health["storage"]["open"], false, "{health}");
-    assert_eq!(metric(&gw, "octollm_config_api_objects_loaded").await, 0.0);
+    assert_eq!(
+        gw.metric(TOKEN, "octollm_config_api_objects_loaded").await,
+        0.0
+    );
     assert_eq!(api(&gw, "POST", "/api/v1/login", USER).await.0, 401);
     // Responses answers cannot be kept or found yet: a continuation is a retryable 503.
     assert_eq!(respond(&gw, None).await.0, 200);
@@ -320,7 +291,10 @@ orgs:
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["control_plane"]["api_objects"], "loaded", "{health}");
     assert_eq!(health["control_plane"]["follow"], "notify", "{health}");
-    assert_eq!(metric(&gw, "octollm_config_api_objects_loaded").await, 1.0);
+    assert_eq!(
+        gw.metric(TOKEN, "octollm_config_api_objects_loaded").await,
+        1.0
+    );
     // Responses answers are kept in it again.
     let (s, id) = respond(&gw, None).await;
     assert_eq!(s, 200);

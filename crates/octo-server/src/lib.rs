@@ -3,7 +3,8 @@
 //! The library behind the `octollm-server` binary: the YAML [`config`] schema and loader, the
 //! [`gateway`] builder that turns a config into engines and routes, and [`run`], which serves it.
 //! Embedders who want YAML-driven routing inside their own process can call these directly, and
-//! [`embed`] runs the whole server (request log, control plane, admin panel) with a stop handle.
+//! [`embed`] runs the whole server (request log, control plane, admin panel) with a stop handle;
+//! the binary and [`embed`] both start and stop through [`startup`].
 
 pub mod admin;
 pub mod answer_layers;
@@ -20,6 +21,7 @@ pub mod models_list;
 pub mod ops;
 pub mod registry;
 pub mod reload;
+pub mod startup;
 pub mod stored_responses;
 
 use std::future::Future;

@@ -14,16 +14,13 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
 
 use clap::Parser;
 use octo_core::http::shutdown_signal;
-use octo_server::admin::{self, Tokens};
+use octo_server::admin;
 use octo_server::config::{Storage, StorageConfig};
-use octo_server::control::{ControlPlane, Startup};
-use octo_server::ops::Ops;
-use octo_server::{Config, ConfigError, build, config, demo, reload, run_shared};
+use octo_server::startup::{AdminToken, Server, ServerOptions, StartError};
+use octo_server::{Config, ConfigError, build, config, demo};
 use octo_telemetry::logging::{LogFormat, init_logging};
 
 /// An LLM gateway speaking OpenAI Chat, OpenAI Responses, Anthropic Messages and Gemini.
@@ -249,10 +246,6 @@ async fn real_main(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         admin.listen = listen.clone();
         config.admin = Some(admin);
     }
-    let config_error = |(path, msg): (String, String)| ConfigError {
-        source: source.clone(),
-        problems: vec![(path, msg)],
-    };
     // Where relative SQLite paths and the generated admin token live: beside the config file; for
     // the demo, a directory of its own under the system's temp dir (none for `--check`).
     let state_dir = match &cli.config {
@@ -278,84 +271,60 @@ async fn real_main(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if cli.check {
         return check(&config, &source, &document, &state_dir, cli.demo).await;
     }
-    let ops = Arc::new(
-        Ops::start(&config, &state_dir)
-            .await
-            .map_err(config_error)?,
-    );
     drop(gateway);
-    let control = ControlPlane::start(
-        Startup {
-            file: cli.config.clone(),
-            label: source.clone(),
-            document,
-            state_dir: state_dir.clone(),
+    let poll = match &cli.config {
+        Some(_) => match cli.watch_interval.as_str() {
+            "0" => None,
+            interval => Some(
+                config::parse_duration(interval).map_err(|m| format!("--watch-interval: {m}"))?,
+            ),
         },
-        ops.clone(),
-    )
-    .await?;
-    let admin = start_admin(
-        &config,
-        cli.demo,
-        &state_dir,
-        &source,
-        ops.clone(),
-        control.clone(),
-    )
-    .await
-    .map_err(config_error)?;
-    let listen = match cli.listen {
-        Some(addr) => addr,
-        None => config.listen,
-    };
-    let upstream = mock.as_ref().map(|m| m.url());
-    let router = control.router();
-    let serve = control.serve_config();
-    let reloader = match &cli.config {
-        Some(path) => {
-            let poll = match cli.watch_interval.as_str() {
-                "0" => None,
-                interval => Some(
-                    config::parse_duration(interval)
-                        .map_err(|m| format!("--watch-interval: {m}"))?,
-                ),
-            };
-            let reloader = reload::Reloader::new(path.clone(), control.clone(), poll);
-            Some(tokio::spawn(reloader.run()))
-        }
         None => None,
     };
-    let drain = serve.drain_timeout;
-    run_shared(
-        router,
-        serve,
-        listen,
-        |addr| {
-            let mut out = std::io::stdout().lock();
-            if let Some(a) = &admin {
-                let _ = writeln!(out, "{}", a.banner);
-            }
-            let _ = writeln!(out, "octollm-server listening on http://{addr}");
-            if let Some(upstream) = &upstream {
-                let _ = writeln!(out, "{}", demo::banner(addr, upstream));
-                start_demo_traffic(addr);
-            }
-            let _ = out.flush();
-            tracing::info!(%addr, models = config.models.len(), "serving");
+    let banner = AdminBanner {
+        demo: cli.demo,
+        tokens_configured: config.admin.as_ref().is_some_and(|a| !a.tokens.is_empty()),
+        users: config.admin.as_ref().is_some_and(|a| !a.users.is_empty()),
+        token_file: admin::tokens::token_file(&state_dir),
+        source: source.clone(),
+    };
+    let upstream = mock.as_ref().map(|m| m.url());
+    let models = config.models.len();
+    let options = ServerOptions {
+        listen: cli.listen.unwrap_or(config.listen),
+        config,
+        document,
+        label: source,
+        file: cli.config.clone(),
+        poll,
+        state_dir,
+        admin_token: if cli.demo {
+            AdminToken::EachStart
+        } else {
+            AdminToken::FirstStart
         },
-        shutdown_signal(),
-    )
+    };
+    let server = Server::start(options, |server| {
+        let admin = match server.admin_addr() {
+            Some(addr) => Some(banner.text(server, addr)?),
+            None => None,
+        };
+        let addr = server.addr();
+        let mut out = std::io::stdout().lock();
+        if let Some(a) = &admin {
+            let _ = writeln!(out, "{a}");
+        }
+        let _ = writeln!(out, "octollm-server listening on http://{addr}");
+        if let Some(upstream) = &upstream {
+            let _ = writeln!(out, "{}", demo::banner(addr, upstream));
+            start_demo_traffic(addr);
+        }
+        let _ = out.flush();
+        tracing::info!(%addr, models, "serving");
+        Ok(())
+    })
     .await?;
-    // The listener has drained: write what the observers still hold, within the drain deadline.
-    control.stop();
-    control.flush_key_use().await;
-    ops.shutdown(Instant::now() + drain).await;
-    if let Some(task) = reloader {
-        task.abort();
-    }
-    if let Some(a) = admin {
-        a.task.abort();
-    }
+    server.run_until(shutdown_signal()).await?;
     if let Some(mock) = mock {
         mock.shutdown().await;
     }
@@ -407,110 +376,46 @@ async fn check(
 /// How long the demo's one-time sign-in link stays valid.
 const DEMO_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// A running admin listener.
-struct Admin {
-    /// What to print before the listening line: the URL, and a generated token once.
-    banner: String,
-    task: tokio::task::JoinHandle<()>,
+/// What the admin listener's banner says, printed before the listening line.
+struct AdminBanner {
+    demo: bool,
+    /// Whether `admin.tokens` names any token.
+    tokens_configured: bool,
+    /// Whether `admin.users` names any user.
+    users: bool,
+    /// Where the first start's token digest lives.
+    token_file: PathBuf,
+    source: String,
 }
 
-/// Binds and serves the admin listener (see `octo_server::admin`); `None` when skipped.
-async fn start_admin(
-    config: &Config,
-    demo: bool,
-    state_dir: &Path,
-    source: &str,
-    ops: Arc<Ops>,
-    control: Arc<ControlPlane>,
-) -> Result<Option<Admin>, (String, String)> {
-    let explicit = config.admin.is_some();
-    let settings = config.admin.clone().unwrap_or_default();
-    let mut tokens =
-        Tokens::parse(&settings.tokens).map_err(|(i, m)| (format!("admin.tokens[{i}]"), m))?;
-    let configured = !tokens.is_empty();
-    let auth = admin::auth::Auth::new(
-        settings.users.clone(),
-        source.to_owned(),
-        ops.store(),
-        settings.session_ttl()?,
-        settings.secure_cookies,
-    );
-    auth.check_conflicts().await?;
-    if ops.storage_configured() && ops.store().is_none() {
-        // The database did not answer at startup: users and sessions move there once it does.
-        let (auth, ops) = (auth.clone(), ops.clone());
-        tokio::spawn(async move {
-            if let Some(store) = ops.store_opened().await {
-                auth.database_opened(store).await;
-            }
-        });
-    }
-    let credentials = configured || !settings.users.is_empty();
-    let listener = match admin::bind(&settings, explicit, credentials).await? {
-        admin::Bound::Listening(l) => l,
-        admin::Bound::Skipped(_) => return Ok(None),
-    };
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ("admin.listen".to_owned(), e.to_string()))?;
-    let mut banner =
-        format!("octollm-server admin on http://{addr} (web panel, admin API, /metrics)");
-    if !configured {
-        let fresh = if demo {
-            // The demo is ephemeral: a new token each run, never stored.
-            let token = admin::tokens::generate().map_err(|e| (String::new(), e.to_string()))?;
-            tokens.push_digest(admin::tokens::digest(&token));
-            Some(token)
-        } else {
-            admin::tokens::first_start(&admin::tokens::token_file(state_dir), &mut tokens)
-                .map_err(|m| ("admin.tokens".to_owned(), m))?
-        };
-        match fresh {
+impl AdminBanner {
+    /// The URL, the admin token when this start made one (shown once), and how to open the web
+    /// panel (for the demo, a one-time sign-in link).
+    fn text(&self, server: &Server, addr: SocketAddr) -> Result<String, StartError> {
+        let mut banner =
+            format!("octollm-server admin on http://{addr} (web panel, admin API, /metrics)");
+        match server.admin_token() {
             Some(token) => banner.push_str(&format!(
                 "\nadmin token (shown once; set `admin.tokens` to choose your own): {token}\n  curl -s -H 'Authorization: Bearer {token}' http://{addr}/api/v1/logs"
             )),
-            None => banner.push_str(&format!(
+            None if !self.tokens_configured => banner.push_str(&format!(
                 "\nadmin token: the one printed at first start (its digest is in {}; delete that file to make a new one)",
-                admin::tokens::token_file(state_dir).display()
+                self.token_file.display()
             )),
+            None => {}
         }
-    }
-    if demo {
-        let once = auth
-            .once
-            .issue(admin::Actor::User("demo".into()), DEMO_LINK_TTL)
-            .map_err(|m| (String::new(), m))?;
-        banner.push_str(&format!(
-            "\nweb panel: open http://{addr}/api/v1/login/once/{once} (signs you in once)"
-        ));
-    } else if settings.users.is_empty() {
-        banner.push_str(&format!(
-            "\nweb panel: http://{addr}/ (sign in with an admin token, or add users: `admin.users` or POST /api/v1/users)"
-        ));
-    } else {
-        banner.push_str(&format!("\nweb panel: http://{addr}/"));
-    }
-    let state = admin::AdminState {
-        tokens: Arc::new(tokens),
-        metrics_without_token: settings.metrics_without_token,
-        ops,
-        control,
-        auth: auth.clone(),
-    };
-    let app = admin::router(state);
-    let task = tokio::spawn(async move {
-        let pruner = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-            loop {
-                tick.tick().await;
-                auth.sessions.prune().await;
-            }
-        });
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service).await {
-            tracing::error!(error = %e, "admin listener stopped");
+        if self.demo {
+            let link = server
+                .login_link("demo", DEMO_LINK_TTL)
+                .map_err(|m| ConfigError::one(&self.source, "", m))?;
+            banner.push_str(&format!("\nweb panel: open {link} (signs you in once)"));
+        } else if !self.users {
+            banner.push_str(&format!(
+                "\nweb panel: http://{addr}/ (sign in with an admin token, or add users: `admin.users` or POST /api/v1/users)"
+            ));
+        } else {
+            banner.push_str(&format!("\nweb panel: http://{addr}/"));
         }
-        pruner.abort();
-    });
-    Ok(Some(Admin { banner, task }))
+        Ok(banner)
+    }
 }

@@ -204,6 +204,21 @@ impl Gateway {
         post(&client(), &url, prompt.body(), &[]).await
     }
 
+    /// Sends `prompt`, expects 200, reads the answer whole and returns its
+    /// `x-octollm-request-id` (to find its record in the request log).
+    pub async fn send_for_id(&self, prompt: &Prompt) -> String {
+        let resp = self.send(prompt).await;
+        assert_eq!(resp.status(), 200, "{}", prompt.path());
+        let id = resp
+            .headers()
+            .get("x-octollm-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("an x-octollm-request-id header")
+            .to_owned();
+        resp.bytes().await.expect("read the answer");
+        id
+    }
+
     /// The next line the gateway prints on stdout; panics if none comes within 30 s, so a
     /// missing line fails the test instead of hanging it.
     pub fn next_line(&mut self) -> String {

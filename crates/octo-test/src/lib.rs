@@ -15,12 +15,17 @@
 //!   "slow database / slow Redis" faults.
 //! - [`http`]: a reqwest client without proxies, a JSON `POST` and the answer read whole
 //!   ([`Reply`]).
+//! - [`admin`]: calls on a gateway's admin listener ([`Gateway::admin`], [`AdminReply`]), a
+//!   `/metrics` sample and a request-log record once it is written.
+//! - [`temp`]: a temp directory of a test's own, removed on drop ([`TempDir`]), for a gateway's
+//!   SQLite request log.
 //! - [`sse`]: server-sent event bodies split into events, strictly ([`parse_sse`]) or as the
 //!   gateway's own parser reads them ([`events`]).
 //!
 //! The crate is not published; the workspace's crates take it as a dev-dependency. Its helpers
 //! panic with a message naming what failed, which is what a test wants.
 
+pub mod admin;
 pub mod fault;
 pub mod gateway;
 pub mod http;
@@ -29,12 +34,15 @@ pub mod relay;
 pub mod request;
 pub mod service;
 pub mod sse;
+pub mod temp;
 pub mod upstream;
 
+pub use admin::{AdminCall, AdminReply};
 pub use fault::{Fault, FaultServer};
 pub use gateway::{Gateway, PROTOCOLS, config, start_fails};
 pub use http::{Reply, client, h2_client, post};
 pub use relay::Relay;
 pub use request::{Prompt, body_for, path_for, request_with_body};
 pub use sse::{Sse, events, parse_sse};
+pub use temp::TempDir;
 pub use upstream::{Upstream, closed_port_url, mock, mock_with};
