@@ -356,13 +356,113 @@ async fn mysql_slow() {
     database_slow(&url, "database slow (MariaDB)").await;
 }
 
+/// The row "database hung": the database stops answering on the connections it has, without
+/// closing them (a server frozen mid-write, a network path that drops every packet), while new
+/// connections still work. Without a per-write deadline the writer would wait on its connection
+/// until TCP gives up (many minutes). With `storage.write_timeout: 1s` the stuck write is
+/// abandoned after a second and counted as a failed write (`octollm_log_database_up` 0), its
+/// connection dropped, a new one opened, and every record written exactly once (the retried
+/// batch checks which ids the abandoned write left in the log). Requests are answered as usual
+/// throughout. The log is read back on a connection of the test's own, outside the relay.
+async fn database_hung(url: &str, row: &str) {
+    let relay = Relay::for_url(url).await;
+    let mock = mock().await;
+    let yaml = format!(
+        "{}storage: {{write_timeout: 1s}}\n",
+        storage_config(&mock.url())
+    );
+    let gw = Gateway::start_with(&yaml, &["--storage", &relay.url(url)]);
+    let chat = |text: &str| -> Vec<Prompt> {
+        [false, true]
+            .into_iter()
+            .map(|stream| Prompt::new(Protocol::OpenAiChat, "passthrough", text).stream(stream))
+            .collect()
+    };
+    let warm = all_answered(&gw, &chat("warm up"), row).await;
+    wait_metric(&gw, "octollm_log_records_pending", |v| v == 0.0, row).await;
+    let dropped = metric(&gw, "octollm_log_records_dropped_total").await;
+    let before = relay.accepted();
+
+    relay.freeze();
+    let mut answers = Vec::new();
+    for i in 0..4 {
+        answers.extend(all_answered(&gw, &chat(&format!("while hung {i}")), row).await);
+    }
+    wait_metric(&gw, "octollm_log_records_pending", |v| v == 0.0, row).await;
+    assert_eq!(
+        metric(&gw, "octollm_log_records_dropped_total").await,
+        dropped,
+        "{row}: no record dropped"
+    );
+    assert!(
+        relay.accepted() > before,
+        "{row}: the writer opened a new connection after abandoning the hung one"
+    );
+    assert_eq!(metric(&gw, "octollm_log_database_up").await, 1.0, "{row}");
+    let ids: Vec<String> = warm.iter().chain(&answers).map(|a| a.id.clone()).collect();
+    let counts = log_counts(url, &ids).await;
+    for (id, n) in ids.iter().zip(counts) {
+        assert_eq!(n, 1, "{row}: record {id} is in the log {n} times");
+    }
+    drop(relay);
+    assert!(gw.terminate(), "{row}: clean exit after SIGTERM");
+}
+
+/// How many `request_log` rows each id has, read on a connection of the test's own.
+async fn log_counts(url: &str, ids: &[String]) -> Vec<i64> {
+    use sqlx::Connection;
+    let mut out = Vec::new();
+    if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        for id in ids {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_log WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            out.push(n);
+        }
+    } else {
+        let mut c = sqlx::MySqlConnection::connect(url).await.unwrap();
+        for id in ids {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_log WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            out.push(n);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hung() {
+    let Ok(url) = std::env::var("OCTOLLM_TEST_POSTGRES_URL") else {
+        eprintln!("skipping: OCTOLLM_TEST_POSTGRES_URL is not set (scripts/services.sh)");
+        return;
+    };
+    let url = postgres_schema(&url, "faults_pg_hung").await;
+    database_hung(&url, "database hung (PostgreSQL)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_hung() {
+    let Ok(url) = std::env::var("OCTOLLM_TEST_MYSQL_URL") else {
+        eprintln!("skipping: OCTOLLM_TEST_MYSQL_URL is not set (scripts/services.sh)");
+        return;
+    };
+    let url = mysql_database(&url, "faults_my_hung").await;
+    database_hung(&url, "database hung (MariaDB)").await;
+}
+
 /// The row "database refusing writes", PostgreSQL: a trigger on the log table raises, in turn,
 /// the error of a full disk (`53100`), of a read-only server (`25006`, a fail-over to a replica)
-/// and of a revoked privilege (`42501`). Requests are answered as usual throughout. The first
-/// two are unavailability: the records are kept and retried with backoff
-/// (`octollm_log_database_up` 0 meanwhile) and all written once the trigger is gone. The third is
-/// a refusal (SQLSTATE class 42, like a row the database cannot store): each record is tried
-/// alone, then dropped, counted in `octollm_log_records_dropped_total` and logged.
+/// and of a revoked privilege (`42501`). Requests are answered as usual throughout. All three
+/// are the database's state, not the records' (a DBA may restore the grant): the records are
+/// kept and retried with backoff (`octollm_log_database_up` 0 meanwhile) and all written once
+/// the trigger is gone. A refusal of the rows themselves (a constraint, a value too long) drops
+/// only the refused records, counted in `octollm_log_records_dropped_total`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_refusing_writes() {
     let Ok(base) = std::env::var("OCTOLLM_TEST_POSTGRES_URL") else {
@@ -380,7 +480,7 @@ async fn postgres_refusing_writes() {
     for (code, what, kept) in [
         ("53100", "disk full", true),
         ("25006", "read-only server", true),
-        ("42501", "revoked privilege", false),
+        ("42501", "revoked privilege", true),
     ] {
         let row = format!("{row}: {what} ({code})");
         sqlx::raw_sql(&format!(

@@ -94,6 +94,8 @@ impl Ops {
                 let url = octo_store::resolve_url(&s.url, base_dir);
                 let mut cfg = StoreConfig::with_url(url);
                 cfg.retention = s.retention;
+                cfg.buffer_capacity = usize::try_from(s.buffer).unwrap_or(usize::MAX);
+                cfg.write_timeout = s.write_timeout;
                 cfg.redact = secrets(config);
                 let writer = open_log(&cfg).await?;
                 if !s.retention.is_zero() {

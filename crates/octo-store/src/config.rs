@@ -15,6 +15,13 @@ pub const DEFAULT_URL: &str = "sqlite://octollm.db";
 /// The default `storage.retention`: 30 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// The default `storage.write_timeout`: 10 s (a batch normally takes milliseconds; SQLite waits
+/// up to 5 s on a lock, a pooled connection up to 5 s).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default `storage.buffer`: records held while the database is unavailable.
+pub const DEFAULT_BUFFER: usize = 100_000;
+
 /// The database behind a URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -78,6 +85,10 @@ pub struct StoreConfig {
     pub batch_interval: Duration,
     /// The longest wait between retries while the database is unavailable.
     pub max_backoff: Duration,
+    /// How long one batch write may take (`storage.write_timeout`): a write still running then
+    /// (a database that hangs without closing the connection) is abandoned like a failed one:
+    /// its connection is dropped and its records are kept and retried with backoff.
+    pub write_timeout: Duration,
     /// Texts replaced by `[REDACTED]` wherever they occur in a kept body, before it is written.
     pub redact: Secrets,
 }
@@ -136,10 +147,11 @@ impl Default for StoreConfig {
             url: DEFAULT_URL.to_owned(),
             retention: DEFAULT_RETENTION,
             queue_capacity: 10_000,
-            buffer_capacity: 100_000,
+            buffer_capacity: DEFAULT_BUFFER,
             batch_size: 500,
             batch_interval: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             redact: Secrets::default(),
         }
     }

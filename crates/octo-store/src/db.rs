@@ -8,13 +8,13 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
+use sqlx::{Connection, Row};
 
 use crate::config::{Backend, sqlite_path};
 use crate::error::StoreError;
@@ -30,6 +30,16 @@ pub(crate) enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
     MySql(MySqlPool),
+}
+
+/// A connection of its own, outside the pool: the log writer's ([`Pool::dedicated`]). Its
+/// prepared statements stay with it (sqlx caches them per connection), so each of the writer's
+/// statements is prepared once per connection instead of once on each pooled connection.
+#[derive(Debug)]
+pub(crate) enum Conn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+    MySql(MySqlConnection),
 }
 
 /// Runs `$body` with `$p` bound to the concrete pool.
@@ -178,6 +188,18 @@ impl Pool {
         }
     }
 
+    /// A connection taken out of the pool for one long-lived user (the pool opens another in
+    /// its place when it needs one), or `None` for a pool of one connection (an in-memory SQLite
+    /// database, whose one connection is the database itself).
+    pub(crate) async fn dedicated(&self) -> Result<Option<Conn>, StoreError> {
+        Ok(match self {
+            Pool::Sqlite(p) if p.options().get_max_connections() <= 1 => None,
+            Pool::Sqlite(p) => Some(Conn::Sqlite(p.acquire().await?.detach())),
+            Pool::Postgres(p) => Some(Conn::Postgres(p.acquire().await?.detach())),
+            Pool::MySql(p) => Some(Conn::MySql(p.acquire().await?.detach())),
+        })
+    }
+
     pub(crate) async fn close(&self) {
         dispatch!(self, p => p.close().await)
     }
@@ -214,6 +236,65 @@ impl Pool {
             let rows = bind_all!(sqlx::query(&text), vals).fetch_all(p).await?;
             rows.iter().map(|r| read_row(r, cols)).collect()
         })
+    }
+}
+
+impl Conn {
+    /// Fetches every row of a query as plain values.
+    pub(crate) async fn fetch(
+        &mut self,
+        stmt: Sql,
+        cols: &[Col],
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        let Sql { text, vals, .. } = stmt;
+        match self {
+            Conn::Sqlite(c) => {
+                let rows = bind_all!(sqlx::query(&text), vals).fetch_all(c).await?;
+                rows.iter().map(|r| read_row(r, cols)).collect()
+            }
+            Conn::Postgres(c) => {
+                let rows = bind_all!(sqlx::query(&text), vals).fetch_all(c).await?;
+                rows.iter().map(|r| read_row(r, cols)).collect()
+            }
+            Conn::MySql(c) => {
+                let rows = bind_all!(sqlx::query(&text), vals).fetch_all(c).await?;
+                rows.iter().map(|r| read_row(r, cols)).collect()
+            }
+        }
+    }
+
+    /// Runs statements in one transaction on this connection.
+    pub(crate) async fn transaction(&mut self, stmts: Vec<Sql>) -> Result<(), StoreError> {
+        match self {
+            Conn::Sqlite(c) => {
+                let mut tx = c.begin().await?;
+                for Sql { text, vals, .. } in stmts {
+                    bind_all!(sqlx::query(&text), vals)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Conn::Postgres(c) => {
+                let mut tx = c.begin().await?;
+                for Sql { text, vals, .. } in stmts {
+                    bind_all!(sqlx::query(&text), vals)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Conn::MySql(c) => {
+                let mut tx = c.begin().await?;
+                for Sql { text, vals, .. } in stmts {
+                    bind_all!(sqlx::query(&text), vals)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -90,7 +90,9 @@ impl From<sqlx::Error> for StoreError {
             | E::TypeNotFound { .. }
             | E::RowNotFound => (ErrorKind::Decode, false),
             E::Database(db) => {
-                if rejected(db.code().as_deref()) {
+                if denied(db.as_ref()) {
+                    (ErrorKind::Unavailable, true)
+                } else if rejected(db.code().as_deref()) {
                     (ErrorKind::Rejected, false)
                 } else {
                     (ErrorKind::Unavailable, true)
@@ -102,6 +104,24 @@ impl From<sqlx::Error> for StoreError {
             _ => (ErrorKind::Unavailable, true),
         };
         StoreError::new(kind, retryable, e.to_string())
+    }
+}
+
+/// Whether a database error is a missing privilege (PostgreSQL SQLSTATE 42501; MySQL errors
+/// 1142, 1143, 1044, 1227; SQLite `SQLITE_PERM` and `SQLITE_READONLY`, a file made read-only).
+/// That is the database's configuration, not the statement: an administrator may restore the
+/// grant, so the writer keeps the records and retries them (beyond its buffer they are dropped
+/// and counted, as during an outage) instead of refusing them one by one.
+fn denied(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(my.number(), 1044 | 1142 | 1143 | 1227);
+    }
+    match db.code().as_deref() {
+        Some("42501") => true,
+        Some(code) if code.len() < 5 => {
+            code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 3 | 8))
+        }
+        _ => false,
     }
 }
 

@@ -54,8 +54,8 @@ use octo_core::record::Record;
 
 pub use admin::{AdminUser, Session};
 pub use config::{
-    Backend, DEFAULT_RETENTION, DEFAULT_URL, REDACTED, Secrets, StoreConfig, parse_retention,
-    resolve_url,
+    Backend, DEFAULT_BUFFER, DEFAULT_RETENTION, DEFAULT_URL, DEFAULT_WRITE_TIMEOUT, REDACTED,
+    Secrets, StoreConfig, parse_retention, resolve_url,
 };
 pub use control::{
     AuditEntry, CONTROL_CHANNEL, ControlListener, ControlState, ControlWrite, Heard, KeyActivity,
@@ -109,6 +109,66 @@ pub(crate) fn now_ms() -> i64 {
     query::ms(SystemTime::now())
 }
 
+/// The log writer's own connection ([`Pool::dedicated`]): opened on first use, kept while it
+/// works, dropped after a failed write (a broken or hung connection; the next write opens a new
+/// one). On a pool of one connection (in-memory SQLite) writes use the pool.
+#[derive(Debug, Default)]
+pub(crate) struct LogConn {
+    conn: Option<db::Conn>,
+    /// The pool has no connection to spare: write through it.
+    pooled: bool,
+}
+
+impl LogConn {
+    /// Drops the connection (after a write that did not finish: its state is unknown).
+    pub(crate) fn reset(&mut self) {
+        self.conn = None;
+    }
+
+    /// The connection, opened if needed; `None` when writes go through the pool.
+    async fn get(&mut self, pool: &Pool) -> Result<Option<&mut db::Conn>, StoreError> {
+        if self.pooled {
+            return Ok(None);
+        }
+        if self.conn.is_none() {
+            match pool.dedicated().await? {
+                Some(c) => self.conn = Some(c),
+                None => self.pooled = true,
+            }
+        }
+        Ok(self.conn.as_mut())
+    }
+
+    /// Drops the connection after a retryable error (broken, or in an unknown state).
+    fn check<T>(&mut self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if r.as_ref().is_err_and(|e| e.is_retryable()) {
+            self.conn = None;
+        }
+        r
+    }
+
+    async fn transaction(&mut self, pool: &Pool, stmts: Vec<Sql>) -> Result<(), StoreError> {
+        let r = match self.get(pool).await? {
+            Some(c) => c.transaction(stmts).await,
+            None => pool.transaction(stmts).await,
+        };
+        self.check(r)
+    }
+
+    async fn fetch(
+        &mut self,
+        pool: &Pool,
+        stmt: Sql,
+        cols: &[Col],
+    ) -> Result<Vec<Vec<Value>>, StoreError> {
+        let r = match self.get(pool).await? {
+            Some(c) => c.fetch(stmt, cols).await,
+            None => pool.fetch(stmt, cols).await,
+        };
+        self.check(r)
+    }
+}
+
 /// An open request log: a connection pool and its dialect. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -153,15 +213,17 @@ impl Store {
     /// already in the log (a retried batch whose first commit succeeded) and repeated ids are
     /// skipped, so nothing is counted twice.
     pub async fn write(&self, records: &[Arc<Record>]) -> Result<(), StoreError> {
-        self.write_batch(records, true).await
+        self.write_batch(None, records, true).await
     }
 
     /// [`write`](Self::write), checking the log for the records' ids first only when
     /// `check_existing`: the writer skips the check for a batch's first attempt, whose ids are
     /// fresh (a duplicate is then refused by the primary key, and the writer falls back to
-    /// checked writes of one record at a time).
+    /// checked writes of one record at a time). The transaction runs on `conn` when given (the
+    /// writer's own connection), else on a pooled one.
     pub(crate) async fn write_batch(
         &self,
+        conn: Option<&mut LogConn>,
         records: &[Arc<Record>],
         check_existing: bool,
     ) -> Result<(), StoreError> {
@@ -172,8 +234,9 @@ impl Store {
             .map(|r| &**r)
             .filter(|r| r.id.len() <= MAX_ID_LEN && seen.insert(r.id.as_str()))
             .collect();
+        let mut conn = conn;
         if check_existing && !fresh.is_empty() {
-            let existing = self.existing_ids(&fresh).await?;
+            let existing = self.existing_ids(conn.as_deref_mut(), &fresh).await?;
             fresh.retain(|r| !existing.contains(&r.id));
         }
         if fresh.is_empty() {
@@ -214,10 +277,17 @@ impl Store {
             stmts.push(Sql::shared(b, text, vals));
         }
         stmts.extend(rollup::upserts(b, &rollup::fold(fresh.iter().copied())));
-        self.pool.transaction(stmts).await
+        match conn {
+            Some(c) => c.transaction(&self.pool, stmts).await,
+            None => self.pool.transaction(stmts).await,
+        }
     }
 
-    async fn existing_ids(&self, records: &[&Record]) -> Result<HashSet<String>, StoreError> {
+    async fn existing_ids(
+        &self,
+        mut conn: Option<&mut LogConn>,
+        records: &[&Record],
+    ) -> Result<HashSet<String>, StoreError> {
         let mut found = HashSet::new();
         for chunk in records.chunks(IDS_PER_STATEMENT) {
             let mut q = Sql::new(self.backend());
@@ -229,7 +299,11 @@ impl Store {
                 q.bind(Value::Text(Some(r.id.clone())));
             }
             q.push(")");
-            for row in self.pool.fetch(q, &[Col::Text]).await? {
+            let rows = match conn.as_deref_mut() {
+                Some(c) => c.fetch(&self.pool, q, &[Col::Text]).await?,
+                None => self.pool.fetch(q, &[Col::Text]).await?,
+            };
+            for row in rows {
                 if let Some(id) = row.into_iter().next().and_then(Value::into_text) {
                     found.insert(id);
                 }

@@ -39,10 +39,12 @@ use tokio::time::Instant;
 use crate::config::StoreConfig;
 use crate::error::{ErrorKind, StoreError};
 use crate::schema::MAX_ID_LEN;
-use crate::{Store, now_ms};
+use crate::{LogConn, Store, now_ms};
 
 /// The shortest wait before retrying an unavailable database.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// The shortest per-write deadline accepted (a shorter one would fail every write).
+const MIN_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
 /// Drop warnings are logged at most this often.
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -67,6 +69,7 @@ struct State {
     dropped: AtomicU64,
     buffered: AtomicU64,
     last_warn_ms: AtomicI64,
+    last_fail_warn_ms: AtomicI64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -88,6 +91,26 @@ impl State {
                 dropped_total = total,
                 "request log: records dropped ({why})"
             );
+        }
+    }
+
+    /// Logs a failed write whose records are kept for a retry, at most once per [`WARN_EVERY`].
+    fn write_failed(&self, e: &StoreError, kept: usize) {
+        let now = now_ms();
+        let last = self.last_fail_warn_ms.load(Ordering::Relaxed);
+        if now - last >= WARN_EVERY.as_millis() as i64
+            && self
+                .last_fail_warn_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                error = %e,
+                kept,
+                "request log: write failed; the records are kept and retried with backoff"
+            );
+        } else {
+            tracing::debug!(error = %e, kept, "request log: write failed");
         }
     }
 
@@ -206,6 +229,7 @@ impl LogWriter {
             interval: config.batch_interval,
             buffer_capacity: config.buffer_capacity.max(config.batch_size.max(1)),
             max_backoff: config.max_backoff.max(MIN_BACKOFF),
+            write_timeout: config.write_timeout.max(MIN_WRITE_TIMEOUT),
             state: state.clone(),
         };
         tokio::spawn(task.run(rx, ctl));
@@ -344,6 +368,10 @@ struct Done {
     /// Records to try again (the database was unavailable), in order.
     retry: Vec<Arc<Record>>,
     error: Option<StoreError>,
+    /// Why the last refused record was refused.
+    refused_error: Option<StoreError>,
+    /// The writer's connection, handed back for the next write.
+    conn: LogConn,
 }
 
 type Writing = Pin<Box<dyn Future<Output = Done> + Send>>;
@@ -354,6 +382,7 @@ struct Task {
     interval: Duration,
     buffer_capacity: usize,
     max_backoff: Duration,
+    write_timeout: Duration,
     state: Arc<State>,
 }
 
@@ -370,6 +399,8 @@ impl Task {
         mut ctl: mpsc::UnboundedReceiver<Control>,
     ) {
         let mut store: Option<Store> = None;
+        // The writer's own connection, lent to each write and handed back with its result.
+        let mut conn = Some(LogConn::default());
         let mut buf: VecDeque<Arc<Record>> = VecDeque::new();
         let mut in_flight: Option<(usize, Writing)> = None;
         // How many records at the front of `buf` were in a write that failed: that write may
@@ -435,7 +466,9 @@ impl Task {
                     let check = unsure > 0;
                     unsure = unsure.saturating_sub(n);
                     oldest = (!buf.is_empty()).then_some(now);
-                    in_flight = Some((n, Box::pin(write(store.clone(), batch, check))));
+                    let c = conn.take().unwrap_or_default();
+                    let w = write(store.clone(), c, batch, check, self.write_timeout);
+                    in_flight = Some((n, Box::pin(w)));
                 }
             }
             // Answer flushes that are done or out of time.
@@ -503,9 +536,17 @@ impl Task {
                     None => std::future::pending().await,
                 } } => {
                     in_flight = None;
-                    self.state.up.store(done.retry.is_empty(), Ordering::Relaxed);
+                    conn = Some(done.conn);
+                    let kept = done.retry.len();
+                    self.state.up.store(kept == 0, Ordering::Relaxed);
                     self.state.written.fetch_add(done.written, Ordering::Relaxed);
-                    self.state.drop_records(done.refused, "refused by the database");
+                    if done.refused > 0 {
+                        let why = match &done.refused_error {
+                            Some(e) => format!("refused by the database: {e}"),
+                            None => "refused by the database".to_owned(),
+                        };
+                        self.state.drop_records(done.refused, &why);
+                    }
                     if done.retry.is_empty() {
                         backoff = Duration::ZERO;
                         if done.error.is_none() {
@@ -521,7 +562,9 @@ impl Task {
                         oldest.get_or_insert_with(Instant::now);
                     }
                     if let Some(e) = &done.error {
-                        tracing::debug!(error = %e, "request log: write failed");
+                        if kept > 0 {
+                            self.state.write_failed(e, buf.len());
+                        }
                         self.state.set_error(Some(e));
                     }
                 }
@@ -546,33 +589,71 @@ impl Task {
     }
 }
 
-/// Writes a batch (checking the log for its ids first when `check`: see
-/// [`Store::write_batch`]); on a refusal, writes its records one by one, checked, and drops only
-/// the refused.
-async fn write(store: Store, batch: Vec<Arc<Record>>, check: bool) -> Done {
+/// Writes `records` on `conn` within `timeout` (see [`Store::write_batch`]): a write that does
+/// not finish in time (a database that hangs without closing the connection) fails like a broken
+/// connection — retryable, and the connection is dropped, so the next write opens a new one.
+async fn timed(
+    store: &Store,
+    conn: &mut LogConn,
+    records: &[Arc<Record>],
+    check: bool,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    let r = tokio::time::timeout(timeout, store.write_batch(Some(conn), records, check)).await;
+    r.unwrap_or_else(|_| {
+        conn.reset();
+        Err(StoreError::new(
+            ErrorKind::Unavailable,
+            true,
+            format!(
+                "the database did not finish a write within storage.write_timeout ({})",
+                humantime::format_duration(timeout)
+            ),
+        ))
+    })
+}
+
+/// Writes a batch on the writer's connection (checking the log for its ids first when `check`:
+/// see [`Store::write_batch`]), each write within `timeout`; on a refusal, writes its records
+/// one by one, checked, and drops only the refused.
+async fn write(
+    store: Store,
+    mut conn: LogConn,
+    batch: Vec<Arc<Record>>,
+    check: bool,
+    timeout: Duration,
+) -> Done {
     let n = batch.len() as u64;
-    match store.write_batch(&batch, check).await {
+    let first = timed(&store, &mut conn, &batch, check, timeout).await;
+    match first {
         Ok(()) => Done {
             written: n,
             refused: 0,
+            refused_error: None,
             retry: Vec::new(),
             error: None,
+            conn,
         },
         Err(e) if e.is_retryable() => Done {
             written: 0,
             refused: 0,
+            refused_error: None,
             retry: batch,
             error: Some(e),
+            conn,
         },
         Err(first) => {
             let mut done = Done {
                 written: 0,
                 refused: 0,
+                refused_error: None,
                 retry: Vec::new(),
                 error: Some(first),
+                conn,
             };
             for (i, r) in batch.iter().enumerate() {
-                match store.write(std::slice::from_ref(r)).await {
+                let one = std::slice::from_ref(r);
+                match timed(&store, &mut done.conn, one, true, timeout).await {
                     Ok(()) => done.written += 1,
                     Err(e) if e.is_retryable() => {
                         done.retry = batch[i..].to_vec();
@@ -580,8 +661,9 @@ async fn write(store: Store, batch: Vec<Arc<Record>>, check: bool) -> Done {
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(id = %r.id, error = %e, "request log: record refused by the database, dropped");
+                        tracing::debug!(id = %r.id, error = %e, "request log: record refused by the database");
                         done.refused += 1;
+                        done.refused_error = Some(e.clone());
                         done.error = Some(e);
                     }
                 }

@@ -7,6 +7,9 @@
 //! waits as on a database stuck behind a lock or a congested link, for exactly as long as the
 //! test says; [`resume`](Relay::resume) lets the held bytes through, in order. A timer-based
 //! delay would make the test's outcome depend on the machine's speed; a switch does not.
+//! [`freeze`](Relay::freeze) stalls only the connections open now, for good, while later ones
+//! pass: a server that hangs on its connections without closing them, for a client that
+//! abandons a hung connection and opens another.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,11 +20,25 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// What the relay lets through: nothing while `stalled`; never anything on the connections
+/// numbered below `frozen_below` (in order of acceptance, from 0).
+#[derive(Debug, Clone, Copy, Default)]
+struct Switch {
+    stalled: bool,
+    frozen_below: usize,
+}
+
+impl Switch {
+    fn passes(&self, conn: usize) -> bool {
+        !self.stalled && conn >= self.frozen_below
+    }
+}
+
 /// A stallable TCP relay; see the [module docs](self). Dropping it closes every connection.
 #[derive(Debug)]
 pub struct Relay {
     addr: SocketAddr,
-    stalled: watch::Sender<bool>,
+    stalled: watch::Sender<Switch>,
     accepted: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -31,7 +48,7 @@ impl Relay {
     pub async fn start(target: SocketAddr) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let addr = listener.local_addr().expect("relay address");
-        let (stalled, rx) = watch::channel(false);
+        let (stalled, rx) = watch::channel(Switch::default());
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
         let task = tokio::spawn(async move {
@@ -41,7 +58,7 @@ impl Relay {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
-                count.fetch_add(1, Ordering::Relaxed);
+                let id = count.fetch_add(1, Ordering::Relaxed);
                 let rx = rx.clone();
                 conns.spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
@@ -52,8 +69,8 @@ impl Relay {
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     tokio::select! {
-                        () = pump(cr, sw, rx.clone()) => {}
-                        () = pump(sr, cw, rx) => {}
+                        () = pump(cr, sw, rx.clone(), id) => {}
+                        () = pump(sr, cw, rx, id) => {}
                     }
                 });
                 while conns.try_join_next().is_some() {}
@@ -87,12 +104,19 @@ impl Relay {
 
     /// Stops every byte in both directions, on every connection, until [`resume`](Self::resume).
     pub fn stall(&self) {
-        self.stalled.send_replace(true);
+        self.stalled.send_modify(|s| s.stalled = true);
     }
 
-    /// Lets the held bytes through, in order.
+    /// Lets the held bytes through, in order (not on [frozen](Self::freeze) connections).
     pub fn resume(&self) {
-        self.stalled.send_replace(false);
+        self.stalled.send_modify(|s| s.stalled = false);
+    }
+
+    /// Stops every byte, for good, on the connections accepted so far (they stay open); later
+    /// connections are relayed as usual.
+    pub fn freeze(&self) {
+        let n = self.accepted();
+        self.stalled.send_modify(|s| s.frozen_below = n);
     }
 
     /// Connections accepted so far.
@@ -118,11 +142,12 @@ fn authority(url: &str) -> &str {
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut stalled: watch::Receiver<bool>,
+    mut stalled: watch::Receiver<Switch>,
+    id: usize,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        if stalled.wait_for(|s| !*s).await.is_err() {
+        if stalled.wait_for(|s| s.passes(id)).await.is_err() {
             return;
         }
         let n = match from.read(&mut buf).await {
@@ -130,7 +155,9 @@ async fn pump(
             Ok(n) => n,
         };
         // Bytes read just before a stall are held too.
-        if stalled.wait_for(|s| !*s).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+        if stalled.wait_for(|s| s.passes(id)).await.is_err()
+            || to.write_all(&buf[..n]).await.is_err()
+        {
             return;
         }
     }

@@ -1,4 +1,5 @@
-//! Fills a SQLite request log with `N` sample records spread evenly over the last 30 days
+//! Fills a request log (a SQLite file, or any `storage.url`: `postgres://…`, `mysql://…`) with
+//! `N` sample records spread evenly over the last 30 days
 //! ([`octo_store::testing::spread`]: 16 keys in 4 orgs, 8 models on 2 backends each, 97% status
 //! 200, 2% 429, 1% 500) through the store's own write path (log rows and rollups, batches of
 //! 5,000), for measuring the web panel and the statistics on a large log:
@@ -8,6 +9,7 @@
 //! target/release/octo-fill-log target/big.db 10000000
 //! OCTOLLM_BENCH_DB=target/big.db cargo bench -p octo-store --bench stats
 //! octollm-server --config my.yaml --storage sqlite://target/big.db   # then open the panel
+//! target/release/octo-fill-log postgres://u@host/db 10000000          # any storage URL
 //! ```
 //!
 //! An interrupted run leaves a valid database with the records written so far; delete the file
@@ -31,19 +33,22 @@ fn main() {
 
 async fn fill() {
     let mut args = std::env::args().skip(1);
-    let path = args.next().expect("usage: octo-fill-log PATH.db N");
+    let path = args.next().expect("usage: octo-fill-log PATH.db|URL N");
     let n: u64 = args
         .next()
         .and_then(|s| s.replace('_', "").parse().ok())
-        .expect("usage: octo-fill-log PATH.db N");
+        .expect("usage: octo-fill-log PATH.db|URL N");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
     let start = now - 30 * DAY_MS;
-    let store = Store::open(&StoreConfig::with_url(format!("sqlite://{path}")))
-        .await
-        .unwrap();
+    let url = if path.contains("://") {
+        path.clone()
+    } else {
+        format!("sqlite://{path}")
+    };
+    let store = Store::open(&StoreConfig::with_url(url)).await.unwrap();
     let began = Instant::now();
     let batch = 5_000;
     let mut i = 0;
@@ -61,10 +66,15 @@ async fn fill() {
             );
         }
     }
+    let into = if path.contains("://") {
+        store.backend().name().to_owned() // a URL may hold a password
+    } else {
+        path
+    };
     store.close().await;
     let took = began.elapsed().as_secs_f64();
     eprintln!(
-        "{n} rows in {took:.1} s ({:.0} rows/s) into {path}",
+        "{n} rows in {took:.1} s ({:.0} rows/s) into {into}",
         n as f64 / took
     );
 }

@@ -64,6 +64,43 @@ models:
     }
 
     #[test]
+    fn storage_buffer_and_write_timeout_are_set_and_checked() {
+        let c = parse(
+            &format!("{GOOD}storage: {{buffer: 250000, write_timeout: 30s}}\n"),
+            "good.yaml",
+            &env,
+        )
+        .unwrap();
+        let Storage::On(s) = &c.storage else {
+            panic!("storage is on")
+        };
+        assert_eq!(s.buffer, 250_000);
+        assert_eq!(s.write_timeout, std::time::Duration::from_secs(30));
+        let Storage::On(d) = &parse(GOOD, "good.yaml", &env).unwrap().storage else {
+            panic!("storage is on by default")
+        };
+        assert_eq!(d.buffer, 100_000);
+        assert_eq!(d.write_timeout, std::time::Duration::from_secs(10));
+        for (bad, key, fix) in [
+            ("buffer: 0", "storage.buffer", "from 1 to 10000000"),
+            ("buffer: 20000000", "storage.buffer", "from 1 to 10000000"),
+            (
+                "write_timeout: 10ms",
+                "storage.write_timeout",
+                "at least `100ms`",
+            ),
+        ] {
+            let e = err(&format!("{GOOD}storage: {{{bad}}}\n"));
+            assert!(
+                e.contains("bad.yaml") && e.contains(key) && e.contains(fix),
+                "{e}"
+            );
+        }
+        let e = err(&format!("{GOOD}storage: {{buffer: lots}}\n"));
+        assert!(e.contains("storage.buffer"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_name_their_path_and_the_choices() {
         let e = err(&GOOD.replace("first_byte: 60s", "first_bite: 60s"));
         assert!(e.contains("bad.yaml"), "{e}");

@@ -90,6 +90,13 @@ pub struct StorageConfig {
     /// (default, none), `true` (the first 64 KiB) or `{max_bytes: N}`.
     #[serde(default, deserialize_with = "de::log_bodies")]
     pub log_bodies: Option<usize>,
+    /// Records the log writer holds while the database is unavailable (default 100,000);
+    /// beyond it the newest are dropped and counted.
+    #[serde(default = "default_storage_buffer")]
+    pub buffer: u64,
+    /// How long one batch write may take before it is abandoned and retried (default `10s`).
+    #[serde(default = "default_write_timeout", deserialize_with = "de::duration")]
+    pub write_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -98,8 +105,18 @@ impl Default for StorageConfig {
             url: default_storage_url(),
             retention: default_retention(),
             log_bodies: None,
+            buffer: default_storage_buffer(),
+            write_timeout: default_write_timeout(),
         }
     }
+}
+
+fn default_storage_buffer() -> u64 {
+    octo_store::DEFAULT_BUFFER as u64
+}
+
+fn default_write_timeout() -> Duration {
+    octo_store::DEFAULT_WRITE_TIMEOUT
 }
 
 fn default_storage_url() -> String {

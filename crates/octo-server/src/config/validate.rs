@@ -256,8 +256,35 @@ fn validate_rules(at: &str, rules: &[RuleConfig], c: &Config, p: &mut Vec<(Strin
     }
 }
 
+/// The largest `storage.buffer`: records held in memory (about 1 KB each) while the database is
+/// unavailable.
+pub(crate) const MAX_STORAGE_BUFFER: u64 = 10_000_000;
+
+/// The shortest `storage.write_timeout`.
+const MIN_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The operations sections: storage, admin, telemetry, prices.
 fn operations(c: &Config, p: &mut Vec<(String, String)>) {
+    if let super::schema::Storage::On(s) = &c.storage {
+        if !(1..=MAX_STORAGE_BUFFER).contains(&s.buffer) {
+            p.push((
+                "storage.buffer".into(),
+                format!(
+                    "{} records is out of range; write a number of records from 1 to {MAX_STORAGE_BUFFER} (default 100000; each held record takes about 1 KB of memory)",
+                    s.buffer
+                ),
+            ));
+        }
+        if s.write_timeout < MIN_WRITE_TIMEOUT {
+            p.push((
+                "storage.write_timeout".into(),
+                format!(
+                    "{} is too short for a batch write; write at least `100ms` (default `10s`)",
+                    humantime::format_duration(s.write_timeout)
+                ),
+            ));
+        }
+    }
     if let super::schema::Storage::On(s) = &c.storage
         && let Err(e) = octo_store::Backend::from_url(&s.url)
     {
