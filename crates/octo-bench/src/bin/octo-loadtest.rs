@@ -93,10 +93,13 @@ struct Args {
     #[arg(long)]
     drive_stream: bool,
     /// With `--drive`: instead of sequential requests, hold this many streams (events 3 s apart)
-    /// open at once over h2c for `--drive-hold-secs`, then close them (for profiling a gateway's
-    /// memory by hand, e.g. under heaptrack).
+    /// open at once over h2c (HTTP/1.1 with `--drive-http1`) for `--drive-hold-secs`, then close
+    /// them (for profiling a gateway's memory by hand, e.g. under heaptrack).
     #[arg(long, default_value_t = 0)]
     drive_open: usize,
+    /// `--drive-open` over HTTP/1.1, one connection per stream.
+    #[arg(long)]
+    drive_http1: bool,
     /// How long `--drive-open` keeps the streams open, in seconds.
     #[arg(long, default_value_t = 5)]
     drive_hold_secs: u64,
@@ -305,8 +308,12 @@ fn drive(addr: SocketAddr, args: &Args) -> Result<(), String> {
             addr,
             pid: None,
         };
-        let transport = Transport::H2c {
-            streams_per_conn: args.h2_streams_per_conn,
+        let transport = if args.drive_http1 {
+            Transport::Http1
+        } else {
+            Transport::H2c {
+                streams_per_conn: args.h2_streams_per_conn,
+            }
         };
         let m = rt.block_on(async {
             let hold = async {
@@ -325,8 +332,11 @@ fn drive(addr: SocketAddr, args: &Args) -> Result<(), String> {
             .await
         });
         println!(
-            "{} of {} h2c streams open at once through {addr} ({} failed)",
-            m.open, m.requested, m.failed
+            "{} of {} {} streams open at once through {addr} ({} failed)",
+            m.open,
+            m.requested,
+            if args.drive_http1 { "HTTP/1.1" } else { "h2c" },
+            m.failed
         );
         return Ok(());
     }

@@ -114,6 +114,11 @@ fn redact_userinfo(uri: &Uri) -> String {
     )
 }
 
+/// How many streams the gateway cancelled an HTTP/2 upstream connection remembers (for h2's
+/// 1 s), so that frames still in flight for them are dropped without a reset each. A remembered
+/// stream is one slab entry (a few hundred bytes).
+const H2_REMEMBERED_RESETS: usize = 10_000;
+
 /// hyper-util's pooled client over a connector whose whole connect (DNS included) is bounded.
 pub(crate) type HyperClient = Client<TimedConnector, Full<Bytes>>;
 
@@ -139,7 +144,18 @@ pub(crate) fn hyper_client(
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .http2_initial_stream_window_size(stream_window)
-        .http2_initial_connection_window_size(connection_window);
+        .http2_initial_connection_window_size(connection_window)
+        // A client that leaves mid-stream makes the gateway cancel its upstream stream; DATA the
+        // upstream had already sent for it still arrives. h2 remembers only 50 cancelled streams
+        // (for 1 s): a frame for any other one is answered with RST_STREAM(STREAM_CLOSED), and
+        // each such reset counts toward a per-connection limit (1,024 by default, never reset)
+        // after which h2 closes the whole connection with GOAWAY(ENHANCE_YOUR_CALM) — breaking
+        // every other stream on it ("broke off the response"). That limit guards a server against
+        // an abusive client; here the peer is the operator's upstream and the resets are ours, so
+        // it is lifted, and cancelled streams are remembered in bulk so late frames are dropped
+        // quietly. `docs/performance.md`, "Many open streams".
+        .http2_max_concurrent_reset_streams(H2_REMEMBERED_RESETS)
+        .http2_max_local_error_reset_streams(None);
     if h2c {
         builder.http2_only(true);
     }
@@ -334,6 +350,112 @@ mod tests {
             .unwrap();
         assert!(e.is::<ConnectTimeout>(), "{e}");
         assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    /// A bare HTTP/2 server on one connection (frames by hand, so it can do what hyper's server
+    /// never does: send DATA on streams the client has already cancelled, as frames in flight
+    /// would). It answers the first `n` requests with a head and no end, waits until the client
+    /// has reset all `n`, sends one DATA frame on each, then a PING, and reports whether the
+    /// PING's ACK came back before any GOAWAY.
+    async fn late_data_server(listener: tokio::net::TcpListener, n: usize) -> Result<(), String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+            let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+            let mut f = vec![len[1], len[2], len[3], kind, flags];
+            f.extend_from_slice(&stream.to_be_bytes());
+            f.extend_from_slice(payload);
+            f
+        }
+        const DATA: u8 = 0;
+        const HEADERS: u8 = 1;
+        const RST_STREAM: u8 = 3;
+        const SETTINGS: u8 = 4;
+        const PING: u8 = 6;
+        const GOAWAY: u8 = 7;
+        let (mut sock, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        let mut preface = [0u8; 24];
+        sock.read_exact(&mut preface)
+            .await
+            .map_err(|e| e.to_string())?;
+        // SETTINGS_MAX_CONCURRENT_STREAMS = n + 1.
+        let mut settings = vec![0, 3];
+        settings.extend_from_slice(&u32::try_from(n + 1).unwrap().to_be_bytes());
+        sock.write_all(&frame(SETTINGS, 0, 0, &settings))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut streams, mut resets) = (Vec::new(), 0);
+        loop {
+            let mut head = [0u8; 9];
+            sock.read_exact(&mut head)
+                .await
+                .map_err(|e| format!("connection ended: {e}"))?;
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let (kind, flags) = (head[3], head[4]);
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; len];
+            sock.read_exact(&mut payload)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            match kind {
+                SETTINGS if flags & 1 == 0 => out = frame(SETTINGS, 1, 0, &[]),
+                // `:status: 200` (HPACK static index 8), END_HEADERS, the body left open.
+                HEADERS if streams.len() < n => {
+                    streams.push(stream);
+                    out = frame(HEADERS, 4, stream, &[0x88]);
+                }
+                RST_STREAM => {
+                    resets += 1;
+                    if resets == n {
+                        for &s in &streams {
+                            out.extend(frame(DATA, 0, s, b"data: {}\n\n"));
+                        }
+                        out.extend(frame(PING, 0, 0, b"late-dat"));
+                    }
+                }
+                PING if flags & 1 == 1 => return Ok(()),
+                GOAWAY => {
+                    return Err(format!(
+                        "the client closed the connection: GOAWAY {:?}",
+                        String::from_utf8_lossy(payload.get(8..).unwrap_or_default())
+                    ));
+                }
+                _ => {}
+            }
+            if !out.is_empty() {
+                sock.write_all(&out).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+
+    /// Clients that leave mid-stream make the gateway cancel upstream streams whose DATA is
+    /// already on its way. With h2's defaults, more than 1,024 such late frames on a connection
+    /// (beyond the 50 cancelled streams it remembers) close the whole connection with
+    /// GOAWAY(ENHANCE_YOUR_CALM), breaking every other stream on it.
+    #[tokio::test]
+    async fn late_frames_for_cancelled_h2_streams_do_not_close_the_connection() {
+        let n = 1_200;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(late_data_server(listener, n));
+        let client = hyper_client(Duration::from_secs(5), true, 256 * 1024, 1 << 30);
+        let requests = (0..n).map(|_| {
+            let req = http::Request::get(format!("http://{addr}/v1/chat/completions"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            client.request(req)
+        });
+        let responses = futures::future::join_all(requests).await;
+        for r in &responses {
+            assert_eq!(r.as_ref().unwrap().status(), 200);
+        }
+        // The clients leave: every upstream body is dropped, every stream cancelled.
+        drop(responses);
+        let verdict = tokio::time::timeout(Duration::from_secs(60), server)
+            .await
+            .expect("the server saw neither the PING's ACK nor a GOAWAY")
+            .unwrap();
+        assert_eq!(verdict, Ok(()));
     }
 
     #[test]
