@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
@@ -386,6 +387,56 @@ def test_demo_opens_the_panel_from_its_one_time_link(browser):
         assert resp.status == 410
         expect(p2.locator("body")).to_contain_text("already used")
         again.close()
+    finally:
+        proc.stop()
+
+
+def test_a_degraded_instance_says_so_on_the_overview(browser, page, mock, tmp_path):
+    """A gateway whose database does not answer at startup serves the config file's objects only
+    (`GET /api/v1/health`: `degraded`); its overview says so in a banner. The healthy gateway's
+    overview has none. Costs the gateway's 5 s wait for the database at startup."""
+    from playwright.sync_api import expect
+
+    # The healthy gateway: its overview has asked for the health and shows no banner.
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/health")):
+        page.reload()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_role("status", name="Degraded")).to_have_count(0)
+
+    # A port nothing listens on: PostgreSQL there never answers.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cfg = tmp_path / "degraded.yaml"
+    cfg.write_text(
+        f"""\
+listen: "127.0.0.1:0"
+admin: {{listen: "127.0.0.1:0", tokens: ["{ADMIN_TOKEN}"]}}
+storage: {{url: "postgres://octollm:unused@127.0.0.1:{closed}/octollm"}}
+backends:
+  mock-chat: {{base_url: "{mock.url}", protocol: openai_chat, api_key: "sk-up"}}
+models:
+  panel-chat: {{targets: [{{backend: mock-chat, model: mock-gpt}}]}}
+""",
+        encoding="utf-8",
+    )
+    proc = Proc("octollm-server", [str(bin_path("octollm-server")), "--config", str(cfg)])
+    support.RUNNING.append(proc)
+    try:
+        admin = admin_url_of(proc)
+        ctx = browser.new_context(viewport={"width": 1360, "height": 900}, color_scheme="dark")
+        pg = ctx.new_page()
+        pg.goto(admin + "/")
+        pg.get_by_role("tab", name="Admin token").click()
+        pg.get_by_label("Admin token").fill(ADMIN_TOKEN)
+        pg.get_by_role("button", name="Sign in").click()
+        banner = pg.get_by_role("status", name="Degraded")
+        expect(banner).to_be_visible(timeout=WAIT_MS)
+        expect(banner).to_contain_text("storage.url")
+        expect(banner).to_contain_text("only the config file's backends, models, orgs, prices and keys are in force")
+        expect(banner).to_contain_text("Request log records wait in memory")
+        shot(pg, "17-overview-degraded")
+        ctx.close()
     finally:
         proc.stop()
 

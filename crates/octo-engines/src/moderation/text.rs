@@ -6,6 +6,11 @@
 use octo_core::Protocol;
 use serde_json::Value;
 
+/// The elements of the array at `key` in `v`; none when it is absent or not an array.
+fn each<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
 /// Appends `v` when it is a non-empty string.
 fn push_str(out: &mut Vec<String>, v: Option<&Value>) {
     if let Some(s) = v.and_then(Value::as_str)
@@ -55,12 +60,7 @@ pub fn request_texts(protocol: Protocol, body: &Value) -> Vec<String> {
     let mut out = Vec::new();
     match protocol {
         Protocol::OpenAiChat => {
-            for m in body
-                .get("messages")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for m in each(body, "messages") {
                 push_content(&mut out, m.get("content"));
             }
         }
@@ -82,12 +82,7 @@ pub fn request_texts(protocol: Protocol, body: &Value) -> Vec<String> {
         }
         Protocol::Anthropic => {
             push_content(&mut out, body.get("system"));
-            for m in body
-                .get("messages")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for m in each(body, "messages") {
                 push_content(&mut out, m.get("content"));
             }
         }
@@ -98,12 +93,7 @@ pub fn request_texts(protocol: Protocol, body: &Value) -> Vec<String> {
             if let Some(s) = system {
                 push_content(&mut out, s.get("parts"));
             }
-            for c in body
-                .get("contents")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for c in each(body, "contents") {
                 push_content(&mut out, c.get("parts"));
             }
         }
@@ -134,33 +124,9 @@ fn push_args(out: &mut Vec<String>, v: Option<&Value>) {
 pub fn answer_text(protocol: Protocol, body: &Value) -> String {
     let mut out = Vec::new();
     match protocol {
-        Protocol::OpenAiChat => {
-            for c in body
-                .get("choices")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let m = c.get("message");
-                push_content(&mut out, m.and_then(|m| m.get("content")));
-                push_str(&mut out, m.and_then(|m| m.get("refusal")));
-                for t in m
-                    .and_then(|m| m.get("tool_calls"))
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    push_args(&mut out, t.pointer("/function/arguments"));
-                }
-            }
-        }
+        Protocol::OpenAiChat => chat_choices(&mut out, body, "message"),
         Protocol::OpenAiResponses => {
-            for item in body
-                .get("output")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for item in each(body, "output") {
                 match item.get("type").and_then(Value::as_str) {
                     Some("message") => push_content(&mut out, item.get("content")),
                     Some("function_call") => push_args(&mut out, item.get("arguments")),
@@ -170,12 +136,7 @@ pub fn answer_text(protocol: Protocol, body: &Value) -> String {
             }
         }
         Protocol::Anthropic => {
-            for block in body
-                .get("content")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for block in each(body, "content") {
                 match block.get("type").and_then(Value::as_str) {
                     Some("text") => push_str(&mut out, block.get("text")),
                     Some("tool_use") => push_args(&mut out, block.get("input")),
@@ -183,19 +144,29 @@ pub fn answer_text(protocol: Protocol, body: &Value) -> String {
                 }
             }
         }
-        Protocol::Gemini => {
-            for c in body
-                .get("candidates")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                gemini_parts(&mut out, c.pointer("/content/parts"));
-            }
-        }
+        Protocol::Gemini => gemini_candidates(&mut out, body),
         _ => {}
     }
     out.join("\n")
+}
+
+/// OpenAI Chat's choices: the `field` of each (`message` in an answer, `delta` in a stream
+/// chunk), its content, refusal and tool-call arguments.
+fn chat_choices(out: &mut Vec<String>, body: &Value, field: &str) {
+    for m in each(body, "choices").filter_map(|c| c.get(field)) {
+        push_content(out, m.get("content"));
+        push_str(out, m.get("refusal"));
+        for t in each(m, "tool_calls") {
+            push_args(out, t.pointer("/function/arguments"));
+        }
+    }
+}
+
+/// Gemini's candidates: the parts of each (text and function-call arguments, thoughts skipped).
+fn gemini_candidates(out: &mut Vec<String>, body: &Value) {
+    for c in each(body, "candidates") {
+        gemini_parts(out, c.pointer("/content/parts"));
+    }
 }
 
 fn gemini_parts(out: &mut Vec<String>, parts: Option<&Value>) {
@@ -226,26 +197,7 @@ pub fn event_text(protocol: Protocol, name: Option<&str>, data: &[u8]) -> String
     };
     let mut out = Vec::new();
     match protocol {
-        Protocol::OpenAiChat => {
-            for c in v
-                .get("choices")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let d = c.get("delta");
-                push_str(&mut out, d.and_then(|d| d.get("content")));
-                push_str(&mut out, d.and_then(|d| d.get("refusal")));
-                for t in d
-                    .and_then(|d| d.get("tool_calls"))
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    push_str(&mut out, t.pointer("/function/arguments"));
-                }
-            }
-        }
+        Protocol::OpenAiChat => chat_choices(&mut out, &v, "delta"),
         Protocol::OpenAiResponses => {
             let kind = name.or_else(|| v.get("type").and_then(Value::as_str));
             if matches!(
@@ -267,16 +219,7 @@ pub fn event_text(protocol: Protocol, name: Option<&str>, data: &[u8]) -> String
             push_str(&mut out, d.and_then(|d| d.get("text")));
             push_str(&mut out, d.and_then(|d| d.get("partial_json")));
         }
-        Protocol::Gemini => {
-            for c in v
-                .get("candidates")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                gemini_parts(&mut out, c.pointer("/content/parts"));
-            }
-        }
+        Protocol::Gemini => gemini_candidates(&mut out, &v),
         _ => {}
     }
     out.concat()

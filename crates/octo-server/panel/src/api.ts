@@ -138,6 +138,15 @@ export interface Stats {
   totals: Figures;
 }
 
+/** `GET /api/v1/health`: the instance (docs/admin.md). */
+export interface Health {
+  /** `ok`, or `degraded` while the admin API's stored objects are not in force. */
+  status: string;
+  storage?: { configured: boolean; open: boolean };
+  /** `api_objects`: `loaded`, `pending` (the database has not answered since startup) or `off`. */
+  control_plane?: { api_objects: string };
+}
+
 /** Query string from the non-empty entries of `q`. */
 export function qs(q: Record<string, string | number | undefined | null>): string {
   const p = new URLSearchParams();

@@ -4,7 +4,8 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, get, list, qs, Stats } from "../api";
 import { ms, num } from "../format";
-import { attempt, ErrorText, JsonDialog, NotYet, Source, useResource } from "../ui";
+import { Editing, ObjectActions, ObjectDialog } from "../objects";
+import { ErrorText, NotYet, Source, useResource } from "../ui";
 
 interface Health {
   keys: Record<string, number>;
@@ -31,7 +32,7 @@ export function Backends() {
   const [traffic, setTraffic] = useState<Stats | null>(null);
   const [error, setError] = useState("");
   const backends = useResource<unknown>("/api/v1/backends", 10000);
-  const [editing, setEditing] = useState<{ name: string | null; value: unknown } | null>(null);
+  const [editing, setEditing] = useState<Editing | null>(null);
   const [result, setResult] = useState<{ title: string; body: unknown } | null>(null);
 
   useEffect(() => {
@@ -155,23 +156,15 @@ export function Backends() {
                     <button type="button" onClick={() => act(`Health of ${name}`, "GET", `/api/v1/backends/${encodeURIComponent(name)}/health`)}>
                       Health
                     </button>
-                    {cfg && cfg.source !== "file" && (
-                      <>
-                        <button type="button" onClick={() => setEditing({ name, value: cfg })}>
-                          Edit
-                        </button>
-                        <button
-                          type="button"
-                          onClick={async () => {
-                            if (!confirm(`Delete backend ${name}?`)) return;
-                            const m = await attempt(() => api("DELETE", `/api/v1/backends/${encodeURIComponent(name)}`));
-                            if (m) alert(m);
-                            backends.reload();
-                          }}
-                        >
-                          Delete
-                        </button>
-                      </>
+                    {cfg && (
+                      <ObjectActions
+                        kind="backend"
+                        collection="/api/v1/backends"
+                        name={name}
+                        source={cfg.source}
+                        onEdit={() => setEditing({ name, value: cfg })}
+                        onChanged={backends.reload}
+                      />
                     )}
                   </td>
                 )}
@@ -200,18 +193,14 @@ export function Backends() {
         </div>
       )}
       {editing && (
-        <JsonDialog
-          title={editing.name ? `Edit backend ${editing.name}` : "Add a backend"}
-          initial={editing.value}
+        <ObjectDialog
+          kind="backend"
+          collection="/api/v1/backends"
+          addTitle="Add a backend"
           help="Fields as in the YAML config (docs/config.md, backends.<name>). Upstream keys are write-only: they are shown masked and kept unless you replace them."
+          editing={editing}
           onClose={() => setEditing(null)}
-          onSave={(v) =>
-            attempt(async () => {
-              if (editing.name) await api("PUT", `/api/v1/backends/${encodeURIComponent(editing.name)}`, v);
-              else await api("POST", "/api/v1/backends", v);
-              backends.reload();
-            })
-          }
+          onSaved={backends.reload}
         />
       )}
     </section>

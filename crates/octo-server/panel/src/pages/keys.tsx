@@ -3,7 +3,8 @@
 import { useState } from "preact/hooks";
 import { api, ApiError, list } from "../api";
 import { time, usd } from "../format";
-import { attempt, CopyButton, ErrorText, JsonDialog, NotYet, Source, useResource } from "../ui";
+import { Editing, ObjectActions, ObjectDialog } from "../objects";
+import { attempt, CopyButton, ErrorText, NotYet, Source, useResource } from "../ui";
 
 type Key = {
   org: string;
@@ -24,7 +25,7 @@ export function Keys() {
   const [form, setForm] = useState({ org: "", name: "", models: "", expires: "" });
   const [created, setCreated] = useState<{ org: string; name: string; key: string } | null>(null);
   const [error, setError] = useState("");
-  const [orgEdit, setOrgEdit] = useState<{ name: string | null; value: unknown } | null>(null);
+  const [orgEdit, setOrgEdit] = useState<Editing | null>(null);
   if (keys.missing) return <NotYet route="/api/v1/keys" what="Creating and revoking gateway keys" />;
   const orgList = list<Org>(orgs.data);
   const create = async (e: Event) => {
@@ -161,24 +162,15 @@ export function Keys() {
                   </th>
                   <td class="small mono">{JSON.stringify(Object.fromEntries(Object.entries(o).filter(([k]) => k !== "name" && k !== "source" && k !== "keys")))}</td>
                   <td class="actions">
-                    {o.source !== "file" && (
-                      <>
-                        <button type="button" onClick={() => setOrgEdit({ name: o.name, value: o })}>
-                          Edit
-                        </button>
-                        <button
-                          type="button"
-                          onClick={async () => {
-                            if (!confirm(`Delete org ${o.name}?`)) return;
-                            const m = await attempt(() => api("DELETE", `/api/v1/orgs/${encodeURIComponent(o.name)}`));
-                            if (m) setError(m);
-                            orgs.reload();
-                          }}
-                        >
-                          Delete
-                        </button>
-                      </>
-                    )}
+                    <ObjectActions
+                      kind="org"
+                      collection="/api/v1/orgs"
+                      name={o.name}
+                      source={o.source}
+                      onEdit={() => setOrgEdit({ name: o.name, value: o })}
+                      onChanged={orgs.reload}
+                      onError={setError}
+                    />
                   </td>
                 </tr>
               ))}
@@ -187,18 +179,14 @@ export function Keys() {
         </>
       )}
       {orgEdit && (
-        <JsonDialog
-          title={orgEdit.name ? `Edit org ${orgEdit.name}` : "Add an org"}
-          initial={orgEdit.value}
+        <ObjectDialog
+          kind="org"
+          collection="/api/v1/orgs"
+          addTitle="Add an org"
           help="Fields as in the YAML config (docs/config.md, orgs.<org>)."
+          editing={orgEdit}
           onClose={() => setOrgEdit(null)}
-          onSave={(v) =>
-            attempt(async () => {
-              if (orgEdit.name) await api("PUT", `/api/v1/orgs/${encodeURIComponent(orgEdit.name)}`, v);
-              else await api("POST", "/api/v1/orgs", v);
-              orgs.reload();
-            })
-          }
+          onSaved={orgs.reload}
         />
       )}
     </section>

@@ -1,14 +1,15 @@
 // Models: the exposed models with their targets, strategy, weights and price; add, edit and delete
 // through the control-plane API.
 import { useState } from "preact/hooks";
-import { api, list } from "../api";
-import { attempt, ErrorText, JsonDialog, NotYet, Source, useResource } from "../ui";
+import { list } from "../api";
+import { Editing, ObjectActions, ObjectDialog } from "../objects";
+import { ErrorText, NotYet, Source, useResource } from "../ui";
 
 type Model = { name: string; targets?: { backend: string; model?: string; weight?: number }[]; strategy?: unknown; [k: string]: unknown };
 
 export function Models() {
   const models = useResource<unknown>("/api/v1/models");
-  const [editing, setEditing] = useState<{ name: string | null; value: unknown } | null>(null);
+  const [editing, setEditing] = useState<Editing | null>(null);
   if (models.missing) return <NotYet route="/api/v1/models" what="Listing and editing models" />;
   const rows = list<Model>(models.data);
   return (
@@ -50,42 +51,28 @@ export function Models() {
               <td>{typeof m.strategy === "string" ? m.strategy : m.strategy ? JSON.stringify(m.strategy) : "–"}</td>
               <td class="small">{m.price ? JSON.stringify(m.price) : "–"}</td>
               <td class="actions">
-                {m.source !== "file" && (
-                  <>
-                    <button type="button" onClick={() => setEditing({ name: m.name, value: m })}>
-                      Edit
-                    </button>
-                    <button
-                      type="button"
-                      onClick={async () => {
-                        if (!confirm(`Delete model ${m.name}?`)) return;
-                        const e = await attempt(() => api("DELETE", `/api/v1/models/${encodeURIComponent(m.name)}`));
-                        if (e) alert(e);
-                        models.reload();
-                      }}
-                    >
-                      Delete
-                    </button>
-                  </>
-                )}
+                <ObjectActions
+                  kind="model"
+                  collection="/api/v1/models"
+                  name={m.name}
+                  source={m.source}
+                  onEdit={() => setEditing({ name: m.name, value: m })}
+                  onChanged={models.reload}
+                />
               </td>
             </tr>
           ))}
         </tbody>
       </table>
       {editing && (
-        <JsonDialog
-          title={editing.name ? `Edit model ${editing.name}` : "Add a model"}
-          initial={editing.value}
+        <ObjectDialog
+          kind="model"
+          collection="/api/v1/models"
+          addTitle="Add a model"
           help="Fields as in the YAML config (docs/config.md, models.<name>): targets, strategy, retry, access, rules."
+          editing={editing}
           onClose={() => setEditing(null)}
-          onSave={(v) =>
-            attempt(async () => {
-              if (editing.name) await api("PUT", `/api/v1/models/${encodeURIComponent(editing.name)}`, v);
-              else await api("POST", "/api/v1/models", v);
-              models.reload();
-            })
-          }
+          onSaved={models.reload}
         />
       )}
     </section>

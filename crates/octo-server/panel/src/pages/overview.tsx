@@ -1,10 +1,12 @@
 // Overview: requests, tokens, cost, errors, latency and time to first byte over time, optionally
 // split by model, backend, org, key or status. Reads only /api/v1/stats (the rollups), so its cost
-// does not grow with the request log.
+// does not grow with the request log; and a banner while the instance is degraded
+// (/api/v1/health).
 import { useEffect, useRef, useState } from "preact/hooks";
-import { get, qs, Stats, StatsBucket } from "../api";
+import { get, Health, qs, Stats, StatsBucket } from "../api";
 import { LineChart, Series, color } from "../chart";
 import { ms, num, usd } from "../format";
+import { useResource } from "../ui";
 
 const RANGES = [
   { id: "15m", label: "15 min", span: 15 * 60e3, bucket: "minute" },
@@ -120,6 +122,7 @@ export function Overview(props: { params: URLSearchParams }) {
 
   return (
     <section aria-label="Overview" data-load-ms={loadMs ?? undefined}>
+      <Degraded />
       <div class="toolbar">
         <div class="segmented" role="radiogroup" aria-label="Time range">
           {RANGES.map((x) => (
@@ -198,6 +201,25 @@ export function Overview(props: { params: URLSearchParams }) {
         </table>
       )}
     </section>
+  );
+}
+
+/** How often the overview asks whether the instance is still degraded (ms). */
+const HEALTH_EVERY = 10000;
+
+/** A banner while the instance is degraded: the database holding the admin API's objects has not
+ * answered since startup, so only the config file's objects are in force. */
+function Degraded() {
+  const health = useResource<Health>("/api/v1/health", HEALTH_EVERY);
+  const h = health.data;
+  if (!h || h.status !== "degraded") return null;
+  return (
+    <div class="notice degraded" role="status" aria-label="Degraded">
+      <strong>Degraded.</strong> The database (<code>storage.url</code>) has not answered since this instance started: only the
+      config file's backends, models, orgs, prices and keys are in force. Those made through the admin API apply once it answers;
+      until then changes through the admin API are refused.
+      {h.storage?.configured && !h.storage.open && " Request log records wait in memory and are written once it answers."}
+    </div>
   );
 }
 
