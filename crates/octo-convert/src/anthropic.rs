@@ -14,7 +14,7 @@ use crate::media::{normalize_media_type, sniff_image};
 use crate::options::ConvertOptions;
 use crate::stream::{Decoder, Encoder};
 use crate::util::{
-    args_object, arr, as_u64, b, bad, dropped, f, num, put, s, strings, u, unsupported,
+    At, args_object, arr, as_u64, b, bad, dropped, f, num, put, s, strings, u, unsupported,
 };
 
 const ME: Protocol = Protocol::Anthropic;
@@ -50,6 +50,10 @@ impl Codec for Anthropic {
 
     fn encode_response(&self, r: &CanonicalResponse, _client: &ClientSide) -> Value {
         encode_response(r)
+    }
+
+    fn encode_response_bytes(&self, r: &CanonicalResponse, _client: &ClientSide) -> Vec<u8> {
+        encode_response_bytes(r)
     }
 
     fn stream_decoder(&self) -> Box<dyn Decoder> {
@@ -144,12 +148,12 @@ pub(crate) fn decode_request(
     r.top_k = u(body, "top_k");
     r.stop = strings(body.get("stop_sequences"));
     let effort = body
-        .pointer("/output_config/effort")
+        .at("output_config", "effort")
         .and_then(Value::as_str)
         .map(str::to_owned);
     r.reasoning = match body.get("thinking").and_then(|t| s(t, "type")) {
         Some("enabled") => Some(ReasoningConfig {
-            budget_tokens: body.pointer("/thinking/budget_tokens").and_then(as_u64),
+            budget_tokens: body.at("thinking", "budget_tokens").and_then(as_u64),
             effort,
             include_thoughts: true,
             disabled: false,
@@ -170,7 +174,7 @@ pub(crate) fn decode_request(
     };
     // `output_config.format`, or the beta's `output_format` (`structured-outputs-2025-11-13`).
     if let Some(format) = body
-        .pointer("/output_config/format")
+        .at("output_config", "format")
         .or_else(|| body.get("output_format"))
     {
         if s(format, "type") == Some("json_schema") {
@@ -183,7 +187,7 @@ pub(crate) fn decode_request(
         }
     }
     r.user = body
-        .pointer("/metadata/user_id")
+        .at("metadata", "user_id")
         .and_then(Value::as_str)
         .map(str::to_owned);
     Ok(r)
@@ -756,8 +760,197 @@ pub(crate) fn encode_response(r: &CanonicalResponse) -> Value {
     out
 }
 
+/// [`encode_response`]'s document written straight to bytes, without building it: the same
+/// members, in the order serde_json's map serialises them (sorted by key), so the bytes are
+/// `serde_json::to_vec(&encode_response(r))`'s (tested below on every shape).
+pub(crate) fn encode_response_bytes(r: &CanonicalResponse) -> Vec<u8> {
+    serde_json::to_vec(&MessageOut(r)).unwrap_or_default()
+}
+
+struct MessageOut<'a>(&'a CanonicalResponse);
+
+impl serde::Serialize for MessageOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let stop = r.effective_stop();
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("content", &ContentOut(r))?;
+        m.serialize_entry("id", &r.id)?;
+        m.serialize_entry("model", &r.model)?;
+        m.serialize_entry("role", "assistant")?;
+        m.serialize_entry("stop_reason", stop_reason(stop))?;
+        if stop == StopReason::StopSequence {
+            m.serialize_entry("stop_sequence", &r.stop_sequence)?;
+        }
+        m.serialize_entry("type", "message")?;
+        m.serialize_entry("usage", &UsageOut(r.usage.unwrap_or_default()))?;
+        m.end()
+    }
+}
+
+/// `content`: thinking blocks first, as [`encode_response`] orders them.
+struct ContentOut<'a>(&'a CanonicalResponse);
+
+impl serde::Serialize for ContentOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Block<'a>(&'a Part);
+        impl serde::Serialize for Block<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut m = ser.serialize_map(None)?;
+                match self.0 {
+                    Part::Thinking(t) => match &t.redacted {
+                        Some(data) => {
+                            m.serialize_entry("data", data)?;
+                            m.serialize_entry("type", "redacted_thinking")?;
+                        }
+                        None => {
+                            m.serialize_entry("signature", t.signature.as_deref().unwrap_or(""))?;
+                            m.serialize_entry("thinking", &t.text)?;
+                            m.serialize_entry("type", "thinking")?;
+                        }
+                    },
+                    Part::Text(t) | Part::Refusal(t) => {
+                        m.serialize_entry("text", t)?;
+                        m.serialize_entry("type", "text")?;
+                    }
+                    Part::ToolCall(c) => {
+                        let id = ids::fold_signature(&c.id, c.signature.as_deref());
+                        m.serialize_entry("id", &ids::anthropic_id(&id))?;
+                        m.serialize_entry("input", &args_object(&c.arguments))?;
+                        m.serialize_entry("name", &c.name)?;
+                        m.serialize_entry("type", "tool_use")?;
+                    }
+                    _ => {}
+                }
+                m.end()
+            }
+        }
+        let r = self.0;
+        let written = |p: &&Part| match p {
+            Part::Thinking(_) | Part::ToolCall(_) => true,
+            Part::Text(t) | Part::Refusal(t) => !t.is_empty(),
+            _ => false,
+        };
+        let thinking_first = r
+            .parts
+            .iter()
+            .filter(|p| matches!(p, Part::Thinking(_)))
+            .chain(r.parts.iter().filter(|p| !matches!(p, Part::Thinking(_))))
+            .filter(written);
+        let mut seq = ser.serialize_seq(None)?;
+        for p in thinking_first {
+            seq.serialize_element(&Block(p))?;
+        }
+        seq.end()
+    }
+}
+
+/// `usage` as [`Usage::to_anthropic`] writes it: the cache counts only when non-zero.
+struct UsageOut(Usage);
+
+impl serde::Serialize for UsageOut {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let u = &self.0;
+        let mut m = ser.serialize_map(None)?;
+        if u.cache_write_tokens > 0 {
+            m.serialize_entry("cache_creation_input_tokens", &u.cache_write_tokens)?;
+        }
+        if u.cache_read_tokens > 0 {
+            m.serialize_entry("cache_read_input_tokens", &u.cache_read_tokens)?;
+        }
+        m.serialize_entry("input_tokens", &u.input_tokens)?;
+        m.serialize_entry("output_tokens", &u.output_tokens)?;
+        m.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_answer_written_as_bytes_is_the_document_serialised() {
+        let thinking = |text: &str, signature: Option<&str>, redacted: Option<&str>| {
+            Part::Thinking(Thinking {
+                text: text.to_owned(),
+                signature: signature.map(str::to_owned),
+                redacted: redacted.map(str::to_owned),
+            })
+        };
+        let call = |id: &str, args: &str, signature: Option<&str>| {
+            Part::ToolCall(ToolCall {
+                id: id.to_owned(),
+                name: "f\u{e9}\"".to_owned(),
+                arguments: args.to_owned(),
+                signature: signature.map(str::to_owned),
+            })
+        };
+        let usages = [
+            None,
+            Some(Usage {
+                input_tokens: 3,
+                output_tokens: 2,
+                ..Usage::default()
+            }),
+            Some(Usage {
+                input_tokens: 3,
+                output_tokens: 2,
+                cache_read_tokens: 5,
+                cache_write_tokens: 7,
+                reasoning_tokens: 1,
+            }),
+        ];
+        let partss = [
+            vec![],
+            vec![Part::Text("Hi \"there\"\n\u{1f600}".into())],
+            vec![Part::Text(String::new()), Part::Refusal("no".into())],
+            vec![
+                Part::Text("a".into()),
+                thinking("t", Some("sig"), None),
+                thinking("", None, Some("data")),
+                call("call_1", r#"{"b":1,"a":[2]}"#, None),
+                call("toolu_x", "not json", Some("c2lnbmF0dXJl")),
+                call("", "", None),
+                thinking("late", None, None),
+                Part::Text("b".into()),
+            ],
+        ];
+        let stops = [
+            None,
+            Some(StopReason::EndTurn),
+            Some(StopReason::StopSequence),
+            Some(StopReason::MaxTokens),
+            Some(StopReason::ToolUse),
+            Some(StopReason::ContentFilter),
+        ];
+        let mut n = 0;
+        for parts in &partss {
+            for stop in stops {
+                for usage in usages {
+                    for stop_sequence in [None, Some("END".to_owned())] {
+                        let r = CanonicalResponse {
+                            id: "msg_1".into(),
+                            model: "m\u{e9}".into(),
+                            created: Some(1),
+                            parts: parts.clone(),
+                            stop,
+                            stop_sequence,
+                            usage,
+                        };
+                        assert_eq!(
+                            String::from_utf8(encode_response_bytes(&r)).unwrap(),
+                            serde_json::to_string(&encode_response(&r)).unwrap(),
+                            "{r:?}"
+                        );
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 4 * 6 * 3 * 2);
+    }
+
     use super::*;
 
     fn decode_request(body: &Value) -> Result<CanonicalRequest, Error> {

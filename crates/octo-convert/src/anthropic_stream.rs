@@ -24,7 +24,12 @@ use crate::util::{fresh_id, inband_error, status_for_type};
 
 #[derive(Deserialize)]
 struct In<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(
+        rename = "type",
+        borrow,
+        default,
+        deserialize_with = "crate::util::borrowed_str"
+    )]
     kind: Option<Cow<'a, str>>,
     #[serde(default)]
     index: Option<u64>,
@@ -42,19 +47,24 @@ struct In<'a> {
 
 #[derive(Deserialize)]
 struct InDelta<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(
+        rename = "type",
+        borrow,
+        default,
+        deserialize_with = "crate::util::borrowed_str"
+    )]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::util::borrowed_str")]
     text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::util::borrowed_str")]
     partial_json: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::util::borrowed_str")]
     thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::util::borrowed_str")]
     signature: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::util::borrowed_str")]
     stop_reason: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::util::borrowed_str")]
     stop_sequence: Option<Cow<'a, str>>,
 }
 

@@ -46,6 +46,16 @@ pub(crate) trait Codec: Sync {
         options: &ConvertOptions,
     ) -> Result<Value, Error>;
 
+    /// [`Codec::encode_request`]'s body as the bytes sent. A codec that writes them without
+    /// building the document (for the requests it can) overrides this; the bytes must be the same.
+    fn encode_request_bytes(
+        &self,
+        r: &CanonicalRequest,
+        options: &ConvertOptions,
+    ) -> Result<Vec<u8>, Error> {
+        Ok(serde_json::to_vec(&self.encode_request(r, options)?).unwrap_or_default())
+    }
+
     /// The route of a request sent to an upstream of this protocol: empty, except for protocols
     /// whose path carries request fields (Gemini: the model and the streaming flag).
     fn upstream_route(&self, r: &CanonicalRequest) -> RouteParams {
@@ -56,8 +66,23 @@ pub(crate) trait Codec: Sync {
     /// Reads an upstream's complete answer.
     fn decode_response(&self, body: &Value) -> Result<CanonicalResponse, Error>;
 
+    /// Reads an upstream's complete answer straight from its bytes, when this codec has a fast
+    /// path for the answer's shape; `None` otherwise (the caller then parses the document and
+    /// calls [`Codec::decode_response`]). When it answers, it answers what
+    /// [`Codec::decode_response`] answers for the parsed bytes.
+    fn decode_response_bytes(&self, body: &[u8]) -> Option<CanonicalResponse> {
+        let _ = body;
+        None
+    }
+
     /// Writes the complete answer for a client of this protocol.
     fn encode_response(&self, r: &CanonicalResponse, client: &ClientSide) -> Value;
+
+    /// [`Codec::encode_response`]'s document as bytes (what the client receives). A codec that
+    /// writes them without building the document overrides this; the bytes must be the same.
+    fn encode_response_bytes(&self, r: &CanonicalResponse, client: &ClientSide) -> Vec<u8> {
+        serde_json::to_vec(&self.encode_response(r, client)).unwrap_or_default()
+    }
 
     /// A decoder for an upstream stream in this protocol.
     fn stream_decoder(&self) -> Box<dyn Decoder>;

@@ -24,7 +24,7 @@ use crate::options::ConvertOptions;
 use crate::schema;
 use crate::stream::{Decoder, Encoder};
 use crate::util::{
-    args_object, arr, as_u64, bad, dropped, get2, num, put, s, strings, unsupported,
+    At, args_object, arr, as_u64, bad, dropped, get2, num, put, s, strings, unsupported,
 };
 
 const ME: Protocol = Protocol::Gemini;
@@ -624,7 +624,7 @@ pub(crate) fn candidate_parts(
     out: &mut Vec<Part>,
 ) {
     for p in candidate
-        .pointer("/content/parts")
+        .at("content", "parts")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice)
     {

@@ -29,9 +29,21 @@ struct Chunk<'a> {
     candidates: Option<Vec<Candidate<'a>>>,
     #[serde(default, rename = "usageMetadata", alias = "usage_metadata")]
     usage: Option<Value>,
-    #[serde(borrow, default, rename = "modelVersion", alias = "model_version")]
+    #[serde(
+        borrow,
+        default,
+        rename = "modelVersion",
+        alias = "model_version",
+        deserialize_with = "crate::util::borrowed_str"
+    )]
     model: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "responseId", alias = "response_id")]
+    #[serde(
+        borrow,
+        default,
+        rename = "responseId",
+        alias = "response_id",
+        deserialize_with = "crate::util::borrowed_str"
+    )]
     id: Option<Cow<'a, str>>,
     #[serde(default, rename = "promptFeedback", alias = "prompt_feedback")]
     prompt_feedback: Option<Value>,
@@ -43,7 +55,13 @@ struct Chunk<'a> {
 struct Candidate<'a> {
     #[serde(borrow, default)]
     content: Option<Content<'a>>,
-    #[serde(borrow, default, rename = "finishReason", alias = "finish_reason")]
+    #[serde(
+        borrow,
+        default,
+        rename = "finishReason",
+        alias = "finish_reason",
+        deserialize_with = "crate::util::borrowed_str"
+    )]
     finish_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     index: Option<u64>,
@@ -57,7 +75,7 @@ struct Content<'a> {
 
 #[derive(Deserialize)]
 struct PartIn<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::util::borrowed_str")]
     text: Option<Cow<'a, str>>,
     #[serde(default)]
     thought: Option<bool>,
@@ -65,7 +83,8 @@ struct PartIn<'a> {
         borrow,
         default,
         rename = "thoughtSignature",
-        alias = "thought_signature"
+        alias = "thought_signature",
+        deserialize_with = "crate::util::borrowed_str"
     )]
     signature: Option<Cow<'a, str>>,
     #[serde(default, rename = "functionCall", alias = "function_call")]

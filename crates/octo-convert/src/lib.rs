@@ -95,7 +95,9 @@ mod util;
 pub use options::{
     ConvertOptions, DEFAULT_MAX_TOKENS, OpenAiMaxTokens, ReasoningDialect, ReasoningMode,
 };
-pub use request::{ConvertedRequest, convert_request};
+pub use request::{
+    ConvertedRequest, ConvertedRequestBytes, convert_request, convert_request_bytes,
+};
 pub use response::{ResponseConverter, StreamCollector};
 pub use stream::StreamConverter;
 
@@ -142,6 +144,12 @@ mod testing {
     ) -> Result<Value, Error> {
         let v: Value =
             serde_json::from_slice(body).map_err(|e| Error::upstream(format!("not JSON: {e}")))?;
+        // Every answer a test converts also checks the codec's read from bytes, where it has
+        // one, against its read of the document.
+        let codec = crate::codec::codec(upstream)?;
+        if let Some(fast) = codec.decode_response_bytes(body) {
+            assert_eq!(Some(fast), codec.decode_response(&v).ok(), "{v}");
+        }
         answer(client, upstream, false).convert(&v)
     }
 

@@ -6,6 +6,9 @@
 //! signatures, on assistant messages and stream deltas, so a client that keeps the assistant message
 //! replays them on the next turn.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use octo_core::{Error, Protocol, RouteParams};
@@ -21,7 +24,7 @@ use crate::options::OpenAiMaxTokens;
 use crate::options::{ConvertOptions, ReasoningDialect};
 use crate::stream::{Decoder, Encoder};
 use crate::util;
-use crate::util::{arr, as_u64, b, bad, content_text, dropped, f, num, put, s, u, unsupported};
+use crate::util::{At, arr, as_u64, b, bad, content_text, dropped, f, num, put, s, u, unsupported};
 
 const ME: Protocol = Protocol::OpenAiChat;
 
@@ -46,8 +49,23 @@ impl Codec for OpenAiChat {
         encode_request(r, options)
     }
 
+    fn encode_request_bytes(
+        &self,
+        r: &CanonicalRequest,
+        options: &ConvertOptions,
+    ) -> Result<Vec<u8>, Error> {
+        match encode_request_bytes(r, options) {
+            Some(bytes) => Ok(bytes),
+            None => Ok(serde_json::to_vec(&encode_request(r, options)?).unwrap_or_default()),
+        }
+    }
+
     fn decode_response(&self, body: &Value) -> Result<CanonicalResponse, Error> {
         decode_response(body)
+    }
+
+    fn decode_response_bytes(&self, body: &[u8]) -> Option<CanonicalResponse> {
+        decode_response_bytes(body)
     }
 
     fn encode_response(&self, r: &CanonicalResponse, _client: &ClientSide) -> Value {
@@ -94,7 +112,7 @@ pub(crate) fn decode_request(
     };
     r.include_usage = r.stream
         && body
-            .pointer("/stream_options/include_usage")
+            .at("stream_options", "include_usage")
             .and_then(Value::as_bool)
             .unwrap_or(false);
     for (i, m) in messages.iter().enumerate() {
@@ -183,7 +201,7 @@ pub(crate) fn decode_request(
         },
         Some(c) => match s(c, "type") {
             Some("function") => c
-                .pointer("/function/name")
+                .at("function", "name")
                 .and_then(Value::as_str)
                 .map(|n| ToolChoice::Tool(n.to_owned())),
             Some("allowed_tools") => {
@@ -193,7 +211,7 @@ pub(crate) fn decode_request(
                     names: arr(a, "tools")
                         .iter()
                         .filter_map(|t| {
-                            t.pointer("/function/name")
+                            t.at("function", "name")
                                 .or_else(|| t.get("name"))
                                 .and_then(Value::as_str)
                                 .map(str::to_owned)
@@ -289,7 +307,7 @@ fn user_parts(content: &Value, i: usize) -> Result<Vec<Part>, Error> {
             Some("text") => out.push(Part::Text(s(p, "text").unwrap_or_default().to_owned())),
             Some("image_url") => {
                 let url = p
-                    .pointer("/image_url/url")
+                    .at("image_url", "url")
                     .or_else(|| p.get("image_url"))
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad(&param(), "an image_url part needs `image_url.url`"))?;
@@ -543,6 +561,168 @@ pub(crate) fn encode_request(r: &CanonicalRequest, opts: &ConvertOptions) -> Res
     Ok(Value::Object(body))
 }
 
+/// [`encode_request`]'s body written straight to bytes, for a request of text turns only (no
+/// tools, no media, no thinking or tool calls in the history, no response format: the usual
+/// chat), without building the document. The members are written in the order serde_json's map
+/// writes them (sorted by key), so the bytes are `serde_json::to_vec(&encode_request(r, opts)?)`'s
+/// (checked on every request the crate's tests convert, see `crate::request`). `None` for any
+/// other request: the caller encodes the document.
+pub(crate) fn encode_request_bytes(r: &CanonicalRequest, opts: &ConvertOptions) -> Option<Vec<u8>> {
+    let text_only = r
+        .messages
+        .iter()
+        .all(|m| m.parts.iter().all(|p| matches!(p, Part::Text(_))));
+    if !text_only || !r.tools.is_empty() || r.response_format.is_some() {
+        return None;
+    }
+    // What `encode_request` logs, in the same order.
+    if r.top_k.is_some() {
+        dropped("top_k", ME);
+    }
+    if r.stop.len() > 4 {
+        tracing::debug!("OpenAI accepts at most 4 stop sequences; dropping the rest");
+    }
+    serde_json::to_vec(&TextRequest { r, opts }).ok()
+}
+
+/// See [`encode_request_bytes`].
+struct TextRequest<'a> {
+    r: &'a CanonicalRequest,
+    opts: &'a ConvertOptions,
+}
+
+impl serde::Serialize for TextRequest<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.r;
+        let mut m = ser.serialize_map(None)?;
+        if let Some(x) = r.frequency_penalty {
+            m.serialize_entry("frequency_penalty", &num(x))?;
+        }
+        if let Some(max) = r.max_tokens {
+            let key = match self.opts.openai_max_tokens_field {
+                OpenAiMaxTokens::MaxCompletionTokens => "max_completion_tokens",
+                OpenAiMaxTokens::MaxTokens => "max_tokens",
+            };
+            m.serialize_entry(key, &max)?;
+        }
+        m.serialize_entry("messages", &TextMessages(r))?;
+        m.serialize_entry("model", &r.model)?;
+        if let Some(n) = r.n {
+            m.serialize_entry("n", &n)?;
+        }
+        if let Some(x) = r.presence_penalty {
+            m.serialize_entry("presence_penalty", &num(x))?;
+        }
+        let effort = r
+            .reasoning
+            .as_ref()
+            .filter(|reasoning| reasoning.enabled())
+            .and_then(|reasoning| reasoning.effort_or_from_budget());
+        if let Some(e) = effort {
+            m.serialize_entry("reasoning_effort", if e == "max" { "xhigh" } else { &e })?;
+        }
+        if let Some(seed) = r.seed {
+            m.serialize_entry("seed", &seed)?;
+        }
+        if !r.stop.is_empty() {
+            m.serialize_entry("stop", &r.stop[..r.stop.len().min(4)])?;
+        }
+        if r.stream {
+            m.serialize_entry("stream", &true)?;
+            m.serialize_entry("stream_options", &IncludeUsage)?;
+        }
+        if let Some(x) = r.temperature {
+            m.serialize_entry("temperature", &num(x))?;
+        }
+        if let Some(x) = r.top_p {
+            m.serialize_entry("top_p", &num(x))?;
+        }
+        if let Some(user) = &r.user {
+            m.serialize_entry("user", user)?;
+        }
+        m.end()
+    }
+}
+
+/// `{"include_usage": true}`.
+struct IncludeUsage;
+
+impl serde::Serialize for IncludeUsage {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(1))?;
+        m.serialize_entry("include_usage", &true)?;
+        m.end()
+    }
+}
+
+/// The messages of a text-only request: the system message, then each turn (a user turn
+/// without parts is left out, as `encode_user` does).
+struct TextMessages<'a>(&'a CanonicalRequest);
+
+impl serde::Serialize for TextMessages<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        /// `[{"text": …, "type": "text"}, …]`, or `null` for none.
+        struct Parts<'a>(&'a [Part]);
+        impl serde::Serialize for Parts<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                if self.0.is_empty() {
+                    return ser.serialize_unit();
+                }
+                let mut seq = ser.serialize_seq(Some(self.0.len()))?;
+                for p in self.0 {
+                    if let Part::Text(t) = p {
+                        seq.serialize_element(&TextPart(t))?;
+                    }
+                }
+                seq.end()
+            }
+        }
+        struct TextPart<'a>(&'a str);
+        impl serde::Serialize for TextPart<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut m = ser.serialize_map(Some(2))?;
+                m.serialize_entry("text", self.0)?;
+                m.serialize_entry("type", "text")?;
+                m.end()
+            }
+        }
+        struct System(String);
+        impl serde::Serialize for System {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut m = ser.serialize_map(Some(2))?;
+                m.serialize_entry("content", &self.0)?;
+                m.serialize_entry("role", "system")?;
+                m.end()
+            }
+        }
+        struct Turn<'a>(&'static str, Parts<'a>);
+        impl serde::Serialize for Turn<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                let mut m = ser.serialize_map(Some(2))?;
+                m.serialize_entry("content", &self.1)?;
+                m.serialize_entry("role", self.0)?;
+                m.end()
+            }
+        }
+        let r = self.0;
+        let mut seq = ser.serialize_seq(None)?;
+        if !r.system.is_empty() {
+            seq.serialize_element(&System(r.system.join("\n\n")))?;
+        }
+        for msg in &r.messages {
+            match msg.role {
+                Role::User if msg.parts.is_empty() => {}
+                Role::User => seq.serialize_element(&Turn("user", Parts(&msg.parts)))?,
+                Role::Assistant => seq.serialize_element(&Turn("assistant", Parts(&msg.parts)))?,
+            }
+        }
+        seq.end()
+    }
+}
+
 fn encode_tool_choice(choice: &ToolChoice) -> Value {
     match choice {
         ToolChoice::Auto => json!("auto"),
@@ -758,11 +938,38 @@ pub(crate) fn finish_reason(stop: StopReason) -> &'static str {
 pub(crate) fn decode_response(v: &Value) -> Result<CanonicalResponse, Error> {
     let choice = arr(v, "choices").first().unwrap_or(&Value::Null);
     let msg = choice.get("message").unwrap_or(&Value::Null);
-    let mut parts: Vec<Part> = thinking_from_extensions(msg)
-        .into_iter()
-        .map(Part::Thinking)
-        .collect();
-    match msg.get("content") {
+    Ok(answer(AnswerFields {
+        id: s(v, "id"),
+        model: s(v, "model"),
+        created: v.get("created"),
+        thinking: thinking_from_extensions(msg),
+        content: msg.get("content"),
+        refusal: s(msg, "refusal"),
+        tool_calls: arr(msg, "tool_calls"),
+        finish_reason: s(choice, "finish_reason"),
+        usage: v.get("usage"),
+    }))
+}
+
+/// What [`decode_response`] reads of a `chat.completion` answer, however it was parsed: the
+/// document tree, or [`decode_response_bytes`]'s typed structs.
+struct AnswerFields<'a> {
+    id: Option<&'a str>,
+    model: Option<&'a str>,
+    created: Option<&'a Value>,
+    /// From the first choice's message.
+    thinking: Vec<Thinking>,
+    content: Option<&'a Value>,
+    refusal: Option<&'a str>,
+    tool_calls: &'a [Value],
+    /// The first choice's.
+    finish_reason: Option<&'a str>,
+    usage: Option<&'a Value>,
+}
+
+fn answer(a: AnswerFields<'_>) -> CanonicalResponse {
+    let mut parts: Vec<Part> = a.thinking.into_iter().map(Part::Thinking).collect();
+    match a.content {
         Some(Value::String(t)) if !t.is_empty() => parts.push(Part::Text(t.clone())),
         Some(c @ Value::Array(_)) => {
             let t = content_text(c);
@@ -772,10 +979,10 @@ pub(crate) fn decode_response(v: &Value) -> Result<CanonicalResponse, Error> {
         }
         _ => {}
     }
-    if let Some(r) = s(msg, "refusal").filter(|r| !r.is_empty()) {
+    if let Some(r) = a.refusal.filter(|r| !r.is_empty()) {
         parts.push(Part::Refusal(r.to_owned()));
     }
-    for tc in arr(msg, "tool_calls") {
+    for tc in a.tool_calls {
         let func = tc.get("function").unwrap_or(&Value::Null);
         let (id, signature) = ids::unfold_signature(s(tc, "id").unwrap_or_default());
         parts.push(Part::ToolCall(ToolCall {
@@ -790,15 +997,110 @@ pub(crate) fn decode_response(v: &Value) -> Result<CanonicalResponse, Error> {
         }));
     }
     let refused = parts.iter().any(|p| matches!(p, Part::Refusal(_)));
-    Ok(CanonicalResponse {
-        id: s(v, "id").unwrap_or_default().to_owned(),
-        model: s(v, "model").unwrap_or_default().to_owned(),
-        created: v.get("created").and_then(as_u64),
+    CanonicalResponse {
+        id: a.id.unwrap_or_default().to_owned(),
+        model: a.model.unwrap_or_default().to_owned(),
+        created: a.created.and_then(as_u64),
         parts,
-        stop: refusal_stop(s(choice, "finish_reason").and_then(stop_from), refused),
+        stop: refusal_stop(a.finish_reason.and_then(stop_from), refused),
         stop_sequence: None,
-        usage: v.get("usage").and_then(Usage::from_openai_chat),
-    })
+        usage: a.usage.and_then(Usage::from_openai_chat),
+    }
+}
+
+/// A `chat.completion` answer read straight from its bytes into the members [`decode_response`]
+/// reads (every other member is skipped unbuilt), without a document tree. The members whose
+/// shape varies stay [`Value`]s and go through the same code as the tree's.
+#[derive(Deserialize)]
+struct TypedAnswer<'a> {
+    #[serde(borrow, default, deserialize_with = "util::borrowed_str")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "util::borrowed_str")]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<Value>,
+    /// Required: an answer without `choices` takes the tree's path, which refuses it.
+    #[serde(borrow)]
+    choices: Vec<TypedChoice<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct TypedChoice<'a> {
+    #[serde(borrow, default)]
+    message: Option<TypedMessage<'a>>,
+    #[serde(borrow, default, deserialize_with = "util::borrowed_str")]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct TypedMessage<'a> {
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(borrow, default, deserialize_with = "util::borrowed_str")]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+    // What [`thinking_from_extensions`] reads.
+    #[serde(default)]
+    reasoning_content: Option<Value>,
+    #[serde(default)]
+    reasoning: Option<Value>,
+    #[serde(default)]
+    thinking_blocks: Option<Value>,
+    #[serde(default)]
+    reasoning_details: Option<Value>,
+}
+
+impl TypedMessage<'_> {
+    /// The reasoning extensions as the object [`thinking_from_extensions`] reads (`null`
+    /// members left out: it reads them as absent).
+    fn thinking(&mut self) -> Vec<Thinking> {
+        let members = [
+            ("reasoning_content", self.reasoning_content.take()),
+            ("reasoning", self.reasoning.take()),
+            ("thinking_blocks", self.thinking_blocks.take()),
+            ("reasoning_details", self.reasoning_details.take()),
+        ];
+        if members.iter().all(|(_, v)| v.is_none()) {
+            return Vec::new();
+        }
+        let m: Map<String, Value> = members
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect();
+        thinking_from_extensions(&Value::Object(m))
+    }
+}
+
+/// [`decode_response`] of an answer's bytes, reading them once into typed structs instead of a
+/// document tree (the answer to every converted non-streaming request comes this way). `None`
+/// when the bytes are not an answer of the usual shape (not JSON, not UTF-8, no `choices`, a
+/// member of an unexpected type, a duplicate member): the caller then takes the tree's path,
+/// which answers exactly as before for those. When it returns an answer, it is the one
+/// [`decode_response`] returns for the same bytes.
+pub(crate) fn decode_response_bytes(body: &[u8]) -> Option<CanonicalResponse> {
+    // The tree's parse refuses invalid UTF-8 anywhere in a string; skipped members are not
+    // checked by serde, so check the whole body first.
+    std::str::from_utf8(body).ok()?;
+    let a: TypedAnswer<'_> = serde_json::from_slice(body).ok()?;
+    let mut choices = a.choices;
+    let mut first = choices.drain(..).next();
+    let mut msg = first.as_mut().and_then(|c| c.message.take());
+    let thinking = msg.as_mut().map(TypedMessage::thinking).unwrap_or_default();
+    let msg = msg.as_ref();
+    Some(answer(AnswerFields {
+        id: a.id.as_deref(),
+        model: a.model.as_deref(),
+        created: a.created.as_ref(),
+        thinking,
+        content: msg.and_then(|m| m.content.as_ref()),
+        refusal: msg.and_then(|m| m.refusal.as_deref()),
+        tool_calls: msg.and_then(|m| m.tool_calls.as_deref()).unwrap_or(&[]),
+        finish_reason: first.as_ref().and_then(|c| c.finish_reason.as_deref()),
+        usage: a.usage.as_ref(),
+    }))
 }
 
 // ---------------------------------------------------------------------------------- response out
@@ -882,6 +1184,151 @@ fn tool_call_json(c: &ToolCall) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_request_written_as_bytes_is_the_document_serialised() {
+        let text = |role, texts: &[&str]| Message {
+            role,
+            parts: texts.iter().map(|t| Part::Text((*t).to_owned())).collect(),
+        };
+        let base = CanonicalRequest {
+            model: "m\u{e9}".into(),
+            messages: vec![
+                text(Role::User, &["Hi \"you\"\n", "second"]),
+                text(Role::Assistant, &["ok"]),
+                text(Role::Assistant, &[]),
+                text(Role::User, &[]),
+                text(Role::User, &["\u{1f600}"]),
+            ],
+            ..CanonicalRequest::default()
+        };
+        let reasoning = |effort: Option<&str>, budget: Option<u64>, disabled| ReasoningConfig {
+            effort: effort.map(str::to_owned),
+            budget_tokens: budget,
+            disabled,
+            ..ReasoningConfig::default()
+        };
+        let variants: Vec<CanonicalRequest> = vec![
+            base.clone(),
+            CanonicalRequest {
+                messages: vec![],
+                ..base.clone()
+            },
+            CanonicalRequest {
+                system: vec!["a".into(), "b".into()],
+                max_tokens: Some(64),
+                temperature: Some(0.7),
+                top_p: Some(f64::NAN),
+                top_k: Some(3),
+                stop: (0..6).map(|i| format!("s{i}")).collect(),
+                stream: true,
+                n: Some(1),
+                seed: Some(-5),
+                frequency_penalty: Some(1e-7),
+                presence_penalty: Some(2.0),
+                reasoning: Some(reasoning(Some("max"), None, false)),
+                user: Some("u".into()),
+                ..base.clone()
+            },
+            CanonicalRequest {
+                stop: vec!["x".into()],
+                reasoning: Some(reasoning(None, Some(2048), false)),
+                ..base.clone()
+            },
+            CanonicalRequest {
+                reasoning: Some(reasoning(Some("high"), None, true)),
+                ..base.clone()
+            },
+            CanonicalRequest {
+                reasoning: Some(reasoning(Some("none"), None, false)),
+                ..base.clone()
+            },
+        ];
+        for opts in [
+            ConvertOptions::default(),
+            ConvertOptions::default().with_openai_max_tokens_field(OpenAiMaxTokens::MaxTokens),
+        ] {
+            for r in &variants {
+                let bytes = encode_request_bytes(r, &opts).expect("a text request");
+                let tree = encode_request(r, &opts).unwrap();
+                assert_eq!(String::from_utf8(bytes).unwrap(), tree.to_string(), "{r:?}");
+            }
+        }
+        // Anything else is left to the document's encoder.
+        let tool = CanonicalRequest {
+            tools: vec![Tool {
+                name: "f".into(),
+                description: None,
+                parameters: None,
+                strict: None,
+                origin: None,
+            }],
+            ..base.clone()
+        };
+        let image = CanonicalRequest {
+            messages: vec![Message {
+                role: Role::User,
+                parts: vec![Part::Image(Media::Url {
+                    url: "https://x/y.png".into(),
+                    media_type: None,
+                })],
+            }],
+            ..base.clone()
+        };
+        let format = CanonicalRequest {
+            response_format: Some(ResponseFormat::JsonObject),
+            ..base
+        };
+        for r in [tool, image, format] {
+            assert!(encode_request_bytes(&r, &ConvertOptions::default()).is_none());
+        }
+    }
+
+    #[test]
+    fn an_answer_read_from_bytes_is_the_answer_read_from_the_document() {
+        let usual = [
+            r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1},"completion_tokens_details":{"reasoning_tokens":0}},"system_fingerprint":"fp"}"#,
+            r#"{"id":"c\u0031","choices":[{"message":{"content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},{"id":"call_2","function":{"name":"g","arguments":{"b":2}}}]},"finish_reason":"tool_calls"}]}"#,
+            r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}],"reasoning_content":"think","thinking_blocks":[{"type":"thinking","thinking":"","signature":"sig"}]},"finish_reason":"length"}],"usage":null,"created":null}"#,
+            r#"{"choices":[{"message":{"content":"","refusal":"no","reasoning":"r","reasoning_details":[{"type":"reasoning.encrypted","data":"x"}]},"finish_reason":"content_filter"}]}"#,
+            r#"{"choices":[{"message":{"reasoning_content":5,"thinking_blocks":{"not":"an array"}}}]}"#,
+            r#"{"choices":[{"message":null,"finish_reason":null},{"message":{"content":"second"}}]}"#,
+            r#"{"choices":[]}"#,
+            r#"{"choices":[],"created":1.5,"usage":{"prompt_tokens":"x"}}"#,
+        ];
+        let unusual = [
+            &br#"{"choices":null}"#[..],
+            br#"{"id":"a"}"#,
+            br#"{"id":5,"choices":[]}"#,
+            br#"{"choices":[{"finish_reason":1}]}"#,
+            br#"{"choices":[{"message":"x"}]}"#,
+            br#"{"choices":[{"message":{"refusal":true}}]}"#,
+            br#"{"choices":[{"message":{"tool_calls":{}}}]}"#,
+            br#"{"choices":[null]}"#,
+            br#"{"choices":[],"choices":[]}"#,
+            br#"{"choices":[],"x":"\xff"}"#,
+            b"{\"choices\":[],\"x\":\"\xff\"}",
+            br#"{"choices":[]"#,
+            br#"[]"#,
+        ];
+        for body in usual {
+            let v: Value = serde_json::from_str(body).unwrap();
+            let fast = decode_response_bytes(body.as_bytes());
+            assert!(fast.is_some(), "{body}");
+            assert_eq!(fast, decode_response(&v).ok(), "{body}");
+        }
+        for body in unusual {
+            let fast = decode_response_bytes(body);
+            if let Ok(v) = serde_json::from_slice::<Value>(body) {
+                assert!(
+                    fast.is_none() || fast == decode_response(&v).ok(),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+            assert!(fast.is_none(), "{}", String::from_utf8_lossy(body));
+        }
+    }
 
     fn decode_request(body: &Value) -> Result<CanonicalRequest, Error> {
         crate::testing::decode(Protocol::OpenAiChat, body, &RouteParams::default())

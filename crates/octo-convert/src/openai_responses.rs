@@ -28,7 +28,7 @@ use crate::stream::{Decoder, Encoder};
 use crate::tools::ToolMap;
 use crate::util;
 use crate::util::{
-    arr, as_u64, b, bad, content_text, dropped, f, inband_error, num, put, s, u, unsupported,
+    At, arr, as_u64, b, bad, content_text, dropped, f, inband_error, num, put, s, u, unsupported,
 };
 
 const ME: Protocol = Protocol::OpenAiResponses;
@@ -175,7 +175,7 @@ pub(crate) fn decode_request(
             budget_tokens: None,
         });
     }
-    if let Some(format) = body.pointer("/text/format") {
+    if let Some(format) = body.at("text", "format") {
         r.response_format = match s(format, "type") {
             Some("text") => Some(ResponseFormat::Text),
             Some("json_object") => Some(ResponseFormat::JsonObject),
@@ -803,8 +803,7 @@ pub(crate) fn decode_response(v: &Value) -> Result<CanonicalResponse, Error> {
         stop: refusal_stop(
             stop_from(
                 s(v, "status"),
-                v.pointer("/incomplete_details/reason")
-                    .and_then(Value::as_str),
+                v.at("incomplete_details", "reason").and_then(Value::as_str),
             ),
             refused,
         ),

@@ -32,17 +32,22 @@ use crate::openai_responses::{
 };
 use crate::stream::{Decoder, Encoder, read_event};
 use crate::tools::ToolMap;
-use crate::util::{fresh_id, inband_error, now, status_for_type};
+use crate::util::{At, fresh_id, inband_error, now, status_for_type};
 
 // ---------------------------------------------------------------------------------------- decode
 
 #[derive(Deserialize)]
 struct In<'a> {
-    #[serde(rename = "type", borrow, default)]
+    #[serde(
+        rename = "type",
+        borrow,
+        default,
+        deserialize_with = "crate::util::borrowed_str"
+    )]
     kind: Option<Cow<'a, str>>,
     #[serde(default)]
     output_index: Option<u64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::util::borrowed_str")]
     delta: Option<Cow<'a, str>>,
     #[serde(default)]
     summary_index: Option<u64>,
@@ -245,9 +250,7 @@ impl Decoder for OpenAiResponsesDecoder {
                         .and_then(Value::as_str)
                         .or(Some("completed"))
                 };
-                let reason = r
-                    .pointer("/incomplete_details/reason")
-                    .and_then(Value::as_str);
+                let reason = r.at("incomplete_details", "reason").and_then(Value::as_str);
                 if let Some(reason) = refusal_stop(stop_from(status, reason), self.refused) {
                     out.push(StreamEvent::Finish {
                         reason,

@@ -77,10 +77,16 @@ impl ReasoningDialect {
     /// The dialect of an upstream model name: `deepseek…` → DeepSeek, `kimi…` / `moonshot…` →
     /// Kimi, anything else → LiteLLM's fields.
     pub fn detect(model: &str) -> ReasoningDialect {
-        let m = model.to_ascii_lowercase();
-        if m.contains("deepseek") {
+        // Case-insensitive without lowercasing a copy (this runs for every converted request).
+        let has = |needle: &str| {
+            model
+                .as_bytes()
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        };
+        if has("deepseek") {
             ReasoningDialect::DeepSeek
-        } else if m.contains("kimi") || m.contains("moonshot") {
+        } else if has("kimi") || has("moonshot") {
             ReasoningDialect::Kimi
         } else {
             ReasoningDialect::LiteLlm

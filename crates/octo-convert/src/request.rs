@@ -61,6 +61,102 @@ pub fn convert_request(
     route: &RouteParams,
     options: &ConvertOptions,
 ) -> Result<ConvertedRequest, Error> {
+    let (canon, to) = prepare(client, upstream, body, route, options)?;
+    let body = to.encode_request(&canon.request, options)?;
+    #[cfg(test)]
+    assert_eq!(
+        String::from_utf8(to.encode_request_bytes(&canon.request, options)?).unwrap(),
+        body.to_string(),
+        "the upstream's bytes written directly are the document's"
+    );
+    let route = to.upstream_route(&canon.request);
+    let response = canon.response(client, upstream)?;
+    Ok(ConvertedRequest {
+        body,
+        route,
+        response,
+    })
+}
+
+/// A request converted for the upstream, its body already the bytes sent; see
+/// [`convert_request_bytes`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConvertedRequestBytes {
+    /// The request body for the upstream, serialised.
+    pub body: Vec<u8>,
+    /// As [`ConvertedRequest::route`].
+    pub route: RouteParams,
+    /// As [`ConvertedRequest::response`].
+    pub response: ResponseConverter,
+}
+
+/// [`convert_request`] with the upstream's body as the bytes sent: the same conversion, the
+/// bytes of [`ConvertedRequest::body`] serialised, but written without building that document
+/// where the upstream's codec can (OpenAI Chat, for requests of text turns).
+///
+/// ```
+/// use octo_convert::{ConvertOptions, convert_request, convert_request_bytes};
+/// use octo_core::{Protocol, RouteParams};
+/// use serde_json::json;
+///
+/// let body = json!({"model": "gpt", "max_tokens": 64,
+///                   "messages": [{"role": "user", "content": "Hello"}]});
+/// let (client, upstream, route, opts) =
+///     (Protocol::Anthropic, Protocol::OpenAiChat, RouteParams::default(), ConvertOptions::default());
+/// let bytes = convert_request_bytes(client, upstream, &body, &route, &opts).unwrap();
+/// let tree = convert_request(client, upstream, &body, &route, &opts).unwrap();
+/// assert_eq!(bytes.body, serde_json::to_vec(&tree.body).unwrap());
+/// ```
+pub fn convert_request_bytes(
+    client: Protocol,
+    upstream: Protocol,
+    body: &Value,
+    route: &RouteParams,
+    options: &ConvertOptions,
+) -> Result<ConvertedRequestBytes, Error> {
+    let (canon, to) = prepare(client, upstream, body, route, options)?;
+    let body = to.encode_request_bytes(&canon.request, options)?;
+    let route = to.upstream_route(&canon.request);
+    let response = canon.response(client, upstream)?;
+    Ok(ConvertedRequestBytes {
+        body,
+        route,
+        response,
+    })
+}
+
+/// A client request decoded and made ready for the upstream's encoder.
+struct Prepared {
+    request: CanonicalRequest,
+    tools: Arc<ToolMap>,
+    names: NameMap,
+}
+
+impl Prepared {
+    fn response(self, client: Protocol, upstream: Protocol) -> Result<ResponseConverter, Error> {
+        ResponseConverter::for_request(
+            client,
+            upstream,
+            self.request.stream,
+            self.names,
+            ClientSide {
+                model: self.request.model,
+                include_usage: self.request.include_usage,
+                tools: self.tools,
+            },
+        )
+    }
+}
+
+/// Decodes the client's request and normalises it for `upstream`; with the upstream's codec.
+fn prepare(
+    client: Protocol,
+    upstream: Protocol,
+    body: &Value,
+    route: &RouteParams,
+    options: &ConvertOptions,
+) -> Result<(Prepared, &'static dyn Codec), Error> {
     let mut canon = decode_request(codec(client)?, body, route)?;
     refuse_several_choices(client, upstream, &canon)?;
     canon.normalize();
@@ -71,25 +167,12 @@ pub fn convert_request(
     // Anthropic has JSON schemas but no "any JSON object": that is asked through a tool.
     let json_answer = upstream == Protocol::Anthropic && ask_json_through_a_tool(&mut canon);
     let names = NameMap::shorten(&mut canon).with_json_answer(json_answer);
-    let to = codec(upstream)?;
-    let body = to.encode_request(&canon, options)?;
-    let route = to.upstream_route(&canon);
-    let response = ResponseConverter::for_request(
-        client,
-        upstream,
-        canon.stream,
+    let prepared = Prepared {
+        request: canon,
+        tools,
         names,
-        ClientSide {
-            model: canon.model,
-            include_usage: canon.include_usage,
-            tools,
-        },
-    )?;
-    Ok(ConvertedRequest {
-        body,
-        route,
-        response,
-    })
+    };
+    Ok((prepared, codec(upstream)?))
 }
 
 /// Refuses `n` / `candidateCount` above 1: a converted answer carries one candidate, and cutting

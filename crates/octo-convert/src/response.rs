@@ -123,6 +123,17 @@ impl ResponseConverter {
         Ok(self.encode(self.decode(body)?))
     }
 
+    /// Converts the upstream's complete answer, given as its bytes, into the client's answer's
+    /// bytes, without building a document tree of the upstream's answer where the upstream's
+    /// codec can read it directly (OpenAI Chat). `None` when it cannot: the caller then parses
+    /// the body and uses [`convert`](Self::convert), which also produces the errors. When it
+    /// answers, the bytes are those of [`convert`](Self::convert)'s answer, serialised.
+    pub fn convert_bytes(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let mut r = self.upstream_codec.decode_response_bytes(body)?;
+        self.names.restore_response(&mut r);
+        Some(self.encode_bytes(r))
+    }
+
     /// The upstream's complete answer as the client's stream, terminator included (for an
     /// upstream that ignored `stream: true`).
     pub fn replay(&self, body: &Value) -> Result<Vec<Event>, Error> {
@@ -174,12 +185,25 @@ impl ResponseConverter {
         Ok(r)
     }
 
-    fn encode(&self, mut r: CanonicalResponse) -> Value {
+    fn encode(&self, r: CanonicalResponse) -> Value {
+        let r = self.for_client(r);
+        self.client_codec.encode_response(&r, &self.side)
+    }
+
+    /// [`encode`](Self::encode)'s document, serialised.
+    fn encode_bytes(&self, r: CanonicalResponse) -> Vec<u8> {
+        let r = self.for_client(r);
+        self.client_codec.encode_response_bytes(&r, &self.side)
+    }
+
+    /// The answer with the client's model when the upstream named none, and the id the client's
+    /// protocol expects.
+    fn for_client(&self, mut r: CanonicalResponse) -> CanonicalResponse {
         if r.model.is_empty() {
             r.model.clone_from(&self.side.model);
         }
         r.id = ids::response_id(self.client, &r.id);
-        self.client_codec.encode_response(&r, &self.side)
+        r
     }
 
     pub(crate) fn encoder(&self) -> Box<dyn Encoder> {

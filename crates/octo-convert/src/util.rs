@@ -1,5 +1,8 @@
 //! Small JSON and error helpers shared by the protocol codecs.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use octo_core::{Error, Protocol};
@@ -7,6 +10,62 @@ use octo_core::{Error, Protocol};
 /// `v[key]` as a string.
 pub(crate) fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
+}
+
+/// `v[a][b]` on objects: what `Value::pointer("/a/b")` finds for keys without `/` or `~`, without
+/// the pointer's parsing (it allocates a `String` per segment).
+pub(crate) trait At {
+    /// The member `b` of the member `a`; `None` when either is missing or not an object's.
+    fn at(&self, a: &str, b: &str) -> Option<&Value>;
+}
+
+impl At for Value {
+    fn at(&self, a: &str, b: &str) -> Option<&Value> {
+        self.get(a)
+            .and_then(|x| x.as_object())
+            .and_then(|x| x.get(b))
+    }
+}
+
+/// Deserialises an optional string borrowed from the input when it has no escapes, owned
+/// otherwise, for `Option<Cow<str>>` fields of the stream decoders' event structs: serde's derive
+/// borrows a `Cow<str>` only when it is not wrapped in an `Option`, so without this every string
+/// of every upstream event was copied into a fresh `String`.
+pub(crate) fn borrowed_str<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Str<'a>(Cow<'a, str>);
+
+    impl<'de> serde::Deserialize<'de> for Str<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Cow<'de, str>;
+
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                    Ok(Cow::Borrowed(v))
+                }
+
+                fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                    Ok(Cow::Owned(v.to_owned()))
+                }
+
+                fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                    Ok(Cow::Owned(v))
+                }
+            }
+
+            d.deserialize_str(Visit).map(Str)
+        }
+    }
+
+    Ok(Option::<Str<'de>>::deserialize(d)?.map(|s| s.0))
 }
 
 /// `v[a]`, else `v[b]` (Gemini accepts camelCase and snake_case).
@@ -131,7 +190,7 @@ pub(crate) fn inband_error(upstream: Protocol, status: u16, body: &Value) -> Err
         .filter(|s| s.is_client_error() || s.is_server_error())
         .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let message = body
-        .pointer("/error/message")
+        .at("error", "message")
         .or_else(|| body.get("message"))
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty())
@@ -176,4 +235,45 @@ pub(crate) fn fresh_id(prefix: &str) -> String {
         .map_or(0, |d| d.as_nanos() as u64);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}{nanos:x}{n:04x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Borrowing<'a> {
+        #[serde(borrow, default, deserialize_with = "borrowed_str")]
+        s: Option<Cow<'a, str>>,
+    }
+
+    #[test]
+    fn strings_are_borrowed_unless_escaped() {
+        let b: Borrowing<'_> = serde_json::from_str(r#"{"s":"plain"}"#).unwrap();
+        assert!(matches!(b.s, Some(Cow::Borrowed("plain"))));
+        let b: Borrowing<'_> = serde_json::from_str(r#"{"s":"a\nb"}"#).unwrap();
+        assert!(matches!(b.s.as_deref(), Some("a\nb")));
+        assert!(matches!(b.s, Some(Cow::Owned(_))));
+        for absent in [r#"{}"#, r#"{"s":null}"#] {
+            let b: Borrowing<'_> = serde_json::from_str(absent).unwrap();
+            assert!(b.s.is_none(), "{absent}");
+        }
+        assert!(serde_json::from_str::<Borrowing<'_>>(r#"{"s":1}"#).is_err());
+    }
+
+    #[test]
+    fn at_finds_what_pointer_finds_for_member_names() {
+        let docs = [
+            serde_json::json!({"a": {"b": 1}}),
+            serde_json::json!({"a": {"c": 1}}),
+            serde_json::json!({"a": [1, 2]}),
+            serde_json::json!({"a": "x"}),
+            serde_json::json!({"b": {"b": 1}}),
+            serde_json::json!([{"a": {"b": 1}}]),
+            serde_json::json!(null),
+        ];
+        for d in &docs {
+            assert_eq!(d.at("a", "b"), d.pointer("/a/b"), "{d}");
+        }
+    }
 }

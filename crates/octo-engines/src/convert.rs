@@ -115,35 +115,20 @@ impl Engine for ConvertEngine {
         if client == self.upstream || !is_chat(client) || !is_chat(self.upstream) {
             return self.inner.process(req).await;
         }
-        let converted = octo_convert::convert_request(
+        let converted = octo_convert::convert_request_bytes(
             client,
             self.upstream,
             req.body.json()?,
             &req.route,
             &self.options,
         )?;
-        req.body = Body::from_json(converted.body);
+        req.body = Body::from_bytes(converted.body);
         req.protocol = self.upstream;
         req.route = converted.route;
         let answer = converted.response;
         let mut resp = self.inner.process(req).await?;
         resp.body = match resp.body {
-            ResponseBody::Full(mut body) => {
-                let v = body.json().map_err(|e| {
-                    Error::upstream(format!(
-                        "the upstream answered with a body that is not JSON: {}",
-                        e.message()
-                    ))
-                })?;
-                if answer.is_stream() {
-                    // The upstream ignored `stream`: replay its answer as the client's stream.
-                    ResponseBody::Stream(EventStream::iter(answer.replay(v)?))
-                } else {
-                    let v = answer.convert(v)?;
-                    resp.headers.remove(header::CONTENT_TYPE);
-                    ResponseBody::Full(Body::from_json(v))
-                }
-            }
+            ResponseBody::Full(body) => full_answer(body, &answer, &mut resp.headers)?,
             ResponseBody::Stream(events) if answer.is_stream() => {
                 ResponseBody::Stream(EventStream::new(ConvertStream::new(events, &answer)))
             }
@@ -155,6 +140,37 @@ impl Engine for ConvertEngine {
             }
         };
         Ok(resp)
+    }
+}
+
+/// The client's answer to the upstream's complete answer `body`: converted, or replayed as the
+/// client's stream when the upstream ignored `stream: true`.
+fn full_answer(
+    mut body: Body,
+    answer: &ResponseConverter,
+    headers: &mut http::HeaderMap,
+) -> Result<ResponseBody, Error> {
+    if !answer.is_stream() && !body.is_parsed() {
+        // The usual case: the upstream's answer read straight from its bytes (no document tree)
+        // when the converter can; anything unusual takes the general path below.
+        if let Some(out) = answer.convert_bytes(&body.bytes()) {
+            headers.remove(header::CONTENT_TYPE);
+            return Ok(ResponseBody::Full(Body::from_bytes(out)));
+        }
+    }
+    let v = body.json().map_err(|e| {
+        Error::upstream(format!(
+            "the upstream answered with a body that is not JSON: {}",
+            e.message()
+        ))
+    })?;
+    if answer.is_stream() {
+        // The upstream ignored `stream`: replay its answer as the client's stream.
+        Ok(ResponseBody::Stream(EventStream::iter(answer.replay(v)?)))
+    } else {
+        let v = answer.convert(v)?;
+        headers.remove(header::CONTENT_TYPE);
+        Ok(ResponseBody::Full(Body::from_json(v)))
     }
 }
 

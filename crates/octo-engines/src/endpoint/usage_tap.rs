@@ -245,7 +245,7 @@ fn interesting(protocol: Protocol, data: &[u8]) -> bool {
     let has = |needle: &[u8]| memchr::memmem::find(data, needle).is_some();
     match protocol {
         Protocol::OpenAiChat => {
-            has(b"\"usage\"")
+            has_chat_usage(data)
                 || (has(b"\"finish_reason\"") && !has(b"\"finish_reason\":null"))
                 || has(b"\"finish_reason\": \"")
         }
@@ -254,6 +254,21 @@ fn interesting(protocol: Protocol, data: &[u8]) -> bool {
         Protocol::Gemini => has(b"sageMetadata\"") || has(b"inishReason\""),
         _ => false,
     }
+}
+
+/// Whether OpenAI Chat data has a `"usage"` member that may not be `null`. Once usage is asked
+/// for (which the gateway does for every stream, and conversion too), OpenAI repeats
+/// `"usage":null` in every chunk: reading those as documents found nothing, at the cost of a
+/// full parse per chunk.
+fn has_chat_usage(data: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"usage\"";
+    memchr::memmem::find_iter(data, KEY).any(|at| {
+        let rest = data[at + KEY.len()..].trim_ascii_start();
+        match rest.strip_prefix(b":") {
+            Some(value) => !value.trim_ascii_start().starts_with(b"null"),
+            None => true,
+        }
+    })
 }
 
 /// Passes an upstream event stream through unchanged, noting the first event's arrival and the
@@ -439,6 +454,27 @@ mod tests {
             br#"{"embeddings":[{"values":[0.5]}]}"#,
         );
         assert_eq!(t.usage, None, "the public Gemini API reports none");
+    }
+
+    #[test]
+    fn null_usage_alone_is_not_worth_a_parse() {
+        let null = [
+            &br#"{"usage":null,"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}"#[..],
+            br#"{"usage" : null,"choices":[]}"#,
+        ];
+        for d in null {
+            assert!(!interesting(Protocol::OpenAiChat, d), "{d:?}");
+        }
+        let read = [
+            &br#"{"usage":{"prompt_tokens":1},"choices":[]}"#[..],
+            br#"{"usage": {"prompt_tokens":1}}"#,
+            br#"{"usage":null,"x":{"usage":{"prompt_tokens":1}}}"#,
+            br#"{"usage":null,"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            br#"{"usage""#,
+        ];
+        for d in read {
+            assert!(interesting(Protocol::OpenAiChat, d), "{d:?}");
+        }
     }
 
     #[test]
