@@ -480,15 +480,21 @@ impl Limiter {
             None => format!("anon-{}", MEMBERS.fetch_add(1, Ordering::Relaxed)),
         };
         let now = now_ms();
-        let (outcome, via) = match self.redis_usable() {
-            Some(shared) => 'redis: {
-                let sent = Instant::now();
-                if let Some(refused) = shared.closed.refusal(&checks, sent) {
-                    self.counters
-                        .refused_remembered
-                        .fetch_add(1, Ordering::Relaxed);
-                    break 'redis (Err(refused), Via::Local);
-                }
+        let sent = Instant::now();
+        // Redis's own verdict while it holds: no round trip, and no fresh local burst while Redis
+        // is unusable either.
+        let remembered = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.closed.refusal(&checks, sent));
+        let (outcome, via) = match (remembered, self.redis_usable()) {
+            (Some(refused), _) => {
+                self.counters
+                    .refused_remembered
+                    .fetch_add(1, Ordering::Relaxed);
+                (Err(refused), Via::Local)
+            }
+            (None, Some(shared)) => {
                 // The settlements of requests finished since ride along (one round trip). The
                 // call is handed to the connection on its first poll (when connected), so a
                 // request cancelled while it waits (its client left) does not lose them.
@@ -522,7 +528,7 @@ impl Limiter {
                     }
                 }
             }
-            None => match &self.shared {
+            (None, None) => match &self.shared {
                 Some(shared) => self.fallback(shared, now, &checks, tokens, cost)?,
                 None => (
                     lock(&self.local).admit(now, &checks, tokens, cost),
@@ -813,6 +819,18 @@ fn with_window(mut e: Error, kind: &str, w: &Window) -> Error {
     e
 }
 
+/// `retry-after-ms`, which OpenAI's and Anthropic's SDKs read before `retry-after` (whole
+/// seconds, rounded up): a client of a 1,000 rpm limit can come back in 60 ms, not 1 s.
+fn with_retry_ms(e: Error, ms: f64) -> Error {
+    if !(ms.is_finite() && ms > 0.0) {
+        return e;
+    }
+    e.with_header(
+        http::HeaderName::from_static("retry-after-ms"),
+        HeaderValue::from(ms.ceil() as u64),
+    )
+}
+
 fn secs_text(ms: f64) -> String {
     format!("{}s", (ms.max(0.0) / 1_000.0).ceil() as u64)
 }
@@ -832,6 +850,7 @@ fn refusal(check: &Check, r: &Refused, tokens: u64, now: i64) -> Error {
                 retry(r.retry_after_ms).or(Some(Duration::from_secs(1))),
             )
             .with_code("rate_limit_exceeded");
+            let e = with_retry_ms(e, r.retry_after_ms);
             match &r.window {
                 Some(w) => with_window(e, "requests", w),
                 None => e,
@@ -856,18 +875,22 @@ fn refusal(check: &Check, r: &Refused, tokens: u64, now: i64) -> Error {
                 )
             }
             .with_code("rate_limit_exceeded");
+            let e = with_retry_ms(e, r.retry_after_ms);
             match &r.window {
                 Some(w) => with_window(e, "tokens", w),
                 None => e,
             }
         }
-        Limit::Concurrency(n) => Error::rate_limited(
-            format!(
-                "concurrency limit reached for {scope}: {n} requests already in flight (concurrency); try again when one finishes"
-            ),
-            Some(Duration::from_secs(1)),
-        )
-        .with_code("concurrency_limit_exceeded"),
+        Limit::Concurrency(n) => with_retry_ms(
+            Error::rate_limited(
+                format!(
+                    "concurrency limit reached for {scope}: {n} requests already in flight (concurrency); try again when one finishes"
+                ),
+                Some(Duration::from_secs(1)),
+            )
+            .with_code("concurrency_limit_exceeded"),
+            1_000.0,
+        ),
         Limit::Budget(b) => {
             let end = b.period.bounds(now).1;
             Error::rate_limited(

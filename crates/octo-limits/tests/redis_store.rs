@@ -278,6 +278,12 @@ async fn an_rpm_refusal_is_remembered_until_redis_said_it_reopens_and_no_longer(
     assert_eq!(remembered.code(), from_redis.code());
     assert!(remembered.retry_after() <= from_redis.retry_after());
     assert!(remembered.retry_after().unwrap() > Duration::from_secs(25));
+    let ms = |e: &octo_core::Error| header(e, "retry-after-ms").parse::<u64>().unwrap();
+    assert!(ms(&remembered) <= ms(&from_redis));
+    assert_eq!(
+        remembered.retry_after().unwrap(),
+        Duration::from_millis(ms(&remembered))
+    );
     assert_eq!(header(&remembered, "x-ratelimit-limit-requests"), "2");
     assert_eq!(header(&remembered, "x-ratelimit-remaining-requests"), "0");
     assert_eq!(header(&from_redis, "x-ratelimit-remaining-requests"), "0");
@@ -338,5 +344,49 @@ async fn tpm_and_concurrency_refusals_are_not_remembered() {
         assert!(e.retry_after().is_some());
     }
     assert_eq!(l.refused_remembered(), 0);
+    l.shutdown();
+}
+
+#[tokio::test]
+async fn without_redis_the_fallback_answers_with_the_same_headers() {
+    // A port nobody listens on: every call fails at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let l = Limiter::new(Some(&RedisSettings {
+        url: format!("redis://127.0.0.1:{port}/0"),
+        on_error: OnError::Allow,
+        timeout: Duration::from_secs(5),
+        prefix: "octo-limits-test-fallback:".into(),
+    }))
+    .unwrap();
+    l.set_policy(Policy::new().model(
+        "m",
+        RateLimit {
+            rpm: Some(2),
+            tpm: Some(100_000),
+            ..RateLimit::default()
+        },
+    ));
+    let body = br#"{"model":"m","max_tokens":100,"messages":[]}"#;
+    for left in [1, 0] {
+        let a = l.admit("m", None, body, None).await.unwrap().unwrap();
+        assert_eq!(a.admitted.requests.unwrap().remaining, left);
+        assert_eq!(a.admitted.tokens.unwrap().limit, 100_000);
+    }
+    assert!(l.in_fallback());
+    assert!(l.redis_errors() >= 1);
+    let e = l.admit("m", None, body, None).await.unwrap_err();
+    assert_eq!(e.status(), 429);
+    assert_eq!(header(&e, "x-ratelimit-limit-requests"), "2");
+    assert_eq!(header(&e, "x-ratelimit-remaining-requests"), "0");
+    let ms: u64 = header(&e, "retry-after-ms").parse().unwrap();
+    assert!((29_000..=30_000).contains(&ms), "{ms}");
+    assert_eq!(e.retry_after(), Some(Duration::from_millis(ms)));
+    // The whole window (two requests of 30 s) comes back in a minute.
+    let reset = header(&e, "x-ratelimit-reset-requests");
+    assert!(["1m0s", "59s"].contains(&reset), "{reset}");
     l.shutdown();
 }
