@@ -7,7 +7,7 @@
 #
 #   scripts/callgrind.sh [--bin-dir DIR] [--transport auto|hyper|reqwest] [--bytes N]
 #                        [--requests N] [--stream] [--model bench-model|bench-convert]
-#                        [--protocol chat|anthropic]
+#                        [--protocol chat|anthropic] [--redis-limit admit|refuse]
 #
 # --protocol is the client's: OpenAI Chat (`/v1/chat/completions`) or Anthropic Messages
 # (`/v1/messages`). It defaults to anthropic with `--model bench-convert` (whose backend speaks
@@ -15,6 +15,12 @@
 # measures the converted stream) and to chat otherwise. `--protocol anthropic --model bench-model`
 # is the passthrough the harness compares conversion with (the backend speaks Anthropic).
 # The run fails if any driven request fails.
+#
+# --redis-limit gives both models a Redis-backed `rate_limit` (the harness's
+# `OCTOLLM_BENCH_OPS=limits` gateway): `admit` with limits never reached (rpm + tpm: one admission
+# script per request, and its settlement), `refuse` with `rpm: 1` (every measured request is
+# refused). It needs a Redis: `scripts/services.sh && source "$(scripts/services.sh env)"` (reads
+# OCTOLLM_TEST_REDIS_URL).
 # Without --transport the config has no `transport` key (a build from before it existed).
 # CALLGRIND_KEEP=FILE keeps the profile (for callgrind_annotate).
 # Prints one line: instructions and malloc/calloc/realloc calls per request. Needs valgrind and
@@ -29,6 +35,7 @@ warmup=200
 stream=()
 model=bench-model
 protocol=
+redis_limit=
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin-dir) bin=$2; shift 2 ;;
@@ -38,6 +45,7 @@ while [ $# -gt 0 ]; do
     --stream) stream=(--drive-stream); shift ;;
     --model) model=$2; shift 2 ;;
     --protocol) protocol=$2; shift 2 ;;
+    --redis-limit) redis_limit=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -72,6 +80,18 @@ wait_line() { # file prefix -> the address after the prefix
 "$bin/octo-mock" --listen 127.0.0.1:0 >"$work/mock.out" 2>&1 &
 pids+=($!)
 mock=$(wait_line "$work/mock.out" "octo-mock listening on ")
+limit_line=
+redis_section=
+case "$redis_limit" in
+  "") ;;
+  admit) limit_line=", rate_limit: {rpm: 100000000, tpm: 100000000000}" ;;
+  refuse) limit_line=", rate_limit: {rpm: 1}" ;;
+  *) echo "--redis-limit takes admit or refuse" >&2; exit 2 ;;
+esac
+if [ -n "$redis_limit" ]; then
+  : "${OCTOLLM_TEST_REDIS_URL:?--redis-limit needs OCTOLLM_TEST_REDIS_URL (source the env of scripts/services.sh)}"
+  redis_section="redis: {url: \"$OCTOLLM_TEST_REDIS_URL\", key_prefix: \"octollm-callgrind-$$-$(date +%s):\"}"
+fi
 transport_line=
 if [ -n "$transport" ]; then transport_line=$'\n'"    transport: $transport"; fi
 cat >"$work/gateway.yaml" <<EOF
@@ -91,8 +111,9 @@ backends:
     api_key: "sk-bench"$transport_line
     timeouts: {connect: 5s, first_byte: 60s, idle: 120s, total: 900s}
 models:
-  bench-model: {targets: [{backend: mock}]}
-  bench-convert: {targets: [{backend: mock-openai}]}
+  bench-model: {targets: [{backend: mock}]$limit_line}
+  bench-convert: {targets: [{backend: mock-openai}]$limit_line}
+$redis_section
 EOF
 OCTOLLM_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
   "$bin/octollm-server" --config "$work/gateway.yaml" --watch-interval 0 --storage off \
@@ -116,7 +137,7 @@ kill "$vg"
 wait "$vg" 2>/dev/null || true
 dump=$(ls "$work"/cg.out.* | head -1)
 if [ -n "${CALLGRIND_KEEP:-}" ]; then cp "$dump" "$CALLGRIND_KEEP"; fi
-python3 - "$dump" "$requests" "$transport" "$bytes" "$model" "$protocol" <<'EOF'
+python3 - "$dump" "$requests" "$transport" "$bytes" "$model" "$protocol" "$redis_limit" <<'EOF'
 import re, sys
 path, n = sys.argv[1], int(sys.argv[2])
 names, total, allocs, cfn = {}, 0, 0, None
@@ -136,7 +157,8 @@ for line in open(path, errors="replace"):
         continue
     if line.startswith("calls=") and cfn in alloc_fns:
         allocs += int(line[6:].split()[0])
-print(f"transport={sys.argv[3] or 'default'} model={sys.argv[5]} protocol={sys.argv[6]} "
+limit = f" redis-limit={sys.argv[7]}" if sys.argv[7] else ""
+print(f"transport={sys.argv[3] or 'default'} model={sys.argv[5]} protocol={sys.argv[6]}{limit} "
       f"bytes={sys.argv[4]}: "
       f"{total / n / 1000:.1f}k instructions, {allocs / n:.1f} allocations per request ({n} requests)")
 EOF

@@ -1002,3 +1002,93 @@ async fn the_budget_of_a_key_made_through_the_api_survives_a_restart() {
         "the spend was forgotten"
     );
 }
+
+/// The upstream model that served a chat request to `model` with the sticky session `session`
+/// (none: not sticky).
+async fn served_by(
+    gw: &Gateway,
+    mock: &octo_mock::MockServer,
+    model: &str,
+    session: Option<&str>,
+) -> String {
+    let p = Prompt::new(Protocol::OpenAiChat, model, "hi");
+    let headers: Vec<(&str, &str)> = session.map(|s| ("x-session-id", s)).into_iter().collect();
+    let r = gw.post(&p.path(), p.body(), &headers).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    let last = mock.requests().pop().unwrap().body_json().unwrap();
+    last["model"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn balancer_state_and_slots_in_flight_survive_a_key_creation() {
+    let mock = mock().await;
+    let d = dir("carry");
+    let yaml = format!(
+        r#"
+listen: "127.0.0.1:0"
+admin: {{listen: "127.0.0.1:0", tokens: ["{TOKEN}"]}}
+backends:
+  oa: {{base_url: "{}", protocol: openai_chat}}
+models:
+  pinned:
+    targets: [{{backend: oa, model: up-a}}, {{backend: oa, model: up-b}}]
+    strategy: round_robin
+    sticky: 5m
+  held: {{targets: [{{backend: oa, model: up-held}}], max_concurrency: 1}}
+  plain: {{targets: [{{backend: oa, model: up-plain}}]}}
+orgs:
+  acme: {{api_keys: {{alice: "sk-acme-alice-key"}}}}
+"#,
+        mock.url()
+    );
+    let gw = start(&d, &yaml);
+    // Round robin: a, then the session pinned to b, then a again (the rotation at 3).
+    assert_eq!(served_by(&gw, &mock, "pinned", None).await, "up-a");
+    assert_eq!(served_by(&gw, &mock, "pinned", Some("s1")).await, "up-b");
+    assert_eq!(served_by(&gw, &mock, "pinned", None).await, "up-a");
+    // A stream holds `held`'s one slot.
+    let resp = gw
+        .send(
+            &Prompt::new(
+                Protocol::OpenAiChat,
+                "held",
+                "[mock:events=100] [mock:interval_ms=100]",
+            )
+            .stream(true),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut chunks = resp.bytes_stream();
+    assert!(chunks.next().await.unwrap().is_ok());
+    assert_eq!(chat(&gw, "held", None).await, 429);
+
+    // A key created through the admin API rebuilds the graph.
+    let (s, created) = api(
+        &gw,
+        "POST",
+        "/api/v1/keys",
+        Some(json!({"org": "acme", "name": "ci"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        chat(&gw, "plain", Some(&key)).await,
+        200,
+        "the new graph is in force"
+    );
+
+    // The rotation goes on where it was (at 3: b, then a; a fresh one would start at a), and the
+    // session is still pinned to b (a fresh balancer would give it a, at 5).
+    assert_eq!(served_by(&gw, &mock, "pinned", None).await, "up-b");
+    assert_eq!(served_by(&gw, &mock, "pinned", None).await, "up-a");
+    assert_eq!(served_by(&gw, &mock, "pinned", Some("s1")).await, "up-b");
+    // The stream started on the old graph still holds the slot on the new one.
+    assert_eq!(chat(&gw, "held", None).await, 429);
+    drop(chunks);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while chat(&gw, "held", None).await == 429 {
+        assert!(Instant::now() < deadline, "the slot was never given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -79,6 +79,7 @@ models:
   resp: {{targets: [{{backend: resp}}], rate_limit: {{rpm: 2}}}}
   claude: {{targets: [{{backend: an}}], rate_limit: {{rpm: 2}}}}
   gemini: {{targets: [{{backend: gem}}], rate_limit: {{rpm: 2}}}}
+  failing: {{targets: [{{backend: oa}}], rate_limit: {{rpm: 5}}, retry: {{max_attempts: 1}}}}
 "#
     ));
     for (protocol, model) in octo_test::PROTOCOLS {
@@ -102,6 +103,9 @@ models:
         );
         let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=30).contains(&retry), "retry-after {retry}");
+        // The precise wait, for SDKs that read it first; `retry-after` is it rounded up.
+        let ms: u64 = r.header("retry-after-ms").unwrap().parse().unwrap();
+        assert_eq!(ms.div_ceil(1000), retry, "retry-after-ms {ms}");
         assert_eq!(r.header("x-ratelimit-limit-requests"), Some("2"));
         assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
         assert!(
@@ -132,6 +136,17 @@ models:
         );
     }
     assert_eq!(mock.requests().len(), 8);
+
+    // An admitted request the upstream failed counted too: its error says what is left.
+    let failed = send(
+        &gw,
+        &Prompt::new(Protocol::OpenAiChat, "failing", "[mock:status=500]"),
+        None,
+    )
+    .await;
+    assert_eq!(failed.status, 500, "{:?}", failed.json);
+    assert_eq!(failed.header("x-ratelimit-limit-requests"), Some("5"));
+    assert_eq!(failed.header("x-ratelimit-remaining-requests"), Some("4"));
 }
 
 fn keyed_config(mock: &str, extra_key: &str) -> String {

@@ -10,9 +10,15 @@
 //! Over the limit, [`OverLimit`] decides: answer 429 at once (`Error::rate_limited`, retryable, so
 //! a [`TargetSet`](crate::balance::TargetSet) fails over to another target), or queue for up to a
 //! timeout and answer 429 if no slot frees up. Waiting is cancelled with the request.
+//!
+//! The slots are a [`Slots`], which a rebuilt graph's limit can take over
+//! ([`ConcurrencyLimitLayer::with_slots`], kept by a
+//! [`BalanceMemory`](crate::balance::BalanceMemory)): requests still running on the old graph stay
+//! counted.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,12 +37,87 @@ pub enum OverLimit {
     Queue(Duration),
 }
 
+/// The slots of one concurrency limit; shared by the limits of successive graphs.
+#[derive(Debug)]
+pub struct Slots {
+    semaphore: Arc<Semaphore>,
+    max: AtomicUsize,
+    /// Permits to forget as they come back (the limit was lowered below what was in flight).
+    debt: AtomicUsize,
+}
+
+impl Slots {
+    /// `max` free slots.
+    pub fn new(max: usize) -> Arc<Slots> {
+        let max = max.min(Semaphore::MAX_PERMITS);
+        Arc::new(Slots {
+            semaphore: Arc::new(Semaphore::new(max)),
+            max: AtomicUsize::new(max),
+            debt: AtomicUsize::new(0),
+        })
+    }
+
+    /// Changes the limit to `max`, the requests in flight still counted: raised, the new slots
+    /// are free at once; lowered below what is in flight, the surplus slots disappear as their
+    /// requests finish.
+    pub fn resize(&self, max: usize) {
+        let max = max.min(Semaphore::MAX_PERMITS);
+        let old = self.max.swap(max, Ordering::SeqCst);
+        if max > old {
+            let mut more = max - old;
+            // Pay back debt first.
+            let _ = self
+                .debt
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                    let paid = d.min(more);
+                    Some(d - paid)
+                })
+                .map(|d| more -= d.min(more));
+            self.semaphore.add_permits(more);
+        } else if max < old {
+            let less = old - max;
+            let forgotten = self.semaphore.forget_permits(less);
+            self.debt.fetch_add(less - forgotten, Ordering::SeqCst);
+        }
+    }
+
+    /// Requests holding a slot.
+    pub fn in_flight(&self) -> usize {
+        (self.max.load(Ordering::SeqCst) + self.debt.load(Ordering::SeqCst))
+            .saturating_sub(self.semaphore.available_permits())
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+}
+
+/// A held slot: given back when dropped (or forgotten, to pay a lowered limit's debt).
+struct Permit {
+    permit: Option<OwnedSemaphorePermit>,
+    slots: Arc<Slots>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let Some(p) = self.permit.take() else { return };
+        let owed = self
+            .slots
+            .debt
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| d.checked_sub(1))
+            .is_ok();
+        if owed {
+            p.forget();
+        }
+    }
+}
+
 /// At most `max` requests in flight through `inner`; see the [module docs](self).
 pub struct ConcurrencyLimit {
     name: String,
     inner: ArcEngine,
-    max: usize,
-    semaphore: Arc<Semaphore>,
+    slots: Arc<Slots>,
     over_limit: OverLimit,
 }
 
@@ -44,7 +125,7 @@ impl std::fmt::Debug for ConcurrencyLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConcurrencyLimit")
             .field("name", &self.name)
-            .field("max", &self.max)
+            .field("max", &self.max())
             .field("in_flight", &self.in_flight())
             .field("over_limit", &self.over_limit)
             .finish_non_exhaustive()
@@ -60,31 +141,40 @@ impl ConcurrencyLimit {
         max: usize,
         over_limit: OverLimit,
     ) -> Self {
-        let max = max.min(Semaphore::MAX_PERMITS);
+        Self::with_slots(name, inner, Slots::new(max), over_limit)
+    }
+
+    /// Limits `inner` with `slots` (shared with other limits, e.g. an earlier graph's).
+    pub fn with_slots(
+        name: impl Into<String>,
+        inner: ArcEngine,
+        slots: Arc<Slots>,
+        over_limit: OverLimit,
+    ) -> Self {
         ConcurrencyLimit {
             name: name.into(),
             inner,
-            max,
-            semaphore: Arc::new(Semaphore::new(max)),
+            slots,
             over_limit,
         }
     }
 
     /// Requests currently holding a slot (streams count until they end).
     pub fn in_flight(&self) -> usize {
-        self.max - self.semaphore.available_permits()
+        self.slots.in_flight()
     }
 
     /// The limit.
     pub fn max(&self) -> usize {
-        self.max
+        self.slots.max()
     }
 
     fn over(&self) -> Error {
         Error::rate_limited(
             format!(
                 "`{}` already has {} requests in flight (its concurrency limit); try again shortly",
-                self.name, self.max
+                self.name,
+                self.max()
             ),
             None,
         )
@@ -92,12 +182,14 @@ impl ConcurrencyLimit {
     }
 }
 
-/// The [`Layer`] form of [`ConcurrencyLimit`]: each engine it wraps gets its own limit of `max`.
+/// The [`Layer`] form of [`ConcurrencyLimit`]: each engine it wraps gets its own limit of `max`
+/// (or, [`with_slots`](Self::with_slots), every engine shares the given slots).
 #[derive(Debug, Clone)]
 pub struct ConcurrencyLimitLayer {
     name: String,
     max: usize,
     over_limit: OverLimit,
+    slots: Option<Arc<Slots>>,
 }
 
 impl ConcurrencyLimitLayer {
@@ -107,16 +199,25 @@ impl ConcurrencyLimitLayer {
             name: name.into(),
             max,
             over_limit,
+            slots: None,
         }
+    }
+
+    /// Limits every wrapped engine with `slots` (kept across graphs; their limit is theirs).
+    pub fn with_slots(mut self, slots: Arc<Slots>) -> Self {
+        self.max = slots.max();
+        self.slots = Some(slots);
+        self
     }
 }
 
 impl Layer for ConcurrencyLimitLayer {
     fn layer(&self, inner: ArcEngine) -> ArcEngine {
-        Arc::new(ConcurrencyLimit::new(
+        let slots = self.slots.clone().unwrap_or_else(|| Slots::new(self.max));
+        Arc::new(ConcurrencyLimit::with_slots(
             self.name.clone(),
             inner,
-            self.max,
+            slots,
             self.over_limit,
         ))
     }
@@ -125,18 +226,19 @@ impl Layer for ConcurrencyLimitLayer {
 #[async_trait]
 impl Engine for ConcurrencyLimit {
     async fn process(&self, req: Request) -> Result<Response, Error> {
+        let semaphore = self.slots.semaphore.clone();
         let permit = match self.over_limit {
-            OverLimit::Reject => self
-                .semaphore
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| self.over())?,
+            OverLimit::Reject => semaphore.try_acquire_owned().map_err(|_| self.over())?,
             OverLimit::Queue(wait) => {
-                match tokio::time::timeout(wait, self.semaphore.clone().acquire_owned()).await {
+                match tokio::time::timeout(wait, semaphore.acquire_owned()).await {
                     Ok(Ok(p)) => p,
                     _ => return Err(self.over()),
                 }
             }
+        };
+        let permit = Permit {
+            permit: Some(permit),
+            slots: self.slots.clone(),
         };
         let mut resp = self.inner.process(req).await?;
         if let ResponseBody::Stream(stream) = resp.body {
@@ -152,7 +254,7 @@ impl Engine for ConcurrencyLimit {
 /// An event stream that holds a permit until it ends or is dropped.
 struct PermitStream {
     inner: EventStream,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Permit>,
 }
 
 impl Stream for PermitStream {
@@ -276,6 +378,39 @@ mod tests {
         assert!(!waiting.is_finished());
         drop(first);
         waiting.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shared_slots_keep_counting_and_follow_a_new_limit() {
+        let (engine, mut senders) = streaming();
+        let slots = Slots::new(2);
+        let old =
+            ConcurrencyLimit::with_slots("oa", engine.clone(), slots.clone(), OverLimit::Reject);
+        let a = old.process(req()).await.unwrap();
+        let _ta = senders.recv().await.unwrap();
+        let b = old.process(req()).await.unwrap();
+        let _tb = senders.recv().await.unwrap();
+        // A rebuilt graph's limit with the same slots: both still count.
+        let new = ConcurrencyLimit::with_slots("oa", engine, slots.clone(), OverLimit::Reject);
+        assert_eq!(new.in_flight(), 2);
+        assert_eq!(new.process(req()).await.unwrap_err().status(), 429);
+        // Lowered to 1 with 2 in flight: the first to finish frees nothing.
+        slots.resize(1);
+        assert_eq!((new.max(), new.in_flight()), (1, 2));
+        drop(a);
+        assert_eq!(new.in_flight(), 1);
+        assert_eq!(new.process(req()).await.unwrap_err().status(), 429);
+        drop(b);
+        assert_eq!(new.in_flight(), 0);
+        let c = new.process(req()).await.unwrap();
+        let _tc = senders.recv().await.unwrap();
+        assert_eq!(new.process(req()).await.unwrap_err().status(), 429);
+        // Raised: free at once.
+        slots.resize(3);
+        let _d = new.process(req()).await.unwrap();
+        assert_eq!(new.in_flight(), 2);
+        drop(c);
+        assert_eq!(new.in_flight(), 1);
     }
 
     #[tokio::test]

@@ -4,8 +4,8 @@
 //! It reads the caller from the [`Identity`] the auth engine inserted and the request's record
 //! from its extensions (whose completion settles the request; see [`crate::limiter`]). Without a
 //! record, the admission is settled on its estimate when the answer ends (the stream included).
-//! Admitted answers carry the OpenAI-style `x-ratelimit-*` headers of the tightest rpm and tpm
-//! limits that applied.
+//! Admitted answers — errors from upstream included — carry the OpenAI-style `x-ratelimit-*`
+//! headers of the tightest rpm and tpm limits that applied.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -91,9 +91,23 @@ impl Engine for LimitEngine {
         let Some(admission) = admission else {
             return self.inner.process(req).await;
         };
-        let mut resp = self.inner.process(req).await?;
         let a = admission.admitted;
-        for (kind, w) in [("requests", a.requests), ("tokens", a.tokens)] {
+        let windows = [("requests", a.requests), ("tokens", a.tokens)];
+        let mut resp = match self.inner.process(req).await {
+            Ok(resp) => resp,
+            // An admitted request that failed upstream counted too: its answer says what is left.
+            Err(mut e) => {
+                for (kind, w) in windows {
+                    if let Some(w) = w {
+                        for (name, value) in window_headers(kind, &w) {
+                            e = e.with_header(name, value);
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
+        for (kind, w) in windows {
             if let Some(w) = w {
                 for (name, value) in window_headers(kind, &w) {
                     resp.headers.insert(name, value);

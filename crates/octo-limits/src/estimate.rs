@@ -85,29 +85,51 @@ fn input_tokens(body: &[u8]) -> u64 {
     (plain as u64).div_ceil(4) + runs * DATA_RUN_TOKENS
 }
 
-/// The first output limit written in the body.
+/// The output-limit fields, by precedence; every one starts with [`MAX`].
+const OUTPUT_KEYS: [&[u8]; 4] = [
+    b"\"max_completion_tokens\"",
+    b"\"max_tokens\"",
+    b"\"max_output_tokens\"",
+    b"\"maxOutputTokens\"",
+];
+/// What every output-limit field starts with: one search finds them all.
+const MAX: &[u8] = b"\"max";
+
+/// The first output limit written in the body: of the fields followed by a number, the one
+/// first in [`OUTPUT_KEYS`], its first occurrence. One pass for every field (each field searched
+/// on its own cost a searcher's set-up per field per request).
 fn output_limit(body: &[u8]) -> Option<u64> {
-    for key in [
-        &b"\"max_completion_tokens\""[..],
-        b"\"max_tokens\"",
-        b"\"max_output_tokens\"",
-        b"\"maxOutputTokens\"",
-    ] {
-        for at in memmem::find_iter(body, key) {
-            let rest = &body[at + key.len()..];
-            let rest = trim_start(rest);
-            let Some(rest) = rest.strip_prefix(b":") else {
-                continue;
-            };
-            let rest = trim_start(rest);
-            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-            if digits > 0 && digits <= 12 {
-                let s = std::str::from_utf8(&rest[..digits]).ok()?;
-                return s.parse().ok();
+    static FINDER: std::sync::OnceLock<memmem::Finder<'static>> = std::sync::OnceLock::new();
+    let finder = FINDER.get_or_init(|| memmem::Finder::new(MAX));
+    let mut found: [Option<u64>; 4] = [None; 4];
+    for at in finder.find_iter(body) {
+        let here = &body[at..];
+        let Some((k, key)) = OUTPUT_KEYS
+            .iter()
+            .enumerate()
+            .find(|(_, k)| here.starts_with(k))
+        else {
+            continue;
+        };
+        if found[k].is_some() {
+            continue;
+        }
+        let rest = trim_start(&here[key.len()..]);
+        let Some(rest) = rest.strip_prefix(b":") else {
+            continue;
+        };
+        let rest = trim_start(rest);
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 && digits <= 12 {
+            found[k] = std::str::from_utf8(&rest[..digits])
+                .ok()
+                .and_then(|s| s.parse().ok());
+            if k == 0 {
+                break;
             }
         }
     }
-    None
+    found.into_iter().flatten().next()
 }
 
 fn trim_start(s: &[u8]) -> &[u8] {
@@ -142,6 +164,14 @@ mod tests {
             Some(3)
         );
         assert_eq!(output_limit(br#"{"max_tokens":null}"#), None);
+        assert_eq!(
+            output_limit(br#"{"max_output_tokens":5,"maxOutputTokens":6,"max_tokens":7}"#),
+            Some(7)
+        );
+        assert_eq!(
+            output_limit(br#"{"max":1,"max_tokens" 2,"max_tokens":8}"#),
+            Some(8)
+        );
         assert_eq!(estimate(b"{}").output_tokens, DEFAULT_OUTPUT_TOKENS);
     }
 

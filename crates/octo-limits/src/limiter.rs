@@ -22,6 +22,15 @@
 //! Redis failures are bounded: every call has the configured timeout, and after a failure Redis is
 //! not asked again for [`RETRY_REDIS_AFTER`] (requests use the fallback meanwhile), so a dead
 //! Redis costs one timeout per second, not one per request.
+//!
+//! A client over a limit does not cost a round trip per refused request: when Redis refuses a
+//! request on a limit that nothing but time can reopen (an rpm limit: no settlement gives a
+//! request back; a budget whose *finished* requests alone spent it: closed until the period
+//! turns), the refusal is remembered until the instant Redis said it reopens (counted from
+//! before the call was sent, so never later than Redis's own answer), and requests that would
+//! meet that limit are refused here with the same answer. A tpm, concurrency or reserved-budget
+//! refusal is not remembered: a settlement can reopen those sooner. A new policy (a reload, a
+//! key changed through the admin API) forgets every remembered refusal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -91,6 +100,100 @@ struct Ticket {
     member: String,
 }
 
+/// Refusals remembered at most (refusals beyond it take their round trip).
+const CLOSED_MAX: usize = 4_096;
+
+/// A limit Redis refused on, closed until `until` whatever other requests do; see the
+/// [module docs](self).
+#[derive(Debug)]
+struct Closed {
+    id: Arc<str>,
+    limit: Limit,
+    until: Instant,
+    /// When the rate window is whole again (rpm), for the `x-ratelimit-*` headers.
+    whole_at: Instant,
+    /// A budget's used USD when it refused.
+    used: f64,
+}
+
+/// The remembered refusals.
+#[derive(Debug, Default)]
+struct ClosedSet {
+    /// Whether `list` may hold anything (read without the lock on every admission).
+    any: AtomicBool,
+    list: Mutex<Vec<Closed>>,
+}
+
+impl ClosedSet {
+    /// The refusal of the first of `checks` still closed at `now`.
+    fn refusal(&self, checks: &[Check], now: Instant) -> Option<Refused> {
+        if !self.any.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut list = lock(&self.list);
+        list.retain(|c| c.until > now);
+        if list.is_empty() {
+            self.any.store(false, Ordering::Relaxed);
+            return None;
+        }
+        for (index, check) in checks.iter().enumerate() {
+            let Some(c) = list
+                .iter()
+                .find(|c| c.limit == check.limit && *c.id == *check.id)
+            else {
+                continue;
+            };
+            let ms = |at: Instant| at.saturating_duration_since(now).as_secs_f64() * 1_000.0;
+            let window = match check.limit {
+                Limit::Rpm(n) => {
+                    let reset = ms(c.whole_at);
+                    Some(Window {
+                        limit: n,
+                        remaining: crate::gcra::Gcra::per_minute(n).remaining(reset, 0.0),
+                        reset_after_ms: reset,
+                    })
+                }
+                _ => None,
+            };
+            return Some(Refused {
+                index,
+                retry_after_ms: ms(c.until),
+                window,
+                used: c.used,
+            });
+        }
+        None
+    }
+
+    /// Remembers that `check` refused until `sent + holds_ms`.
+    fn remember(&self, check: &Check, refused: &Refused, sent: Instant, holds_ms: f64) {
+        let at = |ms: f64| sent + Duration::from_secs_f64(ms.max(0.0) / 1_000.0);
+        let closed = Closed {
+            id: check.id.clone(),
+            limit: check.limit,
+            until: at(holds_ms),
+            whole_at: at(refused.window.map_or(0.0, |w| w.reset_after_ms)),
+            used: refused.used,
+        };
+        let mut list = lock(&self.list);
+        if list.len() >= CLOSED_MAX {
+            let now = Instant::now();
+            list.retain(|c| c.until > now);
+            if list.len() >= CLOSED_MAX {
+                return;
+            }
+        }
+        list.retain(|c| !(c.limit == check.limit && *c.id == *check.id));
+        list.push(closed);
+        self.any.store(true, Ordering::Relaxed);
+    }
+
+    fn clear(&self) {
+        lock(&self.list).clear();
+        self.any.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Counters for the metrics.
 #[derive(Debug, Default)]
 struct Counters {
@@ -98,6 +201,7 @@ struct Counters {
     fallback: AtomicBool,
     settle_dropped: AtomicU64,
     refused: [AtomicU64; 4],
+    refused_remembered: AtomicU64,
 }
 
 struct Shared {
@@ -108,6 +212,8 @@ struct Shared {
     queue: Mutex<Vec<Settlement>>,
     /// Wakes the settle task when the queue stops being empty.
     queued: Arc<tokio::sync::Notify>,
+    /// Refusals that hold until a known instant.
+    closed: ClosedSet,
 }
 
 impl Shared {
@@ -204,6 +310,7 @@ impl Limiter {
                 down_until: Mutex::new(None),
                 queue: Mutex::new(Vec::new()),
                 queued: Arc::new(tokio::sync::Notify::new()),
+                closed: ClosedSet::default(),
             });
         }
         let limiter = Arc::new(Limiter {
@@ -224,9 +331,13 @@ impl Limiter {
         Ok(limiter)
     }
 
-    /// Replaces the limits (a config reload); counters are kept.
+    /// Replaces the limits (a config reload); counters are kept, remembered refusals are not
+    /// (a limit may have been raised).
     pub fn set_policy(&self, policy: Policy) {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        if let Some(shared) = &self.shared {
+            shared.closed.clear();
+        }
     }
 
     /// The current limits.
@@ -266,6 +377,12 @@ impl Limiter {
             ("concurrency", c[2].load(Ordering::Relaxed)),
             ("budget", c[3].load(Ordering::Relaxed)),
         ]
+    }
+
+    /// Refusals answered from a remembered Redis refusal, without a round trip (see the
+    /// [module docs](self)); also counted in [`Self::refused`].
+    pub fn refused_remembered(&self) -> u64 {
+        self.counters.refused_remembered.load(Ordering::Relaxed)
     }
 
     /// Settlements dropped because Redis could not take them.
@@ -363,20 +480,43 @@ impl Limiter {
             None => format!("anon-{}", MEMBERS.fetch_add(1, Ordering::Relaxed)),
         };
         let now = now_ms();
-        let (outcome, via) = match self.redis_usable() {
-            Some(shared) => {
+        let sent = Instant::now();
+        // Redis's own verdict while it holds: no round trip, and no fresh local burst while Redis
+        // is unusable either.
+        let remembered = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.closed.refusal(&checks, sent));
+        let (outcome, via) = match (remembered, self.redis_usable()) {
+            (Some(refused), _) => {
+                self.counters
+                    .refused_remembered
+                    .fetch_add(1, Ordering::Relaxed);
+                (Err(refused), Via::Local)
+            }
+            (None, Some(shared)) => {
                 // The settlements of requests finished since ride along (one round trip). The
                 // call is handed to the connection on its first poll (when connected), so a
                 // request cancelled while it waits (its client left) does not lose them.
                 let carried = shared.take(CARRY);
                 match shared
                     .store
-                    .admit(&member, &checks, tokens, cost, now, &carried)
+                    .admit_reply(&member, &checks, tokens, cost, now, &carried)
                     .await
                 {
-                    Ok((outcome, periods)) => {
+                    Ok(reply) => {
                         self.redis_ok(shared);
-                        (outcome, Via::Redis { periods })
+                        if let (Err(refused), Some(holds)) = (&reply.outcome, reply.holds_ms)
+                            && let Some(check) = checks.get(refused.index)
+                        {
+                            shared.closed.remember(check, refused, sent, holds);
+                        }
+                        (
+                            reply.outcome,
+                            Via::Redis {
+                                periods: reply.periods,
+                            },
+                        )
                     }
                     Err(e) => {
                         // Not retried, as in the settle task: they may have been applied.
@@ -388,7 +528,7 @@ impl Limiter {
                     }
                 }
             }
-            None => match &self.shared {
+            (None, None) => match &self.shared {
                 Some(shared) => self.fallback(shared, now, &checks, tokens, cost)?,
                 None => (
                     lock(&self.local).admit(now, &checks, tokens, cost),
@@ -601,24 +741,54 @@ fn actual_usage(record: &Record, estimated: (u64, f64)) -> (u64, f64) {
 
 /// A duration as OpenAI's `x-ratelimit-reset-*` headers write it: `250ms`, `12s`, `1m30s`.
 pub fn reset_text(ms: f64) -> String {
+    let mut buf = [0u8; 48];
+    let n = write_reset(ms, &mut buf);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Writes [`reset_text`] into `buf` (no allocation: every admitted answer carries one or two);
+/// returns its length.
+fn write_reset(ms: f64, buf: &mut [u8; 48]) -> usize {
+    fn digits(mut v: u64, buf: &mut [u8], at: usize) -> usize {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let d = &tmp[i..];
+        buf[at..at + d.len()].copy_from_slice(d);
+        at + d.len()
+    }
     let ms = ms.max(0.0).ceil() as u64;
+    let mut n = 0;
     if ms < 1_000 {
-        return format!("{ms}ms");
+        n = digits(ms, buf, n);
+        buf[n..n + 2].copy_from_slice(b"ms");
+        return n + 2;
     }
     let secs = ms.div_ceil(1_000);
-    if secs < 60 {
-        format!("{secs}s")
-    } else {
-        format!("{}m{}s", secs / 60, secs % 60)
+    if secs >= 60 {
+        n = digits(secs / 60, buf, n);
+        buf[n] = b'm';
+        n += 1;
     }
+    n = digits(if secs >= 60 { secs % 60 } else { secs }, buf, n);
+    buf[n] = b's';
+    n + 1
 }
 
 /// The `x-ratelimit-*` headers of a window: `requests` or `tokens` (static names: every admitted
 /// answer carries them, so no name is formatted or parsed per request).
 pub fn window_headers(kind: &str, w: &Window) -> [(http::HeaderName, HeaderValue); 3] {
     use http::HeaderName;
-    let reset = HeaderValue::from_str(&reset_text(w.reset_after_ms))
-        .unwrap_or(HeaderValue::from_static("0s"));
+    let mut buf = [0u8; 48];
+    let n = write_reset(w.reset_after_ms, &mut buf);
+    let reset = HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("0s"));
     let [limit, remaining, reset_name] = if kind == "tokens" {
         [
             "x-ratelimit-limit-tokens",
@@ -649,6 +819,18 @@ fn with_window(mut e: Error, kind: &str, w: &Window) -> Error {
     e
 }
 
+/// `retry-after-ms`, which OpenAI's and Anthropic's SDKs read before `retry-after` (whole
+/// seconds, rounded up): a client of a 1,000 rpm limit can come back in 60 ms, not 1 s.
+fn with_retry_ms(e: Error, ms: f64) -> Error {
+    if !(ms.is_finite() && ms > 0.0) {
+        return e;
+    }
+    e.with_header(
+        http::HeaderName::from_static("retry-after-ms"),
+        HeaderValue::from(ms.ceil() as u64),
+    )
+}
+
 fn secs_text(ms: f64) -> String {
     format!("{}s", (ms.max(0.0) / 1_000.0).ceil() as u64)
 }
@@ -668,6 +850,7 @@ fn refusal(check: &Check, r: &Refused, tokens: u64, now: i64) -> Error {
                 retry(r.retry_after_ms).or(Some(Duration::from_secs(1))),
             )
             .with_code("rate_limit_exceeded");
+            let e = with_retry_ms(e, r.retry_after_ms);
             match &r.window {
                 Some(w) => with_window(e, "requests", w),
                 None => e,
@@ -692,18 +875,22 @@ fn refusal(check: &Check, r: &Refused, tokens: u64, now: i64) -> Error {
                 )
             }
             .with_code("rate_limit_exceeded");
+            let e = with_retry_ms(e, r.retry_after_ms);
             match &r.window {
                 Some(w) => with_window(e, "tokens", w),
                 None => e,
             }
         }
-        Limit::Concurrency(n) => Error::rate_limited(
-            format!(
-                "concurrency limit reached for {scope}: {n} requests already in flight (concurrency); try again when one finishes"
-            ),
-            Some(Duration::from_secs(1)),
-        )
-        .with_code("concurrency_limit_exceeded"),
+        Limit::Concurrency(n) => with_retry_ms(
+            Error::rate_limited(
+                format!(
+                    "concurrency limit reached for {scope}: {n} requests already in flight (concurrency); try again when one finishes"
+                ),
+                Some(Duration::from_secs(1)),
+            )
+            .with_code("concurrency_limit_exceeded"),
+            1_000.0,
+        ),
         Limit::Budget(b) => {
             let end = b.period.bounds(now).1;
             Error::rate_limited(
@@ -773,5 +960,10 @@ mod tests {
         assert_eq!(reset_text(12_000.0), "12s");
         assert_eq!(reset_text(12_001.0), "13s");
         assert_eq!(reset_text(90_000.0), "1m30s");
+        assert_eq!(reset_text(59_000.0), "59s");
+        assert_eq!(reset_text(60_000.0), "1m0s");
+        assert_eq!(reset_text(999.5), "1s");
+        assert_eq!(reset_text(-3.0), "0ms");
+        assert!(reset_text(f64::INFINITY).ends_with('s'));
     }
 }

@@ -28,8 +28,10 @@
 
 use std::time::Duration;
 
+use std::io::Write as _;
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Script, Value};
+use redis::{Cmd, ErrorKind, RedisError, RedisWrite, Script, ServerErrorKind, ToRedisArgs, Value};
 
 use crate::local::{Admitted, CheckState, Refused, Spend, Window};
 use crate::period::Period;
@@ -72,6 +74,65 @@ pub struct Settlement {
     pub actual: (u64, f64),
 }
 
+/// What one admission script call answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmitReply {
+    /// Admitted (the windows for the headers), or refused.
+    pub outcome: Result<Admitted, Refused>,
+    /// Start of the budget periods used (Unix ms, per check; 0 for others), for the settlement.
+    pub periods: Vec<i64>,
+    /// When refused: how long (ms, from when Redis ran the script) the refusal holds whatever
+    /// the other requests do — an rpm limit's wait (nothing but time frees it), or the rest of
+    /// the period for a budget whose finished requests alone spent it. `None` when a settlement
+    /// could reopen it sooner (tpm: a request that used fewer tokens than estimated gives them
+    /// back; concurrency; a budget held by reservations).
+    pub holds_ms: Option<f64>,
+}
+
+/// A storage key written straight into the command being built: no `String` per key per request.
+struct Key<'a> {
+    prefix: &'a str,
+    check: &'a Check,
+    period_start: i64,
+}
+
+impl Key<'_> {
+    fn kind(&self) -> &'static str {
+        match self.check.limit {
+            Limit::Rpm(_) => "rpm:",
+            Limit::Tpm(_) => "tpm:",
+            Limit::Concurrency(_) => "conc:",
+            Limit::Budget(_) => "budget:",
+        }
+    }
+}
+
+impl ToRedisArgs for Key<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut w = out.writer_for_next_arg();
+        // Writing to the command's buffer cannot fail.
+        let _ = w.write_all(self.prefix.as_bytes());
+        let _ = w.write_all(self.kind().as_bytes());
+        let _ = w.write_all(self.check.id.as_bytes());
+        if let Limit::Budget(_) = self.check.limit {
+            let _ = write!(w, ":{}", self.period_start);
+        }
+    }
+}
+
+/// `v` if finite, else 0 (USD arguments: Lua and `HINCRBYFLOAT` must read them).
+fn finite(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
+/// An integer reply (or a numeric string).
+fn int(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Int(i)) => *i,
+        other => num(other) as i64,
+    }
+}
+
 /// The Redis store; see the [module docs](self).
 #[derive(Clone)]
 pub struct RedisStore {
@@ -89,14 +150,6 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
-    }
-}
-
-fn fmt_f64(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "0".into()
     }
 }
 
@@ -143,12 +196,65 @@ impl RedisStore {
 
     /// The key of `check` (a budget's for the period starting at `period_start`).
     pub fn key(&self, check: &Check, period_start: i64) -> String {
-        match check.limit {
-            Limit::Rpm(_) => format!("{}rpm:{}", self.prefix, check.id),
-            Limit::Tpm(_) => format!("{}tpm:{}", self.prefix, check.id),
-            Limit::Concurrency(_) => format!("{}conc:{}", self.prefix, check.id),
-            Limit::Budget(_) => format!("{}budget:{}:{period_start}", self.prefix, check.id),
+        let k = self.key_arg(check, period_start);
+        let mut out = format!("{}{}{}", k.prefix, k.kind(), check.id);
+        if let Limit::Budget(_) = check.limit {
+            out.push_str(&format!(":{period_start}"));
         }
+        out
+    }
+
+    fn key_arg<'a>(&'a self, check: &'a Check, period_start: i64) -> Key<'a> {
+        Key {
+            prefix: &self.prefix,
+            check,
+            period_start,
+        }
+    }
+
+    /// Runs the admission script with `keys` and `args` already written into `cmd` (after
+    /// `EVALSHA sha numkeys`); loads the script once when Redis does not know it (a restarted
+    /// Redis, `SCRIPT FLUSH`).
+    async fn eval_admit(&self, cmd: &Cmd) -> Result<Value, StoreError> {
+        let mut conn = self.conn.clone();
+        let call = async {
+            match cmd.query_async::<Value>(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    self.admit.prepare_invoke().load_async(&mut conn).await?;
+                    cmd.query_async::<Value>(&mut conn).await
+                }
+                other => other,
+            }
+        };
+        self.bounded(call).await
+    }
+
+    /// `EVALSHA` of the admission script with the keys of `checks` (budgets' in `periods`) and of
+    /// `batch`'s settlements, and the arguments of neither yet.
+    fn admit_cmd(&self, checks: &[Check], periods: &[i64], batch: &[Settlement]) -> Cmd {
+        let carried_keys: usize = batch
+            .iter()
+            .map(|s| {
+                s.checks
+                    .iter()
+                    .filter(|c| !matches!(c.limit, Limit::Rpm(_)))
+                    .count()
+            })
+            .sum();
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.admit.get_hash())
+            .arg(checks.len() + carried_keys);
+        for (c, start) in checks.iter().zip(periods) {
+            cmd.arg(self.key_arg(c, *start));
+        }
+        for s in batch {
+            for (c, start) in s.checks.iter().zip(&s.periods) {
+                if !matches!(c.limit, Limit::Rpm(_)) {
+                    cmd.arg(self.key_arg(c, *start));
+                }
+            }
+        }
+        cmd
     }
 
     async fn bounded<T>(
@@ -164,28 +270,27 @@ impl RedisStore {
         }
     }
 
-    /// Adds the keys and arguments of `batch`'s settlements to `inv` (after its admission
-    /// checks); rpm checks need none.
-    fn carry(&self, inv: &mut redis::ScriptInvocation<'_>, batch: &[Settlement]) {
+    /// Adds the arguments of `batch`'s settlements to `cmd` (after its admission checks'; the
+    /// keys are [`Self::admit_cmd`]'s); rpm checks need none.
+    fn carry(cmd: &mut Cmd, batch: &[Settlement]) {
         for s in batch {
-            for (c, start) in s.checks.iter().zip(&s.periods) {
+            for c in s.checks.iter() {
                 match c.limit {
-                    Limit::Tpm(n) => inv
-                        .arg(&s.member)
+                    Limit::Tpm(n) => cmd
+                        .arg(&*s.member)
                         .arg("t")
                         .arg(n)
                         .arg(s.estimated.0)
                         .arg(s.actual.0),
-                    Limit::Concurrency(n) => inv.arg(&s.member).arg("c").arg(n).arg(0).arg(0),
-                    Limit::Budget(b) => inv
-                        .arg(&s.member)
+                    Limit::Concurrency(n) => cmd.arg(&*s.member).arg("c").arg(n).arg(0).arg(0),
+                    Limit::Budget(b) => cmd
+                        .arg(&*s.member)
                         .arg("b")
-                        .arg(fmt_f64(b.usd))
-                        .arg(fmt_f64(s.estimated.1))
-                        .arg(fmt_f64(s.actual.1)),
+                        .arg(finite(b.usd))
+                        .arg(finite(s.estimated.1))
+                        .arg(finite(s.actual.1)),
                     Limit::Rpm(_) => continue,
                 };
-                inv.key(self.key(c, *start));
             }
         }
     }
@@ -207,78 +312,125 @@ impl RedisStore {
         now_ms: i64,
         carried: &[Settlement],
     ) -> Result<(Result<Admitted, Refused>, Vec<i64>), StoreError> {
-        let mut inv = self.admit.prepare_invoke();
-        inv.arg(member)
-            .arg(LEASE.as_millis() as u64)
-            .arg(checks.len());
+        let r = self
+            .admit_reply(member, checks, tokens, cost, now_ms, carried)
+            .await?;
+        Ok((r.outcome, r.periods))
+    }
+
+    /// [`Self::admit`], with how long a refusal holds (for a cache of refusals).
+    ///
+    /// # Errors
+    /// As [`Self::admit`].
+    pub async fn admit_reply(
+        &self,
+        member: &str,
+        checks: &[Check],
+        tokens: u64,
+        cost: f64,
+        now_ms: i64,
+        carried: &[Settlement],
+    ) -> Result<AdmitReply, StoreError> {
         let mut periods = Vec::with_capacity(checks.len());
+        let mut ends = Vec::new();
         for c in checks {
             let (start, end) = match c.limit {
                 Limit::Budget(b) => b.period.bounds(now_ms),
                 _ => (0, 0),
             };
             periods.push(start);
-            inv.key(self.key(c, start));
+            if let Limit::Budget(_) = c.limit {
+                ends.push(end);
+            }
+        }
+        let mut cmd = self.admit_cmd(checks, &periods, carried);
+        cmd.arg(member)
+            .arg(LEASE.as_millis() as u64)
+            .arg(checks.len());
+        let mut ends = ends.into_iter();
+        for c in checks {
             match c.limit {
-                Limit::Rpm(n) => inv.arg("g").arg(n).arg(1u64).arg(0),
-                Limit::Tpm(n) => inv.arg("g").arg(n).arg(tokens).arg(0),
-                Limit::Concurrency(n) => inv.arg("c").arg(n).arg(0).arg(0),
-                Limit::Budget(b) => inv.arg("b").arg(fmt_f64(b.usd)).arg(fmt_f64(cost)).arg(end),
+                Limit::Rpm(n) => cmd.arg("g").arg(n).arg(1u64).arg(0),
+                Limit::Tpm(n) => cmd.arg("g").arg(n).arg(tokens).arg(0),
+                Limit::Concurrency(n) => cmd.arg("c").arg(n).arg(0).arg(0),
+                Limit::Budget(b) => cmd
+                    .arg("b")
+                    .arg(finite(b.usd))
+                    .arg(finite(cost))
+                    .arg(ends.next().unwrap_or(0)),
             };
         }
-        self.carry(&mut inv, carried);
-        let mut conn = self.conn.clone();
-        let reply: Vec<Value> = self.bounded(inv.invoke_async(&mut conn)).await?;
-        let ok = num(reply.first()) == 1.0;
-        if !ok {
-            let index = (num(reply.get(1)) as usize).saturating_sub(1);
+        Self::carry(&mut cmd, carried);
+        let reply = match self.eval_admit(&cmd).await? {
+            Value::Array(v) => v,
+            other => {
+                return Err(StoreError(format!(
+                    "unexpected answer from the admit script: {other:?}"
+                )));
+            }
+        };
+        let us = |v: Option<&Value>| int(v) as f64 / 1000.0;
+        if int(reply.first()) != 1 {
+            let index = (int(reply.get(1)) as usize).saturating_sub(1);
             let Some(c) = checks.get(index) else {
                 return Err(StoreError("unexpected answer from the admit script".into()));
             };
-            let retry = num(reply.get(2));
-            let value = num(reply.get(3));
-            let refused = match c.limit {
+            let retry = int(reply.get(2));
+            let (refused, holds_ms) = match c.limit {
                 Limit::Rpm(n) | Limit::Tpm(n) => {
-                    let cost = if matches!(c.limit, Limit::Rpm(_)) {
-                        1
-                    } else {
-                        tokens
-                    };
+                    let value = us(reply.get(3));
                     let g = crate::gcra::Gcra::per_minute(n);
-                    Refused {
+                    let retry_after_ms = if retry < 0 {
+                        f64::INFINITY
+                    } else {
+                        retry as f64 / 1000.0
+                    };
+                    let refused = Refused {
                         index,
-                        retry_after_ms: if cost > n {
-                            f64::INFINITY
-                        } else {
-                            retry.max(0.0)
-                        },
+                        retry_after_ms,
                         window: Some(Window {
                             limit: n,
                             remaining: g.remaining(value, 0.0),
                             reset_after_ms: value,
                         }),
                         used: 0.0,
-                    }
+                    };
+                    // Only time frees an rpm slot (no settlement gives requests back).
+                    let holds = matches!(c.limit, Limit::Rpm(_)) && retry_after_ms.is_finite();
+                    (refused, holds.then_some(retry_after_ms))
                 }
-                Limit::Concurrency(_) => Refused {
-                    index,
-                    retry_after_ms: 1_000.0,
-                    window: None,
-                    used: value,
-                },
-                Limit::Budget(b) => Refused {
-                    index,
-                    retry_after_ms: (b.period.bounds(now_ms).1 - now_ms) as f64,
-                    window: None,
-                    used: value,
-                },
+                Limit::Concurrency(_) => (
+                    Refused {
+                        index,
+                        retry_after_ms: 1_000.0,
+                        window: None,
+                        used: int(reply.get(3)) as f64,
+                    },
+                    None,
+                ),
+                Limit::Budget(b) => {
+                    let left = (b.period.bounds(now_ms).1 - now_ms) as f64;
+                    (
+                        Refused {
+                            index,
+                            retry_after_ms: left,
+                            window: None,
+                            used: num(reply.get(3)),
+                        },
+                        (retry == 1).then_some(left),
+                    )
+                }
             };
-            return Ok((Err(refused), periods));
+            return Ok(AdmitReply {
+                outcome: Err(refused),
+                periods,
+                holds_ms,
+            });
         }
         let mut admitted = Admitted::default();
         for (i, c) in checks.iter().enumerate() {
             if let Limit::Rpm(n) | Limit::Tpm(n) = c.limit {
-                let reset = num(reply.get(2 + i));
+                let reset = us(reply.get(1 + i));
                 let g = crate::gcra::Gcra::per_minute(n);
                 admitted.note(
                     matches!(c.limit, Limit::Rpm(_)),
@@ -290,7 +442,11 @@ impl RedisStore {
                 );
             }
         }
-        Ok((Ok(admitted), periods))
+        Ok(AdmitReply {
+            outcome: Ok(admitted),
+            periods,
+            holds_ms: None,
+        })
     }
 
     /// Settles requests no admission carried: one script call (the admission script admitting
@@ -302,12 +458,11 @@ impl RedisStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn.clone();
         for chunk in batch.chunks(SETTLE_CHUNK) {
-            let mut inv = self.admit.prepare_invoke();
-            inv.arg("").arg(LEASE.as_millis() as u64).arg(0);
-            self.carry(&mut inv, chunk);
-            self.bounded(inv.invoke_async::<Value>(&mut conn)).await?;
+            let mut cmd = self.admit_cmd(&[], &[], chunk);
+            cmd.arg("").arg(LEASE.as_millis() as u64).arg(0);
+            Self::carry(&mut cmd, chunk);
+            self.eval_admit(&cmd).await?;
         }
         Ok(())
     }
@@ -346,7 +501,7 @@ impl RedisStore {
         let key = self.key(check, period_start);
         let end = period.bounds(period_start).1;
         let mut inv = self.seed.prepare_invoke();
-        inv.key(key).arg(fmt_f64(spent)).arg(end + 86_400_000);
+        inv.key(key).arg(finite(spent)).arg(end + 86_400_000);
         let mut conn = self.conn.clone();
         self.bounded(inv.invoke_async::<Value>(&mut conn)).await?;
         Ok(())

@@ -12,6 +12,7 @@ use octo_limits::local::CheckState;
 use octo_limits::period::Period;
 use octo_limits::policy::{Budget, Policy, RateLimit, Rules};
 use octo_limits::redis::{RedisStore, Settlement};
+use octo_limits::{Limiter, OnError, RedisSettings};
 
 fn store(test: &str) -> Option<RedisStore> {
     let Ok(url) = std::env::var("OCTOLLM_TEST_REDIS_URL") else {
@@ -190,6 +191,9 @@ async fn budgets_reserve_estimates_and_seeding_only_raises() {
         4,
         "0, 0.3, 0.6 and 0.9 reserved before each"
     );
+    // Refused on reservations: a settlement can reopen it, so the refusal does not hold.
+    let r = s.admit_reply("r10", &c, 0, 0.3, now, &[]).await.unwrap();
+    assert!(r.outcome.is_err() && r.holds_ms.is_none(), "{r:?}");
     let batch: Vec<Settlement> = admitted
         .into_iter()
         .map(|(member, periods)| Settlement {
@@ -214,11 +218,175 @@ async fn budgets_reserve_estimates_and_seeding_only_raises() {
     s.seed(&c[0], b.period, spend.period_start, 1.5)
         .await
         .unwrap();
-    let r = s
-        .admit("late", &c, 0, 0.0, now, &[])
-        .await
+    let r = s.admit_reply("late", &c, 0, 0.0, now, &[]).await.unwrap();
+    let refused = r.outcome.unwrap_err();
+    assert!((refused.used - 1.5).abs() < 1e-9, "{refused:?}");
+    // Spent by finished requests alone: closed until the period turns, whatever else happens.
+    let end = b.period.bounds(now).1;
+    assert_eq!(r.holds_ms, Some((end - now) as f64));
+}
+
+/// The limiter on Redis, with `policy`, and a prefix of the test's own.
+fn limiter(test: &str, policy: Policy) -> Option<Arc<Limiter>> {
+    let Ok(url) = std::env::var("OCTOLLM_TEST_REDIS_URL") else {
+        eprintln!("skipping: OCTOLLM_TEST_REDIS_URL is not set (scripts/services.sh starts Redis)");
+        return None;
+    };
+    let prefix = format!(
+        "octo-limits-test-{test}-{}-{}:",
+        std::process::id(),
+        now_ms()
+    );
+    let l = Limiter::new(Some(&RedisSettings {
+        url,
+        on_error: OnError::Deny,
+        timeout: Duration::from_secs(5),
+        prefix,
+    }))
+    .unwrap();
+    l.set_policy(policy);
+    Some(l)
+}
+
+fn header<'a>(e: &'a octo_core::Error, name: &str) -> &'a str {
+    e.extra_headers()
+        .and_then(|h| h.get(name))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} in {:?}", e.extra_headers()))
+}
+
+#[tokio::test]
+async fn an_rpm_refusal_is_remembered_until_redis_said_it_reopens_and_no_longer() {
+    let rpm = |n| RateLimit {
+        rpm: Some(n),
+        ..RateLimit::default()
+    };
+    let Some(l) = limiter("remembered", Policy::new().model("m", rpm(2))) else {
+        return;
+    };
+    let body = br#"{"model":"m","messages":[]}"#;
+    for _ in 0..2 {
+        assert!(l.admit("m", None, body, None).await.unwrap().is_some());
+    }
+    let from_redis = l.admit("m", None, body, None).await.unwrap_err();
+    assert_eq!(l.refused_remembered(), 0, "the first refusal is Redis's");
+    let remembered = l.admit("m", None, body, None).await.unwrap_err();
+    assert_eq!(l.refused_remembered(), 1, "the second costs no round trip");
+    assert_eq!(l.refused()[0], ("rpm", 2));
+    // The same answer, never promising a later time than Redis did.
+    assert_eq!(remembered.status(), from_redis.status());
+    assert_eq!(remembered.code(), from_redis.code());
+    assert!(remembered.retry_after() <= from_redis.retry_after());
+    assert!(remembered.retry_after().unwrap() > Duration::from_secs(25));
+    let ms = |e: &octo_core::Error| header(e, "retry-after-ms").parse::<u64>().unwrap();
+    assert!(ms(&remembered) <= ms(&from_redis));
+    assert_eq!(
+        remembered.retry_after().unwrap(),
+        Duration::from_millis(ms(&remembered))
+    );
+    assert_eq!(header(&remembered, "x-ratelimit-limit-requests"), "2");
+    assert_eq!(header(&remembered, "x-ratelimit-remaining-requests"), "0");
+    assert_eq!(header(&from_redis, "x-ratelimit-remaining-requests"), "0");
+    let reset = |e: &octo_core::Error| header(e, "x-ratelimit-reset-requests").to_owned();
+    assert!(reset(&remembered).ends_with('s'), "{}", reset(&remembered));
+    // Another scope is not refused by it.
+    let other = Policy::new().model("m", rpm(2)).model("n", rpm(2));
+    l.set_policy(other);
+    assert!(l.admit("n", None, body, None).await.unwrap().is_some());
+    // A new policy (the limit raised) forgets it: Redis decides again. The key's TAT is a minute
+    // ahead (two requests of 30 s), so at 1,000 rpm the next one fits 60 ms later, not 30 s.
+    l.set_policy(Policy::new().model("m", rpm(1_000)));
+    let e = l.admit("m", None, body, None).await.unwrap_err();
+    assert!(
+        e.retry_after().unwrap() <= Duration::from_millis(60),
+        "{e:?}"
+    );
+    assert_eq!(l.refused_remembered(), 1);
+    l.shutdown();
+}
+
+#[tokio::test]
+async fn tpm_and_concurrency_refusals_are_not_remembered() {
+    let Some(l) = limiter(
+        "not-remembered",
+        Policy::new()
+            .model(
+                "m",
+                RateLimit {
+                    concurrency: Some(1),
+                    ..RateLimit::default()
+                },
+            )
+            .model(
+                "t",
+                RateLimit {
+                    tpm: Some(1_000),
+                    ..RateLimit::default()
+                },
+            ),
+    ) else {
+        return;
+    };
+    let body = br#"{"model":"m","max_tokens":900,"messages":[]}"#;
+    let held = l.admit("m", None, body, None).await.unwrap().unwrap();
+    for _ in 0..2 {
+        let e = l.admit("m", None, body, None).await.unwrap_err();
+        assert_eq!(e.code(), Some("concurrency_limit_exceeded"));
+    }
+    // The settlement rides with the next admission, which frees the slot before admitting.
+    drop(held);
+    assert!(l.admit("m", None, body, None).await.unwrap().is_some());
+    // tpm: a settlement giving back unused tokens could reopen it sooner than Redis said.
+    assert!(l.admit("t", None, body, None).await.unwrap().is_some());
+    for _ in 0..2 {
+        let e = l.admit("t", None, body, None).await.unwrap_err();
+        assert_eq!(e.code(), Some("rate_limit_exceeded"));
+        assert!(e.retry_after().is_some());
+    }
+    assert_eq!(l.refused_remembered(), 0);
+    l.shutdown();
+}
+
+#[tokio::test]
+async fn without_redis_the_fallback_answers_with_the_same_headers() {
+    // A port nobody listens on: every call fails at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .0
-        .unwrap_err();
-    assert!((r.used - 1.5).abs() < 1e-9, "{r:?}");
+        .local_addr()
+        .unwrap()
+        .port();
+    let l = Limiter::new(Some(&RedisSettings {
+        url: format!("redis://127.0.0.1:{port}/0"),
+        on_error: OnError::Allow,
+        timeout: Duration::from_secs(5),
+        prefix: "octo-limits-test-fallback:".into(),
+    }))
+    .unwrap();
+    l.set_policy(Policy::new().model(
+        "m",
+        RateLimit {
+            rpm: Some(2),
+            tpm: Some(100_000),
+            ..RateLimit::default()
+        },
+    ));
+    let body = br#"{"model":"m","max_tokens":100,"messages":[]}"#;
+    for left in [1, 0] {
+        let a = l.admit("m", None, body, None).await.unwrap().unwrap();
+        assert_eq!(a.admitted.requests.unwrap().remaining, left);
+        assert_eq!(a.admitted.tokens.unwrap().limit, 100_000);
+    }
+    assert!(l.in_fallback());
+    assert!(l.redis_errors() >= 1);
+    let e = l.admit("m", None, body, None).await.unwrap_err();
+    assert_eq!(e.status(), 429);
+    assert_eq!(header(&e, "x-ratelimit-limit-requests"), "2");
+    assert_eq!(header(&e, "x-ratelimit-remaining-requests"), "0");
+    let ms: u64 = header(&e, "retry-after-ms").parse().unwrap();
+    assert!((29_000..=30_000).contains(&ms), "{ms}");
+    assert_eq!(e.retry_after(), Some(Duration::from_millis(ms)));
+    // The whole window (two requests of 30 s) comes back in a minute.
+    let reset = header(&e, "x-ratelimit-reset-requests");
+    assert!(["1m0s", "59s"].contains(&reset), "{reset}");
+    l.shutdown();
 }

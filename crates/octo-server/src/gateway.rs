@@ -34,7 +34,9 @@ use octo_core::http::{Router, ServeConfig};
 use octo_core::layer::EngineBuilder;
 use octo_core::{ArcEngine, BuildError, BuildErrorKind, Protocol};
 use octo_engines::auth::{Access, AuthConfig, AuthLayer, Authenticator, KeyConfig, OrgConfig};
-use octo_engines::balance::{RedisSessions, SessionStore, StrategyKind, Target, TargetSet};
+use octo_engines::balance::{
+    BalanceMemory, RedisSessions, SessionStore, StrategyKind, Target, TargetSet,
+};
 use octo_engines::breaker::BreakerConfig as EngineBreakerConfig;
 use octo_engines::convert::{ConvertOptions, OpenAiMaxTokens, ReasoningDialect, ReasoningMode};
 use octo_engines::endpoint::{EndpointConfig, HttpEndpoint, KeyPoolConfig, Timeouts};
@@ -146,7 +148,14 @@ pub fn build_limited(
     let mut models: BTreeMap<String, ArcEngine> = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, m) in &config.models {
-        match build_model(name, m, config, &backends, limiter.as_ref()) {
+        match build_model(
+            name,
+            m,
+            config,
+            &backends,
+            limiter.as_ref(),
+            registry.balance(),
+        ) {
             Ok(engine) => {
                 models.insert(name.clone(), engine);
             }
@@ -417,6 +426,8 @@ fn retry_policy(m: &ModelConfig) -> RetryPolicy {
     policy
 }
 
+// One set's whole build context: grouping it in a struct would only rename the arguments.
+#[allow(clippy::too_many_arguments)]
 fn target_set(
     path: &str,
     model: &str,
@@ -425,6 +436,7 @@ fn target_set(
     policy: RetryPolicy,
     sticky: Option<(Duration, Option<Arc<dyn SessionStore>>)>,
     backends: &BTreeMap<&str, BuiltBackend>,
+    memory: &Arc<BalanceMemory>,
 ) -> Result<ArcEngine, BuildError> {
     let mut built = Vec::new();
     for (i, t) in targets.iter().enumerate() {
@@ -444,9 +456,11 @@ fn target_set(
                 .with_priority(i32::try_from(t.priority).unwrap_or(i32::MAX)),
         );
     }
+    // Counters and sticky sessions carry over from the previous graph (keyed by this path).
     let mut builder = TargetSet::builder(model, built)
         .strategy(strategy)
-        .retry(policy);
+        .retry(policy)
+        .remember(memory.clone(), path);
     if let Some((ttl, sessions)) = sticky {
         builder = builder.sticky(ttl);
         if let Some(store) = sessions {
@@ -487,6 +501,7 @@ fn build_model(
     config: &Config,
     backends: &BTreeMap<&str, BuiltBackend>,
     limiter: Option<&Arc<octo_limits::Limiter>>,
+    memory: &Arc<BalanceMemory>,
 ) -> Result<ArcEngine, Vec<BuildError>> {
     let at = |k: &str| format!("models.{name}.{k}");
     let policy = retry_policy(m);
@@ -515,6 +530,7 @@ fn build_model(
                 None => None,
             },
             backends,
+            memory,
         )
         .map_err(|e| vec![e])?,
     );
@@ -526,7 +542,7 @@ fn build_model(
         if let Some(Some(per_org)) = o.models.get(name) {
             for (i, r) in per_org.rules.iter().enumerate() {
                 let path = format!("orgs.{org}.models.{name}.rules[{i}]");
-                match build_rule(&path, name, r, policy, backends, &wrap) {
+                match build_rule(&path, name, r, policy, backends, memory, &wrap) {
                     Ok(rule) => rules.push((path, rule.for_org(org.clone()))),
                     Err(e) => problems.push(e),
                 }
@@ -535,7 +551,7 @@ fn build_model(
     }
     for (i, r) in m.rules.iter().enumerate() {
         let path = at(&format!("rules[{i}]"));
-        match build_rule(&path, name, r, policy, backends, &wrap) {
+        match build_rule(&path, name, r, policy, backends, memory, &wrap) {
             Ok(rule) => rules.push((path, rule)),
             Err(e) => problems.push(e),
         }
@@ -566,9 +582,11 @@ fn build_model(
         let rules: Vec<Rule> = rules.into_iter().map(|(_, r)| r).collect();
         Some(RulesLayer::new(rules).map_err(|e| vec![e.at(at("rules"))])?)
     };
-    let limit = m
-        .max_concurrency
-        .map(|max| ConcurrencyLimitLayer::new(name, max, OverLimit::Reject));
+    // Requests in flight on the previous graph stay counted.
+    let limit = m.max_concurrency.map(|max| {
+        ConcurrencyLimitLayer::new(name, max, OverLimit::Reject)
+            .with_slots(memory.slots(&at("max_concurrency"), max))
+    });
     // Rate limits and budgets first: a refused request reaches neither rules nor upstreams.
     let rate_limits = limiter.map(|l| octo_limits::LimitLayer::new(name, l.clone()));
     Ok(EngineBuilder::new()
@@ -584,6 +602,7 @@ fn build_rule(
     r: &RuleConfig,
     policy: RetryPolicy,
     backends: &BTreeMap<&str, BuiltBackend>,
+    memory: &Arc<BalanceMemory>,
     wrap: &dyn Fn(ArcEngine) -> ArcEngine,
 ) -> Result<Rule, BuildError> {
     let expr = r.matcher.clone().unwrap_or_default();
@@ -603,6 +622,7 @@ fn build_rule(
             policy,
             None,
             backends,
+            memory,
         )?)),
         None => None,
     };

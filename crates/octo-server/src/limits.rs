@@ -297,6 +297,12 @@ pub fn register_metrics(limiter: &Arc<Limiter>, metrics: &octo_telemetry::metric
             f.sample_u64(&[("limit", limit)], n);
         }
         out.family(
+            "octollm_limits_refused_remembered_total",
+            "Refusals answered from a refusal Redis gave earlier that holds until a known instant (no round trip); also in octollm_limits_refused_total.",
+            MetricKind::Counter,
+        )
+        .sample_u64(&[], l.refused_remembered());
+        out.family(
             "octollm_limits_settlements_dropped_total",
             "Reconciliations with real usage that Redis could not take (their estimate stays counted).",
             MetricKind::Counter,

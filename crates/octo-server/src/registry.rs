@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use octo_core::{ArcEngine, BuildError, Protocol};
-use octo_engines::balance::LatencyAverage;
+use octo_engines::balance::{BalanceMemory, LatencyAverage};
 use octo_engines::endpoint::HttpEndpoint;
 use octo_engines::responses::ResponseState;
 use sha2::{Digest, Sha256};
@@ -80,6 +80,8 @@ pub struct BackendRegistry {
     /// Where Responses clients' answers are kept for backends that do not speak the Responses
     /// API: the process's, shared by every graph built from this registry.
     responses: ResponseState,
+    /// Balancer counters, sticky sessions and concurrency slots, carried from graph to graph.
+    balance: Arc<BalanceMemory>,
 }
 
 /// The digest of a backend's settings (its keys included, never kept in plaintext here).
@@ -96,7 +98,14 @@ impl BackendRegistry {
         BackendRegistry {
             entries: Mutex::default(),
             responses,
+            balance: Arc::default(),
         }
+    }
+
+    /// The balancing state every graph built from this registry takes over from the one before
+    /// (see [`BalanceMemory`]).
+    pub fn balance(&self) -> &Arc<BalanceMemory> {
+        &self.balance
     }
 
     /// Where Responses clients' answers are kept (off without storage).

@@ -31,10 +31,12 @@
 //! # Strategy state
 //!
 //! A strategy is built once per target list (the server builds one per model) and shared by every
-//! request: its counters and statistics are per model, never global.
+//! request: its counters and statistics are per model, never global. A [`BalanceMemory`] carries
+//! it, and the sticky sessions, over to the set of the next graph the server builds.
 
 pub mod failover;
 pub mod lowest_latency;
+pub mod memory;
 pub mod random;
 pub mod redis_sessions;
 pub mod rng;
@@ -55,6 +57,7 @@ pub use crate::retry::AttemptOutcome;
 
 pub use failover::Failover;
 pub use lowest_latency::{LatencyAverage, LatencyConfig, LowestLatency};
+pub use memory::BalanceMemory;
 pub use random::WeightedRandom;
 pub use redis_sessions::RedisSessions;
 pub use rng::{SplitMix64, entropy_seed};

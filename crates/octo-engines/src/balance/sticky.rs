@@ -46,6 +46,10 @@ pub const STICKY_HEADER: &str = "x-session-id";
 
 const MAX_SESSIONS: usize = 100_000;
 
+/// Sessions by (sticky key, model): the target index and when it last served the session.
+/// Shared with the next graph's set by [`BalanceMemory`](super::BalanceMemory).
+pub(crate) type SessionMap = Mutex<HashMap<(String, String), (usize, Instant)>>;
+
 /// The client identity sessions stick by, as a request extension.
 ///
 /// ```
@@ -169,7 +173,7 @@ impl SharedSessions {
 pub struct Sticky<S> {
     inner: S,
     ttl: Duration,
-    sessions: Mutex<HashMap<(String, String), (usize, Instant)>>,
+    sessions: Arc<SessionMap>,
     shared: Option<Arc<SharedSessions>>,
 }
 
@@ -186,7 +190,17 @@ impl<S: Strategy> Sticky<S> {
         Sticky {
             inner,
             ttl,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Arc::default(),
+            shared: None,
+        }
+    }
+
+    /// Wraps `inner` with the session table `sessions` (one kept from an earlier graph).
+    pub(crate) fn with_sessions(inner: S, ttl: Duration, sessions: Arc<SessionMap>) -> Self {
+        Sticky {
+            inner,
+            ttl,
+            sessions,
             shared: None,
         }
     }

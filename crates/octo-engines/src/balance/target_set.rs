@@ -59,8 +59,8 @@ use tokio::time::Instant;
 
 use super::sticky::SharedSessions;
 use super::{
-    Availability, SessionStore, Sticky, Strategy, StrategyKind, Target, effective_weights,
-    entropy_seed,
+    Availability, BalanceMemory, SessionStore, Sticky, Strategy, StrategyKind, Target,
+    effective_weights, entropy_seed,
 };
 use crate::retry::{AttemptOutcome, AttemptRecord, Attempts, RetryPolicy};
 
@@ -74,6 +74,7 @@ pub struct TargetSetBuilder {
     sessions: Option<std::sync::Arc<dyn SessionStore>>,
     policy: RetryPolicy,
     seed: Option<u64>,
+    memory: Option<(std::sync::Arc<BalanceMemory>, String)>,
 }
 
 impl fmt::Debug for TargetSetBuilder {
@@ -129,6 +130,18 @@ impl TargetSetBuilder {
         self
     }
 
+    /// Takes over the balancing state (strategy counters, sticky sessions) `memory` kept for
+    /// `scope` from an earlier set, and keeps this one's there; see
+    /// [`BalanceMemory`]. Not with a custom strategy.
+    pub fn remember(
+        mut self,
+        memory: std::sync::Arc<BalanceMemory>,
+        scope: impl Into<String>,
+    ) -> Self {
+        self.memory = Some((memory, scope.into()));
+        self
+    }
+
     /// Builds the set.
     ///
     /// # Errors
@@ -149,14 +162,23 @@ impl TargetSetBuilder {
             .map(|w| w > 0)
             .collect();
         let seed = self.seed.unwrap_or_else(entropy_seed);
-        let inner = match self.custom {
-            Some(s) => s,
-            None => self.kind.build(&self.targets, seed),
+        let (inner, sessions): (Box<dyn Strategy>, _) = match (self.custom, &self.memory) {
+            (Some(s), _) => (s, None),
+            (None, Some((memory, scope))) => {
+                let (s, sessions) = memory.carry(scope, &self.targets, self.kind, || {
+                    self.kind.build(&self.targets, seed)
+                });
+                (Box::new(s), Some(sessions))
+            }
+            (None, None) => (self.kind.build(&self.targets, seed), None),
         };
         let mut shared = None;
         let strategy: Box<dyn Strategy> = match self.sticky {
             Some(ttl) if !ttl.is_zero() => {
-                let mut sticky = Sticky::new(inner, ttl);
+                let mut sticky = match sessions {
+                    Some(sessions) => Sticky::with_sessions(inner, ttl, sessions),
+                    None => Sticky::new(inner, ttl),
+                };
                 if let Some(store) = self.sessions {
                     let names = self.targets.iter().map(|t| t.name.clone()).collect();
                     let s = std::sync::Arc::new(SharedSessions::new(store, &self.name, names));
@@ -235,6 +257,7 @@ impl TargetSet {
             sessions: None,
             policy: RetryPolicy::default(),
             seed: None,
+            memory: None,
         }
     }
 

@@ -8,10 +8,14 @@
 -- Unix ms); then 5 values per settlement: member, kind (t = tpm, c = concurrency, b = budget),
 -- limit, estimated, actual (tokens for tpm, USD for a budget).
 -- The clock is Redis's own (TIME), so instances with skewed clocks agree.
--- Returns {1, now, out...} when admitted (out per check: a rate's reset-after ms, a
--- concurrency's in-flight count, a budget's used USD) or {0, i, retry_after_ms, value}
--- when check i refuses (value: a rate's ms until its TAT, in-flight count, used USD); the
--- settlements are applied either way.
+-- Replies are integers (cheaper to parse than strings), times in microseconds rounded up:
+-- {1, out...} when admitted (out per check: a rate's reset-after µs, a concurrency's in-flight
+-- count, a budget's used micro-USD), or {0, i, retry, value} when check i refuses: for a rate,
+-- retry = µs until this cost fits (-1: never, the cost is above the limit) and value = µs until
+-- its TAT; for a concurrency, retry = 0 and value = the in-flight count; for a budget, retry = 1
+-- when the finished requests' spend alone reaches the limit (closed until the period turns: no
+-- settlement can reopen it), else 0, and value = the used USD as a string. The settlements are
+-- applied either way.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local member = ARGV[1]
@@ -49,7 +53,7 @@ for j = 1, m do
   end
 end
 if n == 0 then
-  return {1, tostring(now)}
+  return {1}
 end
 local tats = {}
 local out = {}
@@ -64,25 +68,31 @@ for i = 1, n do
     local tat = tonumber(redis.call('GET', key)) or now
     if tat < now then tat = now end
     local nt = tat + cost * interval
-    if cost > limit or nt - 60000 > now + 0.001 then
-      return {0, i, tostring(nt - 60000 - now), tostring(tat - now)}
+    if cost > limit then
+      return {0, i, -1, math.ceil((tat - now) * 1000)}
+    end
+    if nt - 60000 > now + 0.001 then
+      return {0, i, math.ceil((nt - 60000 - now) * 1000), math.ceil((tat - now) * 1000)}
     end
     tats[i] = nt
-    out[i] = tostring(nt - now)
+    out[i] = math.ceil((nt - now) * 1000)
   elseif kind == 'c' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
     local c = redis.call('ZCARD', key)
     if c >= limit then
-      return {0, i, '1000', tostring(c)}
+      return {0, i, 0, c}
     end
-    out[i] = tostring(c + 1)
+    out[i] = c + 1
   else
     local v = redis.call('HMGET', key, 'spent', 'reserved')
-    local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
+    local spent = tonumber(v[1]) or 0
+    local used = spent + (tonumber(v[2]) or 0)
     if used >= limit then
-      return {0, i, '0', tostring(used)}
+      local closed = 0
+      if spent >= limit then closed = 1 end
+      return {0, i, closed, tostring(used)}
     end
-    out[i] = tostring(used + cost)
+    out[i] = math.floor((used + cost) * 1000000)
   end
 end
 for i = 1, n do
@@ -99,6 +109,6 @@ for i = 1, n do
     redis.call('PEXPIREAT', key, math.floor(tonumber(ARGV[b + 4])) + 86400000)
   end
 end
-local res = {1, tostring(now)}
+local res = {1}
 for i = 1, n do res[#res + 1] = out[i] end
 return res
