@@ -304,6 +304,8 @@ async fn real_main(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             AdminToken::FirstStart
         },
     };
+    // Installed before the "listening" line: a SIGTERM right after it drains, not kills.
+    let stop = shutdown_signal();
     let server = Server::start(options, |server| {
         let admin = match server.admin_addr() {
             Some(addr) => Some(banner.text(server, addr)?),
@@ -324,7 +326,7 @@ async fn real_main(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Ok(())
     })
     .await?;
-    server.run_until(shutdown_signal()).await?;
+    server.run_until(stop).await?;
     if let Some(mock) = mock {
         mock.shutdown().await;
     }
