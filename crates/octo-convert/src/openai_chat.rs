@@ -947,7 +947,7 @@ pub(crate) fn decode_response(v: &Value) -> Result<CanonicalResponse, Error> {
         refusal: s(msg, "refusal"),
         tool_calls: arr(msg, "tool_calls"),
         finish_reason: s(choice, "finish_reason"),
-        usage: v.get("usage"),
+        usage: v.get("usage").and_then(Usage::from_openai_chat),
     }))
 }
 
@@ -964,7 +964,7 @@ struct AnswerFields<'a> {
     tool_calls: &'a [Value],
     /// The first choice's.
     finish_reason: Option<&'a str>,
-    usage: Option<&'a Value>,
+    usage: Option<Usage>,
 }
 
 fn answer(a: AnswerFields<'_>) -> CanonicalResponse {
@@ -1004,7 +1004,7 @@ fn answer(a: AnswerFields<'_>) -> CanonicalResponse {
         parts,
         stop: refusal_stop(a.finish_reason.and_then(stop_from), refused),
         stop_sequence: None,
-        usage: a.usage.and_then(Usage::from_openai_chat),
+        usage: a.usage,
     }
 }
 
@@ -1023,7 +1023,61 @@ struct TypedAnswer<'a> {
     #[serde(borrow)]
     choices: Vec<TypedChoice<'a>>,
     #[serde(default)]
-    usage: Option<Value>,
+    usage: Option<TypedUsage>,
+}
+
+/// `usage`, read as `Usage::from_openai_chat` reads it (octo-core's `ChatUsage`: the same
+/// members, `#[serde(default)]`, no other checks), so a `usage` it refuses (a member of
+/// another type) fails the typed read and takes the document's path.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TypedUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<TypedPromptDetails>,
+    completion_tokens_details: Option<TypedCompletionDetails>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TypedPromptDetails {
+    cached_tokens: Option<u64>,
+    cache_write_tokens: Option<u64>,
+    cache_creation_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TypedCompletionDetails {
+    reasoning_tokens: Option<u64>,
+}
+
+impl From<TypedUsage> for Usage {
+    /// As octo-core's `From<ChatUsage>` (tested against `Usage::from_openai_chat`).
+    fn from(u: TypedUsage) -> Usage {
+        let (read, write) = u.prompt_tokens_details.map_or((0, 0), |d| {
+            (
+                d.cached_tokens.unwrap_or(0),
+                d.cache_write_tokens
+                    .or(d.cache_creation_tokens)
+                    .unwrap_or(0),
+            )
+        });
+        Usage {
+            input_tokens: u
+                .prompt_tokens
+                .unwrap_or(0)
+                .saturating_sub(read)
+                .saturating_sub(write),
+            cache_read_tokens: read,
+            cache_write_tokens: write,
+            output_tokens: u.completion_tokens.unwrap_or(0),
+            reasoning_tokens: u
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -1099,7 +1153,7 @@ pub(crate) fn decode_response_bytes(body: &[u8]) -> Option<CanonicalResponse> {
         refusal: msg.and_then(|m| m.refusal.as_deref()),
         tool_calls: msg.and_then(|m| m.tool_calls.as_deref()).unwrap_or(&[]),
         finish_reason: first.as_ref().and_then(|c| c.finish_reason.as_deref()),
-        usage: a.usage.as_ref(),
+        usage: a.usage.map(Usage::from),
     }))
 }
 
@@ -1294,7 +1348,10 @@ mod tests {
             r#"{"choices":[{"message":{"reasoning_content":5,"thinking_blocks":{"not":"an array"}}}]}"#,
             r#"{"choices":[{"message":null,"finish_reason":null},{"message":{"content":"second"}}]}"#,
             r#"{"choices":[]}"#,
-            r#"{"choices":[],"created":1.5,"usage":{"prompt_tokens":"x"}}"#,
+            r#"{"choices":[],"created":1.5,"usage":{"prompt_tokens":10,"completion_tokens":null,"prompt_tokens_details":{"cached_tokens":3,"cache_creation_tokens":2},"completion_tokens_details":{"reasoning_tokens":1,"audio_tokens":0}}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":3,"cache_write_tokens":4,"cache_creation_tokens":2}}}"#,
+            r#"{"choices":[],"usage":[5,6]}"#,
+            r#"{"choices":[],"usage":{}}"#,
         ];
         let unusual = [
             &br#"{"choices":null}"#[..],
@@ -1309,6 +1366,11 @@ mod tests {
             br#"{"choices":[],"x":"\xff"}"#,
             b"{\"choices\":[],\"x\":\"\xff\"}",
             br#"{"choices":[]"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":"x"}}"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":1.0}}"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":-1}}"#,
+            br#"{"choices":[],"usage":5}"#,
+            br#"{"choices":[],"usage":{"prompt_tokens":1,"prompt_tokens":2}}"#,
             br#"[]"#,
         ];
         for body in usual {
