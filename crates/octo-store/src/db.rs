@@ -21,6 +21,10 @@ use crate::error::StoreError;
 
 /// How long a statement waits on a locked SQLite database before failing (retryable).
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements each connection keeps (sqlx's default is 100): the writer's multi-row
+/// statements come in a bounded set of sizes (see [`statement_rows`](crate::statement_rows)),
+/// about 150 over its eight tables, which must all stay prepared.
+const STATEMENT_CACHE: usize = 256;
 /// How long to wait for a pooled connection before reporting the database unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -113,7 +117,8 @@ impl Pool {
                     .auto_vacuum(SqliteAutoVacuum::Incremental)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .statement_cache_capacity(STATEMENT_CACHE);
                 let pool = SqlitePoolOptions::new()
                     // An in-memory database exists once per connection.
                     .max_connections(if memory { 1 } else { max_connections })
@@ -134,7 +139,8 @@ impl Pool {
                 Pool::Sqlite(pool)
             }
             Backend::Postgres => {
-                let opts = PgConnectOptions::from_str(url)?;
+                let opts =
+                    PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(max_connections)
@@ -145,7 +151,9 @@ impl Pool {
             }
             Backend::MySql => {
                 let url = url.replacen("mariadb://", "mysql://", 1);
-                let opts = MySqlConnectOptions::from_str(&url)?.charset("utf8mb4");
+                let opts = MySqlConnectOptions::from_str(&url)?
+                    .charset("utf8mb4")
+                    .statement_cache_capacity(STATEMENT_CACHE);
                 Pool::MySql(
                     MySqlPoolOptions::new()
                         .max_connections(max_connections)
@@ -484,7 +492,7 @@ impl Sql {
 type TextKey = (Backend, &'static str, usize);
 
 /// Texts of the writer's multi-row statements, which depend only on the dialect, the table and
-/// the number of rows (a power of two, see [`statement_rows`](crate::statement_rows)): built
+/// the number of rows (one of a bounded set, see [`statement_rows`](crate::statement_rows)): built
 /// once per process instead of once per batch (formatting a 256-row upsert is tens of thousands
 /// of instructions, and the writer runs several per batch). At most a few hundred entries.
 static TEXTS: OnceLock<Mutex<HashMap<TextKey, Arc<str>>>> = OnceLock::new();

@@ -83,16 +83,21 @@ const IDS_PER_STATEMENT: usize = 500;
 /// Candidate minutes read per step of a filtered log page.
 const CANDIDATE_MINUTES: i64 = 64;
 
-/// Statement sizes for `len` rows: powers of two, at most `max` (a power of two), largest first.
-/// Batches of every size then use a handful of distinct statements, which each connection
-/// prepares once and keeps (a statement per batch size would be prepared again and again).
-pub(crate) fn statement_rows(len: usize, max: usize) -> impl Iterator<Item = usize> {
+/// Statement sizes for `len` rows, largest first: one statement of exactly `len` rows when
+/// `len <= exact`, else powers of two of at most `max` (a power of two) until what is left is
+/// at most `exact`. Batches of every size then use a bounded set of distinct statements (at most
+/// `exact` + log2(`max`) per table), which the writer's connection prepares once and keeps (a
+/// statement per batch size would be prepared again and again), while the usual small batches
+/// (a few rollup rows) take one statement, not one per set bit of their size.
+pub(crate) fn statement_rows(len: usize, max: usize, exact: usize) -> impl Iterator<Item = usize> {
     let mut left = len;
     std::iter::from_fn(move || {
         if left == 0 {
             return None;
         }
-        let n = if left >= max {
+        let n = if left <= exact {
+            left
+        } else if left >= max {
             max
         } else {
             1 << (usize::BITS - 1 - left.leading_zeros())
@@ -101,6 +106,9 @@ pub(crate) fn statement_rows(len: usize, max: usize) -> impl Iterator<Item = usi
         Some(n)
     })
 }
+/// Log rows written in one statement of their exact number (fewer than this take one
+/// statement; see [`statement_rows`]).
+const LOG_EXACT_ROWS: usize = 8;
 /// Log rows deleted per retention statement.
 const PRUNE_BATCH: i64 = 1000;
 
@@ -244,7 +252,7 @@ impl Store {
         }
         let mut stmts = Vec::new();
         let mut rest = &fresh[..];
-        for n in statement_rows(fresh.len(), LOG_ROWS_PER_STATEMENT) {
+        for n in statement_rows(fresh.len(), LOG_ROWS_PER_STATEMENT, LOG_EXACT_ROWS) {
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
             let text = db::cached_text(b, "request_log", n, || {
@@ -253,7 +261,7 @@ impl Store {
             });
             let mut vals = Vec::with_capacity(n * LOG_COLUMNS.len());
             for r in chunk {
-                vals.extend(row::to_row(r));
+                row::push_row(r, &mut vals);
             }
             stmts.push(Sql::shared(b, text, vals));
         }
@@ -263,7 +271,7 @@ impl Store {
             .filter(|r| r.bodies.is_some())
             .collect();
         let mut rest = &with_bodies[..];
-        for n in statement_rows(with_bodies.len(), LOG_ROWS_PER_STATEMENT) {
+        for n in statement_rows(with_bodies.len(), LOG_ROWS_PER_STATEMENT, LOG_EXACT_ROWS) {
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
             let text = db::cached_text(b, "request_log_body", n, || {
@@ -603,15 +611,34 @@ mod tests {
     }
 
     #[test]
-    fn statement_sizes_are_powers_of_two_up_to_the_cap() {
-        let sizes: Vec<usize> = statement_rows(500, 128).collect();
+    fn statement_sizes_are_powers_of_two_up_to_the_cap_then_exact() {
+        let sizes: Vec<usize> = statement_rows(500, 128, 0).collect();
         assert_eq!(sizes, vec![128, 128, 128, 64, 32, 16, 4]);
-        assert_eq!(statement_rows(1, 128).collect::<Vec<_>>(), vec![1]);
-        assert_eq!(statement_rows(0, 128).count(), 0);
-        for n in 0..600 {
-            let s: Vec<usize> = statement_rows(n, 128).collect();
-            assert_eq!(s.iter().sum::<usize>(), n);
-            assert!(s.iter().all(|k| k.is_power_of_two() && *k <= 128));
+        let sizes: Vec<usize> = statement_rows(500, 128, 8).collect();
+        assert_eq!(sizes, vec![128, 128, 128, 64, 32, 16, 4]);
+        let sizes: Vec<usize> = statement_rows(31, 128, 8).collect();
+        assert_eq!(sizes, vec![16, 8, 7]);
+        assert_eq!(statement_rows(6, 256, 16).collect::<Vec<_>>(), vec![6]);
+        assert_eq!(statement_rows(1, 128, 0).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(statement_rows(0, 128, 8).count(), 0);
+        for exact in [0, 8, 16] {
+            let mut distinct = std::collections::BTreeSet::new();
+            for n in 0..600 {
+                let s: Vec<usize> = statement_rows(n, 128, exact).collect();
+                assert_eq!(s.iter().sum::<usize>(), n);
+                assert!(
+                    s.iter()
+                        .all(|k| (k.is_power_of_two() || *k <= exact) && *k <= 128)
+                );
+                // Only the last may be an exact, smaller size.
+                assert!(
+                    s[..s.len().saturating_sub(1)]
+                        .iter()
+                        .all(|k| k.is_power_of_two())
+                );
+                distinct.extend(s);
+            }
+            assert!(distinct.len() <= exact + 8, "{distinct:?}");
         }
     }
 }

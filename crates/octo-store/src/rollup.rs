@@ -29,6 +29,9 @@ fn addend(v: u64) -> i64 {
 /// Rows per upsert statement at most, a power of two (20 values each, well under every
 /// backend's parameter limit).
 const ROWS_PER_STATEMENT: usize = 256;
+/// Up to this many rows an upsert has a statement of its exact size: a batch's usual rollup rows
+/// (six per-dimension rows per bucket, one or two buckets) take one statement per table.
+const EXACT_ROWS: usize = 16;
 
 /// A rollup row's key, borrowing the record's names. Absent names are `''` (a `NULL` would
 /// never conflict).
@@ -259,7 +262,7 @@ fn upsert_rows<const N: usize>(
     out: &mut Vec<Sql>,
 ) {
     let mut rows = rows.into_iter();
-    for n in crate::statement_rows(rows.len(), ROWS_PER_STATEMENT) {
+    for n in crate::statement_rows(rows.len(), ROWS_PER_STATEMENT, EXACT_ROWS) {
         let text = cached_text(b, table, n, || upsert_text(b, table, keys, n));
         let mut vals = Vec::with_capacity(n * (N + ROLLUP_SUMS.len()));
         for (k, s) in rows.by_ref().take(n) {
@@ -327,16 +330,13 @@ mod tests {
                     .all(|s| s.requests == 2 && s.duration_max == 30)
             );
         }
-        // One statement per full-key table; the six dimension rows in statements of 4 and 2.
+        // One statement per table: the full-key row, the six dimension rows.
         let stmts = upserts(Backend::Postgres, &folded);
-        assert_eq!(stmts.len(), 3 + 3 * 2);
+        assert_eq!(stmts.len(), 3 + 3);
         assert!(stmts[0].text.contains("ON CONFLICT (bucket, model"));
         assert_eq!(stmts[0].vals.len(), 20);
         assert!(stmts[3].text.contains("ON CONFLICT (dim, bucket, value)"));
-        assert_eq!(
-            stmts[3].vals.len() + stmts[4].vals.len(),
-            17 * DIMENSIONS.len()
-        );
+        assert_eq!(stmts[3].vals.len(), 17 * DIMENSIONS.len());
     }
 
     #[test]

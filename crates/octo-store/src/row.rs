@@ -28,10 +28,19 @@ fn opt_text(v: Option<&str>) -> Value {
 }
 
 /// The row values of a record, in [`LOG_COLUMNS`] order.
+#[cfg(test)]
 pub(crate) fn to_row(r: &Record) -> Vec<Value> {
+    let mut out = Vec::with_capacity(LOG_COLUMNS.len());
+    push_row(r, &mut out);
+    out
+}
+
+/// Appends the row values of a record, in [`LOG_COLUMNS`] order, to a batch's values (no
+/// vector of its own per record).
+pub(crate) fn push_row(r: &Record, out: &mut Vec<Value>) {
     let u = r.usage.as_ref();
     let p = r.price.as_ref();
-    vec![
+    out.extend([
         text(&r.id),
         int(r.started_at_ms()),
         int(u64_to_i64(r.duration_ms)),
@@ -63,7 +72,7 @@ pub(crate) fn to_row(r: &Record) -> Vec<Value> {
         int(i64::from(r.cache_hit)),
         int(u64_to_i64(r.overhead_ns / 1_000)),
         Value::Text(r.trace.as_ref().and_then(|t| serde_json::to_string(t).ok())),
-    ]
+    ]);
 }
 
 /// A record from row values in [`LOG_COLUMNS`] order.
