@@ -100,14 +100,13 @@ struct Ticket {
     member: String,
 }
 
-/// Refusals remembered at most (refusals beyond it take their round trip).
+/// Scopes with remembered refusals at most (refusals beyond it take their round trip).
 const CLOSED_MAX: usize = 4_096;
 
 /// A limit Redis refused on, closed until `until` whatever other requests do; see the
 /// [module docs](self).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Closed {
-    id: Arc<str>,
     limit: Limit,
     until: Instant,
     /// When the rate window is whole again (rpm), for the `x-ratelimit-*` headers.
@@ -116,33 +115,53 @@ struct Closed {
     used: f64,
 }
 
-/// The remembered refusals.
+/// The remembered refusals of one scope: its rpm limit's and its budget's (the only limits
+/// remembered).
+#[derive(Debug, Default)]
+struct ClosedScope {
+    rpm: Option<Closed>,
+    budget: Option<Closed>,
+}
+
+impl ClosedScope {
+    fn slot(&mut self, limit: &Limit) -> Option<&mut Option<Closed>> {
+        match limit {
+            Limit::Rpm(_) => Some(&mut self.rpm),
+            Limit::Budget(_) => Some(&mut self.budget),
+            _ => None,
+        }
+    }
+}
+
+/// The remembered refusals, by scope id (one lookup per check of a request, whatever the number
+/// of clients over their limits).
 #[derive(Debug, Default)]
 struct ClosedSet {
-    /// Whether `list` may hold anything (read without the lock on every admission).
+    /// Whether `scopes` may hold anything (read without the lock on every admission).
     any: AtomicBool,
-    list: Mutex<Vec<Closed>>,
+    scopes: Mutex<HashMap<Arc<str>, ClosedScope>>,
 }
 
 impl ClosedSet {
-    /// The refusal of the first of `checks` still closed at `now`.
+    /// The refusal of the first of `checks` still closed at `now` (expired ones are dropped on
+    /// the way).
     fn refusal(&self, checks: &[Check], now: Instant) -> Option<Refused> {
         if !self.any.load(Ordering::Relaxed) {
             return None;
         }
-        let mut list = lock(&self.list);
-        list.retain(|c| c.until > now);
-        if list.is_empty() {
-            self.any.store(false, Ordering::Relaxed);
-            return None;
-        }
+        let mut scopes = lock(&self.scopes);
         for (index, check) in checks.iter().enumerate() {
-            let Some(c) = list
-                .iter()
-                .find(|c| c.limit == check.limit && *c.id == *check.id)
+            let Some(slot) = scopes
+                .get_mut(&*check.id)
+                .and_then(|s| s.slot(&check.limit))
             else {
                 continue;
             };
+            let Some(c) = *slot else { continue };
+            if c.until <= now || c.limit != check.limit {
+                *slot = None;
+                continue;
+            }
             let ms = |at: Instant| at.saturating_duration_since(now).as_secs_f64() * 1_000.0;
             let window = match check.limit {
                 Limit::Rpm(n) => {
@@ -169,27 +188,38 @@ impl ClosedSet {
     fn remember(&self, check: &Check, refused: &Refused, sent: Instant, holds_ms: f64) {
         let at = |ms: f64| sent + Duration::from_secs_f64(ms.max(0.0) / 1_000.0);
         let closed = Closed {
-            id: check.id.clone(),
             limit: check.limit,
             until: at(holds_ms),
             whole_at: at(refused.window.map_or(0.0, |w| w.reset_after_ms)),
             used: refused.used,
         };
-        let mut list = lock(&self.list);
-        if list.len() >= CLOSED_MAX {
+        let mut scopes = lock(&self.scopes);
+        if scopes.len() >= CLOSED_MAX && !scopes.contains_key(&*check.id) {
             let now = Instant::now();
-            list.retain(|c| c.until > now);
-            if list.len() >= CLOSED_MAX {
+            scopes.retain(|_, s| {
+                for slot in [&mut s.rpm, &mut s.budget] {
+                    if slot.is_some_and(|c| c.until <= now) {
+                        *slot = None;
+                    }
+                }
+                s.rpm.is_some() || s.budget.is_some()
+            });
+            if scopes.len() >= CLOSED_MAX {
                 return;
             }
         }
-        list.retain(|c| !(c.limit == check.limit && *c.id == *check.id));
-        list.push(closed);
-        self.any.store(true, Ordering::Relaxed);
+        if let Some(slot) = scopes
+            .entry(check.id.clone())
+            .or_default()
+            .slot(&check.limit)
+        {
+            *slot = Some(closed);
+            self.any.store(true, Ordering::Relaxed);
+        }
     }
 
     fn clear(&self) {
-        lock(&self.list).clear();
+        lock(&self.scopes).clear();
         self.any.store(false, Ordering::Relaxed);
     }
 }
@@ -952,6 +982,71 @@ async fn renew_worker(limiter: std::sync::Weak<Limiter>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remembered_refusal_holds_until_its_instant_and_only_for_its_limit() {
+        use crate::policy::{RateLimit, Rules};
+        let rpm = |n| RateLimit {
+            rpm: Some(n),
+            ..RateLimit::default()
+        };
+        let p = Policy::new().model("m", rpm(2)).key(
+            "acme",
+            "ci",
+            Rules {
+                rate: rpm(5),
+                budget: None,
+            },
+        );
+        let checks = p.checks("m", Some(("acme", "ci")));
+        let set = ClosedSet::default();
+        let t0 = Instant::now();
+        assert!(set.refusal(&checks, t0).is_none());
+        let refused = Refused {
+            index: 1,
+            retry_after_ms: 100.0,
+            window: Some(Window {
+                limit: 5,
+                remaining: 0,
+                reset_after_ms: 60_000.0,
+            }),
+            used: 0.0,
+        };
+        set.remember(&checks[1], &refused, t0, 100.0);
+        let r = set
+            .refusal(&checks, t0 + Duration::from_millis(40))
+            .unwrap();
+        assert_eq!(
+            r.index, 1,
+            "the key's limit, found after the model's open one"
+        );
+        assert!((r.retry_after_ms - 60.0).abs() < 1e-6, "{r:?}");
+        let w = r.window.unwrap();
+        assert_eq!((w.limit, w.remaining), (5, 0));
+        // At the instant it reopens, it is gone.
+        assert!(
+            set.refusal(&checks, t0 + Duration::from_millis(100))
+                .is_none()
+        );
+        assert!(set.refusal(&checks, t0).is_none(), "dropped once expired");
+        // The same scope with another limit (a changed policy) is not refused by it.
+        set.remember(&checks[1], &refused, t0, 100.0);
+        let other = Policy::new().key(
+            "acme",
+            "ci",
+            Rules {
+                rate: rpm(6),
+                budget: None,
+            },
+        );
+        assert!(
+            set.refusal(&other.checks("m", Some(("acme", "ci"))), t0)
+                .is_none()
+        );
+        set.remember(&checks[1], &refused, t0, 100.0);
+        set.clear();
+        assert!(set.refusal(&checks, t0).is_none());
+    }
 
     #[test]
     fn reset_texts_look_like_openais() {
