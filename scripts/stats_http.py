@@ -1,8 +1,11 @@
-"""Times every statistics query the admin API serves, through the real server, on a given SQLite log.
+"""Times every statistics query the admin API serves, through the real server, on a given log.
 
     cargo build --release -p octo-bench -p octo-server
     target/release/octo-fill-log target/big.db 10000000
     OCTOLLM_BIN_DIR=target/release python3 scripts/stats_http.py target/big.db
+    # or any storage URL (PostgreSQL, MySQL), filled the same way:
+    target/release/octo-fill-log postgres://u@host/db 10000000
+    OCTOLLM_BIN_DIR=target/release python3 scripts/stats_http.py postgres://u@host/db
 
 Starts `octollm-server` ($OCTOLLM_BIN_DIR, default target/debug) on that file with an admin token,
 then for each bucket width over the range the panel uses for it (minutes: the last 6 hours and the
@@ -43,12 +46,13 @@ GROUPS = ["", "model", "backend", "org", "user", "status"]
 
 
 def main() -> None:
-    db = Path(sys.argv[1]).resolve()
+    arg = sys.argv[1]
+    url = arg if "://" in arg else f"sqlite://{Path(arg).resolve()}"
     d = Path(tempfile.mkdtemp())
     cfg = d / "stats.yaml"
     cfg.write_text(f"""listen: "127.0.0.1:0"
 admin: {{listen: "127.0.0.1:0", tokens: ["{TOKEN}"]}}
-storage: {{url: "sqlite://{db}", retention: forever}}
+storage: {{url: "{url}", retention: forever}}
 backends: {{b: {{base_url: "http://127.0.0.1:1", protocol: openai_chat}}}}
 models: {{m: {{targets: [{{backend: b}}]}}}}
 """)
