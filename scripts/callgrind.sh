@@ -99,7 +99,9 @@ python3 - "$dump" "$requests" "$transport" "$bytes" "$model" <<'EOF'
 import re, sys
 path, n = sys.argv[1], int(sys.argv[2])
 names, total, allocs, cfn = {}, 0, 0, None
-alloc_fns = {"malloc", "calloc", "realloc"}
+# glibc's names, and jemalloc's (the release binary's allocator since 2026-12-02).
+alloc_fns = {"malloc", "calloc", "realloc", "_rjem_malloc", "_rjem_mallocx", "_rjem_calloc",
+             "_rjem_realloc", "_rjem_rallocx"}
 for line in open(path, errors="replace"):
     if line.startswith("summary:") or line.startswith("totals:"):
         total = max(total, int(line.split()[1]))
