@@ -27,6 +27,7 @@
 //! response last.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -45,17 +46,29 @@ pub trait Engine: Send + Sync + 'static {
 /// A shared, type-erased engine: how engines hold their inner engines.
 pub type ArcEngine = Arc<dyn Engine>;
 
-#[async_trait]
+/// The future [`Engine::process`] returns (what `#[async_trait]` makes of the `async fn`).
+type Processing<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send + 'a>>;
+
+// The pointer impls hand back the inner engine's boxed future as it is. Written with
+// `#[async_trait]` they would box a second future around it: one more allocation, and a copy
+// of the request, at every `ArcEngine` of a request's path (`docs/performance.md`).
 impl<E: Engine + ?Sized> Engine for Arc<E> {
-    async fn process(&self, req: Request) -> Result<Response, Error> {
-        (**self).process(req).await
+    fn process<'a, 'b>(&'a self, req: Request) -> Processing<'b>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        (**self).process(req)
     }
 }
 
-#[async_trait]
 impl<E: Engine + ?Sized> Engine for Box<E> {
-    async fn process(&self, req: Request) -> Result<Response, Error> {
-        (**self).process(req).await
+    fn process<'a, 'b>(&'a self, req: Request) -> Processing<'b>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        (**self).process(req)
     }
 }
 

@@ -1,8 +1,10 @@
 //! The gateway's own overhead: per request, the total time minus the time spent waiting on
 //! upstreams, recorded in a process-wide lock-free histogram.
 //!
-//! - The front ([`crate::http::Router`]) puts an [`UpstreamTime`] into every engine request's
-//!   extensions and starts an [`OverheadTimer`] when the request head arrives.
+//! - The front ([`crate::http::Router`]) gives every engine request an [`UpstreamTime`] (in its
+//!   [`RequestRecord`](crate::record::RequestRecord), or in its extensions when the route is not
+//!   recorded; [`Request::upstream_time`](crate::Request::upstream_time) finds either) and starts
+//!   an [`OverheadTimer`] when the request head arrives.
 //! - The HTTP client engine adds what it waits for to that accumulator: the response head, and
 //!   every stretch in which the gateway asked for the next body chunk and the upstream had none yet.
 //!   Retries and failovers add each attempt's wait.

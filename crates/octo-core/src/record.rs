@@ -660,7 +660,7 @@ impl RequestRecord {
         let overhead = duration.saturating_sub(s.upstream.get());
         let fields = std::mem::take(&mut *s.fields.lock().unwrap_or_else(|e| e.into_inner()));
         let record = Record {
-            id: s.id.to_string(),
+            id: s.id.as_text().as_str().to_owned(),
             started_at: s.started_at,
             duration_ms: millis(duration),
             ttfb_ms: ttfb.map(millis),
@@ -718,18 +718,49 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// The id's text (`8-4-4-4-12` lowercase hex digits, as [`Display`](fmt::Display) writes
+    /// it), built without the formatting machinery: every request puts it in a header and in its
+    /// record.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use octo_core::record::RequestId;
+    ///
+    /// let id = RequestId::new(SystemTime::now());
+    /// assert_eq!(id.as_text().as_str(), id.to_string());
+    /// ```
+    pub fn as_text(&self) -> RequestIdText {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 36];
+        let mut v = self.0;
+        // Digits from the last, skipping the hyphens' places.
+        for i in (0..36).rev() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                continue;
+            }
+            out[i] = HEX[(v & 0xF) as usize];
+            v >>= 4;
+        }
+        RequestIdText(out)
+    }
+}
+
+/// A [`RequestId`]'s text on the stack; see [`RequestId::as_text`].
+#[derive(Clone, Copy)]
+pub struct RequestIdText([u8; 36]);
+
+impl RequestIdText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits and hyphens are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = self.0;
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            (v >> 96) as u32,
-            (v >> 80) as u16,
-            (v >> 64) as u16,
-            (v >> 48) as u16,
-            v & 0xFFFF_FFFF_FFFF
-        )
+        f.write_str(self.as_text().as_str())
     }
 }
 
@@ -971,6 +1002,29 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
             assert!(seen.insert(RequestId::new(t0)));
+        }
+    }
+
+    #[test]
+    fn request_id_text_is_the_formatted_uuid() {
+        let formatted = |v: u128| {
+            format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                (v >> 96) as u32,
+                (v >> 80) as u16,
+                (v >> 64) as u16,
+                (v >> 48) as u16,
+                v & 0xFFFF_FFFF_FFFF
+            )
+        };
+        let t0 = UNIX_EPOCH + Duration::from_millis(1_764_000_000_000);
+        for v in [0, 1, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210]
+            .into_iter()
+            .chain((0..100).map(|_| RequestId::new(t0).0))
+        {
+            let id = RequestId(v);
+            assert_eq!(id.as_text().as_str(), formatted(v));
+            assert_eq!(id.to_string(), formatted(v));
         }
     }
 }

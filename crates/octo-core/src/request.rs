@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use crate::body::{Body, Peek};
 use crate::error::Error;
+use crate::overhead::UpstreamTime;
 use crate::protocol::Protocol;
+use crate::record::RequestRecord;
 
 /// Values a route's path carries (Gemini: `/v1beta/models/{model}:streamGenerateContent`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,6 +113,16 @@ impl Request {
         Ok(PeekRef {
             model: self.route.model.as_deref().or(peek.model.as_deref()),
             stream: self.route.stream.unwrap_or(peek.stream),
+        })
+    }
+
+    /// The request's upstream-time accumulator ([`crate::overhead`]): its record's, or the one
+    /// the front put in the extensions of a request it does not record.
+    pub fn upstream_time(&self) -> Option<&UpstreamTime> {
+        self.extensions.get::<UpstreamTime>().or_else(|| {
+            self.extensions
+                .get::<RequestRecord>()
+                .map(RequestRecord::upstream_time)
         })
     }
 

@@ -70,6 +70,25 @@ impl Usage {
         ChatUsage::deserialize(v).ok().map(Usage::from)
     }
 
+    /// Reads an OpenAI Chat `usage` object from its JSON text: the answer of
+    /// [`Usage::from_openai_chat`] on the parsed value, without building the value when the
+    /// text is an object of the expected shape (the upstream client reads every answer's usage).
+    ///
+    /// ```
+    /// use octo_core::usage::Usage;
+    ///
+    /// let u = Usage::from_openai_chat_json(r#"{"prompt_tokens":3,"completion_tokens":2}"#).unwrap();
+    /// assert_eq!((u.input_tokens, u.output_tokens), (3, 2));
+    /// assert!(Usage::from_openai_chat_json("not json").is_none());
+    /// ```
+    pub fn from_openai_chat_json(json: &str) -> Option<Usage> {
+        match serde_json::from_str::<ChatUsage>(json) {
+            Ok(u) if json.trim_start().starts_with('{') => Some(Usage::from(u)),
+            // Another shape, or duplicate members (the value keeps the last): as the value reads.
+            _ => Self::from_openai_chat(&serde_json::from_str::<Value>(json).ok()?),
+        }
+    }
+
     /// Reads an OpenAI Responses `usage` object.
     pub fn from_openai_responses(v: &Value) -> Option<Usage> {
         ResponsesUsage::deserialize(v).ok().map(Usage::from)

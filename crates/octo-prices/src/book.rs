@@ -115,20 +115,21 @@ impl PriceBook {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        for name in [&record.model, &record.upstream_model]
-            .into_iter()
-            .flatten()
-        {
+        // A passthrough request's upstream model is its model: one lookup of each name, not two
+        // of the same (a name looked up costs its spellings, in every table).
+        let model = record.model.as_deref();
+        let upstream_model = record
+            .upstream_model
+            .as_deref()
+            .filter(|m| model != Some(*m));
+        for name in [model, upstream_model].into_iter().flatten() {
             if let Some((configured, rates)) = overrides.get(&name.to_ascii_lowercase()) {
                 return Some(rates.to_price(format!("config:{configured}")));
             }
         }
         let synced = self.synced();
         let hint = record.upstream_protocol;
-        for name in [&record.upstream_model, &record.model]
-            .into_iter()
-            .flatten()
-        {
+        for name in [upstream_model, model].into_iter().flatten() {
             if let Some(p) = self.table_price(synced.as_deref(), name, hint, total_input) {
                 return Some(p);
             }

@@ -394,7 +394,7 @@ impl Router {
         if recorded && let Some(max) = self.log_bodies {
             record = record.with_bodies(max);
         }
-        let request_id = HeaderValue::from_str(&record.id().to_string()).ok();
+        let request_id = HeaderValue::from_str(record.id().as_text().as_str()).ok();
         // Completes the record as 499 if this future is dropped (the client went away).
         let mut guard = CompleteOnDrop::new(record.clone());
         let with_id = |mut resp: http::Response<FrontBody>| {
@@ -423,14 +423,16 @@ impl Router {
         if let Some(addr) = client {
             request.extensions.insert(ClientAddr(addr));
         }
-        request.extensions.insert(upstream);
         if recorded {
             if (format.is_chat() || format.is_embeddings())
                 && let Ok(peek) = request.peek_ref()
             {
                 record.set_model(peek.model.unwrap_or_default(), peek.stream);
             }
+            // The record carries the upstream-time accumulator (`Request::upstream_time`).
             request.extensions.insert(record);
+        } else {
+            request.extensions.insert(upstream);
         }
         match engine.process(request).await {
             Ok(resp) => with_id(self.write_response(resp, format, encoding, guard)),
@@ -627,6 +629,14 @@ const HOP_BY_HOP: [header::HeaderName; 7] = [
 
 /// Removes headers that describe one hop (and the length, which hyper recomputes).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One look at each of an answer's few names is cheaper than nine removals by name (each
+    // hashes the name), and answers rarely carry any of them.
+    let hop = |name: &header::HeaderName| {
+        HOP_BY_HOP.contains(name) || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+    };
+    if !headers.keys().any(hop) {
+        return;
+    }
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
@@ -811,6 +821,35 @@ mod tests {
                 .unwrap()
                 .contains("not valid JSON")
         );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped_and_others_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert("x-request-id", HeaderValue::from_static("r1"));
+        let untouched = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, untouched);
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "content-length",
+            "te",
+        ] {
+            let mut with = untouched.clone();
+            with.insert(name, HeaderValue::from_static("1"));
+            with.append(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            strip_hop_by_hop(&mut with);
+            assert_eq!(with, untouched, "{name}");
+        }
     }
 
     #[tokio::test]

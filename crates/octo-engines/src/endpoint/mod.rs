@@ -628,7 +628,7 @@ impl Engine for HttpEndpoint {
             self.url(format, peek.model, peek.stream)?
         };
         let model = peek.model.unwrap_or_default();
-        let upstream = req.extensions.get::<UpstreamTime>().cloned();
+        let upstream = req.upstream_time().cloned();
         let record = req.extensions.get::<RequestRecord>().cloned();
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<Error> = None;
@@ -860,15 +860,15 @@ impl HttpEndpoint {
             }
         };
         let body = body.count_waits(upstream.cloned());
-        let mut out_headers = HeaderMap::new();
+        let mut out_headers = HeaderMap::with_capacity(resp_headers.len());
         copy_response_headers(&resp_headers, &mut out_headers);
         let is_sse = resp_headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        let retry_after = retry_after(&resp_headers);
 
         if !status.is_success() {
+            let retry_after = retry_after(&resp_headers);
             let bytes = collect_limited(body, MAX_ERROR_BODY, true).await?;
             // Providers echo the presented key in their error text: it never goes further.
             let bytes = self.redactor.redact(bytes);

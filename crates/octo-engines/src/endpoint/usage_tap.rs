@@ -29,6 +29,7 @@ use octo_core::record::RequestRecord;
 use octo_core::usage::{Usage, UsageFields};
 use octo_core::{Error, Event, Protocol};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// What an answer said about usage and why it stopped.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -124,77 +125,110 @@ impl Tapped {
     }
 }
 
-/// A member kept as it is, `null` included (`Some(Value::Null)`); absent is `None`. Keeps the
-/// typed reading's answer the same as [`Tapped::read`]'s on the whole document.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    <Value as serde::Deserialize>::deserialize(d).map(Some)
+/// A member kept as its JSON text, `null` included (`Some("null")`); absent is `None`. Keeps the
+/// typed reading's answer the same as [`Tapped::read`]'s on the whole document, and costs no
+/// allocation: the text is borrowed from the body.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// An element of `choices` / `candidates`: only its finish reason.
 #[derive(serde::Deserialize)]
-struct Finish {
-    #[serde(default, deserialize_with = "present")]
-    finish_reason: Option<Value>,
-    #[serde(default, deserialize_with = "present", rename = "finishReason")]
-    finish_reason_camel: Option<Value>,
+struct Finish<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    finish_reason: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present", rename = "finishReason")]
+    finish_reason_camel: Option<&'a RawValue>,
 }
 
 /// The members of a full answer that carry usage or a finish reason, in any protocol; every
 /// other member is skipped unread (serde's ignored values are checked for syntax, not built).
 #[derive(serde::Deserialize)]
-struct FullAnswer {
-    #[serde(default, deserialize_with = "present")]
-    usage: Option<Value>,
-    #[serde(default, deserialize_with = "present", rename = "usageMetadata")]
-    usage_metadata_camel: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    usage_metadata: Option<Value>,
-    #[serde(default)]
-    choices: Option<Vec<Finish>>,
-    #[serde(default)]
-    candidates: Option<Vec<Finish>>,
-    #[serde(default, deserialize_with = "present")]
-    response: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    message: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    object: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    status: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    stop_reason: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    delta: Option<Value>,
+struct FullAnswer<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    usage: Option<&'a RawValue>,
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "present",
+        rename = "usageMetadata"
+    )]
+    usage_metadata_camel: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    usage_metadata: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<Finish<'a>>>,
+    #[serde(default, borrow)]
+    candidates: Option<Vec<Finish<'a>>>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    response: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    message: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    status: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    stop_reason: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    delta: Option<&'a RawValue>,
 }
 
-impl FullAnswer {
+/// A member's text as a value (`None` only if it does not parse, which a member serde read
+/// as JSON always does).
+fn value(raw: &RawValue) -> Option<Value> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+impl FullAnswer<'_> {
+    /// What the answer says, as [`Tapped::read`] reads the whole document (`None` if a member
+    /// does not parse again). OpenAI Chat and embeddings answers (every passthrough request's)
+    /// have their usage read from its text, typed; the other protocols' members are made values.
+    fn tapped(self, protocol: Protocol) -> Option<Tapped> {
+        let mut t = Tapped::default();
+        if matches!(protocol, Protocol::OpenAiChat | Protocol::OpenAiEmbeddings) {
+            if let Some(raw) = self.usage
+                && raw.get().starts_with('{')
+                && let Some(u) = Usage::from_openai_chat_json(raw.get())
+            {
+                t.merge(u, UsageFields::ALL);
+            }
+            if protocol == Protocol::OpenAiChat {
+                for c in self.choices.iter().flatten() {
+                    let reason = c.finish_reason.map(value);
+                    t.finish(reason.as_ref().and_then(Option::as_ref));
+                }
+            }
+            return Some(t);
+        }
+        t.read(protocol, &self.into_value()?);
+        Some(t)
+    }
+
     /// The document with only these members, for [`Tapped::read`].
-    fn into_value(self) -> Value {
-        fn finishes(list: Option<Vec<Finish>>) -> Option<Value> {
-            list.map(|list| {
-                Value::Array(
-                    list.into_iter()
-                        .map(|f| {
-                            let mut o = serde_json::Map::new();
-                            if let Some(v) = f.finish_reason {
-                                o.insert("finish_reason".to_owned(), v);
-                            }
-                            if let Some(v) = f.finish_reason_camel {
-                                o.insert("finishReason".to_owned(), v);
-                            }
-                            Value::Object(o)
-                        })
-                        .collect(),
-                )
-            })
+    fn into_value(self) -> Option<Value> {
+        fn finishes(list: Option<Vec<Finish<'_>>>) -> Option<Option<Value>> {
+            let Some(list) = list else {
+                return Some(None);
+            };
+            let mut out = Vec::with_capacity(list.len());
+            for f in list {
+                let mut o = serde_json::Map::new();
+                if let Some(v) = f.finish_reason {
+                    o.insert("finish_reason".to_owned(), value(v)?);
+                }
+                if let Some(v) = f.finish_reason_camel {
+                    o.insert("finishReason".to_owned(), value(v)?);
+                }
+                out.push(Value::Object(o));
+            }
+            Some(Some(Value::Array(out)))
         }
         let mut m = serde_json::Map::new();
-        let members = [
+        let raw = [
             ("usage", self.usage),
             ("usageMetadata", self.usage_metadata_camel),
             ("usage_metadata", self.usage_metadata),
-            ("choices", finishes(self.choices)),
-            ("candidates", finishes(self.candidates)),
             ("response", self.response),
             ("message", self.message),
             ("object", self.object),
@@ -202,12 +236,20 @@ impl FullAnswer {
             ("stop_reason", self.stop_reason),
             ("delta", self.delta),
         ];
-        for (k, v) in members {
+        for (k, v) in raw {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), value(v)?);
+            }
+        }
+        for (k, v) in [
+            ("choices", finishes(self.choices)?),
+            ("candidates", finishes(self.candidates)?),
+        ] {
             if let Some(v) = v {
                 m.insert(k.to_owned(), v);
             }
         }
-        Value::Object(m)
+        Some(Value::Object(m))
     }
 }
 
@@ -218,12 +260,10 @@ pub(crate) fn read_full_checked(
     protocol: Protocol,
     body: &[u8],
 ) -> Result<Tapped, serde_json::Error> {
-    match serde_json::from_slice::<FullAnswer>(body) {
-        Ok(doc) => {
-            let mut t = Tapped::default();
-            t.read(protocol, &doc.into_value());
-            Ok(t)
-        }
+    match serde_json::from_slice::<FullAnswer<'_>>(body) {
+        Ok(doc) => Ok(doc
+            .tapped(protocol)
+            .unwrap_or_else(|| read_full(protocol, body))),
         Err(_) => {
             serde_json::from_slice::<serde::de::IgnoredAny>(body)?;
             Ok(read_full(protocol, body))
@@ -598,6 +638,13 @@ mod tests {
             r#"{"embeddings":[{"values":[0.5]}],"usageMetadata":{"promptTokenCount":4}}"#,
             r#"[1,2,3]"#,
             r#"{}"#,
+            r#" { "usage" : { "prompt_tokens" : 5 } , "choices" : [ { "finish_reason" : "st\u006fp" } ] } "#,
+            r#"{"usage":[4,2],"choices":[{"finish_reason":""},{"finish_reason":7}]}"#,
+            r#"{"usage":{"prompt_tokens":1,"prompt_tokens":9,"completion_tokens":2}}"#,
+            r#"{"usage":{"prompt_tokens":1.5,"completion_tokens":2}}"#,
+            r#"{"usage":{"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":2,"cached_tokens":1}}}"#,
+            r#"{"usage":{"prompt_tokens":3,"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":1}}}"#,
+            r#"{"usage":{"input_tokens":3},"usageMetadata":null,"response":"x","message":[],"delta":1}"#,
         ];
         for doc in docs {
             for protocol in [
