@@ -103,8 +103,11 @@ pub(crate) fn is_error_event(event: &Event) -> bool {
         Some("error" | "response.failed") => true,
         Some(_) => false,
         None => {
+            // Built once: a searcher per event cost more than the search.
+            static ERROR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+                std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
             let data = event.data_body().to_bytes();
-            memchr::memmem::find(&data, b"\"error\"").is_some()
+            ERROR.find(&data).is_some()
         }
     }
 }

@@ -21,6 +21,7 @@
 //! the client already has the upstream's reason, and a second error would only repeat it.
 
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -52,6 +53,29 @@ impl<S> EndCheck<S> {
     }
 }
 
+/// The byte patterns [`says_finished`] looks for, in the order of [`NEEDLES`].
+const PATTERNS: [&[u8]; 9] = [
+    b"\"finish_reason\":\"",
+    b"\"finish_reason\": \"",
+    b"\"response.completed\"",
+    b"\"response.incomplete\"",
+    b"\"response.failed\"",
+    b"\"message_stop\"",
+    b"\"stop_reason\":\"",
+    b"\"stop_reason\": \"",
+    b"inishReason\"",
+];
+const FINISH_REASON: usize = 0;
+const RESPONSE_DONE: usize = 2;
+const MESSAGE_STOP: usize = 5;
+const STOP_REASON: usize = 6;
+const GEMINI_FINISH: usize = 8;
+
+/// One searcher per pattern, built once per process: building a searcher for every event and
+/// pattern cost more than the searches themselves.
+static NEEDLES: LazyLock<[memmem::Finder<'static>; 9]> =
+    LazyLock::new(|| PATTERNS.map(memmem::Finder::new));
+
 /// Whether `event` says generation is over in `protocol`.
 fn says_finished(protocol: Protocol, event: &Event) -> bool {
     // An in-band error ends the answer too: the upstream said why it stopped.
@@ -59,29 +83,24 @@ fn says_finished(protocol: Protocol, event: &Event) -> bool {
         return true;
     }
     let data = event.data_body().to_bytes();
-    let has = |needle: &[u8]| memmem::find(&data, needle).is_some();
+    let needles = &*NEEDLES;
+    let any =
+        |range: std::ops::Range<usize>| needles[range].iter().any(|n| n.find(&data).is_some());
     match protocol {
-        Protocol::OpenAiChat => {
-            event.is_done_marker() || has(b"\"finish_reason\":\"") || has(b"\"finish_reason\": \"")
-        }
+        Protocol::OpenAiChat => event.is_done_marker() || any(FINISH_REASON..FINISH_REASON + 2),
         Protocol::OpenAiResponses => match event.name() {
             Some(name) => matches!(
                 name,
                 "response.completed" | "response.incomplete" | "response.failed"
             ),
-            None => {
-                has(b"\"response.completed\"")
-                    || has(b"\"response.incomplete\"")
-                    || has(b"\"response.failed\"")
-            }
+            None => any(RESPONSE_DONE..RESPONSE_DONE + 3),
         },
         Protocol::Anthropic => {
             event.name() == Some("message_stop")
-                || has(b"\"message_stop\"")
-                || has(b"\"stop_reason\":\"")
-                || has(b"\"stop_reason\": \"")
+                || any(MESSAGE_STOP..MESSAGE_STOP + 1)
+                || any(STOP_REASON..STOP_REASON + 2)
         }
-        Protocol::Gemini => has(b"inishReason\""),
+        Protocol::Gemini => any(GEMINI_FINISH..GEMINI_FINISH + 1),
         _ => true,
     }
 }
