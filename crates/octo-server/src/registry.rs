@@ -149,6 +149,8 @@ impl BackendRegistry {
     /// that holds them).
     pub fn commit(&self, backends: &Backends) {
         *self.entries.lock().unwrap_or_else(|e| e.into_inner()) = backends.clone();
+        // The graph in force asked for its balancer scopes while it was built: forget the rest.
+        self.balance.sweep();
     }
 
     /// The entry of backend `name` in force.

@@ -22,9 +22,14 @@
 //! [`BalanceMemory::slots`] does the same for a concurrency limit's slots: the requests in flight
 //! stay counted, and a changed limit applies to them (see [`Slots::resize`]).
 //!
+//! State for a scope that is gone (a model deleted through the admin API, a rule removed) is
+//! dropped by [`BalanceMemory::sweep`], which the server calls once a graph is in force: it keeps
+//! the scopes that graph (and any build since the last sweep) asked for, so a gateway whose models
+//! come and go does not accumulate the session tables of models it no longer has.
+//!
 //! [`TargetSet`]: super::TargetSet
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use super::sticky::SessionMap;
@@ -70,6 +75,8 @@ struct Kept {
 pub struct BalanceMemory {
     sets: Mutex<HashMap<String, Kept>>,
     slots: Mutex<HashMap<String, Arc<Slots>>>,
+    /// Scopes asked for since the last [`sweep`](Self::sweep).
+    touched: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for BalanceMemory {
@@ -102,6 +109,7 @@ impl BalanceMemory {
         build: impl FnOnce() -> Box<dyn Strategy>,
     ) -> (Arc<dyn Strategy>, Arc<SessionMap>) {
         let ids: Vec<TargetId> = targets.iter().map(TargetId::of).collect();
+        self.touch(scope);
         let mut sets = lock(&self.sets);
         if let Some(k) = sets.get(scope)
             && k.kind == kind
@@ -138,6 +146,7 @@ impl BalanceMemory {
     /// The slots of the concurrency limit `scope`, now limited to `max`: the kept ones (their
     /// requests in flight still counted) resized to `max`, else new ones.
     pub fn slots(&self, scope: &str, max: usize) -> Arc<Slots> {
+        self.touch(scope);
         let mut slots = lock(&self.slots);
         match slots.get(scope) {
             Some(s) => {
@@ -150,6 +159,35 @@ impl BalanceMemory {
                 s
             }
         }
+    }
+
+    fn touch(&self, scope: &str) {
+        let mut touched = lock(&self.touched);
+        if !touched.contains(scope) {
+            touched.insert(scope.to_owned());
+        }
+    }
+
+    /// Drops the state of every scope not asked for since the last sweep. Call it once the graph
+    /// just built is in force: the scopes of models and rules that are gone are forgotten, while
+    /// a graph still serving keeps its own references to what it uses.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use octo_engines::balance::BalanceMemory;
+    ///
+    /// let memory = BalanceMemory::new();
+    /// // The graph put in force asked for its scopes while it was built…
+    /// let slots = memory.slots("models.m.max_concurrency", 4);
+    /// memory.sweep(); // …so they are kept.
+    /// // The next graph has no model `m`: nothing asked for its scope, and the sweep drops it.
+    /// memory.sweep();
+    /// assert!(!Arc::ptr_eq(&slots, &memory.slots("models.m.max_concurrency", 4)));
+    /// ```
+    pub fn sweep(&self) {
+        let touched = std::mem::take(&mut *lock(&self.touched));
+        lock(&self.sets).retain(|scope, _| touched.contains(scope));
+        lock(&self.slots).retain(|scope, _| touched.contains(scope));
     }
 }
 
@@ -192,5 +230,22 @@ mod tests {
         let table = lock(&sessions3);
         assert_eq!(table.len(), 1);
         assert_eq!(table[&("alice".to_owned(), "m".to_owned())], (0, now));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_forgets_the_scopes_the_last_graph_did_not_ask_for() {
+        let m = BalanceMemory::new();
+        let kind = StrategyKind::RoundRobin;
+        let ab = targets(&[("a", "x"), ("b", "y")]);
+        let (_, kept) = m.carry("models.kept.targets", &ab, kind, || kind.build(&ab, 1));
+        let (_, gone) = m.carry("models.gone.targets", &ab, kind, || kind.build(&ab, 1));
+        m.sweep();
+        // The next graph has only `kept`.
+        let (_, again) = m.carry("models.kept.targets", &ab, kind, || unreachable!());
+        assert!(Arc::ptr_eq(&kept, &again));
+        m.sweep();
+        assert_eq!(lock(&m.sets).len(), 1);
+        let (_, fresh) = m.carry("models.gone.targets", &ab, kind, || kind.build(&ab, 1));
+        assert!(!Arc::ptr_eq(&gone, &fresh));
     }
 }
