@@ -1022,62 +1022,10 @@ struct TypedAnswer<'a> {
     /// Required: an answer without `choices` takes the tree's path, which refuses it.
     #[serde(borrow)]
     choices: Vec<TypedChoice<'a>>,
+    /// Read as `Usage::from_openai_chat` reads it (the same type), so a `usage` it refuses (a
+    /// member of another type) fails the typed read and takes the document's path.
     #[serde(default)]
-    usage: Option<TypedUsage>,
-}
-
-/// `usage`, read as `Usage::from_openai_chat` reads it (octo-core's `ChatUsage`: the same
-/// members, `#[serde(default)]`, no other checks), so a `usage` it refuses (a member of
-/// another type) fails the typed read and takes the document's path.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct TypedUsage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    prompt_tokens_details: Option<TypedPromptDetails>,
-    completion_tokens_details: Option<TypedCompletionDetails>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct TypedPromptDetails {
-    cached_tokens: Option<u64>,
-    cache_write_tokens: Option<u64>,
-    cache_creation_tokens: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct TypedCompletionDetails {
-    reasoning_tokens: Option<u64>,
-}
-
-impl From<TypedUsage> for Usage {
-    /// As octo-core's `From<ChatUsage>` (tested against `Usage::from_openai_chat`).
-    fn from(u: TypedUsage) -> Usage {
-        let (read, write) = u.prompt_tokens_details.map_or((0, 0), |d| {
-            (
-                d.cached_tokens.unwrap_or(0),
-                d.cache_write_tokens
-                    .or(d.cache_creation_tokens)
-                    .unwrap_or(0),
-            )
-        });
-        Usage {
-            input_tokens: u
-                .prompt_tokens
-                .unwrap_or(0)
-                .saturating_sub(read)
-                .saturating_sub(write),
-            cache_read_tokens: read,
-            cache_write_tokens: write,
-            output_tokens: u.completion_tokens.unwrap_or(0),
-            reasoning_tokens: u
-                .completion_tokens_details
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
-        }
-    }
+    usage: Option<octo_core::usage::ChatUsage>,
 }
 
 #[derive(Deserialize)]

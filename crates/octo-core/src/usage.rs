@@ -238,10 +238,25 @@ fn sub(total: u64, a: u64, b: u64) -> u64 {
     total.saturating_sub(a).saturating_sub(b)
 }
 
-/// OpenAI Chat `usage`, as it arrives (typed, for stream decoders).
+/// OpenAI Chat `usage`, as it arrives: the members [`Usage::from_openai_chat`] reads, every one
+/// optional, nothing else checked. For decoders that read an answer or a stream chunk typed and
+/// want the same [`Usage`] the document reading gives.
+///
+/// ```
+/// use octo_core::usage::Usage;
+/// use octo_core::usage::ChatUsage;
+///
+/// let u: ChatUsage = serde_json::from_str(
+///     r#"{"prompt_tokens": 10, "completion_tokens": 4,
+///         "prompt_tokens_details": {"cached_tokens": 6}}"#,
+/// )
+/// .unwrap();
+/// let usage = Usage::from(u);
+/// assert_eq!((usage.input_tokens, usage.cache_read_tokens, usage.output_tokens), (4, 6, 4));
+/// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(crate) struct ChatUsage {
+pub struct ChatUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
     prompt_tokens_details: Option<ChatPromptDetails>,
